@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+/**
+ * `xenlab <command> [args]`: one file per command under src/cli/, each exporting
+ * `run(argv): Promise<number>` (the exit code).
+ */
+type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
+
+const COMMANDS: Record<string, Command> = {
+  xenstored: { summary: "run the XenStore daemon on a Unix socket", load: () => import("./xenstored.ts") },
+  xs: { summary: "xenstore-* tools: read write ls rm chmod list exists watch mkdir", load: () => import("./xs.ts") },
+  bench: { summary: "benchmarks against a baseline measured in the same run", load: () => import("./bench.ts") },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: xenlab <command> [args]\n\ncommands:\n${lines.join("\n")}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const cmd = COMMANDS[name];
+  if (cmd === undefined) {
+    process.stderr.write(`xenlab: unknown command '${name}'\n${usage()}`);
+    return 2;
+  }
+  const mod = await cmd.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`xenlab: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,213 @@
+/**
+ * The XenStore wire format (Xen `io/xs_wire.h`): a 16-byte header of four little-endian
+ * uint32 (`type`, `req_id`, `tx_id`, `len`) followed by `len` payload bytes. Pure: bytes in,
+ * typed values out.
+ */
+import { PayloadTooLargeError } from "./errors.ts";
+
+export const XsType = {
+  CONTROL: 0,
+  DIRECTORY: 1,
+  READ: 2,
+  GET_PERMS: 3,
+  WATCH: 4,
+  UNWATCH: 5,
+  TRANSACTION_START: 6,
+  TRANSACTION_END: 7,
+  INTRODUCE: 8,
+  RELEASE: 9,
+  GET_DOMAIN_PATH: 10,
+  WRITE: 11,
+  MKDIR: 12,
+  RM: 13,
+  SET_PERMS: 14,
+  WATCH_EVENT: 15,
+  ERROR: 16,
+  IS_DOMAIN_INTRODUCED: 17,
+  RESUME: 18,
+  SET_TARGET: 19,
+  /** 20 was XS_RESTRICT, removed: invalid. */
+  RESET_WATCHES: 21,
+  DIRECTORY_PART: 22,
+  GET_FEATURE: 23,
+  SET_FEATURE: 24,
+  GET_QUOTA: 25,
+  SET_QUOTA: 26,
+  INVALID: 0xffff,
+} as const;
+
+export type XsTypeCode = (typeof XsType)[keyof typeof XsType];
+
+const TYPE_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(XsType).map(([k, v]) => [v, k]));
+
+/** `XS_READ` → "READ"; unknown codes → "TYPE<n>". */
+export function typeName(type: number): string {
+  return TYPE_NAMES.get(type) ?? `TYPE${type}`;
+}
+
+export const HEADER_SIZE = 16;
+export const XENSTORE_PAYLOAD_MAX = 4096;
+export const XENSTORE_ABS_PATH_MAX = 3072;
+export const XENSTORE_REL_PATH_MAX = 2048;
+
+export interface XsPacket {
+  type: number;
+  reqId: number;
+  txId: number;
+  payload: Uint8Array;
+}
+
+export interface XsHeader {
+  type: number;
+  reqId: number;
+  txId: number;
+  len: number;
+}
+
+export function decodeHeader(buf: Uint8Array, offset = 0): XsHeader {
+  if (buf.byteLength - offset < HEADER_SIZE) {
+    throw new RangeError(`Cannot decode header: need ${HEADER_SIZE} bytes, got ${buf.byteLength - offset}`);
+  }
+  const dv = new DataView(buf.buffer, buf.byteOffset + offset, HEADER_SIZE);
+  return {
+    type: dv.getUint32(0, true),
+    reqId: dv.getUint32(4, true),
+    txId: dv.getUint32(8, true),
+    len: dv.getUint32(12, true),
+  };
+}
+
+/** Writes a header at `offset` of `buf`. */
+export function writeHeader(buf: Uint8Array, offset: number, type: number, reqId: number, txId: number, len: number): void {
+  const dv = new DataView(buf.buffer, buf.byteOffset + offset, HEADER_SIZE);
+  dv.setUint32(0, type >>> 0, true);
+  dv.setUint32(4, reqId >>> 0, true);
+  dv.setUint32(8, txId >>> 0, true);
+  dv.setUint32(12, len >>> 0, true);
+}
+
+export function encodePacket(p: XsPacket): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + p.payload.byteLength);
+  writeHeader(out, 0, p.type, p.reqId, p.txId, p.payload.byteLength);
+  out.set(p.payload, HEADER_SIZE);
+  return out;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: false });
+
+/** UTF-8 bytes of a string. */
+export function utf8(s: string): Uint8Array {
+  return encoder.encode(s);
+}
+
+export function fromUtf8(b: Uint8Array): string {
+  return decoder.decode(b);
+}
+
+/** `["a","b"]` → `a\0b\0`: each string NUL-terminated. */
+export function joinStrings(parts: readonly string[]): Uint8Array {
+  return utf8(parts.map((s) => `${s}\0`).join(""));
+}
+
+/**
+ * Splits a payload into its NUL-terminated strings. Bytes after the last NUL (an
+ * unterminated tail) are returned as the final element, so callers can tell
+ * `"a\0"` (["a"]) from `"a"` (["a"] with `terminated: false`).
+ */
+export function splitStrings(payload: Uint8Array): { parts: string[]; terminated: boolean } {
+  const parts: string[] = [];
+  let start = 0;
+  for (let i = 0; i < payload.byteLength; i++) {
+    if (payload[i] === 0) {
+      parts.push(fromUtf8(payload.subarray(start, i)));
+      start = i + 1;
+    }
+  }
+  const terminated = start === payload.byteLength;
+  if (!terminated) parts.push(fromUtf8(payload.subarray(start)));
+  return { parts, terminated };
+}
+
+/**
+ * Streaming frame reader: `push(chunk)` returns every packet completed by that chunk. A
+ * header announcing more than `XENSTORE_PAYLOAD_MAX` bytes throws `PayloadTooLargeError`
+ * (xenstored drops such a connection); after that the reader must not be used.
+ *
+ *   state HEADER: collect 16 bytes → decode len → state BODY (or emit if len = 0)
+ *   state BODY:   collect len bytes → emit → state HEADER
+ */
+export class PacketReader {
+  readonly #max: number;
+  readonly #header = new Uint8Array(HEADER_SIZE);
+  #headerFill = 0;
+  #current: XsHeader | null = null;
+  #body: Uint8Array | null = null;
+  #bodyFill = 0;
+
+  constructor(maxPayload = XENSTORE_PAYLOAD_MAX) {
+    this.#max = maxPayload;
+  }
+
+  /** True while part of a packet has been read. */
+  get partial(): boolean {
+    return this.#headerFill > 0 || this.#current !== null;
+  }
+
+  push(chunk: Uint8Array): XsPacket[] {
+    const out: XsPacket[] = [];
+    let pos = 0;
+    const n = chunk.byteLength;
+    while (pos < n) {
+      if (this.#current === null) {
+        // Fast path: a whole header is available in the chunk and nothing is buffered.
+        if (this.#headerFill === 0 && n - pos >= HEADER_SIZE) {
+          const h = decodeHeader(chunk, pos);
+          pos += HEADER_SIZE;
+          if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max);
+          if (n - pos >= h.len) {
+            // Copy: the chunk's buffer may be reused by the transport.
+            out.push({ type: h.type, reqId: h.reqId, txId: h.txId, payload: chunk.slice(pos, pos + h.len) });
+            pos += h.len;
+            continue;
+          }
+          this.#start(h);
+          continue;
+        }
+        const take = Math.min(HEADER_SIZE - this.#headerFill, n - pos);
+        this.#header.set(chunk.subarray(pos, pos + take), this.#headerFill);
+        this.#headerFill += take;
+        pos += take;
+        if (this.#headerFill < HEADER_SIZE) break;
+        this.#headerFill = 0;
+        const h = decodeHeader(this.#header);
+        if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max);
+        this.#start(h);
+        if (h.len === 0) out.push(this.#finish());
+        continue;
+      }
+      const body = this.#body!;
+      const take = Math.min(body.byteLength - this.#bodyFill, n - pos);
+      body.set(chunk.subarray(pos, pos + take), this.#bodyFill);
+      this.#bodyFill += take;
+      pos += take;
+      if (this.#bodyFill === body.byteLength) out.push(this.#finish());
+    }
+    return out;
+  }
+
+  #start(h: XsHeader): void {
+    this.#current = h;
+    this.#body = new Uint8Array(h.len);
+    this.#bodyFill = 0;
+  }
+
+  #finish(): XsPacket {
+    const h = this.#current!;
+    const p = { type: h.type, reqId: h.reqId, txId: h.txId, payload: this.#body! };
+    this.#current = null;
+    this.#body = null;
+    this.#bodyFill = 0;
+    return p;
+  }
+}
