@@ -1,0 +1,116 @@
+/**
+ * A pair of daemons for differential tests: the reference C xenstored (../shared/refxs) and
+ * the subject, `xenlab xenstored`. Each test plays the same steps against both and fails on
+ * the first difference, listing every differing step with both replies.
+ *
+ * XENLAB_DIFF_SUBJECT=refxs makes the subject a second reference daemon, which proves the
+ * harness itself (the two transcripts must then always agree). XENLAB_DIFF_DUMP=1 prints both
+ * transcripts to stderr.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
+import { REPO, type RunningDaemon, refxsAvailable, requirePeer, startRefxs, startXenlab } from "./peers.ts";
+import {
+  formatTranscript,
+  ScriptRunner,
+  type Step,
+  type StepRecord,
+  transcriptDifferences,
+} from "./xs-script.ts";
+
+/** True when `xenlab xenstored` exists in this tree. */
+export function xenlabAvailable(): boolean {
+  return existsSync(join(REPO, "src/cli/xenstored.ts"));
+}
+
+export type SubjectKind = "xenlab" | "refxs";
+
+/** The subject under test: xenlab unless XENLAB_DIFF_SUBJECT=refxs. */
+export function subjectKind(): SubjectKind {
+  return process.env.XENLAB_DIFF_SUBJECT === "refxs" ? "refxs" : "xenlab";
+}
+
+export function subjectAvailable(): boolean {
+  return subjectKind() === "refxs" ? refxsAvailable() : xenlabAvailable();
+}
+
+/** Starts the subject daemon (see `subjectKind()`). */
+export function startSubject(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
+  return subjectKind() === "refxs" ? startRefxs(args, env) : startXenlab(args, env);
+}
+
+export class DiffPair {
+  readonly subjectName = subjectKind() === "refxs" ? "refxs#2" : "xenlab";
+  #ref: RunningDaemon | null = null;
+  #sub: RunningDaemon | null = null;
+  #refRunner: ScriptRunner | null = null;
+  #subRunner: ScriptRunner | null = null;
+  readonly #refEnv: NodeJS.ProcessEnv;
+
+  constructor(refEnv: NodeJS.ProcessEnv = {}) {
+    this.#refEnv = refEnv;
+  }
+
+  /** Starts whichever daemons are available (for `before()`). */
+  async start(): Promise<void> {
+    if (refxsAvailable()) {
+      this.#ref = await startRefxs([], this.#refEnv);
+      this.#refRunner = new ScriptRunner(this.#ref.socket);
+    }
+    if (subjectAvailable()) {
+      this.#sub = await startSubject();
+      this.#subRunner = new ScriptRunner(this.#sub.socket);
+    }
+  }
+
+  /** For each test: both daemons must be there (fails under CI, skips elsewhere). */
+  require(t: TestContext): boolean {
+    return (
+      requirePeer(t, "reference C xenstored (../shared/refxs, gcc)", this.#ref !== null) &&
+      requirePeer(
+        t,
+        this.subjectName === "xenlab" ? "xenlab xenstored (src/cli/xenstored.ts)" : "second reference daemon",
+        this.#sub !== null,
+      )
+    );
+  }
+
+  get refSocket(): string {
+    assert.ok(this.#ref, "reference daemon not started");
+    return this.#ref.socket;
+  }
+
+  get subjectSocket(): string {
+    assert.ok(this.#sub, "subject daemon not started");
+    return this.#sub.socket;
+  }
+
+  /** Plays `steps` on both daemons (reference first) and fails listing every differing step. */
+  async check(steps: readonly Step[]): Promise<{ ref: StepRecord[]; sub: StepRecord[] }> {
+    assert.ok(this.#refRunner && this.#subRunner, "daemons not started");
+    const ref = await this.#refRunner.run(steps);
+    const sub = await this.#subRunner.run(steps);
+    if (process.env.XENLAB_DIFF_DUMP) {
+      process.stderr.write(
+        `--- reference ---\n${formatTranscript(ref)}\n--- ${this.subjectName} ---\n${formatTranscript(sub)}\n`,
+      );
+    }
+    const diffs = transcriptDifferences(steps, ref, sub, this.subjectName);
+    if (diffs.length > 0) {
+      assert.fail(
+        `${diffs.length} of ${steps.length} steps differ from the reference C xenstored:\n${diffs.join("\n")}`,
+      );
+    }
+    return { ref, sub };
+  }
+
+  async stop(): Promise<void> {
+    await this.#refRunner?.close();
+    await this.#subRunner?.close();
+    await this.#ref?.stop();
+    await this.#sub?.stop();
+    this.#ref = this.#sub = null;
+  }
+}
