@@ -3,15 +3,13 @@
  * the subject, `xenlab xenstored`. Each test plays the same steps against both and fails on
  * the first difference, listing every differing step with both replies.
  *
- * XENLAB_DIFF_SUBJECT=refxs makes the subject a second reference daemon, which proves the
- * harness itself (the two transcripts must then always agree). XENLAB_DIFF_DUMP=1 prints both
- * transcripts to stderr.
+ * XENLAB_DIFF_SUBJECT=refxs makes the subject a second reference daemon (see subject.ts).
+ * XENLAB_DIFF_DUMP=1 prints both transcripts.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import type { TestContext } from "node:test";
-import { REPO, type RunningDaemon, refxsAvailable, requirePeer, startRefxs, startXenlab } from "./peers.ts";
+import { type RunningDaemon, refxsAvailable, requirePeer, startRefxs } from "./peers.ts";
+import { startSubject, subjectAvailable, subjectName } from "./subject.ts";
 import {
   formatTranscript,
   ScriptRunner,
@@ -20,29 +18,8 @@ import {
   transcriptDifferences,
 } from "./xs-script.ts";
 
-/** True when `xenlab xenstored` exists in this tree. */
-export function xenlabAvailable(): boolean {
-  return existsSync(join(REPO, "src/cli/xenstored.ts"));
-}
-
-export type SubjectKind = "xenlab" | "refxs";
-
-/** The subject under test: xenlab unless XENLAB_DIFF_SUBJECT=refxs. */
-export function subjectKind(): SubjectKind {
-  return process.env.XENLAB_DIFF_SUBJECT === "refxs" ? "refxs" : "xenlab";
-}
-
-export function subjectAvailable(): boolean {
-  return subjectKind() === "refxs" ? refxsAvailable() : xenlabAvailable();
-}
-
-/** Starts the subject daemon (see `subjectKind()`). */
-export function startSubject(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
-  return subjectKind() === "refxs" ? startRefxs(args, env) : startXenlab(args, env);
-}
-
 export class DiffPair {
-  readonly subjectName = subjectKind() === "refxs" ? "refxs#2" : "xenlab";
+  readonly subjectName = subjectName();
   #ref: RunningDaemon | null = null;
   #sub: RunningDaemon | null = null;
   #refRunner: ScriptRunner | null = null;
