@@ -61,3 +61,14 @@ export class ConnectionClosedError extends Error {
     this.name = "ConnectionClosedError";
   }
 }
+
+/**
+ * The daemon sent something the client cannot interpret (a reply to no request, a reply of
+ * the wrong type, an unparsable payload). The client closes such a connection.
+ */
+export class XsProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "XsProtocolError";
+  }
+}

@@ -78,7 +78,14 @@ export function decodeHeader(buf: Uint8Array, offset = 0): XsHeader {
 }
 
 /** Writes a header at `offset` of `buf`. */
-export function writeHeader(buf: Uint8Array, offset: number, type: number, reqId: number, txId: number, len: number): void {
+export function writeHeader(
+  buf: Uint8Array,
+  offset: number,
+  type: number,
+  reqId: number,
+  txId: number,
+  len: number,
+): void {
   const dv = new DataView(buf.buffer, buf.byteOffset + offset, HEADER_SIZE);
   dv.setUint32(0, type >>> 0, true);
   dv.setUint32(4, reqId >>> 0, true);

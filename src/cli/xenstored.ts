@@ -1,0 +1,137 @@
+/**
+ * `xenlab xenstored`: the XenStore daemon on a Unix socket, in the foreground.
+ * Options follow C xenstored's (-E -S -W -t -A -M -Q -q -w -K -T -N -V); the socket comes
+ * from --socket, else $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket, else
+ * /var/run/xenstored/socket.
+ */
+import { createWriteStream, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { parseArgs } from "node:util";
+import { createLogger } from "../log.ts";
+import { XenStoreCore } from "../xenstore/core.ts";
+import { DEFAULT_QUOTAS, type Quotas } from "../xenstore/quota.ts";
+import { SocketTransport, traceLine } from "../xenstore/transport-socket.ts";
+
+const USAGE = `usage: xenlab xenstored [options]
+
+  --socket PATH              socket to serve (default: $XENSTORED_PATH,
+                             else $XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket)
+  -E, --entry-nb N           nodes per domain (default ${DEFAULT_QUOTAS.nodes})
+  -S, --entry-size N         max. size of a node record (default ${DEFAULT_QUOTAS.nodeSize})
+  -W, --watch-nb N           watches per domain (default ${DEFAULT_QUOTAS.watches})
+  -t, --transaction N        transactions per domain (default ${DEFAULT_QUOTAS.transactions})
+  -A, --perm-nb N            permissions per node (default ${DEFAULT_QUOTAS.permissions})
+  -M, --path-max N           path length after /local/domain/<id>/ (default ${DEFAULT_QUOTAS.pathMax})
+  -Q, --quota WHAT=N         outstanding, transaction-nodes, memory
+  -q, --quota-soft WHAT=N    memory
+  -w, --timeout WHAT=SECS    watch-event
+  -K, --keep-orphans         give a released domain's nodes to dom0 instead of deleting them
+  -T, --trace-file FILE      log every request and reply to FILE
+  -N, --no-fork              accepted for compatibility (always foreground)
+  -V, --verbose              debug logging
+  --log-level LEVEL          pino level (default info)
+`;
+
+export function socketPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (explicit) return explicit;
+  if (env.XENSTORED_PATH) return env.XENSTORED_PATH;
+  return join(env.XENSTORED_RUNDIR || "/var/run/xenstored", "socket");
+}
+
+function intArg(flag: string, v: string): number {
+  if (!/^\d+$/.test(v))
+    throw new RangeError(`Invalid value for ${flag}: "${v}" is not a non-negative integer`);
+  return Number(v);
+}
+
+function whatEq(flag: string, v: string): [string, number] {
+  const eq = v.indexOf("=");
+  if (eq < 0) throw new RangeError(`Invalid value for ${flag}: "${v}" must be <what>=<nb>`);
+  return [v.slice(0, eq), intArg(flag, v.slice(eq + 1))];
+}
+
+export function parseQuotas(values: Record<string, unknown>): Partial<Quotas> {
+  const q: Partial<Quotas> = {};
+  const num = (k: string) => values[k] as string | undefined;
+  if (num("entry-nb") !== undefined) q.nodes = intArg("-E", num("entry-nb")!);
+  if (num("entry-size") !== undefined) q.nodeSize = intArg("-S", num("entry-size")!);
+  if (num("watch-nb") !== undefined) q.watches = intArg("-W", num("watch-nb")!);
+  if (num("transaction") !== undefined) q.transactions = intArg("-t", num("transaction")!);
+  if (num("perm-nb") !== undefined) q.permissions = intArg("-A", num("perm-nb")!);
+  if (num("path-max") !== undefined) q.pathMax = intArg("-M", num("path-max")!);
+  for (const v of (values.quota as string[] | undefined) ?? []) {
+    const [what, n] = whatEq("-Q", v);
+    if (what === "outstanding") q.outstanding = n;
+    else if (what === "transaction-nodes") q.transactionNodes = n;
+    else if (what === "memory") q.memory = n;
+    else throw new RangeError(`Unknown quota "${what}": use outstanding, transaction-nodes or memory`);
+  }
+  for (const v of (values["quota-soft"] as string[] | undefined) ?? []) {
+    const [what, n] = whatEq("-q", v);
+    if (what === "memory") q.memorySoft = n;
+    else throw new RangeError(`Unknown soft quota "${what}": use memory`);
+  }
+  return q;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      socket: { type: "string" },
+      "entry-nb": { type: "string", short: "E" },
+      "entry-size": { type: "string", short: "S" },
+      "watch-nb": { type: "string", short: "W" },
+      transaction: { type: "string", short: "t" },
+      "perm-nb": { type: "string", short: "A" },
+      "path-max": { type: "string", short: "M" },
+      quota: { type: "string", short: "Q", multiple: true },
+      "quota-soft": { type: "string", short: "q", multiple: true },
+      timeout: { type: "string", short: "w", multiple: true },
+      "keep-orphans": { type: "boolean", short: "K" },
+      "trace-file": { type: "string", short: "T" },
+      "no-fork": { type: "boolean", short: "N" },
+      verbose: { type: "boolean", short: "V" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  for (const v of values.timeout ?? []) {
+    const [what] = whatEq("-w", v);
+    if (what !== "watch-event") throw new RangeError(`Unknown timeout "${what}": use watch-event`);
+  }
+  const log = createLogger("xenstored", values.verbose ? "debug" : values["log-level"]);
+  const core = new XenStoreCore({
+    quotas: parseQuotas(values),
+    keepOrphans: values["keep-orphans"] ?? false,
+    log,
+  });
+  const traceFile = values["trace-file"];
+  const traceStream = traceFile ? createWriteStream(traceFile, { flags: "a" }) : null;
+  const transport = new SocketTransport(core, {
+    ...(traceStream ? { trace: (dir, conn, p) => traceStream.write(traceLine(dir, conn, p)) } : {}),
+  });
+  const path = socketPath(values.socket);
+  mkdirSync(dirname(path), { recursive: true });
+  await transport.listen(path);
+  process.stdout.write(`xenlab xenstored: listening on ${path} (pid ${process.pid})\n`);
+  log.info({ socket: path }, "accepting connections");
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info({ signal: sig }, "stopping");
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  await transport.close();
+  traceStream?.end();
+  log.flush();
+  return 0;
+}

@@ -1,0 +1,1090 @@
+/**
+ * The XenStore daemon's core: one pure step per request,
+ * `step(conn, request) → { reply, events }`, with C xenstored's semantics
+ * (tools/xenstore/xenstored_{core,watch,transaction,domain,control}.c of Xen 4.17).
+ * No I/O here: transports feed requests in and deliver what comes out.
+ */
+import { XsError, type XsErrorName } from "./errors.ts";
+import { atoi, baseOf, canonicalize, childPath, isChild, isValidNodename, parentOf } from "./paths.ts";
+import { formatPerm, Perm, type PermEntry, type Perms, parsePerm, permFor } from "./perms.ts";
+import { DEFAULT_QUOTAS, HARD_QUOTAS, type Quotas, SOFT_QUOTAS } from "./quota.ts";
+import {
+  childrenBytes,
+  commit,
+  type FireRequest,
+  type Node,
+  nodeRecordSize,
+  Store,
+  Transaction,
+  View,
+} from "./store.ts";
+import { typeName, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, type XsPacket, XsType } from "./wire.ts";
+
+/** DOMID_SELF from xen.h: IS_DOMAIN_INTRODUCED answers T for it. */
+const DOMID_SELF = 0x7ff0;
+
+/** Server feature bits in `xenstore_domain_interface.server_features`. */
+export const ServerFeature = { RECONNECTION: 1, ERROR: 2 } as const;
+
+export interface XsLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+const SILENT: XsLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+export interface Watch {
+  /** Absolute path, or `@name` for special events. */
+  readonly node: string;
+  readonly token: string;
+  /** Set when registered relative: events strip `<home>/`. */
+  readonly relativeTo: string | null;
+  readonly conn: Connection;
+  readonly seq: number;
+}
+
+/**
+ * One client of the store: a socket (dom0, privileged) or a domain's ring. The transport
+ * owns the bytes; the core owns the watches and transactions.
+ */
+export class Connection {
+  readonly id: number;
+  readonly domid: number;
+  readonly privileged: boolean;
+  /** Where relative paths resolve: `/local/domain/<domid>`. */
+  readonly home: string;
+  /** SET_TARGET: the domain this connection may act for. */
+  target: number | null = null;
+  readonly watches: Watch[] = [];
+  readonly transactions = new Map<number, Transaction>();
+  nextTxId = 1;
+  closed = false;
+  /** A short label for logs: `socket#3` or `dom5`. */
+  readonly label: string;
+
+  constructor(id: number, domid: number, privileged: boolean, label: string) {
+    this.id = id;
+    this.domid = domid;
+    this.privileged = privileged;
+    this.home = `/local/domain/${domid}`;
+    this.label = label;
+  }
+}
+
+export interface Delivery {
+  conn: Connection;
+  packet: XsPacket;
+}
+
+export interface StepResult {
+  /** The reply to the request, or null when the connection must be dropped. */
+  reply: XsPacket | null;
+  /** Watch events, possibly for other connections. */
+  events: Delivery[];
+}
+
+/** A domain xenstored knows: introduced through INTRODUCE (or dom0 from the start). */
+export interface Domain {
+  readonly domid: number;
+  conn: Connection | null;
+  /** Page frame and event channel given in INTRODUCE. */
+  gfn: string;
+  port: number;
+  /** @releaseDomain has been sent for this shutdown; RESUME clears it. */
+  shutdown: boolean;
+}
+
+/**
+ * Hooks the hypervisor side plugs in: introducing a domain attaches its ring. Without
+ * hooks (a plain socket daemon) an introduced domain exists for the tools, with no ring.
+ */
+export interface DomainHooks {
+  /** Called on INTRODUCE of a new domain; returns its connection or null (no ring). */
+  introduce?(domid: number, gfn: string, port: number): Connection | null;
+  /** Called when the daemon lets go of a domain (RELEASE). */
+  release?(domid: number): void;
+}
+
+export interface CoreOptions {
+  quotas?: Partial<Quotas>;
+  keepOrphans?: boolean;
+  log?: XsLogger;
+  hooks?: DomainHooks;
+  /** Called for CONTROL `print`, `log on|off`. */
+  onControl?: (cmd: string, args: readonly string[]) => void;
+}
+
+type Handler = (ctx: RequestContext) => Uint8Array | string;
+
+interface WireFunc {
+  readonly fn: Handler;
+  /** Privileged connections only (EACCES otherwise). */
+  readonly priv?: boolean;
+  /** Ignores the transaction id. */
+  readonly noTx?: boolean;
+}
+
+/** Per-request state: who asks, with which view, what it sent. */
+interface RequestContext {
+  readonly conn: Connection;
+  readonly view: View;
+  readonly payload: Uint8Array;
+  readonly type: number;
+  /** Events the handler produces itself (initial watch events, domain release). */
+  readonly events: Delivery[];
+}
+
+const OK = "OK\0";
+const EMPTY = new Uint8Array(0);
+
+/** NUL-terminated strings of a payload; bytes after the last NUL are ignored (C `get_strings`). */
+function strings(payload: Uint8Array): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < payload.byteLength; i++) {
+    if (payload[i] === 0) {
+      out.push(latin1(payload, start, i));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+/** The one argument of a request: exactly one NUL, at the end (C `onearg`); else null. */
+function onearg(payload: Uint8Array): string | null {
+  const n = payload.byteLength;
+  if (n === 0) return null;
+  const nul = payload.indexOf(0);
+  if (nul !== n - 1) return null;
+  return latin1(payload, 0, n - 1);
+}
+
+/** Bytes as a string, one char per byte: node names are ASCII, and this never throws. */
+function latin1(b: Uint8Array, start: number, end: number): string {
+  let s = "";
+  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
+  return s;
+}
+
+function ascii(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
+  return out;
+}
+
+export class XenStoreCore {
+  readonly store = new Store();
+  readonly quotas: Quotas;
+  readonly keepOrphans: boolean;
+  readonly log: XsLogger;
+  readonly domains = new Map<number, Domain>();
+  /** Open connections in the order they came. */
+  readonly connections = new Set<Connection>();
+  /** Nodes owned per domain. */
+  readonly entries = new Map<number, number>();
+  /** Watches by absolute node (or `@name`). */
+  readonly #watchIndex = new Map<string, Watch[]>();
+  #watchSeq = 0;
+  #connSeq = 0;
+  readonly #hooks: DomainHooks;
+  readonly #onControl: (cmd: string, args: readonly string[]) => void;
+  /** Permissions of the special nodes; "privileged only" by default. */
+  readonly specialPerms = new Map<string, Perms>([
+    ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
+    ["@releaseDomain", [{ id: 0, perms: Perm.NONE }]],
+  ]);
+  readonly #table: ReadonlyMap<number, WireFunc>;
+
+  constructor(opts: CoreOptions = {}) {
+    this.quotas = { ...DEFAULT_QUOTAS, ...opts.quotas };
+    this.keepOrphans = opts.keepOrphans ?? false;
+    this.log = opts.log ?? SILENT;
+    this.#hooks = opts.hooks ?? {};
+    this.#onControl = opts.onControl ?? (() => {});
+    this.entries.set(0, this.store.nodes.size);
+    this.domains.set(0, { domid: 0, conn: null, gfn: "0", port: 0, shutdown: false });
+    this.#table = new Map<number, WireFunc>([
+      [XsType.CONTROL, { fn: (c) => this.#control(c), priv: true }],
+      [XsType.DIRECTORY, { fn: (c) => this.#directory(c) }],
+      [XsType.READ, { fn: (c) => this.#read(c) }],
+      [XsType.GET_PERMS, { fn: (c) => this.#getPerms(c) }],
+      [XsType.WATCH, { fn: (c) => this.#watch(c), noTx: true }],
+      [XsType.UNWATCH, { fn: (c) => this.#unwatch(c), noTx: true }],
+      [XsType.TRANSACTION_START, { fn: (c) => this.#transactionStart(c) }],
+      [XsType.TRANSACTION_END, { fn: (c) => this.#transactionEnd(c) }],
+      [XsType.INTRODUCE, { fn: (c) => this.#introduce(c), priv: true }],
+      [XsType.RELEASE, { fn: (c) => this.#release(c), priv: true }],
+      [XsType.GET_DOMAIN_PATH, { fn: (c) => this.#getDomainPath(c) }],
+      [XsType.WRITE, { fn: (c) => this.#write(c) }],
+      [XsType.MKDIR, { fn: (c) => this.#mkdir(c) }],
+      [XsType.RM, { fn: (c) => this.#rm(c) }],
+      [XsType.SET_PERMS, { fn: (c) => this.#setPerms(c) }],
+      [XsType.IS_DOMAIN_INTRODUCED, { fn: (c) => this.#isDomainIntroduced(c), priv: true }],
+      [XsType.RESUME, { fn: (c) => this.#resume(c), priv: true }],
+      [XsType.SET_TARGET, { fn: (c) => this.#setTarget(c), priv: true }],
+      [XsType.RESET_WATCHES, { fn: (c) => this.#resetWatches(c) }],
+      [XsType.DIRECTORY_PART, { fn: (c) => this.#directoryPart(c) }],
+      [XsType.GET_FEATURE, { fn: (c) => this.#getFeature(c) }],
+      [XsType.SET_FEATURE, { fn: (c) => this.#setFeature(c), priv: true }],
+      [XsType.GET_QUOTA, { fn: (c) => this.#getQuota(c), priv: true }],
+      [XsType.SET_QUOTA, { fn: (c) => this.#setQuota(c), priv: true }],
+    ]);
+  }
+
+  // ---------------------------------------------------------------- connections
+
+  /** A new socket client: dom0, privileged, as in C xenstored. */
+  connectSocket(): Connection {
+    const id = ++this.#connSeq;
+    const conn = new Connection(id, 0, true, `socket#${id}`);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** A domain's ring connection (used by the hypervisor side). */
+  connectDomain(domid: number): Connection {
+    const id = ++this.#connSeq;
+    const conn = new Connection(id, domid, domid === 0, `dom${domid}`);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** The client went away: its watches and transactions go with it. */
+  disconnect(conn: Connection): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    this.#dropWatches(conn);
+    conn.transactions.clear();
+    this.connections.delete(conn);
+  }
+
+  // ---------------------------------------------------------------- the step
+
+  /**
+   * Handles one request. Errors become an `XS_ERROR` reply here and only here; a reply
+   * larger than XENSTORE_PAYLOAD_MAX becomes E2BIG.
+   */
+  step(conn: Connection, req: XsPacket): StepResult {
+    const events: Delivery[] = [];
+    const reply = (payload: Uint8Array | string, type = req.type): StepResult => {
+      const bytes = typeof payload === "string" ? ascii(payload) : payload;
+      if (bytes.byteLength > XENSTORE_PAYLOAD_MAX) return this.#error(req, "E2BIG", events);
+      return { reply: { type, reqId: req.reqId, txId: req.txId, payload: bytes }, events };
+    };
+    const f = this.#table.get(req.type);
+    if (f === undefined) {
+      this.log.debug({ conn: conn.label, type: req.type }, `unknown operation ${typeName(req.type)}`);
+      return this.#error(req, "ENOSYS", events);
+    }
+    if (f.priv && !conn.privileged) return this.#error(req, "EACCES", events);
+    let tx: Transaction | null = null;
+    if (!f.noTx && req.txId !== 0) {
+      tx = conn.transactions.get(req.txId) ?? null;
+      if (tx === null) return this.#error(req, "ENOENT", events);
+    }
+    const view = new View(
+      this.store,
+      tx,
+      (domid, delta) => this.#entryAdjust(domid, delta),
+      conn.privileged ? Number.POSITIVE_INFINITY : this.quotas.transactionNodes,
+    );
+    try {
+      const out = f.fn({ conn, view, payload: req.payload, type: req.type, events });
+      const r = reply(out);
+      this.#fireAll(view.fires, events);
+      return r;
+    } catch (e) {
+      if (e instanceof XsError) {
+        // Watches asked for before the failure still fire, as in C xenstored.
+        this.#fireAll(view.fires, events);
+        return this.#error(req, e.errno, events);
+      }
+      throw e;
+    }
+  }
+
+  #error(req: XsPacket, errno: XsErrorName, events: Delivery[]): StepResult {
+    return {
+      reply: { type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: ascii(`${errno}\0`) },
+      events,
+    };
+  }
+
+  // ---------------------------------------------------------------- node access
+
+  /**
+   * The node `name` if `conn` has `perm` on it. Otherwise ENOENT or EACCES, chosen as C
+   * xenstored chooses: a caller without `perm` on the nearest existing ancestor learns
+   * nothing about the node (EACCES).
+   */
+  #getNode(ctx: RequestContext, name: string | null, perm: number): Node {
+    if (name === null || !isValidNodename(name, this.quotas.pathMax)) throw new XsError("EINVAL");
+    const node = ctx.view.read(name);
+    let errno: XsErrorName;
+    if (node !== null) {
+      if ((permFor(ctx.conn, node.perms) & perm) === perm) return node;
+      errno = "EACCES";
+    } else {
+      errno = "ENOENT";
+    }
+    let p = name;
+    let anc: Node | null = null;
+    do {
+      p = parentOf(p);
+      anc = ctx.view.read(p);
+    } while (anc === null && p !== "/");
+    if (anc !== null && (permFor(ctx.conn, anc.perms) & perm) !== 0) throw new XsError(errno);
+    throw new XsError("EACCES");
+  }
+
+  #canon(ctx: RequestContext, name: string | null): string | null {
+    return name === null ? null : canonicalize(ctx.conn.home, name);
+  }
+
+  #checkNodeSize(ctx: RequestContext, rec: Pick<Node, "value" | "perms" | "children">): void {
+    if (!ctx.conn.privileged && nodeRecordSize(rec) >= this.quotas.nodeSize) {
+      this.#quotaHit(ctx.conn, "node-size", this.quotas.nodeSize);
+      throw new XsError("ENOSPC");
+    }
+  }
+
+  /**
+   * Creates `name` and any missing ancestors (C `construct_node` + `create_node`). New nodes
+   * copy their parent's permissions; a guest owns what it creates.
+   */
+  #create(ctx: RequestContext, name: string, value: Uint8Array): Node {
+    const { view, conn } = ctx;
+    const missing: string[] = [name];
+    let parentName = parentOf(name);
+    let parent = view.read(parentName);
+    while (parent === null) {
+      if (parentName === "/") throw new XsError("ENOENT");
+      missing.push(parentName);
+      parentName = parentOf(parentName);
+      parent = view.read(parentName);
+    }
+    missing.reverse(); // top-most missing first
+    if (!conn.privileged) {
+      const have = this.entries.get(conn.domid) ?? 0;
+      if (have + missing.length > this.quotas.nodes) {
+        this.#quotaHit(conn, "nodes", this.quotas.nodes);
+        throw new XsError("ENOSPC");
+      }
+    }
+    let perms: Perms = parent.perms;
+    if (!conn.privileged) perms = [{ id: conn.domid, perms: perms[0]!.perms }, ...perms.slice(1)];
+    // Check every record first, so a quota failure leaves nothing half-written.
+    const parentRec = { ...parent, children: [...parent.children, baseOf(missing[0]!)] };
+    this.#checkNodeSize(ctx, parentRec);
+    for (let i = 0; i < missing.length; i++) {
+      const last = i === missing.length - 1;
+      this.#checkNodeSize(ctx, {
+        value: last ? value : EMPTY,
+        perms,
+        children: last ? [] : [baseOf(missing[i + 1]!)],
+      });
+    }
+    if (view.tx) view.tx.nodeCreated = true;
+    let node: Node | null = null;
+    for (let i = missing.length - 1; i >= 0; i--) {
+      const last = i === missing.length - 1;
+      const n = view.write(missing[i]!, last ? value : EMPTY, perms, last ? [] : [baseOf(missing[i + 1]!)]);
+      if (last) node = n;
+      view.entry(perms[0]!.id, 1);
+    }
+    view.write(parentName, parent.value, parent.perms, parentRec.children);
+    return node!;
+  }
+
+  /** Removes `name` and its subtree (C `rm_node`), firing watches as each node goes. */
+  #rmNode(view: View, name: string): void {
+    const parentName = parentOf(name);
+    const parent = view.read(parentName);
+    if (parent === null) throw new XsError("EINVAL");
+    const walk = (n: Node): void => {
+      for (const c of n.children) {
+        const child = view.read(childPath(n.name, c));
+        if (child !== null) walk(child);
+      }
+      view.delete(n.name);
+      view.fire(n.name, n, n.name !== name, null);
+      view.entry(n.perms[0]!.id, -1);
+    };
+    const node = view.read(name);
+    if (node !== null) walk(node);
+    // The parent's record may have changed while walking (it hasn't, but read it fresh).
+    const p = view.read(parentName) ?? parent;
+    const base = baseOf(name);
+    view.write(
+      parentName,
+      p.value,
+      p.perms,
+      p.children.filter((c) => c !== base),
+    );
+  }
+
+  #entryAdjust(domid: number, delta: number): void {
+    this.entries.set(domid, (this.entries.get(domid) ?? 0) + delta);
+  }
+
+  #quotaHit(conn: Connection, quota: string, limit: number): void {
+    this.log.warn(
+      { domid: conn.domid, quota, limit },
+      `domain ${conn.domid} reached quota ${quota} (${limit})`,
+    );
+  }
+
+  // ---------------------------------------------------------------- watches
+
+  #fireAll(fires: readonly FireRequest[], events: Delivery[]): void {
+    for (const f of fires) this.#fire(f.name, f.node, f.exact, f.oldPerms, events);
+  }
+
+  /**
+   * Queues an event for every watch that `name` changing triggers (C `fire_watches`):
+   * special names go to connections allowed to read the special node; other paths to
+   * watchers that can read the node or its parent (or could, before a permission change).
+   */
+  #fire(name: string, node: Node | null, exact: boolean, oldPerms: Perms | null, events: Delivery[]): void {
+    const matches: Watch[] = [];
+    const add = (key: string) => {
+      const ws = this.#watchIndex.get(key);
+      if (ws !== undefined) for (const w of ws) matches.push(w);
+    };
+    if (exact || name.charCodeAt(0) === 64 /* @ */) {
+      add(name);
+    } else {
+      add("/");
+      for (let i = name.indexOf("/", 1); i !== -1; i = name.indexOf("/", i + 1)) add(name.slice(0, i));
+      if (name !== "/") add(name);
+    }
+    if (matches.length === 0) return;
+    if (matches.length > 1) matches.sort((a, b) => a.conn.id - b.conn.id || a.seq - b.seq);
+    const special = name.charCodeAt(0) === 64;
+    const first = events.length;
+    let permittedFor: Connection | null = null;
+    let permitted = false;
+    for (const w of matches) {
+      if (w.conn !== permittedFor) {
+        permittedFor = w.conn;
+        permitted = special
+          ? this.#specialPermitted(name, w.conn)
+          : this.#watchPermitted(w.conn, name, node, oldPerms);
+      }
+      if (!permitted) continue;
+      if (!exact && !isChild(name, w.node)) continue;
+      const packet = eventPacket(watchPath(w, name), w.token);
+      if (packet.payload.byteLength > XENSTORE_PAYLOAD_MAX) continue;
+      if (!special && isDuplicate(events, first, w.conn, packet.payload)) continue;
+      events.push({ conn: w.conn, packet });
+    }
+  }
+
+  #specialPermitted(name: string, conn: Connection): boolean {
+    const p = this.specialPerms.get(name);
+    if (p === undefined) return false;
+    return (permFor(conn, p) & Perm.READ) !== 0;
+  }
+
+  #watchPermitted(conn: Connection, name: string, node: Node | null, oldPerms: Perms | null): boolean {
+    if (conn.privileged) return true;
+    if (oldPerms !== null && (permFor(conn, oldPerms) & Perm.READ) !== 0) return true;
+    const n = node ?? this.store.nodes.get(name) ?? null;
+    if (n === null) return false;
+    if ((permFor(conn, n.perms) & Perm.READ) !== 0) return true;
+    const parent = this.store.nodes.get(parentOf(n.name));
+    return parent !== undefined && (permFor(conn, parent.perms) & Perm.READ) !== 0;
+  }
+
+  #addWatch(conn: Connection, node: string, token: string, relativeTo: string | null): Watch {
+    const w: Watch = { node, token, relativeTo, conn, seq: ++this.#watchSeq };
+    conn.watches.push(w);
+    const list = this.#watchIndex.get(node);
+    if (list === undefined) this.#watchIndex.set(node, [w]);
+    else list.push(w);
+    return w;
+  }
+
+  #removeWatch(w: Watch): void {
+    const ws = w.conn.watches;
+    ws.splice(ws.indexOf(w), 1);
+    const list = this.#watchIndex.get(w.node);
+    if (list !== undefined) {
+      list.splice(list.indexOf(w), 1);
+      if (list.length === 0) this.#watchIndex.delete(w.node);
+    }
+  }
+
+  #dropWatches(conn: Connection): void {
+    for (const w of [...conn.watches]) this.#removeWatch(w);
+  }
+
+  /** Fires a special event (`@introduceDomain`, `@releaseDomain`) from outside a request. */
+  fireSpecial(name: string): Delivery[] {
+    const events: Delivery[] = [];
+    this.#fire(name, null, true, null, events);
+    return events;
+  }
+
+  // ---------------------------------------------------------------- handlers
+
+  #read(ctx: RequestContext): Uint8Array {
+    return this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).value;
+  }
+
+  #directory(ctx: RequestContext): Uint8Array {
+    return childrenBytes(this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).children);
+  }
+
+  #directoryPart(ctx: RequestContext): Uint8Array {
+    const args = strings(ctx.payload);
+    if (args.length !== 2) throw new XsError("EINVAL");
+    const node = this.#getNode(ctx, this.#canon(ctx, args[0]!), Perm.READ);
+    const off = atoi(args[1]!) >>> 0;
+    const all = childrenBytes(node.children);
+    const gen = `${node.generation}\0`;
+    if (off >= all.byteLength) return ascii(`${gen}\0`);
+    // Whole names only, as many as fit with the generation and the final empty string.
+    const maxlen = XENSTORE_PAYLOAD_MAX - gen.length - 1;
+    let len = 0;
+    let pos = off;
+    while (pos < all.byteLength) {
+      const end = all.indexOf(0, pos);
+      const nameLen = end - pos;
+      if (len + nameLen >= maxlen) break;
+      len += nameLen + 1;
+      pos = end + 1;
+    }
+    const complete = off + len === all.byteLength;
+    const out = new Uint8Array(gen.length + len + (complete ? 1 : 0));
+    out.set(ascii(gen), 0);
+    out.set(all.subarray(off, off + len), gen.length);
+    return out;
+  }
+
+  #getPerms(ctx: RequestContext): string {
+    const node = this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ);
+    return node.perms.map((p) => `${formatPerm(p)}\0`).join("");
+  }
+
+  #write(ctx: RequestContext): string {
+    const p = ctx.payload;
+    const nul = p.indexOf(0);
+    if (nul < 0) throw new XsError("EINVAL");
+    const name = canonicalize(ctx.conn.home, latin1(p, 0, nul));
+    const value = p.slice(nul + 1);
+    let node: Node;
+    try {
+      const cur = this.#getNode(ctx, name, Perm.WRITE);
+      const rec = { value, perms: cur.perms, children: cur.children };
+      this.#checkNodeSize(ctx, rec);
+      node = ctx.view.write(name, value, cur.perms, cur.children);
+    } catch (e) {
+      if (!(e instanceof XsError) || e.errno !== "ENOENT") throw e;
+      node = this.#create(ctx, name, value);
+    }
+    ctx.view.fire(name, node, false, null);
+    return OK;
+  }
+
+  #mkdir(ctx: RequestContext): string {
+    const name = this.#canon(ctx, onearg(ctx.payload));
+    try {
+      this.#getNode(ctx, name, Perm.WRITE);
+    } catch (e) {
+      if (!(e instanceof XsError) || e.errno !== "ENOENT") throw e;
+      const node = this.#create(ctx, name!, EMPTY);
+      ctx.view.fire(name!, node, false, null);
+    }
+    return OK;
+  }
+
+  #rm(ctx: RequestContext): string {
+    const name = this.#canon(ctx, onearg(ctx.payload));
+    try {
+      this.#getNode(ctx, name, Perm.WRITE);
+    } catch (e) {
+      if (!(e instanceof XsError) || e.errno !== "ENOENT") throw e;
+      // Already gone: fine if the parent exists.
+      if (ctx.view.read(parentOf(name!)) !== null) return OK;
+      throw e;
+    }
+    if (name === "/") throw new XsError("EINVAL");
+    this.#rmNode(ctx.view, name!);
+    return OK;
+  }
+
+  #setPerms(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length < 2) throw new XsError("EINVAL");
+    const permStrings = args.slice(1);
+    if (!ctx.conn.privileged && permStrings.length > this.quotas.permissions) {
+      this.#quotaHit(ctx.conn, "permissions", this.quotas.permissions);
+      throw new XsError("ENOSPC");
+    }
+    const perms: PermEntry[] = [];
+    for (const s of permStrings) {
+      const p = parsePerm(s);
+      if (p === null) throw new XsError("EINVAL");
+      perms.push(p);
+    }
+    const path = args[0]!;
+    if (path.startsWith("@")) {
+      const cur = this.specialPerms.get(path);
+      if (cur === undefined) throw new XsError("EINVAL");
+      const need = Perm.WRITE | Perm.OWNER;
+      if ((permFor(ctx.conn, cur) & need) !== need) throw new XsError("EACCES");
+      this.specialPerms.set(path, perms);
+      return OK;
+    }
+    const name = canonicalize(ctx.conn.home, path);
+    const node = this.#getNode(ctx, name, Perm.WRITE | Perm.OWNER);
+    if (!ctx.conn.privileged && perms[0]!.id !== node.perms[0]!.id) throw new XsError("EPERM");
+    this.#checkNodeSize(ctx, { value: node.value, perms, children: node.children });
+    const updated = ctx.view.write(name, node.value, perms, node.children);
+    if (perms[0]!.id !== node.perms[0]!.id) {
+      ctx.view.entry(node.perms[0]!.id, -1);
+      ctx.view.entry(perms[0]!.id, 1);
+    }
+    ctx.view.fire(name, updated, false, node.perms);
+    return OK;
+  }
+
+  #watch(ctx: RequestContext): string {
+    const { conn } = ctx;
+    const args = strings(ctx.payload);
+    if (args.length !== 2) throw new XsError("EINVAL");
+    let path = args[0]!;
+    const token = args[1]!;
+    let relativeTo: string | null = null;
+    if (path.startsWith("@")) {
+      if (path.length > XENSTORE_REL_PATH_MAX) throw new XsError("EINVAL");
+    } else {
+      if (!path.startsWith("/")) relativeTo = conn.home;
+      path = canonicalize(conn.home, path);
+      if (!isValidNodename(path, this.quotas.pathMax)) throw new XsError("EINVAL");
+    }
+    for (const w of conn.watches) if (w.node === path && w.token === token) throw new XsError("EEXIST");
+    if (!conn.privileged && conn.watches.length > this.quotas.watches) {
+      this.#quotaHit(conn, "watches", this.quotas.watches);
+      throw new XsError("E2BIG");
+    }
+    const w = this.#addWatch(conn, path, token, relativeTo);
+    // The initial event; the transport sends it after the OK.
+    ctx.events.push({ conn, packet: eventPacket(watchPath(w, w.node), w.token) });
+    return OK;
+  }
+
+  #unwatch(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length !== 2) throw new XsError("EINVAL");
+    const path = canonicalize(ctx.conn.home, args[0]!);
+    const token = args[1]!;
+    const w = ctx.conn.watches.find((x) => x.node === path && x.token === token);
+    if (w === undefined) throw new XsError("ENOENT");
+    this.#removeWatch(w);
+    return OK;
+  }
+
+  #resetWatches(ctx: RequestContext): string {
+    this.#dropWatches(ctx.conn);
+    ctx.conn.transactions.clear();
+    return OK;
+  }
+
+  #transactionStart(ctx: RequestContext): string {
+    const { conn } = ctx;
+    if (ctx.view.tx !== null) throw new XsError("EBUSY");
+    if (!conn.privileged && conn.transactions.size > this.quotas.transactions) {
+      this.#quotaHit(conn, "transactions", this.quotas.transactions);
+      throw new XsError("ENOSPC");
+    }
+    let id = conn.nextTxId;
+    while (id === 0 || conn.transactions.has(id)) id = (id + 1) >>> 0;
+    conn.nextTxId = (id + 1) >>> 0;
+    conn.transactions.set(id, new Transaction(id, this.store.nextGeneration()));
+    return `${id}\0`;
+  }
+
+  #transactionEnd(ctx: RequestContext): string {
+    const arg = onearg(ctx.payload);
+    if (arg !== "T" && arg !== "F") throw new XsError("EINVAL");
+    const tx = ctx.view.tx;
+    if (tx === null) throw new XsError("ENOENT");
+    ctx.conn.transactions.delete(tx.id);
+    if (arg === "F") return OK;
+    if (tx.failed) throw new XsError("ENOMEM");
+    if (tx.nodeCreated && !ctx.conn.privileged) {
+      for (const [domid, delta] of tx.entryDelta) {
+        if (domid === 0) continue;
+        if ((this.entries.get(domid) ?? 0) + delta > this.quotas.nodes) {
+          this.#quotaHit(ctx.conn, "nodes", this.quotas.nodes);
+          throw new XsError("ENOSPC");
+        }
+      }
+    }
+    const fires = commit(this.store, tx);
+    for (const [domid, delta] of tx.entryDelta) this.#entryAdjust(domid, delta);
+    for (const f of fires) ctx.view.fires.push(f);
+    return OK;
+  }
+
+  #getDomainPath(ctx: RequestContext): string {
+    const arg = onearg(ctx.payload);
+    if (arg === null) throw new XsError("EINVAL");
+    return `/local/domain/${atoi(arg) >>> 0}\0`;
+  }
+
+  #isDomainIntroduced(ctx: RequestContext): string {
+    const arg = onearg(ctx.payload);
+    if (arg === null) throw new XsError("EINVAL");
+    const domid = atoi(arg) >>> 0;
+    return domid === DOMID_SELF || this.domains.has(domid) ? "T\0" : "F\0";
+  }
+
+  #introduce(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length < 3) throw new XsError("EINVAL");
+    const domid = atoi(args[0]!) >>> 0;
+    const port = atoi(args[2]!) >>> 0;
+    if (port === 0) throw new XsError("EINVAL");
+    const existing = this.domains.get(domid);
+    if (existing !== undefined) {
+      // Re-introduction (restore): rebind the event channel only.
+      existing.port = port;
+      return OK;
+    }
+    const conn = this.#hooks.introduce?.(domid, args[1]!, port) ?? null;
+    this.domains.set(domid, { domid, conn, gfn: args[1]!, port, shutdown: false });
+    this.log.info({ domid, port }, `domain ${domid} introduced`);
+    this.#fire("@introduceDomain", null, true, null, ctx.events);
+    return OK;
+  }
+
+  /** `domid|` naming an introduced domain other than dom0 (C `onearg_domain`). */
+  #onearg_domain(ctx: RequestContext): Domain {
+    const arg = onearg(ctx.payload);
+    if (arg === null) throw new XsError("EINVAL");
+    const domid = atoi(arg) >>> 0;
+    if (domid === 0) throw new XsError("EINVAL");
+    const d = this.domains.get(domid);
+    if (d === undefined) throw new XsError("ENOENT");
+    return d;
+  }
+
+  #release(ctx: RequestContext): string {
+    const d = this.#onearg_domain(ctx);
+    ctx.events.push(...this.releaseDomain(d.domid));
+    return OK;
+  }
+
+  /**
+   * Forgets a domain (RELEASE, or the domain died): drops its connection, deletes the
+   * nodes it owns (or gives them to dom0 with keepOrphans), removes it from every ACL,
+   * and fires `@releaseDomain`.
+   */
+  releaseDomain(domid: number): Delivery[] {
+    const d = this.domains.get(domid);
+    if (d === undefined || domid === 0) return [];
+    this.domains.delete(domid);
+    if (d.conn !== null) this.disconnect(d.conn);
+    for (const c of [...this.connections]) if (c.domid === domid && !c.privileged) this.disconnect(c);
+    this.#hooks.release?.(domid);
+    const events: Delivery[] = [];
+    const view = new View(
+      this.store,
+      null,
+      (id, delta) => this.#entryAdjust(id, delta),
+      Number.POSITIVE_INFINITY,
+    );
+    if ((this.entries.get(domid) ?? 0) > 0) {
+      const visit = (name: string): void => {
+        const n = this.store.nodes.get(name);
+        if (n === undefined) return;
+        if (n.perms[0]!.id === domid) {
+          if (this.keepOrphans) {
+            const perms = [{ id: 0, perms: n.perms[0]!.perms }, ...n.perms.slice(1)];
+            this.store.nodes.set(name, { ...n, perms });
+            this.#entryAdjust(domid, -1);
+            this.#entryAdjust(0, 1);
+          } else {
+            this.#rmNode(view, name);
+            return;
+          }
+        }
+        for (const c of n.children) visit(childPath(name, c));
+      };
+      visit("/");
+    }
+    this.#fireAll(view.fires, events);
+    this.#stripDomainFromAcls(domid);
+    this.log.info({ domid }, `domain ${domid} released`);
+    this.#fire("@releaseDomain", null, true, null, events);
+    return events;
+  }
+
+  /** A gone domain must not hand its rights to the next domain given its domid. */
+  #stripDomainFromAcls(domid: number): void {
+    for (const [name, n] of this.store.nodes) {
+      if (n.perms.length < 2 || !n.perms.some((p, i) => i > 0 && p.id === domid)) continue;
+      this.store.nodes.set(name, { ...n, perms: n.perms.filter((p, i) => i === 0 || p.id !== domid) });
+    }
+    for (const [name, p] of this.specialPerms) {
+      const owner = p[0]!.id === domid ? { id: 0, perms: p[0]!.perms } : p[0]!;
+      this.specialPerms.set(name, [owner, ...p.slice(1).filter((e) => e.id !== domid)]);
+    }
+  }
+
+  #resume(ctx: RequestContext): string {
+    this.#onearg_domain(ctx).shutdown = false;
+    return OK;
+  }
+
+  #setTarget(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length < 2) throw new XsError("EINVAL");
+    const connected = (domid: number): Domain => {
+      const d = this.domains.get(domid);
+      if (d === undefined) throw new XsError("ENOENT");
+      if (d.conn === null && domid !== 0) throw new XsError("EINVAL");
+      return d;
+    };
+    const d = connected(atoi(args[0]!) >>> 0);
+    const t = connected(atoi(args[1]!) >>> 0);
+    if (d.conn !== null) d.conn.target = t.domid;
+    return OK;
+  }
+
+  #getFeature(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length > 1) throw new XsError("EINVAL");
+    if (args.length === 1) {
+      if (!ctx.conn.privileged) throw new XsError("EACCES");
+      if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
+    }
+    return `${ServerFeature.RECONNECTION | ServerFeature.ERROR}\0`;
+  }
+
+  #setFeature(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length !== 2) throw new XsError("EINVAL");
+    if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
+    // Features can only be taken away from what the server offers.
+    if ((atoi(args[1]!) >>> 0) & ~(ServerFeature.RECONNECTION | ServerFeature.ERROR))
+      throw new XsError("EINVAL");
+    return OK;
+  }
+
+  #getQuota(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length === 0) return `${HARD_QUOTAS.map((q) => q.name).join(" ")}\0`;
+    const name = args[args.length - 1]!;
+    const q = HARD_QUOTAS.find((x) => x.name === name);
+    if (q === undefined || args.length > 2) throw new XsError("EINVAL");
+    if (args.length === 2 && !this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
+    return `${this.quotas[q.key]}\0`;
+  }
+
+  #setQuota(ctx: RequestContext): string {
+    const args = strings(ctx.payload);
+    if (args.length < 2 || args.length > 3) throw new XsError("EINVAL");
+    const name = args[args.length - 2]!;
+    const q = HARD_QUOTAS.find((x) => x.name === name);
+    if (q === undefined) throw new XsError("EINVAL");
+    if (args.length === 3) {
+      // Per-domain quotas are not kept apart from the global ones (README).
+      if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
+    }
+    const v = atoi(args[args.length - 1]!);
+    if (v < 0) throw new XsError("EINVAL");
+    this.quotas[q.key] = v === 0 ? Number.MAX_SAFE_INTEGER : v;
+    return OK;
+  }
+
+  // ---------------------------------------------------------------- CONTROL
+
+  #control(ctx: RequestContext): Uint8Array | string {
+    const args = strings(ctx.payload);
+    if (args.length === 0) throw new XsError("EINVAL");
+    const [cmd, ...rest] = args as [string, ...string[]];
+    const c = CONTROL_COMMANDS.find((x) => x.cmd === cmd);
+    if (c === undefined) throw new XsError("EINVAL");
+    return c.run(this, rest, ctx);
+  }
+
+  /** CONTROL `quota` / `quota-soft` (xenstored_control.c). */
+  controlQuota(args: readonly string[], soft: boolean): string {
+    const table = soft ? SOFT_QUOTAS : HARD_QUOTAS;
+    if (args.length === 0) {
+      let s = "Quota settings:\n";
+      for (const q of table)
+        s += `${q.name.padEnd(17)}: ${String(this.quotas[q.key]).padStart(8)} ${q.descr}\n`;
+      return `${s}\0`;
+    }
+    if (args[0] === "set") {
+      if (args.length !== 3) throw new XsError("EINVAL");
+      const v = atoi(args[2]!);
+      if (v < 1) throw new XsError("EINVAL");
+      const q = table.find((x) => x.name === args[1]);
+      if (q === undefined) throw new XsError("EINVAL");
+      this.quotas[q.key] = v;
+      this.log.info({ quota: q.name, value: v, soft }, `quota ${q.name} set to ${v}`);
+      return OK;
+    }
+    if (soft || args.length !== 1) throw new XsError("EINVAL");
+    const domid = atoi(args[0]!) >>> 0;
+    if (!this.domains.has(domid)) throw new XsError("ENOENT");
+    const conn = this.domains.get(domid)!.conn;
+    const line = (k: string, v: number) => `${k.padEnd(16)}: ${String(v).padStart(8)}\n`;
+    return (
+      `Domain ${domid}:\n` +
+      line("nodes", this.entries.get(domid) ?? 0) +
+      line("watches", conn?.watches.length ?? 0) +
+      line("transactions", conn?.transactions.size ?? 0) +
+      line("outstanding", 0) +
+      line("memory", this.memoryOf(domid)) +
+      "\0"
+    );
+  }
+
+  /** Bytes of node records a domain owns (an estimate of C xenstored's accounting). */
+  memoryOf(domid: number): number {
+    let m = 0;
+    for (const n of this.store.nodes.values()) if (n.perms[0]!.id === domid) m += nodeRecordSize(n);
+    return m;
+  }
+
+  /** CONTROL `check`: the tree and the counters agree. Returns problems found. */
+  check(): string[] {
+    const problems: string[] = [];
+    const counts = new Map<number, number>();
+    for (const [name, n] of this.store.nodes) {
+      counts.set(n.perms[0]!.id, (counts.get(n.perms[0]!.id) ?? 0) + 1);
+      for (const c of n.children) {
+        if (!this.store.nodes.has(childPath(name, c))) problems.push(`${name} lists missing child ${c}`);
+      }
+      if (name !== "/") {
+        const p = this.store.nodes.get(parentOf(name));
+        if (p === undefined || !p.children.includes(baseOf(name)))
+          problems.push(`${name} is not in its parent`);
+      }
+    }
+    for (const [domid, n] of counts) {
+      if ((this.entries.get(domid) ?? 0) !== n)
+        problems.push(`domain ${domid} counts ${this.entries.get(domid)} nodes, owns ${n}`);
+    }
+    return problems;
+  }
+}
+
+function eventPacket(path: string, token: string): XsPacket {
+  return { type: XsType.WATCH_EVENT, reqId: 0, txId: 0, payload: ascii(`${path}\0${token}\0`) };
+}
+
+/** The path an event reports: relative watches see paths relative to their home. */
+function watchPath(w: Watch, name: string): string {
+  if (w.relativeTo === null) return name;
+  let p = name.slice(w.relativeTo.length);
+  if (p.charCodeAt(0) === 47) p = p.slice(1);
+  return p;
+}
+
+/** C xenstored drops an event identical to one still queued for the same connection. */
+function isDuplicate(
+  events: readonly Delivery[],
+  from: number,
+  conn: Connection,
+  payload: Uint8Array,
+): boolean {
+  for (let i = from; i < events.length; i++) {
+    const e = events[i]!;
+    if (e.conn !== conn) continue;
+    const p = e.packet.payload;
+    if (p.byteLength !== payload.byteLength) continue;
+    let same = true;
+    for (let j = 0; j < p.byteLength; j++) {
+      if (p[j] !== payload[j]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return true;
+  }
+  return false;
+}
+
+interface ControlCommand {
+  cmd: string;
+  pars: string;
+  run(core: XenStoreCore, args: readonly string[], ctx: RequestContext): string;
+}
+
+/** CONTROL commands (xenstored_control.c `cmds[]`, less live-update: see README). */
+const CONTROL_COMMANDS: readonly ControlCommand[] = [
+  {
+    cmd: "check",
+    pars: "",
+    run(core, args) {
+      if (args.length !== 0) throw new XsError("EINVAL");
+      for (const p of core.check()) core.log.error({ problem: p }, `check: ${p}`);
+      return OK;
+    },
+  },
+  {
+    cmd: "log",
+    pars: "on|off",
+    run(_core, args) {
+      if (args.length !== 1 || (args[0] !== "on" && args[0] !== "off")) throw new XsError("EINVAL");
+      return OK;
+    },
+  },
+  {
+    cmd: "logfile",
+    pars: "<file>",
+    run(_core, args) {
+      if (args.length !== 1) throw new XsError("EINVAL");
+      return OK;
+    },
+  },
+  {
+    cmd: "memreport",
+    pars: "[<file>]",
+    run(core, args) {
+      if (args.length > 1) throw new XsError("EINVAL");
+      core.log.info(
+        { nodes: core.store.nodes.size, connections: core.connections.size, domains: core.domains.size },
+        "memreport",
+      );
+      return OK;
+    },
+  },
+  {
+    cmd: "print",
+    pars: "<string>",
+    run(core, args) {
+      if (args.length !== 1) throw new XsError("EINVAL");
+      core.log.info({}, `control: ${args[0]}`);
+      return OK;
+    },
+  },
+  {
+    cmd: "quota",
+    pars: "[set <name> <val>|<domid>]",
+    run: (core, args) => core.controlQuota(args, false),
+  },
+  {
+    cmd: "quota-soft",
+    pars: "[set <name> <val>]",
+    run: (core, args) => core.controlQuota(args, true),
+  },
+  {
+    cmd: "help",
+    pars: "",
+    run(_core, args) {
+      if (args.length !== 0) throw new XsError("EINVAL");
+      return `${CONTROL_COMMANDS.map((c) => `${c.cmd}\t${c.pars}\n`).join("")}\0`;
+    },
+  },
+];

@@ -1,0 +1,281 @@
+/**
+ * The node database and per-connection views of it, with C xenstored's transaction model
+ * (xenstored_transaction.c).
+ *
+ * Nodes are immutable records: a write replaces the record, so a transaction can keep the
+ * record it saw without copying it.
+ *
+ * Transactions and conflicts. Every modification stamps the node with a fresh value of the
+ * global generation counter. A transaction records, on its first access to each node, the
+ * generation it saw (NO_GENERATION for a missing node) and whether that first access was a
+ * read; only nodes first *read* are checked at commit, because a node the transaction wrote
+ * will be overwritten anyway (last writer wins). Once accessed, a node is served from the
+ * transaction's copy, so reads repeat. Worked examples (each is a test in
+ * test/xenstore/store.test.ts):
+ *
+ *   1. read A, write B in T; nobody else writes     → commit OK, B visible
+ *   2. read A in T; outside write A; write B in T    → commit EAGAIN (g(A) changed)
+ *   3. read A in T; outside rm A                     → commit EAGAIN (A now missing)
+ *   4. read missing C in T; outside creates C        → commit EAGAIN (NO_GENERATION ≠ g(C))
+ *   5. write B in T (first access); outside write B  → commit OK, T's B wins
+ *   6. list D in T; outside adds a child to D        → commit EAGAIN (D's generation moved)
+ *
+ * Creating a node reads its parent (to inherit permissions) and rewrites it (child list),
+ * so two transactions adding children to the same directory conflict, as in Xen.
+ */
+import { XsError } from "./errors.ts";
+import type { Perms } from "./perms.ts";
+
+export const NO_GENERATION = -1;
+
+export interface Node {
+  readonly name: string;
+  readonly value: Uint8Array;
+  readonly perms: Perms;
+  /** Child base names in insertion order (C xenstored keeps them so). */
+  readonly children: readonly string[];
+  readonly generation: number;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Size of a node's record as C xenstored stores it: header, perms, value, child names. */
+export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">): number {
+  let childlen = 0;
+  for (const c of n.children) childlen += c.length + 1;
+  return 16 + 8 * n.perms.length + n.value.byteLength + childlen;
+}
+
+/** Children as the wire carries them: each name NUL-terminated. */
+export function childrenBytes(children: readonly string[]): Uint8Array {
+  let len = 0;
+  for (const c of children) len += c.length + 1;
+  const out = new Uint8Array(len);
+  let pos = 0;
+  for (const c of children) {
+    for (let i = 0; i < c.length; i++) out[pos++] = c.charCodeAt(i);
+    out[pos++] = 0;
+  }
+  return out;
+}
+
+export class Store {
+  readonly nodes = new Map<string, Node>();
+  /** Global generation counter: incremented before each use, so every stamp is unique. */
+  generation = 0;
+
+  constructor() {
+    const n0: Perms = [{ id: 0, perms: 0 }];
+    this.nodes.set("/", { name: "/", value: EMPTY, perms: n0, children: ["tool"], generation: 0 });
+    this.nodes.set("/tool", {
+      name: "/tool",
+      value: EMPTY,
+      perms: n0,
+      children: ["xenstored"],
+      generation: 0,
+    });
+    this.nodes.set("/tool/xenstored", {
+      name: "/tool/xenstored",
+      value: EMPTY,
+      perms: n0,
+      children: [],
+      generation: 0,
+    });
+  }
+
+  nextGeneration(): number {
+    return ++this.generation;
+  }
+}
+
+/** What a transaction remembers of one node. */
+interface Accessed {
+  /** The node as this transaction sees it; null = missing or deleted. */
+  node: Node | null;
+  /** Generation seen on first access (NO_GENERATION if missing). */
+  generation: number;
+  checkGen: boolean;
+  modified: boolean;
+  fireWatch: boolean;
+  watchExact: boolean;
+  /** Permissions of the node when first accessed, for watch checks at commit. */
+  perms: Perms | null;
+}
+
+export class Transaction {
+  readonly id: number;
+  readonly generation: number;
+  readonly accessed = new Map<string, Accessed>();
+  /** Change in node count per owning domain, applied at commit. */
+  readonly entryDelta = new Map<number, number>();
+  nodeCreated = false;
+  /** Set when an operation inside failed half-way: commit gives ENOMEM, as in Xen. */
+  failed = false;
+
+  constructor(id: number, generation: number) {
+    this.id = id;
+    this.generation = generation;
+  }
+}
+
+/** Called for each node a view creates, deletes or re-owns: (owner domid, +1/-1). */
+export type EntryHook = (domid: number, delta: number) => void;
+
+/** Watch-fire request from a modification: path, the node (null if gone), exact match, old perms. */
+export interface FireRequest {
+  name: string;
+  node: Node | null;
+  exact: boolean;
+  oldPerms: Perms | null;
+}
+
+/**
+ * A connection's view of the store for one request: the global store directly, or
+ * through a transaction. `transNodesQuota` limits the nodes a transaction may touch
+ * (unprivileged only; ENOSPC).
+ */
+export class View {
+  readonly store: Store;
+  readonly tx: Transaction | null;
+  readonly fires: FireRequest[] = [];
+  readonly #entry: EntryHook;
+  readonly #transNodesQuota: number;
+
+  constructor(store: Store, tx: Transaction | null, entry: EntryHook, transNodesQuota: number) {
+    this.store = store;
+    this.tx = tx;
+    this.#entry = entry;
+    this.#transNodesQuota = transNodesQuota;
+  }
+
+  read(name: string): Node | null {
+    const tx = this.tx;
+    if (tx === null) return this.store.nodes.get(name) ?? null;
+    const a = tx.accessed.get(name);
+    if (a !== undefined) return a.node;
+    const node = this.store.nodes.get(name) ?? null;
+    this.#record(tx, name, {
+      node,
+      generation: node ? node.generation : NO_GENERATION,
+      checkGen: true,
+      modified: false,
+      fireWatch: false,
+      watchExact: false,
+      perms: node ? node.perms : null,
+    });
+    return node;
+  }
+
+  /** Writes (creates or replaces) a node record; stamps a new generation. */
+  write(name: string, value: Uint8Array, perms: Perms, children: readonly string[]): Node {
+    const node: Node = { name, value, perms, children, generation: this.store.nextGeneration() };
+    const tx = this.tx;
+    if (tx === null) {
+      this.store.nodes.set(name, node);
+      return node;
+    }
+    const a = tx.accessed.get(name);
+    if (a === undefined) {
+      const cur = this.store.nodes.get(name) ?? null;
+      this.#record(tx, name, {
+        node,
+        generation: cur ? cur.generation : NO_GENERATION,
+        checkGen: false,
+        modified: true,
+        fireWatch: false,
+        watchExact: false,
+        perms: cur ? cur.perms : null,
+      });
+    } else {
+      a.node = node;
+      a.modified = true;
+    }
+    return node;
+  }
+
+  delete(name: string): void {
+    const tx = this.tx;
+    this.store.nextGeneration();
+    if (tx === null) {
+      this.store.nodes.delete(name);
+      return;
+    }
+    const a = tx.accessed.get(name);
+    if (a === undefined) {
+      const cur = this.store.nodes.get(name) ?? null;
+      this.#record(tx, name, {
+        node: null,
+        generation: cur ? cur.generation : NO_GENERATION,
+        checkGen: false,
+        modified: true,
+        fireWatch: false,
+        watchExact: false,
+        perms: cur ? cur.perms : null,
+      });
+    } else {
+      a.node = null;
+      a.modified = true;
+    }
+  }
+
+  /** Counts a node gained (+1) or lost (-1) by its owner; deferred to commit in a transaction. */
+  entry(domid: number, delta: number): void {
+    const tx = this.tx;
+    if (tx === null) this.#entry(domid, delta);
+    else tx.entryDelta.set(domid, (tx.entryDelta.get(domid) ?? 0) + delta);
+  }
+
+  /** Asks for watches to fire on `name`; in a transaction, they fire at commit. */
+  fire(name: string, node: Node | null, exact: boolean, oldPerms: Perms | null): void {
+    const tx = this.tx;
+    if (tx === null) {
+      this.fires.push({ name, node, exact, oldPerms });
+      return;
+    }
+    const a = tx.accessed.get(name);
+    if (a === undefined) {
+      tx.failed = true;
+      return;
+    }
+    // A non-exact event replaces an exact one, not the other way round.
+    if (!a.fireWatch) {
+      a.fireWatch = true;
+      a.watchExact = exact;
+    } else if (!exact) {
+      a.watchExact = false;
+    }
+  }
+
+  #record(tx: Transaction, name: string, a: Accessed): void {
+    if (tx.accessed.size >= this.#transNodesQuota) {
+      tx.failed = true;
+      throw new XsError("ENOSPC", `transaction-nodes quota (${this.#transNodesQuota}) reached`);
+    }
+    tx.accessed.set(name, a);
+  }
+}
+
+/**
+ * Commits `tx` into `store`: EAGAIN if any node it first read has changed since; else
+ * applies its writes and deletes in the order it first touched them and returns the watch
+ * fires, also in that order.
+ */
+export function commit(store: Store, tx: Transaction): FireRequest[] {
+  for (const [name, a] of tx.accessed) {
+    if (!a.checkGen) continue;
+    const cur = store.nodes.get(name);
+    const gen = cur ? cur.generation : NO_GENERATION;
+    if (gen !== a.generation) throw new XsError("EAGAIN");
+  }
+  const fires: FireRequest[] = [];
+  for (const [name, a] of tx.accessed) {
+    if (!a.modified) continue;
+    if (a.node !== null) {
+      store.nodes.set(name, { ...a.node, generation: store.nextGeneration() });
+    } else {
+      store.nodes.delete(name);
+    }
+    if (a.fireWatch) fires.push({ name, node: null, exact: a.watchExact, oldPerms: a.perms });
+  }
+  return fires;
+}
