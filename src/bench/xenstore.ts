@@ -1,0 +1,631 @@
+/**
+ * `xenlab bench xenstore`: the same loads against xenlab's XenStore daemon and the reference
+ * C xenstored (Xen 4.17, ../shared/refxs), started side by side in one run.
+ *
+ *   a  Xen's `test-xenstore -i N`, daemon and client pinned to CPU 0 (as refxs/bench.sh).
+ *      ops/s = requests / wall time, where one iteration of the 12 tests sends 76 requests
+ *      and the final cleanup 5 (counted in the reference's request trace, REFXS_TRACE=1);
+ *      per-test latency = test-xenstore's own average of the timed part.
+ *   b  32 closed-loop clients (loadgen.ts: READ/WRITE/transaction mix, own subtree each,
+ *      one request outstanding) in a separate process pinned to CPU 1, daemon on CPU 0.
+ *   c  500 idle connections (each has sent one request) held open, then the single-client
+ *      loads: test-xenstore as in (a), and loadgen with 1 client, both on CPU 0.
+ *
+ * Runs alternate between the daemons (xenlab first on odd runs, reference first on even
+ * runs) and each figure is the median over the runs. A ratio > 1 means xenlab is ahead:
+ * xenlab/baseline for a rate, baseline/xenlab for a latency or a CPU cost.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Daemon, hasTaskset, pin, startCommand, startReference } from "./daemons.ts";
+import { type Conn, type LoadConfig, type LoadResult, openIdle } from "./loadgen.ts";
+import { cpuSeconds } from "./procstat.ts";
+
+const REPO = fileURLToPath(new URL("../..", import.meta.url));
+const FROM_SOURCE = import.meta.url.endsWith(".ts");
+const REFXS = join(REPO, "../shared/refxs");
+const REFXS_CACHE = process.env.REFXS_CACHE ?? "/var/tmp/refxs-cache";
+const TEST_XENSTORE = join(REFXS_CACHE, "root/usr/lib/xen-4.17/bin/test-xenstore");
+const REFXS_LIB = join(REFXS_CACHE, "root/usr/lib/x86_64-linux-gnu");
+
+/** Requests per `test-xenstore` iteration of all 12 tests, and for its final cleanup. */
+const TEST_XENSTORE_REQS_PER_ITER = 76;
+const TEST_XENSTORE_REQS_FIXED = 5;
+
+const DAEMON_CPU = 0;
+const CLIENT_CPU = 1;
+const BASELINE_NAME = "cxenstored";
+
+type CaseId = "a" | "b" | "c";
+type Side = "xenlab" | "baseline";
+type XenlabKind = "dist" | "src" | "ref";
+
+export interface Options {
+  json: boolean;
+  runs: number;
+  /** test-xenstore -i for case a. */
+  iterations: number;
+  /** test-xenstore -i for case c. */
+  idleIterations: number;
+  warmupMs: number;
+  durationMs: number;
+  /** 1-client load of case c. */
+  idleDurationMs: number;
+  clients: number;
+  idle: number;
+  cases: ReadonlySet<CaseId>;
+  xenlab: XenlabKind;
+  xenlabCmd: string[] | null;
+  pin: boolean;
+}
+
+const DEFAULTS: Options = {
+  json: false,
+  runs: 5,
+  iterations: 1000,
+  idleIterations: 200,
+  warmupMs: 500,
+  durationMs: 3000,
+  idleDurationMs: 2000,
+  clients: 32,
+  idle: 500,
+  cases: new Set<CaseId>(["a", "b", "c"]),
+  xenlab: "dist",
+  xenlabCmd: null,
+  pin: true,
+};
+
+const QUICK: Partial<Options> = {
+  runs: 1,
+  iterations: 30,
+  idleIterations: 10,
+  warmupMs: 200,
+  durationMs: 500,
+  idleDurationMs: 300,
+};
+
+export const USAGE = `usage: xenlab bench xenstore [options]
+
+Runs the same loads against xenlab's xenstored and the reference C xenstored
+(../shared/refxs) and prints ops/s, latencies and ratios (> 1: xenlab ahead).
+  a  test-xenstore -i N, daemon and client pinned to CPU ${DAEMON_CPU}
+  b  N clients, read/write/transaction mix, one request outstanding each
+  c  the single-client loads with N idle connections open
+
+options:
+  --json               one JSON line per case instead of the table
+  --quick              smoke run of a few seconds (1 run, short loads)
+  --runs N             runs per case, medians reported (default ${DEFAULTS.runs})
+  --iterations N       test-xenstore -i for case a (default ${DEFAULTS.iterations})
+  --idle-iterations N  test-xenstore -i for case c (default ${DEFAULTS.idleIterations})
+  --duration S         seconds measured per run of case b (default ${DEFAULTS.durationMs / 1000})
+  --idle-duration S    seconds measured per 1-client run of case c (default ${DEFAULTS.idleDurationMs / 1000})
+  --warmup S           warm-up seconds before each loadgen run (default ${DEFAULTS.warmupMs / 1000})
+  --clients N          clients in case b (default ${DEFAULTS.clients})
+  --idle N             idle connections in case c (default ${DEFAULTS.idle})
+  --cases LIST         e.g. a,c (default a,b,c)
+  --xenlab KIND        dist: node dist/cli/main.js xenstored (default; npm run build first)
+                       src:  the daemon from source through tsx (slower start, same code)
+                       ref:  a second reference C xenstored (to check the bench itself)
+  --xenlab-cmd CMD     any daemon command; {socket} is replaced by the socket path
+  --no-pin             do not pin (pinning needs taskset)
+`;
+
+function positive(flag: string, v: string | undefined, allowZero = false): number {
+  const n = Number(v);
+  if (v === undefined || !Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) {
+    throw new RangeError(
+      `Invalid value for ${flag}: '${v ?? ""}'; expected a ${allowZero ? "non-negative" : "positive"} number`,
+    );
+  }
+  return n;
+}
+
+export function parseArgs(argv: readonly string[]): Options | "help" {
+  const quick = argv.includes("--quick");
+  argv = argv.filter((a) => a !== "--quick");
+  const o: Options = { ...DEFAULTS, ...(quick ? QUICK : {}) };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = (): string | undefined => argv[++i];
+    switch (a) {
+      case "-h":
+      case "--help":
+        return "help";
+      case "--json":
+        o.json = true;
+        break;
+      case "--runs":
+        o.runs = Math.floor(positive(a, val()));
+        break;
+      case "--iterations":
+        o.iterations = Math.floor(positive(a, val()));
+        break;
+      case "--idle-iterations":
+        o.idleIterations = Math.floor(positive(a, val()));
+        break;
+      case "--duration":
+        o.durationMs = positive(a, val()) * 1000;
+        break;
+      case "--idle-duration":
+        o.idleDurationMs = positive(a, val()) * 1000;
+        break;
+      case "--warmup":
+        o.warmupMs = positive(a, val(), true) * 1000;
+        break;
+      case "--clients":
+        o.clients = Math.floor(positive(a, val()));
+        break;
+      case "--idle":
+        o.idle = Math.floor(positive(a, val(), true));
+        break;
+      case "--cases": {
+        const v = val() ?? "";
+        const list = v.split(",").filter((s) => s !== "");
+        if (list.length === 0 || !list.every((s): s is CaseId => s === "a" || s === "b" || s === "c")) {
+          throw new RangeError(
+            `Invalid value for --cases: '${v}'; expected a comma-separated subset of a,b,c`,
+          );
+        }
+        o.cases = new Set(list);
+        break;
+      }
+      case "--xenlab": {
+        const v = val();
+        if (v !== "dist" && v !== "src" && v !== "ref") {
+          throw new RangeError(`Invalid value for --xenlab: '${v ?? ""}'; expected dist, src or ref`);
+        }
+        o.xenlab = v;
+        break;
+      }
+      case "--xenlab-cmd": {
+        const v = val() ?? "";
+        const cmd = v.split(/\s+/).filter((s) => s !== "");
+        if (cmd.length === 0) throw new RangeError("Invalid value for --xenlab-cmd: expected a command");
+        o.xenlabCmd = cmd;
+        break;
+      }
+      case "--no-pin":
+        o.pin = false;
+        break;
+      default:
+        throw new RangeError(`Unknown option '${a}'; see 'xenlab bench xenstore --help'`);
+    }
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------
+// Results: one row per case, one sample per run and side.
+
+type Better = "higher" | "lower";
+
+interface Row {
+  name: string;
+  unit: string;
+  better: Better;
+  /** In the --json output (else only in the table, e.g. the generator's own CPU use). */
+  json: boolean;
+  samples: Record<Side, number[]>;
+}
+
+interface Goal {
+  name: string;
+  min: number;
+}
+
+class Results {
+  readonly rows = new Map<string, Row>();
+
+  add(name: string, unit: string, better: Better, side: Side, value: number, json = true): void {
+    let row = this.rows.get(name);
+    if (row === undefined) {
+      row = { name, unit, better, json, samples: { xenlab: [], baseline: [] } };
+      this.rows.set(name, row);
+    }
+    row.samples[side].push(value);
+  }
+}
+
+function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function ratio(row: Row): number {
+  const x = median(row.samples.xenlab);
+  const b = median(row.samples.baseline);
+  return row.better === "higher" ? x / b : b / x;
+}
+
+function round(x: number, digits: number): number | null {
+  if (!Number.isFinite(x)) return null;
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function jsonLine(row: Row): string {
+  const x = median(row.samples.xenlab);
+  const b = median(row.samples.baseline);
+  const digits = row.unit === "ops/s" ? 0 : 2;
+  return JSON.stringify({
+    bench: "xenstore",
+    case: row.name,
+    unit: row.unit,
+    xenlab: round(x, digits),
+    baseline: round(b, digits),
+    baseline_name: BASELINE_NAME,
+    ratio: round(ratio(row), 3),
+  });
+}
+
+function fmt(x: number, unit: string): string {
+  if (!Number.isFinite(x)) return "-";
+  if (unit === "ops/s") return x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
+  if (unit === "%") return `${x.toFixed(0)}%`;
+  return x >= 100 ? x.toFixed(0) : x.toFixed(1);
+}
+
+function cell(xs: readonly number[], unit: string): string {
+  const m = fmt(median(xs), unit);
+  if (xs.length < 2) return m;
+  return `${m} (${fmt(Math.min(...xs), unit)}–${fmt(Math.max(...xs), unit)})`;
+}
+
+function table(res: Results, goals: readonly Goal[], xenlabLabel: string): string {
+  const head = ["case", "unit", xenlabLabel, BASELINE_NAME, "ratio", "goal"];
+  const lines = [...res.rows.values()].map((row) => {
+    const r = ratio(row);
+    const goal = goals.find((g) => g.name === row.name);
+    const informative = !row.json;
+    return [
+      row.name,
+      row.unit,
+      cell(row.samples.xenlab, row.unit),
+      cell(row.samples.baseline, row.unit),
+      informative || !Number.isFinite(r) ? "" : r.toFixed(2),
+      goal === undefined ? "" : `≥${goal.min} ${r >= goal.min ? "met" : "MISSED"}`,
+    ];
+  });
+  const all = [head, ...lines];
+  const width = head.map((_, i) => Math.max(...all.map((l) => l[i]!.length)));
+  const fmtLine = (l: string[]) =>
+    l
+      .map((c, i) => (i === 0 || i === 1 ? c.padEnd(width[i]!) : c.padStart(width[i]!)))
+      .join("  ")
+      .trimEnd();
+  return [fmtLine(head), width.map((w) => "-".repeat(w)).join("  "), ...lines.map(fmtLine)].join("\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// Loads.
+
+interface TestXenstoreRun {
+  seconds: number;
+  ops: number;
+  /** Average ns of each test's timed part, by test name. */
+  tests: Map<string, number>;
+}
+
+function runProcess(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((res, rej) => {
+    const [cmd, ...args] = argv;
+    if (cmd === undefined) {
+      rej(new RangeError("Cannot run an empty command"));
+      return;
+    }
+    const child = spawn(cmd, args, { env, cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on("error", rej);
+    child.on("close", (code, signal) => res({ code: code ?? (signal ? 128 : 1), out, err }));
+  });
+}
+
+function pinned(o: Options, cpu: number, argv: string[]): string[] {
+  return o.pin ? ["taskset", "-c", String(cpu), ...argv] : argv;
+}
+
+/** One `test-xenstore -i n` run against `socket`, timed from spawn to exit. */
+async function testXenstore(o: Options, socket: string, n: number): Promise<TestXenstoreRun> {
+  const env = { ...process.env, LD_LIBRARY_PATH: REFXS_LIB, XENSTORED_PATH: socket };
+  const t0 = performance.now();
+  const r = await runProcess(pinned(o, DAEMON_CPU, [TEST_XENSTORE, "-i", String(n)]), env);
+  const seconds = (performance.now() - t0) / 1e3;
+  if (r.code !== 0 || r.out.includes("failed")) {
+    throw new Error(`test-xenstore -i ${n} on '${socket}' failed (exit code ${r.code}):\n${r.out}${r.err}`);
+  }
+  const tests = new Map<string, number>();
+  for (const line of r.out.split("\n")) {
+    // "read 1    : avg: 28106 ns (26011 ns .. 97019 ns)", or "read 1    : 28106 ns" for -i 1.
+    const m = /^(.{10}): (?:avg: )?(\d+) ns/.exec(line);
+    if (m) tests.set(m[1]!.trim(), Number(m[2]));
+  }
+  return { seconds, ops: TEST_XENSTORE_REQS_PER_ITER * n + TEST_XENSTORE_REQS_FIXED, tests };
+}
+
+/** One loadgen run in its own process, pinned to `cpu`. */
+async function loadgen(o: Options, cfg: LoadConfig, cpu: number): Promise<LoadResult> {
+  const child = fileURLToPath(new URL(`./loadgen-child.${FROM_SOURCE ? "ts" : "js"}`, import.meta.url));
+  const node = [process.execPath, ...(FROM_SOURCE ? ["--import", "tsx"] : []), child, JSON.stringify(cfg)];
+  const r = await runProcess(pinned(o, cpu, node), process.env);
+  const line = r.out.trim().split("\n").pop() ?? "";
+  if (r.code !== 0 || !line.startsWith("{")) {
+    throw new Error(`Load generator failed on '${cfg.socket}' (exit code ${r.code}):\n${r.err}${r.out}`);
+  }
+  return JSON.parse(line) as LoadResult;
+}
+
+// ---------------------------------------------------------------------------------------
+
+interface Ctx {
+  o: Options;
+  daemons: Record<Side, Daemon>;
+  res: Results;
+  log: (s: string) => void;
+  seq: number;
+}
+
+/** The order of the two sides in run `r` (0-based): alternate who goes first. */
+function order(r: number): Side[] {
+  return r % 2 === 0 ? ["xenlab", "baseline"] : ["baseline", "xenlab"];
+}
+
+async function measuredCpu<T>(pid: number, f: () => Promise<T>): Promise<{ value: T; cpu: number }> {
+  const c0 = cpuSeconds(pid);
+  const value = await f();
+  return { value, cpu: cpuSeconds(pid) - c0 };
+}
+
+function addTestXenstore(
+  ctx: Ctx,
+  prefix: string,
+  side: Side,
+  run: TestXenstoreRun,
+  cpu: number,
+  perTest: boolean,
+): void {
+  ctx.res.add(prefix, "ops/s", "higher", side, run.ops / run.seconds);
+  if (perTest) {
+    for (const [test, ns] of run.tests) ctx.res.add(`${prefix}/${test} avg`, "us", "lower", side, ns / 1e3);
+  }
+  ctx.res.add(`${prefix}/daemon cpu per op`, "us", "lower", side, (cpu / run.ops) * 1e6);
+}
+
+function addLoad(
+  ctx: Ctx,
+  prefix: string,
+  side: Side,
+  r: LoadResult,
+  kinds: readonly ("all" | "read" | "write" | "tx")[],
+): void {
+  ctx.res.add(prefix, "ops/s", "higher", side, r.opsPerSec);
+  for (const k of kinds) {
+    ctx.res.add(`${prefix}/${k} p50`, "us", "lower", side, r.latency[k].p50Us);
+    ctx.res.add(`${prefix}/${k} p99`, "us", "lower", side, r.latency[k].p99Us);
+  }
+  ctx.res.add(`${prefix}/daemon cpu per op`, "us", "lower", side, (r.daemonCpu / r.ops) * 1e6);
+  ctx.res.add(`${prefix}/loadgen cpu`, "%", "lower", side, r.cpu * 100, false);
+}
+
+function loadConfig(ctx: Ctx, side: Side, clients: number, durationMs: number): LoadConfig {
+  ctx.seq++;
+  return {
+    socket: ctx.daemons[side].socket,
+    daemonPid: ctx.daemons[side].pid,
+    clients,
+    warmupMs: ctx.o.warmupMs,
+    durationMs,
+    tag: `r${process.pid}x${ctx.seq}`,
+    seed: 12345,
+  };
+}
+
+async function caseA(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  const name = "a/test-xenstore";
+  for (let r = 0; r < o.runs; r++) {
+    for (const side of order(r)) {
+      const d = ctx.daemons[side];
+      const { value, cpu } = await measuredCpu(d.pid, () => testXenstore(o, d.socket, o.iterations));
+      addTestXenstore(ctx, name, side, value, cpu, true);
+      ctx.log(
+        `[a ${r + 1}/${o.runs}] ${side}: ${fmt(value.ops / value.seconds, "ops/s")} ops/s (${value.seconds.toFixed(2)} s)`,
+      );
+    }
+  }
+}
+
+async function caseB(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  const name = `b/${o.clients}-clients`;
+  for (let r = 0; r < o.runs; r++) {
+    for (const side of order(r)) {
+      const cfg = loadConfig(ctx, side, o.clients, o.durationMs);
+      const value = await loadgen(o, cfg, CLIENT_CPU);
+      addLoad(ctx, name, side, value, ["all", "read", "write", "tx"]);
+      if (value.conflicts > 0) ctx.log(`[b] ${side}: ${value.conflicts} transactions retried after EAGAIN`);
+      ctx.log(
+        `[b ${r + 1}/${o.runs}] ${side}: ${fmt(value.opsPerSec, "ops/s")} ops/s, p50 ${value.latency.all.p50Us.toFixed(0)} µs, p99 ${value.latency.all.p99Us.toFixed(0)} µs, loadgen cpu ${(value.cpu * 100).toFixed(0)}%`,
+      );
+    }
+  }
+}
+
+async function caseC(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  const prefix = `c/${o.idle}-idle`;
+  const idle: Conn[] = [];
+  try {
+    for (const side of ["xenlab", "baseline"] as const) {
+      const t0 = performance.now();
+      idle.push(...(await openIdle(ctx.daemons[side].socket, o.idle)));
+      ctx.log(
+        `[c] ${side}: ${o.idle} idle connections open (${((performance.now() - t0) / 1e3).toFixed(1)} s)`,
+      );
+    }
+    for (let r = 0; r < o.runs; r++) {
+      for (const side of order(r)) {
+        const d = ctx.daemons[side];
+        const tx = await measuredCpu(d.pid, () => testXenstore(o, d.socket, o.idleIterations));
+        addTestXenstore(ctx, `${prefix}/test-xenstore`, side, tx.value, tx.cpu, false);
+        const cfg = loadConfig(ctx, side, 1, o.idleDurationMs);
+        const lg = await loadgen(o, cfg, DAEMON_CPU);
+        addLoad(ctx, `${prefix}/1-client`, side, lg, ["all"]);
+        ctx.log(
+          `[c ${r + 1}/${o.runs}] ${side}: test-xenstore ${fmt(tx.value.ops / tx.value.seconds, "ops/s")} ops/s, 1-client ${fmt(lg.opsPerSec, "ops/s")} ops/s`,
+        );
+      }
+    }
+    const dropped = idle.filter((c) => c.closed).length;
+    if (dropped > 0)
+      ctx.log(`[c] warning: ${dropped} idle connections were closed by a daemon during the runs`);
+  } finally {
+    for (const c of idle) c.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+function xenlabArgv(o: Options): { argv: string[]; label: string } | null {
+  if (o.xenlabCmd !== null) return { argv: o.xenlabCmd, label: "xenlab" };
+  if (o.xenlab === "ref") return null;
+  if (o.xenlab === "src") {
+    return {
+      argv: [
+        process.execPath,
+        "--import",
+        "tsx",
+        join(REPO, "src/cli/main.ts"),
+        "xenstored",
+        "--socket",
+        "{socket}",
+      ],
+      label: "xenlab",
+    };
+  }
+  const main = join(REPO, "dist/cli/main.js");
+  if (!existsSync(main)) {
+    throw new Error(
+      `Cannot find xenlab's built daemon '${main}': run 'npm run build' first (or pass --xenlab src)`,
+    );
+  }
+  return { argv: [process.execPath, main, "xenstored", "--socket", "{socket}"], label: "xenlab" };
+}
+
+function checkPeers(o: Options): void {
+  if (!existsSync(join(REFXS, "start.sh"))) {
+    throw new Error(`Cannot find the reference daemon's start.sh in '${REFXS}'`);
+  }
+  if ((o.cases.has("a") || o.cases.has("c")) && !existsSync(TEST_XENSTORE)) {
+    throw new Error(
+      `Cannot find '${TEST_XENSTORE}': start the reference once (../shared/refxs/start.sh) to fill its cache`,
+    );
+  }
+  if (o.pin && !hasTaskset())
+    throw new Error("Cannot pin without taskset: install util-linux or pass --no-pin");
+}
+
+export async function benchXenstore(o: Options): Promise<number> {
+  checkPeers(o);
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const xl = xenlabArgv(o);
+  const dir = mkdtempSync(join(tmpdir(), "xenlab-bench-"));
+  const started: Daemon[] = [];
+  const cleanup = async () => {
+    await Promise.all(started.map((d) => d.stop().catch(() => undefined)));
+    started.length = 0;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    log(`bench: ${sig}, stopping the daemons`);
+    void cleanup().then(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    mkdirSync(join(dir, "ref"));
+    mkdirSync(join(dir, "xl"));
+    const baseline = await startReference(REFXS, join(dir, "ref/socket"));
+    started.push(baseline);
+    const xenlab =
+      xl === null
+        ? await startReference(REFXS, join(dir, "xl/socket"), `${BASELINE_NAME} (as xenlab)`)
+        : await startCommand(xl.argv, join(dir, "xl/socket"), join(dir, "xl/daemon.log"), xl.label, REPO);
+    started.push(xenlab);
+    const daemons = { xenlab, baseline };
+    log(
+      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}; baseline: ${BASELINE_NAME} pid ${baseline.pid}`,
+    );
+    if (o.pin) {
+      await pin(baseline.pid, DAEMON_CPU);
+      await pin(xenlab.pid, DAEMON_CPU);
+    }
+    const ctx: Ctx = { o, daemons, res: new Results(), log, seq: 0 };
+    // Warm-up (JIT, allocator, caches): a short test-xenstore run on each side, not recorded.
+    for (const side of ["xenlab", "baseline"] as const) {
+      await testXenstore(o, daemons[side].socket, Math.min(200, o.iterations));
+    }
+    if (o.cases.has("a")) await caseA(ctx);
+    if (o.cases.has("b")) await caseB(ctx);
+    if (o.cases.has("c")) await caseC(ctx);
+    const goals: Goal[] = [
+      { name: "a/test-xenstore", min: 1 },
+      { name: `b/${o.clients}-clients`, min: 1 },
+      { name: `c/${o.idle}-idle/test-xenstore`, min: 3 },
+    ];
+    if (o.json) {
+      for (const row of ctx.res.rows.values()) if (row.json) process.stdout.write(`${jsonLine(row)}\n`);
+    } else {
+      process.stdout.write(`\n${table(ctx.res, goals, xenlab.label)}\n`);
+      process.stdout.write(
+        `\n${o.runs} run(s) per case, median (min–max); ratio > 1: xenlab ahead. a: test-xenstore -i ${o.iterations}` +
+          `${o.pin ? ` pinned to CPU ${DAEMON_CPU}` : ""}; b: ${o.clients} clients, ${o.durationMs / 1000} s` +
+          `${o.pin ? `, loadgen on CPU ${CLIENT_CPU}` : ""}; c: ${o.idle} idle connections, test-xenstore -i ${o.idleIterations}` +
+          ` and 1 client for ${o.idleDurationMs / 1000} s${o.pin ? ` on CPU ${DAEMON_CPU}` : ""}.\n`,
+      );
+      const a = ctx.res.rows.get("a/test-xenstore");
+      const c = ctx.res.rows.get(`c/${o.idle}-idle/test-xenstore`);
+      if (a && c) {
+        const slow = (s: Side) => (median(a.samples[s]) / median(c.samples[s])).toFixed(1);
+        process.stdout.write(
+          `slow-down from ${o.idle} idle connections (a ÷ c): xenlab ${slow("xenlab")}×, ${BASELINE_NAME} ${slow("baseline")}×\n`,
+        );
+      }
+    }
+    return 0;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await cleanup();
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let o: Options | "help";
+  try {
+    o = parseArgs(argv);
+  } catch (e) {
+    process.stderr.write(`xenlab bench xenstore: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 2;
+  }
+  if (o === "help") {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  return benchXenstore(o);
+}

@@ -1,0 +1,32 @@
+/**
+ * `xenlab bench <name> [args]`: benchmarks that compare xenlab with a baseline measured in
+ * the same run. The code lives in src/bench/ (so it is built into dist/); bench/*.ts are
+ * thin entries that run the same code from source.
+ */
+type Bench = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
+
+const BENCHES: Record<string, Bench> = {
+  xenstore: {
+    summary: "xenstored vs the reference C xenstored: test-xenstore, 32 clients, 500 idle connections",
+    load: () => import("../bench/xenstore.ts"),
+  },
+};
+
+function usage(): string {
+  const lines = Object.entries(BENCHES).map(([name, b]) => `  ${name.padEnd(10)} ${b.summary}`);
+  return `usage: xenlab bench <name> [--help | args]\n\nbenchmarks:\n${lines.join("\n")}\n`;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "-h" || name === "--help") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const bench = BENCHES[name];
+  if (bench === undefined) {
+    process.stderr.write(`xenlab bench: unknown benchmark '${name}'\n${usage()}`);
+    return 2;
+  }
+  return (await bench.load()).run(rest);
+}
