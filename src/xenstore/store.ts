@@ -9,15 +9,16 @@
  * global generation counter. A transaction records, on its first access to each node, the
  * generation it saw (NO_GENERATION for a missing node) and whether that first access was a
  * read; only nodes first *read* are checked at commit, because a node the transaction wrote
- * will be overwritten anyway (last writer wins). Once accessed, a node is served from the
- * transaction's copy, so reads repeat. Worked examples (each is a test in
+ * will be overwritten anyway. But every request reads its node before it writes it (to
+ * check permissions), so in practice every node a transaction touches is checked. Once
+ * accessed, a node is served from the transaction's copy, so reads repeat. Worked examples (each is a test in
  * test/xenstore/store.test.ts):
  *
  *   1. read A, write B in T; nobody else writes     → commit OK, B visible
  *   2. read A in T; outside write A; write B in T    → commit EAGAIN (g(A) changed)
  *   3. read A in T; outside rm A                     → commit EAGAIN (A now missing)
  *   4. read missing C in T; outside creates C        → commit EAGAIN (NO_GENERATION ≠ g(C))
- *   5. write B in T (first access); outside write B  → commit OK, T's B wins
+ *   5. write B in T; outside write B                 → commit EAGAIN (the WRITE read B first)
  *   6. list D in T; outside adds a child to D        → commit EAGAIN (D's generation moved)
  *
  * Creating a node reads its parent (to inherit permissions) and rewrites it (child list),
