@@ -78,7 +78,9 @@ export async function startXenlab(args: string[] = [], env: NodeJS.ProcessEnv = 
       }
     };
     child.stdout!.on("data", onData);
-    child.once("exit", (code) => rej(new Error(`xenlab xenstored exited with ${code} before listening:\n${err}`)));
+    child.once("exit", (code) =>
+      rej(new Error(`xenlab xenstored exited with ${code} before listening:\n${err}`)),
+    );
   });
   return {
     socket,
