@@ -1,6 +1,6 @@
 /**
  * The XenStore daemon's core: one pure step per request,
- * `step(conn, request) → { reply, events }`, with C xenstored's semantics
+ * `step(conn, request) → { reply, events, out }`, with C xenstored's semantics
  * (tools/xenstore/xenstored_{core,watch,transaction,domain,control}.c of Xen 4.17).
  * No I/O here: transports feed requests in and deliver what comes out.
  */
@@ -79,10 +79,16 @@ export interface Delivery {
 }
 
 export interface StepResult {
-  /** The reply to the request, or null when the connection must be dropped. */
-  reply: XsPacket | null;
-  /** Watch events, possibly for other connections. */
+  /** The reply to the request. */
+  reply: XsPacket;
+  /** Watch events, possibly for other connections, in the order they were produced. */
   events: Delivery[];
+  /**
+   * Everything to send, in the order C xenstored queues it: the events the request fired
+   * (so a writer watching its own node sees the event before the OK), the reply, then a
+   * new watch's initial event.
+   */
+  out: Delivery[];
 }
 
 /** A domain xenstored knows: introduced through INTRODUCE (or dom0 from the start). */
@@ -132,8 +138,10 @@ interface RequestContext {
   readonly view: View;
   readonly payload: Uint8Array;
   readonly type: number;
-  /** Events the handler produces itself (initial watch events, domain release). */
-  readonly events: Delivery[];
+  /** Events the handler fires itself (domain introduction and release): sent before the reply. */
+  readonly before: Delivery[];
+  /** Events sent after the reply (a new watch's initial event). */
+  readonly after: Delivery[];
 }
 
 const OK = "OK\0";
@@ -267,22 +275,24 @@ export class XenStoreCore {
    * larger than XENSTORE_PAYLOAD_MAX becomes E2BIG.
    */
   step(conn: Connection, req: XsPacket): StepResult {
-    const events: Delivery[] = [];
-    const reply = (payload: Uint8Array | string, type = req.type): StepResult => {
-      const bytes = typeof payload === "string" ? ascii(payload) : payload;
-      if (bytes.byteLength > XENSTORE_PAYLOAD_MAX) return this.#error(req, "E2BIG", events);
-      return { reply: { type, reqId: req.reqId, txId: req.txId, payload: bytes }, events };
+    const before: Delivery[] = [];
+    const after: Delivery[] = [];
+    const finish = (reply: XsPacket): StepResult => {
+      const out = [...before, { conn, packet: reply }, ...after];
+      return { reply, events: [...before, ...after], out };
     };
+    const error = (errno: XsErrorName) =>
+      finish({ type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: ascii(`${errno}\0`) });
     const f = this.#table.get(req.type);
     if (f === undefined) {
       this.log.debug({ conn: conn.label, type: req.type }, `unknown operation ${typeName(req.type)}`);
-      return this.#error(req, "ENOSYS", events);
+      return error("ENOSYS");
     }
-    if (f.priv && !conn.privileged) return this.#error(req, "EACCES", events);
+    if (f.priv && !conn.privileged) return error("EACCES");
     let tx: Transaction | null = null;
     if (!f.noTx && req.txId !== 0) {
       tx = conn.transactions.get(req.txId) ?? null;
-      if (tx === null) return this.#error(req, "ENOENT", events);
+      if (tx === null) return error("ENOENT");
     }
     const view = new View(
       this.store,
@@ -290,26 +300,19 @@ export class XenStoreCore {
       (domid, delta) => this.#entryAdjust(domid, delta),
       conn.privileged ? Number.POSITIVE_INFINITY : this.quotas.transactionNodes,
     );
+    let result: Uint8Array | string;
     try {
-      const out = f.fn({ conn, view, payload: req.payload, type: req.type, events });
-      const r = reply(out);
-      this.#fireAll(view.fires, events);
-      return r;
+      result = f.fn({ conn, view, payload: req.payload, type: req.type, before, after });
     } catch (e) {
-      if (e instanceof XsError) {
-        // Watches asked for before the failure still fire, as in C xenstored.
-        this.#fireAll(view.fires, events);
-        return this.#error(req, e.errno, events);
-      }
-      throw e;
+      if (!(e instanceof XsError)) throw e;
+      // Watches asked for before the failure still fire, as in C xenstored.
+      this.#fireAll(view.fires, before);
+      return error(e.errno);
     }
-  }
-
-  #error(req: XsPacket, errno: XsErrorName, events: Delivery[]): StepResult {
-    return {
-      reply: { type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: ascii(`${errno}\0`) },
-      events,
-    };
+    this.#fireAll(view.fires, before);
+    const bytes = typeof result === "string" ? ascii(result) : result;
+    if (bytes.byteLength > XENSTORE_PAYLOAD_MAX) return error("E2BIG");
+    return finish({ type: req.type, reqId: req.reqId, txId: req.txId, payload: bytes });
   }
 
   // ---------------------------------------------------------------- node access
@@ -673,7 +676,7 @@ export class XenStoreCore {
     }
     const w = this.#addWatch(conn, path, token, relativeTo);
     // The initial event; the transport sends it after the OK.
-    ctx.events.push({ conn, packet: eventPacket(watchPath(w, w.node), w.token) });
+    ctx.after.push({ conn, packet: eventPacket(watchPath(w, w.node), w.token) });
     return OK;
   }
 
@@ -759,7 +762,7 @@ export class XenStoreCore {
     const conn = this.#hooks.introduce?.(domid, args[1]!, port) ?? null;
     this.domains.set(domid, { domid, conn, gfn: args[1]!, port, shutdown: false });
     this.log.info({ domid, port }, `domain ${domid} introduced`);
-    this.#fire("@introduceDomain", null, true, null, ctx.events);
+    this.#fire("@introduceDomain", null, true, null, ctx.before);
     return OK;
   }
 
@@ -776,7 +779,7 @@ export class XenStoreCore {
 
   #release(ctx: RequestContext): string {
     const d = this.#onearg_domain(ctx);
-    ctx.events.push(...this.releaseDomain(d.domid));
+    ctx.before.push(...this.releaseDomain(d.domid));
     return OK;
   }
 

@@ -96,9 +96,7 @@ export class SocketTransport {
       for (const p of packets) {
         if (conn.closed) break;
         this.#trace?.("IN", conn, p);
-        const r = this.#core.step(conn, p);
-        if (r.reply !== null) this.#queue(conn, r.reply);
-        for (const e of r.events) this.#queue(e.conn, e.packet);
+        for (const d of this.#core.step(conn, p).out) this.#queue(d.conn, d.packet);
       }
       this.#flush();
       if (socket.writableLength > HIGH_WATER) socket.pause();

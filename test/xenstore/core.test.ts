@@ -436,6 +436,16 @@ describe("quotas", () => {
 });
 
 describe("replies", () => {
+  it("queues a request's own events before its reply, and a new watch's initial event after", () => {
+    const s = new Scenario();
+    const conn = s.conn("dom0");
+    const enc = (x: string) => Uint8Array.from([...x].map((c) => c.charCodeAt(0)));
+    const order = (type: number, payload: string) =>
+      s.core.step(conn, { type, reqId: 1, txId: 0, payload: enc(payload) }).out.map((d) => d.packet.type);
+    assert.deepEqual(order(4 /* WATCH */, "/o\0t\0"), [4, 15]);
+    assert.deepEqual(order(11 /* WRITE */, "/o\0v"), [15, 11]);
+  });
+
   it("answers ENOSYS to unknown and server-only types and keeps going", () => {
     const s = new Scenario();
     for (const op of ["WATCH_EVENT", "ERROR", "INVALID"] as const)
