@@ -106,13 +106,6 @@ function indexView(page: Uint8Array): Uint32Array {
   return new Uint32Array(page.buffer, page.byteOffset, 4);
 }
 
-export interface RingOptions {
-  /** Size of one entry: the larger of request and response, as the C union lays it out. */
-  readonly entrySize: number;
-  /** `*_RING_ATTACH` start index (default 0, i.e. `*_RING_INIT`). */
-  readonly start?: number;
-}
-
 /**
  * The shared page of one ring: its four indexes and its entries. Every field read is an atomic
  * load and every write an atomic store. Front and back rings use it; a caller reads it directly to
@@ -241,23 +234,22 @@ export class FrontRing {
   #rspCons: number;
 
   /** `FRONT_RING_ATTACH` (start 0: `FRONT_RING_INIT`). Does not touch the shared page. */
-  constructor(page: Uint8Array, options: RingOptions) {
-    this.shared = new SharedRing(page, options.entrySize);
-    this.size = this.shared.size;
-    const start = (options.start ?? 0) >>> 0;
-    this.#reqProdPvt = start;
-    this.#rspCons = start;
+  constructor(shared: SharedRing, start = 0) {
+    this.shared = shared;
+    this.size = shared.size;
+    this.#reqProdPvt = start >>> 0;
+    this.#rspCons = start >>> 0;
   }
 
   /** `XEN_FRONT_RING_INIT`: `SHARED_RING_INIT`, then attach at 0. */
   static init(page: Uint8Array, entrySize: number): FrontRing {
     initSharedRing(page);
-    return new FrontRing(page, { entrySize });
+    return new FrontRing(new SharedRing(page, entrySize), 0);
   }
 
   /** `FRONT_RING_ATTACH(start)`: resume on a ring whose indexes are already at `start`. */
-  static attach(page: Uint8Array, entrySize: number, start: number): FrontRing {
-    return new FrontRing(page, { entrySize, start });
+  static attach(page: Uint8Array, entrySize: number, start = 0): FrontRing {
+    return new FrontRing(new SharedRing(page, entrySize), start);
   }
 
   /** Requests written but not yet pushed end at this index (private). */
@@ -352,17 +344,16 @@ export class BackRing {
   #reqCons: number;
 
   /** `BACK_RING_ATTACH` (start 0: `BACK_RING_INIT`). Never initialises the shared page. */
-  constructor(page: Uint8Array, options: RingOptions) {
-    this.shared = new SharedRing(page, options.entrySize);
-    this.size = this.shared.size;
-    const start = (options.start ?? 0) >>> 0;
-    this.#rspProdPvt = start;
-    this.#reqCons = start;
+  constructor(shared: SharedRing, start = 0) {
+    this.shared = shared;
+    this.size = shared.size;
+    this.#rspProdPvt = start >>> 0;
+    this.#reqCons = start >>> 0;
   }
 
   /** `BACK_RING_ATTACH(start)`, e.g. at the existing rsp_prod when reconnecting to a frontend. */
-  static attach(page: Uint8Array, entrySize: number, start: number): BackRing {
-    return new BackRing(page, { entrySize, start });
+  static attach(page: Uint8Array, entrySize: number, start = 0): BackRing {
+    return new BackRing(new SharedRing(page, entrySize), start);
   }
 
   /** Responses written but not yet pushed end at this index (private). */

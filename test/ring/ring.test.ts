@@ -259,30 +259,64 @@ describe("notification suppression (worked examples of the design comment in rin
     assert.equal(front.pushRequestsAndCheckNotify(), true);
   });
 
-  it("6. loses no wake-up: a push before the re-arm is seen by the final check, one after it notifies", () => {
+  it("6. loses no wake-up: a push between the consumer's first check and its re-arm is found by the re-check", () => {
     // Consumer has handled everything up to 5 while req_event was left at 5.
-    const a = pair(4);
-    a.back.finalCheckForRequests();
-    produce(a.front, 1);
-    a.front.pushRequestsAndCheckNotify();
-    consumeAll(a.back);
-    assert.deepEqual([a.back.reqCons, a.back.shared.reqEvent], [5, 5]);
-    // The producer gets in first and reads the stale event: no notify...
-    produce(a.front, 1);
-    assert.equal(a.front.pushRequestsAndCheckNotify(), false);
-    // ...so the consumer's final check must report the work instead of sleeping.
-    assert.equal(a.back.finalCheckForRequests(), true);
+    const { front, back, mem } = pair(4);
+    back.finalCheckForRequests();
+    produce(front, 1);
+    front.pushRequestsAndCheckNotify();
+    consumeAll(back);
+    assert.deepEqual([back.reqCons, back.shared.reqEvent], [5, 5]);
+    // Run the producer exactly inside the window: after the first check, before req_event is set.
+    let notified: boolean | undefined;
+    class Interleaved extends SharedRing {
+      override get reqEvent(): number {
+        return super.reqEvent;
+      }
+      override set reqEvent(v: number) {
+        produce(front, 1);
+        notified = front.pushRequestsAndCheckNotify();
+        super.reqEvent = v;
+      }
+    }
+    const racing = new BackRing(new Interleaved(mem, ENTRY), back.reqCons);
+    racing.rspProdPvt = back.rspProdPvt;
+    // The producer read the stale event 5 and did not notify, so the final check must say "work".
+    assert.equal(racing.finalCheckForRequests(), true);
+    assert.equal(notified, false);
+    assert.equal(racing.shared.reqEvent, 6);
+  });
 
-    // Same state, but the consumer re-arms first: the producer then reads event 6 and notifies.
-    const b = pair(4);
-    b.back.finalCheckForRequests();
-    produce(b.front, 1);
-    b.front.pushRequestsAndCheckNotify();
-    consumeAll(b.back);
-    assert.equal(b.back.finalCheckForRequests(), false);
-    assert.equal(b.back.shared.reqEvent, 6);
-    produce(b.front, 1);
-    assert.equal(b.front.pushRequestsAndCheckNotify(), true);
+  it("6. loses no wake-up: a push after the re-arm reads the new event and notifies", () => {
+    const { front, back } = pair(4);
+    back.finalCheckForRequests();
+    produce(front, 1);
+    front.pushRequestsAndCheckNotify();
+    consumeAll(back);
+    assert.equal(back.finalCheckForRequests(), false);
+    assert.equal(back.shared.reqEvent, 6);
+    produce(front, 1);
+    assert.equal(front.pushRequestsAndCheckNotify(), true);
+  });
+
+  it("6. (responses) a push inside the frontend's final-check window is found by the re-check", () => {
+    const { front, back, mem } = pair(0xfffffff0);
+    let notified: boolean | undefined;
+    class Interleaved extends SharedRing {
+      override get rspEvent(): number {
+        return super.rspEvent;
+      }
+      override set rspEvent(v: number) {
+        back.rspProdPvt += 1;
+        notified = back.pushResponsesAndCheckNotify();
+        super.rspEvent = v;
+      }
+    }
+    // rsp_event is stale at rsp_cons (as after a wake-up), so the racing push does not notify.
+    front.shared.rspEvent = front.rspCons;
+    const racing = new FrontRing(new Interleaved(mem, ENTRY), front.rspCons);
+    assert.equal(racing.finalCheckForResponses(), true);
+    assert.equal(notified, false);
   });
 
   it("applies the same rule to responses (rsp_event armed by the frontend's final check)", () => {
