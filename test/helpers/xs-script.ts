@@ -9,12 +9,20 @@
  * caused, on any connection, lands in that step's record, in arrival order.
  *
  * Implementation values are normalised, per run:
- *   - transaction ids by order of appearance: the first id seen is <tx1>, the next <tx2>;
+ *   - transaction ids by order of appearance: the first id seen is <tx1>, the next <tx2>
+ *     (per connection, and a new name for every id a TRANSACTION_START hands out);
  *   - DIRECTORY_PART generation counts per path by order of appearance: the first count
  *     seen for /a is <gen /a #1>; the same count again is #1 again, a new one #2. So
  *     "unchanged" and "changed" still compare, the numbers themselves do not.
  */
-import { splitStrings, typeName, utf8, type XsPacket, XsType } from "../../src/xenstore/wire.ts";
+import {
+  encodePacket,
+  splitStrings,
+  typeName,
+  utf8,
+  type XsPacket,
+  XsType,
+} from "../../src/xenstore/wire.ts";
 import { CLOSED, RawXsConnection, TIMEOUT } from "./xs-raw.ts";
 
 export type OpName = Exclude<keyof typeof XsType, "INVALID">;
@@ -32,6 +40,14 @@ export interface RequestStep {
   /** On TRANSACTION_START: the name later steps use for the id in the reply. */
   bind?: string;
   note?: string;
+  /** Write the packet this many bytes at a time, each write in its own event-loop turn. */
+  chunk?: number;
+}
+
+/** Several requests in a single write; their replies are recorded in arrival order. */
+export interface PipelineStep {
+  on: string;
+  pipeline: readonly Omit<RequestStep, "on" | "chunk">[];
 }
 
 /** Closes a connection (the next step on the same name opens a new one). */
@@ -40,7 +56,7 @@ export interface CloseStep {
   close: true;
 }
 
-export type Step = RequestStep | CloseStep;
+export type Step = RequestStep | PipelineStep | CloseStep;
 
 export interface StepRecord {
   /** The request, as sent (identical for both daemons). */
@@ -51,6 +67,7 @@ export interface StepRecord {
 
 const REPLY_TIMEOUT_MS = 3000;
 const BARRIER_BASE = 0xfff00000;
+const UNBOUND_TX = 0xfffffff0;
 
 function isClose(s: Step): s is CloseStep {
   return "close" in s;
@@ -79,16 +96,36 @@ export function opCode(op: OpName | number): number {
   return typeof op === "number" ? op : XsType[op];
 }
 
-export function stepPayload(s: RequestStep): Uint8Array {
+export function stepPayload(s: Omit<RequestStep, "on">): Uint8Array {
   if (s.raw !== undefined) return typeof s.raw === "string" ? utf8(s.raw) : s.raw;
   return utf8((s.args ?? []).map((a) => `${a}\0`).join("") + (s.value ?? ""));
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+async function sendIn(conn: RawXsConnection, bytes: Uint8Array, chunk: number | undefined): Promise<boolean> {
+  if (chunk === undefined) return conn.sendBytes(bytes);
+  for (let at = 0; at < bytes.byteLength; at += chunk) {
+    if (!conn.sendBytes(bytes.subarray(at, at + chunk))) return false;
+    await new Promise((res) => setTimeout(res, 1));
+  }
+  return true;
 }
 
 /** Plays steps against one daemon; keeps connections and normalisation maps across `run()` calls. */
 export class ScriptRunner {
   readonly #socket: string;
   readonly #conns = new Map<string, RawXsConnection>();
-  readonly #txNames = new Map<number, string>();
+  readonly #txNames = new Map<string, string>();
+  #txCount = 0;
   readonly #bound = new Map<string, number>();
   readonly #gens = new Map<string, Map<string, number>>();
   #reqId = 0;
@@ -112,19 +149,28 @@ export class ScriptRunner {
       return { request: `[${s.on}] close`, got: [] };
     }
     const conn = await this.#conn(s.on);
-    const type = opCode(s.op);
-    const txId = this.#txId(s.tx);
-    const payload = stepPayload(s);
-    const txShown = txId === 0 ? "" : ` tx=${this.#txName(txId)}`;
-    const request = `[${s.on}] ${typeName(type)}${txShown} ${showBytes(payload)}${s.note ? `   # ${s.note}` : ""}`;
+    const reqs = "pipeline" in s ? s.pipeline : [s];
+    const sent = reqs.map((r) => {
+      const type = opCode(r.op);
+      const txId = this.#txId(r.tx);
+      const payload = stepPayload(r);
+      const txShown = txId === 0 ? "" : ` tx=${this.#txName(s.on, txId)}`;
+      const text = `${typeName(type)}${txShown} ${showBytes(payload)}${r.note ? `   # ${r.note}` : ""}`;
+      return { r, type, txId, payload, text, reqId: ++this.#reqId };
+    });
+    const how = "pipeline" in s ? `pipeline of ${reqs.length} in one write: ` : "";
+    const chunked = "chunk" in s && s.chunk !== undefined ? ` (sent ${s.chunk} bytes at a time)` : "";
+    const request = `[${s.on}] ${how}${sent.map((x) => x.text).join(" ; ")}${chunked}`;
     const got: string[] = [];
-    const reqId = ++this.#reqId;
-    if (!conn.send({ type, reqId, txId, payload })) {
+    const bytes = concat(
+      sent.map((x) => encodePacket({ type: x.type, reqId: x.reqId, txId: x.txId, payload: x.payload })),
+    );
+    if (!(await sendIn(conn, bytes, "chunk" in s ? s.chunk : undefined))) {
       got.push("<connection closed before sending>");
       return { request, got };
     }
-    let reply: XsPacket | null = null;
-    for (;;) {
+    const waiting = new Map(sent.map((x) => [x.reqId, x]));
+    while (waiting.size > 0) {
       const p = await conn.next(REPLY_TIMEOUT_MS);
       if (p === CLOSED) {
         got.push("<connection closed>");
@@ -134,16 +180,17 @@ export class ScriptRunner {
         got.push("<no reply>");
         break;
       }
-      if (p.reqId === reqId && p.type !== XsType.WATCH_EVENT) {
-        reply = p;
-        got.push(this.#showReply(p, s, txId));
-        break;
+      const x = p.type === XsType.WATCH_EVENT ? undefined : waiting.get(p.reqId);
+      if (x === undefined) {
+        got.push(this.#showOther(s.on, p));
+        continue;
       }
-      got.push(this.#showOther(s.on, p));
-    }
-    if (reply !== null && type === XsType.TRANSACTION_START && s.bind !== undefined) {
-      const id = Number.parseInt(splitStrings(reply.payload).parts[0] ?? "", 10);
-      if (Number.isInteger(id)) this.#bound.set(s.bind, id);
+      waiting.delete(p.reqId);
+      got.push(this.#showReply(s.on, p, x.r, x.txId));
+      if (x.type === XsType.TRANSACTION_START && x.r.bind !== undefined) {
+        const id = Number.parseInt(splitStrings(p.payload).parts[0] ?? "", 10);
+        if (Number.isInteger(id)) this.#bound.set(x.r.bind, id);
+      }
     }
     got.push(...(await this.#barrierAll()));
     return { request, got };
@@ -176,13 +223,14 @@ export class ScriptRunner {
     return got;
   }
 
-  #showReply(p: XsPacket, s: RequestStep, sentTx: number): string {
-    const tx = p.txId === sentTx ? "" : ` tx=${this.#txName(p.txId)}`;
+  #showReply(conn: string, p: XsPacket, s: Omit<RequestStep, "on">, sentTx: number): string {
+    const tx = p.txId === sentTx ? "" : ` tx=${this.#txName(conn, p.txId)}`;
     let body = showBytes(p.payload);
     if (p.type === XsType.TRANSACTION_START) {
       const { parts, terminated } = splitStrings(p.payload);
       const id = Number(parts[0]);
-      if (terminated && parts.length === 1 && /^\d+$/.test(parts[0] ?? "")) body = this.#txName(id);
+      if (terminated && parts.length === 1 && /^\d+$/.test(parts[0] ?? ""))
+        body = this.#txName(conn, id, true);
     } else if (p.type === XsType.DIRECTORY_PART) {
       body = this.#showDirPart(p.payload, s.args?.[0] ?? "");
     }
@@ -207,25 +255,30 @@ export class ScriptRunner {
   }
 
   #showOther(conn: string, p: XsPacket): string {
-    const extra = p.reqId === 0 && p.txId === 0 ? "" : ` (req_id=${p.reqId}, tx=${this.#txName(p.txId)})`;
+    const extra =
+      p.reqId === 0 && p.txId === 0 ? "" : ` (req_id=${p.reqId}, tx=${this.#txName(conn, p.txId)})`;
     return `[${conn}] event ${typeName(p.type)} ${showBytes(p.payload)}${extra}`;
   }
 
   #txId(tx: string | number | undefined): number {
     if (tx === undefined) return 0;
     if (typeof tx === "number") return tx;
-    const id = this.#bound.get(tx);
-    if (id === undefined)
-      throw new RangeError(`Cannot use transaction "${tx}": no TRANSACTION_START bound it`);
-    return id;
+    // A name whose TRANSACTION_START failed stands for an id no daemon hands out first.
+    return this.#bound.get(tx) ?? UNBOUND_TX;
   }
 
-  #txName(id: number): string {
+  /**
+   * Transaction ids are per connection: (connection, id) gets a name on first appearance,
+   * and every successful TRANSACTION_START a fresh one, so an id a daemon reuses after its
+   * transaction ended and an id it never reuses read the same.
+   */
+  #txName(conn: string, id: number, fresh = false): string {
     if (id === 0) return "0";
-    let n = this.#txNames.get(id);
-    if (n === undefined) {
-      n = `<tx${this.#txNames.size + 1}>`;
-      this.#txNames.set(id, n);
+    const key = `${conn}:${id}`;
+    let n = this.#txNames.get(key);
+    if (n === undefined || fresh) {
+      n = `<tx${++this.#txCount}>`;
+      this.#txNames.set(key, n);
     }
     return n;
   }
