@@ -575,7 +575,8 @@ async function perform(
       }
       return 0;
     case "ls": {
-      const width = tool.io.columns === undefined ? 80 : tool.io.columns - 2;
+      // -f widens the line, but on a terminal its width wins (the C tool asks after -f).
+      const width = tool.io.columns !== undefined ? tool.io.columns - 2 : flags.flat ? INT_MAX_HALF : 80;
       const ls = new Lister(tool, xs, flags.prefix, flags.flat, width);
       for (const path of operands.length === 0 ? ["/"] : operands) await ls.list(path, 0);
       return 0;
@@ -625,7 +626,8 @@ function precision(b: Uint8Array, prec: number): Uint8Array {
 /**
  * xenstore-ls: a tree with one `name = "value"` line per node, indented by depth and cut to
  * the terminal width (80 columns when stdout is not a terminal), with `-p` the permissions
- * after dots up to column 60; `-f` prints full paths and never cuts.
+ * after dots up to column 60. `-f` prints full paths, and cuts nothing unless stdout is a
+ * terminal.
  */
 class Lister {
   readonly #maxWidth: number;
@@ -640,7 +642,7 @@ class Lister {
     this.xs = xs;
     this.perms = perms;
     this.flat = flat;
-    this.#maxWidth = flat ? INT_MAX_HALF : width;
+    this.#maxWidth = width;
     this.#desiredWidth = flat ? 0 : 60;
   }
 
