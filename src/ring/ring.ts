@@ -121,6 +121,8 @@ export class SharedRing {
   readonly size: number;
   readonly #idx: Uint32Array;
   readonly #mask: number;
+  /** One view per slot, made once: `entry()` allocates nothing on the hot path. */
+  readonly #slots: readonly Uint8Array[];
 
   constructor(page: Uint8Array, entrySize: number) {
     this.#idx = indexView(page);
@@ -134,6 +136,9 @@ export class SharedRing {
     this.view = new DataView(page.buffer, page.byteOffset, page.byteLength);
     this.entrySize = entrySize;
     this.#mask = this.size - 1;
+    this.#slots = Array.from({ length: this.size }, (_, i) =>
+      page.subarray(SRING.entries + i * entrySize, SRING.entries + (i + 1) * entrySize),
+    );
   }
 
   get reqProd(): number {
@@ -168,8 +173,7 @@ export class SharedRing {
 
   /** `RING_GET_*`: a live view of the slot for `idx` (shared memory: the peer may change it). */
   entry(idx: number): Uint8Array {
-    const off = this.offsetOf(idx);
-    return this.page.subarray(off, off + this.entrySize);
+    return this.#slots[idx & this.#mask]!;
   }
 
   /**
@@ -177,14 +181,18 @@ export class SharedRing {
    * its length (at most `entrySize`) is how many bytes are copied.
    */
   copy(idx: number, into?: Uint8Array): Uint8Array {
-    const off = this.offsetOf(idx);
-    if (into === undefined) return this.page.slice(off, off + this.entrySize);
-    if (into.length > this.entrySize) {
+    const slot = this.#slots[idx & this.#mask]!;
+    if (into === undefined) return slot.slice();
+    if (into.length === this.entrySize) {
+      into.set(slot);
+    } else if (into.length < this.entrySize) {
+      // A byte loop beats making a subarray for the short prefixes responses usually are.
+      for (let i = 0; i < into.length; i++) into[i] = slot[i]!;
+    } else {
       throw new RangeError(
         `Cannot copy entry: buffer of ${into.length} bytes exceeds entry size ${this.entrySize}`,
       );
     }
-    into.set(this.page.subarray(off, off + into.length));
     return into;
   }
 
