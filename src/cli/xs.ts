@@ -14,9 +14,12 @@
  * unique prefixes of long options, and the same complaints), because scripts depend on it:
  * an unknown option is reported and then ignored, `-s` is accepted and does nothing.
  */
+import { existsSync } from "node:fs";
 import type { XsClient, XsOps, XsTransaction } from "../xenstore/client.ts";
 import { ConnectionClosedError, XsError } from "../xenstore/errors.ts";
-import { connectXenstore } from "../xenstore/transport-socket-client.ts";
+import { connectXenstore, xenstoredSocketPath } from "../xenstore/transport-socket-client.ts";
+
+const XENBUS_DEVICES = ["/dev/xen/xenbus", "/proc/xen/xenbus"];
 
 // ---------------------------------------------------------------------------------------
 // Environment (injectable for tests)
@@ -30,7 +33,15 @@ export interface XsIo {
   connect(path?: string): Promise<XsClient>;
 }
 
-function defaultIo(): XsIo {
+function defaultIo(overrides: Partial<XsIo>): XsIo {
+  if (overrides.stdout === undefined) {
+    // A closed pipe (`xenlab xs watch /x | head -1`): the C tool dies of SIGPIPE, which
+    // Node ignores; leave quietly with the status a shell shows for it.
+    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") process.exit(128 + 13);
+      throw e;
+    });
+  }
   return {
     stdout: (b) => {
       process.stdout.write(b);
@@ -424,7 +435,7 @@ interface Flags {
 
 /** `xenlab xs <mode> args...`; resolves with the exit code. */
 export async function run(argv: string[], ioOverrides: Partial<XsIo> = {}): Promise<number> {
-  const io: XsIo = { ...defaultIo(), ...ioOverrides };
+  const io: XsIo = { ...defaultIo(ioOverrides), ...ioOverrides };
   const [modeName, ...args] = argv;
   const tool: Tool = new Tool(io, modeName !== undefined && isMode(modeName) ? modeName : null);
   let client: XsClient | null = null;
@@ -465,9 +476,12 @@ export async function run(argv: string[], ioOverrides: Partial<XsIo> = {}): Prom
           : mode !== "ls" && mode !== "watch";
 
     try {
-      client = await io.connect(io.env.XENSTORED_PATH);
+      client = await io.connect(xenstoredSocketPath(undefined, io.env));
     } catch (e) {
-      tool.err("xs_open", e);
+      // xs_open() then tries the xenbus device ($XENSTORED_PATH again, else /dev/xen/xenbus
+      // or /proc/xen/xenbus), and reports that failure: ENOENT where there is no Xen.
+      const noDevice = io.env.XENSTORED_PATH === undefined && !XENBUS_DEVICES.some((d) => existsSync(d));
+      tool.err("xs_open", noDevice ? { code: "ENOENT" } : e);
     }
     for (;;) {
       if (!transaction) {

@@ -369,6 +369,20 @@ for (const target of TARGETS) {
       assert.equal(await xs.tryRead("/t/m3"), undefined, "the transaction was aborted");
     });
 
+    it("watch stops when the daemon goes away: 0 once -n is used up, else 1 (the C tool spins)", async (t) => {
+      if (!ready(t)) return;
+      for (const [args, code, stderr] of [
+        [["-n", "3", "/w"], 0, ""],
+        [["/w"], 1, "xenstore-watch: xs_read_watch: Bad file descriptor\n"],
+      ] as const) {
+        const d = await target.start();
+        const ours = await runOurs(["watch", ...args], { XENSTORED_PATH: d.socket }, undefined, () =>
+          d.stop(),
+        );
+        assert.deepEqual([ours.code, ours.stdout.toString(), ours.stderr], [code, "/w\n", stderr]);
+      }
+    });
+
     it("runs as `xenlab xs` from the command line with the tool's exit code", async (t) => {
       if (!ready(t)) return;
       await reset(xs, BASE);
@@ -389,6 +403,14 @@ describe("xenlab xs without a daemon", () => {
   it("fails like xs_open when nothing listens at XENSTORED_PATH", async (t) => {
     if (!requirePeer(t, "Debian xenstore-utils", hasCommand("xenstore-read"))) return;
     const env = { XENSTORED_PATH: "/nonexistent/socket" };
+    const real = await runReal(["xenstore-read", "/a"], env);
+    const ours = await runOurs(["read", "/a"], env);
+    assert.deepEqual(ours, real);
+  });
+
+  it("finds the socket under XENSTORED_RUNDIR, and fails like xs_open when there is none", async (t) => {
+    if (!requirePeer(t, "Debian xenstore-utils", hasCommand("xenstore-read"))) return;
+    const env = { XENSTORED_PATH: undefined, XENSTORED_RUNDIR: "/nonexistent" };
     const real = await runReal(["xenstore-read", "/a"], env);
     const ours = await runOurs(["read", "/a"], env);
     assert.deepEqual(ours, real);
