@@ -695,7 +695,8 @@ export class XsWatch implements AsyncIterableIterator<XsWatchEvent> {
   readonly #client: XsClient;
   readonly #regs: Registration[] = [];
   readonly #queue: XsWatchEvent[] = [];
-  #wake: (() => void) | null = null;
+  /** Callers of next()/_nextBatch() waiting for an event or the end. */
+  #waiting: (() => void)[] = [];
   /** null: open; "done": closed normally; Error: failed. */
   #end: Error | "done" | null = null;
 
@@ -737,7 +738,7 @@ export class XsWatch implements AsyncIterableIterator<XsWatchEvent> {
       if (this.#end === "done") return { value: undefined, done: true };
       if (this.#end !== null) throw this.#end;
       await new Promise<void>((res) => {
-        this.#wake = res;
+        this.#waiting.push(res);
       });
     }
   }
@@ -792,14 +793,12 @@ export class XsWatch implements AsyncIterableIterator<XsWatchEvent> {
       if (this.#end === "done") throw new ConnectionClosedError("Watch closed while waiting");
       if (this.#end !== null) throw this.#end;
       await new Promise<void>((res) => {
-        this.#wake = res;
+        this.#waiting.push(res);
       });
     }
   }
 
   #poke(): void {
-    const w = this.#wake;
-    this.#wake = null;
-    w?.();
+    for (const w of this.#waiting.splice(0)) w();
   }
 }

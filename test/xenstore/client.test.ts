@@ -382,6 +382,16 @@ for (const target of TARGETS) {
       assert.deepEqual(tail, { generation: whole.generation, names: ["b"], complete: true });
     });
 
+    it("lists a directory too big for one reply (E2BIG) in parts", async (t) => {
+      if (!requireDaemon(t, target, daemon)) return;
+      const names = Array.from(
+        { length: 120 },
+        (_, i) => `child-with-a-long-name-${String(i).padStart(20, "0")}`,
+      );
+      await Promise.all(names.map((n) => xs.write(`/c/huge/${n}`, "")));
+      assert.deepEqual(await xs.directory("/c/huge"), names);
+    });
+
     it("delivers the initial watch event, then one per change, and unwatches on break", async (t) => {
       if (!requireDaemon(t, target, daemon)) return;
       const w = xs.watch("/c/w", "tok");
