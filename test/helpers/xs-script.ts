@@ -56,7 +56,14 @@ export interface CloseStep {
   close: true;
 }
 
-export type Step = RequestStep | PipelineStep | CloseStep;
+/** Raw bytes (a lying header, half a packet, ...): nothing is awaited but the barrier. */
+export interface BytesStep {
+  on: string;
+  bytes: Uint8Array;
+  note?: string;
+}
+
+export type Step = RequestStep | PipelineStep | BytesStep | CloseStep;
 
 export interface StepRecord {
   /** The request, as sent (identical for both daemons). */
@@ -149,6 +156,11 @@ export class ScriptRunner {
       return { request: `[${s.on}] close`, got: [] };
     }
     const conn = await this.#conn(s.on);
+    if ("bytes" in s) {
+      const request = `[${s.on}] bytes ${showBytes(s.bytes)}${s.note ? `   # ${s.note}` : ""}`;
+      if (!conn.sendBytes(s.bytes)) return { request, got: ["<connection closed before sending>"] };
+      return { request, got: await this.#barrierAll() };
+    }
     const reqs = "pipeline" in s ? s.pipeline : [s];
     const sent = reqs.map((r) => {
       const type = opCode(r.op);
