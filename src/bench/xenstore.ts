@@ -66,10 +66,10 @@ const DEFAULTS: Options = {
   json: false,
   runs: 5,
   iterations: 1000,
-  idleIterations: 200,
+  idleIterations: 100,
   warmupMs: 500,
-  durationMs: 3000,
-  idleDurationMs: 2000,
+  durationMs: 2500,
+  idleDurationMs: 1500,
   clients: 32,
   idle: 500,
   cases: new Set<CaseId>(["a", "b", "c"]),
@@ -547,8 +547,8 @@ export async function benchXenstore(o: Options): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "xenlab-bench-"));
   const started: Daemon[] = [];
   const cleanup = async () => {
-    await Promise.all(started.map((d) => d.stop().catch(() => undefined)));
-    started.length = 0;
+    const stopping = started.splice(0);
+    await Promise.all(stopping.map((d) => d.stop().catch(() => undefined)));
     rmSync(dir, { recursive: true, force: true });
   };
   const onSignal = (sig: NodeJS.Signals) => {
@@ -609,9 +609,9 @@ export async function benchXenstore(o: Options): Promise<number> {
     }
     return 0;
   } finally {
+    await cleanup();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    await cleanup();
   }
 }
 
