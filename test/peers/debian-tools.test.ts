@@ -13,10 +13,10 @@ import { runTool } from "../helpers/tools.ts";
 /** `xenstore-<tool> args...`, run to completion. */
 type Command = readonly [tool: string, ...args: string[]];
 
-/** `xenstore-watch args...` in the background; `then` runs once it printed its first event. */
+/** `xenstore-watch args...` in the background; `during` runs once it printed its first event. */
 interface WatchCommand {
   watch: readonly string[];
-  then: readonly Command[];
+  during: readonly Command[];
 }
 
 type Row = Command | WatchCommand;
@@ -88,10 +88,10 @@ const GROUPS: ReadonlyArray<readonly [string, readonly Row[]]> = [
   [
     "xenstore-watch -n",
     [
-      { watch: ["-n", "1", "/w"], then: [] },
+      { watch: ["-n", "1", "/w"], during: [] },
       {
         watch: ["-n", "4", "/w"],
-        then: [
+        during: [
           ["write", "/w/a", "1"],
           ["write", "/w/b/c", "2"],
           ["rm", "/w"],
@@ -99,14 +99,14 @@ const GROUPS: ReadonlyArray<readonly [string, readonly Row[]]> = [
       },
       {
         watch: ["-n", "3", "/t/b"],
-        then: [
+        during: [
           ["chmod", "/t/b", "n0"],
           ["write", "/t/b/c", "v2"],
         ],
       },
-      { watch: ["-n", "2", "relw"], then: [["write", "/local/domain/0/relw/x", "1"]] },
-      { watch: ["-n", "1", "@introduceDomain"], then: [] },
-      { watch: ["-n", "1", "@releaseDomain"], then: [] },
+      { watch: ["-n", "2", "relw"], during: [["write", "/local/domain/0/relw/x", "1"]] },
+      { watch: ["-n", "1", "@introduceDomain"], during: [] },
+      { watch: ["-n", "1", "@releaseDomain"], during: [] },
     ],
   ],
   [
@@ -143,7 +143,7 @@ async function runCommand(socket: string, [tool, ...args]: Command): Promise<Out
   return { command: `xenstore-${tool} ${args.join(" ")}`, code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Starts xenstore-watch, waits for its first line, runs `then`, waits for it to exit. */
+/** Starts xenstore-watch, waits for its first line, runs `during`, waits for it to exit. */
 function runWatch(socket: string, w: WatchCommand): Promise<Outcome[]> {
   return new Promise((resolve, reject) => {
     const child = spawn("xenstore-watch", w.watch, {
@@ -156,7 +156,7 @@ function runWatch(socket: string, w: WatchCommand): Promise<Outcome[]> {
     const outcomes: Outcome[] = [];
     const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
     const startThen = async () => {
-      for (const c of w.then) outcomes.push(await runCommand(socket, c));
+      for (const c of w.during) outcomes.push(await runCommand(socket, c));
     };
     child.stdout.on("data", (d: Buffer) => {
       stdout += d.toString();
@@ -179,7 +179,7 @@ function runWatch(socket: string, w: WatchCommand): Promise<Outcome[]> {
       };
       // Let the commands started by the first line finish before reporting.
       const wait = () =>
-        outcomes.length === w.then.length || !started
+        outcomes.length === w.during.length || !started
           ? resolve([watched, ...outcomes])
           : setTimeout(wait, 10);
       wait();
