@@ -631,6 +631,7 @@ async function rm(tool: Tool, xs: XsOps, path: string, tidy: boolean): Promise<n
 const TAG_LEN = 8;
 const STRING_MAX = 3072 + 1024;
 const INT_MAX_HALF = 0x3fffffff;
+const LS_WINDOW = 64;
 
 /** printf("%.*s", prec, s) on bytes: a negative precision prints everything. */
 function precision(b: Uint8Array, prec: number): Uint8Array {
@@ -660,24 +661,35 @@ class Lister {
     this.#desiredWidth = flat ? 0 : 60;
   }
 
-  async list(path: string, depth: number): Promise<void> {
+  async list(path: string, depth: number, prefetched?: Promise<Settled<string[]>>): Promise<void> {
     const tool: Tool = this.tool;
     const xs = this.xs;
-    let names: string[];
-    try {
-      names = await xs.directory(path);
-    } catch (e) {
+    const listing = await (prefetched ?? settle(xs.directory(path)));
+    if (!listing.ok) {
+      const e = listing.error;
       // A node that disappears while recursing is skipped silently.
       if (depth > 0 && e instanceof XsError && e.errno === "ENOENT") return;
       tool.err(`xs_directory (${path})`, e);
     }
+    const names = listing.value;
     const max = this.#maxWidth;
-    for (const name of names) {
+    // Ask for the values, permissions and children of up to LS_WINDOW nodes ahead: about
+    // one round trip per window instead of two or three per node. The output is the same; the C tool asks
+    // one by one.
+    const fetch = (name: string) => {
       let full = bytes(`${path}${path.endsWith("/") ? "" : "/"}${name}`);
       const fits = full.byteLength < STRING_MAX;
       if (!fits) full = full.subarray(0, STRING_MAX - 1); // snprintf truncation
       const newpath = Buffer.from(full).toString("utf8");
-
+      const val = fits ? xs.readBytes(newpath).catch(() => null) : Promise.resolve(null);
+      const perms = this.perms ? settle(xs.getPerms(newpath)) : null;
+      return { name, full, newpath, val, perms, children: settle(xs.directory(newpath)) };
+    };
+    const ahead: ReturnType<typeof fetch>[] = [];
+    let next = 0;
+    for (let i = 0; i < names.length; i++) {
+      while (next < names.length && next < i + LS_WINDOW) ahead.push(fetch(names[next++]!));
+      const { name, full, newpath, val: pendingVal, perms: pendingPerms, children } = ahead.shift()!;
       let linewid = 0;
       if (this.flat) {
         tool.print(full);
@@ -689,14 +701,7 @@ class Lister {
         linewid += shown.byteLength;
       }
 
-      let val: Uint8Array | null = null;
-      if (fits) {
-        try {
-          val = await xs.readBytes(newpath);
-        } catch {
-          val = null;
-        }
-      }
+      const val = await pendingVal;
       if (val === null) {
         tool.print(":\n");
       } else {
@@ -720,18 +725,25 @@ class Lister {
         }
       }
 
-      if (this.perms) {
-        try {
-          const perms = await xs.getPerms(newpath);
-          tool.print(`  (${perms.map(formatPermC).join(",")})`);
-        } catch (e) {
-          tool.warn(`\ncould not access permissions for ${name}`, e);
-        }
+      if (pendingPerms !== null) {
+        const perms = await pendingPerms;
+        if (perms.ok) tool.print(`  (${perms.value.map(formatPermC).join(",")})`);
+        else tool.warn(`\ncould not access permissions for ${name}`, perms.error);
       }
       tool.print("\n");
-      await this.list(newpath, depth + 1);
+      await this.list(newpath, depth + 1, children);
     }
   }
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** A promise that never rejects (so it may wait unobserved). */
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 }
 
 /** xs_perm_to_string: the domid printed as a C int. */
