@@ -46,6 +46,15 @@ export interface Watch {
 }
 
 /**
+ * Where a connection's outgoing packets go. Every transport (the Unix socket; a domain's
+ * shared ring) implements it: `send` queues, and the transport flushes when it likes (the
+ * socket at the end of the current turn, so a batch of replies is one write).
+ */
+export interface PacketSink {
+  send(conn: Connection, p: XsPacket): void;
+}
+
+/**
  * One client of the store: a socket (dom0, privileged) or a domain's ring. The transport
  * owns the bytes; the core owns the watches and transactions.
  */
@@ -63,6 +72,8 @@ export class Connection {
   closed = false;
   /** A short label for logs: `socket#3` or `dom5`. */
   readonly label: string;
+  /** The transport this connection's packets go to; null drops them (no ring attached). */
+  sink: PacketSink | null = null;
 
   constructor(id: number, domid: number, privileged: boolean, label: string) {
     this.id = id;
@@ -76,6 +87,11 @@ export class Connection {
 export interface Delivery {
   conn: Connection;
   packet: XsPacket;
+}
+
+/** Hands each packet to its connection's transport, in order. */
+export function deliver(out: readonly Delivery[]): void {
+  for (const d of out) if (!d.conn.closed) d.conn.sink?.send(d.conn, d.packet);
 }
 
 export interface StepResult {
@@ -753,13 +769,17 @@ export class XenStoreCore {
     const domid = atoi(args[0]!) >>> 0;
     const port = atoi(args[2]!) >>> 0;
     if (port === 0) throw new XsError("EINVAL");
+    // DOMID_FIRST_RESERVED and above (DOMID_SELF, DOMID_IO, ...) name no domain: mapping fails.
+    if (domid >= DOMID_SELF) throw new XsError("EINVAL");
     const existing = this.domains.get(domid);
     if (existing !== undefined) {
       // Re-introduction (restore): rebind the event channel only.
       existing.port = port;
       return OK;
     }
-    const conn = this.#hooks.introduce?.(domid, args[1]!, port) ?? null;
+    // Without a hypervisor attached the domain still gets a connection (with no ring), so
+    // it is "connected" for SET_TARGET, as every introduced domain is in C xenstored.
+    const conn = this.#hooks.introduce?.(domid, args[1]!, port) ?? this.connectDomain(domid);
     this.domains.set(domid, { domid, conn, gfn: args[1]!, port, shutdown: false });
     this.log.info({ domid, port }, `domain ${domid} introduced`);
     this.#fire("@introduceDomain", null, true, null, ctx.before);
@@ -952,10 +972,19 @@ export class XenStoreCore {
     );
   }
 
-  /** Bytes of node records a domain owns (an estimate of C xenstored's accounting). */
+  /**
+   * Memory charged to a domain, as C xenstored counts it: each node it owns (record plus
+   * key, i.e. the path) and each watch of its connections (path plus token).
+   */
   memoryOf(domid: number): number {
     let m = 0;
-    for (const n of this.store.nodes.values()) if (n.perms[0]!.id === domid) m += nodeRecordSize(n);
+    for (const n of this.store.nodes.values()) {
+      if (n.perms[0]!.id === domid) m += nodeRecordSize(n) + n.name.length;
+    }
+    for (const c of this.connections) {
+      if (c.domid !== domid) continue;
+      for (const w of c.watches) m += watchPath(w, w.node).length + w.token.length;
+    }
     return m;
   }
 
@@ -994,6 +1023,21 @@ function watchPath(w: Watch, name: string): string {
   return p;
 }
 
+/**
+ * C xenstored drops a watch event identical to one still queued, unsent, for the same
+ * connection (special `@` events excepted). Transports apply this to their queues.
+ */
+export function isQueuedDuplicate(queue: readonly XsPacket[], p: XsPacket): boolean {
+  if (p.type !== XsType.WATCH_EVENT || p.payload[0] === 64 /* @ */) return false;
+  return queue.some((q) => q.type === XsType.WATCH_EVENT && sameBytes(q.payload, p.payload));
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** C xenstored drops an event identical to one still queued for the same connection. */
 function isDuplicate(
   events: readonly Delivery[],
@@ -1024,7 +1068,7 @@ interface ControlCommand {
   run(core: XenStoreCore, args: readonly string[], ctx: RequestContext): string;
 }
 
-/** CONTROL commands (xenstored_control.c `cmds[]`, less live-update: see README). */
+/** CONTROL commands (xenstored_control.c `cmds[]`; live-update only says it is not supported). */
 const CONTROL_COMMANDS: readonly ControlCommand[] = [
   {
     cmd: "check",
@@ -1041,6 +1085,14 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
     run(_core, args) {
       if (args.length !== 1 || (args[0] !== "on" && args[0] !== "off")) throw new XsError("EINVAL");
       return OK;
+    },
+  },
+  {
+    cmd: "live-update",
+    pars: "[-c <cmdline>] [-F] [-t <timeout>] <file>\n    Default timeout is 60 seconds.",
+    run() {
+      // C xenstored answers a failed live-update step with a message instead of "OK".
+      return "Live-update is not supported by xenlab xenstored\0";
     },
   },
   {

@@ -43,8 +43,9 @@ export function parsePerm(s: string): PermEntry | null {
   return { id: n >>> 0, perms: bits };
 }
 
+/** `r5`; the domid printed as C's `%i` prints an unsigned int (so 0xffffffff is `-1`). */
 export function formatPerm(p: PermEntry): string {
-  return `${BITS_TO_LETTER[p.perms & 3]}${p.id}`;
+  return `${BITS_TO_LETTER[p.perms & 3]}${p.id | 0}`;
 }
 
 export interface Accessor {

@@ -40,11 +40,15 @@ export interface Node {
 
 const EMPTY = new Uint8Array(0);
 
-/** Size of a node's record as C xenstored stores it: header, perms, value, child names. */
+/**
+ * Size of a node's record as C xenstored stores it: `struct xs_tdb_record_hdr` (24 bytes
+ * with its padding), 8 bytes per permission, the value, the child names with their NULs.
+ * The node-size quota applies to this.
+ */
 export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">): number {
   let childlen = 0;
   for (const c of n.children) childlen += c.length + 1;
-  return 16 + 8 * n.perms.length + n.value.byteLength + childlen;
+  return 24 + 8 * n.perms.length + n.value.byteLength + childlen;
 }
 
 /** Children as the wire carries them: each name NUL-terminated. */

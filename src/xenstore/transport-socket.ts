@@ -5,7 +5,7 @@
  */
 import { existsSync, unlinkSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
-import type { Connection, Delivery, XenStoreCore } from "./core.ts";
+import { type Connection, deliver, isQueuedDuplicate, type PacketSink, type XenStoreCore } from "./core.ts";
 import { PayloadTooLargeError } from "./errors.ts";
 import { HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
 
@@ -25,7 +25,7 @@ export interface SocketServerOptions {
   trace?: (dir: "IN" | "OUT", conn: Connection, p: XsPacket) => void;
 }
 
-export class SocketTransport {
+export class SocketTransport implements PacketSink {
   readonly #core: XenStoreCore;
   readonly #server: Server;
   readonly #clients = new Map<Connection, SocketClient>();
@@ -68,15 +68,19 @@ export class SocketTransport {
     });
   }
 
-  /** Delivers events produced outside a request (e.g. a domain died). */
-  deliver(events: readonly Delivery[]): void {
-    for (const e of events) this.#queue(e.conn, e.packet);
-    this.#flush();
+  /** Queues a packet for one of this transport's clients; flushed at the end of the turn. */
+  send(conn: Connection, p: XsPacket): void {
+    const c = this.#clients.get(conn);
+    if (c === undefined || isQueuedDuplicate(c.out, p)) return;
+    c.out.push(p);
+    if (this.#dirty.size === 0) queueMicrotask(() => this.#flush());
+    this.#dirty.add(c);
   }
 
   #accept(socket: Socket): void {
     socket.setNoDelay(true);
     const conn = this.#core.connectSocket();
+    conn.sink = this;
     const client: SocketClient = { socket, conn, reader: new PacketReader(), out: [] };
     this.#clients.set(conn, client);
     const log = this.#core.log;
@@ -96,10 +100,8 @@ export class SocketTransport {
       for (const p of packets) {
         if (conn.closed) break;
         this.#trace?.("IN", conn, p);
-        for (const d of this.#core.step(conn, p).out) this.#queue(d.conn, d.packet);
+        deliver(this.#core.step(conn, p).out);
       }
-      this.#flush();
-      if (socket.writableLength > HIGH_WATER) socket.pause();
     });
     socket.on("drain", () => socket.resume());
     socket.on("error", (err) => log.debug({ conn: conn.label, err: err.message }, "socket error"));
@@ -111,13 +113,6 @@ export class SocketTransport {
     this.#dirty.delete(client);
     this.#core.disconnect(client.conn);
     client.socket.destroy();
-  }
-
-  #queue(conn: Connection, p: XsPacket): void {
-    const c = this.#clients.get(conn);
-    if (c === undefined) return; // a domain's ring, or gone
-    c.out.push(p);
-    this.#dirty.add(c);
   }
 
   #flush(): void {
@@ -134,7 +129,10 @@ export class SocketTransport {
         buf.set(p.payload, pos + HEADER_SIZE);
         pos += HEADER_SIZE + p.payload.byteLength;
       }
-      if (!c.socket.destroyed) c.socket.write(buf);
+      if (c.socket.destroyed) continue;
+      c.socket.write(buf);
+      // A client that does not read its replies stops being read until it catches up.
+      if (c.socket.writableLength > HIGH_WATER) c.socket.pause();
     }
     this.#dirty.clear();
   }

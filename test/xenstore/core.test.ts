@@ -363,7 +363,7 @@ describe("transactions", () => {
 describe("quotas", () => {
   it("limits a guest's nodes, node size, permissions, watches and transactions, not dom0's", () => {
     const s = new Scenario({
-      quotas: { nodes: 4, nodeSize: 64, permissions: 2, watches: 1, transactions: 1 },
+      quotas: { nodes: 4, nodeSize: 80, permissions: 2, watches: 1, transactions: 1 },
     });
     s.run([
       { who: "dom0", op: "MKDIR", arg: "/local/domain/5|", expect: "OK|" },
@@ -371,7 +371,7 @@ describe("quotas", () => {
       { who: "dom5", op: "WRITE", arg: "a|1", expect: "OK|", note: "node 2 (the home dir is 1)" },
       { who: "dom5", op: "WRITE", arg: "b/c|1", expect: "OK|", note: "nodes 3 and 4" },
       { who: "dom5", op: "WRITE", arg: "d|1", expect: "!ENOSPC", note: "node 5" },
-      { who: "dom5", op: "WRITE", arg: `a|${"x".repeat(40)}`, expect: "!ENOSPC", note: "16 + 8 + 40 >= 64" },
+      { who: "dom5", op: "WRITE", arg: `a|${"x".repeat(40)}`, expect: "!ENOSPC", note: "24 + 16 + 40 >= 80" },
       { who: "dom5", op: "WRITE", arg: `a|${"x".repeat(30)}`, expect: "OK|" },
       { who: "dom5", op: "SET_PERMS", arg: "a|n5|r1|r2|", expect: "!ENOSPC" },
       { who: "dom5", op: "WATCH", arg: "a|1|", expect: "OK|", events: ["dom5 a 1"] },
