@@ -649,6 +649,10 @@ export class XenStoreCore {
       if (p === null) throw new XsError("EINVAL");
       perms.push(p);
     }
+    // An owner that cannot exist (DOMID_FIRST_RESERVED and above) is a missing domain:
+    // C xenstored marks it ignored and refuses the set with ENOENT. Other entries naming
+    // such domids are kept (and match nobody).
+    if (perms[0]!.id >= DOMID_SELF) throw new XsError("ENOENT");
     const path = args[0]!;
     if (path.startsWith("@")) {
       const cur = this.specialPerms.get(path);

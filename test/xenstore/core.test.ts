@@ -11,6 +11,10 @@ describe("XenStoreCore step()", () => {
       { who: "dom0", op: "WRITE", arg: "/p/child|v", expect: "OK|" },
       { who: "dom0", op: "GET_PERMS", arg: "/p/child|", expect: "n3|r4|" },
       { who: "dom0", op: "GET_PERMS", arg: "/p/deep|", expect: "n0|" },
+      { who: "dom0", op: "SET_PERMS", arg: "/p/deep|n32752|", expect: "!ENOENT", note: "owner DOMID_SELF" },
+      { who: "dom0", op: "SET_PERMS", arg: "/p/deep|n-5|", expect: "!ENOENT", note: "owner 0xfffffffb" },
+      { who: "dom0", op: "SET_PERMS", arg: "/p/deep|n0|r-5|r0x10|", expect: "OK|" },
+      { who: "dom0", op: "GET_PERMS", arg: "/p/deep|", expect: "n0|r-5|r16|", note: "strtol forms, %i" },
       { who: "dom0", op: "DIRECTORY", arg: "/p|", expect: "deep|child|", note: "insertion order" },
     ]);
   });
