@@ -159,66 +159,35 @@ export class View {
     const a = tx.accessed.get(name);
     if (a !== undefined) return a.node;
     const node = this.store.nodes.get(name) ?? null;
-    this.#record(tx, name, {
-      node,
-      generation: node ? node.generation : NO_GENERATION,
-      checkGen: true,
-      modified: false,
-      fireWatch: false,
-      watchExact: false,
-      perms: node ? node.perms : null,
-    });
+    this.#record(tx, name, node, node, true);
     return node;
   }
 
   /** Writes (creates or replaces) a node record; stamps a new generation. */
   write(name: string, value: Uint8Array, perms: Perms, children: readonly string[]): Node {
     const node: Node = { name, value, perms, children, generation: this.store.nextGeneration() };
-    const tx = this.tx;
-    if (tx === null) {
-      this.store.nodes.set(name, node);
-      return node;
-    }
-    const a = tx.accessed.get(name);
-    if (a === undefined) {
-      const cur = this.store.nodes.get(name) ?? null;
-      this.#record(tx, name, {
-        node,
-        generation: cur ? cur.generation : NO_GENERATION,
-        checkGen: false,
-        modified: true,
-        fireWatch: false,
-        watchExact: false,
-        perms: cur ? cur.perms : null,
-      });
-    } else {
-      a.node = node;
-      a.modified = true;
-    }
+    this.#modify(name, node);
     return node;
   }
 
   delete(name: string): void {
-    const tx = this.tx;
     this.store.nextGeneration();
+    this.#modify(name, null);
+  }
+
+  /** Replaces (or with null, removes) a node globally or in the transaction's copy. */
+  #modify(name: string, node: Node | null): void {
+    const tx = this.tx;
     if (tx === null) {
-      this.store.nodes.delete(name);
+      if (node === null) this.store.nodes.delete(name);
+      else this.store.nodes.set(name, node);
       return;
     }
     const a = tx.accessed.get(name);
     if (a === undefined) {
-      const cur = this.store.nodes.get(name) ?? null;
-      this.#record(tx, name, {
-        node: null,
-        generation: cur ? cur.generation : NO_GENERATION,
-        checkGen: false,
-        modified: true,
-        fireWatch: false,
-        watchExact: false,
-        perms: cur ? cur.perms : null,
-      });
+      this.#record(tx, name, node, this.store.nodes.get(name) ?? null, false).modified = true;
     } else {
-      a.node = null;
+      a.node = node;
       a.modified = true;
     }
   }
@@ -251,12 +220,23 @@ export class View {
     }
   }
 
-  #record(tx: Transaction, name: string, a: Accessed): void {
+  /** First access of `name` in `tx`: remembers what it saw (`cur`) and what it now holds. */
+  #record(tx: Transaction, name: string, node: Node | null, cur: Node | null, checkGen: boolean): Accessed {
     if (tx.accessed.size >= this.#transNodesQuota) {
       tx.failed = true;
       throw new XsError("ENOSPC", `transaction-nodes quota (${this.#transNodesQuota}) reached`);
     }
+    const a: Accessed = {
+      node,
+      generation: cur ? cur.generation : NO_GENERATION,
+      checkGen,
+      modified: false,
+      fireWatch: false,
+      watchExact: false,
+      perms: cur ? cur.perms : null,
+    };
     tx.accessed.set(name, a);
+    return a;
   }
 }
 
