@@ -131,6 +131,8 @@ async function sendIn(conn: RawXsConnection, bytes: Uint8Array, chunk: number | 
 export class ScriptRunner {
   readonly #socket: string;
   readonly #conns = new Map<string, RawXsConnection>();
+  /** Connections whose closing a record already shows. */
+  readonly #closedSeen = new WeakSet<RawXsConnection>();
   readonly #txNames = new Map<string, string>();
   #txCount = 0;
   readonly #bound = new Map<string, number>();
@@ -186,6 +188,7 @@ export class ScriptRunner {
       const p = await conn.next(REPLY_TIMEOUT_MS);
       if (p === CLOSED) {
         got.push("<connection closed>");
+        this.#closedSeen.add(conn);
         break;
       }
       if (p === TIMEOUT) {
@@ -214,6 +217,9 @@ export class ScriptRunner {
     for (const [name, conn] of this.#conns) {
       if (conn.closed) {
         for (const p of conn.drain()) got.push(this.#showOther(name, p));
+        // Closed before the barrier: report it once, as if it had closed during it.
+        if (!this.#closedSeen.has(conn)) got.push(`[${name}] <connection closed>`);
+        this.#closedSeen.add(conn);
         continue;
       }
       const reqId = BARRIER_BASE + (this.#barrier++ % 0xfffff);
@@ -222,6 +228,7 @@ export class ScriptRunner {
         const p = await conn.next(REPLY_TIMEOUT_MS);
         if (p === CLOSED) {
           got.push(`[${name}] <connection closed>`);
+          this.#closedSeen.add(conn);
           break;
         }
         if (p === TIMEOUT) {
