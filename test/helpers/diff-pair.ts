@@ -24,20 +24,23 @@ export class DiffPair {
   #sub: RunningDaemon | null = null;
   #refRunner: ScriptRunner | null = null;
   #subRunner: ScriptRunner | null = null;
+  readonly #args: string[];
   readonly #refEnv: NodeJS.ProcessEnv;
 
-  constructor(refEnv: NodeJS.ProcessEnv = {}) {
-    this.#refEnv = refEnv;
+  /** `args`: daemon arguments for both (the C xenstored's flags, which xenlab shares). */
+  constructor(opts: { args?: string[]; refEnv?: NodeJS.ProcessEnv } = {}) {
+    this.#args = opts.args ?? [];
+    this.#refEnv = opts.refEnv ?? {};
   }
 
   /** Starts whichever daemons are available (for `before()`). */
   async start(): Promise<void> {
     if (refxsAvailable()) {
-      this.#ref = await startRefxs([], this.#refEnv);
+      this.#ref = await startRefxs(this.#args, this.#refEnv);
       this.#refRunner = new ScriptRunner(this.#ref.socket);
     }
     if (subjectAvailable()) {
-      this.#sub = await startSubject();
+      this.#sub = await startSubject(this.#args);
       this.#subRunner = new ScriptRunner(this.#sub.socket);
     }
   }
