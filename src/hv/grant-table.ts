@@ -1,0 +1,796 @@
+/**
+ * Grant tables, version 1 (Xen's `public/grant_table.h`, `common/grant_table.c`).
+ *
+ * A domain shares one of its pages with one other domain by writing a `grant_entry_v1` into its
+ * grant table: 8 bytes, `flags` u16 @0, `domid` u16 @2 (the grantee), `frame` u32 @4 (the gfn),
+ * little endian, 512 per 4 KiB frame. Two sides touch these frames:
+ *
+ * - The granting domain's kernel (guest side, as Linux's `drivers/xen/grant-table.c`):
+ *   `grantForeignAccess()`, `endForeignAccess()`, `queryForeignAccess()`, `GrantRefAllocator`.
+ *   It runs in the domain's worker on its own frames.
+ * - The hypervisor (`GrantTables`, main thread): map, unmap and copy. It keeps the state the guest
+ *   must not be able to forge (pin counts, the page an entry resolved to, the maptrack) in its own
+ *   memory and touches the shared entry only through the 32-bit (flags, domid) word.
+ *
+ * The (flags, domid) pair is one 32-bit word: flags in the low 16 bits, domid in the high 16.
+ * Every access to it is an `Atomics` operation on an `Int32Array` over the frame: the guest
+ * publishes with a release store and revokes with CMPXCHG; the hypervisor sets GTF_reading /
+ * GTF_writing with CMPXCHG (at most 5 tries: a guest rewriting its entry in a loop must not
+ * livelock the hypervisor) and clears them with an atomic AND, as Xen does.
+ *
+ * Pin counts and flags, a worked example (each line is a test in test/hv/grant-table.test.ts).
+ * Domain 1 grants gfn 5 to domain 2 in ref 8, writable:
+ *
+ *   op (by domain 2)             pin (hstw, hstr)  entry flags
+ *   grant (by domain 1)          —                 permit_access
+ *   map host_map|readonly   → h0  (0, 1)           permit_access|reading
+ *   map host_map            → h1  (1, 1)           permit_access|reading|writing
+ *   endForeignAccess (dom 1)      (1, 1)           unchanged: returns false, the page is mapped
+ *   unmap h1                      (0, 1)           permit_access|reading   (last writer gone)
+ *   unmap h1                      (0, 1)           GNTST_bad_handle
+ *   unmap h0                      —                permit_access           (last pin gone)
+ *   endForeignAccess (dom 1)      —                0: returns true
+ *
+ * Read-only maps cannot be enforced in JS: a SharedArrayBuffer is always writable by whoever holds
+ * it. A map therefore returns `readonly: true` with the page, and the domain kernel must expose it
+ * only through a view with no write path. What *is* enforced: a read-only grant never gets
+ * GTF_writing, never maps writable and is never the destination of a copy.
+ */
+
+/** Grant frames are 4 KiB whatever the host's page size. */
+const PAGE_SIZE = 4096;
+
+/** `struct grant_entry_v1`: byte offsets and size. */
+export const GRANT_ENTRY_V1 = { flags: 0, domid: 2, frame: 4, size: 8 } as const;
+
+/** Entries of one 4 KiB grant frame. */
+export const GRANT_ENTRIES_PER_FRAME = PAGE_SIZE / GRANT_ENTRY_V1.size;
+
+/** `GNTTAB_NR_RESERVED_ENTRIES` and the two refs the toolstack pre-populates. */
+export const GNTTAB_RESERVED = { entries: 8, console: 0, xenstore: 1 } as const;
+
+/** `GTF_*`: the entry's flags. Type in bits 0–1, subflags above. */
+export const GTF = {
+  invalid: 0,
+  permit_access: 1,
+  accept_transfer: 2,
+  transitive: 3,
+  type_mask: 3,
+  /** Grantee may only read. [guest] */
+  readonly: 1 << 2,
+  /** Mapped or being copied from by the grantee. [Xen] */
+  reading: 1 << 3,
+  /** Mapped writable or being copied to by the grantee. [Xen] */
+  writing: 1 << 4,
+  PWT: 1 << 5,
+  PCD: 1 << 6,
+  PAT: 1 << 7,
+  /** Copy-only access to part of the page (v2 entries; a v1 map refuses it). */
+  sub_page: 1 << 8,
+  /** accept_transfer subflags. */
+  transfer_committed: 1 << 2,
+  transfer_completed: 1 << 3,
+} as const;
+
+/** `GNTMAP_*`: flags of a map request. */
+export const GNTMAP = {
+  device_map: 1 << 0,
+  host_map: 1 << 1,
+  readonly: 1 << 2,
+  application_map: 1 << 3,
+  contains_pte: 1 << 4,
+  guest_avail_mask: 0xffff0000,
+} as const;
+
+/** `GNTCOPY_*`: which side of a copy is a grant ref (otherwise a gfn of the caller). */
+export const GNTCOPY = { source_gref: 1 << 0, dest_gref: 1 << 1 } as const;
+
+/** `GNTTABOP_*`: the grant table hypercall's commands. */
+export const GNTTABOP = {
+  map_grant_ref: 0,
+  unmap_grant_ref: 1,
+  setup_table: 2,
+  dump_table: 3,
+  transfer: 4,
+  copy: 5,
+  query_size: 6,
+  unmap_and_replace: 7,
+  set_version: 8,
+  get_status_frames: 9,
+  get_version: 10,
+  swap_grant_ref: 11,
+  cache_flush: 12,
+} as const;
+
+/** `GNTST_*`: per-operation status, Xen's numbers. */
+export const GNTST = {
+  okay: 0,
+  general_error: -1,
+  bad_domain: -2,
+  bad_gntref: -3,
+  bad_handle: -4,
+  bad_virt_addr: -5,
+  bad_dev_addr: -6,
+  no_device_space: -7,
+  permission_denied: -8,
+  bad_page: -9,
+  bad_copy_arg: -10,
+  address_too_big: -11,
+  eagain: -12,
+  no_space: -13,
+} as const;
+
+export type GrantStatus = (typeof GNTST)[keyof typeof GNTST];
+export type GrantError = Exclude<GrantStatus, 0>;
+
+/** `GNTTABOP_error_msgs`, indexed by `-status`. */
+export const GNTST_MESSAGES = [
+  "okay",
+  "undefined error",
+  "unrecognised domain id",
+  "invalid grant reference",
+  "invalid mapping handle",
+  "invalid virtual address",
+  "invalid device address",
+  "no spare translation slot in the I/O MMU",
+  "permission denied",
+  "bad page",
+  "copy arguments cross page boundary",
+  "page address size too large",
+  "operation not done; try again",
+  "out of space",
+] as const;
+
+/** `DOMID_SELF`: the caller, in a copy's gfn side. */
+export const DOMID_SELF = 0x7ff0;
+
+/** `struct gnttab_map_grant_ref` (32 bytes): byte offsets. */
+export const GNTTAB_MAP_GRANT_REF = {
+  hostAddr: 0,
+  flags: 8,
+  ref: 12,
+  dom: 16,
+  status: 18,
+  handle: 20,
+  devBusAddr: 24,
+  size: 32,
+} as const;
+
+/** `struct gnttab_unmap_grant_ref` (24 bytes): byte offsets. */
+export const GNTTAB_UNMAP_GRANT_REF = {
+  hostAddr: 0,
+  devBusAddr: 8,
+  handle: 16,
+  status: 20,
+  size: 24,
+} as const;
+
+/**
+ * `struct gnttab_copy` (40 bytes): byte offsets. `source` and `dest` are each a
+ * `struct gnttab_copy_ptr` (16 bytes): the union `u` (ref u32 or gmfn u64) @0, domid @8, offset @10.
+ */
+export const GNTTAB_COPY = {
+  source: 0,
+  dest: 16,
+  ptr: { u: 0, domid: 8, offset: 10, size: 16 },
+  len: 32,
+  flags: 34,
+  status: 36,
+  size: 40,
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// The shared frames
+
+/**
+ * The grant frames of one domain, as the guest and the hypervisor both see them. Each frame is its
+ * own `SharedArrayBuffer(4096)`; the array may grow (more frames, more refs) but frames never move.
+ */
+export class GrantTableFrames {
+  readonly #frames: readonly SharedArrayBuffer[];
+  readonly #words: Int32Array[] = [];
+
+  constructor(frames: readonly SharedArrayBuffer[]) {
+    this.#frames = frames;
+  }
+
+  /** Number of entries (refs 0 … nrEntries-1). */
+  get nrEntries(): number {
+    return this.#frames.length * GRANT_ENTRIES_PER_FRAME;
+  }
+
+  /**
+   * The frame holding `ref` as 32-bit words: `[i]` is its (flags | domid << 16) word, `[i + 1]`
+   * its frame (gfn), where `i = wordIndex(ref)`. The caller has checked `ref < nrEntries`.
+   */
+  words(ref: number): Int32Array {
+    const f = ref >>> 9;
+    let w = this.#words[f];
+    if (w === undefined) {
+      const sab = this.#frames[f];
+      if (sab === undefined) throw new RangeError(`Cannot access grant ref ${ref}: no frame ${f}`);
+      if (sab.byteLength !== PAGE_SIZE) {
+        throw new RangeError(`Cannot use grant frame ${f}: need ${PAGE_SIZE} bytes, got ${sab.byteLength}`);
+      }
+      w = new Int32Array(sab);
+      this.#words[f] = w;
+    }
+    return w;
+  }
+
+  /** The GTF_* flags of `ref` (one atomic load). */
+  flags(ref: number): number {
+    return Atomics.load(this.words(checkRef(this, ref)), wordIndex(ref)) & 0xffff;
+  }
+
+  /** The grantee domid of `ref`. */
+  domid(ref: number): number {
+    return Atomics.load(this.words(checkRef(this, ref)), wordIndex(ref)) >>> 16;
+  }
+
+  /** The gfn of `ref`. */
+  frame(ref: number): number {
+    return Atomics.load(this.words(checkRef(this, ref)), wordIndex(ref) + 1) >>> 0;
+  }
+}
+
+/** Index of the (flags, domid) word of `ref` in `GrantTableFrames.words(ref)`. */
+export function wordIndex(ref: number): number {
+  return (ref & (GRANT_ENTRIES_PER_FRAME - 1)) * 2;
+}
+
+function checkRef(table: GrantTableFrames, ref: number): number {
+  if (!Number.isInteger(ref) || ref < 0 || ref >= table.nrEntries) {
+    throw new RangeError(`Cannot use grant ref ${ref}: the table has ${table.nrEntries} entries`);
+  }
+  return ref;
+}
+
+function checkU16(what: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new RangeError(`Invalid ${what}: ${v}`);
+  return v;
+}
+
+function checkU32(what: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`Invalid ${what}: ${v}`);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guest side: the granting domain's kernel
+
+/**
+ * `gnttab_grant_foreign_access_ref`: let `domid` map or copy gfn `gfn`. The frame goes out first;
+ * flags and domid follow in one 32-bit release store, so whoever sees GTF_permit_access sees the
+ * frame (Linux: frame, domid, wmb, flags — the same publication order).
+ */
+export function grantForeignAccess(
+  table: GrantTableFrames,
+  ref: number,
+  domid: number,
+  gfn: number,
+  readonly: boolean,
+): void {
+  checkRef(table, ref);
+  checkU16("domid", domid);
+  checkU32("gfn", gfn);
+  const w = table.words(ref);
+  const i = wordIndex(ref);
+  Atomics.store(w, i + 1, gfn | 0);
+  Atomics.store(w, i, (domid << 16) | GTF.permit_access | (readonly ? GTF.readonly : 0));
+}
+
+/**
+ * `gnttab_end_foreign_access_ref`: revoke `ref`. Fails (false) while the grantee has it mapped or
+ * is copying (GTF_reading/GTF_writing set); the caller must then keep the page. Otherwise CMPXCHG
+ * the flags to 0, re-checking if the hypervisor changed the word in between.
+ */
+export function endForeignAccess(table: GrantTableFrames, ref: number): boolean {
+  checkRef(table, ref);
+  const w = table.words(ref);
+  const i = wordIndex(ref);
+  let cur = Atomics.load(w, i);
+  for (;;) {
+    if ((cur & (GTF.reading | GTF.writing)) !== 0) return false;
+    const prev = Atomics.compareExchange(w, i, cur, cur & ~0xffff);
+    if (prev === cur) return true;
+    cur = prev;
+  }
+}
+
+/** `gnttab_query_foreign_access`: the GTF_reading|GTF_writing bits of `ref` (0: not in use). */
+export function queryForeignAccess(table: GrantTableFrames, ref: number): number {
+  return table.flags(ref) & (GTF.reading | GTF.writing);
+}
+
+/**
+ * The guest's free list of grant refs (Linux's `gnttab_free_head`): never hands out the reserved
+ * refs 0–7. Last freed, first reused.
+ */
+export class GrantRefAllocator {
+  readonly #free: number[] = [];
+  readonly #isFree: Uint8Array;
+
+  constructor(nrEntries: number) {
+    if (!Number.isInteger(nrEntries) || nrEntries < GNTTAB_RESERVED.entries) {
+      throw new RangeError(`Cannot allocate grant refs: need at least 8 entries, got ${nrEntries}`);
+    }
+    this.#isFree = new Uint8Array(nrEntries);
+    for (let ref = nrEntries - 1; ref >= GNTTAB_RESERVED.entries; ref--) {
+      this.#free.push(ref);
+      this.#isFree[ref] = 1;
+    }
+  }
+
+  /** Refs still free. */
+  get available(): number {
+    return this.#free.length;
+  }
+
+  /** A free ref, or undefined when all are in use (Linux: -ENOSPC). */
+  alloc(): number | undefined {
+    const ref = this.#free.pop();
+    if (ref !== undefined) this.#isFree[ref] = 0;
+    return ref;
+  }
+
+  /** Returns `ref` to the free list; end its foreign access first. */
+  free(ref: number): void {
+    if (!Number.isInteger(ref) || ref < GNTTAB_RESERVED.entries || ref >= this.#isFree.length) {
+      throw new RangeError(`Cannot free grant ref ${ref}: not an allocatable ref`);
+    }
+    if (this.#isFree[ref] === 1) throw new RangeError(`Cannot free grant ref ${ref}: it is already free`);
+    this.#isFree[ref] = 1;
+    this.#free.push(ref);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hypervisor side
+
+/** What the hypervisor knows of a domain. */
+export interface GrantDomain {
+  readonly domid: number;
+  /** Its memory, indexed by gfn; a hole or an index past the end is not a page. */
+  readonly pages: readonly (SharedArrayBuffer | undefined)[];
+  /** Its grant table frames. */
+  readonly grantFrames: readonly SharedArrayBuffer[];
+}
+
+/** Finds a live domain by domid. */
+export type DomainLookup = (domid: number) => GrantDomain | undefined;
+
+/** `struct gnttab_map_grant_ref`'s inputs (host_addr has no meaning here). */
+export interface MapGrantRef {
+  /** GNTMAP_*: host_map and/or device_map, optionally readonly. */
+  readonly flags: number;
+  readonly ref: number;
+  /** The granting domain. */
+  readonly dom: number;
+}
+
+export type MapResult =
+  | {
+      readonly status: typeof GNTST.okay;
+      readonly handle: number;
+      /** The granted page: this one page and nothing else of the granter. */
+      readonly page: SharedArrayBuffer;
+      /** Not enforceable: wrap `page` in a view with no write path (see the module comment). */
+      readonly readonly: boolean;
+      /** The granter's gfn, for `dev_bus_addr`-like reporting. */
+      readonly gfn: number;
+    }
+  | { readonly status: GrantError };
+
+/** `struct gnttab_copy_ptr`. */
+export interface CopyPtr {
+  /** C's union `u`: the grant ref when the op's flag for this side is set, else a gfn. */
+  readonly u: number;
+  /** The grant's owner, or DOMID_SELF for a gfn of the caller. */
+  readonly domid: number;
+  readonly offset: number;
+}
+
+/** `struct gnttab_copy`'s inputs. */
+export interface GrantCopy {
+  readonly source: CopyPtr;
+  readonly dest: CopyPtr;
+  readonly len: number;
+  /** GNTCOPY_source_gref | GNTCOPY_dest_gref. */
+  readonly flags: number;
+}
+
+/** Pin counts of one active entry, by kind, as Xen's 4 × 8-bit `act->pin`. */
+export interface PinCounts {
+  readonly hostWrite: number;
+  readonly hostRead: number;
+  readonly devWrite: number;
+  readonly devRead: number;
+}
+
+/** A grant in use: by whom, which ref of whose table, how pinned. */
+export interface GrantUse {
+  readonly granter: number;
+  readonly ref: number;
+  readonly mapper: number;
+  readonly gfn: number;
+  readonly pins: PinCounts;
+}
+
+export interface GrantTablesOptions {
+  /** Maptrack handles per mapping domain (Xen: 1024 frames × 256). */
+  readonly maxMaptrackHandles?: number;
+}
+
+// act->pin: four 8-bit counters in one word, as Xen.
+const PIN = { hstw: 1 << 0, hstr: 1 << 8, devw: 1 << 16, devr: 1 << 24 } as const;
+const PIN_WRITE_MASK = 0xff * PIN.hstw + 0xff * PIN.devw;
+/** Bounded CMPXCHG retries on the shared word (Xen: 5 tries). */
+const SET_STATUS_TRIES = 5;
+const MAPTRACK_PER_PAGE = 256;
+
+/** Xen's `active_grant_entry`: the hypervisor's private shadow of a pinned entry. */
+interface Active {
+  pin: number;
+  /** The domain the entry is pinned by. */
+  readonly domid: number;
+  /** The page resolved at first pin; later pins reuse it even if the guest rewrites `frame`. */
+  readonly gfn: number;
+  readonly page: SharedArrayBuffer;
+}
+
+/** A granting domain's hypervisor-side state. */
+interface Granter {
+  readonly domain: GrantDomain;
+  readonly table: GrantTableFrames;
+  readonly active: Map<number, Active>;
+}
+
+interface Mapping {
+  readonly granter: Granter;
+  readonly ref: number;
+  readonly flags: number;
+}
+
+/**
+ * One domain's maptrack: handle → mapping. Handles are small integers, handed out a page (256) at
+ * a time; a freed handle goes to the tail of the free list (as Xen's `put_maptrack_handle`), so a
+ * stale handle is not at once reused.
+ */
+class Maptrack {
+  readonly entries: (Mapping | undefined)[] = [];
+  #free: number[] = [];
+  #head = 0;
+  readonly #limit: number;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** A free handle, or -1 when the limit is reached. */
+  get(): number {
+    if (this.#head === this.#free.length) {
+      const base = this.entries.length;
+      if (base >= this.#limit) return -1;
+      const n = Math.min(MAPTRACK_PER_PAGE, this.#limit - base);
+      for (let h = base; h < base + n; h++) this.#free.push(h);
+      this.entries.length = base + n;
+    }
+    const h = this.#free[this.#head++]!;
+    if (this.#head > 1024 && this.#head * 2 > this.#free.length) {
+      this.#free = this.#free.slice(this.#head);
+      this.#head = 0;
+    }
+    return h;
+  }
+
+  put(handle: number): void {
+    this.entries[handle] = undefined;
+    this.#free.push(handle);
+  }
+}
+
+/**
+ * The hypervisor's grant operations over every domain's grant tables. `lookup` gives the live
+ * domains; all hypervisor-side state (active entries, maptracks) lives here.
+ *
+ * A mapping keeps its granter's state alive: unmapping works after the granter has left
+ * `lookup` (Xen keeps a dying domain as a zombie until the last foreign mapping goes). The
+ * toolstack destroys a domain with `releaseMappings(domid)` (what it mapped) and keeps its pages
+ * until `usesOf(domid)` is empty (what others map); it must not reuse the domid before.
+ */
+export class GrantTables {
+  readonly #lookup: DomainLookup;
+  readonly #granters = new WeakMap<GrantDomain, Granter>();
+  /** Granters with at least one pinned entry; found by domid even after they left `lookup`. */
+  readonly #inUse = new Set<Granter>();
+  readonly #maptracks = new Map<number, Maptrack>();
+  readonly #maxHandles: number;
+
+  constructor(lookup: DomainLookup, options: GrantTablesOptions = {}) {
+    this.#lookup = lookup;
+    this.#maxHandles = options.maxMaptrackHandles ?? 1024 * MAPTRACK_PER_PAGE;
+  }
+
+  /**
+   * `GNTTABOP_map_grant_ref` by domain `mapper`. Checks, in Xen's order: a host or device map is
+   * asked for (else bad_gntref); the granter exists (bad_domain); a maptrack handle is free
+   * (no_space); the ref is inside the table (bad_gntref); an entry already pinned is pinned by
+   * this mapper and its counter will not overflow (general_error); then, unless already pinned
+   * suitably, the entry permits access to this mapper, writable if asked (general_error), and its
+   * gfn is a page of the granter (bad_page).
+   */
+  mapGrantRef(mapper: number, op: MapGrantRef): MapResult {
+    checkU16("mapper domid", mapper);
+    checkU32("map flags", op.flags);
+    checkU32("grant ref", op.ref);
+    checkU16("granting domid", op.dom);
+    const ro = (op.flags & GNTMAP.readonly) !== 0;
+    let incr = 0;
+    if (op.flags & GNTMAP.device_map) incr += ro ? PIN.devr : PIN.devw;
+    if (op.flags & GNTMAP.host_map) incr += ro ? PIN.hstr : PIN.hstw;
+    if (incr === 0) return { status: GNTST.bad_gntref };
+
+    const rd = this.#lookup(op.dom);
+    if (rd === undefined) return { status: GNTST.bad_domain };
+    const mt = this.#maptrack(mapper);
+    const handle = mt.get();
+    if (handle < 0) return { status: GNTST.no_space };
+
+    const g = this.#granter(rd);
+    const result = this.#pin(g, op.ref, mapper, ro, incr, true);
+    if (typeof result === "number") {
+      mt.put(handle);
+      return { status: result };
+    }
+    mt.entries[handle] = { granter: g, ref: op.ref, flags: op.flags };
+    return { status: GNTST.okay, handle, page: result.page, readonly: ro, gfn: result.gfn };
+  }
+
+  /** `GNTTABOP_unmap_grant_ref` of `handle` by domain `mapper`: drops the whole mapping. */
+  unmapGrantRef(mapper: number, handle: number): GrantStatus {
+    const mt = this.#maptracks.get(mapper);
+    if (mt === undefined || !Number.isInteger(handle) || handle < 0) return GNTST.bad_handle;
+    const m = mt.entries[handle];
+    if (m === undefined) return GNTST.bad_handle;
+    const ro = (m.flags & GNTMAP.readonly) !== 0;
+    let decr = 0;
+    if (m.flags & GNTMAP.device_map) decr += ro ? PIN.devr : PIN.devw;
+    if (m.flags & GNTMAP.host_map) decr += ro ? PIN.hstr : PIN.hstw;
+    this.#unpin(m.granter, m.ref, ro, decr);
+    mt.put(handle);
+    return GNTST.okay;
+  }
+
+  /**
+   * `GNTTABOP_copy` by domain `caller`: `len` bytes from source to dest. A side is a grant ref of
+   * `domid`'s table (flag GNTCOPY_*_gref) or a gfn of the caller, named DOMID_SELF (any other domid
+   * → permission_denied). Order as Xen: len 0 → okay; the domains (permission_denied,
+   * bad_domain); the source grant, read (bad_gntref, general_error, bad_page); the dest grant,
+   * write; then offset + len inside the page (bad_copy_arg). The grants are pinned only for the
+   * copy (GTF_reading/GTF_writing set and cleared around it).
+   */
+  copy(caller: number, op: GrantCopy): GrantStatus {
+    checkU16("caller domid", caller);
+    const len = checkU16("copy len", op.len);
+    const flags = checkU16("copy flags", op.flags);
+    for (const p of [op.source, op.dest]) {
+      checkU16("copy domid", p.domid);
+      checkU16("copy offset", p.offset);
+      if (!Number.isSafeInteger(p.u) || p.u < 0) throw new RangeError(`Invalid copy ref or gfn: ${p.u}`);
+    }
+    if (len === 0) return GNTST.okay;
+
+    const srcGref = (flags & GNTCOPY.source_gref) !== 0;
+    const dstGref = (flags & GNTCOPY.dest_gref) !== 0;
+    const sd = this.#copyDomain(caller, op.source.domid, srcGref);
+    if (typeof sd === "number") return sd;
+    const dd = this.#copyDomain(caller, op.dest.domid, dstGref);
+    if (typeof dd === "number") return dd;
+
+    const src = this.#claim(caller, sd, op.source.u, srcGref, true);
+    if (typeof src === "number") return src;
+    const dst = this.#claim(caller, dd, op.dest.u, dstGref, false);
+    if (typeof dst === "number") {
+      src.release();
+      return dst;
+    }
+    let rc: GrantStatus = GNTST.okay;
+    if (op.source.offset + len > PAGE_SIZE || op.dest.offset + len > PAGE_SIZE) {
+      rc = GNTST.bad_copy_arg;
+    } else {
+      const from = new Uint8Array(src.page, op.source.offset, len);
+      new Uint8Array(dst.page, op.dest.offset, len).set(from);
+    }
+    dst.release();
+    src.release();
+    return rc;
+  }
+
+  /**
+   * Unmaps everything domain `mapper` has mapped (Xen's `gnttab_release_mappings`, at domain
+   * destruction) and forgets its maptrack. Returns the number of mappings released.
+   */
+  releaseMappings(mapper: number): number {
+    const mt = this.#maptracks.get(mapper);
+    if (mt === undefined) return 0;
+    let n = 0;
+    for (let h = 0; h < mt.entries.length; h++) {
+      if (mt.entries[h] !== undefined) {
+        this.unmapGrantRef(mapper, h);
+        n++;
+      }
+    }
+    this.#maptracks.delete(mapper);
+    return n;
+  }
+
+  /** The grants of `granter` that are mapped now (by anyone, itself included). */
+  usesOf(granter: number): GrantUse[] {
+    const out: GrantUse[] = [];
+    for (const g of this.#inUse) {
+      if (g.domain.domid !== granter) continue;
+      for (const [ref, act] of g.active) {
+        out.push({ granter, ref, mapper: act.domid, gfn: act.gfn, pins: pinCounts(act.pin) });
+      }
+    }
+    return out;
+  }
+
+  /** The grants that domain `mapper` holds mapped, by handle. */
+  mappingsBy(mapper: number): { handle: number; granter: number; ref: number; flags: number }[] {
+    const mt = this.#maptracks.get(mapper);
+    const out: { handle: number; granter: number; ref: number; flags: number }[] = [];
+    mt?.entries.forEach((m, handle) => {
+      if (m !== undefined) out.push({ handle, granter: m.granter.domain.domid, ref: m.ref, flags: m.flags });
+    });
+    return out;
+  }
+
+  /** Pin counts of `granter`'s `ref`, or undefined when it is not pinned. */
+  pinsOf(granter: number, ref: number): PinCounts | undefined {
+    const use = this.usesOf(granter).find((u) => u.ref === ref);
+    return use?.pins;
+  }
+
+  #maptrack(domid: number): Maptrack {
+    let mt = this.#maptracks.get(domid);
+    if (mt === undefined) {
+      mt = new Maptrack(this.#maxHandles);
+      this.#maptracks.set(domid, mt);
+    }
+    return mt;
+  }
+
+  #granter(d: GrantDomain): Granter {
+    let g = this.#granters.get(d);
+    if (g === undefined) {
+      g = { domain: d, table: new GrantTableFrames(d.grantFrames), active: new Map() };
+      this.#granters.set(d, g);
+    }
+    return g;
+  }
+
+  /**
+   * Pins `ref` of `g` for `ldom` (map_grant_ref's and acquire_grant_for_copy's common core).
+   * Returns the active entry or an error status, having undone any flag it set.
+   */
+  #pin(
+    g: Granter,
+    ref: number,
+    ldom: number,
+    ro: boolean,
+    incr: number,
+    mapflag: boolean,
+  ): Active | GrantError {
+    if (ref >= g.table.nrEntries) return GNTST.bad_gntref;
+    let act = g.active.get(ref);
+    const pin = act?.pin ?? 0;
+    if (act !== undefined && (act.domid !== ldom || (pin & (incr << 7)) !== 0)) return GNTST.general_error;
+    if (act === undefined || (!ro && (pin & PIN_WRITE_MASK) === 0)) {
+      const rc = setStatus(g.table, ref, act !== undefined, ro, mapflag, ldom);
+      if (rc !== GNTST.okay) return rc;
+      if (act === undefined) {
+        const gfn = g.table.frame(ref);
+        const page = g.domain.pages[gfn];
+        if (page === undefined) {
+          reduceStatusForPin(g.table, ref, 0, ro);
+          return GNTST.bad_page;
+        }
+        act = { pin: 0, domid: ldom, gfn, page };
+        g.active.set(ref, act);
+        this.#inUse.add(g);
+      }
+    }
+    act.pin += incr;
+    return act;
+  }
+
+  #unpin(g: Granter, ref: number, ro: boolean, decr: number): void {
+    const act = g.active.get(ref);
+    if (act === undefined)
+      throw new Error(`Grant state corrupt: d${g.domain.domid} ref ${ref} is not pinned`);
+    act.pin -= decr;
+    reduceStatusForPin(g.table, ref, act.pin, ro);
+    if (act.pin === 0) {
+      g.active.delete(ref);
+      if (g.active.size === 0) this.#inUse.delete(g);
+    }
+  }
+
+  /** `gnttab_copy_lock_domain`. */
+  #copyDomain(caller: number, domid: number, isGref: boolean): GrantDomain | GrantError {
+    if (domid !== DOMID_SELF && !isGref) return GNTST.permission_denied;
+    const d = this.#lookup(domid === DOMID_SELF ? caller : domid);
+    return d ?? GNTST.bad_domain;
+  }
+
+  /** `gnttab_copy_claim_buf`: the page of one side of a copy, pinned if it is a grant. */
+  #claim(
+    caller: number,
+    d: GrantDomain,
+    u: number,
+    isGref: boolean,
+    ro: boolean,
+  ): { page: SharedArrayBuffer; release: () => void } | GrantError {
+    if (!isGref) {
+      const page = d.pages[u];
+      return page === undefined ? GNTST.bad_page : { page, release: () => {} };
+    }
+    if (u > 0xffffffff) return GNTST.bad_gntref;
+    const g = this.#granter(d);
+    const incr = ro ? PIN.hstr : PIN.hstw;
+    const act = this.#pin(g, u, caller, ro, incr, false);
+    if (typeof act === "number") return act;
+    return { page: act.page, release: () => this.#unpin(g, u, ro, incr) };
+  }
+}
+
+/**
+ * `_set_status_v1`: add GTF_reading (and GTF_writing unless `ro`) to the entry's word with
+ * CMPXCHG. Unless the entry is already pinned, its type must be permit_access (and not sub_page
+ * for a map) and its domid the mapper; a write needs !GTF_readonly. The guest may race us; after
+ * 5 failed CMPXCHGs the entry is taken as unstable.
+ */
+function setStatus(
+  table: GrantTableFrames,
+  ref: number,
+  pinned: boolean,
+  ro: boolean,
+  mapflag: boolean,
+  ldom: number,
+): GrantStatus {
+  const w = table.words(ref);
+  const i = wordIndex(ref);
+  const mask = GTF.type_mask | (mapflag ? GTF.sub_page : 0);
+  let cur = Atomics.load(w, i);
+  for (let tries = 1; ; tries++) {
+    const flags = cur & 0xffff;
+    if (!pinned && ((flags & mask) !== GTF.permit_access || cur >>> 16 !== ldom)) return GNTST.general_error;
+    let next = cur | GTF.reading;
+    if (!ro) {
+      if (flags & GTF.readonly) return GNTST.general_error;
+      next |= GTF.writing;
+    }
+    const prev = Atomics.compareExchange(w, i, cur, next);
+    if (prev === cur) return GNTST.okay;
+    if (tries === SET_STATUS_TRIES) return GNTST.general_error;
+    cur = prev;
+  }
+}
+
+/** `reduce_status_for_pin`: clear GTF_reading when unpinned, GTF_writing when no writer is left. */
+function reduceStatusForPin(table: GrantTableFrames, ref: number, pin: number, ro: boolean): void {
+  let clear = pin === 0 ? GTF.reading : 0;
+  if (!ro && (pin & PIN_WRITE_MASK) === 0) clear |= GTF.writing;
+  if (clear !== 0) Atomics.and(table.words(ref), wordIndex(ref), ~clear);
+}
+
+function pinCounts(pin: number): PinCounts {
+  return {
+    hostWrite: pin & 0xff,
+    hostRead: (pin >>> 8) & 0xff,
+    devWrite: (pin >>> 16) & 0xff,
+    devRead: (pin >>> 24) & 0xff,
+  };
+}
