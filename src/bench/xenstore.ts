@@ -599,6 +599,13 @@ export async function benchXenstore(o: Options): Promise<number> {
           `${o.pin ? `, loadgen on CPU ${CLIENT_CPU}` : ""}; c: ${o.idle} idle connections, test-xenstore -i ${o.idleIterations}` +
           ` and 1 client for ${o.idleDurationMs / 1000} s${o.pin ? ` on CPU ${DAEMON_CPU}` : ""}.\n`,
       );
+      const gen = ctx.res.rows.get(`b/${o.clients}-clients/loadgen cpu`);
+      const busy = gen ? (["xenlab", "baseline"] as const).filter((s) => median(gen.samples[s]) >= 90) : [];
+      if (busy.length > 0) {
+        process.stdout.write(
+          `note: the load generator used ≥90% of its CPU against ${busy.join(" and ")}: case b measured the generator there, not only the daemon; compare "daemon cpu per op"\n`,
+        );
+      }
       const a = ctx.res.rows.get("a/test-xenstore");
       const c = ctx.res.rows.get(`c/${o.idle}-idle/test-xenstore`);
       if (a && c) {
