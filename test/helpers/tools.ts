@@ -44,3 +44,33 @@ export function runTool(cmd: string, args: readonly string[], opts: ToolOptions 
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }
+
+/** One command's exit code and output, for comparing two daemons. */
+export interface Outcome {
+  command: string;
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function showOutcome(o: Outcome): string {
+  return `rc=${o.code} stdout=${JSON.stringify(o.stdout)} stderr=${JSON.stringify(o.stderr)}`;
+}
+
+/** Lines describing every outcome that differs between the reference run and the subject's. */
+export function outcomeDifferences(
+  ref: readonly Outcome[],
+  sub: readonly Outcome[],
+  subjectName: string,
+): string[] {
+  const diffs: string[] = [];
+  for (let i = 0; i < Math.max(ref.length, sub.length); i++) {
+    const x = ref[i];
+    const y = sub[i];
+    if (x && y && showOutcome(x) === showOutcome(y)) continue;
+    diffs.push(
+      `${x?.command ?? y?.command}\n    reference: ${x ? showOutcome(x) : "<missing>"}\n    ${subjectName}: ${y ? showOutcome(y) : "<missing>"}`,
+    );
+  }
+  return diffs;
+}

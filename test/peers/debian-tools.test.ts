@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { hasCommand, type RunningDaemon, requirePeer } from "../helpers/peers.ts";
 import { REFERENCE, requireDaemon, SUBJECT, subjectName } from "../helpers/subject.ts";
-import { runTool } from "../helpers/tools.ts";
+import { type Outcome, outcomeDifferences, runTool } from "../helpers/tools.ts";
 
 /** `xenstore-<tool> args...`, run to completion. */
 type Command = readonly [tool: string, ...args: string[]];
@@ -127,13 +127,6 @@ const GROUPS: ReadonlyArray<readonly [string, readonly Row[]]> = [
   ],
 ];
 
-interface Outcome {
-  command: string;
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function toolEnv(socket: string): NodeJS.ProcessEnv {
   return { XENSTORED_PATH: socket };
 }
@@ -196,10 +189,6 @@ async function play(socket: string, rows: readonly Row[]): Promise<Outcome[]> {
   return out;
 }
 
-function show(o: Outcome): string {
-  return `rc=${o.code} stdout=${JSON.stringify(o.stdout)} stderr=${JSON.stringify(o.stderr)}`;
-}
-
 describe(`Debian's xenstore-* tools against ${SUBJECT.name}, compared with the reference C xenstored`, () => {
   let ref: RunningDaemon | null = null;
   let sub: RunningDaemon | null = null;
@@ -219,15 +208,7 @@ describe(`Debian's xenstore-* tools against ${SUBJECT.name}, compared with the r
       if (!requireDaemon(t, REFERENCE, ref) || !requireDaemon(t, SUBJECT, sub)) return;
       const a = await play(ref.socket, rows);
       const b = await play(sub.socket, rows);
-      const diffs: string[] = [];
-      for (let i = 0; i < Math.max(a.length, b.length); i++) {
-        const x = a[i];
-        const y = b[i];
-        if (x && y && show(x) === show(y)) continue;
-        diffs.push(
-          `${x?.command ?? y?.command}\n    reference: ${x ? show(x) : "<missing>"}\n    ${subjectName()}: ${y ? show(y) : "<missing>"}`,
-        );
-      }
+      const diffs = outcomeDifferences(a, b, subjectName());
       assert.equal(diffs.length, 0, `${diffs.length} commands differ:\n${diffs.join("\n")}`);
     });
   }

@@ -1,7 +1,7 @@
 /**
  * Xen's own test-xenstore (xen-utils-4.17, unpacked by ../shared/refxs into its cache):
- * every test once, every test 100 times, and random tests for 10 seconds. Run against the
- * reference C xenstored too, which proves the harness.
+ * every test once, every test 100 times (also three clients at once), and random tests for
+ * 10 seconds. Run against the reference C xenstored too, which proves the harness.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -59,6 +59,13 @@ for (const target of [REFERENCE, SUBJECT] satisfies Target[]) {
       const d = ready(t);
       if (d === null) return;
       assertPassed(await testXenstore(d.socket, ["-i", "100"]));
+    });
+
+    it("passes three concurrent runs of every test 100 times, exit 0", async (t) => {
+      const d = ready(t);
+      if (d === null) return;
+      const runs = await Promise.all([0, 1, 2].map(() => testXenstore(d.socket, ["-i", "100"])));
+      for (const r of runs) assertPassed(r);
     });
 
     it("passes random tests for 10 seconds (-r 10), exit 0", async (t) => {
