@@ -79,8 +79,10 @@ export class DiffPair {
     }
     const diffs = transcriptDifferences(steps, ref, sub, this.subjectName);
     if (diffs.length > 0) {
+      const shown = diffs.slice(0, 40).join("\n");
+      const more = diffs.length > 40 ? `\n... and ${diffs.length - 40} more` : "";
       assert.fail(
-        `${diffs.length} of ${steps.length} steps differ from the reference C xenstored:\n${diffs.join("\n")}`,
+        `${diffs.length} of ${steps.length} steps differ from the reference C xenstored:\n${shown}${more}`,
       );
     }
     return { ref, sub };
