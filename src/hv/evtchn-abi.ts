@@ -1,0 +1,203 @@
+/**
+ * Event channels, the shared part: the 2-level ABI memory that the hypervisor and a domain share,
+ * the port table, and Xen's bit algorithms over them (`xen/common/event_2l.c`).
+ *
+ * Event memory, one SharedArrayBuffer per domain, laid out as the 2-level part of Xen's
+ * `shared_info` and vCPU 0's `vcpu_info` on x86_64 (xen.h):
+ *
+ *   vcpu_info[0].evtchn_upcall_pending  u8   @0
+ *   vcpu_info[0].evtchn_upcall_mask     u8   @1
+ *   vcpu_info[0].evtchn_pending_sel     u64  @8      bit w: u64 word w of evtchn_pending may have work
+ *   shared_info.evtchn_pending[64]      u64  @2048   bit p: port p is pending
+ *   shared_info.evtchn_mask[64]         u64  @2560   bit p: port p is masked
+ *   wake                                i32  @3072   not Xen's: the word a domain sleeps on
+ *
+ * Bits are reached through an Int32Array: port p is bit (p & 31) of int32 word (p >> 5) from the
+ * start of the bitmap, which is where it sits in the little-endian u64 words C sees. The selector is
+ * two int32 halves; each half is swapped atomically on its own, which is enough because every set of
+ * a selector bit is followed by a set of `upcall_pending` (see EventChannelGuest.upcall()).
+ *
+ * `wake` stands in for the vCPU kick (`vcpu_mark_events_pending` → IPI): whoever sets
+ * `upcall_pending` then adds 1 to `wake` and calls Atomics.notify. A domain reads `wake`, checks
+ * `upcall_pending`, and only then sleeps with Atomics.wait(wake, seen), so a kick between the check
+ * and the sleep changes the word and the sleep returns at once: no wake-up is lost.
+ *
+ * Port table, one SharedArrayBuffer per domain, written only by the hypervisor (the main thread)
+ * and read by the domain's worker on the send fast path. Four int32 per port:
+ *
+ *   [0] seq     even when stable; odd while the hypervisor rewrites the entry (a seqlock)
+ *   [1] state   EVTCHNSTAT_* (0 free, 1 unbound, 2 interdomain, 4 virq, 5 ipi) | remote domid << 8
+ *   [2] remote port (interdomain)
+ *   [3] remote serial: the peer domain's incarnation number, the key of its event memory
+ *
+ * A domid can be reused after a domain is destroyed; the serial cannot, so a worker never sends into
+ * the event memory of a dead domain that had the same domid.
+ */
+
+/** Ports of the 2-level ABI on a 64-bit guest: 64 × 64 bits. Port 0 is never handed out. */
+export const EVTCHN_2L_NR_CHANNELS = 4096;
+
+/** Byte offsets in a domain's event memory. */
+export const EVTCHN_LAYOUT = {
+  upcallPending: 0,
+  upcallMask: 1,
+  pendingSel: 8,
+  pending: 2048,
+  mask: 2560,
+  wake: 3072,
+  size: 3076,
+} as const;
+
+/** `EVTCHNSTAT_*` of event_channel.h, also the state stored in the port table. */
+export const EVTCHNSTAT = {
+  closed: 0,
+  unbound: 1,
+  interdomain: 2,
+  pirq: 3,
+  virq: 4,
+  ipi: 5,
+} as const;
+export type EvtchnStat = (typeof EVTCHNSTAT)[keyof typeof EVTCHNSTAT];
+
+/** Xen's errno values; the operations return them negated, as the hypercalls do. */
+export const XEN_ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EBUSY: 16,
+  EEXIST: 17,
+  EINVAL: 22,
+  ENOSPC: 28,
+} as const;
+
+/** `DOMID_SELF` of xen.h: "the calling domain" wherever a domid is an argument. */
+export const DOMID_SELF = 0x7ff0;
+
+/** int32 word indexes in the event memory. */
+export const W_UPCALL = 0;
+export const W_SEL = EVTCHN_LAYOUT.pendingSel / 4;
+export const W_PENDING = EVTCHN_LAYOUT.pending / 4;
+export const W_MASK = EVTCHN_LAYOUT.mask / 4;
+export const W_WAKE = EVTCHN_LAYOUT.wake / 4;
+
+/** int32 words per port in the port table. */
+export const PT_WORDS = 4;
+export const PORT_TABLE_BYTES = EVTCHN_2L_NR_CHANNELS * PT_WORDS * 4;
+
+/** The views of one domain's event memory that the bit algorithms use. */
+export interface EventMemory {
+  /** Over the whole buffer: upcall byte word, selector, bitmaps, wake word. */
+  readonly words: Int32Array;
+  /** Over the first bytes, for `upcall_pending` and `upcall_mask`. */
+  readonly bytes: Uint8Array;
+}
+
+export function eventMemory(sab: SharedArrayBuffer): EventMemory {
+  if (sab.byteLength < EVTCHN_LAYOUT.size) {
+    throw new RangeError(`Event memory needs ${EVTCHN_LAYOUT.size} bytes, got ${sab.byteLength}`);
+  }
+  return { words: new Int32Array(sab, 0, EVTCHN_LAYOUT.size / 4), bytes: new Uint8Array(sab, 0, 8) };
+}
+
+export function newEventMemory(): SharedArrayBuffer {
+  return new SharedArrayBuffer(EVTCHN_LAYOUT.size);
+}
+
+/** Mark the vCPU's upcall pending and kick it (Xen's `vcpu_mark_events_pending`). */
+export function kick(m: EventMemory): void {
+  Atomics.store(m.bytes, EVTCHN_LAYOUT.upcallPending, 1);
+  Atomics.add(m.words, W_WAKE, 1);
+  Atomics.notify(m.words, W_WAKE);
+}
+
+/**
+ * Xen's `evtchn_2l_set_pending`, in strict order: test-and-set the pending bit (already set: stop,
+ * the event is already on its way); if the port is not masked and the selector bit of its word was
+ * clear, mark the upcall pending and kick. A masked port keeps its pending bit, so nothing is lost:
+ * unmask() delivers it.
+ */
+export function setPending(m: EventMemory, port: number): void {
+  const bit = 1 << (port & 31);
+  if (Atomics.or(m.words, W_PENDING + (port >>> 5), bit) & bit) return;
+  if (Atomics.load(m.words, W_MASK + (port >>> 5)) & bit) return;
+  const w = port >>> 6;
+  const sbit = 1 << (w & 31);
+  if (Atomics.or(m.words, W_SEL + (w >>> 5), sbit) & sbit) return;
+  kick(m);
+}
+
+/**
+ * Xen's `evtchn_2l_unmask`: test-and-clear the mask bit; if it was set and the port is pending and
+ * the selector bit was clear, mark the upcall pending and kick.
+ */
+export function unmaskPort(m: EventMemory, port: number): void {
+  const bit = 1 << (port & 31);
+  if (!(Atomics.and(m.words, W_MASK + (port >>> 5), ~bit) & bit)) return;
+  if (!(Atomics.load(m.words, W_PENDING + (port >>> 5)) & bit)) return;
+  const w = port >>> 6;
+  const sbit = 1 << (w & 31);
+  if (Atomics.or(m.words, W_SEL + (w >>> 5), sbit) & sbit) return;
+  kick(m);
+}
+
+export function clearPending(m: EventMemory, port: number): void {
+  Atomics.and(m.words, W_PENDING + (port >>> 5), ~(1 << (port & 31)));
+}
+
+export function testBit(m: EventMemory, base: number, port: number): boolean {
+  return (Atomics.load(m.words, base + (port >>> 5)) & (1 << (port & 31))) !== 0;
+}
+
+/** One port-table entry as the domain sees it. */
+export interface PortEntry {
+  state: number;
+  remoteDom: number;
+  remotePort: number;
+  remoteSerial: number;
+}
+
+/**
+ * Read a port's entry consistently (the reader half of the seqlock). `out` is filled in and
+ * returned, so the send path allocates nothing.
+ */
+export function readPortEntry(table: Int32Array, port: number, out: PortEntry): PortEntry {
+  const i = port * PT_WORDS;
+  for (;;) {
+    const s1 = Atomics.load(table, i);
+    if (s1 & 1) continue; // the hypervisor is mid-write: it finishes without ever blocking
+    const w = Atomics.load(table, i + 1);
+    out.remotePort = Atomics.load(table, i + 2);
+    out.remoteSerial = Atomics.load(table, i + 3);
+    if (Atomics.load(table, i) !== s1) continue;
+    out.state = w & 0xff;
+    out.remoteDom = w >>> 8;
+    return out;
+  }
+}
+
+/** The writer half; only the hypervisor (one thread) calls it. */
+export function writePortEntry(
+  table: Int32Array,
+  port: number,
+  state: EvtchnStat,
+  remoteDom: number,
+  remotePort: number,
+  remoteSerial: number,
+): void {
+  const i = port * PT_WORDS;
+  Atomics.add(table, i, 1); // odd: readers retry
+  Atomics.store(table, i + 1, state | (remoteDom << 8));
+  Atomics.store(table, i + 2, remotePort);
+  Atomics.store(table, i + 3, remoteSerial);
+  Atomics.add(table, i, 1); // even again
+}
+
+/**
+ * What the hypervisor posts on a domain's peer port before the first port of that domain is bound
+ * to the peer: the peer's event memory, keyed by its serial.
+ */
+export interface PeerEvents {
+  readonly serial: number;
+  readonly domid: number;
+  readonly events: SharedArrayBuffer;
+}

@@ -1,0 +1,305 @@
+/**
+ * Event channels, the guest side: what runs inside a domain's worker. It sends on its ports
+ * without the hypervisor, masks and unmasks them, and runs Xen's upcall, which calls the handler
+ * bound to each pending port.
+ *
+ * Sending (EVTCHNOP_send's work, done in the sender's thread): read the port's entry in the
+ * domain's own port table (written only by the hypervisor); interdomain → set the peer port's
+ * pending bit in the peer's event memory with Xen's set-pending algorithm, which kicks the peer
+ * only if the bit, then the selector bit, were clear and the port is unmasked; IPI → the same on our
+ * own memory; unbound → dropped; anything else → -EINVAL. The peer's event memory arrives on the
+ * boot record's MessagePort; the hypervisor posts it before it writes the port entry, so when the
+ * entry is seen the message is queued and receiveMessageOnPort takes it synchronously.
+ *
+ * Upcall (Linux's 2-level `xen_evtchn_handle_events`):
+ *
+ *   do {
+ *     upcall_pending = 0                          // first: a later set-pending re-raises it
+ *     sel = xchg(pending_sel, 0)
+ *     for each bit w of sel:
+ *       for each port p in pending[w] & ~mask[w]:
+ *         clear pending[p]                        // before the handler: an event sent while it runs
+ *         handler(p)                              //   sets the bit again and is not lost
+ *   } while (upcall_pending)
+ *
+ * Worked example: port 5 masked, peer sends → pending[5] = 1, no selector bit, no kick. unmask(5)
+ * → mask cleared, pending seen, selector bit 0 newly set → upcall_pending = 1 + kick; the next
+ * block() or async-loop turn runs handler(5). Had the peer sent twice while masked, the handler runs
+ * once (events are edges that coalesce, as in Xen).
+ *
+ * unmask() is done locally, as Linux's evtchn_2l_unmask does when the port is bound to the current
+ * vCPU (a domain here has one vCPU): the same algorithm as the hypervisor's EVTCHNOP_unmask, on our
+ * own event memory, with the kick waking our own wait. `evtchn_upcall_mask` is laid out but not
+ * consulted: a domain takes upcalls only in block() and the async loop, its delivery points.
+ *
+ * Waiting, two ways (Node 20 platform limits, see spec/platform.md):
+ * - block(timeoutMs), like SCHEDOP_block: Atomics.wait on the wake word, then the upcall. The
+ *   cheapest wake-up; the thread does nothing else meanwhile.
+ * - start()/stop(): an async loop on Atomics.waitAsync for event-driven code. A pending waitAsync
+ *   does not keep a Node event loop alive, so start() holds a ref'd timer until stop().
+ */
+import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
+import {
+  EVTCHN_2L_NR_CHANNELS,
+  EVTCHNSTAT,
+  type EventMemory,
+  eventMemory,
+  type PeerEvents,
+  type PortEntry,
+  readPortEntry,
+  setPending,
+  testBit,
+  unmaskPort,
+  W_MASK,
+  W_PENDING,
+  W_SEL,
+  W_WAKE,
+  XEN_ERRNO,
+} from "./evtchn-abi.ts";
+
+export { DOMID_SELF, EVTCHNSTAT, XEN_ERRNO } from "./evtchn-abi.ts";
+
+export type EventHandler = (port: number) => void;
+
+/** The fields of DomainEventsBoot (evtchn.ts) the guest uses; structurally the same record. */
+export interface GuestEventsBoot {
+  readonly domid: number;
+  readonly serial: number;
+  readonly events: SharedArrayBuffer;
+  readonly ports: SharedArrayBuffer;
+  readonly peers: MessagePort;
+}
+
+export interface UpcallOptions {
+  /**
+   * Called with a handler's exception; the upcall goes on with the other ports. Without it, the
+   * upcall finishes its pass and then throws the first exception (in the async loop: stop() and
+   * the loop's promise reject).
+   */
+  onError?: (err: unknown, port: number) => void;
+}
+
+interface WaitAsyncResult {
+  async: boolean;
+  value: Promise<"ok" | "timed-out"> | "not-equal" | "timed-out";
+}
+type WaitAsync = (a: Int32Array, index: number, value: number, timeout?: number) => WaitAsyncResult;
+// ES2024 (Node ≥ 16); absent from the ES2023 lib this project compiles against.
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
+function noop(): void {}
+
+export class EventChannelUpcall {
+  readonly domid: number;
+  readonly #mem: EventMemory;
+  readonly #words: Int32Array;
+  readonly #bytes: Uint8Array;
+  readonly #table: Int32Array;
+  readonly #peerPort: MessagePort;
+  readonly #peers = new Map<number, EventMemory>();
+  readonly #handlers = new Map<number, EventHandler>();
+  readonly #onError: ((err: unknown, port: number) => void) | undefined;
+  readonly #entry: PortEntry = { state: 0, remoteDom: 0, remotePort: 0, remoteSerial: 0 };
+  #running = false;
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
+  #loop: Promise<void> | undefined;
+
+  constructor(boot: GuestEventsBoot, opts: UpcallOptions = {}) {
+    this.domid = boot.domid;
+    this.#mem = eventMemory(boot.events);
+    this.#words = this.#mem.words;
+    this.#bytes = this.#mem.bytes;
+    this.#table = new Int32Array(boot.ports);
+    this.#peerPort = boot.peers;
+    this.#peers.set(boot.serial, this.#mem);
+    this.#onError = opts.onError;
+  }
+
+  /** Run `handler(port)` for each event on `port` (replacing any earlier handler). */
+  bind(port: number, handler: EventHandler): void {
+    checkPort(port);
+    this.#handlers.set(port, handler);
+  }
+
+  unbind(port: number): void {
+    this.#handlers.delete(port);
+  }
+
+  /**
+   * EVTCHNOP_send from this domain, without the hypervisor. 0 on success (also when the port is
+   * unbound: the event is dropped), -EINVAL for a port that is free, out of range or not sendable.
+   */
+  send(port: number): number {
+    if (!(port >= 0 && port < EVTCHN_2L_NR_CHANNELS)) return -XEN_ERRNO.EINVAL;
+    const e = readPortEntry(this.#table, port | 0, this.#entry);
+    switch (e.state) {
+      case EVTCHNSTAT.interdomain:
+        setPending(this.#peer(e.remoteSerial), e.remotePort);
+        return 0;
+      case EVTCHNSTAT.ipi:
+        setPending(this.#mem, port);
+        return 0;
+      case EVTCHNSTAT.unbound:
+        return 0;
+      default:
+        return -XEN_ERRNO.EINVAL;
+    }
+  }
+
+  /** Mask `port`: its events stay pending and are not delivered until unmask(). */
+  mask(port: number): void {
+    checkPort(port);
+    Atomics.or(this.#words, W_MASK + (port >>> 5), 1 << (port & 31));
+  }
+
+  /** Unmask `port` locally with Xen's algorithm; an event that came while masked is delivered. */
+  unmask(port: number): void {
+    checkPort(port);
+    unmaskPort(this.#mem, port);
+  }
+
+  isPending(port: number): boolean {
+    checkPort(port);
+    return testBit(this.#mem, W_PENDING, port);
+  }
+
+  isMasked(port: number): boolean {
+    checkPort(port);
+    return testBit(this.#mem, W_MASK, port);
+  }
+
+  /** Whether an upcall is due (`evtchn_upcall_pending`). */
+  get upcallPending(): boolean {
+    return Atomics.load(this.#bytes, 0) !== 0;
+  }
+
+  /**
+   * Run the upcall now (see the module comment) and return how many events were handled. A port
+   * with no handler has its event consumed and ignored, as a spurious one.
+   */
+  upcall(): number {
+    const words = this.#words;
+    let handled = 0;
+    let failed = false;
+    let failure: unknown;
+    while (Atomics.load(this.#bytes, 0) !== 0) {
+      Atomics.store(this.#bytes, 0, 0);
+      for (let half = 0; half < 2; half++) {
+        let sel = Atomics.exchange(words, W_SEL + half, 0);
+        while (sel !== 0) {
+          const sb = 31 - Math.clz32(sel & -sel);
+          sel &= sel - 1;
+          // u64 word w of the bitmaps = int32 words 2w (ports 64w…64w+31) and 2w+1.
+          const w = half * 32 + sb;
+          for (let k = 2 * w; k <= 2 * w + 1; k++) {
+            let bits = Atomics.load(words, W_PENDING + k) & ~Atomics.load(words, W_MASK + k);
+            while (bits !== 0) {
+              const b = 31 - Math.clz32(bits & -bits);
+              bits &= bits - 1;
+              const port = k * 32 + b;
+              Atomics.and(words, W_PENDING + k, ~(1 << b));
+              handled++;
+              const h = this.#handlers.get(port);
+              if (h === undefined) continue;
+              try {
+                h(port);
+              } catch (err) {
+                if (this.#onError !== undefined) this.#onError(err, port);
+                else if (!failed) {
+                  failed = true;
+                  failure = err;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    if (failed) throw failure;
+    return handled;
+  }
+
+  /**
+   * Sleep until an event is due or `timeoutMs` passes (SCHEDOP_block), then run the upcall.
+   * Returns the number of events handled: 0 after a timeout or a spurious kick.
+   */
+  block(timeoutMs = Number.POSITIVE_INFINITY): number {
+    const seen = Atomics.load(this.#words, W_WAKE);
+    if (Atomics.load(this.#bytes, 0) === 0) Atomics.wait(this.#words, W_WAKE, seen, timeoutMs);
+    return this.upcall();
+  }
+
+  /**
+   * Start the async loop: wait with Atomics.waitAsync and run the upcall on each kick. Returns the
+   * loop, which resolves after stop() and rejects with a handler's exception when there is no
+   * onError (left unhandled, that ends the worker, as an oops would end the guest).
+   */
+  start(): Promise<void> {
+    if (this.#running && this.#loop !== undefined) return this.#loop;
+    this.#running = true;
+    // A pending waitAsync alone does not keep the worker's event loop alive: hold a ref'd timer.
+    this.#keepAlive = setInterval(noop, 0x7fffffff);
+    this.#loop = this.#run();
+    return this.#loop;
+  }
+
+  /** Stop the async loop; resolves when it has ended (its errors go to start()'s promise). */
+  async stop(): Promise<void> {
+    const loop = this.#loop;
+    if (loop === undefined) return;
+    this.#loop = undefined;
+    if (this.#running) {
+      this.#running = false;
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+      // Wake our own wait so that the loop sees #running and ends now.
+      Atomics.add(this.#words, W_WAKE, 1);
+      Atomics.notify(this.#words, W_WAKE);
+    }
+    await loop.catch(noop);
+  }
+
+  /** The async loop; on a handler's uncaught error it drops its keep-alive and ends. */
+  async #run(): Promise<void> {
+    try {
+      while (this.#running) {
+        const seen = Atomics.load(this.#words, W_WAKE);
+        if (Atomics.load(this.#bytes, 0) === 0) {
+          const r = waitAsync(this.#words, W_WAKE, seen);
+          if (r.async) await r.value;
+          if (!this.#running) return;
+        }
+        this.upcall();
+      }
+    } catch (err) {
+      this.#running = false;
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+      throw err;
+    }
+  }
+
+  /** The event memory of the peer incarnation `serial`, taking hand-offs from the port if new. */
+  #peer(serial: number): EventMemory {
+    const known = this.#peers.get(serial);
+    if (known !== undefined) return known;
+    for (;;) {
+      const m = receiveMessageOnPort(this.#peerPort);
+      if (m === undefined) {
+        throw new Error(
+          `Cannot send: no event memory for peer serial ${serial}; the hypervisor posts it first`,
+        );
+      }
+      const p = m.message as PeerEvents;
+      const mem = eventMemory(p.events);
+      this.#peers.set(p.serial, mem);
+      if (p.serial === serial) return mem;
+    }
+  }
+}
+
+function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port >= EVTCHN_2L_NR_CHANNELS) {
+    throw new RangeError(`Port ${port} is out of range: 0 to ${EVTCHN_2L_NR_CHANNELS - 1}`);
+  }
+}
