@@ -90,6 +90,25 @@ const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
     ],
   ],
   [
+    "a transaction's copy of a parent it wrote, when a child appears outside",
+    [
+      { on: "a", op: "WRITE", args: [`${T}/f`], value: "x" },
+      { on: "a", op: "TRANSACTION_START", args: [""], bind: "p1" },
+      { on: "a", op: "WRITE", args: [`${T}/f`], value: "v", tx: "p1", note: "tx copies /f, no children" },
+      { on: "c", op: "WRITE", args: [`${T}/f/e`], value: "1", note: "child created outside" },
+      { on: "a", op: "RM", args: [`${T}/f/e`], tx: "p1", note: "C: EIO (child missing from tx's /f)" },
+      { on: "a", op: "DIRECTORY", args: [`${T}/f`], tx: "p1" },
+      { on: "a", op: "TRANSACTION_END", args: ["T"], tx: "p1" },
+      { on: "a", op: "TRANSACTION_START", args: [""], bind: "p2" },
+      { on: "a", op: "WRITE", args: [`${T}/g`], value: "v", tx: "p2" },
+      { on: "c", op: "WRITE", args: [`${T}/g/e`], value: "1" },
+      { on: "a", op: "WRITE", args: [`${T}/g/e`], value: "2", tx: "p2" },
+      { on: "a", op: "DIRECTORY", args: [`${T}/g`], tx: "p2" },
+      { on: "a", op: "READ", args: [`${T}/g/e`], tx: "p2" },
+      { on: "a", op: "TRANSACTION_END", args: ["T"], tx: "p2" },
+    ],
+  ],
+  [
     "what a transaction sees and does",
     [
       { on: "a", op: "WRITE", args: [`${T}/v/x`], value: "1" },
