@@ -10,10 +10,11 @@
  *   It runs in the domain's worker on its own frames.
  * - The hypervisor (`GrantTables`, main thread): map, unmap and copy. It keeps the state the guest
  *   must not be able to forge (pin counts, the page an entry resolved to, the maptrack) in its own
- *   memory and touches the shared entry only through the 32-bit (flags, domid) word.
+ *   memory; it reads an entry's frame once, at first pin, and writes only the (flags, domid) word.
  *
- * The (flags, domid) pair is one 32-bit word: flags in the low 16 bits, domid in the high 16.
- * Every access to it is an `Atomics` operation on an `Int32Array` over the frame: the guest
+ * The (flags, domid) pair is one 32-bit word: flags in the low 16 bits, domid in the high 16 (an
+ * `Int32Array` is native endian, and every platform Node runs on here is little endian, as the
+ * entry is). Every access to it is an `Atomics` operation on that `Int32Array`: the guest
  * publishes with a release store and revokes with CMPXCHG; the hypervisor sets GTF_reading /
  * GTF_writing with CMPXCHG (at most 5 tries: a guest rewriting its entry in a loop must not
  * livelock the hypervisor) and clears them with an atomic AND, as Xen does.
