@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Daemon, hasTaskset, pin, startCommand, startReference } from "./daemons.ts";
-import { type Conn, type LoadConfig, type LoadResult, openIdle } from "./loadgen.ts";
+import { type Conn, type LoadConfig, type LoadResult, openIdle, type WindowResult } from "./loadgen.ts";
 import { cpuSeconds } from "./procstat.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
@@ -46,6 +46,8 @@ type XenlabKind = "dist" | "src" | "ref";
 export interface Options {
   json: boolean;
   runs: number;
+  /** Load-generator windows per daemon (cases b and c). */
+  windows: number;
   /** test-xenstore -i for case a. */
   iterations: number;
   /** test-xenstore -i for case c. */
@@ -65,11 +67,12 @@ export interface Options {
 const DEFAULTS: Options = {
   json: false,
   runs: 5,
+  windows: 12,
   iterations: 1000,
   idleIterations: 100,
-  warmupMs: 500,
-  durationMs: 2500,
-  idleDurationMs: 1500,
+  warmupMs: 1000,
+  durationMs: 1000,
+  idleDurationMs: 750,
   clients: 32,
   idle: 500,
   cases: new Set<CaseId>(["a", "b", "c"]),
@@ -80,11 +83,12 @@ const DEFAULTS: Options = {
 
 const QUICK: Partial<Options> = {
   runs: 1,
+  windows: 1,
   iterations: 30,
   idleIterations: 10,
   warmupMs: 200,
-  durationMs: 500,
-  idleDurationMs: 300,
+  durationMs: 300,
+  idleDurationMs: 200,
 };
 
 export const USAGE = `usage: xenlab bench xenstore [options]
@@ -98,12 +102,13 @@ Runs the same loads against xenlab's xenstored and the reference C xenstored
 options:
   --json               one JSON line per case instead of the table
   --quick              smoke run of a few seconds (1 run, short loads)
-  --runs N             runs per case, medians reported (default ${DEFAULTS.runs})
+  --runs N             test-xenstore runs per daemon, medians reported (default ${DEFAULTS.runs})
+  --windows N          load-generator windows per daemon, medians reported (default ${DEFAULTS.windows})
   --iterations N       test-xenstore -i for case a (default ${DEFAULTS.iterations})
   --idle-iterations N  test-xenstore -i for case c (default ${DEFAULTS.idleIterations})
-  --duration S         seconds measured per run of case b (default ${DEFAULTS.durationMs / 1000})
-  --idle-duration S    seconds measured per 1-client run of case c (default ${DEFAULTS.idleDurationMs / 1000})
-  --warmup S           warm-up seconds before each loadgen run (default ${DEFAULTS.warmupMs / 1000})
+  --duration S         seconds per window of case b (default ${DEFAULTS.durationMs / 1000})
+  --idle-duration S    seconds per window of the 1-client load of case c (default ${DEFAULTS.idleDurationMs / 1000})
+  --warmup S           load-generator warm-up per daemon (default ${DEFAULTS.warmupMs / 1000})
   --clients N          clients in case b (default ${DEFAULTS.clients})
   --idle N             idle connections in case c (default ${DEFAULTS.idle})
   --cases LIST         e.g. a,c (default a,b,c)
@@ -140,6 +145,9 @@ export function parseArgs(argv: readonly string[]): Options | "help" {
         break;
       case "--runs":
         o.runs = Math.floor(positive(a, val()));
+        break;
+      case "--windows":
+        o.windows = Math.floor(positive(a, val()));
         break;
       case "--iterations":
         o.iterations = Math.floor(positive(a, val()));
@@ -365,7 +373,8 @@ async function loadgen(o: Options, cfg: LoadConfig, cpu: number): Promise<LoadRe
   const r = await runProcess(pinned(o, cpu, node), process.env);
   const line = r.out.trim().split("\n").pop() ?? "";
   if (r.code !== 0 || !line.startsWith("{")) {
-    throw new Error(`Load generator failed on '${cfg.socket}' (exit code ${r.code}):\n${r.err}${r.out}`);
+    const on = cfg.targets.map((t) => `'${t.socket}'`).join(", ");
+    throw new Error(`Load generator failed on ${on} (exit code ${r.code}):\n${r.err}${r.out}`);
   }
   return JSON.parse(line) as LoadResult;
 }
@@ -406,11 +415,14 @@ function addTestXenstore(
   ctx.res.add(`${prefix}/daemon cpu per op`, "us", "lower", side, (cpu / run.ops) * 1e6);
 }
 
-function addLoad(
+const SIDES: readonly Side[] = ["xenlab", "baseline"];
+const SETTLE_MS = 150;
+
+function addWindow(
   ctx: Ctx,
   prefix: string,
   side: Side,
-  r: LoadResult,
+  r: WindowResult,
   kinds: readonly ("all" | "read" | "write" | "tx")[],
 ): void {
   ctx.res.add(prefix, "ops/s", "higher", side, r.opsPerSec);
@@ -420,19 +432,44 @@ function addLoad(
   }
   ctx.res.add(`${prefix}/daemon cpu per op`, "us", "lower", side, (r.daemonCpu / r.ops) * 1e6);
   ctx.res.add(`${prefix}/loadgen cpu`, "%", "lower", side, r.cpu * 100, false);
+  if (r.conflicts > 0) ctx.log(`[${prefix}] ${side}: ${r.conflicts} transactions retried after EAGAIN`);
 }
 
-function loadConfig(ctx: Ctx, side: Side, clients: number, durationMs: number): LoadConfig {
+/**
+ * One load-generator process driving both daemons in alternating windows (loadgen.ts),
+ * pinned to `cpu`; each window becomes one sample.
+ */
+async function loadWindows(
+  ctx: Ctx,
+  prefix: string,
+  clients: number,
+  windowMs: number,
+  cpu: number,
+  kinds: readonly ("all" | "read" | "write" | "tx")[],
+): Promise<void> {
+  const { o } = ctx;
   ctx.seq++;
-  return {
-    socket: ctx.daemons[side].socket,
-    daemonPid: ctx.daemons[side].pid,
+  const cfg: LoadConfig = {
+    targets: SIDES.map((side) => ({ socket: ctx.daemons[side].socket, daemonPid: ctx.daemons[side].pid })),
     clients,
-    warmupMs: ctx.o.warmupMs,
-    durationMs,
+    warmupMs: o.warmupMs,
+    settleMs: SETTLE_MS,
+    windowMs,
+    windows: o.windows,
     tag: `r${process.pid}x${ctx.seq}`,
     seed: 12345,
   };
+  const result = await loadgen(o, cfg, cpu);
+  for (const w of result.windows) {
+    const side = SIDES[w.target]!;
+    addWindow(ctx, prefix, side, w, kinds);
+  }
+  for (const side of SIDES) {
+    const ws = result.windows.filter((w) => SIDES[w.target] === side);
+    const rates = ws.map((w) => fmt(w.opsPerSec, "ops/s")).join(" ");
+    const gen = median(ws.map((w) => w.cpu * 100)).toFixed(0);
+    ctx.log(`[${prefix}] ${side}: ${rates} ops/s; loadgen cpu ${gen}%`);
+  }
 }
 
 async function caseA(ctx: Ctx): Promise<void> {
@@ -452,18 +489,12 @@ async function caseA(ctx: Ctx): Promise<void> {
 
 async function caseB(ctx: Ctx): Promise<void> {
   const { o } = ctx;
-  const name = `b/${o.clients}-clients`;
-  for (let r = 0; r < o.runs; r++) {
-    for (const side of order(r)) {
-      const cfg = loadConfig(ctx, side, o.clients, o.durationMs);
-      const value = await loadgen(o, cfg, CLIENT_CPU);
-      addLoad(ctx, name, side, value, ["all", "read", "write", "tx"]);
-      if (value.conflicts > 0) ctx.log(`[b] ${side}: ${value.conflicts} transactions retried after EAGAIN`);
-      ctx.log(
-        `[b ${r + 1}/${o.runs}] ${side}: ${fmt(value.opsPerSec, "ops/s")} ops/s, p50 ${value.latency.all.p50Us.toFixed(0)} µs, p99 ${value.latency.all.p99Us.toFixed(0)} µs, loadgen cpu ${(value.cpu * 100).toFixed(0)}%`,
-      );
-    }
-  }
+  await loadWindows(ctx, `b/${o.clients}-clients`, o.clients, o.durationMs, CLIENT_CPU, [
+    "all",
+    "read",
+    "write",
+    "tx",
+  ]);
 }
 
 async function caseC(ctx: Ctx): Promise<void> {
@@ -483,14 +514,13 @@ async function caseC(ctx: Ctx): Promise<void> {
         const d = ctx.daemons[side];
         const tx = await measuredCpu(d.pid, () => testXenstore(o, d.socket, o.idleIterations));
         addTestXenstore(ctx, `${prefix}/test-xenstore`, side, tx.value, tx.cpu, false);
-        const cfg = loadConfig(ctx, side, 1, o.idleDurationMs);
-        const lg = await loadgen(o, cfg, DAEMON_CPU);
-        addLoad(ctx, `${prefix}/1-client`, side, lg, ["all"]);
         ctx.log(
-          `[c ${r + 1}/${o.runs}] ${side}: test-xenstore ${fmt(tx.value.ops / tx.value.seconds, "ops/s")} ops/s, 1-client ${fmt(lg.opsPerSec, "ops/s")} ops/s`,
+          `[c ${r + 1}/${o.runs}] ${side}: test-xenstore ${fmt(tx.value.ops / tx.value.seconds, "ops/s")} ops/s (${tx.value.seconds.toFixed(2)} s)`,
         );
       }
     }
+    // The single client runs on the daemons' CPU, as test-xenstore does.
+    await loadWindows(ctx, `${prefix}/1-client`, 1, o.idleDurationMs, DAEMON_CPU, ["all"]);
     const dropped = idle.filter((c) => c.closed).length;
     if (dropped > 0)
       ctx.log(`[c] warning: ${dropped} idle connections were closed by a daemon during the runs`);
@@ -594,10 +624,11 @@ export async function benchXenstore(o: Options): Promise<number> {
     } else {
       process.stdout.write(`\n${table(ctx.res, goals, xenlab.label)}\n`);
       process.stdout.write(
-        `\n${o.runs} run(s) per case, median (min–max); ratio > 1: xenlab ahead. a: test-xenstore -i ${o.iterations}` +
-          `${o.pin ? ` pinned to CPU ${DAEMON_CPU}` : ""}; b: ${o.clients} clients, ${o.durationMs / 1000} s` +
+        `\nMedian (min–max) of ${o.runs} test-xenstore run(s) or ${o.windows} load window(s) per daemon; ratio > 1: xenlab ahead.\n` +
+          `a: test-xenstore -i ${o.iterations}` +
+          `${o.pin ? ` pinned to CPU ${DAEMON_CPU}` : ""}; b: ${o.clients} clients, windows of ${o.durationMs / 1000} s alternating between the daemons` +
           `${o.pin ? `, loadgen on CPU ${CLIENT_CPU}` : ""}; c: ${o.idle} idle connections, test-xenstore -i ${o.idleIterations}` +
-          ` and 1 client for ${o.idleDurationMs / 1000} s${o.pin ? ` on CPU ${DAEMON_CPU}` : ""}.\n`,
+          ` and 1 client in windows of ${o.idleDurationMs / 1000} s${o.pin ? ` on CPU ${DAEMON_CPU}` : ""}.\n`,
       );
       const gen = ctx.res.rows.get(`b/${o.clients}-clients/loadgen cpu`);
       const busy = gen ? (["xenlab", "baseline"] as const).filter((s) => median(gen.samples[s]) >= 90) : [];
