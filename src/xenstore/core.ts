@@ -127,6 +127,11 @@ export interface DomainHooks {
   introduce?(domid: number, gfn: string, port: number): Connection | null;
   /** Called when the daemon lets go of a domain (RELEASE). */
   release?(domid: number): void;
+  /**
+   * Called on INTRODUCE of a domain already introduced: C xenstored rebinds the port, resets
+   * the ring connection (`domain_conn_reset`) and answers a pending reconnection request.
+   */
+  reintroduce?(domid: number, port: number): void;
 }
 
 export interface CoreOptions {
@@ -273,6 +278,16 @@ export class XenStoreCore {
     const conn = new Connection(id, domid, domid === 0, `dom${domid}`);
     this.connections.add(conn);
     return conn;
+  }
+
+  /**
+   * Drops a connection's watches and transactions but keeps it open (C
+   * `conn_delete_all_watches` + `conn_delete_all_transactions`): a ring that reconnects, or
+   * one the daemon stops talking to.
+   */
+  resetConnection(conn: Connection): void {
+    this.#dropWatches(conn);
+    conn.transactions.clear();
   }
 
   /** The client went away: its watches and transactions go with it. */
@@ -777,8 +792,9 @@ export class XenStoreCore {
     if (domid >= DOMID_SELF) throw new XsError("EINVAL");
     const existing = this.domains.get(domid);
     if (existing !== undefined) {
-      // Re-introduction (restore): rebind the event channel only.
+      // Re-introduction (restore): rebind the event channel; the ring side resets its connection.
       existing.port = port;
+      this.#hooks.reintroduce?.(domid, port);
       return OK;
     }
     // Without a hypervisor attached the domain still gets a connection (with no ring), so

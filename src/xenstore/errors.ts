@@ -72,3 +72,16 @@ export class XsProtocolError extends Error {
     this.name = "XsProtocolError";
   }
 }
+
+/**
+ * The daemon stopped talking to this guest's ring: it set the shared page's `error` field
+ * (1 event channel, 2 bad ring index, 3 payload too long).
+ */
+export class XsRingError extends ConnectionClosedError {
+  readonly code: number;
+  constructor(code: number, what: string) {
+    super(`XenStore ring closed by the daemon: error ${code} (${what})`);
+    this.name = "XsRingError";
+    this.code = code;
+  }
+}
