@@ -17,7 +17,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Daemon, hasTaskset, pin, startCommand, startReference } from "./daemons.ts";
@@ -606,6 +606,7 @@ export async function benchXenstore(o: Options): Promise<number> {
       await pin(xenlab.pid, DAEMON_CPU);
     }
     const ctx: Ctx = { o, daemons, res: new Results(), log, seq: 0 };
+    const load0 = loadavg()[0]!;
     // Warm-up, not recorded: xenlab's daemon needed ~10% more CPU per request over its first
     // ~150k requests (JIT), so each side gets test-xenstore -i 1000 (76k requests) first.
     for (const side of ["xenlab", "baseline"] as const) {
@@ -623,12 +624,21 @@ export async function benchXenstore(o: Options): Promise<number> {
       for (const row of ctx.res.rows.values()) if (row.json) process.stdout.write(`${jsonLine(row)}\n`);
     } else {
       process.stdout.write(`\n${table(ctx.res, goals, xenlab.label)}\n`);
+      const pinA = o.pin ? ` pinned to CPU ${DAEMON_CPU}` : "";
+      const what = [
+        o.cases.has("a") ? `a: test-xenstore -i ${o.iterations}${pinA}` : "",
+        o.cases.has("b")
+          ? `b: ${o.clients} clients, windows of ${o.durationMs / 1000} s alternating between the daemons${o.pin ? `, loadgen on CPU ${CLIENT_CPU}` : ""}`
+          : "",
+        o.cases.has("c")
+          ? `c: ${o.idle} idle connections, test-xenstore -i ${o.idleIterations} and 1 client in windows of ${o.idleDurationMs / 1000} s${pinA}`
+          : "",
+      ].filter((x) => x !== "");
       process.stdout.write(
-        `\nMedian (min–max) of ${o.runs} test-xenstore run(s) or ${o.windows} load window(s) per daemon; ratio > 1: xenlab ahead.\n` +
-          `a: test-xenstore -i ${o.iterations}` +
-          `${o.pin ? ` pinned to CPU ${DAEMON_CPU}` : ""}; b: ${o.clients} clients, windows of ${o.durationMs / 1000} s alternating between the daemons` +
-          `${o.pin ? `, loadgen on CPU ${CLIENT_CPU}` : ""}; c: ${o.idle} idle connections, test-xenstore -i ${o.idleIterations}` +
-          ` and 1 client in windows of ${o.idleDurationMs / 1000} s${o.pin ? ` on CPU ${DAEMON_CPU}` : ""}.\n`,
+        `\nMedian (min–max) of ${o.runs} test-xenstore run(s) or ${o.windows} load window(s) per daemon; ratio > 1: xenlab ahead.\n${what.join("; ")}.\n`,
+      );
+      process.stdout.write(
+        `load average of the VM (1 min) at start ${load0.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)} (${cpus().length} CPUs; other work on the VM adds noise)\n`,
       );
       const gen = ctx.res.rows.get(`b/${o.clients}-clients/loadgen cpu`);
       const busy = gen ? (["xenlab", "baseline"] as const).filter((s) => median(gen.samples[s]) >= 90) : [];
