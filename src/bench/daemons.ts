@@ -39,7 +39,8 @@ async function answers(socket: string): Promise<boolean> {
   }
 }
 
-function tail(file: string, lines = 20): string {
+/** The last lines of a log file, or "(no log)". */
+export function tail(file: string, lines = 20): string {
   try {
     return readFileSync(file, "utf8").split("\n").slice(-lines).join("\n");
   } catch {

@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Daemon, hasTaskset, pin, startCommand, startReference } from "./daemons.ts";
+import { type Daemon, hasTaskset, pin, startCommand, startReference, tail } from "./daemons.ts";
 import { type Conn, type LoadConfig, type LoadResult, openIdle, type WindowResult } from "./loadgen.ts";
 import { cpuSeconds } from "./procstat.ts";
 
@@ -657,6 +657,13 @@ export async function benchXenstore(o: Options): Promise<number> {
       }
     }
     return 0;
+  } catch (e) {
+    // The daemon's log is about to be removed with the temporary directory: show its end.
+    const xl = started.find((d) => d.label === "xenlab");
+    if (xl !== undefined && e instanceof Error) {
+      e.message += `\n--- end of xenlab's daemon log (${xl.log}):\n${tail(xl.log)}`;
+    }
+    throw e;
   } finally {
     await cleanup();
     process.off("SIGINT", onSignal);
