@@ -7,8 +7,14 @@ type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Pro
 
 const COMMANDS: Record<string, Command> = {
   xenstored: { summary: "run the XenStore daemon on a Unix socket", load: () => import("./xenstored.ts") },
-  xs: { summary: "xenstore-* tools: read write ls rm chmod list exists watch mkdir", load: () => import("./xs.ts") },
-  bench: { summary: "benchmarks against a baseline measured in the same run", load: () => import("./bench.ts") },
+  xs: {
+    summary: "xenstore-* tools: read write ls rm chmod list exists watch mkdir",
+    load: () => import("./xs.ts"),
+  },
+  bench: {
+    summary: "benchmarks against a baseline measured in the same run",
+    load: () => import("./bench.ts"),
+  },
 };
 
 function usage(): string {
