@@ -10,6 +10,10 @@ const BENCHES: Record<string, Bench> = {
     summary: "xenstored vs the reference C xenstored: test-xenstore, 32 clients, 500 idle connections",
     load: () => import("../bench/xenstore.ts"),
   },
+  evtchn: {
+    summary: "event-channel notify round trips between two domains vs a bare Atomics.wait/notify ping-pong",
+    load: () => import("../bench/evtchn.ts"),
+  },
 };
 
 function usage(): string {

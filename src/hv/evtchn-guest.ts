@@ -220,13 +220,26 @@ export class EventChannelUpcall {
   }
 
   /**
-   * Sleep until an event is due or `timeoutMs` passes (SCHEDOP_block), then run the upcall.
-   * Returns the number of events handled: 0 after a timeout or a spurious kick.
+   * Sleep until an event is due (SCHEDOP_block), run the upcall, and return the number of events
+   * handled; 0 only when `timeoutMs` passed first. A kick that finds nothing to handle (its event
+   * was already taken by an earlier upcall, between the sender's setting of upcall_pending and its
+   * bump of the wake word) sends it back to sleep for the rest of the time.
    */
   block(timeoutMs = Number.POSITIVE_INFINITY): number {
-    const seen = Atomics.load(this.#words, W_WAKE);
-    if (Atomics.load(this.#bytes, 0) === 0) Atomics.wait(this.#words, W_WAKE, seen, timeoutMs);
-    return this.upcall();
+    const words = this.#words;
+    const finite = timeoutMs !== Number.POSITIVE_INFINITY;
+    const t0 = finite ? performance.now() : 0;
+    let left = timeoutMs;
+    for (;;) {
+      const seen = Atomics.load(words, W_WAKE);
+      if (Atomics.load(this.#bytes, 0) === 0 && Atomics.wait(words, W_WAKE, seen, left) === "timed-out") {
+        return this.upcall();
+      }
+      const n = this.upcall();
+      if (n > 0 || left <= 0) return n;
+      // Spurious: sleep again for what is left of the timeout.
+      if (finite) left = timeoutMs - (performance.now() - t0);
+    }
   }
 
   /**

@@ -500,6 +500,30 @@ describe("EventChannelUpcall waiting", () => {
     assert.equal(g(1).block(60_000), 1);
   });
 
+  it("block() sleeps on after a kick that finds nothing to handle", async () => {
+    const { ev, boots, g } = setup();
+    const p = ev.bindIpi(1);
+    const seen = recorder(g(1), p);
+    // Another thread kicks with nothing pending (as a sender preempted between setting
+    // upcall_pending and bumping the wake word does), then sends for real.
+    const kicker = new Worker(
+      `const { workerData: { sab, port } } = require("node:worker_threads");
+       const w = new Int32Array(sab), u8 = new Uint8Array(sab), nap = new Int32Array(new SharedArrayBuffer(4));
+       Atomics.wait(nap, 0, 0, 30);
+       Atomics.add(w, ${EVTCHN_LAYOUT.wake / 4}, 1); Atomics.notify(w, ${EVTCHN_LAYOUT.wake / 4});
+       Atomics.wait(nap, 0, 0, 30);
+       Atomics.or(w, ${EVTCHN_LAYOUT.pending / 4} + (port >> 5), 1 << (port & 31));
+       Atomics.or(w, ${EVTCHN_LAYOUT.pendingSel / 4}, 1 << (port >> 6));
+       Atomics.store(u8, 0, 1);
+       Atomics.add(w, ${EVTCHN_LAYOUT.wake / 4}, 1); Atomics.notify(w, ${EVTCHN_LAYOUT.wake / 4});`,
+      { eval: true, workerData: { sab: boots.get(1)!.events, port: p } },
+    );
+    const exited = new Promise((res) => kicker.once("exit", res));
+    assert.equal(g(1).block(10_000), 1);
+    assert.deepEqual(seen, [p]);
+    await exited;
+  });
+
   it("the async loop runs handlers on events and stop() ends it", async () => {
     const { ev, g } = setup();
     const p = ev.bindIpi(1);
