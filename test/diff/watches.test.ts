@@ -94,6 +94,17 @@ const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
       { on: "c", op: "WRITE", args: [`${W}/d`], value: "1" },
       { on: "v", op: "RESET_WATCHES", raw: "" },
       { on: "v", op: "RESET_WATCHES", args: ["x"], note: "RESET_WATCHES with an argument" },
+      { on: "v", op: "WATCH", args: [`${W}/long`, "T".repeat(3000)], note: "token of 3000 bytes" },
+      { on: "c", op: "WRITE", args: [`${W}/long/${"s".repeat(900)}`], value: "1", note: "event of ~3.9 KB" },
+      {
+        on: "c",
+        op: "WRITE",
+        args: [`${W}/long/${"l".repeat(1200)}`],
+        value: "1",
+        note: "event over 4096 bytes",
+      },
+      { on: "c", op: "RM", args: [`${W}/long`] },
+      { on: "v", op: "RESET_WATCHES", raw: "" },
     ],
   ],
   [
