@@ -7,13 +7,15 @@
  *      and the final cleanup 5 (counted in the reference's request trace, REFXS_TRACE=1);
  *      per-test latency = test-xenstore's own average of the timed part.
  *   b  32 closed-loop clients (loadgen.ts: READ/WRITE/transaction mix, own subtree each,
- *      one request outstanding) in a separate process pinned to CPU 1, daemon on CPU 0.
- *   c  500 idle connections (each has sent one request) held open, then the single-client
- *      loads: test-xenstore as in (a), and loadgen with 1 client, both on CPU 0.
+ *      one request outstanding) in a separate process pinned to CPU 1, daemons on CPU 0.
+ *   c  500 idle connections (each has sent one request) held open on each daemon, then
+ *      the single-client loads: test-xenstore as in (a), and loadgen with 1 client, on CPU 0.
  *
- * Runs alternate between the daemons (xenlab first on odd runs, reference first on even
- * runs) and each figure is the median over the runs. A ratio > 1 means xenlab is ahead:
- * xenlab/baseline for a rate, baseline/xenlab for a latency or a CPU cost.
+ * test-xenstore runs alternate between the daemons (xenlab first in runs 1, 3, 5, …); the
+ * load generator drives both daemons in alternating windows from one process. Each figure
+ * is the median over runs or windows. A ratio > 1 means xenlab is ahead: xenlab/baseline
+ * for a rate, baseline/xenlab for a latency or a CPU cost. "daemon cpu per op" is the
+ * daemon's user + system time from /proc over the requests it served.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
