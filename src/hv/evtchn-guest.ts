@@ -101,6 +101,8 @@ export class EventChannelUpcall {
   readonly #onError: ((err: unknown, port: number) => void) | undefined;
   readonly #entry: PortEntry = { state: 0, remoteDom: 0, remotePort: 0, remoteSerial: 0 };
   #running = false;
+  /** Incremented by each start(), so that a loop that outlives stop() never runs again. */
+  #generation = 0;
   #keepAlive: ReturnType<typeof setInterval> | undefined;
   #loop: Promise<void> | undefined;
 
@@ -252,7 +254,7 @@ export class EventChannelUpcall {
     this.#running = true;
     // A pending waitAsync alone does not keep the worker's event loop alive: hold a ref'd timer.
     this.#keepAlive = setInterval(noop, 0x7fffffff);
-    this.#loop = this.#run();
+    this.#loop = this.#run(++this.#generation);
     return this.#loop;
   }
 
@@ -273,21 +275,24 @@ export class EventChannelUpcall {
   }
 
   /** The async loop; on a handler's uncaught error it drops its keep-alive and ends. */
-  async #run(): Promise<void> {
+  async #run(generation: number): Promise<void> {
+    const live = (): boolean => this.#running && this.#generation === generation;
     try {
-      while (this.#running) {
+      while (live()) {
         const seen = Atomics.load(this.#words, W_WAKE);
         if (Atomics.load(this.#bytes, 0) === 0) {
           const r = waitAsync(this.#words, W_WAKE, seen);
           if (r.async) await r.value;
-          if (!this.#running) return;
+          if (!live()) return;
         }
         this.upcall();
       }
     } catch (err) {
-      this.#running = false;
-      clearInterval(this.#keepAlive);
-      this.#keepAlive = undefined;
+      if (live()) {
+        this.#running = false;
+        clearInterval(this.#keepAlive);
+        this.#keepAlive = undefined;
+      }
       throw err;
     }
   }

@@ -549,6 +549,29 @@ describe("EventChannelUpcall waiting", () => {
     assert.equal(g(1).upcall(), 1);
   });
 
+  it("delivers events after a restart right after stop()", async () => {
+    const { ev, g } = setup();
+    const p = ev.bindIpi(1);
+    let runs = 0;
+    let wake: () => void = () => {};
+    g(1).bind(p, () => {
+      runs++;
+      wake();
+    });
+    void g(1).start();
+    const stopped = g(1).stop();
+    void g(1).start();
+    await stopped;
+    const got = new Promise<void>((res) => {
+      wake = res;
+    });
+    g(1).send(p);
+    await got;
+    await new Promise((res) => setTimeout(res, 5));
+    assert.equal(runs, 1);
+    await g(1).stop();
+  });
+
   it("the async loop ends with a handler's error when there is no onError", async () => {
     const { ev, g } = setup();
     const p = ev.bindIpi(1);
