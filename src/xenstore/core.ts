@@ -437,6 +437,13 @@ export class XenStoreCore {
     const parentName = parentOf(name);
     const parent = view.read(parentName);
     if (parent === null) throw new XsError("EINVAL");
+    // A transaction's copy of the parent may predate the child (created outside after the
+    // transaction rewrote the parent): C xenstored cannot find the child entry and fails
+    // with EIO ("corrupt"); so do we, before changing anything.
+    if (!parent.children.includes(baseOf(name))) {
+      this.log.warn({ node: name }, `rm: ${baseOf(name)} is not a child of ${parentName} in this view`);
+      throw new XsError("EIO");
+    }
     const walk = (n: Node): void => {
       for (const c of n.children) {
         const child = view.read(childPath(n.name, c));

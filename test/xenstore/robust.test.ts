@@ -123,10 +123,15 @@ describe("xenlab xenstored under bad input", () => {
           },
         ),
         async (type, txId, parts) => {
-          const r = await ask(c, { type, reqId: ++sent, txId, payload: enc(parts.join("")) });
-          // The reply matches the request, whatever it says; watch events may come between.
-          if (r.type === XsType.WATCH_EVENT) return;
-          assert.equal(r.reqId, sent);
+          assert.ok(c.send({ type, reqId: ++sent, txId, payload: enc(parts.join("")) }));
+          // The reply matches the request, whatever it says; watch events may come around it.
+          for (;;) {
+            const r = await c.next(5000);
+            assert.ok(r !== CLOSED && r !== TIMEOUT, `expected a reply, got ${String(r)}`);
+            if (r.type === XsType.WATCH_EVENT) continue;
+            assert.equal(r.reqId, sent);
+            break;
+          }
         },
       ),
       { numRuns: 500 },
