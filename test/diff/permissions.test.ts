@@ -4,8 +4,7 @@
  * the special @ nodes, and the watch events a change fires. (Unprivileged callers need the
  * guest ring, which arrives with the hypervisor issue.)
  */
-import { after, before, describe, it } from "node:test";
-import { DiffPair } from "../helpers/diff-pair.ts";
+import { type DiffTables, describeDiff } from "../helpers/diff-pair.ts";
 import type { Step } from "../helpers/xs-script.ts";
 
 const P = "/pt";
@@ -18,7 +17,7 @@ function setAndGet(entries: readonly string[], note: string): Step[] {
   ];
 }
 
-const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
+const TABLES: DiffTables = [
   [
     "the permission forms SET_PERMS accepts and rejects",
     [
@@ -104,15 +103,4 @@ const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
   ],
 ];
 
-describe("permission changes, against the reference C xenstored", () => {
-  const pair = new DiffPair();
-  before(() => pair.start());
-  after(() => pair.stop());
-
-  for (const [name, steps] of TABLES) {
-    it(`gives the reference's replies and events: ${name}`, async (t) => {
-      if (!pair.require(t)) return;
-      await pair.check(steps);
-    });
-  }
-});
+describeDiff("permission changes, against the reference C xenstored", TABLES);

@@ -3,8 +3,7 @@
  * flags (xenlab takes the C daemon's): what CONTROL quota and quota-soft show, which quotas
  * bind dom0 over the socket, and changing them with CONTROL quota set.
  */
-import { after, before, describe, it } from "node:test";
-import { DiffPair } from "../helpers/diff-pair.ts";
+import { type DiffTables, describeDiff } from "../helpers/diff-pair.ts";
 import type { Step } from "../helpers/xs-script.ts";
 
 const FLAGS = [
@@ -15,7 +14,7 @@ const FLAGS = [
 
 const Q = "/qt";
 
-const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
+const TABLES: DiffTables = [
   [
     "CONTROL quota and quota-soft after the flags",
     [
@@ -69,15 +68,6 @@ const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
   ],
 ];
 
-describe("quotas set by the C daemon's flags, against the reference C xenstored", () => {
-  const pair = new DiffPair({ args: FLAGS });
-  before(() => pair.start());
-  after(() => pair.stop());
-
-  for (const [name, steps] of TABLES) {
-    it(`gives the reference's replies and events: ${name}`, async (t) => {
-      if (!pair.require(t)) return;
-      await pair.check(steps);
-    });
-  }
+describeDiff("quotas set by the C daemon's flags, against the reference C xenstored", TABLES, {
+  args: FLAGS,
 });

@@ -4,13 +4,12 @@
  * commit only (watcher w), transaction ids (normalised by order of appearance) and the error
  * cases. Each table runs on both daemons and every reply and event must be equal.
  */
-import { after, before, describe, it } from "node:test";
-import { DiffPair } from "../helpers/diff-pair.ts";
+import { type DiffTables, describeDiff } from "../helpers/diff-pair.ts";
 import type { Step } from "../helpers/xs-script.ts";
 
 const T = "/txt";
 
-const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
+const TABLES: DiffTables = [
   [
     "conflicts with a writer on a second connection",
     [
@@ -210,15 +209,4 @@ const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
   ],
 ];
 
-describe("transactions, against the reference C xenstored", () => {
-  const pair = new DiffPair();
-  before(() => pair.start());
-  after(() => pair.stop());
-
-  for (const [name, steps] of TABLES) {
-    it(`gives the reference's replies and events: ${name}`, async (t) => {
-      if (!pair.require(t)) return;
-      await pair.check(steps);
-    });
-  }
-});
+describeDiff("transactions, against the reference C xenstored", TABLES);

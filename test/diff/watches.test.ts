@@ -4,13 +4,11 @@
  * @introduceDomain / @releaseDomain watches fired by INTRODUCE and RELEASE. Watchers are w
  * and v, the writer is c.
  */
-import { after, before, describe, it } from "node:test";
-import { DiffPair } from "../helpers/diff-pair.ts";
-import type { Step } from "../helpers/xs-script.ts";
+import { type DiffTables, describeDiff } from "../helpers/diff-pair.ts";
 
 const W = "/wt";
 
-const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
+const TABLES: DiffTables = [
   [
     "which changes fire, and with which path",
     [
@@ -156,15 +154,4 @@ const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
   ],
 ];
 
-describe("watch events, against the reference C xenstored", () => {
-  const pair = new DiffPair();
-  before(() => pair.start());
-  after(() => pair.stop());
-
-  for (const [name, steps] of TABLES) {
-    it(`gives the reference's replies and events: ${name}`, async (t) => {
-      if (!pair.require(t)) return;
-      await pair.check(steps);
-    });
-  }
-});
+describeDiff("watch events, against the reference C xenstored", TABLES);

@@ -7,7 +7,7 @@
  * XENLAB_DIFF_DUMP=1 prints both transcripts.
  */
 import assert from "node:assert/strict";
-import type { TestContext } from "node:test";
+import { after, before, describe, it, type TestContext } from "node:test";
 import { type RunningDaemon, refxsAvailable, requirePeer, startRefxs } from "./peers.ts";
 import { startSubject, subjectAvailable, subjectName } from "./subject.ts";
 import {
@@ -95,4 +95,29 @@ export class DiffPair {
     await this.#sub?.stop();
     this.#ref = this.#sub = null;
   }
+}
+
+/** Named step tables, each one test. */
+export type DiffTables = ReadonlyArray<readonly [string, readonly Step[]]>;
+
+/**
+ * One suite of differential tests: a daemon pair for the suite (started with `opts`) and
+ * one test per table, failing on the first step where the two daemons differ.
+ */
+export function describeDiff(
+  title: string,
+  tables: DiffTables,
+  opts: ConstructorParameters<typeof DiffPair>[0] = {},
+): void {
+  describe(title, () => {
+    const pair = new DiffPair(opts);
+    before(() => pair.start());
+    after(() => pair.stop());
+    for (const [name, steps] of tables) {
+      it(`gives the reference's replies and events: ${name}`, async (t) => {
+        if (!pair.require(t)) return;
+        await pair.check(steps);
+      });
+    }
+  });
 }
