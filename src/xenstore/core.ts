@@ -190,17 +190,14 @@ function onearg(payload: Uint8Array): string | null {
   return latin1(payload, 0, n - 1);
 }
 
-/** Bytes as a string, one char per byte: node names are ASCII, and this never throws. */
+/** Bytes as a string, one char per byte (latin1): exact for any byte, and never throws. */
 function latin1(b: Uint8Array, start: number, end: number): string {
-  let s = "";
-  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
-  return s;
+  return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString("latin1");
 }
 
+/** The inverse of latin1(). */
 function ascii(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
-  return out;
+  return Buffer.from(s, "latin1");
 }
 
 export class XenStoreCore {
@@ -328,7 +325,7 @@ export class XenStoreCore {
     const view = new View(
       this.store,
       tx,
-      (domid, delta) => this.#entryAdjust(domid, delta),
+      this.#entryHook,
       conn.privileged ? Number.POSITIVE_INFINITY : this.quotas.transactionNodes,
     );
     let result: Uint8Array | string;
@@ -354,7 +351,14 @@ export class XenStoreCore {
    * nothing about the node (EACCES).
    */
   #getNode(ctx: RequestContext, name: string | null, perm: number): Node {
-    if (name === null || !isValidNodename(name, this.quotas.pathMax)) throw new XsError("EINVAL");
+    const r = this.#lookup(ctx, name, perm);
+    if (typeof r === "string") throw new XsError(r);
+    return r;
+  }
+
+  /** #getNode without the throw, for callers to whom ENOENT is a normal outcome. */
+  #lookup(ctx: RequestContext, name: string | null, perm: number): Node | XsErrorName {
+    if (name === null || !isValidNodename(name, this.quotas.pathMax)) return "EINVAL";
     const node = ctx.view.read(name);
     let errno: XsErrorName;
     if (node !== null) {
@@ -369,8 +373,8 @@ export class XenStoreCore {
       p = parentOf(p);
       anc = ctx.view.read(p);
     } while (anc === null && p !== "/");
-    if (anc !== null && (permFor(ctx.conn, anc.perms) & perm) !== 0) throw new XsError(errno);
-    throw new XsError("EACCES");
+    if (anc !== null && (permFor(ctx.conn, anc.perms) & perm) !== 0) return errno;
+    return "EACCES";
   }
 
   #canon(ctx: RequestContext, name: string | null): string | null {
@@ -466,6 +470,8 @@ export class XenStoreCore {
     );
   }
 
+  readonly #entryHook = (domid: number, delta: number): void => this.#entryAdjust(domid, delta);
+
   #entryAdjust(domid: number, delta: number): void {
     this.entries.set(domid, (this.entries.get(domid) ?? 0) + delta);
   }
@@ -489,6 +495,7 @@ export class XenStoreCore {
    * watchers that can read the node or its parent (or could, before a permission change).
    */
   #fire(name: string, node: Node | null, exact: boolean, oldPerms: Perms | null, events: Delivery[]): void {
+    if (this.#watchIndex.size === 0) return;
     const matches: Watch[] = [];
     const add = (key: string) => {
       const ws = this.#watchIndex.get(key);
@@ -617,14 +624,14 @@ export class XenStoreCore {
     const name = canonicalize(ctx.conn.home, latin1(p, 0, nul));
     const value = p.slice(nul + 1);
     let node: Node;
-    try {
-      const cur = this.#getNode(ctx, name, Perm.WRITE);
-      const rec = { value, perms: cur.perms, children: cur.children };
-      this.#checkNodeSize(ctx, rec);
-      node = ctx.view.write(name, value, cur.perms, cur.children);
-    } catch (e) {
-      if (!(e instanceof XsError) || e.errno !== "ENOENT") throw e;
+    const cur = this.#lookup(ctx, name, Perm.WRITE);
+    if (cur === "ENOENT") {
       node = this.#create(ctx, name, value);
+    } else if (typeof cur === "string") {
+      throw new XsError(cur);
+    } else {
+      this.#checkNodeSize(ctx, { value, perms: cur.perms, children: cur.children });
+      node = ctx.view.write(name, value, cur.perms, cur.children);
     }
     ctx.view.fire(name, node, false, null);
     return OK;
@@ -632,26 +639,25 @@ export class XenStoreCore {
 
   #mkdir(ctx: RequestContext): string {
     const name = this.#canon(ctx, onearg(ctx.payload));
-    try {
-      this.#getNode(ctx, name, Perm.WRITE);
-    } catch (e) {
-      if (!(e instanceof XsError) || e.errno !== "ENOENT") throw e;
+    const cur = this.#lookup(ctx, name, Perm.WRITE);
+    if (cur === "ENOENT") {
       const node = this.#create(ctx, name!, EMPTY);
       ctx.view.fire(name!, node, false, null);
+    } else if (typeof cur === "string") {
+      throw new XsError(cur);
     }
     return OK;
   }
 
   #rm(ctx: RequestContext): string {
     const name = this.#canon(ctx, onearg(ctx.payload));
-    try {
-      this.#getNode(ctx, name, Perm.WRITE);
-    } catch (e) {
-      if (!(e instanceof XsError) || e.errno !== "ENOENT") throw e;
+    const cur = this.#lookup(ctx, name, Perm.WRITE);
+    if (cur === "ENOENT") {
       // Already gone: fine if the parent exists.
       if (ctx.view.read(parentOf(name!)) !== null) return OK;
-      throw e;
+      throw new XsError(cur);
     }
+    if (typeof cur === "string") throw new XsError(cur);
     if (name === "/") throw new XsError("EINVAL");
     this.#rmNode(ctx.view, name!);
     return OK;
