@@ -3,36 +3,10 @@
  * xenstored, checking the shape of the output only. Timings never go in tests.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { describe, it } from "node:test";
-import { hasCommand, REPO, refxsAvailable, requirePeer, TEST_XENSTORE } from "../helpers/peers.ts";
-
-const KEYS = ["bench", "case", "unit", "xenlab", "baseline", "baseline_name", "ratio"];
-
-function runBench(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((res, rej) => {
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", join(REPO, "src/cli/main.ts"), "bench", ...args],
-      {
-        cwd: REPO,
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on("error", rej);
-    child.on("close", (code) => res({ code, out, err }));
-  });
-}
+import { BENCH_JSON_KEYS, runBench } from "../helpers/bench.ts";
+import { hasCommand, refxsAvailable, requirePeer, TEST_XENSTORE } from "../helpers/peers.ts";
 
 describe("xenlab bench xenstore", () => {
   it("prints one JSON line per case with --quick --json", { timeout: 120_000 }, async (t) => {
@@ -47,7 +21,7 @@ describe("xenlab bench xenstore", () => {
       const v: unknown = JSON.parse(line);
       assert.ok(typeof v === "object" && v !== null, `not an object: ${line}`);
       const o = v as Record<string, unknown>;
-      assert.deepEqual(Object.keys(o), KEYS);
+      assert.deepEqual(Object.keys(o), BENCH_JSON_KEYS);
       assert.equal(o.bench, "xenstore");
       assert.equal(o.baseline_name, "cxenstored");
       assert.ok(typeof o.case === "string" && o.case !== "");
