@@ -14,6 +14,10 @@ const BENCHES: Record<string, Bench> = {
     summary: "event-channel notify round trips between two domains vs a bare Atomics.wait/notify ping-pong",
     load: () => import("../bench/evtchn.ts"),
   },
+  ring: {
+    summary: "requests and responses through a one-page ring between two domains vs bare SAB SPSC queues",
+    load: () => import("../bench/ring.ts"),
+  },
 };
 
 function usage(): string {

@@ -1,0 +1,276 @@
+/**
+ * `xenlab bench ring`: requests and responses through a one-page io/ring.h ring between two
+ * domains, against a bare SharedArrayBuffer single-producer single-consumer queue pair between two
+ * plain workers in the same run.
+ *
+ *   xenlab    a frontend and a backend domain (two workers) share one 4096-byte page laid out by
+ *             src/ring/ring.ts and kick each other through an event channel (alloc_unbound +
+ *             bind_interdomain here, EventChannelUpcall send/block in the workers). Kicks are
+ *             suppressed as Xen's are: RING_PUSH_*_AND_CHECK_NOTIFY, RING_FINAL_CHECK_FOR_*.
+ *   sab-spsc  a request queue and a response queue, each a SharedArrayBuffer with head/tail int32
+ *             indexes and as many slots of the same size as the ring has; the producer stores the
+ *             tail and calls Atomics.notify, a consumer Atomics.wait's only when it finds its queue
+ *             empty.
+ *
+ * Cases: 64-byte and 112-byte entries (112 is blkif_request on x86_64; a page holds 32 of either),
+ * each in synchronous batches of B: the frontend writes B requests, publishes them once, and waits
+ * for their B responses (B = 1 is a ping-pong; B = 32 fills the ring). Both sides do the same
+ * per-entry work (ring-peer.ts). Figures are requests completed per second.
+ *
+ * Every run spawns fresh workers for each variant; each xenlab variant runs next to its baseline
+ * and the order within a run flips between runs. Each figure is the median over the runs; ratio =
+ * xenlab / baseline (> 1: xenlab is ahead) of the medians, and the table also gives the median of
+ * the per-run ratios (spec/platform.md: this VM moves between a fast and a slow wake-up regime).
+ */
+import type { MessagePort, Worker } from "node:worker_threads";
+import { DOMID_SELF, EventChannels } from "../hv/evtchn.ts";
+import { siblingModule, spawnWorker } from "../hv/spawn.ts";
+import { ringSize, XEN_PAGE_SIZE } from "../ring/ring.ts";
+import type { RingPeerConfig, RingPeerReply, RingPeerSide } from "./ring-peer.ts";
+
+export interface Options {
+  json: boolean;
+  runs: number;
+  warmup: number;
+  rounds: number;
+  batches: number[];
+}
+
+const DEFAULTS: Options = { json: false, runs: 9, warmup: 500, rounds: 5000, batches: [1, 8, 32] };
+const QUICK: Partial<Options> = { runs: 1, warmup: 50, rounds: 300 };
+const TIMEOUT_MS = 10_000;
+const SIZES = [64, 112] as const;
+/** Header bytes of a baseline queue (ring-peer.ts: head @0, tail @64, entries @128). */
+const SPSC_HEADER = 128;
+
+type Variant = "xenlab" | "sab-spsc";
+
+interface Case {
+  name: string;
+  entrySize: number;
+  batch: number;
+}
+
+const HELP = `usage: xenlab bench ring [options]
+
+Requests and responses (64 and 112 bytes) through a one-page ring between two domains, with
+event channels and notification suppression, against a bare SharedArrayBuffer SPSC queue pair
+between two plain workers, in the same run. Synchronous batches: B requests, then their responses.
+
+  --json         one JSON line per case instead of the table
+  --runs N       runs, medians reported (default ${DEFAULTS.runs})
+  --rounds N     timed batches per run and variant (default ${DEFAULTS.rounds})
+  --warmup N     untimed batches first (default ${DEFAULTS.warmup})
+  --batches LIST batch sizes, comma-separated, each 1 to the ring's 32 slots (default ${DEFAULTS.batches.join(",")})
+  --quick        --runs ${QUICK.runs} --rounds ${QUICK.rounds} --warmup ${QUICK.warmup}
+`;
+
+export function parseArgs(argv: readonly string[]): Options | "help" {
+  const o: Options = { ...DEFAULTS };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const int = (): number => {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 0) throw new RangeError(`Option '${a}' needs a whole number`);
+      return v;
+    };
+    switch (a) {
+      case "-h":
+      case "--help":
+        return "help";
+      case "--json":
+        o.json = true;
+        break;
+      case "--quick":
+        Object.assign(o, QUICK);
+        break;
+      case "--runs":
+        o.runs = Math.max(1, int());
+        break;
+      case "--rounds":
+        o.rounds = Math.max(1, int());
+        break;
+      case "--warmup":
+        o.warmup = int();
+        break;
+      case "--batches": {
+        const list = (argv[++i] ?? "").split(",").map(Number);
+        const slots = Math.min(...SIZES.map((s) => ringSize(XEN_PAGE_SIZE, s)));
+        if (list.some((b) => !Number.isInteger(b) || b < 1 || b > slots)) {
+          throw new RangeError(`Option '--batches' needs whole numbers from 1 to ${slots}, comma-separated`);
+        }
+        o.batches = [...new Set(list)];
+        break;
+      }
+      default:
+        throw new RangeError(`Unknown option '${a}'; see 'xenlab bench ring --help'`);
+    }
+  }
+  return o;
+}
+
+function cases(o: Options): Case[] {
+  return SIZES.flatMap((entrySize) =>
+    o.batches.map((batch) => ({ name: `${entrySize}B/batch${batch}`, entrySize, batch })),
+  );
+}
+
+function nextMessage(w: Worker): Promise<RingPeerReply> {
+  return new Promise((res, rej) => {
+    const onError = (err: Error): void => {
+      w.off("message", onMessage);
+      rej(err);
+    };
+    const onMessage = (m: RingPeerReply): void => {
+      w.off("error", onError);
+      res(m);
+    };
+    w.once("message", onMessage);
+    w.once("error", onError);
+  });
+}
+
+/** One run of one variant of one case in two fresh workers: requests completed per second. */
+async function measure(c: Case, v: Variant, o: Options): Promise<number> {
+  const slots = ringSize(XEN_PAGE_SIZE, c.entrySize);
+  let front: RingPeerSide;
+  let back: RingPeerSide;
+  if (v === "xenlab") {
+    // The toolstack's part: two domains, the ring page, and an event channel between them (the
+    // frontend offers a port, the backend binds it, as the XenBus handshake does).
+    const ev = new EventChannels();
+    const f = ev.addDomain(1);
+    const b = ev.addDomain(2);
+    const pf = ev.allocUnbound(1, DOMID_SELF, 2);
+    const pb = ev.bindInterdomain(2, 1, pf);
+    if (pf < 0 || pb < 0) throw new Error(`Cannot connect the domains: ${pf}, ${pb}`);
+    const page = new SharedArrayBuffer(XEN_PAGE_SIZE);
+    front = { kind: "xenlab", boot: f, port: pf, page };
+    back = { kind: "xenlab", boot: b, port: pb, page };
+  } else {
+    const bytes = SPSC_HEADER + slots * c.entrySize;
+    const req = new SharedArrayBuffer(bytes);
+    const rsp = new SharedArrayBuffer(bytes);
+    front = { kind: "sab-spsc", req, rsp };
+    back = { kind: "sab-spsc", req, rsp };
+  }
+  const common = {
+    entrySize: c.entrySize,
+    slots,
+    batch: c.batch,
+    warmup: o.warmup,
+    rounds: o.rounds,
+    timeoutMs: TIMEOUT_MS,
+  };
+  const entry = siblingModule(import.meta.url, "ring-peer");
+  const transfer = (s: RingPeerSide): MessagePort[] => (s.kind === "xenlab" ? [s.boot.peers] : []);
+  const spawn = (s: RingPeerSide, role: "front" | "back"): Worker =>
+    spawnWorker(entry, { ...s, ...common, role } satisfies RingPeerConfig, transfer(s));
+  const wFront = spawn(front, "front");
+  const wBack = spawn(back, "back");
+  try {
+    const r = await Promise.all([nextMessage(wFront), nextMessage(wBack)]);
+    for (const m of r) if (!("ready" in m)) throw new Error(`A peer did not start: ${JSON.stringify(m)}`);
+    const done = Promise.all([nextMessage(wFront), nextMessage(wBack)]);
+    wBack.postMessage("go");
+    wFront.postMessage("go");
+    const [rf, rb] = await done;
+    for (const m of [rf, rb]) {
+      if ("ok" in m && !m.ok) throw new Error(`${c.name} ${v}: ${m.error}`);
+    }
+    if (!("ok" in rf) || !rf.ok) throw new Error(`${c.name} ${v}: no timing from the frontend`);
+    return (o.rounds * c.batch) / rf.seconds;
+  } finally {
+    await Promise.all([wFront.terminate(), wBack.terminate()]);
+  }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function fmtRate(x: number): string {
+  return x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : `${(x / 1e3).toFixed(1)} k`;
+}
+
+type Samples = Map<string, { xenlab: number[]; base: number[] }>;
+
+function table(cs: readonly Case[], samples: Samples): string {
+  const rows: string[][] = [
+    ["case", "xenlab ops/s", "baseline ops/s", "ratio", "paired", "runs (xenlab)", "runs (baseline)"],
+  ];
+  const runs = (xs: number[]): string => xs.map((r) => fmtRate(r).replace(" ", "")).join(" ");
+  for (const c of cs) {
+    const s = samples.get(c.name)!;
+    const x = median(s.xenlab);
+    const b = median(s.base);
+    rows.push([
+      c.name,
+      fmtRate(x),
+      fmtRate(b),
+      (x / b).toFixed(2),
+      median(s.xenlab.map((xr, r) => xr / s.base[r]!)).toFixed(2),
+      runs(s.xenlab),
+      runs(s.base),
+    ]);
+  }
+  const width = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string =>
+    r.map((c, i) => (i === 0 || i >= r.length - 2 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join("  ");
+  return [
+    "ring: requests + responses through a one-page ring between two domains; baseline: bare SAB SPSC queues",
+    "ops/s = requests completed per second; batchB = B requests published at once, then their B responses",
+    ...rows.map((r) => line(r).trimEnd()),
+    "goal: ratio ≥ 0.5",
+  ].join("\n");
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let o: Options | "help";
+  try {
+    o = parseArgs(argv);
+  } catch (err) {
+    process.stderr.write(`xenlab bench ring: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (o === "help") {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const cs = cases(o);
+  const samples: Samples = new Map(cs.map((c) => [c.name, { xenlab: [], base: [] }]));
+  // Within a run each case's xenlab variant sits next to its baseline; odd runs go in reverse.
+  const order: [Case, Variant][] = cs.flatMap((c) => [
+    [c, "xenlab"],
+    [c, "sab-spsc"],
+  ]);
+  for (let r = 0; r < o.runs; r++) {
+    for (const [c, v] of r % 2 === 0 ? order : [...order].reverse()) {
+      const s = samples.get(c.name)!;
+      (v === "xenlab" ? s.xenlab : s.base).push(await measure(c, v, o));
+    }
+    if (!o.json) process.stderr.write(`run ${r + 1}/${o.runs} done\n`);
+  }
+  if (o.json) {
+    for (const c of cs) {
+      const s = samples.get(c.name)!;
+      const x = median(s.xenlab);
+      const b = median(s.base);
+      const line = {
+        bench: "ring",
+        case: c.name,
+        unit: "ops/s",
+        xenlab: Math.round(x),
+        baseline: Math.round(b),
+        baseline_name: "sab-spsc",
+        ratio: Number((x / b).toFixed(3)),
+      };
+      process.stdout.write(`${JSON.stringify(line)}\n`);
+    }
+  } else {
+    process.stdout.write(`${table(cs, samples)}\n`);
+  }
+  return 0;
+}
