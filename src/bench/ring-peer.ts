@@ -33,7 +33,20 @@ export type RingPeerConfig = RingPeerSide & {
   timeoutMs: number;
 };
 
-export type RingPeerReply = { ready: true } | { ok: true; seconds: number } | { ok: false; error: string };
+/**
+ * What a peer counts over the whole exchange (warm-up included): kicks sent (xenlab: event-channel
+ * sends the …_AND_CHECK_NOTIFY macros asked for; baseline: Atomics.notify calls, one per publish)
+ * and sleeps (waits that went to Atomics.wait; for xenlab, block() calls made with no upcall due).
+ */
+export interface Counts {
+  kicks: number;
+  sleeps: number;
+}
+
+export type RingPeerReply =
+  | { ready: true }
+  | ({ ok: true; seconds: number } & Counts)
+  | { ok: false; error: string };
 
 /*
  * The baseline queue: a SharedArrayBuffer with the consumer's head at byte 0 and the producer's tail
@@ -116,7 +129,7 @@ function lost(what: string, at: number): Error {
  * nothing. Both wait in EventChannelUpcall.block() (SCHEDOP_block). A kick is sent only when the
  * …_AND_CHECK_NOTIFY macros say the peer asked for one.
  */
-async function xenlab(c: RingPeerConfig & { kind: "xenlab" }, started: () => void): Promise<void> {
+async function xenlab(c: RingPeerConfig & { kind: "xenlab" }, started: () => void, n: Counts): Promise<void> {
   const ev = new EventChannelUpcall(c.boot);
   const page = new Uint8Array(c.page);
   const e = new Entries(c.entrySize);
@@ -145,8 +158,14 @@ async function xenlab(c: RingPeerConfig & { kind: "xenlab" }, started: () => voi
         e.request(sr.entry(idx), sr.view, sr.offsetOf(idx), sent++);
         front.reqProdPvt = idx + 1;
       }
-      if (front.pushRequestsAndCheckNotify()) ev.send(c.port);
-      while (completed !== sent) if (ev.block(c.timeoutMs) === 0) throw lost("response", completed);
+      if (front.pushRequestsAndCheckNotify()) {
+        ev.send(c.port);
+        n.kicks++;
+      }
+      while (completed !== sent) {
+        if (!ev.upcallPending) n.sleeps++;
+        if (ev.block(c.timeoutMs) === 0) throw lost("response", completed);
+      }
     }
   } else {
     await ready(); // the frontend has initialised the ring before it reported ready
@@ -165,12 +184,18 @@ async function xenlab(c: RingPeerConfig & { kind: "xenlab" }, started: () => voi
           back.rspProdPvt = rsp + 1;
         }
         back.reqCons = rc;
-        if (back.pushResponsesAndCheckNotify()) ev.send(c.port);
+        if (back.pushResponsesAndCheckNotify()) {
+          ev.send(c.port);
+          n.kicks++;
+        }
         if (!back.finalCheckForRequests()) return;
       }
     });
     ev.upcall(); // the event bind_interdomain left pending: look at the ring once
-    while (served !== total) if (ev.block(c.timeoutMs) === 0) throw lost("request", served);
+    while (served !== total) {
+      if (!ev.upcallPending) n.sleeps++;
+      if (ev.block(c.timeoutMs) === 0) throw lost("request", served);
+    }
   }
 }
 
@@ -210,17 +235,20 @@ class Queue {
   }
 
   /** Producer: publish entries up to `tail` and wake a sleeping consumer. */
-  publish(tail: number): void {
+  publish(tail: number, n: Counts): void {
     Atomics.store(this.idx, Q_TAIL, tail);
     Atomics.notify(this.idx, Q_TAIL);
+    n.kicks++;
   }
 
   /** Consumer: the producer's tail, sleeping while it equals `head` (the queue is empty). */
-  waitTail(head: number, timeoutMs: number, what: string): number {
+  waitTail(head: number, timeoutMs: number, what: string, n: Counts): number {
     for (;;) {
       const t = Atomics.load(this.idx, Q_TAIL);
       if (t !== head) return t;
-      if (Atomics.wait(this.idx, Q_TAIL, head, timeoutMs) === "timed-out") throw lost(what, head);
+      const r = Atomics.wait(this.idx, Q_TAIL, head, timeoutMs);
+      if (r === "timed-out") throw lost(what, head);
+      if (r === "ok") n.sleeps++;
     }
   }
 
@@ -230,7 +258,11 @@ class Queue {
   }
 }
 
-async function sabSpsc(c: RingPeerConfig & { kind: "sab-spsc" }, started: () => void): Promise<void> {
+async function sabSpsc(
+  c: RingPeerConfig & { kind: "sab-spsc" },
+  started: () => void,
+  n: Counts,
+): Promise<void> {
   const req = new Queue(c.req, c.slots, c.entrySize);
   const rsp = new Queue(c.rsp, c.slots, c.entrySize);
   const e = new Entries(c.entrySize);
@@ -246,9 +278,9 @@ async function sabSpsc(c: RingPeerConfig & { kind: "sab-spsc" }, started: () => 
         e.request(req.slot(tail), req.view, req.offsetOf(tail), tail);
         tail = (tail + 1) | 0;
       }
-      req.publish(tail);
+      req.publish(tail, n);
       while (head !== tail) {
-        const t = rsp.waitTail(head, c.timeoutMs, "response");
+        const t = rsp.waitTail(head, c.timeoutMs, "response", n);
         for (; head !== t; head = (head + 1) | 0) e.consume(rsp.slot(head), head);
         rsp.release(head);
       }
@@ -257,14 +289,14 @@ async function sabSpsc(c: RingPeerConfig & { kind: "sab-spsc" }, started: () => 
     let head = 0;
     let tail = 0;
     while (head !== total) {
-      const t = req.waitTail(head, c.timeoutMs, "request");
+      const t = req.waitTail(head, c.timeoutMs, "request", n);
       if (!rsp.hasRoom(tail, (t - head) | 0)) throw new Error(`Response queue full at ${tail}`);
       for (; head !== t; head = (head + 1) | 0) {
         e.respond(req.slot(head), rsp.slot(tail), rsp.view, rsp.offsetOf(tail), head);
         tail = (tail + 1) | 0;
       }
       req.release(head);
-      rsp.publish(tail);
+      rsp.publish(tail, n);
     }
   }
 }
@@ -281,9 +313,14 @@ let t0 = 0;
 const started = (): void => {
   t0 = performance.now();
 };
-const body = cfg.kind === "xenlab" ? xenlab(cfg, started) : sabSpsc(cfg, started);
+const counts: Counts = { kicks: 0, sleeps: 0 };
+const body = cfg.kind === "xenlab" ? xenlab(cfg, started, counts) : sabSpsc(cfg, started, counts);
 body.then(
   () =>
-    parentPort!.postMessage({ ok: true, seconds: (performance.now() - t0) / 1000 } satisfies RingPeerReply),
+    parentPort!.postMessage({
+      ok: true,
+      seconds: (performance.now() - t0) / 1000,
+      ...counts,
+    } satisfies RingPeerReply),
   (err: unknown) => parentPort!.postMessage({ ok: false, error: String(err) } satisfies RingPeerReply),
 );

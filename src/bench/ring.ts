@@ -130,8 +130,15 @@ function nextMessage(w: Worker): Promise<RingPeerReply> {
   });
 }
 
-/** One run of one variant of one case in two fresh workers: requests completed per second. */
-async function measure(c: Case, v: Variant, o: Options): Promise<number> {
+/** One run of one variant: requests completed per second, and kicks and sleeps per request. */
+interface Sample {
+  rate: number;
+  kicks: number;
+  sleeps: number;
+}
+
+/** One run of one variant of one case in two fresh workers. */
+async function measure(c: Case, v: Variant, o: Options): Promise<Sample> {
   const slots = ringSize(XEN_PAGE_SIZE, c.entrySize);
   let front: RingPeerSide;
   let back: RingPeerSide;
@@ -178,8 +185,13 @@ async function measure(c: Case, v: Variant, o: Options): Promise<number> {
     for (const m of [rf, rb]) {
       if ("ok" in m && !m.ok) throw new Error(`${c.name} ${v}: ${m.error}`);
     }
-    if (!("ok" in rf) || !rf.ok) throw new Error(`${c.name} ${v}: no timing from the frontend`);
-    return (o.rounds * c.batch) / rf.seconds;
+    if (!("ok" in rf && rf.ok && "ok" in rb && rb.ok)) throw new Error(`${c.name} ${v}: no result`);
+    const requests = (o.warmup + o.rounds) * c.batch;
+    return {
+      rate: (o.rounds * c.batch) / rf.seconds,
+      kicks: (rf.kicks + rb.kicks) / requests,
+      sleeps: (rf.sleeps + rb.sleeps) / requests,
+    };
   } finally {
     await Promise.all([wFront.terminate(), wBack.terminate()]);
   }
@@ -195,23 +207,38 @@ function fmtRate(x: number): string {
   return x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : `${(x / 1e3).toFixed(1)} k`;
 }
 
-type Samples = Map<string, { xenlab: number[]; base: number[] }>;
+type Samples = Map<string, { xenlab: Sample[]; base: Sample[] }>;
+
+const rates = (xs: readonly Sample[]): number[] => xs.map((x) => x.rate);
 
 function table(cs: readonly Case[], samples: Samples): string {
   const rows: string[][] = [
-    ["case", "xenlab ops/s", "baseline ops/s", "ratio", "paired", "runs (xenlab)", "runs (baseline)"],
+    [
+      "case",
+      "xenlab ops/s",
+      "baseline ops/s",
+      "ratio",
+      "paired",
+      "kicks/req x|b",
+      "sleeps/req x|b",
+      "runs (xenlab)",
+      "runs (baseline)",
+    ],
   ];
-  const runs = (xs: number[]): string => xs.map((r) => fmtRate(r).replace(" ", "")).join(" ");
+  const runs = (xs: Sample[]): string => xs.map((r) => fmtRate(r.rate).replace(" ", "")).join(" ");
+  const per = (xs: Sample[], k: "kicks" | "sleeps"): string => median(xs.map((x) => x[k])).toFixed(3);
   for (const c of cs) {
     const s = samples.get(c.name)!;
-    const x = median(s.xenlab);
-    const b = median(s.base);
+    const x = median(rates(s.xenlab));
+    const b = median(rates(s.base));
     rows.push([
       c.name,
       fmtRate(x),
       fmtRate(b),
       (x / b).toFixed(2),
-      median(s.xenlab.map((xr, r) => xr / s.base[r]!)).toFixed(2),
+      median(s.xenlab.map((xr, r) => xr.rate / s.base[r]!.rate)).toFixed(2),
+      `${per(s.xenlab, "kicks")}|${per(s.base, "kicks")}`,
+      `${per(s.xenlab, "sleeps")}|${per(s.base, "sleeps")}`,
       runs(s.xenlab),
       runs(s.base),
     ]);
@@ -222,6 +249,7 @@ function table(cs: readonly Case[], samples: Samples): string {
   return [
     "ring: requests + responses through a one-page ring between two domains; baseline: bare SAB SPSC queues",
     "ops/s = requests completed per second; batchB = B requests published at once, then their B responses",
+    "kicks, sleeps: per request, both sides, xenlab|baseline (medians; paired = median of per-run ratios)",
     ...rows.map((r) => line(r).trimEnd()),
     "goal: ratio ≥ 0.5",
   ].join("\n");
@@ -256,8 +284,8 @@ export async function run(argv: string[]): Promise<number> {
   if (o.json) {
     for (const c of cs) {
       const s = samples.get(c.name)!;
-      const x = median(s.xenlab);
-      const b = median(s.base);
+      const x = median(rates(s.xenlab));
+      const b = median(rates(s.base));
       const line = {
         bench: "ring",
         case: c.name,
