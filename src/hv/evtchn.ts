@@ -59,8 +59,11 @@ export {
 /** `NR_VIRQS` of xen.h. */
 export const NR_VIRQS = 24;
 
-/** Virtual IRQs bound per vCPU (Xen's `VIRQ_VCPU` type); the others are per domain. */
-const PER_VCPU_VIRQS: ReadonlySet<number> = new Set([0 /* TIMER */, 1 /* DEBUG */, 5 /* XENOPROF */, 13]);
+/**
+ * Virtual IRQs bound per vCPU ("V." in xen.h; Xen's virq_is_global() is false for them): TIMER,
+ * DEBUG, XENOPROF, XENPMU. The others, the arch ones included on x86, are global.
+ */
+const PER_VCPU_VIRQS: ReadonlySet<number> = new Set([0, 1, 7, 13]);
 
 /** `DOMID_FIRST_RESERVED`: domids from here on are special, never a domain's. */
 const DOMID_FIRST_RESERVED = 0x7ff0;

@@ -446,6 +446,9 @@ describe("virtual IRQs and IPIs", () => {
     assert.equal(ev.bindVirq(1, -1), -EINVAL);
     assert.equal(ev.bindVirq(1, 3, 1), -EINVAL, "a global virq on vCPU 1");
     assert.equal(ev.bindVirq(1, 0, 1), -ENOENT, "a per-vCPU virq on a vCPU that does not exist");
+    assert.equal(ev.bindVirq(1, 7, 1), -ENOENT, "VIRQ_XENOPROF is per vCPU");
+    assert.equal(ev.bindVirq(1, 13, 1), -ENOENT, "VIRQ_XENPMU is per vCPU");
+    assert.equal(ev.bindVirq(1, 5, 1), -EINVAL, "5 is no VIRQ of xen.h: global, as Xen's virq_is_global()");
     assert.equal(ev.bindIpi(1, 1), -ENOENT);
     assert.deepEqual(ev.status(1, 1, ev.bindIpi(1)), { status: EVTCHNSTAT.ipi, vcpu: 0 });
   });
