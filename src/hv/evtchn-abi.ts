@@ -3,24 +3,34 @@
  * the port table, and Xen's bit algorithms over them (`xen/common/event_2l.c`).
  *
  * Event memory, one SharedArrayBuffer per domain, laid out as the 2-level part of Xen's
- * `shared_info` and vCPU 0's `vcpu_info` on x86_64 (xen.h):
+ * `shared_info` on x86_64 (xen.h), whose `vcpu_info[32]` of 64 bytes each come first, plus words
+ * of our own after it. For vCPU v < EVTCHN_MAX_VCPUS:
  *
- *   vcpu_info[0].evtchn_upcall_pending  u8   @0
- *   vcpu_info[0].evtchn_upcall_mask     u8   @1
- *   vcpu_info[0].evtchn_pending_sel     u64  @8      bit w: u64 word w of evtchn_pending may have work
- *   shared_info.evtchn_pending[64]      u64  @2048   bit p: port p is pending
- *   shared_info.evtchn_mask[64]         u64  @2560   bit p: port p is masked
- *   wake                                i32  @3072   not Xen's: the word a domain sleeps on
+ *   vcpu_info[v].evtchn_upcall_pending  u8   @64v
+ *   vcpu_info[v].evtchn_upcall_mask     u8   @64v+1
+ *   vcpu_info[v].evtchn_pending_sel     u64  @64v+8   bit w: u64 word w of evtchn_pending may have work
+ *   shared_info.evtchn_pending[64]      u64  @2048    bit p: port p is pending
+ *   shared_info.evtchn_mask[64]         u64  @2560    bit p: port p is masked
+ *   wake[v]                             i32  @3072+4v not Xen's: the word vCPU v sleeps on
+ *   notify_vcpu[4096]                   u8   @3136+p  not Xen's: the vCPU port p notifies
  *
  * Bits are reached through an Int32Array: port p is bit (p & 31) of int32 word (p >> 5) from the
- * start of the bitmap, which is where it sits in the little-endian u64 words C sees. The selector is
+ * start of the bitmap, which is where it sits in the little-endian u64 words C sees. A selector is
  * two int32 halves; each half is swapped atomically on its own, which is enough because every set of
  * a selector bit is followed by a set of `upcall_pending` (see EventChannelGuest.upcall()).
  *
- * `wake` stands in for the vCPU kick (`vcpu_mark_events_pending` → IPI): whoever sets
- * `upcall_pending` then adds 1 to `wake` and calls Atomics.notify. A domain reads `wake`, checks
- * `upcall_pending`, and only then sleeps with Atomics.wait(wake, seen), so a kick between the check
- * and the sleep changes the word and the sleep returns at once: no wake-up is lost.
+ * `notify_vcpu` is Xen's `evtchn->notify_vcpu_id`, copied where a sender can read it: only the
+ * hypervisor writes it (bind_ipi, bind_virq, bind_vcpu, and 0 again when a port is freed), and
+ * set-pending reads it to pick the vCPU whose selector, upcall byte and wake word it uses. A reader
+ * keeps the low bits only (& (EVTCHN_MAX_VCPUS - 1)), so whatever the byte holds, every access
+ * stays inside the vcpu_info slots and wake words laid out above. It starts on a cache line of its
+ * own (the wake words' line is written on every kick; these bytes are read-mostly).
+ *
+ * `wake[v]` stands in for the vCPU kick (`vcpu_mark_events_pending` → IPI): whoever sets vCPU v's
+ * `upcall_pending` then adds 1 to `wake[v]` and calls Atomics.notify. vCPU v reads `wake[v]`,
+ * checks its `upcall_pending`, and only then sleeps with Atomics.wait(wake[v], seen), so a kick
+ * between the check and the sleep changes the word and the sleep returns at once: no wake-up is
+ * lost.
  *
  * Port table, one SharedArrayBuffer per domain, written only by the hypervisor (the main thread)
  * and read by the domain's worker on the send fast path. Four int32 per port:
@@ -37,15 +47,24 @@
 /** Ports of the 2-level ABI on a 64-bit guest: 64 × 64 bits. Port 0 is never handed out. */
 export const EVTCHN_2L_NR_CHANNELS = 4096;
 
-/** Byte offsets in a domain's event memory. */
+/** vCPUs a domain may have; a power of two, so that a port's vCPU byte is reduced with a mask. */
+export const EVTCHN_MAX_VCPUS = 4;
+
+/**
+ * Byte offsets in a domain's event memory. `upcallPending`, `upcallMask` and `pendingSel` are
+ * offsets in a `vcpu_info` (vCPU v's is at `vcpuInfo * v`); `wake` is vCPU 0's wake word, vCPU v's
+ * is at `wake + 4v`; `vcpu` is port 0's notify_vcpu byte, port p's is at `vcpu + p`.
+ */
 export const EVTCHN_LAYOUT = {
+  vcpuInfo: 64,
   upcallPending: 0,
   upcallMask: 1,
   pendingSel: 8,
   pending: 2048,
   mask: 2560,
   wake: 3072,
-  size: 3076,
+  vcpu: 3136,
+  size: 3136 + EVTCHN_2L_NR_CHANNELS,
 } as const;
 
 /** `EVTCHNSTAT_*` of event_channel.h, also the state stored in the port table. */
@@ -73,12 +92,13 @@ export const XEN_ERRNO = {
 /** `DOMID_SELF` of xen.h: "the calling domain" wherever a domid is an argument. */
 export const DOMID_SELF = 0x7ff0;
 
-/** int32 word indexes in the event memory. */
-export const W_UPCALL = 0;
+/** int32 word indexes in the event memory; the per-vCPU ones are vCPU 0's. */
 export const W_SEL = EVTCHN_LAYOUT.pendingSel / 4;
 export const W_PENDING = EVTCHN_LAYOUT.pending / 4;
 export const W_MASK = EVTCHN_LAYOUT.mask / 4;
 export const W_WAKE = EVTCHN_LAYOUT.wake / 4;
+/** int32 words from one vCPU's selector to the next's. */
+export const W_VCPU_STRIDE = EVTCHN_LAYOUT.vcpuInfo / 4;
 
 /** int32 words per port in the port table. */
 export const PT_WORDS = 4;
@@ -86,9 +106,9 @@ export const PORT_TABLE_BYTES = EVTCHN_2L_NR_CHANNELS * PT_WORDS * 4;
 
 /** The views of one domain's event memory that the bit algorithms use. */
 export interface EventMemory {
-  /** Over the whole buffer: upcall byte word, selector, bitmaps, wake word. */
+  /** Over the whole buffer: selectors, bitmaps, wake words. */
   readonly words: Int32Array;
-  /** Over the first bytes, for `upcall_pending` and `upcall_mask`. */
+  /** Over the whole buffer: `upcall_pending`, `upcall_mask` and the ports' vCPU bytes. */
   readonly bytes: Uint8Array;
 }
 
@@ -96,48 +116,68 @@ export function eventMemory(sab: SharedArrayBuffer): EventMemory {
   if (sab.byteLength < EVTCHN_LAYOUT.size) {
     throw new RangeError(`Event memory needs ${EVTCHN_LAYOUT.size} bytes, got ${sab.byteLength}`);
   }
-  return { words: new Int32Array(sab, 0, EVTCHN_LAYOUT.size / 4), bytes: new Uint8Array(sab, 0, 8) };
+  return {
+    words: new Int32Array(sab, 0, EVTCHN_LAYOUT.size >> 2),
+    bytes: new Uint8Array(sab, 0, EVTCHN_LAYOUT.size),
+  };
 }
 
 export function newEventMemory(): SharedArrayBuffer {
   return new SharedArrayBuffer(EVTCHN_LAYOUT.size);
 }
 
-/** Mark the vCPU's upcall pending and kick it (Xen's `vcpu_mark_events_pending`). */
-export function kick(m: EventMemory): void {
-  Atomics.store(m.bytes, EVTCHN_LAYOUT.upcallPending, 1);
-  Atomics.add(m.words, W_WAKE, 1);
-  Atomics.notify(m.words, W_WAKE);
+/** The vCPU that port `port` notifies (its notify_vcpu byte, reduced to a vCPU that is laid out). */
+export function portVcpu(m: EventMemory, port: number): number {
+  return Atomics.load(m.bytes, EVTCHN_LAYOUT.vcpu + port) & (EVTCHN_MAX_VCPUS - 1);
+}
+
+/** The hypervisor's half: port `port` now notifies vCPU `vcpu`. */
+export function setPortVcpu(m: EventMemory, port: number, vcpu: number): void {
+  Atomics.store(m.bytes, EVTCHN_LAYOUT.vcpu + port, vcpu);
+}
+
+/** Mark vCPU `vcpu`'s upcall pending and kick it (Xen's `vcpu_mark_events_pending`). */
+export function kick(m: EventMemory, vcpu: number): void {
+  Atomics.store(m.bytes, EVTCHN_LAYOUT.vcpuInfo * vcpu + EVTCHN_LAYOUT.upcallPending, 1);
+  Atomics.add(m.words, W_WAKE + vcpu, 1);
+  Atomics.notify(m.words, W_WAKE + vcpu);
+}
+
+/**
+ * The common tail of set-pending and unmask, for a port that is pending and unmasked: set the
+ * selector bit of its word in its vCPU's `evtchn_pending_sel`; if that bit was clear, mark the
+ * vCPU's upcall pending and kick it.
+ */
+export function raiseSelector(m: EventMemory, port: number): void {
+  const v = portVcpu(m, port);
+  const w = port >>> 6;
+  const sbit = 1 << (w & 31);
+  if (Atomics.or(m.words, W_SEL + W_VCPU_STRIDE * v + (w >>> 5), sbit) & sbit) return;
+  kick(m, v);
 }
 
 /**
  * Xen's `evtchn_2l_set_pending`, in strict order: test-and-set the pending bit (already set: stop,
- * the event is already on its way); if the port is not masked and the selector bit of its word was
- * clear, mark the upcall pending and kick. A masked port keeps its pending bit, so nothing is lost:
- * unmask() delivers it.
+ * the event is already on its way); if the port is not masked, raise the selector bit of the
+ * port's vCPU and, if it was clear, mark that vCPU's upcall pending and kick it. A masked port keeps
+ * its pending bit, so nothing is lost: unmask() delivers it.
  */
 export function setPending(m: EventMemory, port: number): void {
   const bit = 1 << (port & 31);
   if (Atomics.or(m.words, W_PENDING + (port >>> 5), bit) & bit) return;
   if (Atomics.load(m.words, W_MASK + (port >>> 5)) & bit) return;
-  const w = port >>> 6;
-  const sbit = 1 << (w & 31);
-  if (Atomics.or(m.words, W_SEL + (w >>> 5), sbit) & sbit) return;
-  kick(m);
+  raiseSelector(m, port);
 }
 
 /**
- * Xen's `evtchn_2l_unmask`: test-and-clear the mask bit; if it was set and the port is pending and
- * the selector bit was clear, mark the upcall pending and kick.
+ * Xen's `evtchn_2l_unmask`: test-and-clear the mask bit; if it was set and the port is pending,
+ * raise the selector bit of the port's vCPU and kick that vCPU if the bit was clear.
  */
 export function unmaskPort(m: EventMemory, port: number): void {
   const bit = 1 << (port & 31);
   if (!(Atomics.and(m.words, W_MASK + (port >>> 5), ~bit) & bit)) return;
   if (!(Atomics.load(m.words, W_PENDING + (port >>> 5)) & bit)) return;
-  const w = port >>> 6;
-  const sbit = 1 << (w & 31);
-  if (Atomics.or(m.words, W_SEL + (w >>> 5), sbit) & sbit) return;
-  kick(m);
+  raiseSelector(m, port);
 }
 
 export function clearPending(m: EventMemory, port: number): void {

@@ -1,7 +1,8 @@
 /**
- * Event channels, the guest side: what runs inside a domain's worker. It sends on its ports
- * without the hypervisor, masks and unmasks them, and runs Xen's upcall, which calls the handler
- * bound to each pending port.
+ * Event channels, the guest side: what runs in the thread of one vCPU of a domain (its worker, or
+ * for dom0's vCPU 1 the host's main thread). It sends on the domain's ports without the hypervisor,
+ * masks and unmasks them, and runs Xen's upcall for its vCPU, which calls the handler bound to each
+ * pending port that notifies this vCPU.
  *
  * Sending (EVTCHNOP_send's work, done in the sender's thread): read the port's entry in the
  * domain's own port table (written only by the hypervisor); interdomain → set the peer port's
@@ -11,26 +12,33 @@
  * boot record's MessagePort; the hypervisor posts it before it writes the port entry, so when the
  * entry is seen the message is queued and receiveMessageOnPort takes it synchronously.
  *
- * Upcall (Linux's 2-level `xen_evtchn_handle_events`):
+ * Upcall of vCPU v (Linux's 2-level `xen_evtchn_handle_events` on CPU v):
  *
  *   do {
- *     upcall_pending = 0                          // first: a later set-pending re-raises it
- *     sel = xchg(pending_sel, 0)
+ *     vcpu_info[v].upcall_pending = 0             // first: a later set-pending re-raises it
+ *     sel = xchg(vcpu_info[v].pending_sel, 0)
  *     for each bit w of sel:
- *       for each port p in pending[w] & ~mask[w]:
- *         clear pending[p]                        // before the handler: an event sent while it runs
- *         handler(p)                              //   sets the bit again and is not lost
- *   } while (upcall_pending)
+ *       for each port p in pending[w] & ~mask[w] with notify_vcpu[p] == v:
+ *         if test-and-clear pending[p]:           // before the handler: an event sent while it runs
+ *           handler(p)                            //   sets the bit again and is not lost
+ *   } while (vcpu_info[v].upcall_pending)
+ *
+ * Ports of other vCPUs are left pending for them, as Linux's per-CPU `cpu_evtchn_mask` leaves
+ * them; here the filter is the port's vCPU byte the hypervisor keeps in the event memory. The
+ * test-and-clear makes one handler run when the old and the new vCPU of a port being moved by
+ * EVTCHNOP_bind_vcpu both look at it.
  *
  * Worked example: port 5 masked, peer sends → pending[5] = 1, no selector bit, no kick. unmask(5)
  * → mask cleared, pending seen, selector bit 0 newly set → upcall_pending = 1 + kick; the next
  * block() or async-loop turn runs handler(5). Had the peer sent twice while masked, the handler runs
  * once (events are edges that coalesce, as in Xen).
  *
- * unmask() is done locally, as Linux's evtchn_2l_unmask does when the port is bound to the current
- * vCPU (a domain here has one vCPU): the same algorithm as the hypervisor's EVTCHNOP_unmask, on our
- * own event memory, with the kick waking our own wait. `evtchn_upcall_mask` is laid out but not
- * consulted: a domain takes upcalls only in block() and the async loop, its delivery points.
+ * unmask() is done locally, for any port of the domain: the same algorithm as the hypervisor's
+ * EVTCHNOP_unmask, on our own event memory, raising the selector of the port's vCPU and kicking that
+ * vCPU, whichever thread it runs in. (Linux unmasks locally only on the port's own CPU and asks Xen
+ * otherwise, because it cannot send an IPI from there; the kick here is an Atomics.notify that any
+ * thread may do.) `evtchn_upcall_mask` is laid out but not consulted: a vCPU takes upcalls only in
+ * block() and the async loop, its delivery points.
  *
  * Waiting, two ways (Node 20 platform limits, see spec/platform.md):
  * - block(timeoutMs), like SCHEDOP_block: Atomics.wait on the wake word, then the upcall. The
@@ -41,11 +49,14 @@
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {
   EVTCHN_2L_NR_CHANNELS,
+  EVTCHN_LAYOUT,
+  EVTCHN_MAX_VCPUS,
   EVTCHNSTAT,
   type EventMemory,
   eventMemory,
   type PeerEvents,
   type PortEntry,
+  portVcpu,
   readPortEntry,
   setPending,
   testBit,
@@ -53,6 +64,7 @@ import {
   W_MASK,
   W_PENDING,
   W_SEL,
+  W_VCPU_STRIDE,
   W_WAKE,
   XEN_ERRNO,
 } from "./evtchn-abi.ts";
@@ -64,6 +76,7 @@ export type EventHandler = (port: number) => void;
 /** The fields of DomainEventsBoot (evtchn.ts) the guest uses; structurally the same record. */
 export interface GuestEventsBoot {
   readonly domid: number;
+  readonly vcpu: number;
   readonly serial: number;
   readonly events: SharedArrayBuffer;
   readonly ports: SharedArrayBuffer;
@@ -91,9 +104,15 @@ function noop(): void {}
 
 export class EventChannelUpcall {
   readonly domid: number;
+  /** The vCPU whose upcall this runs. */
+  readonly vcpu: number;
   readonly #mem: EventMemory;
   readonly #words: Int32Array;
   readonly #bytes: Uint8Array;
+  /** This vCPU's `upcall_pending` byte, `pending_sel` int32 word and wake word. */
+  readonly #upcallByte: number;
+  readonly #selWord: number;
+  readonly #wakeWord: number;
   readonly #table: Int32Array;
   readonly #peerPort: MessagePort;
   readonly #peers = new Map<number, EventMemory>();
@@ -107,7 +126,15 @@ export class EventChannelUpcall {
   #loop: Promise<void> | undefined;
 
   constructor(boot: GuestEventsBoot, opts: UpcallOptions = {}) {
+    const v = boot.vcpu;
+    if (!Number.isInteger(v) || v < 0 || v >= EVTCHN_MAX_VCPUS) {
+      throw new RangeError(`vCPU ${v} is out of range: 0 to ${EVTCHN_MAX_VCPUS - 1}`);
+    }
     this.domid = boot.domid;
+    this.vcpu = v;
+    this.#upcallByte = EVTCHN_LAYOUT.vcpuInfo * v + EVTCHN_LAYOUT.upcallPending;
+    this.#selWord = W_SEL + W_VCPU_STRIDE * v;
+    this.#wakeWord = W_WAKE + v;
     this.#mem = eventMemory(boot.events);
     this.#words = this.#mem.words;
     this.#bytes = this.#mem.bytes;
@@ -154,7 +181,10 @@ export class EventChannelUpcall {
     Atomics.or(this.#words, W_MASK + (port >>> 5), 1 << (port & 31));
   }
 
-  /** Unmask `port` locally with Xen's algorithm; an event that came while masked is delivered. */
+  /**
+   * Unmask `port` locally with Xen's algorithm; an event that came while masked is delivered to the
+   * port's vCPU, this one or another.
+   */
   unmask(port: number): void {
     checkPort(port);
     unmaskPort(this.#mem, port);
@@ -170,24 +200,29 @@ export class EventChannelUpcall {
     return testBit(this.#mem, W_MASK, port);
   }
 
-  /** Whether an upcall is due (`evtchn_upcall_pending`). */
+  /** Whether an upcall is due on this vCPU (its `evtchn_upcall_pending`). */
   get upcallPending(): boolean {
-    return Atomics.load(this.#bytes, 0) !== 0;
+    return Atomics.load(this.#bytes, this.#upcallByte) !== 0;
   }
 
   /**
-   * Run the upcall now (see the module comment) and return how many events were handled. A port
-   * with no handler has its event consumed and ignored, as a spurious one.
+   * Run this vCPU's upcall now (see the module comment) and return how many events were handled.
+   * A port with no handler has its event consumed and ignored, as a spurious one; a port of another
+   * vCPU is left alone.
    */
   upcall(): number {
+    const mem = this.#mem;
     const words = this.#words;
+    const bytes = this.#bytes;
+    const up = this.#upcallByte;
+    const vcpu = this.vcpu;
     let handled = 0;
     let failed = false;
     let failure: unknown;
-    while (Atomics.load(this.#bytes, 0) !== 0) {
-      Atomics.store(this.#bytes, 0, 0);
+    while (Atomics.load(bytes, up) !== 0) {
+      Atomics.store(bytes, up, 0);
       for (let half = 0; half < 2; half++) {
-        let sel = Atomics.exchange(words, W_SEL + half, 0);
+        let sel = Atomics.exchange(words, this.#selWord + half, 0);
         while (sel !== 0) {
           const sb = 31 - Math.clz32(sel & -sel);
           sel &= sel - 1;
@@ -199,7 +234,9 @@ export class EventChannelUpcall {
               const b = 31 - Math.clz32(bits & -bits);
               bits &= bits - 1;
               const port = k * 32 + b;
-              Atomics.and(words, W_PENDING + k, ~(1 << b));
+              if (portVcpu(mem, port) !== vcpu) continue;
+              // Test-and-clear: another vCPU may have taken it (a port moved by bind_vcpu).
+              if (!(Atomics.and(words, W_PENDING + k, ~(1 << b)) & (1 << b))) continue;
               handled++;
               const h = this.#handlers.get(port);
               if (h === undefined) continue;
@@ -233,8 +270,11 @@ export class EventChannelUpcall {
     const t0 = finite ? performance.now() : 0;
     let left = timeoutMs;
     for (;;) {
-      const seen = Atomics.load(words, W_WAKE);
-      if (Atomics.load(this.#bytes, 0) === 0 && Atomics.wait(words, W_WAKE, seen, left) === "timed-out") {
+      const seen = Atomics.load(words, this.#wakeWord);
+      if (
+        Atomics.load(this.#bytes, this.#upcallByte) === 0 &&
+        Atomics.wait(words, this.#wakeWord, seen, left) === "timed-out"
+      ) {
         return this.upcall();
       }
       const n = this.upcall();
@@ -268,8 +308,8 @@ export class EventChannelUpcall {
       clearInterval(this.#keepAlive);
       this.#keepAlive = undefined;
       // Wake our own wait so that the loop sees #running and ends now.
-      Atomics.add(this.#words, W_WAKE, 1);
-      Atomics.notify(this.#words, W_WAKE);
+      Atomics.add(this.#words, this.#wakeWord, 1);
+      Atomics.notify(this.#words, this.#wakeWord);
     }
     await loop.catch(noop);
   }
@@ -279,9 +319,9 @@ export class EventChannelUpcall {
     const live = (): boolean => this.#running && this.#generation === generation;
     try {
       while (live()) {
-        const seen = Atomics.load(this.#words, W_WAKE);
-        if (Atomics.load(this.#bytes, 0) === 0) {
-          const r = waitAsync(this.#words, W_WAKE, seen);
+        const seen = Atomics.load(this.#words, this.#wakeWord);
+        if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
+          const r = waitAsync(this.#words, this.#wakeWord, seen);
           if (r.async) await r.value;
           if (!live()) return;
         }
