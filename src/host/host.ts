@@ -1,0 +1,229 @@
+/**
+ * The host: one process holding the hypervisor, xenstored (the core, its Unix socket for dom0's
+ * tools, and the rings of every domain) and the toolstack, with dom0 and the guests as workers.
+ *
+ * Creating a guest is what `xl create` does through libxl, in the same order:
+ *
+ *   1. the hypervisor builds the domain, paused (pages, grant refs 0 and 1, store and console
+ *      ports unbound towards dom0, the worker waiting);
+ *   2. one transaction writes its XenStore directory with libxl's permissions
+ *      (`libxl__domain_make`: /local/domain/N owned by dom0 and readable by N; device, control,
+ *      cpu, memory likewise; data, drivers, feature, attr, error, control/shutdown … owned by N),
+ *      then `libxl__build_post`'s keys: name, domid, memory, store/port, store/ring-ref,
+ *      console/port, console/ring-ref;
+ *   3. XS_INTRODUCE: xenstored maps the store page and binds the port (xenstored-domains.ts),
+ *      and fires @introduceDomain;
+ *   4. the domain is unpaused and its kernel boots, finding xenstored attached.
+ *
+ * Destroying: the hypervisor tears the domain down, then xenstored releases it (@releaseDomain,
+ * its own nodes removed unless --keep-orphans) and the toolstack removes /local/domain/N, as
+ * `libxl__destroy_domid` does.
+ */
+
+import { EventChannelUpcall } from "../hv/evtchn-guest.ts";
+import { type CreateOptions, type DomainInfo, Hypervisor } from "../hv/hypervisor.ts";
+import type { Logger } from "../log.ts";
+import { XsClient, type XsOps } from "../xenstore/client.ts";
+import { type CoreOptions, deliver, XenStoreCore } from "../xenstore/core.ts";
+import { LocalChannel } from "../xenstore/transport-local.ts";
+import { SocketTransport } from "../xenstore/transport-socket.ts";
+import { XenstoredDomains } from "./xenstored-domains.ts";
+
+export interface HostOptions {
+  readonly log: Logger;
+  /** xenstored's options (quotas, keepOrphans); `hooks` and `log` are the host's. */
+  readonly xenstored?: Omit<CoreOptions, "hooks" | "log">;
+  /** Dom0's memory in pages and the modules its kernel loads at boot. */
+  readonly dom0?: Omit<CreateOptions, "domid" | "name"> & { readonly name?: string };
+  /** Each kernel log line of each domain. */
+  readonly onKernelLog?: (domid: number, line: string) => void;
+  /** The domain kernel's entry (tests); default src/hv/domain-worker. */
+  readonly workerEntry?: URL;
+}
+
+export class Host {
+  readonly hv: Hypervisor;
+  readonly core: XenStoreCore;
+  /** The toolstack's own XenStore connection (dom0 user space, privileged). */
+  readonly xs: XsClient;
+  readonly xenstored: XenstoredDomains;
+  readonly #vcpu1: EventChannelUpcall;
+  readonly #log: Logger;
+  #loop: Promise<void> | null = null;
+  #socket: SocketTransport | null = null;
+
+  private constructor(opts: HostOptions, hv: Hypervisor) {
+    this.#log = opts.log;
+    this.hv = hv;
+    // Dom0's vCPU 1 runs here: xenstored's event channels are bound to it.
+    this.#vcpu1 = new EventChannelUpcall(hv.events.vcpuBoot(0, 1), {
+      onError: (err, port) =>
+        this.#log.error(
+          { port, err: err instanceof Error ? err.message : String(err) },
+          "xenstored event failed",
+        ),
+    });
+    this.xenstored = new XenstoredDomains(hv, this.#vcpu1);
+    this.core = new XenStoreCore({ ...opts.xenstored, log: opts.log, hooks: this.xenstored });
+    this.xenstored.attach(this.core);
+    this.xs = new XsClient(new LocalChannel(this.core));
+  }
+
+  /** Starts a host: the hypervisor, dom0 (running, its ring attached) and xenstored. */
+  static async start(opts: HostOptions): Promise<Host> {
+    let host: Host | null = null;
+    const hv = new Hypervisor({
+      log: opts.log,
+      ...(opts.onKernelLog === undefined ? {} : { onKernelLog: opts.onKernelLog }),
+      onDestroyed: (domid) => {
+        if (host !== null) host.#released(domid);
+      },
+      ...(opts.workerEntry === undefined ? {} : { workerEntry: opts.workerEntry }),
+    });
+    hv.create({ ...opts.dom0, domid: 0, name: opts.dom0?.name ?? "Domain-0" });
+    host = new Host(opts, hv);
+    host.#loop = host.#vcpu1.start();
+    host.#loop.catch(() => {});
+    host.xenstored.attachDom0();
+    // What xen-init-dom0 writes.
+    await host.xs.write("/local/domain/0/domid", "0");
+    await host.xs.write("/local/domain/0/name", opts.dom0?.name ?? "Domain-0");
+    hv.unpause(0);
+    await hv.ready(0);
+    return host;
+  }
+
+  /**
+   * Opens xenstored's Unix socket for dom0's tools (Debian's xenstore-*, libxenstore, pyxs):
+   * every socket connection is dom0, privileged, as in Xen.
+   */
+  async listen(path: string): Promise<void> {
+    if (this.#socket !== null) throw new Error("Cannot listen: the host's xenstored socket is open already");
+    const t = new SocketTransport(this.core);
+    await t.listen(path);
+    this.#socket = t;
+  }
+
+  /** `xl create`: builds, describes in XenStore, introduces and boots a guest (see above). */
+  async createDomain(opts: CreateOptions): Promise<DomainInfo> {
+    const info = this.hv.create(opts);
+    const { domid } = info;
+    try {
+      await this.#describe(info);
+      await this.xs.introduce(domid, info.store.gfn, info.store.port);
+      this.hv.unpause(domid);
+      await this.hv.ready(domid);
+    } catch (e) {
+      await this.destroyDomain(domid);
+      throw e;
+    }
+    return this.hv.info(domid)!;
+  }
+
+  /**
+   * Attaches a device as libxl does (`libxl__device_generic_add`), in one transaction: the
+   * frontend directory owned by the guest and readable by the backend domain, the backend
+   * directory owned by dom0 and readable by the guest, each end's pointer to the other, and both
+   * `state` keys Initialising. (The seed's activate.sh writes the same keys but leaves the
+   * frontend directory dom0's: enough for probing, not for the handshake, where the frontend
+   * writes `ring-ref`, `event-channel` and `state`.)
+   */
+  async attachDevice(type: string, domid: number, devid = 0): Promise<void> {
+    const fe = `/local/domain/${domid}/device/${type}/${devid}`;
+    const be = `/local/domain/0/backend/${type}/${domid}/${devid}`;
+    await this.xs.transaction(async (t) => {
+      await t.write(fe, "");
+      await t.setPerms(fe, [`n${domid}`, "r0"]);
+      await t.write(be, "");
+      await t.setPerms(be, ["n0", `r${domid}`]);
+      await t.write(`${fe}/backend-id`, "0");
+      await t.write(`${fe}/backend`, be);
+      await t.write(`${be}/frontend-id`, String(domid));
+      await t.write(`${be}/frontend`, fe);
+      await t.write(`${be}/online`, "1");
+      await t.write(`${fe}/state`, "1");
+      await t.write(`${be}/state`, "1");
+    });
+  }
+
+  /**
+   * Detaches a device as libxl does: the backend is told to close (online 0, state Closing), the
+   * toolstack waits for the backend to reach Closed, then removes both directories.
+   */
+  async detachDevice(type: string, domid: number, devid = 0, timeoutMs = 10_000): Promise<void> {
+    const fe = `/local/domain/${domid}/device/${type}/${devid}`;
+    const be = `/local/domain/0/backend/${type}/${domid}/${devid}`;
+    await this.xs.transaction(async (t) => {
+      await t.write(`${be}/online`, "0");
+      await t.write(`${be}/state`, "5");
+    });
+    await this.xs.wait(`${be}/state`, async (xs) => (await xs.tryRead(`${be}/state`)) === "6", {
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await this.xs.rm(fe);
+    await this.xs.rm(be);
+  }
+
+  /** `xl destroy`. */
+  async destroyDomain(domid: number): Promise<void> {
+    if (domid === 0) throw new RangeError("Cannot destroy dom0: stop the host instead");
+    await this.hv.destroy(domid);
+  }
+
+  /** Stops every domain (dom0 last) and the event loop of dom0's vCPU 1. */
+  async stop(): Promise<void> {
+    await this.#socket?.close();
+    this.#socket = null;
+    await this.hv.shutdown();
+    await this.#vcpu1.stop();
+    await this.xs.close();
+  }
+
+  /** libxl__domain_make + libxl__build_post, in one transaction. */
+  async #describe(info: DomainInfo): Promise<void> {
+    const { domid } = info;
+    const dom = `/local/domain/${domid}`;
+    const ro = [`n0`, `r${domid}`];
+    const rw = [`n${domid}`];
+    await this.xs.transaction(async (t: XsOps) => {
+      await t.rm(dom).catch(() => {});
+      const mknod = async (path: string, perms: string[]): Promise<void> => {
+        await t.write(path, "");
+        await t.setPerms(path, perms);
+      };
+      await mknod(dom, ro);
+      for (const p of ["cpu", "memory", "device", "control"]) await mknod(`${dom}/${p}`, ro);
+      for (const p of [
+        "control/shutdown",
+        "control/feature-poweroff",
+        "control/feature-reboot",
+        "control/feature-suspend",
+        "control/sysrq",
+        "data",
+        "drivers",
+        "feature",
+        "attr",
+        "error",
+      ]) {
+        await mknod(`${dom}/${p}`, rw);
+      }
+      const kib = info.maxPages * 4;
+      await t.write(`${dom}/name`, info.name);
+      await t.write(`${dom}/domid`, String(domid));
+      await t.write(`${dom}/memory/static-max`, String(kib));
+      await t.write(`${dom}/memory/target`, String(kib));
+      await t.write(`${dom}/store/port`, String(info.store.port));
+      await t.write(`${dom}/store/ring-ref`, String(info.store.gfn));
+      await t.write(`${dom}/console/port`, String(info.console.port));
+      await t.write(`${dom}/console/ring-ref`, String(info.console.gfn));
+    });
+  }
+
+  /** After the hypervisor destroyed a domain: xenstored releases it, the toolstack cleans up. */
+  #released(domid: number): void {
+    deliver(this.core.releaseDomain(domid));
+    this.xs.rm(`/local/domain/${domid}`).catch((e: unknown) => {
+      this.#log.debug({ domid, err: e instanceof Error ? e.message : String(e) }, "rm of domain dir");
+    });
+  }
+}

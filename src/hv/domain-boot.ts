@@ -1,0 +1,79 @@
+/**
+ * What passes between the hypervisor (main thread) and a domain's worker: the boot record, the
+ * hypercall names, and the messages a kernel posts to its host. Types and constants only, so both
+ * sides import it without pulling in the other's code.
+ *
+ * The boot record is the domain's `start_info`: its domid and name, the pages it starts with
+ * (by gfn), its grant table frames, its event-channel memory, the gfn and event channel of its
+ * XenStore and console pages, and the two channels to the hypervisor (hypercalls and the
+ * scheduler word). Nothing in it is another domain's.
+ */
+import type { MessagePort } from "node:worker_threads";
+import type { DomainEventsBoot } from "./evtchn.ts";
+
+/** Guest pages are 4 KiB, whatever the host's page size. */
+export const PAGE_SIZE = 4096;
+
+/** The scheduler word: written by the hypervisor, waited on by the domain at delivery points. */
+export const SCHED = { running: 0, paused: 1, dying: 2 } as const;
+
+export interface DomainBoot {
+  readonly domid: number;
+  readonly name: string;
+  /** Dom0 only: privileged hypercalls and a privileged XenStore connection. */
+  readonly privileged: boolean;
+  /** The pages the builder populated, by gfn (the others are holes until populated). */
+  readonly pages: ReadonlyMap<number, SharedArrayBuffer>;
+  /** Most pages the domain may have (its memory size). */
+  readonly maxPages: number;
+  readonly grantFrames: readonly SharedArrayBuffer[];
+  /** vCPU 0's event-channel boot record (its MessagePort goes in the transfer list). */
+  readonly events: DomainEventsBoot;
+  readonly hypercall: { readonly port: MessagePort; readonly control: SharedArrayBuffer };
+  /** One int32: SCHED.*. */
+  readonly sched: SharedArrayBuffer;
+  /** start_info's store_mfn and store_evtchn. */
+  readonly store: { readonly gfn: number; readonly port: number };
+  /** start_info's console.domU.mfn and evtchn. */
+  readonly console: { readonly gfn: number; readonly port: number };
+  /** Monotonic time (performance.timeOrigin + now) of the domain's creation: dmesg's zero. */
+  readonly bootTime: number;
+  /** Modules to load at boot, as `insmod` would (module URLs). */
+  readonly modules: readonly string[];
+}
+
+/**
+ * Hypercalls a domain may make, with their arguments. Each returns a number (0 or a port on
+ * success, a negative errno or GNTST_* on failure) unless noted.
+ */
+export interface Hypercalls {
+  evtchn_alloc_unbound(dom: number, remoteDom: number): number;
+  evtchn_bind_interdomain(remoteDom: number, remotePort: number): number;
+  evtchn_close(port: number): number;
+  evtchn_bind_vcpu(port: number, vcpu: number): number;
+  evtchn_status(dom: number, port: number): unknown;
+  /** Returns `{ status, handle, page, readonly, gfn }` or `{ status }` (GNTST_*). */
+  grant_map(flags: number, ref: number, dom: number): unknown;
+  grant_unmap(handle: number): number;
+  grant_copy(op: unknown): number;
+  /** XENMEM_populate_physmap for one page: `{ gfn, page }`, or a negative errno. */
+  memory_populate(): unknown;
+  /** XENMEM_decrease_reservation for one page. */
+  memory_release(gfn: number): number;
+}
+
+export type HypercallName = keyof Hypercalls;
+
+/** Messages a domain's kernel posts to the host on `parentPort`. */
+export type KernelMessage =
+  | { readonly kind: "log"; readonly line: string }
+  | { readonly kind: "ready" }
+  | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
+  | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
+  | { readonly kind: "panic"; readonly error: string };
+
+/** Messages the host posts to a domain's kernel. */
+export type HostMessage =
+  | { readonly kind: "insmod"; readonly id: number; readonly url: string; readonly args: readonly string[] }
+  | { readonly kind: "rmmod"; readonly id: number; readonly name: string }
+  | { readonly kind: "shutdown" };

@@ -1,0 +1,62 @@
+/**
+ * A domain's worker: the entry point of its kernel. It waits on the scheduler word until the
+ * hypervisor first unpauses it (domains are created paused), then boots: event channels, the
+ * XenStore ring, the modules of the boot record. Afterwards it serves the host's `insmod` and
+ * `rmmod` and runs the event-channel upcall loop.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "./domain-boot.ts";
+import { Kernel } from "./kernel.ts";
+
+const boot = workerData as DomainBoot;
+const port = parentPort;
+if (port === null) throw new Error("domain-worker must run in a worker thread");
+const post = (m: KernelMessage): void => port.postMessage(m);
+
+// Created paused: no kernel code runs before the first unpause.
+const sched = new Int32Array(boot.sched);
+while (Atomics.load(sched, 0) === SCHED.paused) Atomics.wait(sched, 0, SCHED.paused);
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+const kernel = new Kernel(boot, post);
+kernel.printk(`Booting domain ${boot.domid} (${boot.name}) on xenlab, ${boot.maxPages * 4} KiB memory`);
+kernel.printk("Grant tables using version 1 layout");
+kernel.printk(`xenbus: store page gfn ${boot.store.gfn}, event channel ${boot.store.port}`);
+const loop = kernel.events.start();
+loop.catch((e: unknown) => post({ kind: "panic", error: errorText(e) }));
+
+port.on("message", (m: HostMessage) => {
+  switch (m.kind) {
+    case "insmod":
+      kernel.insmod(m.url, m.args).then(
+        (name) => post({ kind: "insmod-done", id: m.id, name }),
+        (e: unknown) => {
+          kernel.printk(`insmod: ${errorText(e)}`);
+          post({ kind: "insmod-done", id: m.id, error: errorText(e) });
+        },
+      );
+      return;
+    case "rmmod":
+      kernel.rmmod(m.name).then(
+        () => post({ kind: "rmmod-done", id: m.id }),
+        (e: unknown) => post({ kind: "rmmod-done", id: m.id, error: errorText(e) }),
+      );
+      return;
+    case "shutdown":
+      void kernel.events.stop();
+      port.close();
+      return;
+  }
+});
+
+for (const url of boot.modules) {
+  try {
+    await kernel.insmod(url);
+  } catch (e) {
+    kernel.printk(`insmod ${url}: ${errorText(e)}`);
+  }
+}
+post({ kind: "ready" });

@@ -1,0 +1,446 @@
+/**
+ * The hypervisor: domains, their memory, grant tables, event channels and hypercalls.
+ *
+ * A domain is a worker thread with a domid, a name and its own memory: 4 KiB pages, each its own
+ * SharedArrayBuffer, indexed by gfn. The main thread is the hypervisor; it alone holds every
+ * domain's pages. A worker is given, at boot, the pages the builder populated (its XenStore and
+ * console pages) and its grant frames; later only pages it populates itself (XENMEM
+ * populate_physmap, `memory_populate`) and pages a grant map returns (`grant_map`, one page).
+ * A worker has no other way to reach memory: workers share nothing but what is posted to them,
+ * and the only code posting SharedArrayBuffers to a worker is this file's hypercall handler and
+ * boot record (the event-memory hand-off of evtchn.ts posts event bitmaps, never pages).
+ *
+ * Life cycle, as Xen's `domain_create` + the domain builder + `xl`:
+ *
+ *   create()   domid, pages, grant frames (ref 0 → console page, ref 1 → XenStore page, both
+ *              granted to dom0 as the builder does), event channels with the store and console
+ *              ports allocated unbound towards dom0, the worker spawned. The domain is created
+ *              PAUSED: its worker waits on the scheduler word before running any kernel code.
+ *   unpause()  the worker runs. The toolstack introduces the domain to XenStore before this, so
+ *              the guest's first request finds a daemon attached to its ring.
+ *   pause()    cooperative: the kernel stops at its next delivery point (before an upcall) and
+ *              sleeps until unpaused. A worker cannot be preempted mid-handler.
+ *   destroy()  the worker is terminated, then everything the domain held is released: what it
+ *              mapped (Xen's gnttab_release_mappings), its event channels (peers see their ports
+ *              revert to unbound), and `onDestroyed` tells the toolstack, which has XenStore fire
+ *              @releaseDomain and remove the domain's nodes. Pages other domains still map stay
+ *              alive in their mappings until unmapped, as a dying domain's pages do in Xen.
+ */
+import { MessageChannel, type Worker } from "node:worker_threads";
+import type { Logger } from "../log.ts";
+import {
+  type DomainBoot,
+  type HostMessage,
+  type HypercallName,
+  type KernelMessage,
+  PAGE_SIZE,
+  SCHED,
+} from "./domain-boot.ts";
+import { EventChannels, XEN_ERRNO } from "./evtchn.ts";
+import {
+  GNTTAB_RESERVED,
+  type GrantDomain,
+  GrantTableFrames,
+  GrantTables,
+  grantForeignAccess,
+} from "./grant-table.ts";
+import { type HypercallRequest, HypercallServer, newControlWord } from "./hypercall.ts";
+import { siblingModule, spawnWorker } from "./spawn.ts";
+
+/** Default memory of a domain: 1 MiB (256 pages), populated on demand. */
+const DEFAULT_MAX_PAGES = 256;
+/** Grant table frames per domain: 4 frames, 2048 refs (Linux asks for more only when it runs out). */
+const GRANT_FRAMES = 4;
+/** Kernel log lines kept per domain (the host's `dmesg` buffer). */
+const LOG_LINES = 4096;
+/** `DOMID_FIRST_RESERVED`. */
+const DOMID_FIRST_RESERVED = 0x7ff0;
+
+export type DomainState = "paused" | "running" | "dying";
+
+export interface CreateOptions {
+  readonly name: string;
+  /** Default: the next domid never used in this hypervisor's life (Xen's default), from 1. */
+  readonly domid?: number;
+  /** Memory size in 4 KiB pages (default 256). */
+  readonly maxPages?: number;
+  /** vCPUs of the event-channel model (default 1; dom0 gets 2, see README). */
+  readonly vcpus?: number;
+  /** Module URLs the kernel loads at boot, as `insmod` would. */
+  readonly modules?: readonly string[];
+}
+
+export interface DomainInfo {
+  readonly domid: number;
+  readonly name: string;
+  readonly state: DomainState;
+  readonly privileged: boolean;
+  /** Pages populated now. */
+  readonly pages: number;
+  readonly maxPages: number;
+  /** start_info's store and console pages and ports. */
+  readonly store: { readonly gfn: number; readonly port: number };
+  readonly console: { readonly gfn: number; readonly port: number };
+}
+
+export interface HypervisorOptions {
+  readonly log: Logger;
+  /** Each kernel log line (already timestamped), as the domain prints it. */
+  readonly onKernelLog?: (domid: number, line: string) => void;
+  /** After a domain's worker is gone and its mappings and ports are released. */
+  readonly onDestroyed?: (domid: number) => void;
+  /** The domain kernel's entry; default the sibling `domain-worker` module. */
+  readonly workerEntry?: URL;
+}
+
+interface Dom extends GrantDomain {
+  readonly domid: number;
+  readonly name: string;
+  readonly privileged: boolean;
+  readonly pages: (SharedArrayBuffer | undefined)[];
+  readonly grantFrames: SharedArrayBuffer[];
+  readonly maxPages: number;
+  readonly store: { gfn: number; port: number };
+  readonly console: { gfn: number; port: number };
+  readonly sched: Int32Array;
+  readonly worker: Worker;
+  readonly hypercalls: HypercallServer;
+  readonly log: string[];
+  populated: number;
+  state: DomainState;
+  /** Resolves when the kernel says it booted (or rejects if it died first). */
+  readonly ready: Promise<void>;
+  readonly requests: Map<number, { resolve: (v: string | undefined) => void; reject: (e: Error) => void }>;
+  exited: Promise<void>;
+}
+
+export class Hypervisor {
+  readonly events = new EventChannels();
+  readonly grants: GrantTables;
+  readonly #domains = new Map<number, Dom>();
+  readonly #log: Logger;
+  readonly #opts: HypervisorOptions;
+  #nextDomid = 1;
+  #nextRequest = 1;
+
+  constructor(opts: HypervisorOptions) {
+    this.#opts = opts;
+    this.#log = opts.log;
+    this.grants = new GrantTables((domid) => this.#domains.get(domid));
+  }
+
+  /**
+   * Builds a domain and starts its worker, paused (see the module comment). Domid 0 is dom0, the
+   * privileged domain; it must be created first if at all.
+   */
+  create(opts: CreateOptions): DomainInfo {
+    const domid = opts.domid ?? this.#allocDomid();
+    if (!Number.isInteger(domid) || domid < 0 || domid >= DOMID_FIRST_RESERVED) {
+      throw new RangeError(`Cannot create domain ${domid}: domids are 0 to ${DOMID_FIRST_RESERVED - 1}`);
+    }
+    if (this.#domains.has(domid)) throw new RangeError(`Cannot create domain ${domid}: it exists`);
+    const privileged = domid === 0;
+    if (!privileged && !this.#domains.has(0)) {
+      throw new RangeError(
+        `Cannot create domain ${domid}: create dom0 first (it runs the backends and xenstored)`,
+      );
+    }
+    const maxPages = opts.maxPages ?? DEFAULT_MAX_PAGES;
+    if (!Number.isInteger(maxPages) || maxPages < 2) {
+      throw new RangeError(`Cannot create domain ${domid}: needs at least 2 pages, got ${maxPages}`);
+    }
+
+    // Memory: the builder populates the console and XenStore pages at the top, as the x86 PV
+    // builder puts its special pages after the kernel.
+    const pages: (SharedArrayBuffer | undefined)[] = [];
+    const store = { gfn: maxPages - 1, port: 0 };
+    const console = { gfn: maxPages - 2, port: 0 };
+    pages[store.gfn] = new SharedArrayBuffer(PAGE_SIZE);
+    pages[console.gfn] = new SharedArrayBuffer(PAGE_SIZE);
+    const grantFrames = Array.from({ length: GRANT_FRAMES }, () => new SharedArrayBuffer(PAGE_SIZE));
+    const table = new GrantTableFrames(grantFrames);
+    // xc_dom_gnttab_init: the two reserved refs, granted to the backend domain (dom0).
+    grantForeignAccess(table, GNTTAB_RESERVED.console, 0, console.gfn, false);
+    grantForeignAccess(table, GNTTAB_RESERVED.xenstore, 0, store.gfn, false);
+
+    const vcpus = opts.vcpus ?? (privileged ? 2 : 1);
+    const events = this.events.addDomain(domid, { privileged, vcpus });
+    // The builder allocates both ports unbound towards dom0 (xc_evtchn_alloc_unbound).
+    store.port = this.events.allocUnbound(0, domid, 0);
+    console.port = this.events.allocUnbound(0, domid, 0);
+    if (store.port < 0 || console.port < 0) {
+      this.events.destroyDomain(domid);
+      throw new Error(`Cannot create domain ${domid}: allocating its ports failed`);
+    }
+
+    const control = newControlWord();
+    const { port1, port2 } = new MessageChannel();
+    const sched = new Int32Array(new SharedArrayBuffer(4));
+    sched[0] = SCHED.paused;
+    const populatedPages = new Map<number, SharedArrayBuffer>();
+    pages.forEach((p, gfn) => {
+      if (p !== undefined) populatedPages.set(gfn, p);
+    });
+    const boot: DomainBoot = {
+      domid,
+      name: opts.name,
+      privileged,
+      pages: populatedPages,
+      maxPages,
+      grantFrames,
+      events,
+      hypercall: { port: port2, control },
+      sched: sched.buffer as SharedArrayBuffer,
+      store: { ...store },
+      console: { ...console },
+      bootTime: performance.timeOrigin + performance.now(),
+      modules: opts.modules ?? [],
+    };
+    const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "domain-worker");
+    const worker = spawnWorker(entry, boot, [events.peers, port2]);
+
+    let readyResolve!: () => void;
+    let readyReject!: (e: Error) => void;
+    const ready = new Promise<void>((res, rej) => {
+      readyResolve = res;
+      readyReject = rej;
+    });
+    ready.catch(() => {});
+    const d: Dom = {
+      domid,
+      name: opts.name,
+      privileged,
+      pages,
+      grantFrames,
+      maxPages,
+      store,
+      console,
+      sched,
+      worker,
+      hypercalls: new HypercallServer(port1, control, (req) => this.#hypercall(d, req)),
+      log: [],
+      populated: 2,
+      state: "paused",
+      ready,
+      requests: new Map(),
+      exited: Promise.resolve(),
+    };
+    d.exited = new Promise<void>((resolve) => {
+      worker.once("exit", (code) => {
+        if (d.state !== "dying") {
+          this.#log.warn({ domid, code }, `domain ${domid} (${d.name}) exited by itself`);
+          this.#kernelLog(d, `domain exited with code ${code}`);
+        }
+        readyReject(new Error(`Domain ${domid} exited before it was ready`));
+        for (const r of d.requests.values()) r.reject(new Error(`Domain ${domid} is gone`));
+        d.requests.clear();
+        resolve();
+      });
+    });
+    worker.on("error", (err) => {
+      this.#log.error({ domid, err: err.message }, `domain ${domid} (${d.name}) crashed`);
+      this.#kernelLog(d, `Kernel panic: ${err.message}`);
+    });
+    worker.on("message", (m: KernelMessage) => this.#kernelMessage(d, m, readyResolve));
+    this.#domains.set(domid, d);
+    this.#log.info({ domid, name: opts.name }, `domain ${domid} (${opts.name}) created`);
+    return this.#info(d);
+  }
+
+  /** Lets a paused domain run (the first unpause boots its kernel). */
+  unpause(domid: number): void {
+    const d = this.#get(domid);
+    if (d.state !== "paused") return;
+    d.state = "running";
+    Atomics.store(d.sched, 0, SCHED.running);
+    Atomics.notify(d.sched, 0);
+  }
+
+  /** Pauses a domain at its next delivery point (see the module comment). */
+  pause(domid: number): void {
+    const d = this.#get(domid);
+    if (d.state !== "running") return;
+    d.state = "paused";
+    Atomics.store(d.sched, 0, SCHED.paused);
+  }
+
+  /** Resolves once the domain's kernel has booted (run unpause() first). */
+  ready(domid: number): Promise<void> {
+    return this.#get(domid).ready;
+  }
+
+  /** Destroys a domain and releases all it held (see the module comment). */
+  async destroy(domid: number): Promise<void> {
+    const d = this.#domains.get(domid);
+    if (d === undefined || d.state === "dying") return;
+    d.state = "dying";
+    Atomics.store(d.sched, 0, SCHED.dying);
+    Atomics.notify(d.sched, 0);
+    await d.worker.terminate();
+    await d.exited;
+    d.hypercalls.close();
+    const unmapped = this.grants.releaseMappings(domid);
+    this.events.destroyDomain(domid);
+    this.#domains.delete(domid);
+    this.#log.info({ domid, unmapped }, `domain ${domid} (${d.name}) destroyed`);
+    this.#opts.onDestroyed?.(domid);
+  }
+
+  /** Destroys every domain, dom0 last. */
+  async shutdown(): Promise<void> {
+    const ids = [...this.#domains.keys()].sort((a, b) => b - a);
+    for (const id of ids) await this.destroy(id);
+  }
+
+  list(): DomainInfo[] {
+    return [...this.#domains.values()].sort((a, b) => a.domid - b.domid).map((d) => this.#info(d));
+  }
+
+  info(domid: number): DomainInfo | undefined {
+    const d = this.#domains.get(domid);
+    return d === undefined ? undefined : this.#info(d);
+  }
+
+  /** The kernel log of a live domain, oldest first. */
+  dmesg(domid: number): readonly string[] {
+    return [...this.#get(domid).log];
+  }
+
+  /**
+   * Loads a driver module into a running domain (`insmod`): its `init` runs inside the domain.
+   * Resolves with the module's name.
+   */
+  insmod(domid: number, url: string, args: readonly string[] = []): Promise<string> {
+    return this.#request(domid, (id) => ({ kind: "insmod", id, url, args })).then((n) => n ?? url);
+  }
+
+  /** Unloads a module by name (`rmmod`): its `exit` runs inside the domain. */
+  async rmmod(domid: number, name: string): Promise<void> {
+    await this.#request(domid, (id) => ({ kind: "rmmod", id, name }));
+  }
+
+  /**
+   * The hypervisor's own view of a page of a domain, for the toolstack and tests (Xen's
+   * foreign map by a privileged tool). Undefined for a hole.
+   */
+  page(domid: number, gfn: number): SharedArrayBuffer | undefined {
+    return this.#domains.get(domid)?.pages[gfn];
+  }
+
+  #request(domid: number, make: (id: number) => HostMessage): Promise<string | undefined> {
+    const d = this.#get(domid);
+    if (d.state === "dying") return Promise.reject(new Error(`Domain ${domid} is dying`));
+    const id = this.#nextRequest++;
+    return new Promise((resolve, reject) => {
+      d.requests.set(id, { resolve, reject });
+      d.worker.postMessage(make(id));
+    });
+  }
+
+  #kernelMessage(d: Dom, m: KernelMessage, ready: () => void): void {
+    switch (m.kind) {
+      case "log":
+        this.#kernelLog(d, m.line);
+        return;
+      case "ready":
+        ready();
+        return;
+      case "panic":
+        this.#kernelLog(d, `Kernel panic: ${m.error}`);
+        this.#log.error({ domid: d.domid, err: m.error }, `domain ${d.domid} (${d.name}) panicked`);
+        return;
+      case "insmod-done":
+      case "rmmod-done": {
+        const r = d.requests.get(m.id);
+        if (r === undefined) return;
+        d.requests.delete(m.id);
+        if (m.error !== undefined) r.reject(new Error(m.error));
+        else r.resolve(m.kind === "insmod-done" ? m.name : undefined);
+        return;
+      }
+    }
+  }
+
+  #kernelLog(d: Dom, line: string): void {
+    d.log.push(line);
+    if (d.log.length > LOG_LINES) d.log.splice(0, d.log.length - LOG_LINES);
+    this.#opts.onKernelLog?.(d.domid, line);
+  }
+
+  /** A hypercall from domain `d`'s worker; `d` is `current`, never taken from the arguments. */
+  #hypercall(d: Dom, req: HypercallRequest): unknown {
+    const a = req.args as number[];
+    const caller = d.domid;
+    switch (req.op as HypercallName) {
+      case "evtchn_alloc_unbound":
+        return this.events.allocUnbound(caller, num(a[0]), num(a[1]));
+      case "evtchn_bind_interdomain":
+        return this.events.bindInterdomain(caller, num(a[0]), num(a[1]));
+      case "evtchn_close":
+        return this.events.close(caller, num(a[0]));
+      case "evtchn_bind_vcpu":
+        return this.events.bindVcpu(caller, num(a[0]), num(a[1]));
+      case "evtchn_status":
+        return this.events.status(caller, num(a[0]), num(a[1]));
+      case "grant_map": {
+        const r = this.grants.mapGrantRef(caller, { flags: num(a[0]), ref: num(a[1]), dom: num(a[2]) });
+        return r;
+      }
+      case "grant_unmap":
+        return this.grants.unmapGrantRef(caller, num(a[0]));
+      case "grant_copy":
+        return this.grants.copy(caller, req.args[0] as Parameters<GrantTables["copy"]>[1]);
+      case "memory_populate":
+        return this.#populate(d);
+      case "memory_release": {
+        const gfn = num(a[0]);
+        if (d.pages[gfn] === undefined) return -XEN_ERRNO.EINVAL;
+        d.pages[gfn] = undefined;
+        d.populated--;
+        return 0;
+      }
+      default:
+        throw new Error(`Unknown hypercall '${req.op}'`);
+    }
+  }
+
+  #populate(d: Dom): { gfn: number; page: SharedArrayBuffer } | number {
+    if (d.populated >= d.maxPages) return -12; // ENOMEM
+    let gfn = 0;
+    while (d.pages[gfn] !== undefined) gfn++;
+    const page = new SharedArrayBuffer(PAGE_SIZE);
+    d.pages[gfn] = page;
+    d.populated++;
+    return { gfn, page };
+  }
+
+  #info(d: Dom): DomainInfo {
+    return {
+      domid: d.domid,
+      name: d.name,
+      state: d.state,
+      privileged: d.privileged,
+      pages: d.populated,
+      maxPages: d.maxPages,
+      store: { ...d.store },
+      console: { ...d.console },
+    };
+  }
+
+  #get(domid: number): Dom {
+    const d = this.#domains.get(domid);
+    if (d === undefined) throw new RangeError(`No domain ${domid}`);
+    return d;
+  }
+
+  #allocDomid(): number {
+    while (this.#domains.has(this.#nextDomid)) this.#nextDomid++;
+    return this.#nextDomid++;
+  }
+}
+
+function num(v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v))
+    throw new TypeError(`Invalid hypercall argument ${String(v)}`);
+  return v;
+}

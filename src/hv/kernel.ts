@@ -1,0 +1,288 @@
+/**
+ * The domain kernel: what runs inside a domain's worker and what a driver module gets. It holds
+ * only the domain's own pages, its grant frames, its event memory and the pages grant maps hand
+ * it; every other resource is a hypercall to the hypervisor (the main thread).
+ *
+ * A driver module is an ES module exporting `name`, `init(kernel, args)` and optionally
+ * `exit(kernel)`, like a Linux module's module_init/module_exit:
+ *
+ *   export const name = "alice_front";
+ *   export function init(k: Kernel) { k.printk("DomU: Alice_front inited!"); }
+ *
+ * The kernel log (`printk`) carries dmesg's timestamps, seconds since the domain was created:
+ * `[    0.012345] DomU: Alice_front inited!`.
+ */
+import { XsClient } from "../xenstore/client.ts";
+import { RingClientChannel } from "../xenstore/transport-ring.ts";
+import { type DomainBoot, type Hypercalls, type KernelMessage, PAGE_SIZE, SCHED } from "./domain-boot.ts";
+import { EventChannelUpcall, type EventHandler } from "./evtchn-guest.ts";
+import {
+  endForeignAccess,
+  GNTMAP,
+  GNTST,
+  GNTST_MESSAGES,
+  GrantRefAllocator,
+  GrantTableFrames,
+  grantForeignAccess,
+} from "./grant-table.ts";
+import { HypercallClient } from "./hypercall.ts";
+
+/** A loaded driver module's exports. */
+export interface KernelModule {
+  readonly name?: string;
+  init(kernel: Kernel, args: readonly string[]): void | Promise<void>;
+  exit?(kernel: Kernel): void | Promise<void>;
+}
+
+/** A foreign page mapped through a grant. */
+export interface MappedPage {
+  readonly handle: number;
+  readonly page: SharedArrayBuffer;
+  readonly readonly: boolean;
+}
+
+/** A failed grant operation, with Xen's GNTST_* status. */
+export class GrantOpError extends Error {
+  readonly status: number;
+  constructor(op: string, status: number) {
+    super(`${op}: ${GNTST_MESSAGES[-status] ?? `status ${status}`}`);
+    this.name = "GrantOpError";
+    this.status = status;
+  }
+}
+
+/** A failed event-channel or memory hypercall, with Xen's errno. */
+export class HypercallError extends Error {
+  readonly errno: number;
+  constructor(op: string, errno: number) {
+    super(`${op} failed: errno ${errno}`);
+    this.name = "HypercallError";
+    this.errno = errno;
+  }
+}
+
+type Post = (m: KernelMessage) => void;
+
+export class Kernel {
+  readonly domid: number;
+  readonly name: string;
+  readonly privileged: boolean;
+  /** The domain's XenStore connection over its ring. */
+  readonly xs: XsClient;
+  /** The domain's XenStore ring channel (for reconnection). */
+  readonly xsChannel: RingClientChannel;
+  readonly events: EventChannelUpcall;
+  readonly grantTable: GrantTableFrames;
+  readonly grantRefs: GrantRefAllocator;
+  readonly #boot: DomainBoot;
+  readonly #pages = new Map<number, SharedArrayBuffer>();
+  readonly #hc: HypercallClient;
+  readonly #sched: Int32Array;
+  readonly #post: Post;
+  readonly #modules = new Map<string, KernelModule>();
+
+  constructor(boot: DomainBoot, post: Post) {
+    this.#boot = boot;
+    this.domid = boot.domid;
+    this.name = boot.name;
+    this.privileged = boot.privileged;
+    this.#post = post;
+    for (const [gfn, page] of boot.pages) this.#pages.set(gfn, page);
+    this.#hc = new HypercallClient(boot.hypercall.port, boot.hypercall.control);
+    this.#sched = new Int32Array(boot.sched);
+    this.grantTable = new GrantTableFrames(boot.grantFrames);
+    this.grantRefs = new GrantRefAllocator(this.grantTable.nrEntries);
+    this.events = new EventChannelUpcall(boot.events, {
+      onError: (err, port) => this.printk(`evtchn: handler of port ${port} failed: ${describe(err)}`),
+    });
+    const storePage = this.page(boot.store.gfn);
+    this.xsChannel = new RingClientChannel({
+      page: new Uint8Array(storePage),
+      notify: () => this.events.send(boot.store.port),
+    });
+    this.bindEvent(boot.store.port, () => this.xsChannel.onKick());
+    this.xs = new XsClient(this.xsChannel);
+  }
+
+  /** The domain's start_info: XenStore and console page and port. */
+  get startInfo(): Pick<DomainBoot, "store" | "console" | "maxPages"> {
+    return { store: this.#boot.store, console: this.#boot.console, maxPages: this.#boot.maxPages };
+  }
+
+  /** Seconds since the domain was created, dmesg's clock. */
+  uptime(): number {
+    return (performance.timeOrigin + performance.now() - this.#boot.bootTime) / 1000;
+  }
+
+  /** Writes a line to the kernel log, timestamped as dmesg prints it. */
+  printk(msg: string): void {
+    this.#post({ kind: "log", line: `${dmesgStamp(this.uptime())} ${msg}` });
+  }
+
+  // ------------------------------------------------------------------ memory
+
+  /** One of the domain's own pages by gfn (it must be populated). */
+  page(gfn: number): SharedArrayBuffer {
+    const p = this.#pages.get(gfn);
+    if (p === undefined) throw new RangeError(`Cannot access gfn ${gfn}: not a page of domain ${this.domid}`);
+    return p;
+  }
+
+  /** A fresh zeroed page (XENMEM_populate_physmap); fails with ENOMEM past the domain's memory. */
+  allocPage(): { gfn: number; page: SharedArrayBuffer } {
+    const r = this.#call("memory_populate");
+    if (typeof r === "number") throw new HypercallError("memory_populate", -r);
+    const { gfn, page } = r as { gfn: number; page: SharedArrayBuffer };
+    this.#pages.set(gfn, page);
+    return { gfn, page };
+  }
+
+  /** Gives a page back (XENMEM_decrease_reservation). */
+  freePage(gfn: number): void {
+    this.page(gfn);
+    const r = this.#call("memory_release", gfn) as number;
+    if (r < 0) throw new HypercallError("memory_release", -r);
+    this.#pages.delete(gfn);
+  }
+
+  // ------------------------------------------------------------------ grants
+
+  /** `gnttab_grant_foreign_access`: lets `domid` map our page `gfn`; returns the ref. */
+  grantAccess(domid: number, gfn: number, readonly = false): number {
+    this.page(gfn);
+    const ref = this.grantRefs.alloc();
+    if (ref === undefined) throw new HypercallError("gnttab_grant_foreign_access", 28 /* ENOSPC */);
+    grantForeignAccess(this.grantTable, ref, domid, gfn, readonly);
+    return ref;
+  }
+
+  /** `gnttab_end_foreign_access`: false (ref kept) while the grantee still maps the page. */
+  endAccess(ref: number): boolean {
+    if (!endForeignAccess(this.grantTable, ref)) return false;
+    this.grantRefs.free(ref);
+    return true;
+  }
+
+  /** GNTTABOP_map_grant_ref of `dom`'s `ref`: the one granted page, or a GrantOpError. */
+  mapGrant(dom: number, ref: number, readonly = false): MappedPage {
+    const flags = GNTMAP.host_map | (readonly ? GNTMAP.readonly : 0);
+    const r = this.#call("grant_map", flags, ref, dom) as {
+      status: number;
+      handle?: number;
+      page?: SharedArrayBuffer;
+    };
+    if (r.status !== GNTST.okay) throw new GrantOpError(`map of ref ${ref} of domain ${dom}`, r.status);
+    return { handle: r.handle!, page: r.page!, readonly };
+  }
+
+  /** GNTTABOP_unmap_grant_ref. */
+  unmapGrant(handle: number): void {
+    const st = this.#call("grant_unmap", handle) as number;
+    if (st !== GNTST.okay) throw new GrantOpError(`unmap of handle ${handle}`, st);
+  }
+
+  // ------------------------------------------------------------------ event channels
+
+  /** EVTCHNOP_alloc_unbound: a port of ours that `remoteDom` may bind. */
+  allocUnbound(remoteDom: number): number {
+    return this.#port("evtchn_alloc_unbound", this.#call("evtchn_alloc_unbound", this.domid, remoteDom));
+  }
+
+  /** EVTCHNOP_bind_interdomain to `remoteDom`'s `remotePort`; returns our port. */
+  bindInterdomain(remoteDom: number, remotePort: number): number {
+    return this.#port(
+      "evtchn_bind_interdomain",
+      this.#call("evtchn_bind_interdomain", remoteDom, remotePort),
+    );
+  }
+
+  /** EVTCHNOP_close; the handler goes too. */
+  closePort(port: number): void {
+    this.events.unbind(port);
+    this.#port("evtchn_close", this.#call("evtchn_close", port));
+  }
+
+  /** Runs `handler` on each event on `port`, in this domain's upcall (a delivery point). */
+  bindEvent(port: number, handler: EventHandler): void {
+    this.events.bind(port, (p) => {
+      this.schedulePoint();
+      handler(p);
+    });
+  }
+
+  /** EVTCHNOP_send. */
+  notify(port: number): void {
+    const r = this.events.send(port);
+    if (r < 0) throw new HypercallError(`evtchn_send on port ${port}`, -r);
+  }
+
+  // ------------------------------------------------------------------ modules
+
+  /** Loads and initialises a module (`insmod`); returns its name. */
+  async insmod(url: string, args: readonly string[] = []): Promise<string> {
+    if (/\.[cm]?ts$/.test(url)) await registerTypeScript();
+    const mod = (await import(url)) as KernelModule;
+    if (typeof mod.init !== "function") throw new TypeError(`Cannot load ${url}: it exports no init()`);
+    const name = mod.name ?? url.replace(/^.*\//, "").replace(/\.[^.]*$/, "");
+    if (this.#modules.has(name)) throw new Error(`Cannot load ${name}: already loaded`);
+    await mod.init(this, args);
+    this.#modules.set(name, mod);
+    return name;
+  }
+
+  /** Runs a module's exit and forgets it (`rmmod`). */
+  async rmmod(name: string): Promise<void> {
+    const mod = this.#modules.get(name);
+    if (mod === undefined) throw new Error(`Cannot unload ${name}: not loaded`);
+    await mod.exit?.(this);
+    this.#modules.delete(name);
+  }
+
+  get modules(): string[] {
+    return [...this.#modules.keys()];
+  }
+
+  /**
+   * A delivery point: while the hypervisor has the domain paused, the vCPU sleeps here.
+   * Cooperative pause (see hypervisor.ts).
+   */
+  schedulePoint(): void {
+    while (Atomics.load(this.#sched, 0) === SCHED.paused) Atomics.wait(this.#sched, 0, SCHED.paused);
+  }
+
+  #call(op: keyof Hypercalls, ...args: unknown[]): unknown {
+    return this.#hc.call(op, ...args);
+  }
+
+  #port(op: string, r: unknown): number {
+    const n = typeof r === "number" ? r : Number.NaN;
+    if (!(n >= 0)) throw new HypercallError(op, -n);
+    return n;
+  }
+}
+
+let tsxRegistered = false;
+
+/**
+ * A module written in TypeScript loads through tsx (a development dependency), registered in
+ * this worker on first use; the kernel itself needs it only when run from source.
+ */
+async function registerTypeScript(): Promise<void> {
+  if (tsxRegistered || import.meta.url.endsWith(".ts")) return;
+  const { register } = (await import("tsx/esm/api")) as { register: () => unknown };
+  register();
+  tsxRegistered = true;
+}
+
+/** dmesg's `[    1.234567]`: seconds, right-aligned in 5, then 6 decimals. */
+export function dmesgStamp(seconds: number): string {
+  const us = Math.max(0, Math.round(seconds * 1e6));
+  const s = Math.floor(us / 1e6);
+  return `[${String(s).padStart(5, " ")}.${String(us % 1e6).padStart(6, "0")}]`;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export { PAGE_SIZE };
