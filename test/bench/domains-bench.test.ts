@@ -1,0 +1,36 @@
+/**
+ * Smoke test of `xenlab bench domains`: a --quick --json run, checking the shape of the output
+ * only (real guests are booted in the child). Figures never go in tests.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { BENCH_JSON_KEYS, runBench } from "../helpers/bench.ts";
+
+describe("xenlab bench domains", () => {
+  it("prints one JSON line per case with --quick --json", { timeout: 120_000 }, async () => {
+    const r = await runBench(["domains", "--quick", "--json"]);
+    assert.equal(r.code, 0, `bench failed:\n${r.err}`);
+    const rows = r.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      rows.map((o) => o.case),
+      ["rss-per-idle-domain", "domains-per-24GiB", "domains-per-process"],
+    );
+    for (const o of rows) {
+      assert.deepEqual(Object.keys(o), BENCH_JSON_KEYS);
+      assert.equal(o.bench, "domains");
+      assert.equal(o.baseline_name, "bare-worker");
+      for (const k of ["xenlab", "baseline", "ratio"]) {
+        assert.ok(typeof o[k] === "number" && Number.isFinite(o[k]) && o[k] > 0, `${k} of ${o.case}`);
+      }
+    }
+  });
+
+  it("rejects an unknown option with exit code 2", async () => {
+    const r = await runBench(["domains", "--no-such-option"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /Unknown option '--no-such-option'/);
+  });
+});
