@@ -5,12 +5,31 @@
  */
 type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
 
+/** A command that talks to a running host (src/cli/domctl.ts); the name picks the request. */
+function domctl(summary: string): Command {
+  return {
+    summary,
+    load: async () => {
+      const m = await import("./domctl.ts");
+      return { run: (argv: string[]) => m.run(currentCommand, argv) };
+    },
+  };
+}
+let currentCommand = "";
+
 const COMMANDS: Record<string, Command> = {
   xenstored: { summary: "run the XenStore daemon on a Unix socket", load: () => import("./xenstored.ts") },
   xs: {
     summary: "xenstore-* tools: read write ls rm chmod list exists watch mkdir",
     load: () => import("./xs.ts"),
   },
+  up: { summary: "run a host: hypervisor, xenstored, dom0 and a guest", load: () => import("./up.ts") },
+  create: domctl("create a guest (as xl create)"),
+  list: domctl("list the domains (as xl list)"),
+  destroy: domctl("destroy a guest"),
+  insmod: domctl("load a driver module into a domain: insmod -d ID FILE"),
+  rmmod: domctl("unload a driver module: rmmod -d ID NAME"),
+  dmesg: domctl("a domain's kernel log: dmesg -d ID [-n N]"),
   bench: {
     summary: "benchmarks against a baseline measured in the same run",
     load: () => import("./bench.ts"),
@@ -33,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab: unknown command '${name}'\n${usage()}`);
     return 2;
   }
+  currentCommand = name;
   const mod = await cmd.load();
   return mod.run(rest);
 }

@@ -1,0 +1,129 @@
+/**
+ * The alice_dev frontend, connected: on the backend's InitWait it grants a ring page and
+ * allocates an event channel, writes `ring-ref` and `event-channel` in one transaction and goes
+ * Initialised; on the backend's Connected it goes Connected and sends `pings` requests (module
+ * argument, default 8) over the ring; the responses come back on the event channel. When the
+ * backend closes, it goes Closed (as Linux's xenbus_frontend_closed) and, once the backend has
+ * unmapped the ring, ends the grant.
+ */
+import type { Kernel } from "../../src/hv/kernel.ts";
+import { FrontRing } from "../../src/ring/ring.ts";
+import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../src/xenbus/xenbus.ts";
+import { ALICE_OP_PING, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";
+
+export const name = "alice_front";
+
+interface Front {
+  gfn: number;
+  ref: number;
+  port: number;
+  ring: FrontRing;
+  sent: number;
+  answered: number;
+}
+
+let pings = 8;
+
+function pushPings(dev: XenbusDevice, f: Front): void {
+  while (f.sent < pings && !f.ring.full()) {
+    const idx = f.ring.reqProdPvt;
+    writeMessage(f.ring.getRequest(idx), { id: f.sent, code: ALICE_OP_PING, value: BigInt(f.sent * 10) });
+    f.ring.reqProdPvt = idx + 1;
+    f.sent++;
+  }
+  if (f.ring.pushRequestsAndCheckNotify()) dev.kernel.notify(f.port);
+}
+
+function onEvent(dev: XenbusDevice, f: Front): void {
+  do {
+    while (f.ring.hasUnconsumedResponses()) {
+      const rsp = readMessage(f.ring.getResponse(f.ring.rspCons));
+      f.ring.rspCons = f.ring.rspCons + 1;
+      if (rsp.code !== 0 || rsp.value !== BigInt(rsp.id * 10 + 1)) {
+        dev.kernel.printk(`DomU: bad response ${rsp.id}: status ${rsp.code}, value ${rsp.value}`);
+      }
+      f.answered++;
+    }
+  } while (f.ring.finalCheckForResponses());
+  if (f.answered === pings && f.sent === pings) {
+    dev.kernel.printk(`DomU: ${pings} pings answered.`);
+    f.sent++; // report once
+  } else if (f.sent < pings) {
+    pushPings(dev, f);
+  }
+}
+
+async function talkToBackend(dev: XenbusDevice): Promise<void> {
+  const k = dev.kernel;
+  const { gfn, page } = k.allocPage();
+  const ring = FrontRing.init(new Uint8Array(page), ENTRY_SIZE);
+  const ref = await dev.grantRing(gfn);
+  const port = await dev.allocEvtchn();
+  const f: Front = { gfn, ref, port, ring, sent: 0, answered: 0 };
+  dev.data = f;
+  k.bindEvent(port, () => onEvent(dev, f));
+  await k.xs.transaction(async (t) => {
+    await t.write(`${dev.nodename}/ring-ref`, String(ref));
+    await t.write(`${dev.nodename}/event-channel`, String(port));
+  });
+  await dev.switchState(XenbusState.Initialised);
+  k.printk(`DomU: ring-ref ${ref}, event-channel ${port}: Initialised.`);
+}
+
+/** Ends the grant and frees the page once the backend no longer maps it. */
+function release(dev: XenbusDevice): void {
+  const f = dev.data as Front | undefined;
+  if (f === undefined) return;
+  const k = dev.kernel;
+  k.closePort(f.port);
+  if (k.endAccess(f.ref)) {
+    k.freePage(f.gfn);
+    dev.data = undefined;
+    k.printk("DomU: ring released.");
+  }
+}
+
+const driver: XenbusDriver = {
+  name: "alice_front",
+  ids: ["alice_dev"],
+  probe(dev) {
+    dev.kernel.printk("DomU: Probe called.");
+  },
+  async otherendChanged(dev, state) {
+    switch (state) {
+      case XenbusState.InitWait:
+        if (dev.state === XenbusState.Initialising) await talkToBackend(dev);
+        return;
+      case XenbusState.Connected:
+        if (dev.state === XenbusState.Connected) return;
+        await dev.switchState(XenbusState.Connected);
+        dev.kernel.printk("DomU: Connected.");
+        pushPings(dev, dev.data as Front);
+        return;
+      case XenbusState.Closing:
+        // xenbus_frontend_closed: straight to Closed (Closing is skipped on this side).
+        if (dev.state !== XenbusState.Closed) await dev.switchState(XenbusState.Closed);
+        return;
+      case XenbusState.Closed:
+        if (dev.state !== XenbusState.Closed) await dev.switchState(XenbusState.Closed);
+        if (dev.data !== undefined) {
+          release(dev);
+        }
+        return;
+    }
+  },
+  remove(dev) {
+    if (dev.data !== undefined) release(dev);
+    dev.kernel.printk("DomU: device removed.");
+  },
+};
+
+export async function init(k: Kernel, args: readonly string[]): Promise<void> {
+  for (const a of args) if (a.startsWith("pings=")) pings = Number(a.slice(6));
+  k.printk("DomU: Alice_front inited!");
+  await xenbus(k).registerFrontend(driver);
+}
+
+export async function exit(k: Kernel): Promise<void> {
+  await xenbus(k).unregister(driver);
+}

@@ -1,0 +1,77 @@
+/**
+ * `xenlab up`: a host in the foreground: the hypervisor, xenstored on its Unix socket (for dom0's
+ * tools: Debian's xenstore-*, libxenstore, pyxs), dom0, and by default one guest (domid 1), until
+ * SIGTERM or SIGINT. `xenlab create|list|destroy|insmod|rmmod|dmesg` talk to it through its
+ * control socket, `<socket>.ctl`. Each domain's kernel log goes to stdout as `(dN) [stamp] line`.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { parseArgs } from "node:util";
+import { ControlServer, controlPath } from "../host/control.ts";
+import { Host } from "../host/host.ts";
+import { createLogger } from "../log.ts";
+import { socketPath } from "./xenstored.ts";
+
+const USAGE = `usage: xenlab up [options]
+
+  --socket PATH       xenstored's socket (default: $XENSTORED_PATH, else
+                      $XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket);
+                      the control socket is PATH.ctl
+  --no-domu           start dom0 only (no guest)
+  --domu-name NAME    the guest's name (default domU)
+  -K, --keep-orphans  xenstored keeps a destroyed domain's nodes (given to dom0)
+  --log-level LEVEL   pino level on stderr (default info)
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        socket: { type: "string" },
+        "no-domu": { type: "boolean" },
+        "domu-name": { type: "string" },
+        "keep-orphans": { type: "boolean", short: "K" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const log = createLogger("xenlab-up", values["log-level"] as string | undefined);
+  const socket = socketPath(values.socket as string | undefined);
+  mkdirSync(dirname(socket), { recursive: true });
+  const host = await Host.start({
+    log,
+    xenstored: { keepOrphans: values["keep-orphans"] === true },
+    onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
+  });
+  await host.listen(socket);
+  const control = new ControlServer(host);
+  await control.listen(controlPath(socket));
+  if (values["no-domu"] !== true) {
+    await host.createDomain({ name: (values["domu-name"] as string | undefined) ?? "domU" });
+  }
+  process.stdout.write(
+    `xenlab up: xenstored on ${socket}, control on ${controlPath(socket)}; ` +
+      `${host.hv
+        .list()
+        .map((d) => `${d.name} (${d.domid})`)
+        .join(", ")} running (pid ${process.pid})\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  await control.close();
+  await host.stop();
+  return 0;
+}

@@ -1,0 +1,412 @@
+/**
+ * XenBus inside a domain's kernel, as Linux's `drivers/xen/xenbus/` does it.
+ *
+ * Two buses, each one XenStore watch:
+ *
+ *   frontend  `device` (relative: /local/domain/<self>/device), devices `device/<type>/<id>`,
+ *             the other end named by the device's `backend` and `backend-id` keys;
+ *   backend   `backend` (/local/domain/<self>/backend), devices `backend/<type>/<fe-domid>/<id>`,
+ *             the other end named by `frontend` and `frontend-id`.
+ *
+ * A watch event under a device directory of a registered type probes the device if it is new and
+ * its own `state` reads Initialising (Linux `xenbus_probe_node`: anything else is a device that is
+ * going away, ignored). Probing reads the other end's details (`talk_to_otherend`; a missing key
+ * fails the probe with a log line), calls the driver's `probe`, then watches `<otherend>/state`
+ * and calls `otherendChanged` with each value, the first at once (the watch's initial event).
+ * When the device directory disappears the driver's `remove` runs and the watch goes.
+ *
+ * All callbacks of one bus run one after another, in event order, as on Linux's single xenwatch
+ * thread: a driver may await inside a callback and no other callback of that bus interleaves.
+ *
+ * The helpers have Linux's meaning: `switchState` writes `state` only when it changes (and in a
+ * transaction that first checks the node still exists), `devFatal` writes `error/<nodename>/error`
+ * and switches to Closing, `grantRing`/`mapRing` grant and map a ring page to/from the other end,
+ * `allocEvtchn`/`bindEvtchn` make the event channel.
+ */
+import type { Kernel, MappedPage } from "../hv/kernel.ts";
+import type { XsWatch } from "../xenstore/client.ts";
+import { XsError } from "../xenstore/errors.ts";
+
+/** `enum xenbus_state` (io/xenbus.h). */
+export const XenbusState = {
+  Unknown: 0,
+  Initialising: 1,
+  InitWait: 2,
+  Initialised: 3,
+  Connected: 4,
+  Closing: 5,
+  Closed: 6,
+  Reconfiguring: 7,
+  Reconfigured: 8,
+} as const;
+export type XenbusStateValue = (typeof XenbusState)[keyof typeof XenbusState];
+
+const STATE_NAMES = [
+  "Unknown",
+  "Initialising",
+  "InitWait",
+  "Initialised",
+  "Connected",
+  "Closing",
+  "Closed",
+  "Reconfiguring",
+  "Reconfigured",
+];
+
+/** `xenbus_strstate`. */
+export function stateName(s: number): string {
+  return STATE_NAMES[s] ?? "INVALID";
+}
+
+export type BusKind = "frontend" | "backend";
+
+/** A driver: the device types it serves and its callbacks (`struct xenbus_driver`). */
+export interface XenbusDriver {
+  readonly name: string;
+  /** Device types, e.g. `["alice_dev"]` (`xenbus_device_id`s). */
+  readonly ids: readonly string[];
+  probe(dev: XenbusDevice): void | Promise<void>;
+  otherendChanged?(dev: XenbusDevice, state: number): void | Promise<void>;
+  remove?(dev: XenbusDevice): void | Promise<void>;
+  suspend?(dev: XenbusDevice): void | Promise<void>;
+  resume?(dev: XenbusDevice): void | Promise<void>;
+}
+
+/** One device on a bus (`struct xenbus_device`). */
+export class XenbusDevice {
+  readonly kernel: Kernel;
+  readonly bus: BusKind;
+  /** Relative to the domain's home: `device/alice_dev/0`, `backend/alice_dev/1/0`. */
+  readonly nodename: string;
+  readonly devicetype: string;
+  readonly driver: XenbusDriver;
+  /** The other end's domid and directory (absolute). */
+  readonly otherendId: number;
+  readonly otherend: string;
+  /** Our state as last written by switchState (Linux `dev->state`). */
+  state: number = XenbusState.Initialising;
+  /** Driver data. */
+  data: unknown;
+  /** @internal watches to drop on remove */
+  readonly _watches: XsWatch[] = [];
+
+  constructor(
+    kernel: Kernel,
+    bus: BusKind,
+    nodename: string,
+    driver: XenbusDriver,
+    otherendId: number,
+    otherend: string,
+  ) {
+    this.kernel = kernel;
+    this.bus = bus;
+    this.nodename = nodename;
+    this.devicetype = nodename.split("/")[1]!;
+    this.driver = driver;
+    this.otherendId = otherendId;
+    this.otherend = otherend;
+  }
+
+  /** `xenbus_switch_state`: write `state` if it changed (see the module comment). */
+  async switchState(state: XenbusStateValue): Promise<void> {
+    if (state === this.state) return;
+    const path = `${this.nodename}/state`;
+    await this.kernel.xs.transaction(async (t) => {
+      // Linux checks the node still exists first, so a removed device is not recreated.
+      await t.read(path);
+      await t.write(path, String(state));
+    });
+    this.state = state;
+  }
+
+  /** Reads a key of our own directory. */
+  read(key: string): Promise<string> {
+    return this.kernel.xs.read(`${this.nodename}/${key}`);
+  }
+
+  /** Reads a key of the other end's directory. */
+  readOtherend(key: string): Promise<string> {
+    return this.kernel.xs.read(`${this.otherend}/${key}`);
+  }
+
+  /** `xenbus_grant_ring`: grants our page `gfn` to the other end; returns the ref. */
+  async grantRing(gfn: number): Promise<number> {
+    try {
+      return this.kernel.grantAccess(this.otherendId, gfn);
+    } catch (e) {
+      await this.devFatal(e, "granting access to ring page");
+      throw e;
+    }
+  }
+
+  /** `xenbus_map_ring_valloc`: maps the other end's ring `ref`. */
+  async mapRing(ref: number): Promise<MappedPage> {
+    try {
+      return this.kernel.mapGrant(this.otherendId, ref);
+    } catch (e) {
+      await this.devFatal(e, `mapping in shared page ${ref} from domain ${this.otherendId}`);
+      throw e;
+    }
+  }
+
+  /** `xenbus_alloc_evtchn`: an unbound port the other end may bind. */
+  async allocEvtchn(): Promise<number> {
+    try {
+      return this.kernel.allocUnbound(this.otherendId);
+    } catch (e) {
+      await this.devFatal(e, "allocating event channel");
+      throw e;
+    }
+  }
+
+  /** `bind_interdomain_evtchn_to_irqhandler`: binds the other end's port; returns ours. */
+  async bindEvtchn(remotePort: number, handler: (port: number) => void): Promise<number> {
+    try {
+      const port = this.kernel.bindInterdomain(this.otherendId, remotePort);
+      this.kernel.bindEvent(port, handler);
+      return port;
+    } catch (e) {
+      await this.devFatal(e, `binding event channel ${remotePort} of domain ${this.otherendId}`);
+      throw e;
+    }
+  }
+
+  /**
+   * `xenbus_watch_path`: calls `cb(path)` for each event on `path` (the first at once), on this
+   * bus's callback queue. The watch goes when the device is removed.
+   */
+  watchPath(path: string, cb: (path: string) => void | Promise<void>): void {
+    const w = this.kernel.xs.watch(path);
+    this._watches.push(w);
+    void pump(w, cb, (e) => this.kernel.printk(`xenbus: watch on ${path} failed: ${describe(e)}`));
+  }
+
+  /** `xenbus_dev_error`: logs and writes `error/<nodename>/error` = "<errno> <message>". */
+  async devError(err: unknown, message: string): Promise<void> {
+    const errno = errnoOf(err);
+    const text = `${errno} ${message}`;
+    this.kernel.printk(`xenbus: ${this.nodename}: ${text}`);
+    await this.kernel.xs.write(`error/${this.nodename}/error`, text).catch(() => {});
+  }
+
+  /** `xenbus_dev_fatal`: devError, then Closing. */
+  async devFatal(err: unknown, message: string): Promise<void> {
+    await this.devError(err, message);
+    await this.switchState(XenbusState.Closing).catch(() => {});
+  }
+}
+
+interface BusState {
+  readonly kind: BusKind;
+  readonly drivers: Map<string, XenbusDriver>;
+  readonly devices: Map<string, XenbusDevice>;
+  watch: XsWatch | null;
+  /** The bus's callback queue (the xenwatch thread). */
+  queue: Promise<void>;
+}
+
+/** The XenBus of one domain's kernel. */
+export class XenBus {
+  readonly kernel: Kernel;
+  readonly #buses: Record<BusKind, BusState>;
+
+  constructor(kernel: Kernel) {
+    this.kernel = kernel;
+    const bus = (kind: BusKind): BusState => ({
+      kind,
+      drivers: new Map(),
+      devices: new Map(),
+      watch: null,
+      queue: Promise.resolve(),
+    });
+    this.#buses = { frontend: bus("frontend"), backend: bus("backend") };
+  }
+
+  /** `xenbus_register_frontend`. */
+  registerFrontend(driver: XenbusDriver): Promise<void> {
+    return this.#register(this.#buses.frontend, driver);
+  }
+
+  /** `xenbus_register_backend`. */
+  registerBackend(driver: XenbusDriver): Promise<void> {
+    return this.#register(this.#buses.backend, driver);
+  }
+
+  /** `xenbus_unregister_driver`: removes its devices (driver `remove`), then forgets it. */
+  async unregister(driver: XenbusDriver): Promise<void> {
+    for (const b of Object.values(this.#buses)) {
+      await this.#enqueue(b, async () => {
+        for (const [node, dev] of b.devices) if (dev.driver === driver) await this.#remove(b, node);
+        for (const id of driver.ids) if (b.drivers.get(id) === driver) b.drivers.delete(id);
+      });
+      if (b.drivers.size === 0 && b.watch !== null) {
+        const w = b.watch;
+        b.watch = null;
+        await w.close();
+      }
+    }
+  }
+
+  /** The devices of a bus now (for tests and the live view). */
+  devices(kind: BusKind): XenbusDevice[] {
+    return [...this.#buses[kind].devices.values()];
+  }
+
+  async #register(b: BusState, driver: XenbusDriver): Promise<void> {
+    for (const id of driver.ids) {
+      if (b.drivers.has(id)) throw new Error(`Cannot register ${driver.name}: ${id} already has a driver`);
+    }
+    for (const id of driver.ids) b.drivers.set(id, driver);
+    if (b.watch !== null) {
+      // Devices already there for this driver: probe them now (Linux's bus_for_each_dev scan).
+      await this.#enqueue(b, () => this.#scan(b));
+      return;
+    }
+    const root = b.kind === "frontend" ? "device" : "backend";
+    b.watch = this.kernel.xs.watch(root);
+    void pump(
+      b.watch,
+      (path) => this.#enqueue(b, () => this.#changed(b, path)),
+      (e) => this.kernel.printk(`xenbus: watch on ${root} failed: ${describe(e)}`),
+    );
+  }
+
+  #enqueue(b: BusState, fn: () => Promise<void>): Promise<void> {
+    const run = b.queue.then(fn).catch((e: unknown) => this.kernel.printk(`xenbus: ${describe(e)}`));
+    b.queue = run;
+    return run;
+  }
+
+  /** Probes every device of a registered type that is not probed yet. */
+  async #scan(b: BusState): Promise<void> {
+    const xs = this.kernel.xs;
+    const root = b.kind === "frontend" ? "device" : "backend";
+    for (const type of b.drivers.keys()) {
+      const ids = await xs.directory(`${root}/${type}`).catch(() => [] as string[]);
+      for (const id of ids) {
+        if (b.kind === "frontend") await this.#changed(b, `${root}/${type}/${id}`);
+        else {
+          const devs = await xs.directory(`${root}/${type}/${id}`).catch(() => [] as string[]);
+          for (const d of devs) await this.#changed(b, `${root}/${type}/${id}/${d}`);
+        }
+      }
+    }
+  }
+
+  /** `xenbus_dev_changed`: a watch event somewhere under the bus's root. */
+  async #changed(b: BusState, path: string): Promise<void> {
+    const parts = relative(path, this.kernel.domid).split("/");
+    const depth = b.kind === "frontend" ? 3 : 4;
+    if (parts.length < depth) {
+      // The root or a type directory changed (e.g. removed): forget devices that are gone.
+      for (const node of [...b.devices.keys()]) {
+        if (!(await this.kernel.xs.exists(node))) await this.#remove(b, node);
+      }
+      return;
+    }
+    const node = parts.slice(0, depth).join("/");
+    const driver = b.drivers.get(parts[1]!);
+    if (driver === undefined) return;
+    const xs = this.kernel.xs;
+    if (!(await xs.exists(node))) {
+      await this.#remove(b, node);
+      return;
+    }
+    if (b.devices.has(node)) return;
+    const state = Number(await xs.tryRead(`${node}/state`));
+    if (state !== XenbusState.Initialising) return;
+    await this.#probe(b, node, driver);
+  }
+
+  async #probe(b: BusState, node: string, driver: XenbusDriver): Promise<void> {
+    const xs = this.kernel.xs;
+    const [idKey, pathKey] = b.kind === "frontend" ? ["backend-id", "backend"] : ["frontend-id", "frontend"];
+    // talk_to_otherend → xenbus_read_otherend_details
+    const id = await xs.tryRead(`${node}/${idKey}`);
+    const other = await xs.tryRead(`${node}/${pathKey}`);
+    const otherendId = Number(id);
+    if (id === undefined || other === undefined || !Number.isInteger(otherendId) || other === "") {
+      this.kernel.printk(`xenbus: ${node}: missing ${idKey}/${pathKey}: talk_to_otherend failed`);
+      return;
+    }
+    if (!(await xs.exists(other))) {
+      this.kernel.printk(`xenbus: ${node}: other end ${other} does not exist: talk_to_otherend failed`);
+      return;
+    }
+    const dev = new XenbusDevice(this.kernel, b.kind, node, driver, otherendId, other);
+    b.devices.set(node, dev);
+    try {
+      await driver.probe(dev);
+    } catch (e) {
+      b.devices.delete(node);
+      this.kernel.printk(`xenbus: probe of ${node} failed: ${describe(e)}`);
+      return;
+    }
+    // watch_otherend: every change of the other end's state, the first at once.
+    const w = xs.watch(`${other}/state`);
+    dev._watches.push(w);
+    void pump(
+      w,
+      () =>
+        this.#enqueue(b, async () => {
+          if (b.devices.get(node) !== dev) return;
+          const s = Number((await xs.tryRead(`${other}/state`)) ?? XenbusState.Unknown);
+          await driver.otherendChanged?.(dev, s);
+        }),
+      (e) => this.kernel.printk(`xenbus: watch on ${other}/state failed: ${describe(e)}`),
+    );
+  }
+
+  async #remove(b: BusState, node: string): Promise<void> {
+    const dev = b.devices.get(node);
+    if (dev === undefined) return;
+    b.devices.delete(node);
+    for (const w of dev._watches) await w.close().catch(() => {});
+    try {
+      await dev.driver.remove?.(dev);
+    } catch (e) {
+      this.kernel.printk(`xenbus: remove of ${node} failed: ${describe(e)}`);
+    }
+  }
+}
+
+const buses = new WeakMap<Kernel, XenBus>();
+
+/** The XenBus of `kernel` (one per domain). */
+export function xenbus(kernel: Kernel): XenBus {
+  let b = buses.get(kernel);
+  if (b === undefined) {
+    b = new XenBus(kernel);
+    buses.set(kernel, b);
+  }
+  return b;
+}
+
+/** Calls `cb(path)` for each event of `w`, until it closes. */
+async function pump(
+  w: XsWatch,
+  cb: (path: string) => void | Promise<void>,
+  onError: (e: unknown) => void,
+): Promise<void> {
+  try {
+    for await (const ev of w) await cb(ev.path);
+  } catch (e) {
+    onError(e);
+  }
+}
+
+/** A watch path made relative to the domain's home, as Linux's relative watches report them. */
+function relative(path: string, domid: number): string {
+  const home = `/local/domain/${domid}/`;
+  return path.startsWith(home) ? path.slice(home.length) : path;
+}
+
+function errnoOf(err: unknown): string {
+  if (err instanceof XsError) return err.errno;
+  const n = (err as { errno?: unknown; status?: unknown }).errno ?? (err as { status?: unknown }).status;
+  return n === undefined ? "EIO" : String(n);
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
