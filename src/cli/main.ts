@@ -23,6 +23,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "xenstore-* tools: read write ls rm chmod list exists watch mkdir",
     load: () => import("./xs.ts"),
   },
+  demo: {
+    summary: "the alice_dev driver pair end to end (what npm start runs)",
+    load: () => import("./demo.ts"),
+  },
   up: { summary: "run a host: hypervisor, xenstored, dom0 and a guest", load: () => import("./up.ts") },
   create: domctl("create a guest (as xl create)"),
   list: domctl("list the domains (as xl list)"),

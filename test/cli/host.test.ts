@@ -1,0 +1,103 @@
+/**
+ * The host's commands from the command line, from source: `xenlab demo` (what `npm start` runs)
+ * and `xenlab up` driven by create/list/insmod/dmesg/rmmod/destroy, with Debian's xenstore-ls
+ * on the host's xenstored socket.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
+import { runTool } from "../helpers/tools.ts";
+
+const MAIN = join(REPO, "src/cli/main.ts");
+
+function xenlab(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runTool(process.execPath, ["--import", "tsx", MAIN, ...args], { env, timeoutMs: 60_000 });
+}
+
+describe("xenlab demo", () => {
+  it("runs the alice_dev pair end to end and exits 0", { timeout: 90_000 }, async () => {
+    const r = await xenlab(["demo", "--pings", "16"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /connected; 16 pings answered over the ring/);
+    for (const line of [
+      "Dom0: Alice_back inited!",
+      "Dom0: Probe called.",
+      "DomU: Alice_front inited!",
+      "DomU: Probe called.",
+      "DomU: Connected.",
+      "DomU: 16 pings answered.",
+    ]) {
+      assert.match(r.stdout, new RegExp(`^\\[ *\\d+\\.\\d{6}\\] ${line.replace(/[.!]/g, "\\$&")}$`, "m"));
+    }
+    assert.match(r.stdout, /^\/local\/domain\/1\/device\/alice_dev\/0\/state = "4"$/m);
+    assert.match(r.stdout, /^\/local\/domain\/0\/backend\/alice_dev\/1\/0\/state = "4"$/m);
+  });
+});
+
+describe("xenlab up and the domain commands", () => {
+  let up: ChildProcess;
+  let socket: string;
+  let stdout = "";
+
+  before(async () => {
+    socket = join(tempDir(), "socket");
+    up = spawn(process.execPath, ["--import", "tsx", MAIN, "up", "--socket", socket], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    up.stdout!.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    const t0 = Date.now();
+    while (!stdout.includes("running (pid")) {
+      if (Date.now() - t0 > 30_000 || up.exitCode !== null)
+        assert.fail(`xenlab up did not start:\n${stdout}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+  after(async () => {
+    if (up.exitCode === null) {
+      const exited = new Promise((r) => up.once("exit", r));
+      up.kill("SIGTERM");
+      await exited;
+    }
+  });
+
+  it("lists dom0 and the default guest as xl list does", async () => {
+    const r = await xenlab(["list", "--socket", socket]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n");
+    assert.match(lines[0]!, /^Name +ID +Mem +VCPUs +State$/);
+    assert.match(lines[1]!, /^Domain-0 +0 +\d+ +2 +r-----$/);
+    assert.match(lines[2]!, /^domU +1 +\d+ +1 +r-----$/);
+  });
+
+  it("insmod, dmesg -n, rmmod, create and destroy", async () => {
+    const front = join(REPO, "examples/alice/alice_front.ts");
+    assert.equal((await xenlab(["insmod", "-d", "1", front, "--socket", socket])).code, 0);
+    const d = await xenlab(["dmesg", "-d", "1", "-n", "1", "--socket", socket]);
+    assert.match(d.stdout, /^\[ *\d+\.\d{6}\] DomU: Alice_front inited!\n$/);
+    assert.equal((await xenlab(["rmmod", "-d", "1", "alice_front", "--socket", socket])).code, 0);
+    const c = await xenlab(["create", "extra", "--socket", socket]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stdout, /^extra created as domain 2\n$/);
+    assert.equal((await xenlab(["destroy", "2", "--socket", socket])).code, 0);
+    const bad = await xenlab(["destroy", "2", "--socket", socket]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /No domain 2/);
+  });
+
+  it("serves Debian's xenstore-ls on its xenstored socket", async (t) => {
+    if (!requirePeer(t, "Debian's xenstore-utils", hasCommand("xenstore-ls"))) return;
+    const r = await runTool("xenstore-ls", ["-f", "/local/domain/1"], { env: { XENSTORED_PATH: socket } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^\/local\/domain\/1\/name = "domU"$/m);
+  });
+
+  it("a command without a host says so", async () => {
+    const r = await xenlab(["list", "--socket", join(tempDir(), "none")]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /No xenlab host at .*: start one with 'xenlab up'/);
+  });
+});
