@@ -219,11 +219,24 @@ export class Host {
     });
   }
 
-  /** After the hypervisor destroyed a domain: xenstored releases it, the toolstack cleans up. */
+  /**
+   * After the hypervisor destroyed a domain: xenstored releases it, and the toolstack removes
+   * its directory and its devices' backend directories (libxl__devices_destroy), so each
+   * backend driver's `remove` runs and unmaps what it mapped from the dead domain.
+   */
   #released(domid: number): void {
     deliver(this.core.releaseDomain(domid));
-    this.xs.rm(`/local/domain/${domid}`).catch((e: unknown) => {
-      this.#log.debug({ domid, err: e instanceof Error ? e.message : String(e) }, "rm of domain dir");
+    void this.#cleanUp(domid).catch((e: unknown) => {
+      this.#log.debug(
+        { domid, err: e instanceof Error ? e.message : String(e) },
+        "cleaning up a domain's nodes",
+      );
     });
+  }
+
+  async #cleanUp(domid: number): Promise<void> {
+    await this.xs.rm(`/local/domain/${domid}`).catch(() => {});
+    const types = await this.xs.directory("/local/domain/0/backend").catch(() => [] as string[]);
+    for (const type of types) await this.xs.rm(`/local/domain/0/backend/${type}/${domid}`).catch(() => {});
   }
 }

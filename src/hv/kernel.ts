@@ -67,8 +67,7 @@ export class Kernel {
   readonly domid: number;
   readonly name: string;
   readonly privileged: boolean;
-  /** The domain's XenStore connection over its ring. */
-  readonly xs: XsClient;
+  #xs: XsClient;
   /** The domain's XenStore ring channel (for reconnection). */
   readonly xsChannel: RingClientChannel;
   readonly events: EventChannelUpcall;
@@ -101,7 +100,21 @@ export class Kernel {
       notify: () => this.events.send(boot.store.port),
     });
     this.bindEvent(boot.store.port, () => this.xsChannel.onKick());
-    this.xs = new XsClient(this.xsChannel);
+    this.#xs = new XsClient(this.xsChannel);
+  }
+
+  /** The domain's XenStore connection over its ring (a new one after reconnectXenstore()). */
+  get xs(): XsClient {
+    return this.#xs;
+  }
+
+  /**
+   * Asks xenstored to reset the ring (XENSTORE_SERVER_FEATURE_RECONNECTION): the current
+   * client's requests fail, its watches and transactions are gone, and a new client takes over.
+   */
+  async reconnectXenstore(): Promise<void> {
+    await this.xsChannel.reconnect();
+    this.#xs = new XsClient(this.xsChannel);
   }
 
   /** The domain's start_info: XenStore and console page and port. */

@@ -117,12 +117,24 @@ describe("hypervisor and host", () => {
     const bad = await host.createDomain({ name: "bad" });
     const good = await host.createDomain({ name: "good" });
     assert.equal(await probe(host, bad.domid, "corrupt"), "ok");
-    await waitFor(() => logs.some((r) => r.domid === bad.domid || String(r.msg).includes(`dom${bad.domid}`)));
+    await waitFor(() =>
+      logs.some(
+        (r) => r.domid === bad.domid && r.msg === `dom${bad.domid}: bad ring index: ignoring the connection`,
+      ),
+    );
     const page = new DataView(host.hv.page(bad.domid, bad.store.gfn)!);
     await waitFor(() => page.getUint32(2072, true) === 2);
     assert.equal(await probe(host, good.domid, "read", "name"), 'ok "good"');
     await host.destroyDomain(bad.domid);
     await host.destroyDomain(good.domid);
+  });
+
+  it("a guest reconnects its XenStore ring (feature bit 1) and carries on", async () => {
+    const { domid } = await host.createDomain({ name: "reconnector" });
+    assert.equal(await probe(host, domid, "write", "data/before", "1"), "ok");
+    assert.equal(await probe(host, domid, "reconnect"), "ok");
+    assert.equal(await probe(host, domid, "read", "data/before"), 'ok "1"');
+    await host.destroyDomain(domid);
   });
 
   it("destroy releases the domain: @releaseDomain, its nodes, its ports, its ring", async () => {

@@ -94,4 +94,14 @@ describe("alice_dev connected: handshake, ring, detach, re-attach", () => {
     await waitForLines(host, 0, /Dom0: Connected to domain/, 2);
     assert.equal(await host.xs.read(`${be()}/state`), "4");
   });
+
+  it("destroying the guest makes the backend let go of its ring", async () => {
+    await host.destroyDomain(domU);
+    await waitForLines(host, 0, /Dom0: Disconnected from domain \d+ after 100 requests\.$/, 2);
+    assert.deepEqual(
+      host.hv.grants.mappingsBy(0).filter((m) => m.granter === domU),
+      [],
+    );
+    assert.equal(await host.xs.exists(be()), false);
+  });
 });
