@@ -183,3 +183,27 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+describe("a guest's XenStore quotas", () => {
+  it("apply to its own requests through its ring, with a log line naming it and the quota", async () => {
+    const logs: LogRecord[] = [];
+    const host = await Host.start({ log: testLogger(logs), xenstored: { quotas: { nodes: 40 } } });
+    try {
+      const { domid } = await host.createDomain({ name: "greedy" });
+      // The toolstack gave it 20-odd nodes already; it may create a few more, then ENOSPC.
+      let last = "";
+      for (let i = 0; i < 40 && !last.startsWith("error"); i++) {
+        last = await probe(host, domid, "write", `data/n${i}`, "x");
+      }
+      assert.equal(last, "error ENOSPC");
+      assert.ok(
+        logs.some((r) => r.msg === `domain ${domid} reached quota nodes (40)`),
+        "a log line names the domain and the quota",
+      );
+      // Dom0 is not subject to it.
+      await host.xs.write(`/local/domain/${domid}/data/by-dom0`, "1");
+    } finally {
+      await host.stop();
+    }
+  });
+});
