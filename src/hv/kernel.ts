@@ -79,6 +79,7 @@ export class Kernel {
   readonly #sched: Int32Array;
   readonly #post: Post;
   readonly #modules = new Map<string, KernelModule>();
+  #loads = 0;
 
   constructor(boot: DomainBoot, post: Post) {
     this.#boot = boot;
@@ -234,7 +235,11 @@ export class Kernel {
   /** Loads and initialises a module (`insmod`); returns its name. */
   async insmod(url: string, args: readonly string[] = []): Promise<string> {
     if (/\.[cm]?ts$/.test(url)) await registerTypeScript();
-    const mod = (await import(url)) as KernelModule;
+    // A fresh instance on each load, as insmod after rmmod loads the module anew (ES modules are
+    // cached by URL; the query makes each load its own). What the module imports is shared.
+    const mod = (await import(
+      `${url}${url.includes("?") ? "&" : "?"}insmod=${++this.#loads}`
+    )) as KernelModule;
     if (typeof mod.init !== "function") throw new TypeError(`Cannot load ${url}: it exports no init()`);
     const name = mod.name ?? url.replace(/^.*\//, "").replace(/\.[^.]*$/, "");
     if (this.#modules.has(name)) throw new Error(`Cannot load ${name}: already loaded`);

@@ -247,6 +247,34 @@ export class XenBus {
     }
   }
 
+  /**
+   * Before the domain is saved or migrated (Linux `xenbus_dev_suspend`): each device's driver
+   * `suspend`, in bus order.
+   */
+  async suspend(): Promise<void> {
+    for (const b of Object.values(this.#buses)) {
+      await this.#enqueue(b, async () => {
+        for (const dev of b.devices.values()) await dev.driver.suspend?.(dev);
+      });
+    }
+  }
+
+  /**
+   * After the domain is restored (Linux `xenbus_dev_resume`): each device re-reads its other
+   * end's details, starts again from Initialising (the backend is a new one) and its driver's
+   * `resume` runs; the driver then redoes the handshake.
+   */
+  async resume(): Promise<void> {
+    for (const b of Object.values(this.#buses)) {
+      await this.#enqueue(b, async () => {
+        for (const dev of b.devices.values()) {
+          dev.state = XenbusState.Initialising;
+          await dev.driver.resume?.(dev);
+        }
+      });
+    }
+  }
+
   /** The devices of a bus now (for tests and the live view). */
   devices(kind: BusKind): XenbusDevice[] {
     return [...this.#buses[kind].devices.values()];

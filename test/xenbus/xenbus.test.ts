@@ -129,10 +129,28 @@ describe("XenBus rules", () => {
     const { domid } = await host.createDomain({ name: "fatal" });
     await host.hv.insmod(domid, RULE, ["fatal"]);
     await host.attachDevice("rule_dev", domid);
-    await until(host, domid, "testing devFatal");
     const dom = `/local/domain/${domid}`;
+    await host.xs.wait(
+      `${dom}/device/rule_dev/0/state`,
+      async (xs) => (await xs.read(`${dom}/device/rule_dev/0/state`)) === "5",
+    );
     assert.equal(await host.xs.read(`${dom}/error/device/rule_dev/0/error`), "EIO testing devFatal");
     assert.equal(await host.xs.read(`${dom}/device/rule_dev/0/state`), "5");
+    await host.destroyDomain(domid);
+  });
+
+  it("suspend and resume reach each device's driver; resume starts again from Initialising", async () => {
+    const { domid } = await host.createDomain({ name: "saved" });
+    await host.hv.insmod(domid, RULE);
+    await host.attachDevice("rule_dev", domid);
+    await host.xs.write(`/local/domain/0/backend/rule_dev/${domid}/0/state`, "2");
+    await until(host, domid, "rule: otherend 2 end");
+    await host.hv.insmod(domid, new URL("./fixtures/bus-pm.ts", import.meta.url).href);
+    await until(host, domid, "rule: resume device/rule_dev/0 state 1");
+    const log = rules(host, domid);
+    assert.ok(
+      log.indexOf("rule: suspend device/rule_dev/0") < log.indexOf("rule: resume device/rule_dev/0 state 1"),
+    );
     await host.destroyDomain(domid);
   });
 
