@@ -20,6 +20,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { pino } from "pino";
+import { type BenchLine, jsonLine, type OptionTable, parseOptions, runBench } from "./common.ts";
 
 interface Options {
   json: boolean;
@@ -43,36 +44,17 @@ threads, each variant in a fresh process; and how many domains 24 GiB holds.
   --quick        --domains ${QUICK.domains} --settle ${QUICK.settleMs}
 `;
 
+const OPTIONS: OptionTable<Options> = {
+  "--domains": (o, arg) => {
+    o.domains = arg.int(1);
+  },
+  "--settle": (o, arg) => {
+    o.settleMs = arg.int(1);
+  },
+};
+
 function parseArgs(argv: readonly string[]): Options | "help" {
-  const o: Options = { ...DEFAULTS };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const int = (): number => {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 1) throw new RangeError(`Option '${a}' needs a positive whole number`);
-      return v;
-    };
-    switch (a) {
-      case "-h":
-      case "--help":
-        return "help";
-      case "--json":
-        o.json = true;
-        break;
-      case "--quick":
-        Object.assign(o, QUICK);
-        break;
-      case "--domains":
-        o.domains = int();
-        break;
-      case "--settle":
-        o.settleMs = int();
-        break;
-      default:
-        throw new RangeError(`Unknown option '${a}'; see 'xenlab bench domains --help'`);
-    }
-  }
-  return o;
+  return parseOptions("domains", argv, DEFAULTS, QUICK, OPTIONS);
 }
 
 interface ChildResult {
@@ -155,23 +137,16 @@ function runChild(variant: string, o: Options): Promise<ChildResult> {
   });
 }
 
-export async function run(argv: string[]): Promise<number> {
-  let o: Options | "help";
-  try {
-    o = parseArgs(argv);
-  } catch (e) {
-    process.stderr.write(`xenlab bench domains: ${(e as Error).message}\n`);
-    return 2;
-  }
-  if (o === "help") {
-    process.stdout.write(HELP);
-    return 0;
-  }
+export function run(argv: string[]): Promise<number> {
+  return runBench("domains", argv, parseArgs, HELP, bench);
+}
+
+async function bench(o: Options): Promise<number> {
   const x = await runChild("xenlab", o);
   const b = await runChild("bare", o);
   const perDomain = (x.loaded - x.base) / o.domains;
   const perWorker = (b.loaded - b.base) / o.domains;
-  const rows = [
+  const rows: BenchLine[] = [
     {
       bench: "domains",
       case: "rss-per-idle-domain",
@@ -201,7 +176,7 @@ export async function run(argv: string[]): Promise<number> {
     },
   ];
   if (o.json) {
-    for (const r of rows) process.stdout.write(`${JSON.stringify(r)}\n`);
+    for (const r of rows) process.stdout.write(`${jsonLine(r)}\n`);
     return 0;
   }
   process.stdout.write(`case                    unit        xenlab   bare worker   ratio\n`);

@@ -23,16 +23,26 @@
  * the per-run ratios (spec/platform.md: this VM moves between a fast and a slow wake-up regime).
  */
 import type { MessagePort, Worker } from "node:worker_threads";
-import { DOMID_SELF, EventChannels } from "../hv/evtchn.ts";
 import { siblingModule, spawnWorker } from "../hv/spawn.ts";
 import { ringSize, XEN_PAGE_SIZE } from "../ring/ring.ts";
+import {
+  alignColumns,
+  eachRun,
+  fmtRate,
+  fmtRuns,
+  median,
+  type OptionTable,
+  parseOptions,
+  rateLine,
+  runBench,
+  TIMED_ROUNDS,
+  type TimedRounds,
+} from "./common.ts";
+import { connectedDomains, runPair } from "./pair.ts";
 import type { RingPeerConfig, RingPeerReply, RingPeerSide } from "./ring-peer.ts";
 
-export interface Options {
+export interface Options extends TimedRounds {
   json: boolean;
-  runs: number;
-  warmup: number;
-  rounds: number;
   batches: number[];
 }
 
@@ -65,69 +75,26 @@ between two plain workers, in the same run. Synchronous batches: B requests, the
   --quick        --runs ${QUICK.runs} --rounds ${QUICK.rounds} --warmup ${QUICK.warmup}
 `;
 
-export function parseArgs(argv: readonly string[]): Options | "help" {
-  const o: Options = { ...DEFAULTS };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const int = (): number => {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 0) throw new RangeError(`Option '${a}' needs a whole number`);
-      return v;
-    };
-    switch (a) {
-      case "-h":
-      case "--help":
-        return "help";
-      case "--json":
-        o.json = true;
-        break;
-      case "--quick":
-        Object.assign(o, QUICK);
-        break;
-      case "--runs":
-        o.runs = Math.max(1, int());
-        break;
-      case "--rounds":
-        o.rounds = Math.max(1, int());
-        break;
-      case "--warmup":
-        o.warmup = int();
-        break;
-      case "--batches": {
-        const list = (argv[++i] ?? "").split(",").map(Number);
-        const slots = Math.min(...SIZES.map((s) => ringSize(XEN_PAGE_SIZE, s)));
-        if (list.some((b) => !Number.isInteger(b) || b < 1 || b > slots)) {
-          throw new RangeError(`Option '--batches' needs whole numbers from 1 to ${slots}, comma-separated`);
-        }
-        o.batches = [...new Set(list)];
-        break;
-      }
-      default:
-        throw new RangeError(`Unknown option '${a}'; see 'xenlab bench ring --help'`);
+const OPTIONS: OptionTable<Options> = {
+  ...TIMED_ROUNDS,
+  "--batches": (o, arg) => {
+    const list = (arg.next() ?? "").split(",").map(Number);
+    const slots = Math.min(...SIZES.map((s) => ringSize(XEN_PAGE_SIZE, s)));
+    if (list.some((b) => !Number.isInteger(b) || b < 1 || b > slots)) {
+      throw new RangeError(`Option '--batches' needs whole numbers from 1 to ${slots}, comma-separated`);
     }
-  }
-  return o;
+    o.batches = [...new Set(list)];
+  },
+};
+
+export function parseArgs(argv: readonly string[]): Options | "help" {
+  return parseOptions("ring", argv, DEFAULTS, QUICK, OPTIONS);
 }
 
 function cases(o: Options): Case[] {
   return SIZES.flatMap((entrySize) =>
     o.batches.map((batch) => ({ name: `${entrySize}B/batch${batch}`, entrySize, batch })),
   );
-}
-
-function nextMessage(w: Worker): Promise<RingPeerReply> {
-  return new Promise((res, rej) => {
-    const onError = (err: Error): void => {
-      w.off("message", onMessage);
-      rej(err);
-    };
-    const onMessage = (m: RingPeerReply): void => {
-      w.off("error", onError);
-      res(m);
-    };
-    w.once("message", onMessage);
-    w.once("error", onError);
-  });
 }
 
 /** One run of one variant: requests completed per second, and kicks and sleeps per request. */
@@ -145,15 +112,10 @@ async function measure(c: Case, v: Variant, o: Options): Promise<Sample> {
   if (v === "xenlab") {
     // The toolstack's part: two domains, the ring page, and an event channel between them (the
     // frontend offers a port, the backend binds it, as the XenBus handshake does).
-    const ev = new EventChannels();
-    const f = ev.addDomain(1);
-    const b = ev.addDomain(2);
-    const pf = ev.allocUnbound(1, DOMID_SELF, 2);
-    const pb = ev.bindInterdomain(2, 1, pf);
-    if (pf < 0 || pb < 0) throw new Error(`Cannot connect the domains: ${pf}, ${pb}`);
+    const [f, b] = connectedDomains();
     const page = new SharedArrayBuffer(XEN_PAGE_SIZE);
-    front = { kind: "xenlab", boot: f, port: pf, page };
-    back = { kind: "xenlab", boot: b, port: pb, page };
+    front = { kind: "xenlab", ...f, page };
+    back = { kind: "xenlab", ...b, page };
   } else {
     const bytes = SPSC_HEADER + slots * c.entrySize;
     const req = new SharedArrayBuffer(bytes);
@@ -175,36 +137,14 @@ async function measure(c: Case, v: Variant, o: Options): Promise<Sample> {
     spawnWorker(entry, { ...s, ...common, role } satisfies RingPeerConfig, transfer(s));
   const wFront = spawn(front, "front");
   const wBack = spawn(back, "back");
-  try {
-    const r = await Promise.all([nextMessage(wFront), nextMessage(wBack)]);
-    for (const m of r) if (!("ready" in m)) throw new Error(`A peer did not start: ${JSON.stringify(m)}`);
-    const done = Promise.all([nextMessage(wFront), nextMessage(wBack)]);
-    wBack.postMessage("go");
-    wFront.postMessage("go");
-    const [rf, rb] = await done;
-    for (const m of [rf, rb]) {
-      if ("ok" in m && !m.ok) throw new Error(`${c.name} ${v}: ${m.error}`);
-    }
-    if (!("ok" in rf && rf.ok && "ok" in rb && rb.ok)) throw new Error(`${c.name} ${v}: no result`);
-    const requests = (o.warmup + o.rounds) * c.batch;
-    return {
-      rate: (o.rounds * c.batch) / rf.seconds,
-      kicks: (rf.kicks + rb.kicks) / requests,
-      sleeps: (rf.sleeps + rb.sleeps) / requests,
-    };
-  } finally {
-    await Promise.all([wFront.terminate(), wBack.terminate()]);
-  }
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function fmtRate(x: number): string {
-  return x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : `${(x / 1e3).toFixed(1)} k`;
+  const [rf, rb] = await runPair<RingPeerReply>(wFront, wBack, `${c.name} ${v}`);
+  if (!("ok" in rf && rf.ok && "ok" in rb && rb.ok)) throw new Error(`${c.name} ${v}: no result`);
+  const requests = (o.warmup + o.rounds) * c.batch;
+  return {
+    rate: (o.rounds * c.batch) / rf.seconds,
+    kicks: (rf.kicks + rb.kicks) / requests,
+    sleeps: (rf.sleeps + rb.sleeps) / requests,
+  };
 }
 
 type Samples = Map<string, { xenlab: Sample[]; base: Sample[] }>;
@@ -225,7 +165,6 @@ function table(cs: readonly Case[], samples: Samples): string {
       "runs (baseline)",
     ],
   ];
-  const runs = (xs: Sample[]): string => xs.map((r) => fmtRate(r.rate).replace(" ", "")).join(" ");
   const per = (xs: Sample[], k: "kicks" | "sleeps"): string => median(xs.map((x) => x[k])).toFixed(3);
   for (const c of cs) {
     const s = samples.get(c.name)!;
@@ -239,34 +178,24 @@ function table(cs: readonly Case[], samples: Samples): string {
       median(s.xenlab.map((xr, r) => xr.rate / s.base[r]!.rate)).toFixed(2),
       `${per(s.xenlab, "kicks")}|${per(s.base, "kicks")}`,
       `${per(s.xenlab, "sleeps")}|${per(s.base, "sleeps")}`,
-      runs(s.xenlab),
-      runs(s.base),
+      fmtRuns(rates(s.xenlab)),
+      fmtRuns(rates(s.base)),
     ]);
   }
-  const width = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string =>
-    r.map((c, i) => (i === 0 || i >= r.length - 2 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join("  ");
   return [
     "ring: requests + responses through a one-page ring between two domains; baseline: bare SAB SPSC queues",
     "ops/s = requests completed per second; batchB = B requests published at once, then their B responses",
     "kicks, sleeps: per request, both sides, xenlab|baseline (medians; paired = median of per-run ratios)",
-    ...rows.map((r) => line(r).trimEnd()),
+    ...alignColumns(rows, (i, n) => i === 0 || i >= n - 2).map((l) => l.trimEnd()),
     "goal: ratio ≥ 0.5",
   ].join("\n");
 }
 
-export async function run(argv: string[]): Promise<number> {
-  let o: Options | "help";
-  try {
-    o = parseArgs(argv);
-  } catch (err) {
-    process.stderr.write(`xenlab bench ring: ${(err as Error).message}\n`);
-    return 2;
-  }
-  if (o === "help") {
-    process.stdout.write(HELP);
-    return 0;
-  }
+export function run(argv: string[]): Promise<number> {
+  return runBench("ring", argv, parseArgs, HELP, bench);
+}
+
+async function bench(o: Options): Promise<number> {
   const cs = cases(o);
   const samples: Samples = new Map(cs.map((c) => [c.name, { xenlab: [], base: [] }]));
   // Within a run each case's xenlab variant sits next to its baseline; odd runs go in reverse.
@@ -274,28 +203,16 @@ export async function run(argv: string[]): Promise<number> {
     [c, "xenlab"],
     [c, "sab-spsc"],
   ]);
-  for (let r = 0; r < o.runs; r++) {
-    for (const [c, v] of r % 2 === 0 ? order : [...order].reverse()) {
-      const s = samples.get(c.name)!;
-      (v === "xenlab" ? s.xenlab : s.base).push(await measure(c, v, o));
-    }
-    if (!o.json) process.stderr.write(`run ${r + 1}/${o.runs} done\n`);
-  }
+  await eachRun(o, order, async ([c, v]) => {
+    const s = samples.get(c.name)!;
+    (v === "xenlab" ? s.xenlab : s.base).push(await measure(c, v, o));
+  });
   if (o.json) {
     for (const c of cs) {
       const s = samples.get(c.name)!;
       const x = median(rates(s.xenlab));
       const b = median(rates(s.base));
-      const line = {
-        bench: "ring",
-        case: c.name,
-        unit: "ops/s",
-        xenlab: Math.round(x),
-        baseline: Math.round(b),
-        baseline_name: "sab-spsc",
-        ratio: Number((x / b).toFixed(3)),
-      };
-      process.stdout.write(`${JSON.stringify(line)}\n`);
+      process.stdout.write(`${rateLine("ring", c.name, "ops/s", x, b, "sab-spsc")}\n`);
     }
   } else {
     process.stdout.write(`${table(cs, samples)}\n`);

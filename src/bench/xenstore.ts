@@ -22,6 +22,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { siblingModule } from "../hv/spawn.ts";
+import { inRunOrder, jsonLine, median, type OptionTable, parseOptions, runBench } from "./common.ts";
 import { type Daemon, hasTaskset, pin, startCommand, startReference, tail } from "./daemons.ts";
 import { type Conn, type LoadConfig, type LoadResult, openIdle, type WindowResult } from "./loadgen.ts";
 import { cpuSeconds } from "./procstat.ts";
@@ -131,81 +133,71 @@ function positive(flag: string, v: string | undefined, allowZero = false): numbe
   return n;
 }
 
+const OPTIONS: OptionTable<Options> = {
+  "--runs": (o, arg) => {
+    o.runs = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--windows": (o, arg) => {
+    o.windows = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--iterations": (o, arg) => {
+    o.iterations = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--idle-iterations": (o, arg) => {
+    o.idleIterations = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--duration": (o, arg) => {
+    o.durationMs = positive(arg.flag, arg.next()) * 1000;
+  },
+  "--idle-duration": (o, arg) => {
+    o.idleDurationMs = positive(arg.flag, arg.next()) * 1000;
+  },
+  "--warmup": (o, arg) => {
+    o.warmupMs = positive(arg.flag, arg.next(), true) * 1000;
+  },
+  "--clients": (o, arg) => {
+    o.clients = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--idle": (o, arg) => {
+    o.idle = Math.floor(positive(arg.flag, arg.next(), true));
+  },
+  "--cases": (o, arg) => {
+    const v = arg.next() ?? "";
+    const list = v.split(",").filter((s) => s !== "");
+    if (list.length === 0 || !list.every((s): s is CaseId => s === "a" || s === "b" || s === "c")) {
+      throw new RangeError(`Invalid value for --cases: '${v}'; expected a comma-separated subset of a,b,c`);
+    }
+    o.cases = new Set(list);
+  },
+  "--xenlab": (o, arg) => {
+    const v = arg.next();
+    if (v !== "dist" && v !== "src" && v !== "ref") {
+      throw new RangeError(`Invalid value for --xenlab: '${v ?? ""}'; expected dist, src or ref`);
+    }
+    o.xenlab = v;
+  },
+  "--xenlab-cmd": (o, arg) => {
+    const v = arg.next() ?? "";
+    const cmd = v.split(/\s+/).filter((s) => s !== "");
+    if (cmd.length === 0) throw new RangeError("Invalid value for --xenlab-cmd: expected a command");
+    o.xenlabCmd = cmd;
+  },
+  "--no-pin": (o) => {
+    o.pin = false;
+  },
+};
+
+/** --quick counts wherever it stands: the other options override its values. */
 export function parseArgs(argv: readonly string[]): Options | "help" {
   const quick = argv.includes("--quick");
-  argv = argv.filter((a) => a !== "--quick");
-  const o: Options = { ...DEFAULTS, ...(quick ? QUICK : {}) };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const val = (): string | undefined => argv[++i];
-    switch (a) {
-      case "-h":
-      case "--help":
-        return "help";
-      case "--json":
-        o.json = true;
-        break;
-      case "--runs":
-        o.runs = Math.floor(positive(a, val()));
-        break;
-      case "--windows":
-        o.windows = Math.floor(positive(a, val()));
-        break;
-      case "--iterations":
-        o.iterations = Math.floor(positive(a, val()));
-        break;
-      case "--idle-iterations":
-        o.idleIterations = Math.floor(positive(a, val()));
-        break;
-      case "--duration":
-        o.durationMs = positive(a, val()) * 1000;
-        break;
-      case "--idle-duration":
-        o.idleDurationMs = positive(a, val()) * 1000;
-        break;
-      case "--warmup":
-        o.warmupMs = positive(a, val(), true) * 1000;
-        break;
-      case "--clients":
-        o.clients = Math.floor(positive(a, val()));
-        break;
-      case "--idle":
-        o.idle = Math.floor(positive(a, val(), true));
-        break;
-      case "--cases": {
-        const v = val() ?? "";
-        const list = v.split(",").filter((s) => s !== "");
-        if (list.length === 0 || !list.every((s): s is CaseId => s === "a" || s === "b" || s === "c")) {
-          throw new RangeError(
-            `Invalid value for --cases: '${v}'; expected a comma-separated subset of a,b,c`,
-          );
-        }
-        o.cases = new Set(list);
-        break;
-      }
-      case "--xenlab": {
-        const v = val();
-        if (v !== "dist" && v !== "src" && v !== "ref") {
-          throw new RangeError(`Invalid value for --xenlab: '${v ?? ""}'; expected dist, src or ref`);
-        }
-        o.xenlab = v;
-        break;
-      }
-      case "--xenlab-cmd": {
-        const v = val() ?? "";
-        const cmd = v.split(/\s+/).filter((s) => s !== "");
-        if (cmd.length === 0) throw new RangeError("Invalid value for --xenlab-cmd: expected a command");
-        o.xenlabCmd = cmd;
-        break;
-      }
-      case "--no-pin":
-        o.pin = false;
-        break;
-      default:
-        throw new RangeError(`Unknown option '${a}'; see 'xenlab bench xenstore --help'`);
-    }
-  }
-  return o;
+  const start: Options = { ...DEFAULTS, ...(quick ? QUICK : {}) };
+  return parseOptions(
+    "xenstore",
+    argv.filter((a) => a !== "--quick"),
+    start,
+    null,
+    OPTIONS,
+  );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -240,13 +232,6 @@ class Results {
   }
 }
 
-function median(xs: readonly number[]): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 function ratio(row: Row): number {
   const x = median(row.samples.xenlab);
   const b = median(row.samples.baseline);
@@ -259,11 +244,11 @@ function round(x: number, digits: number): number | null {
   return Math.round(x * f) / f;
 }
 
-function jsonLine(row: Row): string {
+function jsonRow(row: Row): string {
   const x = median(row.samples.xenlab);
   const b = median(row.samples.baseline);
   const digits = row.unit === "ops/s" ? 0 : 2;
-  return JSON.stringify({
+  return jsonLine({
     bench: "xenstore",
     case: row.name,
     unit: row.unit,
@@ -370,7 +355,7 @@ async function testXenstore(o: Options, socket: string, n: number): Promise<Test
 
 /** One loadgen run in its own process, pinned to `cpu`. */
 async function loadgen(o: Options, cfg: LoadConfig, cpu: number): Promise<LoadResult> {
-  const child = fileURLToPath(new URL(`./loadgen-child.${FROM_SOURCE ? "ts" : "js"}`, import.meta.url));
+  const child = fileURLToPath(siblingModule(import.meta.url, "loadgen-child"));
   const node = [process.execPath, ...(FROM_SOURCE ? ["--import", "tsx"] : []), child, JSON.stringify(cfg)];
   const r = await runProcess(pinned(o, cpu, node), process.env);
   const line = r.out.trim().split("\n").pop() ?? "";
@@ -393,7 +378,7 @@ interface Ctx {
 
 /** The order of the two sides in run `r` (0-based): alternate who goes first. */
 function order(r: number): Side[] {
-  return r % 2 === 0 ? ["xenlab", "baseline"] : ["baseline", "xenlab"];
+  return inRunOrder(SIDES, r);
 }
 
 async function measuredCpu<T>(pid: number, f: () => Promise<T>): Promise<{ value: T; cpu: number }> {
@@ -623,7 +608,7 @@ export async function benchXenstore(o: Options): Promise<number> {
       { name: `c/${o.idle}-idle/test-xenstore`, min: 3 },
     ];
     if (o.json) {
-      for (const row of ctx.res.rows.values()) if (row.json) process.stdout.write(`${jsonLine(row)}\n`);
+      for (const row of ctx.res.rows.values()) if (row.json) process.stdout.write(`${jsonRow(row)}\n`);
     } else {
       process.stdout.write(`\n${table(ctx.res, goals, xenlab.label)}\n`);
       const pinA = o.pin ? ` pinned to CPU ${DAEMON_CPU}` : "";
@@ -673,17 +658,6 @@ export async function benchXenstore(o: Options): Promise<number> {
   }
 }
 
-export async function run(argv: string[]): Promise<number> {
-  let o: Options | "help";
-  try {
-    o = parseArgs(argv);
-  } catch (e) {
-    process.stderr.write(`xenlab bench xenstore: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 2;
-  }
-  if (o === "help") {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  return benchXenstore(o);
+export function run(argv: string[]): Promise<number> {
+  return runBench("xenstore", argv, parseArgs, USAGE, benchXenstore);
 }
