@@ -11,11 +11,11 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { Host } from "../host/host.ts";
 import { XsClient } from "../xenstore/client.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
+import { commandArgs } from "./args.ts";
 import { run as xs } from "./xs.ts";
 
 const USAGE = `usage: xenlab demo [--pings N] [--socket PATH]
@@ -28,24 +28,12 @@ while the demo runs.
 const EXAMPLES = join(fileURLToPath(new URL("../..", import.meta.url)), "examples/alice-connected");
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        pings: { type: "string" },
-        socket: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`xenlab demo: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const args = commandArgs("xenlab demo", USAGE, argv, {
+    pings: { type: "string" },
+    socket: { type: "string" },
+  });
+  if (typeof args === "number") return args;
+  const { values } = args;
   const pings = Number(values.pings ?? 8);
   if (!Number.isInteger(pings) || pings < 1) {
     process.stderr.write(`xenlab demo: --pings needs a positive whole number\n${USAGE}`);

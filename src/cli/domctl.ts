@@ -6,9 +6,9 @@
  */
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
 import { type ControlRequest, controlCall, controlPath } from "../host/control.ts";
 import type { DomainInfo } from "../hv/hypervisor.ts";
+import { commandArgs } from "./args.ts";
 import { socketPath } from "./xenstored.ts";
 
 const USAGES: Record<string, string> = {
@@ -36,28 +36,20 @@ function domid(v: string | undefined, cmd: string): number {
 }
 
 export async function run(cmd: string, argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        socket: { type: "string" },
-        domain: { type: "string", short: "d" },
-        lines: { type: "string", short: "n" },
-        memory: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`xenlab ${cmd}: ${(e as Error).message}\nusage: ${USAGES[cmd]}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`usage: ${USAGES[cmd]}\n`);
-    return 0;
-  }
+  const args = commandArgs(
+    `xenlab ${cmd}`,
+    `usage: ${USAGES[cmd]}\n`,
+    argv,
+    {
+      socket: { type: "string" },
+      domain: { type: "string", short: "d" },
+      lines: { type: "string", short: "n" },
+      memory: { type: "string" },
+    },
+    true,
+  );
+  if (typeof args === "number") return args;
+  const { values, positionals } = args;
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   let req: ControlRequest;
   try {

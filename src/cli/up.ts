@@ -6,10 +6,10 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { parseArgs } from "node:util";
 import { ControlServer, controlPath } from "../host/control.ts";
 import { Host } from "../host/host.ts";
 import { createLogger } from "../log.ts";
+import { commandArgs } from "./args.ts";
 import { socketPath } from "./xenstored.ts";
 
 const USAGE = `usage: xenlab up [options]
@@ -24,27 +24,15 @@ const USAGE = `usage: xenlab up [options]
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        socket: { type: "string" },
-        "no-domu": { type: "boolean" },
-        "domu-name": { type: "string" },
-        "keep-orphans": { type: "boolean", short: "K" },
-        "log-level": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`xenlab up: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const args = commandArgs("xenlab up", USAGE, argv, {
+    socket: { type: "string" },
+    "no-domu": { type: "boolean" },
+    "domu-name": { type: "string" },
+    "keep-orphans": { type: "boolean", short: "K" },
+    "log-level": { type: "string" },
+  });
+  if (typeof args === "number") return args;
+  const { values } = args;
   const log = createLogger("xenlab-up", values["log-level"] as string | undefined);
   const socket = socketPath(values.socket as string | undefined);
   mkdirSync(dirname(socket), { recursive: true });

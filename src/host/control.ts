@@ -8,8 +8,9 @@
  *                                            ← {"ok":true,"value":"alice_front"}
  *   → {"op":"destroy","domid":7}             ← {"ok":false,"error":"No domain 7"}
  */
-import { existsSync, unlinkSync } from "node:fs";
+
 import { connect, createServer, type Server } from "node:net";
+import { closeUnix, listenUnix } from "../unix-socket.ts";
 import type { Host } from "./host.ts";
 
 export type ControlRequest =
@@ -50,25 +51,13 @@ export class ControlServer {
     });
   }
 
-  listen(path: string): Promise<void> {
-    if (existsSync(path)) unlinkSync(path);
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(path, () => {
-        this.#server.off("error", reject);
-        this.#path = path;
-        resolve();
-      });
-    });
+  async listen(path: string): Promise<void> {
+    await listenUnix(this.#server, path);
+    this.#path = path;
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => {
-        if (this.#path !== null && existsSync(this.#path)) unlinkSync(this.#path);
-        resolve();
-      });
-    });
+    return closeUnix(this.#server, this.#path);
   }
 
   async #handle(line: string): Promise<ControlReply> {

@@ -43,10 +43,7 @@ export class XenstoredDomains implements DomainHooks {
     if (info === undefined) throw new Error("Cannot attach dom0's ring: no dom0");
     const conn = this.#attach(0, info.store.port);
     if (conn === null) throw new Error("Cannot attach dom0's ring: mapping or binding failed");
-    const d = this.#core!.domains.get(0)!;
-    d.conn = conn;
-    d.port = info.store.port;
-    d.gfn = String(info.store.gfn);
+    this.#core!.attachDom0(conn, String(info.store.gfn), info.store.port);
     return conn;
   }
 

@@ -75,5 +75,4 @@ export type KernelMessage =
 /** Messages the host posts to a domain's kernel. */
 export type HostMessage =
   | { readonly kind: "insmod"; readonly id: number; readonly url: string; readonly args: readonly string[] }
-  | { readonly kind: "rmmod"; readonly id: number; readonly name: string }
-  | { readonly kind: "shutdown" };
+  | { readonly kind: "rmmod"; readonly id: number; readonly name: string };

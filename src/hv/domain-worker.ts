@@ -45,10 +45,6 @@ port.on("message", (m: HostMessage) => {
         (e: unknown) => post({ kind: "rmmod-done", id: m.id, error: errorText(e) }),
       );
       return;
-    case "shutdown":
-      void kernel.events.stop();
-      port.close();
-      return;
   }
 });
 

@@ -44,6 +44,8 @@
  * the event memory of a dead domain that had the same domid.
  */
 
+import type { MessagePort } from "node:worker_threads";
+
 /** Ports of the 2-level ABI on a 64-bit guest: 64 × 64 bits. Port 0 is never handed out. */
 export const EVTCHN_2L_NR_CHANNELS = 4096;
 
@@ -230,6 +232,25 @@ export function writePortEntry(
   Atomics.store(table, i + 2, remotePort);
   Atomics.store(table, i + 3, remoteSerial);
   Atomics.add(table, i, 1); // even again
+}
+
+/**
+ * What one vCPU of a domain needs to use its event channels: pass it in workerData with `peers` in
+ * the transfer list (or keep it, for a vCPU on the main thread), and build an EventChannelUpcall
+ * from it there.
+ */
+export interface DomainEventsBoot {
+  readonly domid: number;
+  /** The vCPU this record is for: its upcall handles the ports bound to this vCPU. */
+  readonly vcpu: number;
+  /** This incarnation of the domain; never reused, unlike the domid. */
+  readonly serial: number;
+  /** Event memory (shared_info/vcpu_info 2-level part, plus wake words and the ports' vCPUs). */
+  readonly events: SharedArrayBuffer;
+  /** Port table; read-only for the domain. */
+  readonly ports: SharedArrayBuffer;
+  /** Where the hypervisor posts PeerEvents, for this vCPU alone; it takes them synchronously. */
+  readonly peers: MessagePort;
 }
 
 /**

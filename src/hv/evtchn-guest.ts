@@ -48,6 +48,7 @@
  */
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {
+  type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHN_LAYOUT,
   EVTCHN_MAX_VCPUS,
@@ -73,15 +74,8 @@ export { DOMID_SELF, EVTCHNSTAT, XEN_ERRNO } from "./evtchn-abi.ts";
 
 export type EventHandler = (port: number) => void;
 
-/** The fields of DomainEventsBoot (evtchn.ts) the guest uses; structurally the same record. */
-export interface GuestEventsBoot {
-  readonly domid: number;
-  readonly vcpu: number;
-  readonly serial: number;
-  readonly events: SharedArrayBuffer;
-  readonly ports: SharedArrayBuffer;
-  readonly peers: MessagePort;
-}
+/** A vCPU's event-channel boot record, as the guest sees it (`DomainEventsBoot`). */
+export type GuestEventsBoot = DomainEventsBoot;
 
 export interface UpcallOptions {
   /**

@@ -47,6 +47,7 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
   clearPending,
   DOMID_SELF,
+  type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHN_MAX_VCPUS,
   EVTCHNSTAT,
@@ -69,6 +70,7 @@ import {
 
 export {
   DOMID_SELF,
+  type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHN_LAYOUT,
   EVTCHN_MAX_VCPUS,
@@ -90,25 +92,6 @@ const PER_VCPU_VIRQS: ReadonlySet<number> = new Set([0, 1, 7, 13]);
 const DOMID_FIRST_RESERVED = 0x7ff0;
 
 const { EPERM, ENOENT, ESRCH, EEXIST, EINVAL, ENOSPC } = XEN_ERRNO;
-
-/**
- * What one vCPU of a domain needs to use its event channels: pass it in workerData with `peers` in
- * the transfer list (or keep it, for a vCPU on the main thread), and build an EventChannelUpcall
- * from it there.
- */
-export interface DomainEventsBoot {
-  readonly domid: number;
-  /** The vCPU this record is for: its upcall handles the ports bound to this vCPU. */
-  readonly vcpu: number;
-  /** This incarnation of the domain; never reused, unlike the domid. */
-  readonly serial: number;
-  /** Event memory (shared_info/vcpu_info 2-level part, plus wake words and the ports' vCPUs). */
-  readonly events: SharedArrayBuffer;
-  /** Port table; read-only for the domain. */
-  readonly ports: SharedArrayBuffer;
-  /** Where the hypervisor posts PeerEvents, for this vCPU alone; it takes them synchronously. */
-  readonly peers: MessagePort;
-}
 
 /** EVTCHNOP_status's answer. */
 export type EvtchnStatus =

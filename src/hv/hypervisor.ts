@@ -111,7 +111,7 @@ interface Dom extends GrantDomain {
   /** Resolves when the kernel says it booted (or rejects if it died first). */
   readonly ready: Promise<void>;
   readonly requests: Map<number, { resolve: (v: string | undefined) => void; reject: (e: Error) => void }>;
-  exited: Promise<void>;
+  readonly exited: Promise<void>;
 }
 
 export class Hypervisor {
@@ -155,8 +155,10 @@ export class Hypervisor {
     const pages: (SharedArrayBuffer | undefined)[] = [];
     const store = { gfn: maxPages - 1, port: 0 };
     const console = { gfn: maxPages - 2, port: 0 };
-    pages[store.gfn] = new SharedArrayBuffer(PAGE_SIZE);
-    pages[console.gfn] = new SharedArrayBuffer(PAGE_SIZE);
+    const storePage = new SharedArrayBuffer(PAGE_SIZE);
+    const consolePage = new SharedArrayBuffer(PAGE_SIZE);
+    pages[store.gfn] = storePage;
+    pages[console.gfn] = consolePage;
     const grantFrames = Array.from({ length: GRANT_FRAMES }, () => new SharedArrayBuffer(PAGE_SIZE));
     const table = new GrantTableFrames(grantFrames);
     // xc_dom_gnttab_init: the two reserved refs, granted to the backend domain (dom0).
@@ -177,15 +179,14 @@ export class Hypervisor {
     const { port1, port2 } = new MessageChannel();
     const sched = new Int32Array(new SharedArrayBuffer(4));
     sched[0] = SCHED.paused;
-    const populatedPages = new Map<number, SharedArrayBuffer>();
-    pages.forEach((p, gfn) => {
-      if (p !== undefined) populatedPages.set(gfn, p);
-    });
     const boot: DomainBoot = {
       domid,
       name: opts.name,
       privileged,
-      pages: populatedPages,
+      pages: new Map([
+        [store.gfn, storePage],
+        [console.gfn, consolePage],
+      ]),
       maxPages,
       grantFrames,
       events,
@@ -198,6 +199,8 @@ export class Hypervisor {
     };
     const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "domain-worker");
     const worker = spawnWorker(entry, boot, [events.peers, port2]);
+    // Not events.once: that rejects on the worker's 'error', which comes before 'exit' on a crash.
+    const exitCode = new Promise<number>((resolve) => worker.once("exit", resolve));
 
     let readyResolve!: () => void;
     let readyReject!: (e: Error) => void;
@@ -223,10 +226,7 @@ export class Hypervisor {
       state: "paused",
       ready,
       requests: new Map(),
-      exited: Promise.resolve(),
-    };
-    d.exited = new Promise<void>((resolve) => {
-      worker.once("exit", (code) => {
+      exited: exitCode.then((code) => {
         if (d.state !== "dying") {
           this.#log.warn({ domid, code }, `domain ${domid} (${d.name}) exited by itself`);
           this.#kernelLog(d, `domain exited with code ${code}`);
@@ -234,9 +234,8 @@ export class Hypervisor {
         readyReject(new Error(`Domain ${domid} exited before it was ready`));
         for (const r of d.requests.values()) r.reject(new Error(`Domain ${domid} is gone`));
         d.requests.clear();
-        resolve();
-      });
-    });
+      }),
+    };
     worker.on("error", (err) => {
       this.#log.error({ domid, err: err.message }, `domain ${domid} (${d.name}) crashed`);
       this.#kernelLog(d, `Kernel panic: ${err.message}`);
@@ -382,10 +381,8 @@ export class Hypervisor {
         return this.events.bindVcpu(caller, num(a[0]), num(a[1]));
       case "evtchn_status":
         return this.events.status(caller, num(a[0]), num(a[1]));
-      case "grant_map": {
-        const r = this.grants.mapGrantRef(caller, { flags: num(a[0]), ref: num(a[1]), dom: num(a[2]) });
-        return r;
-      }
+      case "grant_map":
+        return this.grants.mapGrantRef(caller, { flags: num(a[0]), ref: num(a[1]), dom: num(a[2]) });
       case "grant_unmap":
         return this.grants.unmapGrantRef(caller, num(a[0]));
       case "grant_copy":

@@ -14,7 +14,7 @@
  */
 import { XsClient } from "../xenstore/client.ts";
 import { RingClientChannel } from "../xenstore/transport-ring.ts";
-import { type DomainBoot, type Hypercalls, type KernelMessage, PAGE_SIZE, SCHED } from "./domain-boot.ts";
+import { type DomainBoot, type Hypercalls, type KernelMessage, SCHED } from "./domain-boot.ts";
 import { EventChannelUpcall, type EventHandler } from "./evtchn-guest.ts";
 import {
   endForeignAccess,
@@ -302,5 +302,3 @@ export function dmesgStamp(seconds: number): string {
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
-
-export { PAGE_SIZE };

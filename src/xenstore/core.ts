@@ -269,6 +269,17 @@ export class XenStoreCore {
     return conn;
   }
 
+  /**
+   * Dom0's kernel connects through its own ring (C `dom0_init`): dom0 is known from the start,
+   * so this records its ring's connection, page and port instead of an INTRODUCE.
+   */
+  attachDom0(conn: Connection, gfn: string, port: number): void {
+    const d = this.domains.get(0)!;
+    d.conn = conn;
+    d.gfn = gfn;
+    d.port = port;
+  }
+
   /** A domain's ring connection (used by the hypervisor side). */
   connectDomain(domid: number): Connection {
     const id = ++this.#connSeq;

@@ -3,8 +3,9 @@
  * as on the ring. Replies and events produced while handling one chunk of input are
  * written with one `write` per connection (platform.md §3: coalescing is ~2.7× cheaper).
  */
-import { existsSync, unlinkSync } from "node:fs";
+
 import { createServer, type Server, type Socket } from "node:net";
+import { closeUnix, listenUnix } from "../unix-socket.ts";
 import { type Connection, deliver, isQueuedDuplicate, type PacketSink, type XenStoreCore } from "./core.ts";
 import { PayloadTooLargeError } from "./errors.ts";
 import { HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
@@ -41,16 +42,9 @@ export class SocketTransport implements PacketSink {
   }
 
   /** Listens on `path`, replacing a stale socket file. */
-  listen(path: string): Promise<void> {
-    if (existsSync(path)) unlinkSync(path);
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(path, () => {
-        this.#server.off("error", reject);
-        this.#path = path;
-        resolve();
-      });
-    });
+  async listen(path: string): Promise<void> {
+    await listenUnix(this.#server, path);
+    this.#path = path;
   }
 
   get connections(): number {
@@ -60,12 +54,7 @@ export class SocketTransport implements PacketSink {
   /** Stops accepting, drops every client and removes the socket file. */
   close(): Promise<void> {
     for (const c of this.#clients.values()) c.socket.destroy();
-    return new Promise((resolve) => {
-      this.#server.close(() => {
-        if (this.#path !== null && existsSync(this.#path)) unlinkSync(this.#path);
-        resolve();
-      });
-    });
+    return closeUnix(this.#server, this.#path);
   }
 
   /** Queues a packet for one of this transport's clients; flushed at the end of the turn. */

@@ -2,7 +2,7 @@
  * The XenStore ring transport, both ends, in process: guests are XsClients over a
  * RingClientChannel on a SharedArrayBuffer page, the daemon is a real XenStoreCore behind a
  * RingServer, and the "event channels" are callbacks run as microtasks. Dom0 talks to the same
- * core through an in-memory channel (no socket). One test runs the guest in a worker thread
+ * core through an in-memory channel (LocalChannel, no socket). One test runs the guest in a worker thread
  * with Atomics-based kicks; one replays the guest section of the reference daemon's probe
  * transcript (../shared/refxs/probe-cxenstored.txt) through the ring.
  */
@@ -10,16 +10,16 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
 import { XS_CONNECTION, XS_RING_ERROR, XS_SERVER_FEATURE } from "../../src/ring/byte-ring.ts";
-import { type XsChannel, type XsChannelSink, XsClient } from "../../src/xenstore/client.ts";
+import { XsClient } from "../../src/xenstore/client.ts";
 import {
   type Connection,
-  type XenStoreCore as Core,
   type CoreOptions,
   deliver,
   XenStoreCore,
   type XsLogger,
 } from "../../src/xenstore/core.ts";
 import { ConnectionClosedError, XsError, XsRingError } from "../../src/xenstore/errors.ts";
+import { LocalChannel } from "../../src/xenstore/transport-local.ts";
 import { RingClientChannel, RingServer } from "../../src/xenstore/transport-ring.ts";
 import {
   encodePacket,
@@ -48,45 +48,6 @@ async function until(cond: () => boolean, what = "condition"): Promise<void> {
 /** Lets everything queued run (kicks, flushes, replies). */
 async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-/** Dom0 without a socket: an XsChannel that steps the core directly. */
-class LoopChannel implements XsChannel {
-  readonly conn: Connection;
-  readonly #core: Core;
-  readonly #reader = new PacketReader();
-  #sink: XsChannelSink | null = null;
-  #out: Uint8Array[] = [];
-
-  constructor(core: Core) {
-    this.#core = core;
-    this.conn = core.connectSocket();
-    this.conn.sink = {
-      send: (_c, p) => {
-        if (this.#out.length === 0) queueMicrotask(() => this.#flush());
-        this.#out.push(encodePacket(p));
-      },
-    };
-  }
-
-  attach(sink: XsChannelSink): void {
-    this.#sink = sink;
-  }
-
-  write(bytes: Uint8Array): void {
-    for (const p of this.#reader.push(bytes)) deliver(this.#core.step(this.conn, p).out);
-  }
-
-  close(): void {
-    this.#core.disconnect(this.conn);
-    this.#sink?.closed();
-  }
-
-  #flush(): void {
-    const out = this.#out;
-    this.#out = [];
-    for (const b of out) this.#sink?.data(b);
-  }
 }
 
 interface LogLine {
@@ -136,7 +97,7 @@ class Bed {
         release: (domid) => this.doms.get(domid)?.server?.detach(),
       },
     });
-    this.dom0 = new XsClient(new LoopChannel(this.core));
+    this.dom0 = new XsClient(new LocalChannel(this.core));
   }
 
   /** The domain's page exists before it is introduced, as a built domain's does. */
