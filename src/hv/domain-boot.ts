@@ -70,9 +70,17 @@ export type KernelMessage =
   | { readonly kind: "ready" }
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
+  | { readonly kind: "call-done"; readonly id: number; readonly error?: string; readonly result?: unknown }
   | { readonly kind: "panic"; readonly error: string };
 
 /** Messages the host posts to a domain's kernel. */
 export type HostMessage =
   | { readonly kind: "insmod"; readonly id: number; readonly url: string; readonly args: readonly string[] }
-  | { readonly kind: "rmmod"; readonly id: number; readonly name: string };
+  | { readonly kind: "rmmod"; readonly id: number; readonly name: string }
+  | {
+      readonly kind: "call";
+      readonly id: number;
+      readonly module: string;
+      readonly cmd: string;
+      readonly arg: unknown;
+    };

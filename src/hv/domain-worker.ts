@@ -1,8 +1,8 @@
 /**
  * A domain's worker: the entry point of its kernel. It waits on the scheduler word until the
  * hypervisor first unpauses it (domains are created paused), then boots: event channels, the
- * XenStore ring, the modules of the boot record. Afterwards it serves the host's `insmod` and
- * `rmmod` and runs the event-channel upcall loop.
+ * XenStore ring, the modules of the boot record. Afterwards it serves the host's `insmod`,
+ * `rmmod` and module calls and runs the event-channel upcall loop.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "./domain-boot.ts";
@@ -43,6 +43,12 @@ port.on("message", (m: HostMessage) => {
       kernel.rmmod(m.name).then(
         () => post({ kind: "rmmod-done", id: m.id }),
         (e: unknown) => post({ kind: "rmmod-done", id: m.id, error: errorText(e) }),
+      );
+      return;
+    case "call":
+      kernel.call(m.module, m.cmd, m.arg).then(
+        (result) => post({ kind: "call-done", id: m.id, result }),
+        (e: unknown) => post({ kind: "call-done", id: m.id, error: errorText(e) }),
       );
       return;
   }

@@ -110,7 +110,7 @@ interface Dom extends GrantDomain {
   state: DomainState;
   /** Resolves when the kernel says it booted (or rejects if it died first). */
   readonly ready: Promise<void>;
-  readonly requests: Map<number, { resolve: (v: string | undefined) => void; reject: (e: Error) => void }>;
+  readonly requests: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
   readonly exited: Promise<void>;
 }
 
@@ -310,12 +310,22 @@ export class Hypervisor {
    * Resolves with the module's name.
    */
   insmod(domid: number, url: string, args: readonly string[] = []): Promise<string> {
-    return this.#request(domid, (id) => ({ kind: "insmod", id, url, args })).then((n) => n ?? url);
+    return this.#request(domid, (id) => ({ kind: "insmod", id, url, args })).then(
+      (n) => (n as string | undefined) ?? url,
+    );
   }
 
   /** Unloads a module by name (`rmmod`): its `exit` runs inside the domain. */
   async rmmod(domid: number, name: string): Promise<void> {
     await this.#request(domid, (id) => ({ kind: "rmmod", id, name }));
+  }
+
+  /**
+   * A request to a module loaded in a domain (its `call(kernel, cmd, arg)` export), answered
+   * with what it returns: how dom0's tools reach a driver, as an ioctl would.
+   */
+  call(domid: number, module: string, cmd: string, arg?: unknown): Promise<unknown> {
+    return this.#request(domid, (id) => ({ kind: "call", id, module, cmd, arg }));
   }
 
   /**
@@ -326,7 +336,7 @@ export class Hypervisor {
     return this.#domains.get(domid)?.pages[gfn];
   }
 
-  #request(domid: number, make: (id: number) => HostMessage): Promise<string | undefined> {
+  #request(domid: number, make: (id: number) => HostMessage): Promise<unknown> {
     const d = this.#get(domid);
     if (d.state === "dying") return Promise.reject(new Error(`Domain ${domid} is dying`));
     const id = this.#nextRequest++;
@@ -349,12 +359,13 @@ export class Hypervisor {
         this.#log.error({ domid: d.domid, err: m.error }, `domain ${d.domid} (${d.name}) panicked`);
         return;
       case "insmod-done":
-      case "rmmod-done": {
+      case "rmmod-done":
+      case "call-done": {
         const r = d.requests.get(m.id);
         if (r === undefined) return;
         d.requests.delete(m.id);
         if (m.error !== undefined) r.reject(new Error(m.error));
-        else r.resolve(m.kind === "insmod-done" ? m.name : undefined);
+        else r.resolve(m.kind === "insmod-done" ? m.name : m.kind === "call-done" ? m.result : undefined);
         return;
       }
     }

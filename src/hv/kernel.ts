@@ -4,7 +4,8 @@
  * it; every other resource is a hypercall to the hypervisor (the main thread).
  *
  * A driver module is an ES module exporting `name`, `init(kernel, args)` and optionally
- * `exit(kernel)`, like a Linux module's module_init/module_exit:
+ * `exit(kernel)`, like a Linux module's module_init/module_exit, and `call(kernel, cmd, arg)`
+ * for requests from the host (an ioctl):
  *
  *   export const name = "alice_front";
  *   export function init(k: Kernel) { k.printk("DomU: Alice_front inited!"); }
@@ -32,6 +33,12 @@ export interface KernelModule {
   readonly name?: string;
   init(kernel: Kernel, args: readonly string[]): void | Promise<void>;
   exit?(kernel: Kernel): void | Promise<void>;
+  /**
+   * A request from the host to the module (an ioctl on its device, as a tool in dom0 would
+   * make): `Hypervisor.call(domid, module, cmd, arg)` lands here. The argument and the result
+   * are structured-cloned between threads.
+   */
+  call?(kernel: Kernel, cmd: string, arg: unknown): unknown;
 }
 
 /** A foreign page mapped through a grant. */
@@ -254,6 +261,14 @@ export class Kernel {
     if (mod === undefined) throw new Error(`Cannot unload ${name}: not loaded`);
     await mod.exit?.(this);
     this.#modules.delete(name);
+  }
+
+  /** A host request to a loaded module (its `call` export). */
+  async call(module: string, cmd: string, arg: unknown): Promise<unknown> {
+    const mod = this.#modules.get(module);
+    if (mod === undefined) throw new Error(`No module ${module} loaded`);
+    if (typeof mod.call !== "function") throw new Error(`Module ${module} takes no calls`);
+    return mod.call(this, cmd, arg);
   }
 
   get modules(): string[] {

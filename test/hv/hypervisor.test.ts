@@ -55,6 +55,19 @@ describe("hypervisor and host", () => {
     assert.equal(d0.privileged, true);
   });
 
+  it("a host call reaches a loaded module and brings back its answer or its error", async () => {
+    await host.hv.insmod(0, PROBE, ["none"]);
+    try {
+      const bytes = new Uint8Array([1, 2, 3]);
+      assert.deepEqual(await host.hv.call(0, "probe", "echo", { bytes }), { domid: 0, arg: { bytes } });
+      assert.equal(await host.hv.call(0, "probe", "read", "/local/domain/0/name"), "Domain-0");
+      await assert.rejects(host.hv.call(0, "probe", "nope"), /unknown call nope/);
+      await assert.rejects(host.hv.call(0, "missing", "echo"), /No module missing loaded/);
+    } finally {
+      await host.hv.rmmod(0, "probe");
+    }
+  });
+
   it("dom0's kernel reaches xenstored through its ring, privileged", async () => {
     assert.equal(await probe(host, 0, "read", "/local/domain/0/name"), 'ok "Domain-0"');
     assert.equal(await probe(host, 0, "write", "/tool/x", "1"), "ok");
