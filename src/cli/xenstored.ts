@@ -8,7 +8,9 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { createLogger } from "../log.ts";
+import { DirStateFiles } from "../state-files.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
+import { DEFAULT_MAX_JOURNAL_BYTES, Journal } from "../xenstore/journal.ts";
 import { DEFAULT_QUOTAS, type Quotas } from "../xenstore/quota.ts";
 import { SocketTransport, traceLine } from "../xenstore/transport-socket.ts";
 
@@ -28,6 +30,11 @@ const USAGE = `usage: xenlab xenstored [options]
   -K, --keep-orphans         give a released domain's nodes to dom0 instead of deleting them
   -T, --trace-file FILE      log every request and reply to FILE
   -N, --no-fork              accepted for compatibility (always foreground)
+  --state DIR                keep the store in DIR (snapshot + journal): every acknowledged
+                             change survives a kill -9 and a restart serves it again
+  --state-sync               also fdatasync each journal record (survives a power cut)
+  --state-max-journal BYTES  compact the journal past max(BYTES, 2 × snapshot)
+                             (default ${DEFAULT_MAX_JOURNAL_BYTES})
   -V, --verbose              debug logging
   --log-level LEVEL          pino level (default info)
 `;
@@ -92,6 +99,9 @@ export async function run(argv: string[]): Promise<number> {
       "keep-orphans": { type: "boolean", short: "K" },
       "trace-file": { type: "string", short: "T" },
       "no-fork": { type: "boolean", short: "N" },
+      state: { type: "string" },
+      "state-sync": { type: "boolean" },
+      "state-max-journal": { type: "string" },
       verbose: { type: "boolean", short: "V" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -106,11 +116,21 @@ export async function run(argv: string[]): Promise<number> {
     if (what !== "watch-event") throw new RangeError(`Unknown timeout "${what}": use watch-event`);
   }
   const log = createLogger("xenstored", values.verbose ? "debug" : values["log-level"]);
+  const maxJournal = values["state-max-journal"];
+  const journal = values.state
+    ? Journal.open(new DirStateFiles(values.state), {
+        sync: values["state-sync"] ?? false,
+        ...(maxJournal !== undefined ? { maxJournalBytes: intArg("--state-max-journal", maxJournal) } : {}),
+        log,
+      })
+    : null;
   const core = new XenStoreCore({
     quotas: parseQuotas(values),
     keepOrphans: values["keep-orphans"] ?? false,
     log,
+    ...(journal ? { journal } : {}),
   });
+  journal?.attach(core);
   const traceFile = values["trace-file"];
   const traceStream = traceFile ? createWriteStream(traceFile, { flags: "a" }) : null;
   const transport = new SocketTransport(core, {
@@ -131,6 +151,7 @@ export async function run(argv: string[]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
   });
   await transport.close();
+  journal?.close();
   traceStream?.end();
   log.flush();
   return 0;

@@ -134,7 +134,22 @@ export interface DomainHooks {
   reintroduce?(domid: number, port: number): void;
 }
 
+/**
+ * Makes the store outlive the process (src/xenstore/journal.ts, `xenstored --state`). The
+ * core calls `commit()` at the end of every request and of every domain release, before
+ * anything they produced is handed to a transport: a change is on record before it is
+ * acknowledged. Which nodes changed the journal reads from `Store.nodes.changes`.
+ */
+export interface StateJournal {
+  /** The domain table or a special node's permissions changed in this request. */
+  metaChanged(): void;
+  /** Records what changed since the last call, if anything. */
+  commit(): void;
+}
+
 export interface CoreOptions {
+  /** Records every change before it is acknowledged (`xenstored --state`). */
+  journal?: StateJournal;
   quotas?: Partial<Quotas>;
   keepOrphans?: boolean;
   log?: XsLogger;
@@ -216,6 +231,7 @@ export class XenStoreCore {
   #connSeq = 0;
   readonly #hooks: DomainHooks;
   readonly #onControl: (cmd: string, args: readonly string[]) => void;
+  readonly #journal: StateJournal | null;
   /** Permissions of the special nodes; "privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
     ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
@@ -229,6 +245,7 @@ export class XenStoreCore {
     this.log = opts.log ?? SILENT;
     this.#hooks = opts.hooks ?? {};
     this.#onControl = opts.onControl ?? (() => {});
+    this.#journal = opts.journal ?? null;
     this.entries.set(0, this.store.nodes.size);
     this.domains.set(0, { domid: 0, conn: null, gfn: "0", port: 0, shutdown: false });
     this.#table = new Map<number, WireFunc>([
@@ -317,6 +334,7 @@ export class XenStoreCore {
     const before: Delivery[] = [];
     const after: Delivery[] = [];
     const finish = (reply: XsPacket): StepResult => {
+      this.#journal?.commit();
       const out = [...before, { conn, packet: reply }, ...after];
       return { reply, events: [...before, ...after], out };
     };
@@ -699,6 +717,7 @@ export class XenStoreCore {
       const need = Perm.WRITE | Perm.OWNER;
       if ((permFor(ctx.conn, cur) & need) !== need) throw new XsError("EACCES");
       this.specialPerms.set(path, perms);
+      this.#journal?.metaChanged();
       return OK;
     }
     const name = canonicalize(ctx.conn.home, path);
@@ -818,6 +837,7 @@ export class XenStoreCore {
     if (existing !== undefined) {
       // Re-introduction (restore): rebind the event channel; the ring side resets its connection.
       existing.port = port;
+      this.#journal?.metaChanged();
       this.#hooks.reintroduce?.(domid, port);
       return OK;
     }
@@ -825,6 +845,7 @@ export class XenStoreCore {
     // it is "connected" for SET_TARGET, as every introduced domain is in C xenstored.
     const conn = this.#hooks.introduce?.(domid, args[1]!, port) ?? this.connectDomain(domid);
     this.domains.set(domid, { domid, conn, gfn: args[1]!, port, shutdown: false });
+    this.#journal?.metaChanged();
     this.log.info({ domid, port }, `domain ${domid} introduced`);
     this.#fire("@introduceDomain", null, true, null, ctx.before);
     return OK;
@@ -889,6 +910,8 @@ export class XenStoreCore {
     this.#stripDomainFromAcls(domid);
     this.log.info({ domid }, `domain ${domid} released`);
     this.#fire("@releaseDomain", null, true, null, events);
+    this.#journal?.metaChanged();
+    this.#journal?.commit();
     return events;
   }
 

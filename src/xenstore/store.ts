@@ -64,8 +64,32 @@ export function childrenBytes(children: readonly string[]): Uint8Array {
   return out;
 }
 
+/**
+ * The node table. With `changes` set (a journal is attached, src/xenstore/journal.ts) every
+ * set and delete also records the path there, so "what did this request change" is known
+ * however the change was made: a plain write, a transaction commit, a released domain.
+ */
+export class NodeMap extends Map<string, Node> {
+  changes: Set<string> | null = null;
+
+  override set(name: string, node: Node): this {
+    this.changes?.add(name);
+    return super.set(name, node);
+  }
+
+  override delete(name: string): boolean {
+    this.changes?.add(name);
+    return super.delete(name);
+  }
+
+  override clear(): void {
+    if (this.changes !== null) for (const name of this.keys()) this.changes.add(name);
+    super.clear();
+  }
+}
+
 export class Store {
-  readonly nodes = new Map<string, Node>();
+  readonly nodes = new NodeMap();
   /** Global generation counter: incremented before each use, so every stamp is unique. */
   generation = 0;
 

@@ -1,0 +1,92 @@
+/**
+ * xenstored's state directory on Node's file system: the StateFiles the journal
+ * (src/xenstore/journal.ts) writes through. Kept apart because the xenstore layer does no I/O
+ * (biome.json), as the Unix-socket helpers live apart in src/unix-socket.ts.
+ */
+import {
+  closeSync,
+  fdatasyncSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { join } from "node:path";
+import { type StateFile, type StateFiles, TMP_SUFFIX } from "./xenstore/journal.ts";
+
+function writeAll(fd: number, b: Uint8Array): void {
+  let off = 0;
+  while (off < b.byteLength) off += writeSync(fd, b, off, b.byteLength - off);
+}
+
+class FdFile implements StateFile {
+  #fd: number;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  append(b: Uint8Array): void {
+    writeAll(this.#fd, b);
+  }
+
+  datasync(): void {
+    fdatasyncSync(this.#fd);
+  }
+
+  close(): void {
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** The files of `dir` (created if missing). */
+export class DirStateFiles implements StateFiles {
+  readonly where: string;
+
+  constructor(dir: string) {
+    mkdirSync(dir, { recursive: true });
+    this.where = dir;
+  }
+
+  read(name: string): Uint8Array | null {
+    try {
+      return readFileSync(join(this.where, name));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw e;
+    }
+  }
+
+  replace(name: string, parts: readonly Uint8Array[], sync: boolean): StateFile {
+    const path = join(this.where, name);
+    // Not O_APPEND: this process is the only writer, and the offset after the header is where
+    // the next append goes.
+    const fd = openSync(path + TMP_SUFFIX, "w");
+    try {
+      for (const p of parts) writeAll(fd, p);
+      if (sync) fsyncSync(fd);
+      renameSync(path + TMP_SUFFIX, path);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    return new FdFile(fd);
+  }
+
+  remove(name: string): void {
+    rmSync(join(this.where, name), { force: true });
+  }
+
+  syncDir(): void {
+    const fd = openSync(this.where, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}

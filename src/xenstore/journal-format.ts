@@ -1,0 +1,324 @@
+/**
+ * The byte format of xenstored's state directory (`xenlab xenstored --state DIR`): a pure
+ * codec, no I/O (src/xenstore/journal.ts does the files). docs/journal.md has the picture.
+ *
+ * Both files start with a 16-byte header: an 8-byte magic (`XLSNAP\0\1` for the snapshot,
+ * `XLJRNL\0\1` for the journal), the epoch (u32), and the CRC32 of those 12 bytes. After
+ * it come frames, `u32 length | u32 crc32(payload) | payload` (little-endian): the snapshot
+ * holds exactly one, the journal one per acknowledged change. A frame whose length runs
+ * past the end of the file, or whose CRC does not match, is where a kill -9 cut a write
+ * short (a `write` to a regular file can stop between pages on a fatal signal): it and
+ * anything after it were never acknowledged.
+ *
+ * A frame's payload is a *delta*, the same layout for a journal record and a snapshot:
+ *
+ *   u8  flags                 bit 0: the meta part follows the nodes
+ *   f64 generation            the store's generation counter after the change
+ *   u32 count, then count ×   u8 op (0 delete, 1 set) | str16 path
+ *                             set: f64 generation | perms | u32 len, value | u32 n, n × str16 child
+ *   meta (bit 0):             u32 n, n × (u32 domid | str16 gfn | u32 port)        the domains
+ *                             u32 n, n × (str16 name | perms)                       special nodes
+ *   perms = u16 n, n × (u32 domid | u8 READ/WRITE bits); str16 = u16 length, latin1 bytes
+ *
+ * A snapshot is the delta that builds the whole tree from nothing: every node as a set,
+ * meta included. A journal record holds each node the request changed, as it is after the
+ * request (so replaying a record is idempotent), and the meta part when domains or special
+ * permissions changed.
+ */
+import { crc32 } from "node:zlib";
+import type { PermEntry, Perms } from "./perms.ts";
+import type { Node } from "./store.ts";
+
+export const HEADER_SIZE = 16;
+export const FRAME_HEADER_SIZE = 8;
+/** No record comes near this (a request payload is at most 4096 bytes); a larger length is damage. */
+export const MAX_FRAME = 1 << 30;
+
+export const SNAPSHOT_MAGIC = "XLSNAP\0\x01";
+export const JOURNAL_MAGIC = "XLJRNL\0\x01";
+
+/** A domain as the journal keeps it: what INTRODUCE said. */
+export interface DomainRecord {
+  readonly domid: number;
+  readonly gfn: string;
+  readonly port: number;
+}
+
+export interface Meta {
+  readonly domains: readonly DomainRecord[];
+  readonly special: readonly { readonly name: string; readonly perms: Perms }[];
+}
+
+export interface Delta {
+  readonly generation: number;
+  readonly set: readonly Node[];
+  readonly deleted: readonly string[];
+  readonly meta: Meta | null;
+}
+
+export class JournalFormatError extends Error {
+  override readonly name = "JournalFormatError";
+}
+
+/**
+ * Builds one frame in a reusable buffer: `begin()` reserves the frame header, the put
+ * methods append, `frame()` fills in length and CRC and returns the bytes to write.
+ */
+export class FrameWriter {
+  #buf: Buffer;
+  #pos = FRAME_HEADER_SIZE;
+
+  constructor(initial = 64 * 1024) {
+    this.#buf = Buffer.allocUnsafe(initial);
+  }
+
+  begin(): void {
+    this.#pos = FRAME_HEADER_SIZE;
+  }
+
+  #room(n: number): void {
+    if (this.#pos + n <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < this.#pos + n) size *= 2;
+    const b = Buffer.allocUnsafe(size);
+    this.#buf.copy(b, 0, 0, this.#pos);
+    this.#buf = b;
+  }
+
+  u8(v: number): void {
+    this.#room(1);
+    this.#buf[this.#pos++] = v;
+  }
+
+  u16(v: number): void {
+    this.#room(2);
+    this.#buf.writeUInt16LE(v, this.#pos);
+    this.#pos += 2;
+  }
+
+  u32(v: number): void {
+    this.#room(4);
+    this.#buf.writeUInt32LE(v >>> 0, this.#pos);
+    this.#pos += 4;
+  }
+
+  f64(v: number): void {
+    this.#room(8);
+    this.#buf.writeDoubleLE(v, this.#pos);
+    this.#pos += 8;
+  }
+
+  str16(s: string): void {
+    if (s.length > 0xffff) throw new RangeError(`Cannot journal a string of ${s.length} characters`);
+    this.#room(2 + s.length);
+    this.#buf.writeUInt16LE(s.length, this.#pos);
+    this.#buf.write(s, this.#pos + 2, s.length, "latin1");
+    this.#pos += 2 + s.length;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.#room(4 + b.byteLength);
+    this.#buf.writeUInt32LE(b.byteLength, this.#pos);
+    this.#buf.set(b, this.#pos + 4);
+    this.#pos += 4 + b.byteLength;
+  }
+
+  perms(p: Perms): void {
+    this.u16(p.length);
+    for (const e of p) {
+      this.u32(e.id);
+      this.u8(e.perms);
+    }
+  }
+
+  /** A node as a `set` entry. */
+  setNode(n: Node): void {
+    this.u8(1);
+    this.str16(n.name);
+    this.f64(n.generation);
+    this.perms(n.perms);
+    this.bytes(n.value);
+    this.u32(n.children.length);
+    for (const c of n.children) this.str16(c);
+  }
+
+  deleteNode(name: string): void {
+    this.u8(0);
+    this.str16(name);
+  }
+
+  meta(m: Meta): void {
+    this.u32(m.domains.length);
+    for (const d of m.domains) {
+      this.u32(d.domid);
+      this.str16(d.gfn);
+      this.u32(d.port);
+    }
+    this.u32(m.special.length);
+    for (const s of m.special) {
+      this.str16(s.name);
+      this.perms(s.perms);
+    }
+  }
+
+  /** The frame built since begin(): a view of the internal buffer, valid until the next begin(). */
+  frame(): Buffer {
+    const len = this.#pos - FRAME_HEADER_SIZE;
+    this.#buf.writeUInt32LE(len, 0);
+    this.#buf.writeUInt32LE(crc32(this.#buf.subarray(FRAME_HEADER_SIZE, this.#pos)), 4);
+    return this.#buf.subarray(0, this.#pos);
+  }
+}
+
+/** A whole delta as one frame (snapshots and tests; the journal's hot path drives FrameWriter itself). */
+export function encodeDelta(d: Delta, w = new FrameWriter()): Buffer {
+  w.begin();
+  w.u8(d.meta ? 1 : 0);
+  w.f64(d.generation);
+  w.u32(d.set.length + d.deleted.length);
+  for (const n of d.set) w.setNode(n);
+  for (const name of d.deleted) w.deleteNode(name);
+  if (d.meta) w.meta(d.meta);
+  return w.frame();
+}
+
+/** Reads a delta payload; JournalFormatError if it is cut short or has bytes left over. */
+export function decodeDelta(payload: Uint8Array): Delta {
+  const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  let pos = 0;
+  const need = (n: number) => {
+    if (pos + n > b.length)
+      throw new JournalFormatError(
+        `Cannot decode delta: need ${n} bytes at offset ${pos}, have ${b.length - pos}`,
+      );
+  };
+  const u8 = () => {
+    need(1);
+    return b[pos++]!;
+  };
+  const u16 = () => {
+    need(2);
+    pos += 2;
+    return b.readUInt16LE(pos - 2);
+  };
+  const u32 = () => {
+    need(4);
+    pos += 4;
+    return b.readUInt32LE(pos - 4);
+  };
+  const f64 = () => {
+    need(8);
+    pos += 8;
+    return b.readDoubleLE(pos - 8);
+  };
+  const str16 = () => {
+    const n = u16();
+    need(n);
+    pos += n;
+    return b.toString("latin1", pos - n, pos);
+  };
+  const perms = (): Perms => {
+    const n = u16();
+    const out: PermEntry[] = [];
+    for (let i = 0; i < n; i++) out.push({ id: u32(), perms: u8() });
+    return out;
+  };
+  const flags = u8();
+  const generation = f64();
+  const count = u32();
+  const set: Node[] = [];
+  const deleted: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const op = u8();
+    const name = str16();
+    if (op === 0) {
+      deleted.push(name);
+      continue;
+    }
+    if (op !== 1) throw new JournalFormatError(`Cannot decode delta: unknown op ${op} for "${name}"`);
+    const gen = f64();
+    const p = perms();
+    const vlen = u32();
+    need(vlen);
+    const value = new Uint8Array(b.subarray(pos, pos + vlen)); // a copy: the file buffer goes away
+    pos += vlen;
+    const nchildren = u32();
+    const children: string[] = [];
+    for (let j = 0; j < nchildren; j++) children.push(str16());
+    set.push({ name, value, perms: p, children, generation: gen });
+  }
+  let meta: Meta | null = null;
+  if (flags & 1) {
+    const domains: DomainRecord[] = [];
+    const nd = u32();
+    for (let i = 0; i < nd; i++) domains.push({ domid: u32(), gfn: str16(), port: u32() });
+    const special: { name: string; perms: Perms }[] = [];
+    const ns = u32();
+    for (let i = 0; i < ns; i++) special.push({ name: str16(), perms: perms() });
+    meta = { domains, special };
+  }
+  if (pos !== b.length)
+    throw new JournalFormatError(`Cannot decode delta: ${b.length - pos} bytes left over at offset ${pos}`);
+  return { generation, set, deleted, meta };
+}
+
+export function encodeHeader(magic: string, epoch: number): Buffer {
+  const h = Buffer.alloc(HEADER_SIZE);
+  h.write(magic, 0, 8, "latin1");
+  h.writeUInt32LE(epoch >>> 0, 8);
+  h.writeUInt32LE(crc32(h.subarray(0, 12)), 12);
+  return h;
+}
+
+/** The epoch in a file's header; JournalFormatError if the header is short, foreign or damaged. */
+export function decodeHeader(file: Uint8Array, magic: string, what: string): number {
+  if (file.byteLength < HEADER_SIZE)
+    throw new JournalFormatError(
+      `Cannot read ${what}: header needs ${HEADER_SIZE} bytes, file has ${file.byteLength}`,
+    );
+  const h = Buffer.from(file.buffer, file.byteOffset, HEADER_SIZE);
+  if (h.toString("latin1", 0, 8) !== magic)
+    throw new JournalFormatError(`Cannot read ${what}: not a xenlab ${what} file`);
+  if (h.readUInt32LE(12) !== crc32(h.subarray(0, 12)))
+    throw new JournalFormatError(`Cannot read ${what}: header checksum does not match`);
+  return h.readUInt32LE(8);
+}
+
+export interface Frames {
+  /** Payloads of the valid frames, in order. */
+  readonly payloads: Uint8Array[];
+  /** Offset just past the last valid frame. */
+  readonly end: number;
+  /** Why reading stopped before the end of the file (null: it did not). */
+  readonly stop: string | null;
+}
+
+/**
+ * The valid frames from `start` up to the first one that is cut short or fails its CRC;
+ * that one and everything after it are left out (a torn tail: never acknowledged).
+ */
+export function readFrames(file: Uint8Array, start: number): Frames {
+  const b = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
+  const payloads: Uint8Array[] = [];
+  let pos = start;
+  let stop: string | null = null;
+  while (pos < b.length) {
+    if (b.length - pos < FRAME_HEADER_SIZE) {
+      stop = `frame header cut short at offset ${pos}`;
+      break;
+    }
+    const len = b.readUInt32LE(pos);
+    if (len > MAX_FRAME || pos + FRAME_HEADER_SIZE + len > b.length) {
+      stop = `frame of ${len} bytes at offset ${pos} runs past the end (${b.length})`;
+      break;
+    }
+    const payload = b.subarray(pos + FRAME_HEADER_SIZE, pos + FRAME_HEADER_SIZE + len);
+    if (crc32(payload) !== b.readUInt32LE(pos + 4)) {
+      stop = `frame at offset ${pos} fails its checksum`;
+      break;
+    }
+    payloads.push(payload);
+    pos += FRAME_HEADER_SIZE + len;
+  }
+  return { payloads, end: pos, stop };
+}
