@@ -9,10 +9,10 @@
  *   2. one transaction writes its XenStore directory with libxl's permissions
  *      (`libxl__domain_make`: /local/domain/N owned by dom0 and readable by N; device, control,
  *      cpu, memory likewise; data, drivers, feature, attr, error, control/shutdown … owned by N),
- *      then `libxl__build_post`'s keys: name, domid, memory, store/port, store/ring-ref,
- *      console/port, console/ring-ref;
+ *      then `libxl__build_post`'s keys: name, domid, memory, store/port, store/ring-ref;
  *   3. XS_INTRODUCE: xenstored maps the store page and binds the port (xenstored-domains.ts),
- *      and fires @introduceDomain;
+ *      and fires @introduceDomain; then the primary console's keys (src/console/keys.ts),
+ *      which the console daemon (src/console/backend.ts) connects to;
  *   4. the domain is unpaused and its kernel boots, finding xenstored attached.
  *
  * Destroying: the hypervisor tears the domain down, then xenstored releases it (@releaseDomain,
@@ -20,6 +20,9 @@
  * `libxl__destroy_domid` does.
  */
 
+import { ConsoleBackend } from "../console/backend.ts";
+import { addPrimaryConsole } from "../console/keys.ts";
+import { logFilesIn } from "../console/log-file.ts";
 import { EventChannelUpcall } from "../hv/evtchn-guest.ts";
 import { type CreateOptions, type DomainInfo, Hypervisor } from "../hv/hypervisor.ts";
 import type { Logger } from "../log.ts";
@@ -39,6 +42,8 @@ export interface HostOptions {
   readonly onKernelLog?: (domid: number, line: string) => void;
   /** The domain kernel's entry (tests); default src/hv/domain-worker. */
   readonly workerEntry?: URL;
+  /** Where the console daemon keeps `guest-<name>.log` files (none: no log files). */
+  readonly consoleLogDir?: string;
 }
 
 export class Host {
@@ -47,6 +52,8 @@ export class Host {
   /** The toolstack's own XenStore connection (dom0 user space, privileged). */
   readonly xs: XsClient;
   readonly xenstored: XenstoredDomains;
+  /** The console daemon (xenconsoled), beside xenstored on dom0's vCPU 1. */
+  readonly console: ConsoleBackend;
   readonly #vcpu1: EventChannelUpcall;
   readonly #log: Logger;
   #loop: Promise<void> | null = null;
@@ -67,6 +74,13 @@ export class Host {
     this.core = new XenStoreCore({ ...opts.xenstored, log: opts.log, hooks: this.xenstored });
     this.xenstored.attach(this.core);
     this.xs = new XsClient(new LocalChannel(this.core));
+    this.console = new ConsoleBackend({
+      hv,
+      vcpu: this.#vcpu1,
+      xs: new XsClient(new LocalChannel(this.core)),
+      log: opts.log,
+      ...(opts.consoleLogDir === undefined ? {} : { openLog: logFilesIn(opts.consoleLogDir) }),
+    });
   }
 
   /** Starts a host: the hypervisor, dom0 (running, its ring attached) and xenstored. */
@@ -90,6 +104,7 @@ export class Host {
     await host.xs.write("/local/domain/0/name", opts.dom0?.name ?? "Domain-0");
     hv.unpause(0);
     await hv.ready(0);
+    await host.console.start();
     return host;
   }
 
@@ -111,6 +126,8 @@ export class Host {
     try {
       await this.#describe(info);
       await this.xs.introduce(domid, info.store.gfn, info.store.port);
+      // libxl's domcreate_launch_dm: the primary console, which xenconsoled then connects.
+      await this.xs.transaction((t) => addPrimaryConsole(t, domid, info.console));
       this.hv.unpause(domid);
       await this.hv.ready(domid);
     } catch (e) {
@@ -174,6 +191,7 @@ export class Host {
   async stop(): Promise<void> {
     await this.#socket?.close();
     this.#socket = null;
+    await this.console.stop();
     await this.hv.shutdown();
     await this.#vcpu1.stop();
     await this.xs.close();
@@ -214,8 +232,6 @@ export class Host {
       await t.write(`${dom}/memory/target`, String(kib));
       await t.write(`${dom}/store/port`, String(info.store.port));
       await t.write(`${dom}/store/ring-ref`, String(info.store.gfn));
-      await t.write(`${dom}/console/port`, String(info.console.port));
-      await t.write(`${dom}/console/ring-ref`, String(info.console.gfn));
     });
   }
 

@@ -1,10 +1,12 @@
 /**
  * A domain's worker: the entry point of its kernel. It waits on the scheduler word until the
  * hypervisor first unpauses it (domains are created paused), then boots: event channels, the
- * XenStore ring, the modules of the boot record. Afterwards it serves the host's `insmod`,
+ * XenStore ring, the modules of the boot record, and in a guest the getty on its PV console
+ * (src/console/shell.ts). Afterwards it serves the host's `insmod`,
  * `rmmod` and module calls and runs the event-channel upcall loop.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { GuestShell } from "../console/shell.ts";
 import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "./domain-boot.ts";
 import { Kernel } from "./kernel.ts";
 
@@ -61,4 +63,6 @@ for (const url of boot.modules) {
     kernel.printk(`insmod ${url}: ${errorText(e)}`);
   }
 }
+// A guest's getty on hvc0, last, as init starts it after the drivers.
+if (kernel.console !== null) new GuestShell(kernel).start();
 post({ kind: "ready" });

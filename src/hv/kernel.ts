@@ -13,6 +13,7 @@
  * The kernel log (`printk`) carries dmesg's timestamps, seconds since the domain was created:
  * `[    0.012345] DomU: Alice_front inited!`.
  */
+import { ConsoleFront } from "../console/front.ts";
 import { XsClient } from "../xenstore/client.ts";
 import { RingClientChannel } from "../xenstore/transport-ring.ts";
 import { type DomainBoot, type Hypercalls, type KernelMessage, SCHED } from "./domain-boot.ts";
@@ -70,6 +71,9 @@ export class HypercallError extends Error {
 
 type Post = (m: KernelMessage) => void;
 
+/** Kernel log lines a domain keeps for its own `dmesg`. */
+const KERNEL_LOG_LINES = 1024;
+
 export class Kernel {
   readonly domid: number;
   readonly name: string;
@@ -80,12 +84,16 @@ export class Kernel {
   readonly events: EventChannelUpcall;
   readonly grantTable: GrantTableFrames;
   readonly grantRefs: GrantRefAllocator;
+  /** The PV console, hvc0 (guests; dom0's console is Xen's, the host log). */
+  readonly console: ConsoleFront | null = null;
   readonly #boot: DomainBoot;
   readonly #pages = new Map<number, SharedArrayBuffer>();
   readonly #hc: HypercallClient;
   readonly #sched: Int32Array;
   readonly #post: Post;
   readonly #modules = new Map<string, KernelModule>();
+  /** The kernel's own log buffer (what `dmesg` inside the domain reads). */
+  readonly #log: string[] = [];
   #loads = 0;
 
   constructor(boot: DomainBoot, post: Post) {
@@ -109,6 +117,14 @@ export class Kernel {
     });
     this.bindEvent(boot.store.port, () => this.xsChannel.onKick());
     this.#xs = new XsClient(this.xsChannel);
+    if (!boot.privileged) {
+      const con = new ConsoleFront({
+        page: new Uint8Array(this.page(boot.console.gfn)),
+        notify: () => this.events.send(boot.console.port),
+      });
+      this.console = con;
+      this.bindEvent(boot.console.port, () => con.onKick());
+    }
   }
 
   /** The domain's XenStore connection over its ring (a new one after reconnectXenstore()). */
@@ -137,7 +153,17 @@ export class Kernel {
 
   /** Writes a line to the kernel log, timestamped as dmesg prints it. */
   printk(msg: string): void {
-    this.#post({ kind: "log", line: `${dmesgStamp(this.uptime())} ${msg}` });
+    const line = `${dmesgStamp(this.uptime())} ${msg}`;
+    this.#post({ kind: "log", line });
+    this.#log.push(line);
+    if (this.#log.length > KERNEL_LOG_LINES) this.#log.splice(0, this.#log.length - KERNEL_LOG_LINES);
+    // As Linux's hvc console does with printk: the line goes to hvc0 too.
+    this.console?.print(`${line}\n`);
+  }
+
+  /** The kernel log as the domain itself keeps it, oldest first. */
+  dmesg(): readonly string[] {
+    return [...this.#log];
   }
 
   // ------------------------------------------------------------------ memory
