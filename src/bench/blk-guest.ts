@@ -1,0 +1,28 @@
+/**
+ * The guest side of `xenlab bench blk`: a kernel module insmodded into the guest that runs the
+ * bench's loads (blk-load.ts) against one of the guest's PV disks, found with
+ * `blockDevices(kernel)` as any block-layer user in the guest would. The host starts a load with
+ * `Hypervisor.call(domid, "blk_bench", "run", { vdev, spec })` and gets its LoadResult back.
+ */
+import { blockDevices } from "../blk/blockdev.ts";
+import type { Kernel } from "../hv/kernel.ts";
+import { type LoadResult, type LoadSpec, runLoad } from "./blk-load.ts";
+
+export const name = "blk_bench";
+
+export function init(k: Kernel): void {
+  k.printk("blk_bench: ready");
+}
+
+export interface GuestRun {
+  readonly vdev: string;
+  readonly spec: LoadSpec;
+}
+
+export function call(k: Kernel, cmd: string, arg: unknown): Promise<LoadResult> {
+  if (cmd !== "run") throw new RangeError(`blk_bench: unknown command '${cmd}'`);
+  const { vdev, spec } = arg as GuestRun;
+  const dev = blockDevices(k).get(vdev);
+  if (dev === undefined) throw new Error(`blk_bench: no disk ${vdev} in domain ${k.domid}`);
+  return runLoad(dev, spec);
+}

@@ -1,0 +1,101 @@
+/**
+ * The I/O patterns of `xenlab bench blk`, one implementation for both sides so they issue the
+ * same requests in the same order: inside the guest against its PV disk (blk-guest.ts, through
+ * blkfront → blkback) and in a plain worker against the image file (blk-file.ts, node:fs).
+ *
+ * A load is `qd` loops, each keeping one request in flight: random loops pick block-aligned
+ * offsets from their own xorshift32 stream (seeded per loop, so runs repeat), sequential loops
+ * share one cursor that wraps at the end of the region. Writes send a buffer filled once, per
+ * loop. The load runs `warmupSeconds` untimed, then counts the requests started in the next
+ * `seconds` (each is waited for), over the time from the end of the warm-up to the last
+ * completion.
+ */
+
+export type Pattern = "randread" | "randwrite" | "seqread" | "seqwrite";
+
+export interface LoadSpec {
+  readonly pattern: Pattern;
+  /** Bytes per request, a multiple of 512. */
+  readonly blockBytes: number;
+  /** Requests in flight. */
+  readonly qd: number;
+  /** The region of the disk the load covers, from sector 0, in 512-byte sectors. */
+  readonly regionSectors: number;
+  readonly warmupSeconds: number;
+  readonly seconds: number;
+}
+
+export interface LoadResult {
+  /** Requests completed in the timed part. */
+  readonly ops: number;
+  readonly bytes: number;
+  readonly seconds: number;
+}
+
+/** What a load needs of a disk: sector reads and writes. */
+export interface SectorIO {
+  read(sector: number, count: number): Promise<unknown>;
+  write(sector: number, data: Uint8Array): Promise<void>;
+}
+
+const SECTOR = 512;
+
+/** xorshift32: a cheap deterministic stream, the same on both sides. */
+function xorshift(seed: number): () => number {
+  let x = seed | 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+}
+
+export function checkLoad(spec: LoadSpec): void {
+  if (!(Number.isInteger(spec.blockBytes) && spec.blockBytes > 0 && spec.blockBytes % SECTOR === 0))
+    throw new RangeError(`Cannot run the load: block size ${spec.blockBytes} is not a multiple of 512`);
+  if (spec.regionSectors * SECTOR < spec.blockBytes)
+    throw new RangeError(`Cannot run the load: the region is smaller than one ${spec.blockBytes}-byte block`);
+  if (!(Number.isInteger(spec.qd) && spec.qd >= 1))
+    throw new RangeError(`Cannot run the load: queue depth ${spec.qd}`);
+}
+
+export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult> {
+  checkLoad(spec);
+  const perBlock = spec.blockBytes / SECTOR;
+  const blocks = Math.floor(spec.regionSectors / perBlock);
+  const write = spec.pattern === "randwrite" || spec.pattern === "seqwrite";
+  const random = spec.pattern === "randread" || spec.pattern === "randwrite";
+  let cursor = 0;
+  let ops = 0;
+  const begin = performance.now();
+  const timedFrom = begin + spec.warmupSeconds * 1000;
+  const until = timedFrom + spec.seconds * 1000;
+  let last = timedFrom;
+
+  // Deadlines are checked by the loops themselves, not by a timer, so a disk that answers
+  // without yielding to the event loop still stops on time.
+  const loop = async (i: number): Promise<void> => {
+    const next = xorshift(0x9e3779b9 ^ Math.imul(i + 1, 0x85ebca6b));
+    const data = new Uint8Array(spec.blockBytes).fill(0x5a ^ i);
+    for (let started = performance.now(); started < until; started = performance.now()) {
+      let block: number;
+      if (random) block = next() % blocks;
+      else {
+        block = cursor;
+        cursor = (cursor + 1) % blocks;
+      }
+      const sector = block * perBlock;
+      if (write) await io.write(sector, data);
+      else await io.read(sector, perBlock);
+      if (started >= timedFrom) {
+        ops++;
+        last = Math.max(last, performance.now());
+      }
+    }
+  };
+
+  await Promise.all(Array.from({ length: spec.qd }, (_, i) => loop(i)));
+  const seconds = (last - timedFrom) / 1000;
+  return { ops, bytes: ops * spec.blockBytes, seconds };
+}
