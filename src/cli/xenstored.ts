@@ -78,6 +78,10 @@ export function parseQuotas(values: Record<string, unknown>): Partial<Quotas> {
     if (what === "memory") q.memorySoft = n;
     else throw new RangeError(`Unknown soft quota "${what}": use memory`);
   }
+  for (const v of (values.timeout as string[] | undefined) ?? []) {
+    const [what, secs] = whatEq("-w", v);
+    if (what === "watch-event") q.watchEventTimeoutMs = secs * 1000;
+  }
   return q;
 }
 

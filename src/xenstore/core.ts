@@ -7,7 +7,16 @@
 import { XsError, type XsErrorName } from "./errors.ts";
 import { atoi, baseOf, canonicalize, childPath, isChild, isValidNodename, parentOf } from "./paths.ts";
 import { formatPerm, Perm, type PermEntry, type Perms, parsePerm, permFor } from "./perms.ts";
-import { DEFAULT_QUOTAS, HARD_QUOTAS, type Quotas, SOFT_QUOTAS } from "./quota.ts";
+import {
+  AccountedView,
+  Accounts,
+  chargeNodes,
+  DEFAULT_QUOTAS,
+  HARD_QUOTAS,
+  type Quotas,
+  SOFT_QUOTAS,
+  WriteRateLimit,
+} from "./quota.ts";
 import {
   childrenBytes,
   commit,
@@ -220,6 +229,12 @@ export class XenStoreCore {
   readonly quotas: Quotas;
   readonly keepOrphans: boolean;
   readonly log: XsLogger;
+  /** Per-domain memory, outstanding requests and quotas of their own (quota.ts). */
+  readonly accounts: Accounts;
+  /** C's write rate limit, in force while transactions are open (quota.ts). */
+  readonly writeRate: WriteRateLimit;
+  /** Transactions open on every connection (the write rate limit's `wrl_ntransactions`). */
+  #openTransactions = 0;
   readonly domains = new Map<number, Domain>();
   /** Open connections in the order they came. */
   readonly connections = new Set<Connection>();
@@ -246,6 +261,10 @@ export class XenStoreCore {
     this.#hooks = opts.hooks ?? {};
     this.#onControl = opts.onControl ?? (() => {});
     this.#journal = opts.journal ?? null;
+    this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
+    chargeNodes(this.store.nodes, this.accounts);
+    this.writeRate = new WriteRateLimit(this.log);
+    this.writeRate.addDomain(0);
     this.entries.set(0, this.store.nodes.size);
     this.domains.set(0, { domid: 0, conn: null, gfn: "0", port: 0, shutdown: false });
     this.#table = new Map<number, WireFunc>([
@@ -312,7 +331,18 @@ export class XenStoreCore {
    */
   resetConnection(conn: Connection): void {
     this.#dropWatches(conn);
+    this.#dropTransactions(conn);
+  }
+
+  /** Forgets every transaction of `conn`: their copies are freed and they no longer count. */
+  #dropTransactions(conn: Connection): void {
+    for (const tx of conn.transactions.values()) this.#transactionGone(tx);
     conn.transactions.clear();
+  }
+
+  #transactionGone(tx: Transaction): void {
+    this.accounts.txRelease(tx);
+    this.#openTransactions--;
   }
 
   /** The client went away: its watches and transactions go with it. */
@@ -320,7 +350,7 @@ export class XenStoreCore {
     if (conn.closed) return;
     conn.closed = true;
     this.#dropWatches(conn);
-    conn.transactions.clear();
+    this.#dropTransactions(conn);
     this.connections.delete(conn);
   }
 
@@ -351,25 +381,36 @@ export class XenStoreCore {
       tx = conn.transactions.get(req.txId) ?? null;
       if (tx === null) return error("ENOENT");
     }
-    const view = new View(
-      this.store,
-      tx,
-      this.#entryHook,
-      conn.privileged ? Number.POSITIVE_INFINITY : this.quotas.transactionNodes,
-    );
+    const transNodes = conn.privileged
+      ? Number.POSITIVE_INFINITY
+      : this.accounts.limit(conn.domid, "transactionNodes");
+    const view = new AccountedView(this.store, tx, this.#entryHook, transNodes, this.accounts, conn.domid);
     let result: Uint8Array | string;
     try {
       result = f.fn({ conn, view, payload: req.payload, type: req.type, before, after });
     } catch (e) {
       if (!(e instanceof XsError)) throw e;
+      if (e.errno === "ENOSPC" && tx !== null && tx.failed && tx.accessed.size >= transNodes)
+        this.#quotaHit(conn, "transaction-nodes", transNodes);
+      this.#debitWrites(conn, tx, view);
       // Watches asked for before the failure still fire, as in C xenstored.
       this.#fireAll(view.fires, before);
       return error(e.errno);
     }
     this.#fireAll(view.fires, before);
+    this.#debitWrites(conn, tx, view);
     const bytes = typeof result === "string" ? ascii(result) : result;
     if (bytes.byteLength > XENSTORE_PAYLOAD_MAX) return error("E2BIG");
     return finish({ type: req.type, reqId: req.reqId, txId: req.txId, payload: bytes });
+  }
+
+  /**
+   * C `wrl_apply_debit_direct`: while a transaction is open anywhere, each node a guest
+   * modifies outside a transaction costs it one write of credit.
+   */
+  #debitWrites(conn: Connection, tx: Transaction | null, view: AccountedView): void {
+    if (tx !== null || conn.privileged || this.#openTransactions === 0) return;
+    for (let i = 0; i < view.modified; i++) this.writeRate.debit(conn.domid);
   }
 
   // ---------------------------------------------------------------- node access
@@ -387,7 +428,11 @@ export class XenStoreCore {
 
   /** #getNode without the throw, for callers to whom ENOENT is a normal outcome. */
   #lookup(ctx: RequestContext, name: string | null, perm: number): Node | XsErrorName {
-    if (name === null || !isValidNodename(name, this.quotas.pathMax)) return "EINVAL";
+    if (name === null || !isValidNodename(name, this.quotas.pathMax)) {
+      if (name !== null && isValidNodename(name, Number.POSITIVE_INFINITY))
+        this.#quotaHit(ctx.conn, "path-max", this.quotas.pathMax);
+      return "EINVAL";
+    }
     const node = ctx.view.read(name);
     let errno: XsErrorName;
     if (node !== null) {
@@ -411,8 +456,9 @@ export class XenStoreCore {
   }
 
   #checkNodeSize(ctx: RequestContext, rec: Pick<Node, "value" | "perms" | "children">): void {
-    if (!ctx.conn.privileged && nodeRecordSize(rec) >= this.quotas.nodeSize) {
-      this.#quotaHit(ctx.conn, "node-size", this.quotas.nodeSize);
+    const limit = this.accounts.limit(ctx.conn.domid, "nodeSize");
+    if (!ctx.conn.privileged && nodeRecordSize(rec) >= limit) {
+      this.#quotaHit(ctx.conn, "node-size", limit);
       throw new XsError("ENOSPC");
     }
   }
@@ -435,8 +481,9 @@ export class XenStoreCore {
     missing.reverse(); // top-most missing first
     if (!conn.privileged) {
       const have = this.entries.get(conn.domid) ?? 0;
-      if (have + missing.length > this.quotas.nodes) {
-        this.#quotaHit(conn, "nodes", this.quotas.nodes);
+      const limit = this.accounts.limit(conn.domid, "nodes");
+      if (have + missing.length > limit) {
+        this.#quotaHit(conn, "nodes", limit);
         throw new XsError("ENOSPC");
       }
     }
@@ -506,10 +553,7 @@ export class XenStoreCore {
   }
 
   #quotaHit(conn: Connection, quota: string, limit: number): void {
-    this.log.warn(
-      { domid: conn.domid, quota, limit },
-      `domain ${conn.domid} reached quota ${quota} (${limit})`,
-    );
+    this.accounts.hit(conn.domid, quota, limit);
   }
 
   // ---------------------------------------------------------------- watches
@@ -577,6 +621,7 @@ export class XenStoreCore {
 
   #addWatch(conn: Connection, node: string, token: string, relativeTo: string | null): Watch {
     const w: Watch = { node, token, relativeTo, conn, seq: ++this.#watchSeq };
+    this.accounts.memoryAdd(conn.domid, node.length + token.length, false);
     conn.watches.push(w);
     const list = this.#watchIndex.get(node);
     if (list === undefined) this.#watchIndex.set(node, [w]);
@@ -585,6 +630,7 @@ export class XenStoreCore {
   }
 
   #removeWatch(w: Watch): void {
+    this.accounts.memoryAdd(w.conn.domid, -(w.node.length + w.token.length), false);
     const ws = w.conn.watches;
     ws.splice(ws.indexOf(w), 1);
     const list = this.#watchIndex.get(w.node);
@@ -696,8 +742,9 @@ export class XenStoreCore {
     const args = strings(ctx.payload);
     if (args.length < 2) throw new XsError("EINVAL");
     const permStrings = args.slice(1);
-    if (!ctx.conn.privileged && permStrings.length > this.quotas.permissions) {
-      this.#quotaHit(ctx.conn, "permissions", this.quotas.permissions);
+    const permLimit = this.accounts.limit(ctx.conn.domid, "permissions");
+    if (!ctx.conn.privileged && permStrings.length > permLimit) {
+      this.#quotaHit(ctx.conn, "permissions", permLimit);
       throw new XsError("ENOSPC");
     }
     const perms: PermEntry[] = [];
@@ -748,9 +795,15 @@ export class XenStoreCore {
       if (!isValidNodename(path, this.quotas.pathMax)) throw new XsError("EINVAL");
     }
     for (const w of conn.watches) if (w.node === path && w.token === token) throw new XsError("EEXIST");
-    if (!conn.privileged && conn.watches.length > this.quotas.watches) {
-      this.#quotaHit(conn, "watches", this.quotas.watches);
+    const watchLimit = this.accounts.limit(conn.domid, "watches");
+    if (!conn.privileged && conn.watches.length > watchLimit) {
+      this.#quotaHit(conn, "watches", watchLimit);
       throw new XsError("E2BIG");
+    }
+    // C `add_watch`: the watch's memory is checked against the hard memory quota.
+    if (this.accounts.wouldReachHard(conn.domid, path.length + token.length)) {
+      this.accounts.memoryAdd(conn.domid, path.length + token.length, true);
+      throw new XsError("ENOMEM");
     }
     const w = this.#addWatch(conn, path, token, relativeTo);
     // The initial event; the transport sends it after the OK.
@@ -771,21 +824,23 @@ export class XenStoreCore {
 
   #resetWatches(ctx: RequestContext): string {
     this.#dropWatches(ctx.conn);
-    ctx.conn.transactions.clear();
+    this.#dropTransactions(ctx.conn);
     return OK;
   }
 
   #transactionStart(ctx: RequestContext): string {
     const { conn } = ctx;
     if (ctx.view.tx !== null) throw new XsError("EBUSY");
-    if (!conn.privileged && conn.transactions.size > this.quotas.transactions) {
-      this.#quotaHit(conn, "transactions", this.quotas.transactions);
+    const txLimit = this.accounts.limit(conn.domid, "transactions");
+    if (!conn.privileged && conn.transactions.size > txLimit) {
+      this.#quotaHit(conn, "transactions", txLimit);
       throw new XsError("ENOSPC");
     }
     let id = conn.nextTxId;
     while (id === 0 || conn.transactions.has(id)) id = (id + 1) >>> 0;
     conn.nextTxId = (id + 1) >>> 0;
     conn.transactions.set(id, new Transaction(id, this.store.nextGeneration()));
+    this.#openTransactions++;
     return `${id}\0`;
   }
 
@@ -795,18 +850,22 @@ export class XenStoreCore {
     const tx = ctx.view.tx;
     if (tx === null) throw new XsError("ENOENT");
     ctx.conn.transactions.delete(tx.id);
+    this.#transactionGone(tx);
     if (arg === "F") return OK;
     if (tx.failed) throw new XsError("ENOMEM");
     if (tx.nodeCreated && !ctx.conn.privileged) {
       for (const [domid, delta] of tx.entryDelta) {
         if (domid === 0) continue;
-        if ((this.entries.get(domid) ?? 0) + delta > this.quotas.nodes) {
-          this.#quotaHit(ctx.conn, "nodes", this.quotas.nodes);
+        const limit = this.accounts.limit(ctx.conn.domid, "nodes");
+        if ((this.entries.get(domid) ?? 0) + delta > limit) {
+          this.#quotaHit(ctx.conn, "nodes", limit);
           throw new XsError("ENOSPC");
         }
       }
     }
     const fires = commit(this.store, tx);
+    // C `wrl_apply_debit_trans_commit`: a commit costs a write while others are open.
+    if (this.#openTransactions > 0 && !ctx.conn.privileged) this.writeRate.debit(ctx.conn.domid);
     for (const [domid, delta] of tx.entryDelta) this.#entryAdjust(domid, delta);
     for (const f of fires) ctx.view.fires.push(f);
     return OK;
@@ -845,6 +904,7 @@ export class XenStoreCore {
     // it is "connected" for SET_TARGET, as every introduced domain is in C xenstored.
     const conn = this.#hooks.introduce?.(domid, args[1]!, port) ?? this.connectDomain(domid);
     this.domains.set(domid, { domid, conn, gfn: args[1]!, port, shutdown: false });
+    this.writeRate.addDomain(domid);
     this.#journal?.metaChanged();
     this.log.info({ domid, port }, `domain ${domid} introduced`);
     this.#fire("@introduceDomain", null, true, null, ctx.before);
@@ -908,6 +968,8 @@ export class XenStoreCore {
     }
     this.#fireAll(view.fires, events);
     this.#stripDomainFromAcls(domid);
+    this.accounts.forget(domid);
+    this.writeRate.removeDomain(domid);
     this.log.info({ domid }, `domain ${domid} released`);
     this.#fire("@releaseDomain", null, true, null, events);
     this.#journal?.metaChanged();
@@ -973,8 +1035,10 @@ export class XenStoreCore {
     const name = args[args.length - 1]!;
     const q = HARD_QUOTAS.find((x) => x.name === name);
     if (q === undefined || args.length > 2) throw new XsError("EINVAL");
-    if (args.length === 2 && !this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
-    return `${this.quotas[q.key]}\0`;
+    if (args.length === 1) return `${this.quotas[q.key]}\0`;
+    const domid = atoi(args[0]!) >>> 0;
+    if (!this.domains.has(domid)) throw new XsError("ENOENT");
+    return `${this.accounts.limit(domid, q.key)}\0`;
   }
 
   #setQuota(ctx: RequestContext): string {
@@ -983,13 +1047,15 @@ export class XenStoreCore {
     const name = args[args.length - 2]!;
     const q = HARD_QUOTAS.find((x) => x.name === name);
     if (q === undefined) throw new XsError("EINVAL");
-    if (args.length === 3) {
-      // Per-domain quotas are not kept apart from the global ones (README).
-      if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
-    }
+    const domid = args.length === 3 ? atoi(args[0]!) >>> 0 : null;
+    if (domid !== null && !this.domains.has(domid)) throw new XsError("ENOENT");
     const v = atoi(args[args.length - 1]!);
     if (v < 0) throw new XsError("EINVAL");
-    this.quotas[q.key] = v === 0 ? Number.MAX_SAFE_INTEGER : v;
+    const value = v === 0 ? Number.MAX_SAFE_INTEGER : v;
+    // A domain's own value is kept apart from the global one, as current Xen keeps it.
+    if (domid === null) this.quotas[q.key] = value;
+    else this.accounts.setLimit(domid, q.key, value);
+    this.log.info({ domid, quota: q.name, value }, `quota ${q.name} set to ${value}`);
     return OK;
   }
 
@@ -1028,31 +1094,32 @@ export class XenStoreCore {
     if (!this.domains.has(domid)) throw new XsError("ENOENT");
     const conn = this.domains.get(domid)!.conn;
     const line = (k: string, v: number) => `${k.padEnd(16)}: ${String(v).padStart(8)}\n`;
+    // Quotas the domain has of its own (SET_QUOTA with its domid) follow C's lines.
+    const own = this.accounts.overrides(domid);
+    let mine = "";
+    for (const q of HARD_QUOTAS) {
+      const v = own?.[q.key];
+      if (v !== undefined) mine += line(`quota ${q.name}`, v);
+    }
     return (
       `Domain ${domid}:\n` +
       line("nodes", this.entries.get(domid) ?? 0) +
       line("watches", conn?.watches.length ?? 0) +
       line("transactions", conn?.transactions.size ?? 0) +
-      line("outstanding", 0) +
+      line("outstanding", this.accounts.outstanding(domid)) +
       line("memory", this.memoryOf(domid)) +
+      mine +
       "\0"
     );
   }
 
   /**
-   * Memory charged to a domain, as C xenstored counts it: each node it owns (record plus
-   * key, i.e. the path) and each watch of its connections (path plus token).
+   * Memory charged to a domain, as C xenstored counts it (quota.ts): each node it owns
+   * (record plus path), its transactions' copies of nodes, each watch of its connections
+   * (path plus token) and the packets queued for its ring. Kept up to date on every change.
    */
   memoryOf(domid: number): number {
-    let m = 0;
-    for (const n of this.store.nodes.values()) {
-      if (n.perms[0]!.id === domid) m += nodeRecordSize(n) + n.name.length;
-    }
-    for (const c of this.connections) {
-      if (c.domid !== domid) continue;
-      for (const w of c.watches) m += watchPath(w, w.node).length + w.token.length;
-    }
-    return m;
+    return this.accounts.memory(domid);
   }
 
   /** CONTROL `check`: the tree and the counters agree. Returns problems found. */

@@ -49,15 +49,9 @@ import {
   XS_SERVER_FEATURE,
 } from "../ring/byte-ring.ts";
 import type { XsChannel, XsChannelSink } from "./client.ts";
-import {
-  type Connection,
-  deliver,
-  isQueuedDuplicate,
-  type PacketSink,
-  type XenStoreCore,
-  type XsLogger,
-} from "./core.ts";
+import { type Connection, deliver, type PacketSink, type XenStoreCore, type XsLogger } from "./core.ts";
 import { ConnectionClosedError, XsProtocolError, XsRingError } from "./errors.ts";
+import { PACKET_OVERHEAD } from "./quota.ts";
 import {
   decodeHeader,
   encodePacket,
@@ -116,6 +110,16 @@ export class RingServer implements PacketSink {
   #headSent = 0;
   /** Replies (not watch events) queued and not yet fully written: C `nboutstanding`. */
   #outstanding = 0;
+  /**
+   * Payloads of the watch events queued (not `@` ones), so a duplicate is found without a scan
+   * of the queue (C drops an event identical to one still queued).
+   */
+  readonly #queuedEvents = new Set<string>();
+  /** When each queued watch event of an unprivileged domain times out (C `timeout_msec`). */
+  readonly #deadlines = new Map<XsPacket, number>();
+  #expiry: ReturnType<typeof setTimeout> | null = null;
+  /** The ring is not read until the write-rate limit lets this domain write again. */
+  #rateTimer: ReturnType<typeof setTimeout> | null = null;
 
   #ignored = false;
   #detached = false;
@@ -134,6 +138,8 @@ export class RingServer implements PacketSink {
     this.#log = opts.log ?? opts.core.log;
     this.#trace = opts.trace;
     this.conn.sink = this;
+    // Back under its hard memory quota (dom0 removed nodes, events timed out): read it again.
+    if (!this.conn.privileged) this.#core.accounts.onRelief(this.conn.domid, () => this.#round());
     this.intf.addServerFeatures(XS_SERVER_FEATURE.reconnection | XS_SERVER_FEATURE.error);
     this.introduced();
   }
@@ -176,9 +182,28 @@ export class RingServer implements PacketSink {
   /** Queues a packet for the guest (PacketSink); written now if the ring has room. */
   send(conn: Connection, p: XsPacket): void {
     if (conn !== this.conn || this.#ignored || this.#detached) return;
-    if (isQueuedDuplicate(this.#out, p)) return;
+    const accounts = this.#core.accounts;
+    const size = PACKET_OVERHEAD + p.payload.byteLength;
+    if (p.type === XsType.WATCH_EVENT) {
+      // C `send_event`: a duplicate of a queued event is dropped; so is an event that would
+      // take the domain to its hard memory quota; an unread event times out.
+      const special = p.payload[0] === 64; /* @ */
+      const key = special ? "" : Buffer.from(p.payload).toString("latin1");
+      if (!special && this.#queuedEvents.has(key)) return;
+      if (!accounts.memoryAdd(this.conn.domid, size, true)) return;
+      if (!special) this.#queuedEvents.add(key);
+      const timeout = accounts.limit(this.conn.domid, "watchEventTimeoutMs");
+      if (!this.conn.privileged && timeout > 0) {
+        this.#deadlines.set(p, performance.now() + timeout);
+        if (this.#expiry === null) this.#armExpiry(timeout);
+      }
+    } else {
+      // C `send_reply`: a reply is charged without a check (it may carry the error).
+      accounts.memoryAdd(this.conn.domid, size, false);
+      this.#outstanding++;
+      accounts.outstandingAdd(this.conn.domid, 1);
+    }
     this.#out.push(p);
-    if (p.type !== XsType.WATCH_EVENT) this.#outstanding++;
     // Inside a round the round writes it; outside (an event fired by another connection's
     // request) write it once the current turn is done, so a burst of events is one notify.
     if (this.#inRound || this.#flushQueued) return;
@@ -193,6 +218,9 @@ export class RingServer implements PacketSink {
   detach(): void {
     this.#detached = true;
     this.#dropBuffers();
+    if (!this.conn.privileged) this.#core.accounts.onRelief(this.conn.domid, null);
+    if (this.#rateTimer !== null) clearTimeout(this.#rateTimer);
+    this.#rateTimer = null;
     if (this.conn.sink === this) this.conn.sink = null;
   }
 
@@ -253,13 +281,85 @@ export class RingServer implements PacketSink {
     }
   }
 
-  /** C `domain_can_read`: an unprivileged domain with too many replies unsent must wait. */
+  /**
+   * C `domain_can_read`: an unprivileged domain must wait while it has `outstanding` replies
+   * unsent, while its memory is at or over its hard quota (a relief callback reads it again)
+   * and while its write-rate credit is negative (a timer reads it again).
+   */
   #canRead(): boolean {
-    if (!this.conn.privileged && this.#outstanding >= this.#core.quotas.outstanding) return false;
-    // TODO(quota): C also stops reading while the domain's memory is over the hard `memory`
-    // quota and while its write-rate credit (`wrl_credit`) is negative. `core.memoryOf()` walks
-    // the whole store, too slow for every request; it needs per-domain accounting in the core.
+    if (this.conn.privileged) return true;
+    const domid = this.conn.domid;
+    if (!this.#core.accounts.mayRead(domid)) return false;
+    if (this.#rateTimer !== null) return false;
+    const wait = this.#core.writeRate.wakeIn(domid);
+    if (wait > 0) {
+      this.#rateTimer = setTimeout(() => {
+        this.#rateTimer = null;
+        this.#round();
+      }, wait);
+      this.#rateTimer.unref?.();
+      return false;
+    }
     return true;
+  }
+
+  /** Drops the watch events whose time is up and that have not started into the ring. */
+  #armExpiry(ms: number): void {
+    this.#expiry = setTimeout(() => {
+      this.#expiry = null;
+      this.#expire();
+    }, ms);
+    this.#expiry.unref?.();
+  }
+
+  #expire(): void {
+    if (this.#deadlines.size === 0) return;
+    const now = performance.now();
+    let next = Number.POSITIVE_INFINITY;
+    let dropped = 0;
+    const keep: XsPacket[] = [];
+    for (let i = 0; i < this.#out.length; i++) {
+      const p = this.#out[i]!;
+      const deadline = this.#deadlines.get(p);
+      // The head, once started into the ring, is finished whatever its age.
+      if (deadline === undefined || (i === 0 && this.#head !== null)) {
+        keep.push(p);
+      } else if (deadline <= now) {
+        this.#forget(p);
+        dropped++;
+      } else {
+        keep.push(p);
+        if (deadline < next) next = deadline;
+      }
+    }
+    this.#out = keep;
+    if (dropped > 0) {
+      this.#log.info(
+        { domid: this.conn.domid, dropped },
+        `${this.conn.label}: ${dropped} unread watch events timed out`,
+      );
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.#armExpiry(Math.max(1, next - now));
+  }
+
+  /** A queued packet leaves the queue (written or dropped): its memory and counts go back. */
+  #forget(p: XsPacket): void {
+    const accounts = this.#core.accounts;
+    accounts.memoryAdd(this.conn.domid, -(PACKET_OVERHEAD + p.payload.byteLength), false);
+    if (p.type === XsType.WATCH_EVENT) {
+      this.#deadlines.delete(p);
+      if (p.payload[0] !== 64) this.#queuedEvents.delete(Buffer.from(p.payload).toString("latin1"));
+    } else {
+      this.#outstanding--;
+      accounts.outstandingAdd(this.conn.domid, -1);
+    }
+  }
+
+  /** Packets and bytes waiting for room in the rsp ring (tests and the live view). */
+  get queuedBytes(): number {
+    let n = 0;
+    for (const p of this.#out) n += PACKET_OVERHEAD + p.payload.byteLength;
+    return n;
   }
 
   #resumeLater(): void {
@@ -325,8 +425,7 @@ export class RingServer implements PacketSink {
       this.#moved = true;
       this.#headSent += r.bytes;
       if (this.#headSent < this.#head.byteLength) return true;
-      const done = this.#out.shift()!;
-      if (done.type !== XsType.WATCH_EVENT) this.#outstanding--;
+      this.#forget(this.#out.shift()!);
       this.#head = null;
     }
   }
@@ -367,6 +466,9 @@ export class RingServer implements PacketSink {
   #dropBuffers(): void {
     this.#hdrUsed = 0;
     this.#body = null;
+    for (const p of this.#out) this.#forget(p);
+    if (this.#expiry !== null) clearTimeout(this.#expiry);
+    this.#expiry = null;
     this.#out = [];
     this.#head = null;
     this.#headSent = 0;
