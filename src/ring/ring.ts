@@ -32,7 +32,11 @@
  *     …
  *   }
  *
- * Multi-page rings need the n pages as one contiguous `Uint8Array` (entries straddle page ends).
+ * Multi-page rings (blkif's `ring-page-order`): pass the n pages as one contiguous `Uint8Array`, or
+ * as an array of n separate 4 KiB pages (each granted page is its own buffer). With separate pages
+ * an entry may straddle two pages (blkif: entry 72 of a 4-page ring starts 64 bytes before the end
+ * of page 1); `copy()` and `write()` handle that, while `entry()` (a live view) throws for such a
+ * slot, so code meant for multi-page rings reads and writes whole entries with copy()/write().
  */
 
 /** Byte offsets of the shared ring header; identical for every ring type. */
@@ -112,8 +116,10 @@ function indexView(page: Uint8Array): Uint32Array {
  * take a producer index once, or to write a custom event index (batching).
  */
 export class SharedRing {
-  /** The whole ring memory (one page, or n contiguous pages). */
+  /** The whole ring memory (one page, or n contiguous pages); the first page for separate pages. */
   readonly page: Uint8Array;
+  /** Every page of the ring, in order (one element for a contiguous ring). */
+  readonly pages: readonly Uint8Array[];
   /** A DataView over `page`, for callers decoding entries at `offsetOf(idx)` without allocating. */
   readonly view: DataView;
   readonly entrySize: number;
@@ -121,24 +127,44 @@ export class SharedRing {
   readonly size: number;
   readonly #idx: Uint32Array;
   readonly #mask: number;
-  /** One view per slot, made once: `entry()` allocates nothing on the hot path. */
-  readonly #slots: readonly Uint8Array[];
+  /**
+   * One view per slot, made once: `entry()` allocates nothing on the hot path. A slot that
+   * straddles two separate pages is the pair of its two parts.
+   */
+  readonly #slots: readonly (Uint8Array | readonly [Uint8Array, Uint8Array])[];
 
-  constructor(page: Uint8Array, entrySize: number) {
+  constructor(memory: Uint8Array | readonly Uint8Array[], entrySize: number) {
+    const pages = memory instanceof Uint8Array ? [memory] : [...memory];
+    const page = pages[0];
+    if (page === undefined) throw new RangeError("Cannot use ring: no pages given");
+    if (pages.length > 1) {
+      for (const p of pages) {
+        if (p.byteLength !== XEN_PAGE_SIZE) {
+          throw new RangeError(
+            `Cannot use ring pages: each must be ${XEN_PAGE_SIZE} bytes, got ${p.byteLength}`,
+          );
+        }
+      }
+    }
+    const bytes = pages.length > 1 ? pages.length * XEN_PAGE_SIZE : page.byteLength;
     this.#idx = indexView(page);
-    this.size = ringSize(page.byteLength, entrySize);
+    this.size = ringSize(bytes, entrySize);
     if (this.size === 0) {
-      throw new RangeError(
-        `Cannot use ring page: ${page.byteLength} bytes hold no entry of ${entrySize} bytes`,
-      );
+      throw new RangeError(`Cannot use ring page: ${bytes} bytes hold no entry of ${entrySize} bytes`);
     }
     this.page = page;
+    this.pages = pages;
     this.view = new DataView(page.buffer, page.byteOffset, page.byteLength);
     this.entrySize = entrySize;
     this.#mask = this.size - 1;
-    this.#slots = Array.from({ length: this.size }, (_, i) =>
-      page.subarray(SRING.entries + i * entrySize, SRING.entries + (i + 1) * entrySize),
-    );
+    this.#slots = Array.from({ length: this.size }, (_, i) => {
+      const start = SRING.entries + i * entrySize;
+      if (pages.length === 1) return page.subarray(start, start + entrySize);
+      const p = Math.floor(start / XEN_PAGE_SIZE);
+      const off = start % XEN_PAGE_SIZE;
+      if (off + entrySize <= XEN_PAGE_SIZE) return pages[p]!.subarray(off, off + entrySize);
+      return [pages[p]!.subarray(off), pages[p + 1]!.subarray(0, off + entrySize - XEN_PAGE_SIZE)] as const;
+    });
   }
 
   get reqProd(): number {
@@ -171,9 +197,33 @@ export class SharedRing {
     return SRING.entries + (idx & this.#mask) * this.entrySize;
   }
 
-  /** `RING_GET_*`: a live view of the slot for `idx` (shared memory: the peer may change it). */
+  /**
+   * `RING_GET_*`: a live view of the slot for `idx` (shared memory: the peer may change it).
+   * Throws for a slot that straddles two separate pages: use copy() and write() there.
+   */
   entry(idx: number): Uint8Array {
-    return this.#slots[idx & this.#mask]!;
+    const slot = this.#slots[idx & this.#mask]!;
+    if (slot instanceof Uint8Array) return slot;
+    throw new RangeError(`Cannot view entry ${idx & this.#mask}: it straddles two ring pages`);
+  }
+
+  /** Writes a whole entry (or its first `src.length` bytes) into the slot for `idx`. */
+  write(idx: number, src: Uint8Array): void {
+    if (src.length > this.entrySize) {
+      throw new RangeError(`Cannot write entry: ${src.length} bytes exceed entry size ${this.entrySize}`);
+    }
+    const slot = this.#slots[idx & this.#mask]!;
+    if (slot instanceof Uint8Array) {
+      slot.set(src);
+      return;
+    }
+    const [a, b] = slot;
+    if (src.length <= a.length) {
+      a.set(src);
+    } else {
+      a.set(src.subarray(0, a.length));
+      b.set(src.subarray(a.length));
+    }
   }
 
   /**
@@ -182,6 +232,7 @@ export class SharedRing {
    */
   copy(idx: number, into?: Uint8Array): Uint8Array {
     const slot = this.#slots[idx & this.#mask]!;
+    if (!(slot instanceof Uint8Array)) return copySplit(slot, into ?? new Uint8Array(this.entrySize));
     if (into === undefined) return slot.slice();
     if (into.length === this.entrySize) {
       into.set(slot);
@@ -200,6 +251,23 @@ export class SharedRing {
   static needsNotify(oldProd: number, newProd: number, event: number): boolean {
     return (newProd - event) >>> 0 < (newProd - oldProd) >>> 0;
   }
+}
+
+/** copy() for a slot in two parts: each byte read once. */
+function copySplit(slot: readonly [Uint8Array, Uint8Array], into: Uint8Array): Uint8Array {
+  const [a, b] = slot;
+  if (into.length > a.length + b.length) {
+    throw new RangeError(
+      `Cannot copy entry: buffer of ${into.length} bytes exceeds entry size ${a.length + b.length}`,
+    );
+  }
+  if (into.length <= a.length) {
+    into.set(a.subarray(0, into.length));
+  } else {
+    into.set(a);
+    into.set(b.subarray(0, into.length - a.length), a.length);
+  }
+  return into;
 }
 
 /*
@@ -250,13 +318,13 @@ export class FrontRing {
   }
 
   /** `XEN_FRONT_RING_INIT`: `SHARED_RING_INIT`, then attach at 0. */
-  static init(page: Uint8Array, entrySize: number): FrontRing {
-    initSharedRing(page);
+  static init(page: Uint8Array | readonly Uint8Array[], entrySize: number): FrontRing {
+    initSharedRing(page instanceof Uint8Array ? page : page[0]!);
     return new FrontRing(new SharedRing(page, entrySize), 0);
   }
 
   /** `FRONT_RING_ATTACH(start)`: resume on a ring whose indexes are already at `start`. */
-  static attach(page: Uint8Array, entrySize: number, start = 0): FrontRing {
+  static attach(page: Uint8Array | readonly Uint8Array[], entrySize: number, start = 0): FrontRing {
     return new FrontRing(new SharedRing(page, entrySize), start);
   }
 
@@ -360,7 +428,7 @@ export class BackRing {
   }
 
   /** `BACK_RING_ATTACH(start)`, e.g. at the existing rsp_prod when reconnecting to a frontend. */
-  static attach(page: Uint8Array, entrySize: number, start = 0): BackRing {
+  static attach(page: Uint8Array | readonly Uint8Array[], entrySize: number, start = 0): BackRing {
     return new BackRing(new SharedRing(page, entrySize), start);
   }
 

@@ -1,0 +1,342 @@
+/**
+ * xen_blkback: the block backend, a kernel module for dom0 serving device type `vbd` (Linux's
+ * drivers/block/xen-blkback/xenbus.c; the ring itself is src/blk/blkif-back.ts).
+ *
+ * The handshake, as Linux's blkback does it (docs/blk.md has the keys):
+ *
+ *   probe        open the raw image named by `params` (read-write when `mode` has a w), write
+ *                `feature-max-indirect-segments` 256, `multi-queue-max-queues` 1,
+ *                `max-ring-page-order` 4, → InitWait
+ *   frontend Initialised (or Connected: states may be coalesced)
+ *                read `protocol`, `feature-persistent`, `ring-page-order` (absent: one page,
+ *                `ring-ref`; else `ring-ref0..N-1`), `event-channel`; map the ring, bind the port;
+ *                in one transaction write `feature-flush-cache`, `discard-granularity`,
+ *                `discard-alignment`, `discard-secure`, `feature-discard`, `feature-barrier`,
+ *                `feature-persistent`, `sectors`, `info`, `sector-size`, `physical-sector-size`;
+ *                → Connected
+ *   frontend Closing → Closing; frontend Closed → disconnect (I/O in flight finishes, grants and
+ *                ring unmapped, port closed) → Closed; frontend Initialising while we are Closed
+ *                → InitWait again (a reconnect)
+ *
+ * Unloading the module (rmmod) disconnects every device and puts its backend `state` back to
+ * Initialising: the device is the toolstack's again, waiting for a driver, and a reloaded
+ * xen_blkback probes it anew. The frontend sees its backend leave Connected and fails its I/O
+ * (xenlab's choice: Linux leaves the state as it was and the guest never learns; see docs/blk.md).
+ *
+ * Module arguments: `max_ring_page_order=N` (default 4), `feature_persistent=0|1` (default 1),
+ * `max_persistent_grants=N` (default 1056), `max_indirect_segments=N` (default 256).
+ */
+import type { Kernel, MappedPage } from "../hv/kernel.ts";
+import { BackRing } from "../ring/ring.ts";
+import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../xenbus/xenbus.ts";
+import { BLKIF_ENTRY_SIZE, VDISK, XEN_IO_PROTO_ABI_NATIVE } from "./blkif.ts";
+import { BlkifBack, MAX_INDIRECT_SEGMENTS, MAX_PERSISTENT_GRANTS } from "./blkif-back.ts";
+import { RawImage } from "./image.ts";
+
+export const name = "xen_blkback";
+
+/** Linux's XENBUS_MAX_RING_GRANT_ORDER, blkback's default max_ring_page_order. */
+export const MAX_RING_PAGE_ORDER = 4;
+
+interface Params {
+  maxRingPageOrder: number;
+  persistent: boolean;
+  maxPersistentGrants: number;
+  maxIndirectSegments: number;
+}
+
+interface Connection {
+  readonly ringMaps: MappedPage[];
+  readonly port: number;
+  readonly back: BlkifBack;
+}
+
+interface Backend {
+  readonly image: RawImage;
+  readonly readonly: boolean;
+  readonly cdrom: boolean;
+  readonly removable: boolean;
+  readonly discard: boolean;
+  conn: Connection | null;
+  /** Serialises connect/disconnect of this device. */
+  busy: Promise<void>;
+}
+
+function fail(dev: XenbusDevice, e: unknown, what: string): Promise<void> {
+  return dev.devFatal(e, what);
+}
+
+async function readUnsigned(dev: XenbusDevice, path: string, dflt: number): Promise<number> {
+  const v = await dev.kernel.xs.tryRead(path);
+  if (v === undefined) return dflt;
+  return /^\d+$/.test(v.trim()) ? Number(v.trim()) : dflt;
+}
+
+class BlkbackDriver implements XenbusDriver {
+  readonly name = "xen_blkback";
+  readonly ids = ["vbd"];
+  readonly params: Params;
+  unloading = false;
+
+  constructor(params: Params) {
+    this.params = params;
+  }
+
+  async probe(dev: XenbusDevice): Promise<void> {
+    const k = dev.kernel;
+    const path = await dev.read("params").catch(() => undefined);
+    const mode = await dev.read("mode").catch(() => undefined);
+    if (path === undefined || path === "" || mode === undefined) {
+      await fail(dev, new Error("ENOENT"), "reading params and mode");
+      throw new Error(`${dev.nodename}: no params or mode`);
+    }
+    const deviceType = await k.xs.tryRead(`${dev.otherend}/device-type`);
+    const cdrom = deviceType === "cdrom";
+    const readonly = !mode.includes("w") || cdrom;
+    let image: RawImage;
+    try {
+      image = await RawImage.open(path, !readonly);
+    } catch (e) {
+      await fail(dev, e, `opening ${path}`);
+      throw e;
+    }
+    const removable = (await dev.read("removable").catch(() => "0")) === "1";
+    const discard = !readonly && (await readUnsigned(dev, `${dev.nodename}/discard-enable`, 1)) !== 0;
+    const be: Backend = { image, readonly, cdrom, removable, discard, conn: null, busy: Promise.resolve() };
+    dev.data = be;
+    // Linux writes these in probe, outside a transaction; a failure is only a warning.
+    const w = (key: string, v: number) =>
+      k.xs.write(`${dev.nodename}/${key}`, String(v)).catch((e: unknown) => {
+        k.printk(`xen-blkback: writing ${dev.nodename}/${key} failed: ${(e as Error).message}`);
+      });
+    await w("feature-max-indirect-segments", this.params.maxIndirectSegments);
+    await w("multi-queue-max-queues", 1);
+    await w("max-ring-page-order", this.params.maxRingPageOrder);
+    k.printk(`xen-blkback: ${dev.nodename}: ${path} (${image.size / 512} sectors, ${readonly ? "r" : "w"})`);
+    await dev.switchState(XenbusState.InitWait);
+  }
+
+  async otherendChanged(dev: XenbusDevice, state: number): Promise<void> {
+    const be = dev.data as Backend | undefined;
+    if (be === undefined) return;
+    switch (state) {
+      case XenbusState.Initialising:
+        if (dev.state === XenbusState.Closed) {
+          dev.kernel.printk(`xen-blkback: ${dev.nodename}: prepare for reconnect`);
+          await dev.switchState(XenbusState.InitWait);
+        }
+        return;
+      case XenbusState.Initialised:
+      case XenbusState.Connected:
+        // Two quick writes may arrive as one event: connect on either.
+        if (dev.state === XenbusState.Connected) return;
+        await this.#disconnect(dev, be);
+        if (await this.#connectRing(dev, be)) await this.#connect(dev, be);
+        return;
+      case XenbusState.Closing:
+        await dev.switchState(XenbusState.Closing);
+        return;
+      case XenbusState.Closed:
+        await this.#disconnect(dev, be);
+        await dev.switchState(XenbusState.Closed);
+        return;
+      case XenbusState.Unknown:
+        return; // the directory went: remove() follows
+      default:
+        await dev.devFatal(new Error("EINVAL"), `saw state ${state} at frontend`);
+    }
+  }
+
+  async remove(dev: XenbusDevice): Promise<void> {
+    const be = dev.data as Backend | undefined;
+    if (be === undefined) return;
+    await this.#disconnect(dev, be);
+    dev.data = undefined;
+    await be.image.close();
+    if (this.unloading) {
+      // The device stays, driverless, as the toolstack made it: a new driver probes it.
+      await dev.kernel.xs
+        .transaction(async (t) => {
+          if ((await t.tryRead(`${dev.nodename}/state`)) !== undefined) {
+            await t.write(`${dev.nodename}/state`, String(XenbusState.Initialising));
+          }
+        })
+        .catch(() => {});
+      dev.kernel.printk(`xen-blkback: ${dev.nodename}: driver unloaded, device left Initialising`);
+    }
+  }
+
+  /** connect_ring + read_per_ring_refs + xen_blkif_map. False after a devFatal. */
+  async #connectRing(dev: XenbusDevice, be: Backend): Promise<boolean> {
+    const k = dev.kernel;
+    const fe = dev.otherend;
+    const protocol = await k.xs.tryRead(`${fe}/protocol`);
+    if (protocol !== undefined && protocol !== XEN_IO_PROTO_ABI_NATIVE) {
+      await dev.devFatal(new Error("ENOSYS"), `unknown fe protocol ${protocol}`);
+      return false;
+    }
+    const persistent =
+      this.params.persistent && (await readUnsigned(dev, `${fe}/feature-persistent`, 0)) === 1;
+    const queues = await readUnsigned(dev, `${fe}/multi-queue-num-queues`, 1);
+    if (queues !== 1) {
+      await dev.devFatal(
+        new Error("ENOSYS"),
+        `guest requested ${queues} queues, exceeding the maximum of 1.`,
+      );
+      return false;
+    }
+    const orderText = await k.xs.tryRead(`${fe}/ring-page-order`);
+    let refKeys: string[];
+    if (orderText === undefined) {
+      refKeys = ["ring-ref"];
+    } else {
+      const order = /^\d+$/.test(orderText) ? Number(orderText) : Number.NaN;
+      if (!(order <= this.params.maxRingPageOrder)) {
+        await dev.devFatal(
+          new Error("EINVAL"),
+          `requested ring page order ${orderText} exceed max:${this.params.maxRingPageOrder}`,
+        );
+        return false;
+      }
+      refKeys = Array.from({ length: 1 << order }, (_, i) => `ring-ref${i}`);
+    }
+    const evtchnText = await k.xs.tryRead(`${fe}/event-channel`);
+    if (evtchnText === undefined || !/^\d+$/.test(evtchnText)) {
+      await dev.devFatal(new Error("EINVAL"), `reading ${fe}/event-channel`);
+      return false;
+    }
+    const refs: number[] = [];
+    for (const key of refKeys) {
+      const v = await k.xs.tryRead(`${fe}/${key}`);
+      if (v === undefined || !/^\d+$/.test(v)) {
+        await dev.devFatal(new Error("EINVAL"), `reading ${fe}/${key}`);
+        return false;
+      }
+      refs.push(Number(v));
+    }
+    const ringMaps: MappedPage[] = [];
+    let port = -1;
+    try {
+      for (const ref of refs) ringMaps.push(k.mapGrant(dev.otherendId, ref));
+      const ring = BackRing.attach(
+        ringMaps.map((m) => new Uint8Array(m.page)),
+        BLKIF_ENTRY_SIZE,
+      );
+      const back = new BlkifBack({
+        ring,
+        store: be.image,
+        readonly: be.readonly,
+        discard: be.discard,
+        persistent,
+        maxIndirectSegments: this.params.maxIndirectSegments,
+        maxPersistentGrants: this.params.maxPersistentGrants,
+        map: (ref, ro) => {
+          const m = k.mapGrant(dev.otherendId, ref, ro);
+          return { handle: m.handle, page: new Uint8Array(m.page) };
+        },
+        unmap: (h) => k.unmapGrant(h),
+        notify: () => k.notify(port),
+        log: (line) => k.printk(`xen-blkback: ${dev.nodename}: ${line}`),
+      });
+      port = k.bindInterdomain(dev.otherendId, Number(evtchnText));
+      k.bindEvent(port, () => back.onEvent());
+      be.conn = { ringMaps, port, back };
+      k.printk(
+        `xen-blkback: ${dev.nodename}: ring of ${refs.length} page(s), event channel ${evtchnText}, protocol ${protocol ?? "unspecified, assuming default"}${persistent ? ", persistent grants" : ""}`,
+      );
+      // Requests the frontend pushed before we bound the port.
+      back.onEvent();
+      return true;
+    } catch (e) {
+      if (port >= 0) k.closePort(port);
+      for (const m of ringMaps) k.unmapGrant(m.handle);
+      await dev.devFatal(e, `mapping ring-ref port ${evtchnText}`);
+      return false;
+    }
+  }
+
+  /** connect(): the disk's details in one transaction, then Connected. */
+  async #connect(dev: XenbusDevice, be: Backend): Promise<void> {
+    const n = dev.nodename;
+    const flush = !be.readonly;
+    const info =
+      (be.cdrom ? VDISK.cdrom : 0) |
+      (be.removable ? VDISK.removable : 0) |
+      (be.readonly ? VDISK.readonly : 0);
+    await dev.kernel.xs.transaction(async (t) => {
+      await t.write(`${n}/feature-flush-cache`, flush ? "1" : "0");
+      if (be.discard) {
+        await t.write(`${n}/discard-granularity`, "4096");
+        await t.write(`${n}/discard-alignment`, "0");
+        await t.write(`${n}/discard-secure`, "0");
+      }
+      await t.write(`${n}/feature-discard`, be.discard ? "1" : "0");
+      await t.write(`${n}/feature-barrier`, flush ? "1" : "0");
+      await t.write(`${n}/feature-persistent`, this.params.persistent ? "1" : "0");
+      await t.write(`${n}/sectors`, String(Math.floor(be.image.size / 512)));
+      await t.write(`${n}/info`, String(info));
+      await t.write(`${n}/sector-size`, "512");
+      await t.write(`${n}/physical-sector-size`, "512");
+    });
+    await dev.switchState(XenbusState.Connected);
+  }
+
+  /** xen_blkif_disconnect: idempotent. */
+  async #disconnect(dev: XenbusDevice, be: Backend): Promise<void> {
+    const c = be.conn;
+    if (c === null) return;
+    be.conn = null;
+    const k = dev.kernel;
+    k.events.unbind(c.port);
+    await c.back.stop();
+    try {
+      k.closePort(c.port);
+    } catch {
+      // the frontend may have closed its end already
+    }
+    for (const m of c.ringMaps) {
+      try {
+        k.unmapGrant(m.handle);
+      } catch (e) {
+        k.printk(`xen-blkback: ${dev.nodename}: unmapping ring: ${(e as Error).message}`);
+      }
+    }
+    const s = c.back.stats;
+    k.printk(
+      `xen-blkback: ${dev.nodename}: disconnected (rd ${s.rdReq}, wr ${s.wrReq}, flush ${s.fReq}, discard ${s.dsReq}, errors ${s.errors})`,
+    );
+  }
+}
+
+const drivers = new WeakMap<Kernel, BlkbackDriver>();
+
+function arg(args: readonly string[], key: string, dflt: number): number {
+  for (const a of args) {
+    if (a.startsWith(`${key}=`)) {
+      const v = Number(a.slice(key.length + 1));
+      if (Number.isInteger(v) && v >= 0) return v;
+      throw new RangeError(`Cannot load xen_blkback: bad ${a}`);
+    }
+  }
+  return dflt;
+}
+
+export async function init(k: Kernel, args: readonly string[]): Promise<void> {
+  const d = new BlkbackDriver({
+    maxRingPageOrder: Math.min(arg(args, "max_ring_page_order", MAX_RING_PAGE_ORDER), MAX_RING_PAGE_ORDER),
+    persistent: arg(args, "feature_persistent", 1) !== 0,
+    maxPersistentGrants: arg(args, "max_persistent_grants", MAX_PERSISTENT_GRANTS),
+    maxIndirectSegments: Math.min(arg(args, "max_indirect_segments", MAX_INDIRECT_SEGMENTS), 512),
+  });
+  drivers.set(k, d);
+  k.printk("xen-blkback: initialised");
+  await xenbus(k).registerBackend(d);
+}
+
+export async function exit(k: Kernel): Promise<void> {
+  const d = drivers.get(k);
+  if (d === undefined) return;
+  d.unloading = true;
+  await xenbus(k).unregister(d);
+  drivers.delete(k);
+}

@@ -1,0 +1,429 @@
+/**
+ * One blkif ring served by the backend (Linux's `struct xen_blkif_ring` and blkback.c): takes
+ * requests off the ring, checks them, maps their grants, does the I/O on a BlockStore and answers.
+ * Its collaborators come through the constructor (the mapped ring, a grant mapper, the store, a
+ * notify function and a log), so tests drive it without a hypervisor.
+ *
+ * Each request is copied out of the shared ring once and only the copy is checked and used
+ * (XSA-155's double fetch); an indirect page's segment descriptors are likewise copied once.
+ * What a request may do, as Linux's dispatch_rw_block_io / xen_vbd_translate / dispatch_discard_io
+ * decide it:
+ *
+ *   READ, WRITE, WRITE_BARRIER, FLUSH_DISKCACHE   1..11 segments (0 only for a flush or barrier),
+ *       each 0 <= first_sect <= last_sect <= 7; sector_number + sectors <= the disk's size, with no
+ *       wrap; no write, flush or barrier on a read-only disk. Else BLKIF_RSP_ERROR.
+ *   INDIRECT   indirect_op READ or WRITE, 1..max-indirect-segments segments (256, one indirect
+ *       page), then as above. Else BLKIF_RSP_ERROR.
+ *   DISCARD    on a disk that offers it (else BLKIF_RSP_EOPNOTSUPP), writable, inside the disk.
+ *   anything else  BLKIF_RSP_EOPNOTSUPP (Linux dispatch_other_io).
+ *
+ * Grants are mapped with the frontend's domid (the hypervisor refuses refs it does not own) and a
+ * failed map answers BLKIF_RSP_ERROR. A frontend that publishes a req_prod more than a ring ahead
+ * of our responses is cut off: the ring is no longer served (Linux: "Frontend provided bogus ring
+ * requests ... Halting ring processing"). Nothing a frontend writes can throw out of this class.
+ *
+ * Persistent grants (when both ends offer `feature-persistent`): a segment's grant is mapped
+ * read-write the first time it is seen and kept mapped until disconnect, up to
+ * `maxPersistentGrants` (Linux's xen_blkif_max_pgrants, 1056); beyond that, grants are mapped for
+ * the one request and unmapped before the response, as without the feature. A persistent grant
+ * already used by a request in flight is refused (BLKIF_RSP_ERROR), as Linux refuses it.
+ *
+ * Responses are written as each request completes; their push (and the event, when the frontend
+ * asked for one through rsp_event) is batched: one push per turn of the event loop.
+ */
+import { BLKIF_RESPONSE } from "../ring/blkif-layout.ts";
+import type { BackRing } from "../ring/ring.ts";
+import {
+  BLKIF_ENTRY_SIZE,
+  BLKIF_MAX_SEGMENTS_PER_REQUEST,
+  BLKIF_OP,
+  BLKIF_RSP,
+  type BlkifDiscardRequest,
+  type BlkifIndirectRequest,
+  type BlkifRequest,
+  type BlkifRwRequest,
+  type BlkifSegment,
+  decodeIndirectSegments,
+  decodeRequest,
+  encodeResponse,
+  isDiscard,
+  isIndirect,
+  isRw,
+  SECTORS_PER_PAGE,
+  SEGS_PER_INDIRECT_FRAME,
+} from "./blkif.ts";
+import type { BlockStore } from "./image.ts";
+
+/** Linux blkback's MAX_INDIRECT_SEGMENTS (advertised as `feature-max-indirect-segments`). */
+export const MAX_INDIRECT_SEGMENTS = 256;
+/** Linux's xen_blkif_max_pgrants default. */
+export const MAX_PERSISTENT_GRANTS = 1056;
+
+/** A page mapped from the frontend. */
+export interface MappedGrant {
+  readonly handle: number;
+  readonly page: Uint8Array;
+}
+
+export interface BlkifBackOptions {
+  readonly ring: BackRing;
+  readonly store: BlockStore;
+  /** The disk is read-only (`mode` r, or a cdrom). */
+  readonly readonly: boolean;
+  /** Offer discard (BLKIF_OP_DISCARD); else it is EOPNOTSUPP. */
+  readonly discard: boolean;
+  /** Both ends offered feature-persistent. */
+  readonly persistent: boolean;
+  readonly maxIndirectSegments?: number;
+  readonly maxPersistentGrants?: number;
+  /** Maps the frontend's `ref` (throws when the hypervisor refuses). */
+  map(ref: number, readonly: boolean): MappedGrant;
+  unmap(handle: number): void;
+  /** Sends the ring's event to the frontend. */
+  notify(): void;
+  log(line: string): void;
+}
+
+/** Counters, as Linux's sysfs statistics (oo_req, rd_req, ...). */
+export interface BlkifBackStats {
+  rdReq: number;
+  wrReq: number;
+  fReq: number;
+  dsReq: number;
+  rdSect: number;
+  wrSect: number;
+  errors: number;
+  /** Grants mapped for one request and unmapped after it. */
+  transientMaps: number;
+  persistentGrants: number;
+}
+
+/** A request refused before any I/O: answered with `status`. */
+class Refused extends Error {
+  readonly status: number;
+  constructor(message: string, status: number = BLKIF_RSP.error) {
+    super(message);
+    this.status = status;
+  }
+}
+
+interface PersistentGrant extends MappedGrant {
+  inUse: boolean;
+}
+
+export class BlkifBack {
+  readonly stats: BlkifBackStats = {
+    rdReq: 0,
+    wrReq: 0,
+    fReq: 0,
+    dsReq: 0,
+    rdSect: 0,
+    wrSect: 0,
+    errors: 0,
+    transientMaps: 0,
+    persistentGrants: 0,
+  };
+  readonly #o: BlkifBackOptions;
+  readonly #ring: BackRing;
+  readonly #sectors: bigint;
+  readonly #maxIndirect: number;
+  readonly #maxPersistent: number;
+  readonly #persistent = new Map<number, PersistentGrant>();
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #scratch = new Uint8Array(BLKIF_ENTRY_SIZE);
+  readonly #rsp = new Uint8Array(BLKIF_RESPONSE.size);
+  #halted = false;
+  #stopped = false;
+  #pushScheduled = false;
+  #processing = false;
+
+  constructor(o: BlkifBackOptions) {
+    this.#o = o;
+    this.#ring = o.ring;
+    this.#sectors = BigInt(Math.floor(o.store.size / 512));
+    this.#maxIndirect = o.maxIndirectSegments ?? MAX_INDIRECT_SEGMENTS;
+    this.#maxPersistent = o.maxPersistentGrants ?? MAX_PERSISTENT_GRANTS;
+  }
+
+  /** True once a bogus req_prod made us stop serving the ring. */
+  get halted(): boolean {
+    return this.#halted;
+  }
+
+  get inflight(): number {
+    return this.#inflight.size;
+  }
+
+  /** The ring's event: serve what the frontend pushed (do_block_io_op). */
+  onEvent(): void {
+    if (this.#processing) return;
+    this.#processing = true;
+    try {
+      this.#process();
+    } finally {
+      this.#processing = false;
+    }
+  }
+
+  /**
+   * Disconnect (xen_blkif_disconnect): stop taking requests, let the I/O in flight finish (its
+   * responses are still written: the ring is mapped until the caller unmaps it), then unmap every
+   * persistent grant.
+   */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    this.#flushResponses();
+    for (const [ref, g] of this.#persistent) {
+      this.#unmapQuietly(g.handle, ref);
+    }
+    this.#persistent.clear();
+    this.stats.persistentGrants = 0;
+  }
+
+  #process(): void {
+    const ring = this.#ring;
+    do {
+      if (this.#halted || this.#stopped) return;
+      const rp = ring.shared.reqProd; // read once; acquire
+      if (ring.requestProdOverflow(rp)) {
+        const rc = ring.rspProdPvt;
+        this.#o.log(
+          `Frontend provided bogus ring requests (${rp} - ${rc} = ${(rp - rc) >>> 0}). Halting ring processing`,
+        );
+        this.#halted = true;
+        return;
+      }
+      let rc = ring.reqCons;
+      while (rc !== rp && !ring.requestConsOverflow(rc)) {
+        ring.copyRequest(rc, this.#scratch); // the only read of the slot
+        rc = (rc + 1) >>> 0;
+        ring.reqCons = rc;
+        this.#dispatch(decodeRequest(this.#scratch));
+      }
+    } while (ring.finalCheckForRequests());
+  }
+
+  #dispatch(req: BlkifRequest): void {
+    let p: Promise<void>;
+    try {
+      if (isRw(req)) p = this.#rw(req, req.operation, req.nrSegments, req.seg);
+      else if (isIndirect(req)) p = this.#indirect(req);
+      else if (isDiscard(req)) p = this.#discard(req);
+      else throw new Refused(`operation ${req.operation} not supported`, BLKIF_RSP.eopnotsupp);
+    } catch (e) {
+      this.#fail(req, e);
+      return;
+    }
+    const tracked: Promise<void> = p.then(
+      () => {},
+      (e: unknown) => this.#fail(req, e),
+    );
+    this.#inflight.add(tracked);
+    void tracked.finally(() => this.#inflight.delete(tracked));
+  }
+
+  #fail(req: BlkifRequest, e: unknown): void {
+    const status = e instanceof Refused ? e.status : BLKIF_RSP.error;
+    this.stats.errors++;
+    if (!(e instanceof Refused) || status === BLKIF_RSP.error) {
+      this.#o.log(`request ${req.id} (op ${req.operation}) failed: ${e instanceof Error ? e.message : e}`);
+    }
+    const op = isIndirect(req) ? req.indirectOp : req.operation;
+    this.#respond(req.id, op, status);
+  }
+
+  /** xen_vbd_translate's checks: writable, inside the disk, no wrap. */
+  #translate(write: boolean, sector: bigint, count: bigint): void {
+    if (write && this.#o.readonly) throw new Refused("write on a read-only device");
+    const end = sector + count;
+    if (end > this.#sectors) {
+      throw new Refused(`access beyond end of device (${sector} + ${count} > ${this.#sectors})`);
+    }
+  }
+
+  /** Checks segments as dispatch_rw_block_io does; returns the sector count. */
+  static #checkSegments(segs: readonly BlkifSegment[]): number {
+    let n = 0;
+    for (const s of segs) {
+      if (s.lastSect >= SECTORS_PER_PAGE || s.lastSect < s.firstSect) {
+        throw new Refused(`bad segment: sectors ${s.firstSect}..${s.lastSect}`);
+      }
+      n += s.lastSect - s.firstSect + 1;
+    }
+    return n;
+  }
+
+  #indirect(req: BlkifIndirectRequest): Promise<void> {
+    if (req.indirectOp !== BLKIF_OP.read && req.indirectOp !== BLKIF_OP.write) {
+      throw new Refused(`bad operation ${req.indirectOp} in indirect request`);
+    }
+    const nseg = req.nrSegments;
+    if (nseg === 0 || nseg > this.#maxIndirect) throw new Refused(`bad number of segments (${nseg})`);
+    const pages = Math.ceil(nseg / SEGS_PER_INDIRECT_FRAME);
+    const segs: BlkifSegment[] = [];
+    for (let i = 0; i < pages; i++) {
+      const ref = req.indirectGrefs[i]!;
+      const n = Math.min(SEGS_PER_INDIRECT_FRAME, nseg - i * SEGS_PER_INDIRECT_FRAME);
+      const g = this.#persistentFor(ref, false);
+      if (g !== undefined) {
+        // In use by another request: the page is being reused under us, refuse as for a segment.
+        if (g.inUse) throw new Refused(`indirect grant ${ref} already in use`);
+        segs.push(...decodeIndirectSegments(g.page, n));
+        continue;
+      }
+      const m = this.#mapTransient(ref, true);
+      try {
+        segs.push(...decodeIndirectSegments(m.page, n));
+      } finally {
+        this.#unmapQuietly(m.handle, ref);
+      }
+    }
+    return this.#rw(req, req.indirectOp as 0 | 1, nseg, segs);
+  }
+
+  /** The persistent grant for `ref` (mapping it now if there is room), or undefined. */
+  #persistentFor(ref: number, _write: boolean): PersistentGrant | undefined {
+    if (!this.#o.persistent) return undefined;
+    const have = this.#persistent.get(ref);
+    if (have !== undefined) return have;
+    if (this.#persistent.size >= this.#maxPersistent) return undefined;
+    let m: MappedGrant;
+    try {
+      // Persistent grants are always mapped read-write (the frontend grants its pool so).
+      m = this.#o.map(ref, false);
+    } catch (e) {
+      throw new Refused(`invalid buffer: could not map grant ${ref}: ${(e as Error).message}`);
+    }
+    const g: PersistentGrant = { handle: m.handle, page: m.page, inUse: false };
+    this.#persistent.set(ref, g);
+    this.stats.persistentGrants = this.#persistent.size;
+    return g;
+  }
+
+  #mapTransient(ref: number, readonly: boolean): MappedGrant {
+    try {
+      const m = this.#o.map(ref, readonly);
+      this.stats.transientMaps++;
+      return m;
+    } catch (e) {
+      throw new Refused(`invalid buffer: could not map grant ${ref}: ${(e as Error).message}`);
+    }
+  }
+
+  #unmapQuietly(handle: number, ref: number): void {
+    try {
+      this.#o.unmap(handle);
+    } catch (e) {
+      this.#o.log(`unmap of grant ${ref} failed: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * READ/WRITE/BARRIER/FLUSH with `nseg` segments `segs` (from the request or its indirect page).
+   * Throws Refused before any I/O; the returned promise settles when the response is written.
+   */
+  #rw(
+    req: BlkifRwRequest | BlkifIndirectRequest,
+    op: 0 | 1 | 2 | 3,
+    nseg: number,
+    segs: readonly BlkifSegment[],
+  ): Promise<void> {
+    const flush = op === BLKIF_OP.flushDiskcache || op === BLKIF_OP.writeBarrier;
+    if (req.operation !== BLKIF_OP.indirect) {
+      if ((nseg === 0 && !flush) || nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
+        throw new Refused(`bad number of segments in request (${nseg})`);
+      }
+    }
+    const write = op !== BLKIF_OP.read;
+    const nsec = BlkifBack.#checkSegments(segs);
+    this.#translate(write, req.sectorNumber, BigInt(nsec));
+    if (op === BLKIF_OP.read) this.stats.rdReq++;
+    else if (op === BLKIF_OP.write) this.stats.wrReq++;
+    else this.stats.fReq++;
+    // Map every segment before any I/O; a refusal unmaps what was mapped.
+    const bufs: Uint8Array[] = [];
+    const transient: { handle: number; ref: number }[] = [];
+    const held: PersistentGrant[] = [];
+    try {
+      for (const s of segs) {
+        let page: Uint8Array;
+        const g = this.#persistentFor(s.gref, !write);
+        if (g !== undefined) {
+          if (g.inUse) throw new Refused(`grant ${s.gref} already in use by another request`);
+          g.inUse = true;
+          held.push(g);
+          page = g.page;
+        } else {
+          // A read fills the page (map it writable); a write only reads it.
+          const m = this.#mapTransient(s.gref, write);
+          transient.push({ handle: m.handle, ref: s.gref });
+          page = m.page;
+        }
+        bufs.push(page.subarray(s.firstSect * 512, (s.lastSect + 1) * 512));
+      }
+    } catch (e) {
+      this.#release(held, transient);
+      throw e;
+    }
+    const pos = Number(req.sectorNumber) * 512;
+    const store = this.#o.store;
+    const io = async (): Promise<void> => {
+      if (op === BLKIF_OP.writeBarrier) {
+        // A barrier drains what is in flight first (Linux: drain_io).
+        const others = [...this.#inflight];
+        await Promise.allSettled(others);
+      }
+      if (flush) await store.flush();
+      if (bufs.length === 0) return;
+      if (write) await store.writev(bufs, pos);
+      else await store.readv(bufs, pos);
+    };
+    return io().then(
+      () => {
+        if (write) this.stats.wrSect += nsec;
+        else this.stats.rdSect += nsec;
+        this.#release(held, transient);
+        this.#respond(req.id, op, BLKIF_RSP.okay);
+      },
+      (e: unknown) => {
+        this.#release(held, transient);
+        throw e;
+      },
+    );
+  }
+
+  #release(held: PersistentGrant[], transient: { handle: number; ref: number }[]): void {
+    for (const g of held) g.inUse = false;
+    for (const t of transient) this.#unmapQuietly(t.handle, t.ref);
+  }
+
+  #discard(req: BlkifDiscardRequest): Promise<void> {
+    if (!this.#o.discard) throw new Refused("discard not supported", BLKIF_RSP.eopnotsupp);
+    this.stats.dsReq++;
+    this.#translate(true, req.sectorNumber, req.nrSectors);
+    return this.#o.store
+      .discard(Number(req.sectorNumber) * 512, Number(req.nrSectors) * 512)
+      .then(() => this.#respond(req.id, BLKIF_OP.discard, BLKIF_RSP.okay));
+  }
+
+  /** make_response: writes the response now; the push is batched (one per event-loop turn). */
+  #respond(id: bigint, operation: number, status: number): void {
+    const ring = this.#ring;
+    const idx = ring.rspProdPvt;
+    encodeResponse(this.#rsp, { id, operation, status });
+    ring.shared.write(idx, this.#rsp);
+    ring.rspProdPvt = (idx + 1) >>> 0;
+    if (this.#pushScheduled) return;
+    this.#pushScheduled = true;
+    setImmediate(() => this.#flushResponses());
+  }
+
+  #flushResponses(): void {
+    this.#pushScheduled = false;
+    const ring = this.#ring;
+    if (ring.rspProdPvt !== ring.shared.rspProd && ring.pushResponsesAndCheckNotify()) this.#o.notify();
+    // Requests a (hostile) frontend queued beyond the ring's free slots can go now.
+    if (!this.#halted && !this.#stopped && ring.hasUnconsumedRequests()) this.onEvent();
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The toolstack's side of a PV disk: `xl block-attach` and `xl block-detach` as libxl does them
+ * (libxl_disk.c device_disk_add, libxl_device.c libxl__device_generic_add and the remove path).
+ *
+ * attachDisk loads xen_blkback into dom0 and xen_blkfront into the guest when they are not loaded,
+ * then writes, in one transaction, the backend directory /local/domain/0/backend/vbd/<domid>/<devid>
+ * (owned by dom0, readable by the guest) and the frontend directory
+ * /local/domain/<domid>/device/vbd/<devid> (owned by the guest, readable by dom0) with libxl's
+ * keys for a `phy` disk of a raw image:
+ *
+ *   backend   frontend, frontend-id, params (the image), online 1, removable 0, bootable 1,
+ *             state 1, dev (the vdev), type phy, mode w|r, device-type disk|cdrom,
+ *             discard-enable (1 for read-write disks, libxl's default), specification xen
+ *   frontend  backend, backend-id 0, state 1, virtual-device (the devid), device-type, trusted 1
+ *
+ * and libxl's own copy under /libxl/<domid>/device/vbd/<devid> (frontend, backend). No hotplug
+ * script runs: blkback opens `params` itself (Linux's blkback waits for the script's
+ * `physical-device`). It resolves once the guest's frontend is Connected, and fails (after removing
+ * what it wrote) when either end reaches Closing/Closed first or 10 s pass.
+ *
+ * detachDisk is Host.detachDevice's dance: backend `online` 0 and `state` Closing, wait for the
+ * backend's Closed, remove both directories (and libxl's copy).
+ */
+import type { DiskSpec } from "../blk/blockdev.ts";
+import { vdevToDevid } from "../blk/blockdev.ts";
+import type { Host } from "./host.ts";
+
+const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+/** The driver modules, next to this file's build (src/ when run from source, dist/ when built). */
+export const BLKBACK_MODULE = new URL(`../blk/blkback${EXT}`, import.meta.url).href;
+export const BLKFRONT_MODULE = new URL(`../blk/blkfront${EXT}`, import.meta.url).href;
+
+async function ensureModule(
+  host: Host,
+  domid: number,
+  url: string,
+  args: readonly string[] = [],
+): Promise<void> {
+  try {
+    await host.hv.insmod(domid, url, args);
+  } catch (e) {
+    if (!/already loaded/.test((e as Error).message)) throw e;
+  }
+}
+
+function paths(domid: number, devid: number) {
+  return {
+    fe: `/local/domain/${domid}/device/vbd/${devid}`,
+    be: `/local/domain/0/backend/vbd/${domid}/${devid}`,
+    libxl: `/libxl/${domid}/device/vbd/${devid}`,
+  };
+}
+
+/** `xl block-attach <domid> <spec>`: resolves when the disk is Connected in the guest. */
+export async function attachDisk(
+  host: Host,
+  domid: number,
+  spec: DiskSpec,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const devid = vdevToDevid(spec.vdev);
+  if (devid < 0) throw new RangeError(`Cannot attach disk: invalid vdev '${spec.vdev}'`);
+  if (spec.format !== "raw")
+    throw new RangeError(`Cannot attach disk: format '${spec.format}' is not served`);
+  if (host.hv.info(domid) === undefined) throw new RangeError(`Cannot attach disk: no domain ${domid}`);
+  const { fe, be, libxl } = paths(domid, devid);
+  if ((await host.xs.exists(fe)) || (await host.xs.exists(be))) {
+    throw new Error(`Cannot attach disk: domain ${domid} already has a vbd ${devid} (${spec.vdev})`);
+  }
+  await ensureModule(host, 0, BLKBACK_MODULE);
+  await ensureModule(host, domid, BLKFRONT_MODULE);
+  const rw = spec.access === "rw" && spec.devtype !== "cdrom";
+  const deviceType = spec.devtype === "cdrom" ? "cdrom" : "disk";
+  await host.xs.transaction(async (t) => {
+    await t.write(fe, "");
+    await t.setPerms(fe, [`n${domid}`, "r0"]);
+    await t.write(be, "");
+    await t.setPerms(be, ["n0", `r${domid}`]);
+    const back: [string, string][] = [
+      ["frontend", fe],
+      ["frontend-id", String(domid)],
+      ["params", spec.target],
+      ["online", "1"],
+      ["removable", "0"],
+      ["bootable", "1"],
+      ["dev", spec.vdev],
+      ["type", "phy"],
+      ["mode", rw ? "w" : "r"],
+      ["device-type", deviceType],
+      ["discard-enable", rw ? "1" : "0"],
+      ["specification", "xen"],
+    ];
+    for (const [k, v] of back) await t.write(`${be}/${k}`, v);
+    const front: [string, string][] = [
+      ["backend", be],
+      ["backend-id", "0"],
+      ["virtual-device", String(devid)],
+      ["device-type", deviceType],
+      ["trusted", "1"],
+    ];
+    for (const [k, v] of front) await t.write(`${fe}/${k}`, v);
+    await t.write(`${libxl}/frontend`, fe);
+    await t.write(`${libxl}/backend`, be);
+    // Both states last, so neither end is probed before its directory is complete.
+    await t.write(`${fe}/state`, "1");
+    await t.write(`${be}/state`, "1");
+  });
+  try {
+    await host.xs.wait(
+      [`${fe}/state`, `${be}/state`],
+      async (xs) => {
+        const f = await xs.tryRead(`${fe}/state`);
+        const b = await xs.tryRead(`${be}/state`);
+        if (f === "4") return true;
+        if (f === undefined || b === undefined || Number(f) >= 5 || Number(b) >= 5) {
+          const err = await xs.tryRead(`/local/domain/0/error/backend/vbd/${domid}/${devid}/error`);
+          throw new Error(
+            `Cannot attach disk ${spec.vdev}: the device closed (${err ?? `frontend ${f}, backend ${b}`})`,
+          );
+        }
+        return false;
+      },
+      { signal: AbortSignal.timeout(timeoutMs) },
+    );
+  } catch (e) {
+    await host.xs.rm(fe).catch(() => {});
+    await host.xs.rm(be).catch(() => {});
+    await host.xs.rm(libxl).catch(() => {});
+    throw e;
+  }
+}
+
+/** `xl block-detach <domid> <vdev>`. */
+export async function detachDisk(host: Host, domid: number, vdev: string, timeoutMs = 10_000): Promise<void> {
+  const devid = vdevToDevid(vdev);
+  if (devid < 0) throw new RangeError(`Cannot detach disk: invalid vdev '${vdev}'`);
+  const { fe, be, libxl } = paths(domid, devid);
+  if (!(await host.xs.exists(be))) throw new Error(`Cannot detach disk: domain ${domid} has no vbd ${vdev}`);
+  await host.detachDevice("vbd", domid, devid, timeoutMs);
+  await host.xs.rm(libxl).catch(() => {});
+  void fe;
+}
