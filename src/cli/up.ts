@@ -5,7 +5,7 @@
  * control socket, `<socket>.ctl`. Each domain's kernel log goes to stdout as `(dN) [stamp] line`.
  */
 import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { ControlServer, controlPath } from "../host/control.ts";
 import { Host } from "../host/host.ts";
 import { createLogger } from "../log.ts";
@@ -21,6 +21,9 @@ const USAGE = `usage: xenlab up [options]
   --domu-name NAME    the guest's name (default domU)
   -K, --keep-orphans  xenstored keeps a destroyed domain's nodes (given to dom0)
   --log-level LEVEL   pino level on stderr (default info)
+  --console-log-dir DIR
+                      where each guest's console is logged as guest-NAME.log
+                      (default: the socket's directory/console)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -30,6 +33,7 @@ export async function run(argv: string[]): Promise<number> {
     "domu-name": { type: "string" },
     "keep-orphans": { type: "boolean", short: "K" },
     "log-level": { type: "string" },
+    "console-log-dir": { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
@@ -40,6 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     log,
     xenstored: { keepOrphans: values["keep-orphans"] === true },
     onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
+    consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
   });
   await host.listen(socket);
   const control = new ControlServer(host);

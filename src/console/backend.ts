@@ -70,6 +70,8 @@ export interface ConsoleSession {
 export interface ConsoleStats {
   readonly domid: number;
   readonly name: string;
+  /** Dom0's end of the console event channel. */
+  readonly port: number;
   readonly clients: number;
   /** Input waiting for room in the guest's in ring, and input dropped past `inputMax`. */
   readonly inputQueued: number;
@@ -177,6 +179,7 @@ export class ConsoleBackend {
     return {
       domid: c.domid,
       name: c.name,
+      port: c.port,
       clients: c.clients.size,
       inputQueued: c.inputQueued,
       inputDropped: c.inputDropped,

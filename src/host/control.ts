@@ -7,10 +7,15 @@
  *   → {"op":"insmod","domid":1,"url":"file:///…/alice_front.ts","args":[]}
  *                                            ← {"ok":true,"value":"alice_front"}
  *   → {"op":"destroy","domid":7}             ← {"ok":false,"error":"No domain 7"}
+ *
+ * One request, `{"op":"console","domid":N}`, turns the connection into a console's byte stream
+ * after its reply line (src/console/stream.ts).
  */
 
 import { connect, createServer, type Server } from "node:net";
+import { parseConsoleRequest, serveConsole } from "../console/stream.ts";
 import { closeUnix, listenUnix } from "../unix-socket.ts";
+import { blkfrontCall, blockAttach, blockDetach, blockList } from "./blk-tools.ts";
 import type { Host } from "./host.ts";
 
 export type ControlRequest =
@@ -19,7 +24,11 @@ export type ControlRequest =
   | { op: "destroy"; domid: number }
   | { op: "insmod"; domid: number; url: string; args: string[] }
   | { op: "rmmod"; domid: number; name: string }
-  | { op: "dmesg"; domid: number };
+  | { op: "dmesg"; domid: number }
+  | { op: "block-attach"; domid: number; specs: string[]; cwd: string }
+  | { op: "block-detach"; domid: number; vdev: string; force?: boolean }
+  | { op: "block-list"; domid: number }
+  | { op: "blkfront"; domid: number; cmd: string; arg: Record<string, unknown> };
 
 export type ControlReply = { ok: true; value: unknown } | { ok: false; error: string };
 
@@ -35,18 +44,25 @@ export class ControlServer {
   constructor(host: Host) {
     this.#host = host;
     this.#server = createServer((s) => {
-      let buf = "";
-      s.setEncoding("utf8");
-      s.on("data", (d: string) => {
-        buf += d;
-        for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
+      let buf = Buffer.alloc(0);
+      const onData = (d: Buffer): void => {
+        buf = Buffer.concat([buf, d]);
+        for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10)) {
+          const line = buf.subarray(0, nl).toString("utf8");
+          buf = buf.subarray(nl + 1);
+          // `xenlab console`: after this request the connection is the console's byte stream.
+          const stream = parseConsoleRequest(line);
+          if (stream !== undefined) {
+            s.off("data", onData);
+            void serveConsole(this.#host.console, this.#host.hv.list(), s, stream, buf);
+            return;
+          }
           void this.#handle(line).then((r) => {
             if (!s.destroyed) s.write(`${JSON.stringify(r)}\n`);
           });
         }
-      });
+      };
+      s.on("data", onData);
       s.on("error", () => {});
     });
   }
@@ -89,6 +105,15 @@ export class ControlServer {
         return null;
       case "dmesg":
         return h.hv.dmesg(r.domid);
+      case "block-attach":
+        return blockAttach(h, r.domid, r.specs, r.cwd);
+      case "block-detach":
+        await blockDetach(h, r.domid, r.vdev, r.force === true);
+        return null;
+      case "block-list":
+        return blockList(h, r.domid);
+      case "blkfront":
+        return blkfrontCall(h, r.domid, r.cmd, r.arg);
       default:
         throw new Error(`Unknown control request '${(r as { op: string }).op}'`);
     }

@@ -1,0 +1,105 @@
+/**
+ * `xenlab console DOMAIN`: attaches the terminal to a guest's PV console on a running `xenlab up`,
+ * as `xl console` does through xenconsole: the guest's output on stdout, stdin to the guest,
+ * Ctrl-] (0x1d) detaches with exit 0. DOMAIN is a domid or a name (`xl console` takes either).
+ *
+ * When stdin is a terminal it goes into raw mode (so keys reach the guest as typed, and the
+ * guest's tty does the echo and line editing), restored on every way out. A pipe works too: its
+ * bytes go to the guest as they come, a 0x1d anywhere in them detaches (xenconsole only honours
+ * one arriving alone, which a pipe cannot promise), and end of input detaches.
+ *
+ * The stream goes through the host's control socket, `<socket>.ctl` (src/console/stream.ts).
+ */
+
+import { openConsole } from "../console/stream.ts";
+import { controlPath } from "../host/control.ts";
+import { commandArgs } from "./args.ts";
+import { socketPath } from "./xenstored.ts";
+
+const USAGE = `usage: xenlab console [options] DOMAIN
+
+Attaches to DOMAIN's PV console (a domid or a name). Ctrl-] detaches.
+
+  -t TYPE            console type: pv (the only one xenlab has)
+  -n NUM             console number: 0 (the only one xenlab has)
+  --socket PATH      xenstored's socket of the host (as for 'xenlab up'); the
+                     control socket is PATH.ctl
+`;
+
+/** The escape character, ^] (xenconsole's ESCAPE_CHARACTER). */
+const ESCAPE = 0x1d;
+
+export async function run(argv: string[]): Promise<number> {
+  const args = commandArgs(
+    "xenlab console",
+    USAGE,
+    argv,
+    { socket: { type: "string" }, type: { type: "string", short: "t" }, num: { type: "string", short: "n" } },
+    true,
+  );
+  if (typeof args === "number") return args;
+  const { values, positionals } = args;
+  const fail = (msg: string): number => {
+    process.stderr.write(`xenlab console: ${msg}\n${USAGE}`);
+    return 2;
+  };
+  if (positionals.length !== 1) return fail("one DOMAIN is required");
+  if (values.type !== undefined && values.type !== "pv") return fail(`no console of type '${values.type}'`);
+  if (values.num !== undefined && values.num !== "0") return fail(`no console number ${values.num}`);
+  const dom = positionals[0]!;
+  const target = /^\d+$/.test(dom) ? { domid: Number(dom) } : { name: dom };
+
+  let conn: Awaited<ReturnType<typeof openConsole>>;
+  try {
+    conn = await openConsole(controlPath(socketPath(values.socket as string | undefined)), target);
+  } catch (e) {
+    process.stderr.write(`xenlab console: ${(e as Error).message}\n`);
+    return 1;
+  }
+  return attach(conn.socket);
+}
+
+/** Joins stdin and stdout to the stream until Ctrl-], end of input, or the host closes. */
+function attach(socket: import("node:net").Socket): Promise<number> {
+  const stdin = process.stdin;
+  const raw = stdin.isTTY === true;
+  if (raw) stdin.setRawMode(true);
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (code: number): void => {
+      if (done) return;
+      done = true;
+      if (raw) stdin.setRawMode(false);
+      stdin.off("data", onInput);
+      stdin.pause();
+      // Stop reading a pipe too, so nothing holds the process.
+      if (!raw) stdin.destroy();
+      process.off("SIGTERM", onSignal);
+      process.off("SIGHUP", onSignal);
+      socket.end();
+      socket.destroy();
+      resolve(code);
+    };
+    const onInput = (b: Buffer): void => {
+      const esc = b.indexOf(ESCAPE);
+      if (esc < 0) {
+        socket.write(b);
+        return;
+      }
+      if (esc > 0) socket.write(b.subarray(0, esc));
+      finish(0);
+    };
+    const onSignal = (): void => finish(0);
+    socket.on("data", (b: Buffer) => {
+      process.stdout.write(b);
+    });
+    socket.on("close", () => finish(0));
+    socket.on("error", () => finish(1));
+    stdin.on("data", onInput);
+    stdin.on("end", () => finish(0));
+    process.on("SIGTERM", onSignal);
+    process.on("SIGHUP", onSignal);
+    socket.resume();
+    stdin.resume();
+  });
+}
