@@ -50,22 +50,6 @@ const COMMANDS: Record<string, Command> = {
     summary: "copy a file into or out of a guest's disk: blk-cp FILE ID:VDEV[:SECTOR] | ID:VDEV[:S[+N]] FILE",
     load: () => import("./blk-cp.ts"),
   },
-  "block-attach": {
-    summary: "attach a disk (as xl block-attach): block-attach ID DISK-SPEC...",
-    load: async () => ({ run: (await import("./block.ts")).attach }),
-  },
-  "block-detach": {
-    summary: "detach a disk: block-detach ID VDEV",
-    load: async () => ({ run: (await import("./block.ts")).detach }),
-  },
-  "block-list": {
-    summary: "a guest's disks: block-list ID...",
-    load: async () => ({ run: (await import("./block.ts")).list }),
-  },
-  "blk-cp": {
-    summary: "copy a file into or out of a guest's disk: blk-cp FILE ID:VDEV[:SECTOR] | ID:VDEV[:S[+N]] FILE",
-    load: () => import("./blk-cp.ts"),
-  },
   console: {
     summary: "attach to a guest's PV console: console DOMAIN (Ctrl-] detaches)",
     load: () => import("./console.ts"),
