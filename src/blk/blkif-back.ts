@@ -265,7 +265,7 @@ export class BlkifBack {
     for (let i = 0; i < pages; i++) {
       const ref = req.indirectGrefs[i]!;
       const n = Math.min(SEGS_PER_INDIRECT_FRAME, nseg - i * SEGS_PER_INDIRECT_FRAME);
-      const g = this.#persistentFor(ref, false);
+      const g = this.#persistentFor(ref);
       if (g !== undefined) {
         // In use by another request: the page is being reused under us, refuse as for a segment.
         if (g.inUse) throw new Refused(`indirect grant ${ref} already in use`);
@@ -283,7 +283,7 @@ export class BlkifBack {
   }
 
   /** The persistent grant for `ref` (mapping it now if there is room), or undefined. */
-  #persistentFor(ref: number, _write: boolean): PersistentGrant | undefined {
+  #persistentFor(ref: number): PersistentGrant | undefined {
     if (!this.#o.persistent) return undefined;
     const have = this.#persistent.get(ref);
     if (have !== undefined) return have;
@@ -348,7 +348,7 @@ export class BlkifBack {
     try {
       for (const s of segs) {
         let page: Uint8Array;
-        const g = this.#persistentFor(s.gref, !write);
+        const g = this.#persistentFor(s.gref);
         if (g !== undefined) {
           if (g.inUse) throw new Refused(`grant ${s.gref} already in use by another request`);
           g.inUse = true;

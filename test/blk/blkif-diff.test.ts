@@ -214,9 +214,9 @@ describe("blkif codec against io/blkif.h (gcc)", () => {
     });
     const page = new Uint8Array(4096);
     encodeIndirectSegments(page, segs);
-    segs.forEach((s, i) => {
+    for (let i = 0; i < segs.length; i++) {
       assert.equal(hex(page.subarray(i * 8, i * 8 + 8)), out[rsps.length + i]);
-    });
+    }
     assert.deepEqual(
       decodeIndirectSegments(page, segs.length),
       segs.map((x) => ({ ...x })),

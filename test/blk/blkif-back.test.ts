@@ -1,0 +1,343 @@
+/**
+ * The backend's ring against a hostile frontend, in one thread: BlkifBack with an in-memory disk
+ * and a fake grant table (refs the "frontend" granted; any other ref fails to map, as the
+ * hypervisor refuses it). Each check of Linux's dispatch_rw_block_io / xen_vbd_translate is a
+ * case; a request rewritten after the backend took it (double fetch) is served as first read;
+ * a req_prod more than a ring ahead halts the ring. The backend never throws.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  BLKIF_ENTRY_SIZE,
+  BLKIF_OP,
+  BLKIF_RSP,
+  type BlkifRequest,
+  type BlkifResponse,
+  decodeResponse,
+  encodeIndirectSegments,
+  encodeRequest,
+} from "../../src/blk/blkif.ts";
+import { BlkifBack } from "../../src/blk/blkif-back.ts";
+import type { BlockStore } from "../../src/blk/image.ts";
+import { BackRing, FrontRing } from "../../src/ring/ring.ts";
+
+const SECTORS = 64;
+
+class MemStore implements BlockStore {
+  readonly data = new Uint8Array(SECTORS * 512);
+  readonly size = SECTORS * 512;
+  readonly writable: boolean;
+  /** When set, I/O waits for it (to hold a request in flight). */
+  gate: Promise<void> | null = null;
+  constructor(writable = true) {
+    this.writable = writable;
+  }
+  async readv(bufs: readonly Uint8Array[], pos: number): Promise<void> {
+    await this.gate;
+    for (const b of bufs) {
+      b.set(this.data.subarray(pos, pos + b.length));
+      pos += b.length;
+    }
+  }
+  async writev(bufs: readonly Uint8Array[], pos: number): Promise<void> {
+    await this.gate;
+    for (const b of bufs) {
+      this.data.set(b, pos);
+      pos += b.length;
+    }
+  }
+  async flush(): Promise<void> {}
+  async discard(pos: number, len: number): Promise<void> {
+    this.data.fill(0, pos, pos + len);
+  }
+  async close(): Promise<void> {}
+}
+
+function setup(opts: { readonly?: boolean; persistent?: boolean; discard?: boolean } = {}) {
+  const ringMem = new Uint8Array(new SharedArrayBuffer(4096));
+  const front = FrontRing.init(ringMem, BLKIF_ENTRY_SIZE);
+  const back = BackRing.attach(ringMem, BLKIF_ENTRY_SIZE);
+  const granted = new Map<number, Uint8Array>();
+  for (let ref = 10; ref < 40; ref++) granted.set(ref, new Uint8Array(new SharedArrayBuffer(4096)));
+  const store = new MemStore(!opts.readonly);
+  for (let i = 0; i < store.data.length; i++) store.data[i] = (i * 7 + 3) & 0xff;
+  const logs: string[] = [];
+  const mapped = new Set<number>();
+  let handles = 0;
+  const bb = new BlkifBack({
+    ring: back,
+    store,
+    readonly: opts.readonly ?? false,
+    discard: opts.discard ?? true,
+    persistent: opts.persistent ?? false,
+    map(ref) {
+      const p = granted.get(ref);
+      if (p === undefined) throw new Error(`map of ref ${ref} of domain 1: bad grant reference`);
+      mapped.add(++handles);
+      return { handle: handles, page: p };
+    },
+    unmap(h) {
+      assert.ok(mapped.delete(h), `unmap of unknown handle ${h}`);
+    },
+    notify() {},
+    log: (l) => logs.push(l),
+  });
+  const scratch = new Uint8Array(BLKIF_ENTRY_SIZE);
+  /** Writes raw requests into the ring and kicks the backend. */
+  const send = (...reqs: BlkifRequest[]) => {
+    for (const r of reqs) {
+      front.shared.write(front.reqProdPvt, encodeRequest(scratch, r));
+      front.reqProdPvt = front.reqProdPvt + 1;
+    }
+    front.pushRequests();
+    bb.onEvent();
+  };
+  /** Waits for `n` responses and takes them. */
+  const take = async (n: number): Promise<BlkifResponse[]> => {
+    for (let i = 0; i < 1000 && front.unconsumedResponses() < n; i++) await new Promise(setImmediate);
+    const out: BlkifResponse[] = [];
+    while (front.hasUnconsumedResponses()) {
+      out.push(decodeResponse(front.copyResponse(front.rspCons)));
+      front.rspCons = front.rspCons + 1;
+    }
+    assert.equal(out.length, n, `expected ${n} responses`);
+    return out;
+  };
+  return { front, bb, store, granted, logs, mapped, send, take };
+}
+
+const seg = (gref: number, firstSect = 0, lastSect = 7) => ({ gref, firstSect, lastSect });
+const rw = (
+  operation: 0 | 1 | 2 | 3,
+  id: number,
+  sector: number,
+  segs: ReturnType<typeof seg>[],
+  nr = segs.length,
+) =>
+  ({
+    operation,
+    nrSegments: nr,
+    handle: 51712,
+    id: BigInt(id),
+    sectorNumber: BigInt(sector),
+    seg: segs,
+  }) as const;
+
+describe("BlkifBack: requests a sane frontend sends", () => {
+  it("reads and writes through the granted pages, and unmaps them after", async () => {
+    const t = setup();
+    t.send(rw(BLKIF_OP.read, 1, 8, [seg(10), seg(11, 0, 3)]));
+    assert.deepEqual(await t.take(1), [{ id: 1n, operation: 0, status: 0 }]);
+    assert.deepEqual(t.granted.get(10), t.store.data.subarray(8 * 512, 16 * 512));
+    assert.deepEqual(t.granted.get(11)!.subarray(0, 2048), t.store.data.subarray(16 * 512, 20 * 512));
+    t.granted.get(12)!.fill(0xab);
+    t.send(rw(BLKIF_OP.write, 2, 0, [seg(12, 2, 5)]));
+    assert.deepEqual(await t.take(1), [{ id: 2n, operation: 1, status: 0 }]);
+    assert.deepEqual(t.store.data.subarray(0, 4 * 512), new Uint8Array(2048).fill(0xab));
+    assert.equal(t.mapped.size, 0);
+  });
+
+  it("serves an indirect request and answers with its indirect_op, as Linux", async () => {
+    const t = setup();
+    const segs = Array.from({ length: 8 }, (_, i) => seg(20 + i));
+    encodeIndirectSegments(t.granted.get(10)!, segs);
+    t.send({
+      operation: 6,
+      indirectOp: 0,
+      nrSegments: 8,
+      handle: 0,
+      id: 9n,
+      sectorNumber: 0n,
+      indirectGrefs: [10, 0, 0, 0, 0, 0, 0, 0],
+    });
+    assert.deepEqual(await t.take(1), [{ id: 9n, operation: 0, status: 0 }]);
+    assert.deepEqual(t.granted.get(27), t.store.data.subarray(7 * 4096, 8 * 4096));
+  });
+
+  it("keeps persistent grants mapped across requests and unmaps them on stop", async () => {
+    const t = setup({ persistent: true });
+    t.send(rw(BLKIF_OP.read, 1, 0, [seg(10)]));
+    await t.take(1);
+    t.send(rw(BLKIF_OP.read, 2, 8, [seg(10)]));
+    await t.take(1);
+    assert.equal(t.mapped.size, 1);
+    assert.equal(t.bb.stats.persistentGrants, 1);
+    await t.bb.stop();
+    assert.equal(t.mapped.size, 0);
+  });
+
+  it("flushes with no segments, discards to zeros", async () => {
+    const t = setup();
+    t.send(rw(BLKIF_OP.flushDiskcache, 1, 0, []), {
+      operation: 5,
+      flag: 0,
+      handle: 0,
+      id: 2n,
+      sectorNumber: 2n,
+      nrSectors: 3n,
+    });
+    assert.deepEqual(
+      (await t.take(2)).map((r) => r.status),
+      [0, 0],
+    );
+    assert.deepEqual(t.store.data.subarray(1024, 2560), new Uint8Array(1536));
+  });
+});
+
+describe("BlkifBack: a hostile frontend", () => {
+  const refused: [string, BlkifRequest, number][] = [
+    ["no segments on a read", rw(BLKIF_OP.read, 1, 0, []), BLKIF_RSP.error],
+    [
+      "12 segments",
+      rw(
+        BLKIF_OP.read,
+        1,
+        0,
+        Array.from({ length: 11 }, () => seg(10)),
+        12,
+      ),
+      BLKIF_RSP.error,
+    ],
+    ["255 segments", rw(BLKIF_OP.write, 1, 0, [seg(10)], 255), BLKIF_RSP.error],
+    ["last_sect 8", rw(BLKIF_OP.read, 1, 0, [seg(10, 0, 8)]), BLKIF_RSP.error],
+    ["first_sect > last_sect", rw(BLKIF_OP.read, 1, 0, [seg(10, 5, 4)]), BLKIF_RSP.error],
+    ["a segment past the end", rw(BLKIF_OP.read, 1, SECTORS - 4, [seg(10)]), BLKIF_RSP.error],
+    ["a sector number that wraps", rw(BLKIF_OP.read, 1, 0, [seg(10)]), BLKIF_RSP.error],
+    ["a grant ref it does not own", rw(BLKIF_OP.read, 1, 0, [seg(10), seg(99)]), BLKIF_RSP.error],
+    ["operation 4 (reserved)", { operation: 4, id: 1n }, BLKIF_RSP.eopnotsupp],
+    ["operation 200", { operation: 200, id: 1n }, BLKIF_RSP.eopnotsupp],
+    [
+      "a discard past the end",
+      { operation: 5, flag: 0, handle: 0, id: 1n, sectorNumber: 60n, nrSectors: 5n },
+      BLKIF_RSP.error,
+    ],
+    [
+      "an indirect request with indirect_op FLUSH",
+      {
+        operation: 6,
+        indirectOp: 3,
+        nrSegments: 1,
+        handle: 0,
+        id: 1n,
+        sectorNumber: 0n,
+        indirectGrefs: [10, 0, 0, 0, 0, 0, 0, 0],
+      },
+      BLKIF_RSP.error,
+    ],
+    [
+      "an indirect request of 257 segments",
+      {
+        operation: 6,
+        indirectOp: 0,
+        nrSegments: 257,
+        handle: 0,
+        id: 1n,
+        sectorNumber: 0n,
+        indirectGrefs: [10, 11, 0, 0, 0, 0, 0, 0],
+      },
+      BLKIF_RSP.error,
+    ],
+    [
+      "an indirect page it does not own",
+      {
+        operation: 6,
+        indirectOp: 0,
+        nrSegments: 2,
+        handle: 0,
+        id: 1n,
+        sectorNumber: 0n,
+        indirectGrefs: [77, 0, 0, 0, 0, 0, 0, 0],
+      },
+      BLKIF_RSP.error,
+    ],
+  ];
+  for (const [what, req, status] of refused) {
+    it(`answers ${status === BLKIF_RSP.error ? "BLKIF_RSP_ERROR" : "BLKIF_RSP_EOPNOTSUPP"} to ${what}, touching nothing`, async () => {
+      const t = setup();
+      const before = t.store.data.slice();
+      const r =
+        what === "a sector number that wraps"
+          ? { ...(req as ReturnType<typeof rw>), sectorNumber: (1n << 64n) - 4n }
+          : req;
+      t.send(r);
+      const [rsp] = await t.take(1);
+      assert.equal(rsp!.status, status);
+      assert.equal(rsp!.id, 1n);
+      assert.deepEqual(t.store.data, before);
+      assert.equal(t.mapped.size, 0, "every grant mapped for it is unmapped");
+      // The ring still works afterwards.
+      t.send(rw(BLKIF_OP.read, 2, 0, [seg(10)]));
+      assert.equal((await t.take(1))[0]!.status, 0);
+    });
+  }
+
+  it("checks segments inside an indirect page (last_sect 9 in the 3rd)", async () => {
+    const t = setup();
+    encodeIndirectSegments(t.granted.get(10)!, [seg(11), seg(12), seg(13, 0, 9)]);
+    t.send({
+      operation: 6,
+      indirectOp: 1,
+      nrSegments: 3,
+      handle: 0,
+      id: 1n,
+      sectorNumber: 0n,
+      indirectGrefs: [10, 0, 0, 0, 0, 0, 0, 0],
+    });
+    assert.equal((await t.take(1))[0]!.status, BLKIF_RSP.error);
+  });
+
+  it("refuses writes, flushes and discards on a read-only disk, serves reads", async () => {
+    const t = setup({ readonly: true });
+    t.send(
+      rw(BLKIF_OP.write, 1, 0, [seg(10)]),
+      rw(BLKIF_OP.flushDiskcache, 2, 0, []),
+      { operation: 5, flag: 0, handle: 0, id: 3n, sectorNumber: 0n, nrSectors: 1n },
+      rw(BLKIF_OP.read, 4, 0, [seg(10)]),
+    );
+    assert.deepEqual(
+      (await t.take(4)).map((r) => [r.id, r.status]),
+      [
+        [1n, -1],
+        [2n, -1],
+        [3n, -1],
+        [4n, 0],
+      ],
+    );
+  });
+
+  it("serves a request as first read even if the frontend rewrites the slot afterwards", async () => {
+    const t = setup();
+    let open!: () => void;
+    t.store.gate = new Promise((r) => {
+      open = r;
+    });
+    t.granted.get(10)!.fill(0x5a);
+    t.send(rw(BLKIF_OP.write, 1, 8, [seg(10)]));
+    // The backend has taken it; the frontend now turns it into a write past the end, of ref 11.
+    const slot = new Uint8Array(BLKIF_ENTRY_SIZE);
+    t.front.shared.write(0, encodeRequest(slot, rw(BLKIF_OP.write, 1, SECTORS + 100, [seg(11)])));
+    open();
+    assert.equal((await t.take(1))[0]!.status, 0);
+    assert.deepEqual(t.store.data.subarray(8 * 512, 16 * 512), new Uint8Array(4096).fill(0x5a));
+  });
+
+  it("refuses a persistent grant used twice at once", async () => {
+    const t = setup({ persistent: true });
+    t.send(rw(BLKIF_OP.read, 1, 0, [seg(10), seg(10)]));
+    assert.equal((await t.take(1))[0]!.status, BLKIF_RSP.error);
+  });
+
+  it("stops serving a ring whose req_prod runs more than a ring ahead (overflow)", async () => {
+    const t = setup();
+    t.front.shared.reqProd = 33;
+    t.bb.onEvent();
+    assert.equal(t.bb.halted, true);
+    assert.match(
+      t.logs.join("\n"),
+      /Frontend provided bogus ring requests \(33 - 0 = 33\)\. Halting ring processing/,
+    );
+    t.bb.onEvent();
+    await new Promise(setImmediate);
+    assert.equal(t.front.unconsumedResponses(), 0);
+  });
+});
