@@ -22,6 +22,10 @@ const BENCHES: Record<string, Bench> = {
     summary: "RSS per idle domain and domains per 24 GiB vs bare worker threads",
     load: () => import("../bench/domains.ts"),
   },
+  blk: {
+    summary: "4 KiB random and 1 MiB sequential I/O through a guest's PV disk vs node:fs on the same image",
+    load: () => import("../bench/blk.ts"),
+  },
 };
 
 function usage(): string {

@@ -1,0 +1,328 @@
+/**
+ * `xenlab bench blk`: block I/O through a guest's PV disk (blkfront → ring → blkback → image
+ * file) against direct file I/O on the same image, in the same run.
+ *
+ *   xenlab    a host (hypervisor, xenstored, dom0) and one guest; a raw image in a temporary
+ *             directory is attached as xvda the way `xenlab block-attach` does (attachDisk), and
+ *             the blk_bench module (blk-guest.ts) is insmodded into the guest, where it runs the
+ *             loads against the disk blkfront registered (`blockDevices(kernel)`).
+ *   node-fs   a plain worker thread (blk-file.ts) runs the same loads, the same code
+ *             (blk-load.ts), against the same image through one node:fs FileHandle.
+ *
+ * Cases: 4 KiB random reads and random writes at queue depth 32 (IOPS), 1 MiB sequential reads
+ * and sequential writes (MB/s, 10^6 bytes, queue depth --seq-qd, default 1 as dd or fio's
+ * default iodepth). Random requests cover the whole image, sequential ones stream through it.
+ *
+ * Page cache: both sides run warm and equal. The image is written in full when created (no holes),
+ * read in full (untimed) before every measurement, and after every write measurement it is
+ * fdatasync'ed (untimed), so each measurement starts with the whole image cached and clean.
+ * Writes are buffered on both sides (blkback's writes are plain pwritev; durability is the
+ * guest's flush, which no case issues).
+ *
+ * Each run measures every case on both sides, the xenlab side next to its baseline; odd runs go
+ * in reverse order. Figures are medians over the runs; ratio = xenlab / baseline of the medians.
+ */
+import { randomFillSync } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Worker } from "node:worker_threads";
+import { attachDisk } from "../host/disk.ts";
+import { Host } from "../host/host.ts";
+import { siblingModule, spawnWorker } from "../hv/spawn.ts";
+import { createLogger } from "../log.ts";
+import type { FileRequest } from "./blk-file.ts";
+import type { GuestRun } from "./blk-guest.ts";
+import type { LoadResult, LoadSpec, Pattern } from "./blk-load.ts";
+import {
+  alignColumns,
+  eachRun,
+  fmtRate,
+  median,
+  type OptionTable,
+  parseOptions,
+  rateLine,
+  runBench,
+} from "./common.ts";
+
+export interface Options {
+  json: boolean;
+  runs: number;
+  /** Timed seconds per measurement. */
+  seconds: number;
+  warmup: number;
+  /** Image size in MiB. */
+  sizeMiB: number;
+  qd: number;
+  seqQd: number;
+}
+
+const DEFAULTS: Options = { json: false, runs: 5, seconds: 2, warmup: 0.5, sizeMiB: 256, qd: 32, seqQd: 1 };
+const QUICK: Partial<Options> = { runs: 1, seconds: 0.3, warmup: 0.1, sizeMiB: 16 };
+const MIB = 1024 * 1024;
+const VDEV = "xvda";
+/** What a measurement may take beyond its own time before the bench gives up. */
+const SLACK_MS = 60_000;
+
+interface Case {
+  name: string;
+  pattern: Pattern;
+  blockBytes: number;
+  unit: "IOPS" | "MB/s";
+  goal: number;
+}
+
+type Variant = "xenlab" | "node-fs";
+
+const HELP = `usage: xenlab bench blk [options]
+
+4 KiB random reads and writes at queue depth 32 (IOPS) and 1 MiB sequential reads and writes
+(MB/s) inside a guest, through blkfront and blkback to a raw image, against the same loads
+with node:fs on the same image in a worker thread, in the same run. Both sides run with the
+image in the page cache (read in full before each measurement, fdatasync'ed after writes).
+
+  --json         one JSON line per case instead of the table
+  --runs N       runs, medians reported (default ${DEFAULTS.runs})
+  --seconds S    timed seconds per measurement (default ${DEFAULTS.seconds})
+  --warmup S     untimed seconds before each (default ${DEFAULTS.warmup})
+  --size MIB     image size in MiB (default ${DEFAULTS.sizeMiB})
+  --qd N         queue depth of the random cases (default ${DEFAULTS.qd})
+  --seq-qd N     queue depth of the sequential cases (default ${DEFAULTS.seqQd})
+  --quick        --runs ${QUICK.runs} --seconds ${QUICK.seconds} --warmup ${QUICK.warmup} --size ${QUICK.sizeMiB}
+`;
+
+function seconds(flag: string, v: string | undefined): number {
+  const s = Number(v);
+  if (!(Number.isFinite(s) && s > 0))
+    throw new RangeError(`Option '${flag}' needs a positive number of seconds`);
+  return s;
+}
+
+const OPTIONS: OptionTable<Options> = {
+  "--runs": (o, arg) => {
+    o.runs = arg.int(1);
+  },
+  "--seconds": (o, arg) => {
+    o.seconds = seconds(arg.flag, arg.next());
+  },
+  "--warmup": (o, arg) => {
+    const s = Number(arg.next());
+    if (!(Number.isFinite(s) && s >= 0)) throw new RangeError("Option '--warmup' needs a number of seconds");
+    o.warmup = s;
+  },
+  "--size": (o, arg) => {
+    o.sizeMiB = arg.int(1);
+  },
+  "--qd": (o, arg) => {
+    o.qd = arg.int(1);
+  },
+  "--seq-qd": (o, arg) => {
+    o.seqQd = arg.int(1);
+  },
+};
+
+export function parseArgs(argv: readonly string[]): Options | "help" {
+  return parseOptions("blk", argv, DEFAULTS, QUICK, OPTIONS);
+}
+
+function cases(o: Options): Case[] {
+  return [
+    { name: `4k-randread-qd${o.qd}`, pattern: "randread", blockBytes: 4096, unit: "IOPS", goal: 0.5 },
+    { name: `4k-randwrite-qd${o.qd}`, pattern: "randwrite", blockBytes: 4096, unit: "IOPS", goal: 0.5 },
+    { name: `1m-seqread-qd${o.seqQd}`, pattern: "seqread", blockBytes: MIB, unit: "MB/s", goal: 0.8 },
+    { name: `1m-seqwrite-qd${o.seqQd}`, pattern: "seqwrite", blockBytes: MIB, unit: "MB/s", goal: 0.8 },
+  ];
+}
+
+function specOf(c: Case, o: Options): LoadSpec {
+  return {
+    pattern: c.pattern,
+    blockBytes: c.blockBytes,
+    qd: c.unit === "IOPS" ? o.qd : o.seqQd,
+    regionSectors: (o.sizeMiB * MIB) / 512,
+    warmupSeconds: o.warmup,
+    seconds: o.seconds,
+  };
+}
+
+/** The figure of one measurement in the case's unit. */
+function figure(c: Case, r: LoadResult): number {
+  return c.unit === "IOPS" ? r.ops / r.seconds : r.bytes / r.seconds / 1e6;
+}
+
+function fmt(c: Case, x: number): string {
+  return c.unit === "IOPS" ? fmtRate(x) : x.toFixed(0);
+}
+
+/** Writes the image in full with random data (no holes: both sides read real cached pages). */
+async function makeImage(path: string, bytes: number): Promise<void> {
+  const fh = await open(path, "w");
+  const chunk = new Uint8Array(MIB);
+  for (let pos = 0; pos < bytes; pos += MIB) {
+    randomFillSync(chunk);
+    await fh.write(chunk, 0, Math.min(MIB, bytes - pos), pos);
+  }
+  await fh.datasync();
+  await fh.close();
+}
+
+/** Reads the whole image (page cache warm), and flushes it when asked (page cache clean). */
+async function settleImage(path: string, flush: boolean): Promise<void> {
+  const fh = await open(path, "r");
+  if (flush) await fh.datasync();
+  const buf = Buffer.allocUnsafe(4 * MIB);
+  for (let pos = 0; ; pos += buf.length) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+    if (bytesRead < buf.length) break;
+  }
+  await fh.close();
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** The baseline worker: one request at a time. */
+class FileSide {
+  readonly #w: Worker;
+  #next = 1;
+  #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly ready: Promise<void>;
+
+  constructor(path: string) {
+    this.#w = spawnWorker(siblingModule(import.meta.url, "blk-file"), { path });
+    this.ready = new Promise((resolve, reject) => {
+      this.#w.once("error", reject);
+      this.#w.on("message", (m: { ready?: true; id?: number; result?: unknown; error?: string }) => {
+        if (m.ready === true) {
+          resolve();
+          return;
+        }
+        const p = this.#pending.get(m.id!);
+        if (p === undefined) return;
+        this.#pending.delete(m.id!);
+        if (m.error !== undefined) p.reject(new Error(m.error));
+        else p.resolve(m.result);
+      });
+    });
+    this.#w.on("error", (e) => {
+      for (const p of this.#pending.values()) p.reject(e);
+      this.#pending.clear();
+    });
+  }
+
+  #send(m: FileRequest): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(m.id, { resolve, reject });
+      this.#w.postMessage(m);
+    });
+  }
+
+  run(spec: LoadSpec): Promise<LoadResult> {
+    return this.#send({ id: this.#next++, spec }) as Promise<LoadResult>;
+  }
+
+  async close(): Promise<void> {
+    await this.#send({ id: this.#next++, close: true });
+    await this.#w.terminate();
+  }
+}
+
+function table(cs: readonly Case[], samples: Map<string, Record<Variant, number[]>>): string {
+  const rows: string[][] = [
+    ["case", "unit", "xenlab", "node:fs", "ratio", "goal", "runs (xenlab)", "runs (node:fs)"],
+  ];
+  for (const c of cs) {
+    const s = samples.get(c.name)!;
+    const x = median(s.xenlab);
+    const b = median(s["node-fs"]);
+    const ratio = x / b;
+    rows.push([
+      c.name,
+      c.unit,
+      fmt(c, x),
+      fmt(c, b),
+      ratio.toFixed(2),
+      `≥ ${c.goal}, ${ratio >= c.goal ? "met" : "missed"}`,
+      s.xenlab.map((v) => fmt(c, v).replace(" ", "")).join(" "),
+      s["node-fs"].map((v) => fmt(c, v).replace(" ", "")).join(" "),
+    ]);
+  }
+  return [
+    "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
+    "medians over the runs; ratio = xenlab / node:fs; page cache warm and clean for every measurement",
+    ...alignColumns(rows, (i, n) => i <= 1 || i >= n - 3).map((l) => l.trimEnd()),
+  ].join("\n");
+}
+
+export function run(argv: string[]): Promise<number> {
+  return runBench("blk", argv, parseArgs, HELP, bench);
+}
+
+async function bench(o: Options): Promise<number> {
+  const cs = cases(o);
+  const dir = mkdtempSync(join(tmpdir(), "xenlab-bench-blk-"));
+  const image = join(dir, "disk.img");
+  const log = createLogger("xenlab-bench-blk", process.env.XENLAB_LOG_LEVEL ?? "warn");
+  let host: Host | null = null;
+  let file: FileSide | null = null;
+  try {
+    await makeImage(image, o.sizeMiB * MIB);
+    host = await Host.start({ log });
+    const { domid } = await host.createDomain({ name: "bench-blk" });
+    await attachDisk(host, domid, {
+      target: image,
+      vdev: VDEV,
+      access: "rw",
+      format: "raw",
+      devtype: "disk",
+    });
+    await host.hv.insmod(domid, siblingModule(import.meta.url, "blk-guest").href);
+    file = new FileSide(image);
+    await file.ready;
+    const h = host;
+    const f = file;
+
+    const samples = new Map(cs.map((c) => [c.name, { xenlab: [] as number[], "node-fs": [] as number[] }]));
+    const order: [Case, Variant][] = cs.flatMap((c) => [
+      [c, "xenlab"],
+      [c, "node-fs"],
+    ]);
+    await eachRun(o, order, async ([c, v]) => {
+      const spec = specOf(c, o);
+      await settleImage(image, false);
+      const limit = (o.warmup + o.seconds) * 1000 + SLACK_MS;
+      const r =
+        v === "xenlab"
+          ? ((await withTimeout(
+              h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec } satisfies GuestRun),
+              limit,
+              `${c.name} in the guest`,
+            )) as LoadResult)
+          : await withTimeout(f.run(spec), limit, `${c.name} with node:fs`);
+      if (c.pattern.endsWith("write")) await settleImage(image, true);
+      samples.get(c.name)![v].push(figure(c, r));
+    });
+
+    if (o.json) {
+      for (const c of cs) {
+        const s = samples.get(c.name)!;
+        process.stdout.write(
+          `${rateLine("blk", c.name, c.unit, median(s.xenlab), median(s["node-fs"]), "node-fs")}\n`,
+        );
+      }
+    } else {
+      process.stdout.write(`${table(cs, samples)}\n`);
+    }
+    return 0;
+  } finally {
+    await file?.close().catch(() => {});
+    await host?.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
