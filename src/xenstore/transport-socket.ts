@@ -74,22 +74,27 @@ export class SocketTransport implements PacketSink {
     this.#clients.set(conn, client);
     const log = this.#core.log;
     socket.on("data", (chunk: Buffer) => {
+      if (conn.closed) return;
       let packets: XsPacket[];
+      let tooLarge: PayloadTooLargeError | null = null;
       try {
         packets = client.reader.push(chunk);
       } catch (e) {
-        if (e instanceof PayloadTooLargeError) {
-          // C xenstored drops a connection that announces an over-long payload.
-          log.warn({ conn: conn.label, len: e.length }, "payload over 4096 bytes: dropping connection");
-          this.#drop(client);
-          return;
-        }
-        throw e;
+        if (!(e instanceof PayloadTooLargeError)) throw e;
+        // C xenstored handles the requests before the bad header, one at a time, then drops
+        // the connection when it reads that header.
+        tooLarge = e;
+        packets = e.packets;
       }
       for (const p of packets) {
         if (conn.closed) break;
         this.#trace?.("IN", conn, p);
         deliver(this.#core.step(conn, p).out);
+      }
+      if (tooLarge !== null) {
+        log.warn({ conn: conn.label, len: tooLarge.length }, "payload over 4096 bytes: dropping connection");
+        this.#flush();
+        this.#drop(client, true);
       }
     });
     socket.on("drain", () => socket.resume());
@@ -97,11 +102,13 @@ export class SocketTransport implements PacketSink {
     socket.on("close", () => this.#drop(client));
   }
 
-  #drop(client: SocketClient): void {
+  /** Forgets a client; `afterWrites`: its replies already written still reach it, then EOF. */
+  #drop(client: SocketClient, afterWrites = false): void {
     if (!this.#clients.delete(client.conn)) return;
     this.#dirty.delete(client);
     this.#core.disconnect(client.conn);
-    client.socket.destroy();
+    if (afterWrites) client.socket.end(() => client.socket.destroy());
+    else client.socket.destroy();
   }
 
   #flush(): void {

@@ -139,7 +139,8 @@ export function splitStrings(payload: Uint8Array): { parts: string[]; terminated
 /**
  * Streaming frame reader: `push(chunk)` returns every packet completed by that chunk. A
  * header announcing more than `XENSTORE_PAYLOAD_MAX` bytes throws `PayloadTooLargeError`
- * (xenstored drops such a connection); after that the reader must not be used.
+ * (xenstored drops such a connection), which carries the packets completed before that
+ * header; after that the reader must not be used.
  *
  *   state HEADER: collect 16 bytes → decode len → state BODY (or emit if len = 0)
  *   state BODY:   collect len bytes → emit → state HEADER
@@ -171,7 +172,7 @@ export class PacketReader {
         if (this.#headerFill === 0 && n - pos >= HEADER_SIZE) {
           const h = decodeHeader(chunk, pos);
           pos += HEADER_SIZE;
-          if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max);
+          if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max, out);
           if (n - pos >= h.len) {
             // Copy: the chunk's buffer may be reused by the transport.
             out.push({ type: h.type, reqId: h.reqId, txId: h.txId, payload: chunk.slice(pos, pos + h.len) });
@@ -188,7 +189,7 @@ export class PacketReader {
         if (this.#headerFill < HEADER_SIZE) break;
         this.#headerFill = 0;
         const h = decodeHeader(this.#header);
-        if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max);
+        if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max, out);
         this.#start(h);
         if (h.len === 0) out.push(this.#finish());
         continue;
