@@ -297,6 +297,10 @@ export class XenBus {
       (path) => this.#enqueue(b, () => this.#changed(b, path)),
       (e) => this.kernel.printk(`xenbus: watch on ${root} failed: ${describe(e)}`),
     );
+    // Devices written before the driver came (a module loaded after attach, or reloaded after
+    // rmmod): the watch's first event names only the root, so scan them as Linux's
+    // xenbus_probe_devices does at boot.
+    await this.#enqueue(b, () => this.#scan(b));
   }
 
   #enqueue(b: BusState, fn: () => Promise<void>): Promise<void> {
