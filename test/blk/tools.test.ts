@@ -1,0 +1,189 @@
+/**
+ * The block tools end to end, from the command line against `xenlab up` (from source): xl's
+ * `block-attach` (the disk appears in the guest, in `xenstore-ls` with libxl's keys, in
+ * `block-list`), `blk-cp` in and out (byte-exact round trip, the image holds the bytes at the
+ * sector given, a partial last sector keeps the disk's bytes after it), xl's error messages, and
+ * `block-detach` leaving no XenStore node behind (libxl's path clean-up).
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
+import { runTool } from "../helpers/tools.ts";
+
+const MAIN = join(REPO, "src/cli/main.ts");
+const TSX = join(REPO, "node_modules/tsx/dist/esm/index.mjs");
+const MiB = 1 << 20;
+
+/** `node --import tsx args` in `cwd` (runTool runs in ours). */
+function runIn(
+  cwd: string,
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", TSX, ...args], {
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab up", () => {
+  let up: ChildProcess;
+  let dir: string;
+  let socket: string;
+  let image: string;
+  let disk: Buffer;
+  let stdout = "";
+  /** A xenlab command run in `dir` (relative paths resolve there). */
+  const xenlab = (...args: string[]) => runIn(dir, [MAIN, ...args, "--socket", socket]);
+  const xsls = (path: string) => runTool("xenstore-ls", ["-f", path], { env: { XENSTORED_PATH: socket } });
+
+  before(async () => {
+    dir = tempDir("xenlab-blk-tools-");
+    socket = join(dir, "socket");
+    image = join(dir, "disk.img");
+    disk = randomBytes(2 * MiB);
+    writeFileSync(image, disk);
+    up = spawn(process.execPath, ["--import", "tsx", MAIN, "up", "--socket", socket], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    up.stdout!.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    const t0 = Date.now();
+    while (!stdout.includes("running (pid")) {
+      if (Date.now() - t0 > 30_000 || up.exitCode !== null)
+        assert.fail(`xenlab up did not start:\n${stdout}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+  after(async () => {
+    if (up.exitCode === null) {
+      const exited = new Promise((r) => up.once("exit", r));
+      up.kill("SIGTERM");
+      await exited;
+    }
+  });
+
+  it("refuses a spec as xl does, with xl's message and exit code 1", async () => {
+    const r = await xenlab("block-attach", "1", "target=disk.img,vdev=xvda");
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      "command line: config parsing error in disk specification: no vdev specified in `target=disk.img,vdev=xvda'\n",
+    );
+    const q = await xenlab("block-attach", "1", "disk.img,qcow2,xvda");
+    assert.equal(q.code, 1);
+    assert.match(q.stderr, /format qcow2 is not served/);
+    const n = await xenlab("block-attach", "nosuch", "vdev=xvda,target=disk.img");
+    assert.equal(n.code, 1);
+    assert.equal(n.stderr, "nosuch is an invalid domain identifier\n");
+  });
+
+  it("attaches a relative target by domain name; the guest and XenStore see it", async () => {
+    const r = await xenlab("block-attach", "domU", "vdev=xvda, access=rw, target=disk.img");
+    assert.equal(r.code, 0, r.stderr);
+    const info = await xenlab("dmesg", "-d", "1");
+    assert.match(info.stdout, /xen-blkfront: xvda: 4096 sectors of 512 bytes/);
+    const list = await xenlab("block-list", "1");
+    assert.equal(list.code, 0, list.stderr);
+    const lines = list.stdout.split("\n");
+    assert.equal(lines[0], "Vdev  BE  handle state evt-ch ring-ref BE-path                       ");
+    assert.match(
+      lines[1]!,
+      /^51712 0 {3}1 {6}4 {5}\d+ +-?\d+ +\/local\/domain\/0\/backend\/vbd\/1\/51712 *$/,
+    );
+  });
+
+  it("shows libxl's keys in xenstore-ls", async (t) => {
+    if (!requirePeer(t, "Debian's xenstore-utils", hasCommand("xenstore-ls"))) return;
+    const be = await xsls("/local/domain/0/backend/vbd/1/51712");
+    assert.equal(be.code, 0, be.stderr);
+    for (const [k, v] of [
+      ["params", image],
+      ["frontend", "/local/domain/1/device/vbd/51712"],
+      ["frontend-id", "1"],
+      ["online", "1"],
+      ["dev", "xvda"],
+      ["type", "phy"],
+      ["mode", "w"],
+      ["device-type", "disk"],
+      ["state", "4"],
+      ["sectors", "4096"],
+    ]) {
+      assert.match(be.stdout, new RegExp(`^/local/domain/0/backend/vbd/1/51712/${k} = "${v}"$`, "m"), k);
+    }
+    const fe = await xsls("/local/domain/1/device/vbd/51712");
+    for (const [k, v] of [
+      ["backend", "/local/domain/0/backend/vbd/1/51712"],
+      ["backend-id", "0"],
+      ["virtual-device", "51712"],
+      ["device-type", "disk"],
+      ["state", "4"],
+    ]) {
+      assert.match(fe.stdout, new RegExp(`^/local/domain/1/device/vbd/51712/${k} = "${v}"$`, "m"), k);
+    }
+  });
+
+  it("blk-cp copies a file in and out byte-exact, and the image holds it", async () => {
+    const file = randomBytes(MiB + 3 * 512 + 100); // 1 MiB chunk, whole sectors, a partial one
+    writeFileSync(join(dir, "in.bin"), file);
+    const cpIn = await xenlab("blk-cp", "in.bin", "1:xvda:16");
+    assert.equal(cpIn.code, 0, cpIn.stderr);
+    const cpOut = await xenlab("blk-cp", "--bytes", String(file.length), "1:xvda:16", "out.bin");
+    assert.equal(cpOut.code, 0, cpOut.stderr);
+    assert.ok(readFileSync(join(dir, "out.bin")).equals(file), "round trip differs");
+    const img = readFileSync(image);
+    const at = 16 * 512;
+    assert.ok(img.subarray(at, at + file.length).equals(file), "the image does not hold the file");
+    // What the copy did not cover is untouched: before it, and the rest of its last sector.
+    assert.ok(img.subarray(0, at).equals(disk.subarray(0, at)));
+    const end = at + file.length;
+    const sectorEnd = Math.ceil(end / 512) * 512;
+    assert.ok(img.subarray(end, sectorEnd).equals(disk.subarray(end, sectorEnd)));
+    // Whole sectors out, by count: 3 sectors from sector 16.
+    const three = await xenlab("blk-cp", "1:xvda:16+3", "three.bin");
+    assert.equal(three.code, 0, three.stderr);
+    assert.ok(readFileSync(join(dir, "three.bin")).equals(file.subarray(0, 3 * 512)));
+  });
+
+  it("blk-cp refuses a copy past the end of the disk", async () => {
+    writeFileSync(join(dir, "big.bin"), Buffer.alloc(4096));
+    const r = await xenlab("blk-cp", "big.bin", "1:xvda:4095");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /does not fit in xvda/);
+  });
+
+  it("block-detach leaves no XenStore node, and says so for a disk that is not there", async () => {
+    const r = await xenlab("block-detach", "1", "xvda");
+    assert.equal(r.code, 0, r.stderr);
+    const ls = await runTool(process.execPath, ["--import", "tsx", MAIN, "xs", "ls", "-f", "/"], {
+      env: { XENSTORED_PATH: socket },
+    });
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.doesNotMatch(ls.stdout, /vbd/);
+    const list = await xenlab("block-list", "1");
+    assert.equal(list.stdout.split("\n").length, 2, list.stdout);
+    const again = await xenlab("block-detach", "1", "xvda");
+    assert.equal(again.code, 1);
+    assert.equal(again.stderr, "Error: Device xvda not connected.\n");
+  });
+});
