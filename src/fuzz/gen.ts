@@ -1,0 +1,98 @@
+/**
+ * Batches of fuzz input: a few mutated corpus packets interleaved with valid ones (whose
+ * transaction ids are the connection's own live ones), as one byte stream. Every target sends
+ * batches; the batch's bytes are what a failure prints.
+ */
+import { XsType } from "../xenstore/wire.ts";
+import type { FuzzStats } from "./check.ts";
+import { type MutationContext, mutate } from "./mutate.ts";
+import type { Prng } from "./prng.ts";
+
+export interface Batch {
+  /** The whole stream, in send order. */
+  readonly bytes: Uint8Array;
+  /** How many items (packets before framing) went into it. */
+  readonly items: number;
+}
+
+/** A copy of `p` with its req_id and tx_id set. */
+function withIds(p: Uint8Array, reqId: number, txId: number): Uint8Array {
+  const out = p.slice();
+  const dv = new DataView(out.buffer);
+  dv.setUint32(4, reqId >>> 0, true);
+  dv.setUint32(8, txId >>> 0, true);
+  return out;
+}
+
+export interface BatchOptions {
+  readonly rng: Prng;
+  readonly corpus: readonly Uint8Array[];
+  readonly ownTx: readonly number[];
+  readonly otherTx: readonly number[];
+  readonly pathMax: number;
+  readonly stats: FuzzStats;
+  /** Most items in one batch. */
+  readonly maxItems: number;
+  /** Next req_id to use (advanced by the batch). */
+  reqId: number;
+}
+
+export function makeBatch(o: BatchOptions): Batch {
+  const { rng } = o;
+  const n = rng.range(1, o.maxItems);
+  const parts: Uint8Array[] = [];
+  let len = 0;
+  const cx: MutationContext = {
+    rng,
+    corpus: o.corpus,
+    ownTx: o.ownTx,
+    otherTx: o.otherTx,
+    pathMax: o.pathMax,
+  };
+  for (let i = 0; i < n; i++) {
+    const base = rng.pick(o.corpus);
+    const txInBase = new DataView(base.buffer, base.byteOffset).getUint32(8, true);
+    const tx = txInBase !== 0 && o.ownTx.length > 0 ? rng.pick(o.ownTx) : 0;
+    const seed = withIds(base, o.reqId++, tx);
+    let bytes: Uint8Array;
+    if (rng.chance(0.25)) {
+      bytes = seed; // a valid request between the bad ones
+    } else {
+      const m = mutate(seed, cx);
+      bytes = m.bytes;
+      for (const op of m.ops) o.stats.mutators.set(op, (o.stats.mutators.get(op) ?? 0) + 1);
+    }
+    parts.push(bytes);
+    len += bytes.byteLength;
+  }
+  const out = new Uint8Array(len);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return { bytes: out, items: n };
+}
+
+/** Splits `bytes` into 1–4 chunks at random places (how a socket or ring may deliver them). */
+export function chunks(bytes: Uint8Array, rng: Prng): Uint8Array[] {
+  const cuts = [0, bytes.byteLength];
+  for (let k = rng.int(4); k > 0; k--) cuts.push(rng.int(bytes.byteLength + 1));
+  cuts.sort((a, b) => a - b);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i + 1 < cuts.length; i++) out.push(bytes.subarray(cuts[i]!, cuts[i + 1]!));
+  return out;
+}
+
+/** The request a target sends after a batch to learn that everything before it was handled. */
+export function sentinel(reqId: number): Uint8Array {
+  // GET_DOMAIN_PATH answers every connection, privileged or not, whatever the store holds.
+  const payload = Buffer.from("0\0", "latin1");
+  const out = new Uint8Array(16 + payload.byteLength);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, XsType.GET_DOMAIN_PATH, true);
+  dv.setUint32(4, reqId >>> 0, true);
+  dv.setUint32(12, payload.byteLength, true);
+  out.set(payload, 16);
+  return out;
+}
