@@ -18,6 +18,10 @@ const BENCHES: Record<string, Bench> = {
     summary: "requests and responses through a one-page ring between two domains vs bare SAB SPSC queues",
     load: () => import("../bench/ring.ts"),
   },
+  journal: {
+    summary: "the write path of xenstored --state vs fs.writeSync appends of the same record bytes",
+    load: () => import("../bench/journal.ts"),
+  },
   domains: {
     summary: "RSS per idle domain and domains per 24 GiB vs bare worker threads",
     load: () => import("../bench/domains.ts"),

@@ -56,6 +56,28 @@ export interface Delta {
   readonly meta: Meta | null;
 }
 
+/** CRC-32 (IEEE, as zlib's) table. */
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+/**
+ * zlib's CRC-32 of `b[start, end)`. A typical record is under 300 bytes, where a table loop in
+ * JavaScript costs less than the call into zlib (measured: ~0.3 against ~0.7 µs for 81 bytes).
+ */
+export function crc32Range(b: Uint8Array, start: number, end: number): number {
+  if (end - start > 1024) return crc32(b.subarray(start, end));
+  let c = -1;
+  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
 export class JournalFormatError extends Error {
   override readonly name = "JournalFormatError";
 }
@@ -110,10 +132,17 @@ export class FrameWriter {
 
   str16(s: string): void {
     if (s.length > 0xffff) throw new RangeError(`Cannot journal a string of ${s.length} characters`);
-    this.#room(2 + s.length);
-    this.#buf.writeUInt16LE(s.length, this.#pos);
-    this.#buf.write(s, this.#pos + 2, s.length, "latin1");
-    this.#pos += 2 + s.length;
+    const n = s.length;
+    this.#room(2 + n);
+    const buf = this.#buf;
+    let pos = this.#pos;
+    buf[pos] = n & 0xff;
+    buf[pos + 1] = n >>> 8;
+    pos += 2;
+    // Paths and names are short: a loop beats a call into Buffer.write (~0.15 µs each).
+    if (n <= 64) for (let i = 0; i < n; i++) buf[pos + i] = s.charCodeAt(i);
+    else buf.write(s, pos, n, "latin1");
+    this.#pos = pos + n;
   }
 
   bytes(b: Uint8Array): void {
@@ -165,7 +194,7 @@ export class FrameWriter {
   frame(): Buffer {
     const len = this.#pos - FRAME_HEADER_SIZE;
     this.#buf.writeUInt32LE(len, 0);
-    this.#buf.writeUInt32LE(crc32(this.#buf.subarray(FRAME_HEADER_SIZE, this.#pos)), 4);
+    this.#buf.writeUInt32LE(crc32Range(this.#buf, FRAME_HEADER_SIZE, this.#pos), 4);
     return this.#buf.subarray(0, this.#pos);
   }
 }
@@ -312,12 +341,11 @@ export function readFrames(file: Uint8Array, start: number): Frames {
       stop = `frame of ${len} bytes at offset ${pos} runs past the end (${b.length})`;
       break;
     }
-    const payload = b.subarray(pos + FRAME_HEADER_SIZE, pos + FRAME_HEADER_SIZE + len);
-    if (crc32(payload) !== b.readUInt32LE(pos + 4)) {
+    if (crc32Range(b, pos + FRAME_HEADER_SIZE, pos + FRAME_HEADER_SIZE + len) !== b.readUInt32LE(pos + 4)) {
       stop = `frame at offset ${pos} fails its checksum`;
       break;
     }
-    payloads.push(payload);
+    payloads.push(b.subarray(pos + FRAME_HEADER_SIZE, pos + FRAME_HEADER_SIZE + len));
     pos += FRAME_HEADER_SIZE + len;
   }
   return { payloads, end: pos, stop };

@@ -268,6 +268,7 @@ export class Journal implements StateJournal {
     return new Journal(files, loaded, opts);
   }
 
+  /** Restores the loaded state into `core`, a fresh one (whatever it holds is replaced), and starts recording. */
   attach(core: XenStoreCore): void {
     if (this.#core !== null) throw new Error("Cannot attach a journal twice");
     restoreState(core, this.loaded);

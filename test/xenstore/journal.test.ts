@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { crc32 } from "node:zlib";
 import { DirStateFiles } from "../../src/state-files.ts";
 import { XenStoreCore } from "../../src/xenstore/core.ts";
 import {
@@ -21,6 +22,7 @@ import {
   type StateFiles,
 } from "../../src/xenstore/journal.ts";
 import {
+  crc32Range,
   type Delta,
   decodeDelta,
   encodeDelta,
@@ -149,6 +151,19 @@ describe("journal format", () => {
     assert.equal(f.stop, null);
     assert.equal(f.payloads.length, 1);
     assert.deepEqual(decodeDelta(f.payloads[0]!), d);
+  });
+
+  it("checksums with zlib's CRC-32, short and long", () => {
+    const b = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7919) & 0xff));
+    for (const [s, e] of [
+      [0, 0],
+      [0, 1],
+      [5, 86],
+      [0, 1024],
+      [1, 1026],
+      [0, 3000],
+    ] as const)
+      assert.equal(crc32Range(b, s, e), crc32(b.subarray(s, e)), `[${s}, ${e})`);
   });
 
   it("drops a torn tail cut at every byte and keeps the records before it", () => {
