@@ -118,6 +118,7 @@ export class RingServer implements PacketSink {
   /** When each queued watch event of an unprivileged domain times out (C `timeout_msec`). */
   readonly #deadlines = new Map<XsPacket, number>();
   #expiry: ReturnType<typeof setTimeout> | null = null;
+  #expiryAt = 0;
   /** The ring is not read until the write-rate limit lets this domain write again. */
   #rateTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -194,8 +195,9 @@ export class RingServer implements PacketSink {
       if (!special) this.#queuedEvents.add(key);
       const timeout = accounts.limit(this.conn.domid, "watchEventTimeoutMs");
       if (!this.conn.privileged && timeout > 0) {
-        this.#deadlines.set(p, performance.now() + timeout);
-        if (this.#expiry === null) this.#armExpiry(timeout);
+        const deadline = performance.now() + timeout;
+        this.#deadlines.set(p, deadline);
+        if (this.#expiry === null || deadline < this.#expiryAt) this.#armExpiry(deadline);
       }
     } else {
       // C `send_reply`: a reply is charged without a check (it may carry the error).
@@ -303,12 +305,17 @@ export class RingServer implements PacketSink {
     return true;
   }
 
-  /** Drops the watch events whose time is up and that have not started into the ring. */
-  #armExpiry(ms: number): void {
-    this.#expiry = setTimeout(() => {
-      this.#expiry = null;
-      this.#expire();
-    }, ms);
+  /** At `deadline`, drops the watch events whose time is up and that have not started. */
+  #armExpiry(deadline: number): void {
+    if (this.#expiry !== null) clearTimeout(this.#expiry);
+    this.#expiryAt = deadline;
+    this.#expiry = setTimeout(
+      () => {
+        this.#expiry = null;
+        this.#expire();
+      },
+      Math.max(1, deadline - performance.now()),
+    );
     this.#expiry.unref?.();
   }
 
@@ -339,7 +346,7 @@ export class RingServer implements PacketSink {
         `${this.conn.label}: ${dropped} unread watch events timed out`,
       );
     }
-    if (next !== Number.POSITIVE_INFINITY) this.#armExpiry(Math.max(1, next - now));
+    if (next !== Number.POSITIVE_INFINITY) this.#armExpiry(next);
   }
 
   /** A queued packet leaves the queue (written or dropped): its memory and counts go back. */
@@ -347,7 +354,10 @@ export class RingServer implements PacketSink {
     const accounts = this.#core.accounts;
     accounts.memoryAdd(this.conn.domid, -(PACKET_OVERHEAD + p.payload.byteLength), false);
     if (p.type === XsType.WATCH_EVENT) {
-      this.#deadlines.delete(p);
+      if (this.#deadlines.delete(p) && this.#deadlines.size === 0 && this.#expiry !== null) {
+        clearTimeout(this.#expiry);
+        this.#expiry = null;
+      }
       if (p.payload[0] !== 64) this.#queuedEvents.delete(Buffer.from(p.payload).toString("latin1"));
     } else {
       this.#outstanding--;
