@@ -109,6 +109,37 @@ describe("blkfront ↔ blkback: attach, I/O, detach", () => {
     await assert.rejects(call("read", { vdev: "xvda", sector: 8190, count: 4 }), /the disk has 8192/);
   });
 
+  it("a read-only disk and a cdrom: info bits, no flush or discard, writes refused", async () => {
+    await attachDisk(host, domU, {
+      target: image,
+      vdev: "xvdb",
+      access: "ro",
+      format: "raw",
+      devtype: "disk",
+    });
+    await attachDisk(host, domU, {
+      target: image,
+      vdev: "xvdc",
+      access: "rw",
+      format: "raw",
+      devtype: "cdrom",
+    });
+    assert.equal(await host.xs.read(`/local/domain/0/backend/vbd/${domU}/51728/info`), "4");
+    assert.equal(await host.xs.read(`/local/domain/0/backend/vbd/${domU}/51744/info`), "5");
+    const info = (await call("info", { vdev: "xvdb" })) as {
+      readonly: boolean;
+      features: Record<string, unknown>;
+    };
+    assert.equal(info.readonly, true);
+    assert.equal(info.features.flush, false);
+    assert.equal(info.features.discard, false);
+    await assert.rejects(call("write", { vdev: "xvdb", sector: 0, data: new Uint8Array(512) }), /read-only/);
+    const got = (await call("read", { vdev: "xvdc", sector: 0, count: 8 })) as Uint8Array;
+    assert.ok(Buffer.from(got).equals(content.subarray(0, 4096)));
+    await detachDisk(host, domU, "xvdb");
+    await detachDisk(host, domU, "xvdc");
+  });
+
   it("detaches: Closed, directories removed, no grant of the guest left mapped", async () => {
     await detachDisk(host, domU, "xvda");
     assert.equal(await host.xs.exists(fe()), false);
