@@ -66,6 +66,8 @@ export interface Options {
   xenlab: XenlabKind;
   xenlabCmd: string[] | null;
   pin: boolean;
+  /** xenlab's daemon with `--state DIR` (journal), plus `--state-sync` (sync), or neither. */
+  state: "none" | "journal" | "sync";
 }
 
 const DEFAULTS: Options = {
@@ -83,6 +85,7 @@ const DEFAULTS: Options = {
   xenlab: "dist",
   xenlabCmd: null,
   pin: true,
+  state: "none",
 };
 
 const QUICK: Partial<Options> = {
@@ -121,6 +124,8 @@ options:
                        ref:  a second reference C xenstored (to check the bench itself)
   --xenlab-cmd CMD     any daemon command; {socket} is replaced by the socket path
   --no-pin             do not pin (pinning needs taskset)
+  --state MODE         none (default); journal: xenlab's daemon runs with --state DIR (docs/journal.md);
+                       sync: --state DIR --state-sync
 `;
 
 function positive(flag: string, v: string | undefined, allowZero = false): number {
@@ -184,6 +189,13 @@ const OPTIONS: OptionTable<Options> = {
   },
   "--no-pin": (o) => {
     o.pin = false;
+  },
+  "--state": (o, arg) => {
+    const v = arg.next();
+    if (v !== "none" && v !== "journal" && v !== "sync") {
+      throw new RangeError(`Invalid value for --state: '${v ?? ""}'; expected none, journal or sync`);
+    }
+    o.state = v;
   },
 };
 
@@ -579,14 +591,18 @@ export async function benchXenstore(o: Options): Promise<number> {
     mkdirSync(join(dir, "xl"));
     const baseline = await startReference(REFXS, join(dir, "ref/socket"));
     started.push(baseline);
+    const xlArgv =
+      xl === null || o.state === "none"
+        ? xl?.argv
+        : [...xl.argv, "--state", join(dir, "xl/state"), ...(o.state === "sync" ? ["--state-sync"] : [])];
     const xenlab =
-      xl === null
+      xl === null || xlArgv === undefined
         ? await startReference(REFXS, join(dir, "xl/socket"), `${BASELINE_NAME} (as xenlab)`)
-        : await startCommand(xl.argv, join(dir, "xl/socket"), join(dir, "xl/daemon.log"), xl.label, REPO);
+        : await startCommand(xlArgv, join(dir, "xl/socket"), join(dir, "xl/daemon.log"), xl.label, REPO);
     started.push(xenlab);
     const daemons = { xenlab, baseline };
     log(
-      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}; baseline: ${BASELINE_NAME} pid ${baseline.pid}`,
+      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}${o.state === "none" ? "" : ` (--state: ${o.state})`}; baseline: ${BASELINE_NAME} pid ${baseline.pid}`,
     );
     if (o.pin) {
       await pin(baseline.pid, DAEMON_CPU);
