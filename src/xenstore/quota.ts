@@ -17,13 +17,17 @@
  * At or over the hard `memory` quota, a write that would grow the domain's memory fails with
  * ENOMEM, a new watch fails with ENOMEM, a watch event for it is dropped, and the daemon stops
  * reading its ring until it is below again (C `domain_can_read`). The soft quota only logs.
- * Worked example with hard = 1000, soft = 800 (each is a test in test/xenstore/advisories):
+ * Worked example with hard = 1000, soft = 800 (test/xenstore/advisories-core.test.ts):
  *
  *   memory 700, write +150 → 850: OK, "reached soft quota memory (800)" logged once
  *   memory 850, write +200 → 1050 ≥ 1000: ENOMEM, nothing written, "reached quota memory (1000)"
  *   memory 850, write +100 → 950: OK; the ring keeps reading (950 < 1000)
- *   dom0 gives the domain a node of 100 → 1050: never refused (it is dom0's write), the ring
- *   stalls; dom0 removes it → 950: the ring is read again ("below quota memory again")
+ *   a reply of 100 queued for it (charged unchecked, as C does) → 1050: the ring stalls
+ *   the reply is written out → 950: the ring is read again; 10 s after the last message,
+ *   "below quota memory (1000) again"
+ *
+ * A node is charged to its owner whoever writes it, so dom0 writing into a guest's directory
+ * at its quota gets ENOMEM too, as in C (`do_tdb_write` checks the new owner).
  *
  * Where xenlab chooses (docs/xenstore-security.md): a write that does not grow the domain's
  * memory is never refused (C refuses any write that leaves the domain at or over the limit,
