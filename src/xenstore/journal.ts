@@ -10,8 +10,8 @@
  * `write` returns, the bytes are in the kernel's page cache, and a kill -9 ends the process
  * but does not lose them: no fsync is needed for this guarantee. `sync: true`
  * (`--state-sync`) adds an fdatasync per record, for a machine that may lose power. A failed
- * write throws: the daemon dies without acknowledging the change, rather than acknowledge
- * what is not on record. A transaction's writes reach the store at TRANSACTION_END only, so
+ * write (or compaction) throws, and so does every later request: the daemon dies without
+ * acknowledging the change, rather than acknowledge what is not on record. A transaction's writes reach the store at TRANSACTION_END only, so
  * a commit is one record. All or nothing.
  *
  * Compaction. When the journal outgrows `max(maxJournalBytes, 2 × snapshot)` the next
@@ -251,6 +251,8 @@ export class Journal implements StateJournal {
   #changes: Set<string> | null = null;
   #metaDirty = false;
   #file: StateFile | null = null;
+  /** Set when a write failed: nothing more may be acknowledged, so every later commit throws. */
+  #broken: Error | null = null;
 
   private constructor(files: StateFiles, loaded: LoadedState, opts: JournalOptions) {
     this.files = files;
@@ -295,6 +297,7 @@ export class Journal implements StateJournal {
 
   /** One record of what changed since the last call; see the header for when it runs. */
   commit(): void {
+    if (this.#broken !== null) throw this.#broken;
     const changes = this.#changes;
     if (changes === null || (changes.size === 0 && !this.#metaDirty)) return;
     const core = this.#core!;
@@ -314,15 +317,39 @@ export class Journal implements StateJournal {
     this.#metaDirty = false;
     const frame = w.frame();
     const file = this.#file!;
-    file.append(frame);
-    if (this.#sync) file.datasync();
+    try {
+      file.append(frame);
+      if (this.#sync) file.datasync();
+    } catch (e) {
+      this.#broken = e instanceof Error ? e : new Error(String(e));
+      this.#log?.error(
+        { dir: this.files.where, err: this.#broken.message },
+        "journal: write failed; stopping rather than acknowledge a change that is not on record",
+      );
+      throw this.#broken;
+    }
     this.stats.records++;
     this.stats.journalBytes += frame.byteLength;
     if (this.stats.journalBytes > Math.max(this.#maxJournal, 2 * this.stats.snapshotBytes)) this.compact();
   }
 
-  /** Snapshot + fresh journal, in the order the header proves safe. */
+  /**
+   * Snapshot + fresh journal, in the order the header proves safe. A failure breaks the
+   * journal for good: after step 2 the old journal no longer counts, so appending to it
+   * would lose writes.
+   */
   compact(): void {
+    if (this.#broken !== null) throw this.#broken;
+    try {
+      this.#compact();
+    } catch (e) {
+      this.#broken = e instanceof Error ? e : new Error(String(e));
+      this.#log?.error({ dir: this.files.where, err: this.#broken.message }, "journal: compaction failed");
+      throw this.#broken;
+    }
+  }
+
+  #compact(): void {
     const core = this.#core;
     if (core === null) throw new Error("Cannot compact a journal before attach()");
     const epoch = this.stats.epoch + 1;

@@ -358,6 +358,21 @@ describe("Journal", () => {
     assert.deepEqual(r.core.check(), []);
   });
 
+  it("answers nothing more once a write has failed", () => {
+    const files = new MemFiles();
+    const { s } = journaled(files);
+    send(s, ["WRITE", "/ok|1"]);
+    files.killAt = files.ops + 1; // the next append fails, as with ENOSPC
+    assert.throws(() => send(s, ["WRITE", "/lost|2"]), Killed);
+    files.killAt = Number.POSITIVE_INFINITY;
+    assert.throws(() => send(s, ["WRITE", "/later|3"]), Killed, "the same error again");
+    // In memory /later exists now, so no request may be answered any more (the daemon dies).
+    assert.throws(() => send(s, ["READ", "/later|"]), Killed, "not even a read");
+    const r = reload(files).s;
+    assert.equal(r.send("dom0", "READ", "/ok|").reply, "1");
+    assert.equal(r.send("dom0", "READ", "/lost|").reply, "!ENOENT");
+  });
+
   it("compacts past its bound and reloads the same state from snapshot + journal", () => {
     const files = new MemFiles();
     const { s, j } = journaled(files, 4096);
