@@ -4,7 +4,8 @@
  * two guests (dom1, dom5, unprivileged). Checks after every request: no exception escapes the
  * step (the core has no "close the connection" exception: only the framer's
  * PayloadTooLargeError ends a connection), the reply is well formed and answers that request,
- * every event is well formed and goes to an open connection. Every 512 batches, CONTROL `check`
+ * a request answered with an error changed no node, every event is well formed and goes to an
+ * open connection. Every 512 batches, CONTROL `check`
  * must find the tree and the node counters consistent; every 256, a fresh client runs the
  * well-behaved script. A new core every 5 000 packets keeps the store small.
  */
@@ -160,14 +161,23 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
     for (const p of got) {
       if (cl.conn.closed) break;
       let r: ReturnType<XenStoreCore["step"]>;
+      const changes = new Set<string>();
+      core.store.nodes.changes = changes;
       try {
         r = core.step(cl.conn, p);
       } catch (e) {
         fail(`step threw on ${hex(encodePacket(p))}: ${(e as Error).stack}`);
         return;
       }
+      core.store.nodes.changes = null;
       const problem = replyProblem(p, r.reply);
       if (problem !== null) fail(`${problem} (request ${hex(encodePacket(p))})`);
+      // A request that fails changes nothing (the core checks every record before writing).
+      if (r.reply.type === XsType.ERROR && changes.size > 0) {
+        fail(
+          `${Buffer.from(r.reply.payload)} reply, yet ${[...changes].slice(0, 3).join(", ")} changed (request ${hex(encodePacket(p))})`,
+        );
+      }
       stats.reply(p, r.reply);
       for (const d of r.out) {
         if (d.packet === r.reply) continue;

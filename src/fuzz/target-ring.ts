@@ -15,11 +15,14 @@
  *   kick; any other corruption may give garbage but never an exception or a hang;
  * - after a corruption the guest asks for a reconnection (`connection` = 1), and the server
  *   must zero the four indexes and set `connection` = 0, unless it ignores the ring; an ignored
- *   domain is released and introduced again with a fresh page.
+ *   domain is released and introduced again with a fresh page;
+ * - a guest the core stops reading at its hard memory quota (as C does) is not a hang: it is
+ *   counted, released and introduced again. The write rate limit runs on the fuzzer's clock,
+ *   far ahead of any batch (see CLOCK_STEP_MS), so it never holds a ring back.
  */
 import { XenstoreInterface, XS_CONNECTION, XS_RING_ERROR } from "../ring/byte-ring.ts";
 import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
-import { DEFAULT_QUOTAS } from "../xenstore/quota.ts";
+import { DEFAULT_QUOTAS, WriteRateLimit } from "../xenstore/quota.ts";
 import { RingServer } from "../xenstore/transport-ring.ts";
 import { encodePacket, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
 import { eventProblem, FuzzFailure, FuzzStats, replyProblem } from "./check.ts";
@@ -36,6 +39,8 @@ const SESSION_PACKETS = 5_000;
 const GOOD_EVERY = 100;
 /** Rounds without progress before the fuzzer calls it a hang. */
 const IDLE_ROUNDS = 8;
+/** How far the fuzzer's clock moves per batch (ms): enough credit for any batch's writes. */
+const CLOCK_STEP_MS = 1e8;
 
 class ProblemLog implements XsLogger {
   readonly errors: string[] = [];
@@ -87,6 +92,18 @@ class GuestRing {
     }
   }
 
+  /** The ring as the server left it, for a hang report. */
+  state(core: XenStoreCore): string {
+    const { req, rsp } = this.intf;
+    const s = this.server;
+    return (
+      `req ${req.cons}..${req.prod}, rsp ${rsp.cons}..${rsp.prod}, connection ${this.intf.connection}, ` +
+      `error ${this.intf.error}, outstanding ${s.outstanding}, queued ${s.queued}, ignored ${s.ignored}, ` +
+      `closed ${s.conn.closed}, may read ${core.accounts.mayRead(this.domid)}, ` +
+      `rate wait ${core.writeRate.wakeIn(this.domid)} ms`
+    );
+  }
+
   repliesIn(): number {
     let n = 0;
     for (const p of this.inbox) if (p.type !== XsType.WATCH_EVENT) n++;
@@ -95,11 +112,19 @@ class GuestRing {
 
   /**
    * Writes `bytes` through req as space allows, kicking and draining, until `want` replies are
-   * in or the server ignores the ring. "hang" if nothing moves for IDLE_ROUNDS rounds.
+   * in or the server ignores the ring. A guest the core stops reading at its hard memory quota
+   * gives "quota"; one stopped by the write rate limit is waited for (the server's own timer
+   * reads it again). "hang" if nothing moves for IDLE_ROUNDS rounds otherwise.
    */
-  pump(bytes: Uint8Array, want: number): "ok" | "ignored" | "hang" {
+  async pump(
+    bytes: Uint8Array,
+    want: number,
+    core: XenStoreCore,
+    advance: (ms: number) => void,
+  ): Promise<"ok" | "ignored" | "hang" | "quota"> {
     let at = 0;
     let idle = 0;
+    const deadline = performance.now() + 20_000;
     while (at < bytes.byteLength || this.repliesIn() < want) {
       let moved = 0;
       if (at < bytes.byteLength) {
@@ -116,8 +141,19 @@ class GuestRing {
         return "ignored";
       }
       moved += this.drain() + (this.intf.req.cons !== before ? 1 : 0);
-      idle = moved === 0 ? idle + 1 : 0;
-      if (idle > IDLE_ROUNDS) return "hang";
+      if (moved > 0) {
+        idle = 0;
+        continue;
+      }
+      if (this.domid !== 0 && !core.accounts.mayRead(this.domid)) return "quota";
+      const wait = this.domid === 0 ? 0 : core.writeRate.wakeIn(this.domid);
+      if (wait > 0 && performance.now() < deadline) {
+        // The credit comes back on the fuzzer's clock; the server's timer runs on the real one.
+        advance(wait);
+        await new Promise((r) => setTimeout(r, Math.min(wait + 1, 100)));
+        continue;
+      }
+      if (++idle > IDLE_ROUNDS) return "hang";
     }
     return "ok";
   }
@@ -139,6 +175,10 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
   let rings = new Map<number, GuestRing>();
   let dom0!: GuestRing;
   let reqId = 1;
+  let clock = 0;
+  const advance = (ms: number) => {
+    clock += ms;
+  };
 
   const attach = (domid: number): Connection => {
     const page = new Uint8Array(new SharedArrayBuffer(PAGE_SIZE));
@@ -194,6 +234,11 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
         release: (domid) => rings.get(domid)?.server.detach(),
       },
     });
+    // The write rate limit on the fuzzer's clock, which leaps CLOCK_STEP_MS per batch: the
+    // credit stays far ahead, so the limit (a matter of time, tested elsewhere) never holds a
+    // ring back, and the run neither crawls at 200 writes/s nor depends on the real clock.
+    Object.defineProperty(core, "writeRate", { value: new WriteRateLimit(log, () => clock) });
+    core.writeRate.addDomain(0);
     // Dom0's kernel ring: privileged, known from the start (C dom0_init).
     const page = new Uint8Array(new SharedArrayBuffer(PAGE_SIZE));
     const conn = core.connectDomain(0);
@@ -241,7 +286,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
     g.inbox.length = 0;
   };
 
-  const sendBatch = (g: GuestRing, bytes: Uint8Array) => {
+  const sendBatch = async (g: GuestRing, bytes: Uint8Array) => {
     const framed = g.model.push(bytes);
     const requests = [...framed.packets];
     let tooLarge = framed.tooLarge !== null;
@@ -257,8 +302,16 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
       all.set(bytes, 0);
       all.set(tail, bytes.byteLength);
     }
-    const r = g.pump(all, tooLarge ? Number.MAX_SAFE_INTEGER : requests.length);
-    if (r === "hang") fail(`dom${g.domid}: hang with ${g.repliesIn()} of ${requests.length} replies`);
+    const r = await g.pump(all, tooLarge ? Number.MAX_SAFE_INTEGER : requests.length, core, advance);
+    if (r === "hang")
+      fail(`dom${g.domid}: hang with ${g.repliesIn()} of ${requests.length} replies; ${g.state(core)}`);
+    if (r === "quota") {
+      // C stops reading a guest at its hard memory quota; the toolstack would destroy it.
+      checkReplies(g, requests, false);
+      FuzzStats.bump(stats.ringErrors, "guest at its memory quota, not read");
+      guest(g.domid);
+      return;
+    }
     if (tooLarge) {
       if (r !== "ignored") fail(`dom${g.domid}: a header announcing over 4096 bytes did not stop the ring`);
       if (g.intf.error !== XS_RING_ERROR.payloadTooLong)
@@ -339,7 +392,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
     Object.assign(core.quotas, DEFAULT_QUOTAS);
     const g = ready(2);
     const exchange: Exchange = async (p) => {
-      const r = g.pump(encodePacket(p), g.repliesIn() + 1);
+      const r = await g.pump(encodePacket(p), g.repliesIn() + 1, core, advance);
       if (r !== "ok") fail(`well-behaved guest: ${r} (error ${g.intf.error})`);
       const at = g.inbox.findIndex((q) => q.type !== XsType.WATCH_EVENT);
       return g.inbox.splice(0, at + 1);
@@ -360,7 +413,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
   newSession();
   if (o.replay !== undefined) {
     current = o.replay;
-    sendBatch(ready(1), o.replay);
+    await sendBatch(ready(1), o.replay);
     await wellBehaved();
     stats.seconds += (performance.now() - t0) / 1000;
     return;
@@ -394,7 +447,8 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
     current = batch.bytes;
     stats.batches++;
     stats.bytes += batch.bytes.byteLength;
-    sendBatch(g, batch.bytes);
+    await sendBatch(g, batch.bytes);
+    clock += CLOCK_STEP_MS;
     if (batchNo % GOOD_EVERY === 0) await wellBehaved();
     // Let flushes queued by events for other rings run.
     if (batchNo % 16 === 0) await new Promise<void>((r) => setImmediate(r));
