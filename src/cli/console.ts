@@ -76,9 +76,13 @@ function attach(socket: import("node:net").Socket): Promise<number> {
       if (!raw) stdin.destroy();
       process.off("SIGTERM", onSignal);
       process.off("SIGHUP", onSignal);
-      socket.end();
-      socket.destroy();
-      resolve(code);
+      // Keystrokes already written (those before a ^] in the same read) still reach the host.
+      if (socket.destroyed) resolve(code);
+      else
+        socket.end(() => {
+          socket.destroy();
+          resolve(code);
+        });
     };
     const onInput = (b: Buffer): void => {
       const esc = b.indexOf(ESCAPE);

@@ -87,6 +87,9 @@ export async function serveConsole(
   }
   if (rest.length > 0) session.input(rest);
   socket.on("data", (b: Buffer) => session.input(b));
+  // The client's end (detach) comes after its last keystrokes: the guest's answer to them, still
+  // to come, is kept for the next client rather than written to a closing socket.
+  socket.on("end", () => session.detach());
   socket.on("close", () => session.detach());
   socket.on("error", () => session.detach());
 }

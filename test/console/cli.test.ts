@@ -1,0 +1,113 @@
+/**
+ * `xenlab console` end to end, from source: a `xenlab up` host and the console command with a
+ * pipe as its stdin (keystrokes in, the guest's answers out, Ctrl-] to detach), by domid and by
+ * name, the log file in the default directory, and the errors.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { REPO, tempDir } from "../helpers/peers.ts";
+
+const MAIN = join(REPO, "src/cli/main.ts");
+
+/** Polls `pred`; the limit only stops a hung test. */
+async function waitFor(pred: () => boolean, what: string, limitMs = 30_000): Promise<void> {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > limitMs) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** `xenlab console ARGS` with a pipe for stdin; its stdout and stderr as they come. */
+function consoleCmd(args: string[]) {
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN, "console", ...args], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const io = { out: "", err: "" };
+  child.stdout!.on("data", (d: Buffer) => {
+    io.out += d.toString("latin1");
+  });
+  child.stderr!.on("data", (d: Buffer) => {
+    io.err += d.toString();
+  });
+  const exit = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  return { child, io, exit };
+}
+
+describe("xenlab console against xenlab up", () => {
+  let up: ChildProcess;
+  let dir: string;
+  let socket: string;
+  let upOut = "";
+
+  before(async () => {
+    dir = tempDir("xenlab-console-cli-");
+    socket = join(dir, "socket");
+    up = spawn(process.execPath, ["--import", "tsx", MAIN, "up", "--socket", socket], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    up.stdout!.on("data", (d: Buffer) => {
+      upOut += d.toString();
+    });
+    await waitFor(() => upOut.includes("running (pid") || up.exitCode !== null, "xenlab up");
+    assert.equal(up.exitCode, null, `xenlab up did not start:\n${upOut}`);
+  });
+  after(async () => {
+    if (up.exitCode === null) {
+      const exited = new Promise((r) => up.once("exit", r));
+      up.kill("SIGTERM");
+      await exited;
+    }
+  });
+
+  it("attaches by domid: input reaches the guest's shell, its answer comes out, Ctrl-] detaches with 0", async () => {
+    const c = consoleCmd(["1", "--socket", socket]);
+    await waitFor(() => c.io.out.includes("root@domU:~# "), "the prompt");
+    c.child.stdin!.write("echo console works\r");
+    await waitFor(() => c.io.out.includes("echo console works\r\nconsole works\r\n"), "the answer");
+    c.child.stdin!.write("\x1d");
+    assert.equal(await c.exit, 0, c.io.err);
+  });
+
+  it("sends what comes before Ctrl-] in the same read, and the next client gets the answer it missed", async () => {
+    const c = consoleCmd(["domU", "--socket", socket]);
+    // Attached to a console already shown: Enter gets a fresh prompt.
+    c.child.stdin!.write("\r");
+    await waitFor(() => c.io.out.includes("root@domU:~# "), "the prompt");
+    c.child.stdin!.write("xenstore-read domid\r\x1d");
+    assert.equal(await c.exit, 0, c.io.err);
+    const d = consoleCmd(["domU", "--socket", socket]);
+    await waitFor(() => /xenstore-read domid\r\n1\r\n/.test(c.io.out + d.io.out), "the answer");
+    d.child.stdin!.end();
+    assert.equal(await d.exit, 0, d.io.err);
+  });
+
+  it("logs the guest's console to <socket dir>/console/guest-domU.log", async () => {
+    const log = join(dir, "console", "guest-domU.log");
+    await waitFor(
+      () => existsSync(log) && readFileSync(log, "latin1").includes("console works\r\n"),
+      "the log",
+    );
+    assert.match(readFileSync(log, "latin1"), /^\[ *\d+\.\d{6}\] Booting domain 1 \(domU\)/);
+  });
+
+  it("says which domain it cannot attach to", async () => {
+    for (const [args, msg] of [
+      [["9"], /^xenlab console: No domain 9\n$/],
+      [["nosuch"], /^xenlab console: No domain named 'nosuch'\n$/],
+      [["0"], /^xenlab console: Domain 0's console is the host's log/],
+    ] as const) {
+      const c = consoleCmd([...args, "--socket", socket]);
+      c.child.stdin!.end();
+      assert.equal(await c.exit, 1, `${args}: ${c.io.err}`);
+      assert.match(c.io.err, msg);
+    }
+    const none = consoleCmd(["1", "--socket", join(dir, "none")]);
+    none.child.stdin!.end();
+    assert.equal(await none.exit, 1);
+    assert.match(none.io.err, /No xenlab host at .*: start one with 'xenlab up'/);
+  });
+});
