@@ -107,7 +107,7 @@ describe("the console daemon in a host", () => {
     const c = new Client();
     const s = host.console.attach(g2, c);
     try {
-      assert.match(c.out, /^\[ *\d+\.\d{6}\] Booting domain \d+ \(g2\)[^]*while nobody watched\r\n$/);
+      assert.match(c.out, /^\[ *\d+\.\d{6}\] Booting domain \d+ \(g2\)[\s\S]*while nobody watched\r\n$/);
       assert.equal(host.console.stats(g2)!.outputBuffered, 0);
     } finally {
       s.detach();
