@@ -76,13 +76,19 @@ function attach(socket: import("node:net").Socket): Promise<number> {
       if (!raw) stdin.destroy();
       process.off("SIGTERM", onSignal);
       process.off("SIGHUP", onSignal);
-      // Keystrokes already written (those before a ^] in the same read) still reach the host.
-      if (socket.destroyed) resolve(code);
-      else
-        socket.end(() => {
-          socket.destroy();
-          resolve(code);
-        });
+      // Half-close: keystrokes already written (those before a ^] in the same read) still reach
+      // the host, and output it sent before it saw our end is still printed; the host then
+      // closes. (Should it not, we go anyway after a while.)
+      if (socket.destroyed) {
+        resolve(code);
+        return;
+      }
+      const timer = setTimeout(() => socket.destroy(), 2000);
+      socket.once("close", () => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+      socket.end();
     };
     const onInput = (b: Buffer): void => {
       const esc = b.indexOf(ESCAPE);

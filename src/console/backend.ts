@@ -83,6 +83,8 @@ export interface ConsoleStats {
   readonly outputDropped: number;
   /** Output bytes read from the guest so far. */
   readonly outputBytes: number;
+  /** Events handled from the guest (its notifications, coalesced while pending). */
+  readonly events: number;
 }
 
 export interface ConsoleBackendOptions {
@@ -113,6 +115,7 @@ interface Console {
   inputDropped: number;
   outputDropped: number;
   outputBytes: number;
+  events: number;
   corruptLogged: boolean;
 }
 
@@ -187,6 +190,7 @@ export class ConsoleBackend {
       outputDiscarded: c.backlog.discarded,
       outputDropped: c.outputDropped,
       outputBytes: c.outputBytes,
+      events: c.events,
     };
   }
 
@@ -329,6 +333,7 @@ export class ConsoleBackend {
       inputDropped: 0,
       outputDropped: 0,
       outputBytes: 0,
+      events: 0,
       corruptLogged: false,
     };
     this.#vcpu.bind(port, () => this.#onEvent(c));
@@ -356,6 +361,7 @@ export class ConsoleBackend {
 
   /** An event from the guest: it wrote output or read input. */
   #onEvent(c: Console): void {
+    c.events++;
     this.#readOutput(c);
     this.#pumpInput(c);
   }

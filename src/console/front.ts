@@ -78,9 +78,13 @@ export class ConsoleFront {
       bytes = bytes.subarray(r.bytes);
     }
     // The caller may reuse its buffer: keep a copy.
+    const queued = this.#pendingBytes > 0;
     this.#pending.push(bytes.slice());
     this.#pendingBytes += bytes.length;
     this.#trim();
+    // The backend may have made room without our having seen its event yet (a busy guest runs
+    // its upcall late): look at the ring now, as Linux's writer polls it.
+    if (queued) this.#flush();
   }
 
   /**
