@@ -548,8 +548,18 @@ class BlkfrontDriver implements XenbusDriver {
     switch (state) {
       case XenbusState.Initialising:
       case XenbusState.InitWait:
-        if (dev.state === XenbusState.Initialised || dev.state === XenbusState.Connected) {
-          // The backend left (unloaded) or is a new one: start over.
+        // The backend left (unloaded: Initialising) or is a new one (InitWait after it was
+        // Connected, the Initialising between missed): start over. InitWait while we are only
+        // Initialised is no news: the watch's initial event and the event of the backend's own
+        // InitWait write both read InitWait when the backend wrote it before our first read.
+        // Linux ignores InitWait unless it is Initialising; resetting here ended the grant of the
+        // ring-ref the backend was about to map (the attach race: "-1 mapping ring-ref").
+        if (
+          (state === XenbusState.Initialising &&
+            (dev.state === XenbusState.Initialised || dev.state === XenbusState.Connected)) ||
+          (state === XenbusState.InitWait && dev.state === XenbusState.Connected)
+        ) {
+          dev.kernel.printk(`xen-blkfront: ${dev.nodename}: backend went away, starting over`);
           this.#teardown(dev, "backend went away");
           this.#release(dev);
           await dev.switchState(XenbusState.Initialising);
