@@ -2,9 +2,10 @@
  * The guest side of `xenlab bench blk`: a kernel module insmodded into the guest that runs the
  * bench's loads (blk-load.ts) against one of the guest's PV disks, found with
  * `blockDevices(kernel)` as any block-layer user in the guest would. The host starts a load with
- * `Hypervisor.call(domid, "blk_bench", "run", { vdev, spec })` and gets its LoadResult back.
+ * `Hypervisor.call(domid, "blk_bench", "run", { vdev, spec })` and gets its LoadResult back, with
+ * what blkfront counted meanwhile (ring requests, kicks sent, events handled).
  */
-import { blockDevices } from "../blk/blockdev.ts";
+import { type BlockStats, blockDevices } from "../blk/blockdev.ts";
 import type { Kernel } from "../hv/kernel.ts";
 import { type LoadResult, type LoadSpec, runLoad } from "./blk-load.ts";
 
@@ -19,10 +20,27 @@ export interface GuestRun {
   readonly spec: LoadSpec;
 }
 
-export function call(k: Kernel, cmd: string, arg: unknown): Promise<LoadResult> {
+/** A load's result and what the frontend counted during it (warm-up included). */
+export interface GuestResult extends LoadResult {
+  readonly front: BlockStats;
+}
+
+const ZERO: BlockStats = { requests: 0, kicks: 0, events: 0 };
+
+export async function call(k: Kernel, cmd: string, arg: unknown): Promise<GuestResult> {
   if (cmd !== "run") throw new RangeError(`blk_bench: unknown command '${cmd}'`);
   const { vdev, spec } = arg as GuestRun;
   const dev = blockDevices(k).get(vdev);
   if (dev === undefined) throw new Error(`blk_bench: no disk ${vdev} in domain ${k.domid}`);
-  return runLoad(dev, spec);
+  const s0 = dev.stats ?? ZERO;
+  const r = await runLoad(dev, spec);
+  const s1 = dev.stats ?? ZERO;
+  return {
+    ...r,
+    front: {
+      requests: s1.requests - s0.requests,
+      kicks: s1.kicks - s0.kicks,
+      events: s1.events - s0.events,
+    },
+  };
 }

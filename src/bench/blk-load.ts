@@ -6,7 +6,7 @@
  * A load is `qd` loops, each keeping one request in flight: random loops pick block-aligned
  * offsets from their own xorshift32 stream (seeded per loop, so runs repeat), sequential loops
  * share one cursor that wraps at the end of the region. Writes send a buffer filled once, per
- * loop. The load runs `warmupSeconds` untimed, then counts the requests started in the next
+ * loop; reads land in a buffer of the loop's, reused (as fio and dd reuse theirs). The load runs `warmupSeconds` untimed, then counts the requests started in the next
  * `seconds` (each is waited for), over the time from the end of the warm-up to the last
  * completion.
  */
@@ -28,13 +28,15 @@ export interface LoadSpec {
 export interface LoadResult {
   /** Requests completed in the timed part. */
   readonly ops: number;
+  /** Requests completed, warm-up included. */
+  readonly allOps: number;
   readonly bytes: number;
   readonly seconds: number;
 }
 
-/** What a load needs of a disk: sector reads and writes. */
+/** What a load needs of a disk: sector reads (into `into`, count * 512 bytes) and writes. */
 export interface SectorIO {
-  read(sector: number, count: number): Promise<unknown>;
+  read(sector: number, count: number, into: Uint8Array): Promise<unknown>;
   write(sector: number, data: Uint8Array): Promise<void>;
 }
 
@@ -68,6 +70,7 @@ export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult>
   const random = spec.pattern === "randread" || spec.pattern === "randwrite";
   let cursor = 0;
   let ops = 0;
+  let allOps = 0;
   const begin = performance.now();
   const timedFrom = begin + spec.warmupSeconds * 1000;
   const until = timedFrom + spec.seconds * 1000;
@@ -78,6 +81,7 @@ export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult>
   const loop = async (i: number): Promise<void> => {
     const next = xorshift(0x9e3779b9 ^ Math.imul(i + 1, 0x85ebca6b));
     const data = new Uint8Array(spec.blockBytes).fill(0x5a ^ i);
+    const into = new Uint8Array(spec.blockBytes);
     for (let started = performance.now(); started < until; started = performance.now()) {
       let block: number;
       if (random) block = next() % blocks;
@@ -87,7 +91,8 @@ export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult>
       }
       const sector = block * perBlock;
       if (write) await io.write(sector, data);
-      else await io.read(sector, perBlock);
+      else await io.read(sector, perBlock, into);
+      allOps++;
       if (started >= timedFrom) {
         ops++;
         last = Math.max(last, performance.now());
@@ -97,5 +102,5 @@ export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult>
 
   await Promise.all(Array.from({ length: spec.qd }, (_, i) => loop(i)));
   const seconds = (last - timedFrom) / 1000;
-  return { ops, bytes: ops * spec.blockBytes, seconds };
+  return { ops, allOps, bytes: ops * spec.blockBytes, seconds };
 }

@@ -30,7 +30,12 @@ import type { Kernel, MappedPage } from "../hv/kernel.ts";
 import { BackRing } from "../ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../xenbus/xenbus.ts";
 import { BLKIF_ENTRY_SIZE, VDISK, XEN_IO_PROTO_ABI_NATIVE } from "./blkif.ts";
-import { BlkifBack, MAX_INDIRECT_SEGMENTS, MAX_PERSISTENT_GRANTS } from "./blkif-back.ts";
+import {
+  BlkifBack,
+  type BlkifBackStats,
+  MAX_INDIRECT_SEGMENTS,
+  MAX_PERSISTENT_GRANTS,
+} from "./blkif-back.ts";
 import { RawImage } from "./image.ts";
 
 export const name = "xen_blkback";
@@ -331,6 +336,21 @@ export async function init(k: Kernel, args: readonly string[]): Promise<void> {
   drivers.set(k, d);
   k.printk("xen-blkback: initialised");
   await xenbus(k).registerBackend(d);
+}
+
+/**
+ * Host calls: `stats` gives each connected device's counters (Linux's
+ * /sys/bus/xen-backend/devices/vbd-D-N/statistics), keyed by the backend's node name.
+ */
+export function call(k: Kernel, cmd: string): Record<string, BlkifBackStats> {
+  if (cmd !== "stats") throw new Error(`xen_blkback: unknown call ${cmd}`);
+  const out: Record<string, BlkifBackStats> = {};
+  for (const dev of xenbus(k).devices("backend")) {
+    if (dev.driver.name !== "xen_blkback") continue;
+    const be = dev.data as Backend | undefined;
+    if (be?.conn != null) out[dev.nodename] = { ...be.conn.back.stats };
+  }
+  return out;
 }
 
 export async function exit(k: Kernel): Promise<void> {

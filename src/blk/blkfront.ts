@@ -57,7 +57,14 @@ import {
   VDISK,
   XEN_IO_PROTO_ABI_NATIVE,
 } from "./blkif.ts";
-import { type BlockDevice, type BlockFeatures, BlockIOError, blockDevices, devidToVdev } from "./blockdev.ts";
+import {
+  type BlockDevice,
+  type BlockFeatures,
+  BlockIOError,
+  type BlockStats,
+  blockDevices,
+  devidToVdev,
+} from "./blockdev.ts";
 
 export const name = "xen_blkfront";
 
@@ -126,6 +133,7 @@ class Front {
   info: DiskInfo | null = null;
   /** Set when the backend misbehaved or left: no more I/O on this connection. */
   dead: string | null = null;
+  readonly stats = { requests: 0, kicks: 0, events: 0 };
 
   constructor(
     dev: XenbusDevice,
@@ -269,6 +277,7 @@ class Front {
       const idx = this.ring.reqProdPvt;
       this.ring.shared.write(idx, this.#req);
       this.ring.reqProdPvt = idx + 1;
+      this.stats.requests++;
       queued = true;
     }
     if (queued && !this.#pushScheduled) {
@@ -333,12 +342,16 @@ class Front {
   #push(): void {
     this.#pushScheduled = false;
     if (this.dead !== null) return;
-    if (this.ring.pushRequestsAndCheckNotify()) this.k.notify(this.port);
+    if (this.ring.pushRequestsAndCheckNotify()) {
+      this.stats.kicks++;
+      this.k.notify(this.port);
+    }
   }
 
   /** blkif_interrupt: take every response, then kick the queue. */
   onEvent(): void {
     if (this.dead !== null) return;
+    this.stats.events++;
     const ring = this.ring;
     do {
       const rp = ring.shared.rspProd; // read once; acquire
@@ -483,6 +496,9 @@ class Disk implements BlockDevice {
   get features(): BlockFeatures {
     return this.#i.features;
   }
+  get stats(): BlockStats {
+    return { ...this.#f.stats };
+  }
 
   #check(what: string, sector: number, count: number): void {
     if (!Number.isSafeInteger(sector) || !Number.isSafeInteger(count) || sector < 0 || count < 1) {
@@ -499,9 +515,12 @@ class Disk implements BlockDevice {
     }
   }
 
-  async read(sector: number, count: number): Promise<Uint8Array> {
+  async read(sector: number, count: number, into?: Uint8Array): Promise<Uint8Array> {
     this.#check("read", sector, count);
-    const out = new Uint8Array(count * 512);
+    if (into !== undefined && into.byteLength < count * 512) {
+      throw new RangeError(`Cannot read ${count} sectors into ${into.byteLength} bytes`);
+    }
+    const out = into === undefined ? new Uint8Array(count * 512) : into.subarray(0, count * 512);
     await this.#f.submit(BLKIF_OP.read, sector, count, out);
     return out;
   }

@@ -96,6 +96,10 @@ export interface BlkifBackStats {
   /** Grants mapped for one request and unmapped after it. */
   transientMaps: number;
   persistentGrants: number;
+  /** Event-channel notifications sent to the frontend (RING_PUSH_RESPONSES_AND_CHECK_NOTIFY). */
+  kicks: number;
+  /** Store calls (preadv/pwritev) for reads and writes: fewer than requests when merged. */
+  ioCalls: number;
 }
 
 /** A request refused before any I/O: answered with `status`. */
@@ -122,6 +126,8 @@ export class BlkifBack {
     errors: 0,
     transientMaps: 0,
     persistentGrants: 0,
+    kicks: 0,
+    ioCalls: 0,
   };
   readonly #o: BlkifBackOptions;
   readonly #ring: BackRing;
@@ -376,6 +382,7 @@ export class BlkifBack {
       }
       if (flush) await store.flush();
       if (bufs.length === 0) return;
+      this.stats.ioCalls++;
       if (write) await store.writev(bufs, pos);
       else await store.readv(bufs, pos);
     };
@@ -422,7 +429,10 @@ export class BlkifBack {
   #flushResponses(): void {
     this.#pushScheduled = false;
     const ring = this.#ring;
-    if (ring.rspProdPvt !== ring.shared.rspProd && ring.pushResponsesAndCheckNotify()) this.#o.notify();
+    if (ring.rspProdPvt !== ring.shared.rspProd && ring.pushResponsesAndCheckNotify()) {
+      this.stats.kicks++;
+      this.#o.notify();
+    }
     // Requests a (hostile) frontend queued beyond the ring's free slots can go now.
     if (!this.#halted && !this.#stopped && ring.hasUnconsumedRequests()) this.onEvent();
   }

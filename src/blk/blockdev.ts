@@ -53,10 +53,26 @@ export interface BlockDevice {
   readonly physicalSectorSize: number;
   readonly readonly: boolean;
   readonly features: BlockFeatures;
-  read(sector: number, count: number): Promise<Uint8Array>;
+  /**
+   * Reads `count` sectors. With `into` (at least count * 512 bytes) the data lands there and the
+   * result is its first count * 512 bytes; without, in a new buffer.
+   */
+  read(sector: number, count: number, into?: Uint8Array): Promise<Uint8Array>;
   write(sector: number, data: Uint8Array): Promise<void>;
   flush(): Promise<void>;
   discard(sector: number, count: number): Promise<void>;
+  /** The frontend's counters since the disk connected (Linux: the ring's debugfs/sysfs). */
+  readonly stats?: BlockStats;
+}
+
+/** What a frontend counts on one connection. */
+export interface BlockStats {
+  /** Requests put on the ring (one caller's I/O may take several). */
+  readonly requests: number;
+  /** Event-channel notifications sent to the backend (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY said so). */
+  readonly kicks: number;
+  /** Events from the backend handled (each takes every response there is). */
+  readonly events: number;
 }
 
 /** A failed block request: `status` is the BLKIF_RSP_* the backend gave (or -1 when it left). */
