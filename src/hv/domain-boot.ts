@@ -66,7 +66,8 @@ export type HypercallName = keyof Hypercalls;
 
 /** Messages a domain's kernel posts to the host on `parentPort`. */
 export type KernelMessage =
-  | { readonly kind: "log"; readonly line: string }
+  /** Kernel log lines, oldest first (a worker batches the lines of one turn into one message). */
+  | { readonly kind: "log"; readonly lines: readonly string[] }
   | { readonly kind: "ready" }
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }

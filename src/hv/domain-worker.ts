@@ -13,7 +13,28 @@ import { Kernel } from "./kernel.ts";
 const boot = workerData as DomainBoot;
 const port = parentPort;
 if (port === null) throw new Error("domain-worker must run in a worker thread");
-const post = (m: KernelMessage): void => port.postMessage(m);
+
+/**
+ * Kernel log lines go to the host in one message per turn, not one per line: a guest printing in
+ * a loop would otherwise flood the main thread's message queue and delay every event-channel
+ * wake-up it runs (the XenStore rings, the consoles). Any other message first flushes the lines
+ * before it, so the host sees the log and the replies in the order they happened.
+ */
+let logLines: string[] = [];
+function flushLog(): void {
+  if (logLines.length === 0) return;
+  port!.postMessage({ kind: "log", lines: logLines } satisfies KernelMessage);
+  logLines = [];
+}
+const post = (m: KernelMessage): void => {
+  if (m.kind === "log") {
+    if (logLines.length === 0) queueMicrotask(flushLog);
+    logLines.push(...m.lines);
+    return;
+  }
+  flushLog();
+  port.postMessage(m);
+};
 
 // Created paused: no kernel code runs before the first unpause.
 const sched = new Int32Array(boot.sched);

@@ -349,7 +349,7 @@ export class Hypervisor {
   #kernelMessage(d: Dom, m: KernelMessage, ready: () => void): void {
     switch (m.kind) {
       case "log":
-        this.#kernelLog(d, m.line);
+        for (const line of m.lines) this.#kernelLog(d, line);
         return;
       case "ready":
         ready();

@@ -154,7 +154,7 @@ export class Kernel {
   /** Writes a line to the kernel log, timestamped as dmesg prints it. */
   printk(msg: string): void {
     const line = `${dmesgStamp(this.uptime())} ${msg}`;
-    this.#post({ kind: "log", line });
+    this.#post({ kind: "log", lines: [line] });
     this.#log.push(line);
     if (this.#log.length > KERNEL_LOG_LINES) this.#log.splice(0, this.#log.length - KERNEL_LOG_LINES);
     // As Linux's hvc console does with printk: the line goes to hvc0 too.
