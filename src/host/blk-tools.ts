@@ -19,7 +19,7 @@
 import { type DiskSpec, vdevToDevid } from "../blk/blockdev.ts";
 import type { XsOps } from "../xenstore/client.ts";
 import { attachDisk, detachDisk } from "./disk.ts";
-import { diskSpecOf, parseDiskSpec } from "./disk-spec.ts";
+import { diskSpecOf, parseDiskSpecLenient } from "./disk-spec.ts";
 import type { Host } from "./host.ts";
 
 /** One row of `xl block-list`. */
@@ -46,7 +46,7 @@ export async function blockAttach(
   cwd: string,
 ): Promise<DiskSpec> {
   requireDomain(host, domid);
-  const spec = diskSpecOf(parseDiskSpec(specs), cwd);
+  const spec = diskSpecOf(parseDiskSpecLenient(specs), cwd);
   await attachDisk(host, domid, spec);
   return spec;
 }

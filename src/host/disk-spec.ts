@@ -408,6 +408,35 @@ export function parseDiskSpec(specs: string | readonly string[]): ParsedDisk {
 }
 
 /**
+ * parseDiskSpec, with one deliberate difference from xl (README): a spec that xl refuses for
+ * lack of a vdev because a `target=` in the middle swallowed the keys after it
+ * (`target=disk.img,vdev=xvda,access=rw`, the issue's own example) is read with that target
+ * moved last (`vdev=xvda,access=rw,target=disk.img`). A spec xl accepts is never read
+ * differently; the target is cut at the first comma followed by a key xl knows.
+ */
+export function parseDiskSpecLenient(specs: string | readonly string[]): ParsedDisk {
+  const list = typeof specs === "string" ? [specs] : [...specs];
+  try {
+    return parseDiskSpec(list);
+  } catch (e) {
+    if (!(e instanceof DiskSpecError) || !e.errors.some((m) => m.includes("no vdev specified"))) throw e;
+    const KEY = /,(?=(?:vdev|access|mode|format|devtype|backendtype|backend|script|specification)=)/;
+    let moved = false;
+    const reordered = list.map((s) => {
+      const m = /^(.*?)(?:^|,)target=(.*)$/.exec(s);
+      if (m === null) return s;
+      const cut = KEY.exec(m[2]!);
+      if (cut === null) return s;
+      moved = true;
+      const before = m[1] === "" ? "" : `${m[1]},`;
+      return `${before}${m[2]!.slice(cut.index + 1)},target=${m[2]!.slice(0, cut.index)}`;
+    });
+    if (!moved) throw e;
+    return parseDiskSpec(reordered);
+  }
+}
+
+/**
  * What xenlab's blkback serves of a parsed disk: a raw image (a relative target resolves
  * against `cwd`, the caller's directory) from dom0 over the Xen PV protocol. Refuses with
  * libxl's message what libxl refuses (an invalid vdev, blktap), and says what xenlab does not

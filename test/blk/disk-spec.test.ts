@@ -5,7 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DiskSpecError, diskSpecOf, type ParsedDisk, parseDiskSpec } from "../../src/host/disk-spec.ts";
+import {
+  DiskSpecError,
+  diskSpecOf,
+  type ParsedDisk,
+  parseDiskSpec,
+  parseDiskSpecLenient,
+} from "../../src/host/disk-spec.ts";
 
 /** The fields check-xl-disk-parse's JSON shows, in our names. */
 function shown(d: ParsedDisk): Record<string, unknown> {
@@ -138,6 +144,20 @@ describe("parseDiskSpec()", () => {
       "command line: config parsing error in disk specification: no vdev specified in `target=disk.img,vdev=xvda,access=rw'",
     ]);
     assert.equal(parseDiskSpec("vdev=xvda,access=rw,target=disk.img").target, "disk.img");
+  });
+
+  it("block-attach's reading (a deliberate difference) takes the issue's example with target= moved last", () => {
+    const d = parseDiskSpecLenient("target=disk.img,vdev=xvda,access=rw");
+    assert.deepEqual([d.target, d.vdev, d.readwrite], ["disk.img", "xvda", true]);
+    const ro = parseDiskSpecLenient(["format=raw", "target=/x y,z.img,vdev=xvdb,access=ro"]);
+    assert.deepEqual([ro.target, ro.vdev, ro.readwrite], ["/x y,z.img", "xvdb", false]);
+    // What xl accepts is read as xl reads it; what is refused for another reason stays refused.
+    assert.equal(parseDiskSpecLenient("vdev=xvda,target=a,vdev=b").target, "a,vdev=b");
+    assert.throws(() => parseDiskSpecLenient("target=disk.img"), /no vdev specified/);
+    assert.throws(
+      () => parseDiskSpecLenient("target=d.img,vdev=xvda,format=qcow3"),
+      /unknown value for format/,
+    );
   });
 
   it("lets target= take the rest of the string, commas and spaces included", () => {
