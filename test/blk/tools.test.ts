@@ -6,15 +6,15 @@
  * `block-detach` leaving no XenStore node behind (libxl's path clean-up).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
 import { runTool } from "../helpers/tools.ts";
+import { MAIN, type RunningHost, startUp } from "../helpers/up.ts";
 
-const MAIN = join(REPO, "src/cli/main.ts");
 const TSX = join(REPO, "node_modules/tsx/dist/esm/index.mjs");
 const MiB = 1 << 20;
 
@@ -46,12 +46,11 @@ function runIn(
 }
 
 describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab up", () => {
-  let up: ChildProcess;
+  let up: RunningHost | undefined;
   let dir: string;
   let socket: string;
   let image: string;
   let disk: Buffer;
-  let stdout = "";
   /** A xenlab command run in `dir` (relative paths resolve there). */
   const xenlab = (...args: string[]) => runIn(dir, [MAIN, ...args, "--socket", socket]);
   const xsls = (path: string) => runTool("xenstore-ls", ["-f", path], { env: { XENSTORED_PATH: socket } });
@@ -62,25 +61,10 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     image = join(dir, "disk.img");
     disk = randomBytes(2 * MiB);
     writeFileSync(image, disk);
-    up = spawn(process.execPath, ["--import", "tsx", MAIN, "up", "--socket", socket], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    up.stdout!.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    const t0 = Date.now();
-    while (!stdout.includes("running (pid")) {
-      if (Date.now() - t0 > 30_000 || up.exitCode !== null)
-        assert.fail(`xenlab up did not start:\n${stdout}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    up = await startUp(socket);
   });
   after(async () => {
-    if (up.exitCode === null) {
-      const exited = new Promise((r) => up.once("exit", r));
-      up.kill("SIGTERM");
-      await exited;
-    }
+    await up?.stop();
   });
 
   it("refuses a spec as xl does, with xl's message and exit code 1", async () => {

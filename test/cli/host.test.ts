@@ -4,13 +4,11 @@
  * on the host's xenstored socket.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
 import { runTool } from "../helpers/tools.ts";
-
-const MAIN = join(REPO, "src/cli/main.ts");
+import { MAIN, type RunningHost, startUp } from "../helpers/up.ts";
 
 function xenlab(args: string[], env: NodeJS.ProcessEnv = {}) {
   return runTool(process.execPath, ["--import", "tsx", MAIN, ...args], { env, timeoutMs: 60_000 });
@@ -37,31 +35,15 @@ describe("xenlab demo", () => {
 });
 
 describe("xenlab up and the domain commands", () => {
-  let up: ChildProcess;
+  let up: RunningHost | undefined;
   let socket: string;
-  let stdout = "";
 
   before(async () => {
     socket = join(tempDir(), "socket");
-    up = spawn(process.execPath, ["--import", "tsx", MAIN, "up", "--socket", socket], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    up.stdout!.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    const t0 = Date.now();
-    while (!stdout.includes("running (pid")) {
-      if (Date.now() - t0 > 30_000 || up.exitCode !== null)
-        assert.fail(`xenlab up did not start:\n${stdout}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    up = await startUp(socket);
   });
   after(async () => {
-    if (up.exitCode === null) {
-      const exited = new Promise((r) => up.once("exit", r));
-      up.kill("SIGTERM");
-      await exited;
-    }
+    await up?.stop();
   });
 
   it("lists dom0 and the default guest as xl list does", async () => {

@@ -4,13 +4,12 @@
  * name, the log file in the default directory, and the errors.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { REPO, tempDir } from "../helpers/peers.ts";
-
-const MAIN = join(REPO, "src/cli/main.ts");
+import { tempDir } from "../helpers/peers.ts";
+import { MAIN, type RunningHost, startUp } from "../helpers/up.ts";
 
 /** Polls `pred`; the limit only stops a hung test. */
 async function waitFor(pred: () => boolean, what: string, limitMs = 30_000): Promise<void> {
@@ -38,29 +37,17 @@ function consoleCmd(args: string[]) {
 }
 
 describe("xenlab console against xenlab up", () => {
-  let up: ChildProcess;
+  let up: RunningHost | undefined;
   let dir: string;
   let socket: string;
-  let upOut = "";
 
   before(async () => {
     dir = tempDir("xenlab-console-cli-");
     socket = join(dir, "socket");
-    up = spawn(process.execPath, ["--import", "tsx", MAIN, "up", "--socket", socket], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    up.stdout!.on("data", (d: Buffer) => {
-      upOut += d.toString();
-    });
-    await waitFor(() => upOut.includes("running (pid") || up.exitCode !== null, "xenlab up");
-    assert.equal(up.exitCode, null, `xenlab up did not start:\n${upOut}`);
+    up = await startUp(socket);
   });
   after(async () => {
-    if (up.exitCode === null) {
-      const exited = new Promise((r) => up.once("exit", r));
-      up.kill("SIGTERM");
-      await exited;
-    }
+    await up?.stop();
   });
 
   it("attaches by domid: input reaches the guest's shell, its answer comes out, Ctrl-] detaches with 0", async () => {

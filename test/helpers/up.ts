@@ -1,0 +1,48 @@
+/**
+ * `xenlab up` from source in a child process, for the tests that drive a host from the command
+ * line (host, console and block tools): started on a socket, ready once it prints
+ * `running (pid`, stopped with SIGTERM.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { REPO } from "./peers.ts";
+
+export const MAIN = join(REPO, "src/cli/main.ts");
+
+export interface RunningHost {
+  readonly child: ChildProcess;
+  /** Everything the host printed on stdout so far. */
+  stdout(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts `xenlab up --socket SOCKET [args]` and waits (30 s at most) until it runs. */
+export async function startUp(socket: string, args: readonly string[] = []): Promise<RunningHost> {
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN, "up", "--socket", socket, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.resume();
+  const t0 = Date.now();
+  while (!out.includes("running (pid")) {
+    if (Date.now() - t0 > 30_000 || child.exitCode !== null) {
+      child.kill("SIGKILL");
+      assert.fail(`xenlab up did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    child,
+    stdout: () => out,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
