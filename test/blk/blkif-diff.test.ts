@@ -7,10 +7,8 @@
  * layout and the same bytes for fast-check's random fields, and decode the C bytes back to them.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { describe, it, type TestContext } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import {
@@ -34,31 +32,11 @@ import {
 } from "../../src/blk/blkif.ts";
 import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../../src/ring/blkif-layout.ts";
 import { ringSize } from "../../src/ring/ring.ts";
-import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
+import { cReference } from "../helpers/c-reference.ts";
 
 const SOURCE = join(dirname(fileURLToPath(import.meta.url)), "c/blkif_diff.c");
 const HEADER = "/usr/include/xen/io/blkif.h";
-const cache: { bin?: string } = {};
-
-function reference(t: TestContext): string | undefined {
-  if (cache.bin !== undefined) return cache.bin;
-  const present = hasCommand("gcc") && existsSync(HEADER);
-  if (!requirePeer(t, "gcc and Xen's io/blkif.h (Debian libxen-dev)", present)) return undefined;
-  const dir = tempDir("xenlab-blkif-diff-");
-  const bin = join(dir, "blkif_diff");
-  execFileSync("gcc", ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, SOURCE], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-  cache.bin = bin;
-  return bin;
-}
-
-function runC(bin: string, lines: readonly string[]): string[] {
-  const r = spawnSync(bin, [], { input: `${lines.join("\n")}\n`, encoding: "utf8", maxBuffer: 1 << 28 });
-  if (r.status !== 0) throw new Error(`blkif_diff exited with ${r.status}: ${r.stderr}`);
-  return r.stdout.split("\n").slice(0, -1);
-}
+const REFERENCE = { source: SOURCE, headers: [HEADER] };
 
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
@@ -116,9 +94,9 @@ const response = fc.record({ id: u64, operation: u8, status: fc.integer({ min: -
 
 describe("blkif codec against io/blkif.h (gcc)", () => {
   it("has the C layout: sizes, offsets and constants", (t) => {
-    const bin = reference(t);
+    const bin = cReference(t, REFERENCE);
     if (bin === undefined) return;
-    const first = runC(bin, [])[0]!;
+    const first = bin.run([])[0]!;
     const c = Object.fromEntries(first.split(" ").map((kv) => kv.split("=") as [string, string]));
     const ts: Record<string, number> = {
       entry: BLKIF_ENTRY_SIZE,
@@ -172,10 +150,10 @@ describe("blkif codec against io/blkif.h (gcc)", () => {
   });
 
   it("encodes requests byte for byte as C, and decodes C's bytes back", (t) => {
-    const bin = reference(t);
+    const bin = cReference(t, REFERENCE);
     if (bin === undefined) return;
     const reqs = fc.sample(fc.oneof(rwRequest, discardRequest, indirectRequest), { numRuns: 600, seed: 42 });
-    const out = runC(bin, reqs.map(line)).slice(1);
+    const out = bin.run(reqs.map(line)).slice(1);
     assert.equal(out.length, reqs.length);
     const buf = new Uint8Array(BLKIF_ENTRY_SIZE);
     for (let i = 0; i < reqs.length; i++) {
@@ -199,14 +177,16 @@ describe("blkif codec against io/blkif.h (gcc)", () => {
   });
 
   it("encodes responses and segments byte for byte as C", (t) => {
-    const bin = reference(t);
+    const bin = cReference(t, REFERENCE);
     if (bin === undefined) return;
     const rsps: BlkifResponse[] = fc.sample(response, { numRuns: 300, seed: 7 });
     const segs = fc.sample(segment, { numRuns: 100, seed: 9 });
-    const out = runC(bin, [
-      ...rsps.map((r) => `rsp ${r.id} ${r.operation} ${r.status}`),
-      ...segs.map((s) => `seg ${s.gref} ${s.firstSect} ${s.lastSect}`),
-    ]).slice(1);
+    const out = bin
+      .run([
+        ...rsps.map((r) => `rsp ${r.id} ${r.operation} ${r.status}`),
+        ...segs.map((s) => `seg ${s.gref} ${s.firstSect} ${s.lastSect}`),
+      ])
+      .slice(1);
     const b = new Uint8Array(BLKIF_RESPONSE.size);
     rsps.forEach((r, i) => {
       assert.equal(hex(encodeResponse(b, r)), out[i]);

@@ -9,38 +9,17 @@
  * the lines must be identical.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { describe, it, type TestContext } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { ConsoleFront } from "../../src/console/front.ts";
 import { CONSOLE_INTERFACE, ConsoleInterface } from "../../src/ring/byte-ring.ts";
-import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
+import { type CReference, cReference } from "../helpers/c-reference.ts";
 
 const SOURCE = join(dirname(fileURLToPath(import.meta.url)), "c/console_diff.c");
 const HEADER = "/usr/include/xen/io/console.h";
-
-function referenceBinary(t: TestContext, cache: { bin?: string }): string | undefined {
-  if (cache.bin !== undefined) return cache.bin;
-  const present = hasCommand("gcc") && existsSync(HEADER);
-  if (!requirePeer(t, "gcc and Xen's io/console.h (Debian libxen-dev)", present)) return undefined;
-  const dir = tempDir("xenlab-console-diff-");
-  const bin = join(dir, "console_diff");
-  execFileSync("gcc", ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, SOURCE], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-  cache.bin = bin;
-  return bin;
-}
-
-function runC(bin: string, script: readonly string[]): string[] {
-  const r = spawnSync(bin, [], { input: `${script.join("\n")}\n`, maxBuffer: 1 << 30, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`console_diff exited with ${r.status}: ${r.stderr}`);
-  return r.stdout.split("\n").slice(0, -1);
-}
+const REFERENCE = { source: SOURCE, headers: [HEADER] };
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 const gen = (n: number, seed: number): Uint8Array =>
@@ -121,8 +100,8 @@ class Model {
   }
 }
 
-function assertSame(bin: string, script: readonly string[]): void {
-  const c = runC(bin, script);
+function assertSame(bin: CReference, script: readonly string[]): void {
+  const c = bin.run(script);
   const m = new Model();
   assert.equal(c.length, script.length, "C reference printed one line per step");
   for (let i = 0; i < script.length; i++) {
@@ -138,17 +117,15 @@ function assertSame(bin: string, script: readonly string[]): void {
 }
 
 describe("console ring differential test (io/console.h with hvc_xen and xenconsoled's loops, byte for byte)", () => {
-  const cache: { bin?: string } = {};
-
   it("has console.h's layout: in[1024] at 0, out[2048] at 1024, then in_cons, in_prod, out_cons, out_prod", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     assertSame(bin, ["layout"]);
   });
 
   it("matches output and input round trips, a full out ring and a full in ring", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     assertSame(bin, [
       "reset 90",
       "gwrite 100 1",
@@ -167,8 +144,8 @@ describe("console ring differential test (io/console.h with hvc_xen and xenconso
   });
 
   it("matches through the wrap of the free-running indexes past 2^32", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     assertSame(bin, [
       "reset 0",
       "set out_cons 4294967000",
@@ -187,8 +164,8 @@ describe("console ring differential test (io/console.h with hvc_xen and xenconso
   });
 
   it("matches both ends' treatment of corrupt indexes (nothing moves)", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     assertSame(bin, [
       "reset 17",
       "set out_prod 2049",
@@ -202,8 +179,8 @@ describe("console ring differential test (io/console.h with hvc_xen and xenconso
   });
 
   it("matches random operation sequences (fast-check)", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     const op = fc.oneof(
       fc.tuple(fc.nat({ max: 2500 }), fc.nat({ max: 255 })).map(([n, s]) => `gwrite ${n} ${s}`),
       fc.tuple(fc.nat({ max: 1200 }), fc.nat({ max: 255 })).map(([n, s]) => `bwrite ${n} ${s}`),

@@ -8,10 +8,8 @@
  * The lines must be identical, byte for byte.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { describe, it, type TestContext } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import {
@@ -21,35 +19,15 @@ import {
   BLKIF_SEGMENT,
 } from "../../src/ring/blkif-layout.ts";
 import { BackRing, FrontRing, initSharedRing, XEN_PAGE_SIZE } from "../../src/ring/ring.ts";
-import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
+import { type CReference, cReference } from "../helpers/c-reference.ts";
 
 const SOURCE = join(dirname(fileURLToPath(import.meta.url)), "c/ring_diff.c");
 const HEADERS = ["/usr/include/xen/io/ring.h", "/usr/include/xen/io/blkif.h"];
+const REFERENCE = { source: SOURCE, headers: HEADERS };
 
 type Kind = "blkif" | "t64";
 const ENTRY_SIZE: Record<Kind, number> = { blkif: BLKIF_ENTRY_SIZE, t64: 64 };
 const T64_RESPONSE_SIZE = 24;
-
-/** Builds the C reference once per process; undefined when skipped (never under CI). */
-function referenceBinary(t: TestContext, cache: { bin?: string }): string | undefined {
-  if (cache.bin !== undefined) return cache.bin;
-  const present = hasCommand("gcc") && HEADERS.every((h) => existsSync(h));
-  if (!requirePeer(t, "gcc and Xen's io/ring.h, io/blkif.h (Debian libxen-dev)", present)) return undefined;
-  const dir = tempDir("xenlab-ring-diff-");
-  const bin = join(dir, "ring_diff");
-  execFileSync("gcc", ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, SOURCE], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-  cache.bin = bin;
-  return bin;
-}
-
-function runC(bin: string, script: readonly string[]): string[] {
-  const r = spawnSync(bin, [], { input: `${script.join("\n")}\n`, maxBuffer: 1 << 30, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`ring_diff exited with ${r.status}: ${r.stderr}`);
-  return r.stdout.split("\n").slice(0, -1);
-}
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 const dataView = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -243,8 +221,8 @@ function runTs(script: readonly string[]): string[] {
 }
 
 /** Runs both sides and fails at the first step whose line differs, naming the first bad byte. */
-function assertSame(bin: string, script: readonly string[]): void {
-  const c = runC(bin, script);
+function assertSame(bin: CReference, script: readonly string[]): void {
+  const c = bin.run(script);
   const ts = runTs(script);
   assert.equal(c.length, script.length, "C reference printed one line per step");
   for (let i = 0; i < script.length; i++) {
@@ -296,23 +274,21 @@ function roundTrip(id: number): string[] {
 }
 
 describe("io/ring.h differential test (C macros vs src/ring/ring.ts, byte for byte)", () => {
-  const cache: { bin?: string } = {};
-
   it("matches on a fresh one-page blkif ring: init, request, response, final checks", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     assertSame(bin, ["reset blkif 1", "init", ...roundTrip(1), ...roundTrip(2), "get_req 0", "get_rsp 1"]);
   });
 
   it("matches SHARED_RING_INIT on a dirty page: header reset, entries untouched", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     assertSame(bin, ["reset blkif 1", "shared_init", "reset t64 2", "init", "req 7", "push_req"]);
   });
 
   it("matches ring sizes rounded down to a power of two for 1 to 4 pages", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     for (const pages of [1, 2, 3, 4]) {
       assertSame(bin, [`reset blkif ${pages}`, "init", ...roundTrip(pages)]);
       assertSame(bin, [`reset t64 ${pages}`, "init", ...roundTrip(pages)]);
@@ -320,8 +296,8 @@ describe("io/ring.h differential test (C macros vs src/ring/ring.ts, byte for by
   });
 
   it("matches batching: notify once per batch, none while the consumer is busy", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     const script = ["reset blkif 1", "init", "final_req"];
     for (let i = 0; i < 4; i++) script.push(`req ${i}`);
     script.push("push_req_notify", "take_req", "req 10", "req 11", "push_req_notify");
@@ -334,8 +310,8 @@ describe("io/ring.h differential test (C macros vs src/ring/ring.ts, byte for by
   });
 
   it("matches through the wrap of the free-running indexes past 2^32", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     for (const start of [0xfffffff0, 0xffffffff, 0xffffffe1]) {
       const script = resumedAt("blkif", 1, start);
       for (let i = 0; i < 40; i++) script.push(...roundTrip(i));
@@ -352,8 +328,8 @@ describe("io/ring.h differential test (C macros vs src/ring/ring.ts, byte for by
   });
 
   it("matches the overflow checks against a hostile producer", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     for (const start of [0, 0xfffffff8]) {
       const s = start >>> 0;
       const script = resumedAt("blkif", 1, s);
@@ -375,8 +351,8 @@ describe("io/ring.h differential test (C macros vs src/ring/ring.ts, byte for by
   });
 
   it("matches random operation sequences (fast-check), fresh and resumed near 2^32", (t) => {
-    const bin = referenceBinary(t, cache);
-    if (!bin) return;
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
     const u32 = fc.nat({ max: 0xffffffff });
     const near = fc.integer({ min: -40, max: 40 });
     const op = fc.oneof(
