@@ -115,6 +115,19 @@ interface PersistentGrant extends MappedGrant {
   inUse: boolean;
 }
 
+/** A read or write waiting in the plug: its byte range and buffers, settled when its I/O is. */
+interface Bio {
+  readonly write: boolean;
+  readonly pos: number;
+  readonly end: number;
+  readonly bufs: readonly Uint8Array[];
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** Linux's UIO_MAXIOV: iovecs one preadv/pwritev takes (libuv would cut a longer list). */
+export const IOV_MAX = 1024;
+
 export class BlkifBack {
   readonly stats: BlkifBackStats = {
     rdReq: 0,
@@ -142,6 +155,8 @@ export class BlkifBack {
   #stopped = false;
   #pushScheduled = false;
   #processing = false;
+  /** Reads and writes of the current pass, issued when it ends (#unplug). */
+  #plug: Bio[] = [];
 
   constructor(o: BlkifBackOptions) {
     this.#o = o;
@@ -168,6 +183,44 @@ export class BlkifBack {
       this.#process();
     } finally {
       this.#processing = false;
+      this.#unplug();
+    }
+  }
+
+  /**
+   * blk_finish_plug: issues the reads and writes taken off the ring in this pass, one store call
+   * per run of requests that follow each other on disk in ring order, same direction, up to
+   * IOV_MAX buffers (the block layer's back merge). A failed call fails every request in it.
+   */
+  #unplug(): void {
+    const plug = this.#plug;
+    if (plug.length === 0) return;
+    this.#plug = [];
+    const store = this.#o.store;
+    for (let i = 0; i < plug.length; ) {
+      const first = plug[i]!;
+      let j = i + 1;
+      let iovs = first.bufs.length;
+      let end = first.end;
+      while (j < plug.length) {
+        const b = plug[j]!;
+        if (b.write !== first.write || b.pos !== end || iovs + b.bufs.length > IOV_MAX) break;
+        iovs += b.bufs.length;
+        end = b.end;
+        j++;
+      }
+      const group = plug.slice(i, j);
+      const bufs = group.length === 1 ? first.bufs : group.flatMap((b) => b.bufs);
+      this.stats.ioCalls++;
+      (first.write ? store.writev(bufs, first.pos) : store.readv(bufs, first.pos)).then(
+        () => {
+          for (const b of group) b.resolve();
+        },
+        (e: unknown) => {
+          for (const b of group) b.reject(e);
+        },
+      );
+      i = j;
     }
   }
 
@@ -375,12 +428,19 @@ export class BlkifBack {
     const pos = Number(req.sectorNumber) * 512;
     const store = this.#o.store;
     const io = async (): Promise<void> => {
+      if (!flush) {
+        // Plain reads and writes wait in the plug, to be merged with their neighbours on disk.
+        await new Promise<void>((resolve, reject) => {
+          this.#plug.push({ write, pos, end: pos + nsec * 512, bufs, resolve, reject });
+        });
+        return;
+      }
       if (op === BLKIF_OP.writeBarrier) {
         // A barrier drains what is in flight first (Linux: drain_io).
         const others = [...this.#inflight];
         await Promise.allSettled(others);
       }
-      if (flush) await store.flush();
+      await store.flush();
       if (bufs.length === 0) return;
       this.stats.ioCalls++;
       if (write) await store.writev(bufs, pos);

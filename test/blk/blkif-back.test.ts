@@ -154,6 +154,58 @@ describe("BlkifBack: requests a sane frontend sends", () => {
     assert.deepEqual(t.granted.get(27), t.store.data.subarray(7 * 4096, 8 * 4096));
   });
 
+  it("merges the requests of one batch that follow each other on disk into one store call", async () => {
+    const t = setup();
+    const calls: { write: boolean; pos: number; iovs: number }[] = [];
+    const readv = t.store.readv.bind(t.store);
+    const writev = t.store.writev.bind(t.store);
+    t.store.readv = (bufs, pos) => {
+      calls.push({ write: false, pos, iovs: bufs.length });
+      return readv(bufs, pos);
+    };
+    t.store.writev = (bufs, pos) => {
+      calls.push({ write: true, pos, iovs: bufs.length });
+      return writev(bufs, pos);
+    };
+    t.granted.get(20)!.fill(0xcd);
+    t.send(
+      rw(BLKIF_OP.read, 1, 0, [seg(10), seg(11)]), //   sectors 0..15
+      rw(BLKIF_OP.read, 2, 16, [seg(12)]), //           16..23: merged with 1
+      rw(BLKIF_OP.read, 3, 24, [seg(13, 0, 3)]), //     24..27: merged
+      rw(BLKIF_OP.read, 4, 40, [seg(14)]), //           a gap: a call of its own
+      rw(BLKIF_OP.write, 5, 48, [seg(20)]), //          another direction: its own
+      rw(BLKIF_OP.read, 6, 56, [seg(15)]), //           after a write: its own
+    );
+    const rsps = await t.take(6);
+    assert.deepEqual(
+      rsps.map((r) => [r.id, r.status]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      [1n, 2n, 3n, 4n, 5n, 6n].map((id) => [id, 0]),
+    );
+    assert.deepEqual(calls, [
+      { write: false, pos: 0, iovs: 4 },
+      { write: false, pos: 40 * 512, iovs: 1 },
+      { write: true, pos: 48 * 512, iovs: 1 },
+      { write: false, pos: 56 * 512, iovs: 1 },
+    ]);
+    assert.equal(t.bb.stats.ioCalls, 4);
+    assert.deepEqual(t.granted.get(12), t.store.data.subarray(16 * 512, 24 * 512));
+    assert.deepEqual(t.granted.get(13)!.subarray(0, 2048), t.store.data.subarray(24 * 512, 28 * 512));
+    assert.deepEqual(t.store.data.subarray(48 * 512, 56 * 512), new Uint8Array(4096).fill(0xcd));
+    assert.equal(t.mapped.size, 0);
+  });
+
+  it("fails every request of a merged call when the call fails", async () => {
+    const t = setup();
+    t.store.readv = () => Promise.reject(new Error("EIO"));
+    t.send(rw(BLKIF_OP.read, 1, 0, [seg(10)]), rw(BLKIF_OP.read, 2, 8, [seg(11)]));
+    const rsps = await t.take(2);
+    assert.deepEqual(
+      rsps.map((r) => r.status),
+      [BLKIF_RSP.error, BLKIF_RSP.error],
+    );
+    assert.equal(t.mapped.size, 0);
+  });
+
   it("keeps persistent grants mapped across requests and unmaps them on stop", async () => {
     const t = setup({ persistent: true });
     t.send(rw(BLKIF_OP.read, 1, 0, [seg(10)]));
