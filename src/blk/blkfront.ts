@@ -748,11 +748,25 @@ class BlkfrontDriver implements XenbusDriver {
     }
     if (f.release()) {
       dev.data = undefined;
-    } else {
-      k.printk(`xen-blkfront: ${dev.nodename}: backend still maps pages; released later`);
+      return;
     }
+    k.printk(`xen-blkfront: ${dev.nodename}: backend still maps pages; released later`);
+    // Linux's gnttab_end_foreign_access defers the pages to a timer that retries until the
+    // backend unmaps them (a forced detach removes our device before the backend has unmapped).
+    const retry = (): void => {
+      if (f.release()) {
+        if (dev.data === f) dev.data = undefined;
+        k.printk(`xen-blkfront: ${dev.nodename}: deferred pages released`);
+        return;
+      }
+      setTimeout(retry, RELEASE_RETRY_MS).unref();
+    };
+    setTimeout(retry, RELEASE_RETRY_MS).unref();
   }
 }
+
+/** How often pages the backend still mapped at release are tried again (Linux: about 1 s). */
+const RELEASE_RETRY_MS = 100;
 
 const drivers = new WeakMap<Kernel, BlkfrontDriver>();
 

@@ -19,7 +19,12 @@
  * what it wrote) when either end reaches Closing/Closed first or 10 s pass.
  *
  * detachDisk is Host.detachDevice's dance: backend `online` 0 and `state` Closing, wait for the
- * backend's Closed, remove both directories (and libxl's copy).
+ * backend's Closed, remove both directories (and libxl's copy). Forced (`xl block-detach -f`,
+ * libxl_device_disk_destroy → libxl__device_destroy) it waits for nobody: the frontend, backend
+ * and libxl directories go in one transaction. blkback sees its directory vanish and disconnects
+ * (I/O in flight completes, grants unmapped); blkfront sees its device vanish, fails its I/O and
+ * ends its grants (those the backend still maps are ended later, as Linux's deferred
+ * gnttab_end_foreign_access).
  */
 import type { DiskSpec } from "../blk/blockdev.ts";
 import { vdevToDevid } from "../blk/blockdev.ts";
@@ -130,13 +135,24 @@ export async function attachDisk(
   }
 }
 
-/** `xl block-detach <domid> <vdev>`. */
-export async function detachDisk(host: Host, domid: number, vdev: string, timeoutMs = 10_000): Promise<void> {
+/** `xl block-detach [-f] <domid> <vdev>`. */
+export async function detachDisk(
+  host: Host,
+  domid: number,
+  vdev: string,
+  timeoutMs = 10_000,
+  force = false,
+): Promise<void> {
   const devid = vdevToDevid(vdev);
   if (devid < 0) throw new RangeError(`Cannot detach disk: invalid vdev '${vdev}'`);
   const { fe, be, libxl } = paths(domid, devid);
   if (!(await host.xs.exists(be))) throw new Error(`Cannot detach disk: domain ${domid} has no vbd ${vdev}`);
+  if (force) {
+    await host.xs.transaction(async (t) => {
+      for (const p of [fe, be, libxl]) await t.rm(p).catch(() => {});
+    });
+    return;
+  }
   await host.detachDevice("vbd", domid, devid, timeoutMs);
   await host.xs.rm(libxl).catch(() => {});
-  void fe;
 }
