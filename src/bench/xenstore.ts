@@ -66,6 +66,8 @@ export interface Options {
   xenlab: XenlabKind;
   xenlabCmd: string[] | null;
   pin: boolean;
+  /** The unrecorded test-xenstore -i 1000 warm-up on each side (JIT) before the cases. */
+  warmupRun: boolean;
   /** xenlab's daemon with `--state DIR` (journal), plus `--state-sync` (sync), or neither. */
   state: "none" | "journal" | "sync";
 }
@@ -85,6 +87,7 @@ const DEFAULTS: Options = {
   xenlab: "dist",
   xenlabCmd: null,
   pin: true,
+  warmupRun: true,
   state: "none",
 };
 
@@ -124,6 +127,8 @@ options:
                        ref:  a second reference C xenstored (to check the bench itself)
   --xenlab-cmd CMD     any daemon command; {socket} is replaced by the socket path
   --no-pin             do not pin (pinning needs taskset)
+  --no-warmup-run      skip the test-xenstore -i 1000 warm-up of each daemon (for a daemon that
+                       cannot pass test-xenstore, e.g. bench/floor-xenstored.mjs with --cases b)
   --state MODE         none (default); journal: xenlab's daemon runs with --state DIR (docs/journal.md);
                        sync: --state DIR --state-sync
 `;
@@ -189,6 +194,9 @@ const OPTIONS: OptionTable<Options> = {
   },
   "--no-pin": (o) => {
     o.pin = false;
+  },
+  "--no-warmup-run": (o) => {
+    o.warmupRun = false;
   },
   "--state": (o, arg) => {
     const v = arg.next();
@@ -613,7 +621,7 @@ export async function benchXenstore(o: Options): Promise<number> {
     // Warm-up, not recorded: xenlab's daemon needed ~10% more CPU per request over its first
     // ~150k requests (JIT), so each side gets test-xenstore -i 1000 (76k requests) first.
     for (const side of ["xenlab", "baseline"] as const) {
-      await testXenstore(o, daemons[side].socket, Math.min(1000, o.iterations));
+      if (o.warmupRun) await testXenstore(o, daemons[side].socket, Math.min(1000, o.iterations));
     }
     if (o.cases.has("a")) await caseA(ctx);
     if (o.cases.has("b")) await caseB(ctx);
