@@ -52,15 +52,16 @@ export async function blockAttach(
 }
 
 /**
- * `force` (xl's -f, libxl_device_disk_destroy) is taken and does what the safe removal does:
- * detachDisk waits for the backend's Closed, with a time limit.
+ * `xl block-detach [-f]`: without `force` detachDisk asks the backend to close and waits for its
+ * Closed (with a time limit); with it (libxl_device_disk_destroy) the directories go at once and
+ * blkback lets go of the grants when it can.
  */
-export async function blockDetach(host: Host, domid: number, vdev: string, _force = false): Promise<void> {
+export async function blockDetach(host: Host, domid: number, vdev: string, force = false): Promise<void> {
   requireDomain(host, domid);
   const devid = vdevToDevid(vdev);
   if (devid < 0 || !(await host.xs.exists(`/local/domain/${domid}/device/vbd/${devid}`)))
     throw new Error(`Device ${vdev} not connected.`);
-  await detachDisk(host, domid, vdev);
+  await detachDisk(host, domid, vdev, undefined, force);
   // libxl__device_destroy removes each path with libxl__xs_path_cleanup, which also removes
   // every parent left empty (no value, no children): detachDisk removes only the paths.
   for (const path of [

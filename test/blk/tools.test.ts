@@ -171,4 +171,17 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     assert.equal(again.code, 1);
     assert.equal(again.stderr, "Error: Device xvda not connected.\n");
   });
+
+  it("block-detach -f removes a connected disk at once; the same vdev attaches again", async () => {
+    assert.equal((await xenlab("block-attach", "1", "vdev=xvdb,target=disk.img")).code, 0);
+    const f = await xenlab("block-detach", "-f", "1", "xvdb");
+    assert.equal(f.code, 0, f.stderr);
+    const ls = await runTool(process.execPath, ["--import", "tsx", MAIN, "xs", "ls", "-f", "/"], {
+      env: { XENSTORED_PATH: socket },
+    });
+    assert.doesNotMatch(ls.stdout, /vbd/);
+    const back = await xenlab("block-attach", "1", "vdev=xvdb,target=disk.img");
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal((await xenlab("block-detach", "1", "xvdb")).code, 0);
+  });
 });
