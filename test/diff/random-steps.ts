@@ -3,6 +3,8 @@
  * three connections, watches and transactions interleaved. The same seed gives the same
  * sequence.
  */
+
+import { mulberry32 } from "../helpers/prng.ts";
 import type { OpName, Step } from "../helpers/xs-script.ts";
 
 const CONNS = ["a", "b", "c"];
@@ -10,20 +12,8 @@ const PATHS = ["/f", "/f/a", "/f/a/b", "/f/c", "/f/c/d", "/f/e", "r", "r/x", "/f
 const WATCHES = ["/f", "/f/a", "/f/c/d", "r", "/f/zz", "@releaseDomain"];
 const PERMS = [["n0"], ["r0"], ["n0", "r1"], ["b0", "w2", "n3"], ["n5", "r0"]];
 
-/** mulberry32: a small seeded PRNG, enough to pick requests. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function randomSteps(seed: number, n: number): Step[] {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const open = new Map<string, string[]>(CONNS.map((c) => [c, []]));
   const watching = new Map<string, [string, string][]>(CONNS.map((c) => [c, []]));

@@ -19,23 +19,12 @@ import { describe, it } from "node:test";
 import type { XsClient, XsOps, XsPerm } from "../../src/xenstore/client.ts";
 import { connectXenstore } from "../../src/xenstore/transport-socket-client.ts";
 import { type RunningDaemon, startXenlab, tempDir } from "../helpers/peers.ts";
+import { mulberry32 } from "../helpers/prng.ts";
 
 const ROUNDS = Number(process.env.JOURNAL_KILL_ROUNDS ?? 20);
 const SEED = Number(process.env.JOURNAL_KILL_SEED ?? 1);
 const WORKERS = 4;
 const ROOT = "/kill";
-
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A subtree as the daemon should hold it: path → "value (perms)". */
 type Model = Map<string, { value: string; perms: string }>;
@@ -186,7 +175,7 @@ describe("xenstored --state under kill -9", () => {
     const dir = tempDir("xenlab-journal-kill-");
     const state = join(dir, "state");
     const args = ["--state", state, "--state-max-journal", "4096"];
-    const r = rng(SEED);
+    const r = mulberry32(SEED);
     const workers: Worker[] = [];
     for (let i = 0; i < WORKERS; i++)
       workers.push({ root: `${ROOT}/w${i}`, model: new Map(), inFlight: null, acked: 0 });
@@ -218,7 +207,7 @@ describe("xenstored --state under kill -9", () => {
           }
         };
         await Promise.all(
-          workers.map((w, i) => load(clients[i]!, w, rng(SEED * 1000 + round * 10 + i), round, onAck)),
+          workers.map((w, i) => load(clients[i]!, w, mulberry32(SEED * 1000 + round * 10 + i), round, onAck)),
         );
         for (const c of clients) c.close();
         await daemon.stop();

@@ -30,6 +30,7 @@ import {
   readFrames,
 } from "../../src/xenstore/journal-format.ts";
 import { formatPerm } from "../../src/xenstore/perms.ts";
+import { mulberry32 } from "../helpers/prng.ts";
 import { Killed, MemFiles } from "./journal-memfiles.ts";
 import { Scenario } from "./scenario.ts";
 
@@ -63,23 +64,11 @@ function reload(files: StateFiles): { s: Scenario; j: Journal } {
   return journaled(files);
 }
 
-/** A small seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type Req = [op: Parameters<Scenario["send"]>[1], arg: string, tx?: string];
 
 /** A seeded list of requests: writes, mkdirs, rms, set_perms, transactions, domains. */
 function workload(seed: number, n: number): Req[] {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const paths = [
     "/w/a",

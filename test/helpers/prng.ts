@@ -1,0 +1,15 @@
+/**
+ * mulberry32: the small seeded PRNG of the tests that pick random steps (the differential
+ * random steps, the journal's workloads and kill points). Uniform in [0, 1); one seed, one
+ * stream on every machine, so a failure replays from its seed.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
