@@ -24,6 +24,8 @@ const USAGE = `usage: xenlab up [options]
   --console-log-dir DIR
                       where each guest's console is logged as guest-NAME.log
                       (default: the socket's directory/console)
+  --halt-poll-us N    each domain polls up to N µs for an event before it sleeps,
+                      adapting as KVM's halt_poll_ns (default 1000; 0: never)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -34,17 +36,25 @@ export async function run(argv: string[]): Promise<number> {
     "keep-orphans": { type: "boolean", short: "K" },
     "log-level": { type: "string" },
     "console-log-dir": { type: "string" },
+    "halt-poll-us": { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
   const log = createLogger("xenlab-up", values["log-level"] as string | undefined);
   const socket = socketPath(values.socket as string | undefined);
+  const pollText = values["halt-poll-us"] as string | undefined;
+  const haltPollUs = pollText === undefined ? undefined : Number(pollText);
+  if (haltPollUs !== undefined && !(pollText !== "" && Number.isInteger(haltPollUs) && haltPollUs >= 0)) {
+    process.stderr.write(`xenlab up: --halt-poll-us wants a whole number of µs >= 0, not '${pollText}'\n`);
+    return 2;
+  }
   mkdirSync(dirname(socket), { recursive: true });
   const host = await Host.start({
     log,
     xenstored: { keepOrphans: values["keep-orphans"] === true },
     onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
     consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
+    ...(haltPollUs === undefined ? {} : { haltPollUs }),
   });
   await host.listen(socket);
   const control = new ControlServer(host);

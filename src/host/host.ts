@@ -44,6 +44,8 @@ export interface HostOptions {
   readonly workerEntry?: URL;
   /** Where the console daemon keeps `guest-<name>.log` files (none: no log files). */
   readonly consoleLogDir?: string;
+  /** Each domain's longest halt-polling window, µs (default HALT_POLL_US_DEFAULT; 0: off). */
+  readonly haltPollUs?: number;
 }
 
 export class Host {
@@ -93,6 +95,7 @@ export class Host {
         if (host !== null) host.#released(domid);
       },
       ...(opts.workerEntry === undefined ? {} : { workerEntry: opts.workerEntry }),
+      ...(opts.haltPollUs === undefined ? {} : { haltPollUs: opts.haltPollUs }),
     });
     hv.create({ ...opts.dom0, domid: 0, name: opts.dom0?.name ?? "Domain-0" });
     host = new Host(opts, hv);

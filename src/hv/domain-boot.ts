@@ -40,6 +40,11 @@ export interface DomainBoot {
   readonly bootTime: number;
   /** Modules to load at boot, as `insmod` would (module URLs). */
   readonly modules: readonly string[];
+  /** The longest halt-polling window of the kernel's event loop, µs; 0: never poll. */
+  readonly haltPollUs: number;
+  /** One int32 shared by every domain: threads polling now; at most `pollLimit` may. */
+  readonly pollers: SharedArrayBuffer;
+  readonly pollLimit: number;
 }
 
 /**

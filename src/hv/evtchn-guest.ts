@@ -45,6 +45,16 @@
  *   cheapest wake-up; the thread does nothing else meanwhile.
  * - start()/stop(): an async loop on Atomics.waitAsync for event-driven code. A pending waitAsync
  *   does not keep a Node event loop alive, so start() holds a ref'd timer until stop().
+ *
+ * Halt polling (the async loop only, `haltPollUs` > 0): before it sleeps, the loop polls for an
+ * upcall for a while, yielding to the event loop between looks (setImmediate), so promises,
+ * timers, file I/O and messages go on while it polls. An event that comes during the poll is
+ * taken with no sleep and no wake-up: on this VM a wake-up costs the sleeper 10–90 µs and its
+ * waker as much (spec/platform.md), more than a blkif or XenStore request costs to serve. The
+ * window adapts as KVM's halt_poll_ns does (virt/kvm/kvm_main.c, with its defaults): it starts at
+ * 0; a halt that ended within `haltPollUs` but after the window grows it (×2, at least 10 µs,
+ * at most `haltPollUs`); a halt longer than `haltPollUs` shrinks it (÷2, to 0 below 10 µs). So a
+ * busy domain polls and an idle one sleeps at once, costing one window's CPU per idle period.
  */
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {
@@ -84,6 +94,31 @@ export interface UpcallOptions {
    * the loop's promise reject).
    */
   onError?: (err: unknown, port: number) => void;
+  /** Longest halt-polling window of the async loop, µs (see the module comment); 0, the default, never polls. */
+  haltPollUs?: number;
+  /**
+   * A count of the threads polling now, shared by every vCPU of the host, and its limit: a vCPU
+   * that would be one too many sleeps at once instead (polling threads beyond the cores only take
+   * time from the threads with work). Without it, no limit.
+   */
+  pollers?: { readonly count: Int32Array; readonly limit: number };
+}
+
+/** KVM's halt_poll_ns_grow_start (10 µs), halt_poll_ns_grow and halt_poll_ns_shrink (2). */
+const POLL_GROW_START_US = 10;
+const POLL_GROW = 2;
+const POLL_SHRINK = 2;
+
+/** Counters of the async loop's halts (each time it found no upcall due). */
+export interface HaltStats {
+  /** Halts that ended during the poll: no sleep. */
+  polled: number;
+  /** Halts that slept in Atomics.waitAsync. */
+  slept: number;
+  /** Halts that did not poll because the host's limit of polling threads was reached. */
+  crowded: number;
+  /** The current polling window, µs. */
+  windowUs: number;
 }
 
 interface WaitAsyncResult {
@@ -118,6 +153,10 @@ export class EventChannelUpcall {
   #generation = 0;
   #keepAlive: ReturnType<typeof setInterval> | undefined;
   #loop: Promise<void> | undefined;
+  readonly #pollMaxUs: number;
+  readonly #pollers: { readonly count: Int32Array; readonly limit: number } | undefined;
+  #pollUs = 0;
+  readonly #halts: HaltStats = { polled: 0, slept: 0, crowded: 0, windowUs: 0 };
 
   constructor(boot: GuestEventsBoot, opts: UpcallOptions = {}) {
     const v = boot.vcpu;
@@ -136,6 +175,16 @@ export class EventChannelUpcall {
     this.#peerPort = boot.peers;
     this.#peers.set(boot.serial, this.#mem);
     this.#onError = opts.onError;
+    const poll = opts.haltPollUs ?? 0;
+    if (!(Number.isFinite(poll) && poll >= 0))
+      throw new RangeError(`haltPollUs ${poll} is not a number of µs >= 0`);
+    this.#pollMaxUs = poll;
+    this.#pollers = opts.pollers;
+  }
+
+  /** The async loop's halts so far, and its polling window now. */
+  get halts(): HaltStats {
+    return { ...this.#halts, windowUs: this.#pollUs };
   }
 
   /** Run `handler(port)` for each event on `port` (replacing any earlier handler). */
@@ -313,11 +362,20 @@ export class EventChannelUpcall {
     const live = (): boolean => this.#running && this.#generation === generation;
     try {
       while (live()) {
-        const seen = Atomics.load(this.#words, this.#wakeWord);
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
-          const r = waitAsync(this.#words, this.#wakeWord, seen);
-          if (r.async) await r.value;
+          const t0 = performance.now();
+          if (this.#pollUs > 0 && (await this.#pollLimited(t0 + this.#pollUs / 1000, live))) {
+            this.#halts.polled++;
+          } else {
+            const seen = Atomics.load(this.#words, this.#wakeWord);
+            if (live() && Atomics.load(this.#bytes, this.#upcallByte) === 0) {
+              const r = waitAsync(this.#words, this.#wakeWord, seen);
+              if (r.async) await r.value;
+              this.#halts.slept++;
+            }
+          }
           if (!live()) return;
+          if (this.#pollMaxUs > 0) this.#adapt((performance.now() - t0) * 1000);
         }
         this.upcall();
       }
@@ -329,6 +387,43 @@ export class EventChannelUpcall {
       }
       throw err;
     }
+  }
+
+  /** #poll, if fewer than the limit of threads are polling; else false at once. */
+  async #pollLimited(deadline: number, live: () => boolean): Promise<boolean> {
+    const p = this.#pollers;
+    if (p === undefined) return this.#poll(deadline, live);
+    if (Atomics.add(p.count, 0, 1) >= p.limit) {
+      Atomics.sub(p.count, 0, 1);
+      this.#halts.crowded++;
+      return false;
+    }
+    try {
+      return await this.#poll(deadline, live);
+    } finally {
+      Atomics.sub(p.count, 0, 1);
+    }
+  }
+
+  /**
+   * Polls for an upcall until `deadline` (performance.now() ms), one look per event-loop turn;
+   * true when one is due (or the loop was stopped), false when the window passed.
+   */
+  #poll(deadline: number, live: () => boolean): Promise<boolean> {
+    const words = this.#bytes;
+    const at = this.#upcallByte;
+    return new Promise((resolve) => {
+      const look = (): void => {
+        if (Atomics.load(words, at) !== 0 || !live()) resolve(true);
+        else if (performance.now() >= deadline) resolve(false);
+        else setImmediate(look);
+      };
+      setImmediate(look);
+    });
+  }
+
+  #adapt(haltUs: number): void {
+    this.#pollUs = nextPollWindow(this.#pollUs, haltUs, this.#pollMaxUs);
   }
 
   /** The event memory of the peer incarnation `serial`, taking hand-offs from the port if new. */
@@ -348,6 +443,22 @@ export class EventChannelUpcall {
       if (p.serial === serial) return mem;
     }
   }
+}
+
+/**
+ * KVM's update of a vCPU's halt_poll_ns after a halt (kvm_vcpu_halt's grow/shrink), in µs: the
+ * window `cur` after a halt of `haltUs` (poll and sleep together) with the longest window `max`.
+ * Unchanged when the poll caught it; shrunk when the halt outlasted `max` (polling could not have
+ * helped); grown when a longer window would have caught it.
+ */
+export function nextPollWindow(cur: number, haltUs: number, max: number): number {
+  if (haltUs <= cur) return cur;
+  if (cur > 0 && haltUs > max) {
+    const next = cur / POLL_SHRINK;
+    return next < POLL_GROW_START_US ? 0 : next;
+  }
+  if (cur < max && haltUs < max) return Math.min(max, Math.max(POLL_GROW_START_US, cur * POLL_GROW));
+  return cur;
 }
 
 function checkPort(port: number): void {

@@ -26,6 +26,7 @@
  *              @releaseDomain and remove the domain's nodes. Pages other domains still map stay
  *              alive in their mappings until unmapped, as a dying domain's pages do in Xen.
  */
+import { availableParallelism } from "node:os";
 import { MessageChannel, type Worker } from "node:worker_threads";
 import type { Logger } from "../log.ts";
 import {
@@ -68,6 +69,8 @@ export interface CreateOptions {
   readonly vcpus?: number;
   /** Module URLs the kernel loads at boot, as `insmod` would. */
   readonly modules?: readonly string[];
+  /** The longest halt-polling window of the domain's event loop, µs (default: the hypervisor's). */
+  readonly haltPollUs?: number;
 }
 
 export interface DomainInfo {
@@ -91,7 +94,19 @@ export interface HypervisorOptions {
   readonly onDestroyed?: (domid: number) => void;
   /** The domain kernel's entry; default the sibling `domain-worker` module. */
   readonly workerEntry?: URL;
+  /**
+   * The longest halt-polling window of each domain's event loop, µs (src/hv/evtchn-guest.ts):
+   * default HALT_POLL_US_DEFAULT; 0 turns polling off (every wait sleeps).
+   */
+  readonly haltPollUs?: number;
 }
+
+/**
+ * The default longest window, µs: 5× KVM's x86 default (KVM_HALT_POLL_NS_DEFAULT, 200 µs), since a
+ * wake-up on these VMs costs 10–90 µs, ten times bare metal's (`bench blk` sleeps per MiB read: 0.4–0.6
+ * at 200 µs, 0.05 at 1000 µs).
+ */
+export const HALT_POLL_US_DEFAULT = 1000;
 
 interface Dom extends GrantDomain {
   readonly domid: number;
@@ -120,6 +135,8 @@ export class Hypervisor {
   readonly #domains = new Map<number, Dom>();
   readonly #log: Logger;
   readonly #opts: HypervisorOptions;
+  /** How many domain threads are halt-polling now (evtchn-guest.ts); at most one per core. */
+  readonly #pollers = new SharedArrayBuffer(4);
   #nextDomid = 1;
   #nextRequest = 1;
 
@@ -196,6 +213,9 @@ export class Hypervisor {
       console: { ...console },
       bootTime: performance.timeOrigin + performance.now(),
       modules: opts.modules ?? [],
+      haltPollUs: opts.haltPollUs ?? this.#opts.haltPollUs ?? HALT_POLL_US_DEFAULT,
+      pollers: this.#pollers,
+      pollLimit: availableParallelism(),
     };
     const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "domain-worker");
     const worker = spawnWorker(entry, boot, [events.peers, port2]);

@@ -109,6 +109,8 @@ export class Kernel {
     this.grantRefs = new GrantRefAllocator(this.grantTable.nrEntries);
     this.events = new EventChannelUpcall(boot.events, {
       onError: (err, port) => this.printk(`evtchn: handler of port ${port} failed: ${describe(err)}`),
+      haltPollUs: boot.haltPollUs,
+      pollers: { count: new Int32Array(boot.pollers), limit: boot.pollLimit },
     });
     const storePage = this.page(boot.store.gfn);
     this.xsChannel = new RingClientChannel({
