@@ -43,11 +43,16 @@ export const name = "xen_blkback";
 /** Linux's XENBUS_MAX_RING_GRANT_ORDER, blkback's default max_ring_page_order. */
 export const MAX_RING_PAGE_ORDER = 4;
 
+/** How blkback does its reads and writes when `io=` is not given (docs/blk.md). */
+export const IO_DEFAULT: "inline" | "threads" = "inline";
+
 interface Params {
   maxRingPageOrder: number;
   persistent: boolean;
   maxPersistentGrants: number;
   maxIndirectSegments: number;
+  /** `io=inline`: reads and writes in dom0's vCPU thread; `io=threads`: libuv's pool. */
+  inline: boolean;
 }
 
 interface Connection {
@@ -235,6 +240,7 @@ class BlkbackDriver implements XenbusDriver {
         persistent,
         maxIndirectSegments: this.params.maxIndirectSegments,
         maxPersistentGrants: this.params.maxPersistentGrants,
+        inline: this.params.inline,
         map: (ref, ro) => {
           const m = k.mapGrant(dev.otherendId, ref, ro);
           return { handle: m.handle, page: new Uint8Array(m.page) };
@@ -326,8 +332,19 @@ function arg(args: readonly string[], key: string, dflt: number): number {
   return dflt;
 }
 
+/** The `io=` argument: `inline` or `threads` (IO_DEFAULT when absent). */
+function ioArg(args: readonly string[]): boolean {
+  const a = args.findLast((x) => x.startsWith("io="));
+  const v = a === undefined ? IO_DEFAULT : a.slice(3);
+  if (v !== "inline" && v !== "threads") {
+    throw new RangeError(`Cannot load xen_blkback: bad ${a}: io=inline or io=threads`);
+  }
+  return v === "inline";
+}
+
 export async function init(k: Kernel, args: readonly string[]): Promise<void> {
   const d = new BlkbackDriver({
+    inline: ioArg(args),
     maxRingPageOrder: Math.min(arg(args, "max_ring_page_order", MAX_RING_PAGE_ORDER), MAX_RING_PAGE_ORDER),
     persistent: arg(args, "feature_persistent", 1) !== 0,
     maxPersistentGrants: arg(args, "max_persistent_grants", MAX_PERSISTENT_GRANTS),

@@ -76,6 +76,11 @@ export interface BlkifBackOptions {
   readonly persistent: boolean;
   readonly maxIndirectSegments?: number;
   readonly maxPersistentGrants?: number;
+  /**
+   * Do reads and writes in this thread, synchronously, when the store can (`io=inline`): no
+   * thread-pool hop, but the thread waits for the disk. Default false: libuv's pool.
+   */
+  readonly inline?: boolean;
   /** Maps the frontend's `ref` (throws when the hypervisor refuses). */
   map(ref: number, readonly: boolean): MappedGrant;
   unmap(handle: number): void;
@@ -124,6 +129,9 @@ interface Bio {
   readonly resolve: () => void;
   readonly reject: (e: unknown) => void;
 }
+
+/** What #rw returns for a request already answered (io=inline): nothing to track. */
+const DONE: Promise<void> = Promise.resolve();
 
 /** Linux's UIO_MAXIOV: iovecs one preadv/pwritev takes (libuv would cut a longer list). */
 export const IOV_MAX = 1024;
@@ -212,6 +220,7 @@ export class BlkifBack {
       const group = plug.slice(i, j);
       const bufs = group.length === 1 ? first.bufs : group.flatMap((b) => b.bufs);
       this.stats.ioCalls++;
+      i = j;
       (first.write ? store.writev(bufs, first.pos) : store.readv(bufs, first.pos)).then(
         () => {
           for (const b of group) b.resolve();
@@ -220,7 +229,6 @@ export class BlkifBack {
           for (const b of group) b.reject(e);
         },
       );
-      i = j;
     }
   }
 
@@ -274,6 +282,7 @@ export class BlkifBack {
       this.#fail(req, e);
       return;
     }
+    if (p === DONE) return;
     const tracked: Promise<void> = p.then(
       () => {},
       (e: unknown) => this.#fail(req, e),
@@ -427,6 +436,10 @@ export class BlkifBack {
     }
     const pos = Number(req.sectorNumber) * 512;
     const store = this.#o.store;
+    if (!flush && this.#o.inline === true) {
+      const sync = write ? store.writevSync : store.readvSync;
+      if (sync !== undefined) return this.#rwInline(req, op, write, nsec, bufs, pos, held, transient, sync);
+    }
     const io = async (): Promise<void> => {
       if (!flush) {
         // Plain reads and writes wait in the plug, to be merged with their neighbours on disk.
@@ -460,6 +473,36 @@ export class BlkifBack {
     );
   }
 
+  /**
+   * `io=inline`: the read or write now, in this thread, then the response, pushed at once (as
+   * Linux's make_response pushes each one), so the frontend can use it while the next request of
+   * the pass is served. No plug: merging would hold responses back for little gain, since a call
+   * here costs no thread hop. Returns DONE, or throws the I/O error (after the release).
+   */
+  #rwInline(
+    req: BlkifRwRequest | BlkifIndirectRequest,
+    op: 0 | 1 | 2 | 3,
+    write: boolean,
+    nsec: number,
+    bufs: Uint8Array[],
+    pos: number,
+    held: PersistentGrant[],
+    transient: { handle: number; ref: number }[],
+    sync: (this: BlockStore, bufs: readonly Uint8Array[], pos: number) => void,
+  ): Promise<void> {
+    this.stats.ioCalls++;
+    try {
+      sync.call(this.#o.store, bufs, pos);
+    } finally {
+      this.#release(held, transient);
+    }
+    if (write) this.stats.wrSect += nsec;
+    else this.stats.rdSect += nsec;
+    this.#respond(req.id, op, BLKIF_RSP.okay);
+    this.#pushResponses();
+    return DONE;
+  }
+
   #release(held: PersistentGrant[], transient: { handle: number; ref: number }[]): void {
     for (const g of held) g.inUse = false;
     for (const t of transient) this.#unmapQuietly(t.handle, t.ref);
@@ -486,14 +529,19 @@ export class BlkifBack {
     setImmediate(() => this.#flushResponses());
   }
 
-  #flushResponses(): void {
-    this.#pushScheduled = false;
+  /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY, and the event if the frontend asked for one. */
+  #pushResponses(): void {
     const ring = this.#ring;
     if (ring.rspProdPvt !== ring.shared.rspProd && ring.pushResponsesAndCheckNotify()) {
       this.stats.kicks++;
       this.#o.notify();
     }
+  }
+
+  #flushResponses(): void {
+    this.#pushScheduled = false;
+    this.#pushResponses();
     // Requests a (hostile) frontend queued beyond the ring's free slots can go now.
-    if (!this.#halted && !this.#stopped && ring.hasUnconsumedRequests()) this.onEvent();
+    if (!this.#halted && !this.#stopped && this.#ring.hasUnconsumedRequests()) this.onEvent();
   }
 }

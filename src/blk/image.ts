@@ -4,7 +4,8 @@
  *
  * Reads and writes go straight between the file and the granted pages the backend mapped (Buffer
  * views over the pages' SharedArrayBuffers, no copies), one `preadv`/`pwritev` per request for all
- * its segments, on libuv's thread pool so dom0's event loop never blocks. Flush is `fdatasync`.
+ * its segments: on libuv's thread pool (readv/writev), so dom0's event loop never blocks, or in the
+ * caller's thread (readvSync/writevSync, blkback's `io=inline`). Flush is `fdatasync`.
  * Node has no `fallocate`, so discard writes zeros over the range (blkif allows either: after a
  * discard the contents are unspecified; ours read back as zeros).
  */
@@ -19,6 +20,10 @@ export interface BlockStore {
   readv(bufs: readonly Uint8Array[], pos: number): Promise<void>;
   /** Writes `bufs` in order at `pos`. */
   writev(bufs: readonly Uint8Array[], pos: number): Promise<void>;
+  /** readv in the caller's thread (blkback's `io=inline`); absent: the store has only readv. */
+  readvSync?(bufs: readonly Uint8Array[], pos: number): void;
+  /** writev in the caller's thread (blkback's `io=inline`). */
+  writevSync?(bufs: readonly Uint8Array[], pos: number): void;
   /** Makes completed writes durable (fdatasync). */
   flush(): Promise<void>;
   /** Discards `len` bytes at `pos`: afterwards they read as zeros. */
@@ -112,6 +117,31 @@ export class RawImage implements BlockStore {
       };
       step(bufs, pos, 0);
     });
+  }
+
+  readvSync(bufs: readonly Uint8Array[], pos: number): void {
+    const want = total(bufs);
+    let list = bufs;
+    for (let done = 0; done < want; ) {
+      const n = fs.readvSync(this.#fd, list as NodeJS.ArrayBufferView[], pos + done);
+      // Past the end of the file (an image that shrank): the rest reads as zeros.
+      if (n === 0) {
+        for (const b of list) b.fill(0);
+        return;
+      }
+      done += n;
+      if (done < want) list = rest(bufs, done);
+    }
+  }
+
+  writevSync(bufs: readonly Uint8Array[], pos: number): void {
+    if (!this.writable) throw new Error(`Cannot write ${this.path}: opened read-only`);
+    const want = total(bufs);
+    let list = bufs;
+    for (let done = 0; done < want; ) {
+      done += fs.writevSync(this.#fd, list as NodeJS.ArrayBufferView[], pos + done);
+      if (done < want) list = rest(bufs, done);
+    }
   }
 
   flush(): Promise<void> {

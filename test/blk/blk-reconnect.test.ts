@@ -99,7 +99,8 @@ describe("blkback killed mid-I/O, then back", () => {
   it("reconnects when blkback is loaded again, and the disk works", async () => {
     await host.hv.insmod(0, BLKBACK_MODULE);
     await until("the disk to come back", async () => ((await call("list")) as string[]).includes("xvda"));
-    assert.equal(await host.xs.read(`${fe()}/state`), "4");
+    // blkfront registers the disk, then writes Connected.
+    await until("the frontend to be Connected", async () => (await host.xs.read(`${fe()}/state`)) === "4");
     const file = readFileSync(image);
     for (const [sector, i] of acked) {
       // A later write to the same range may have landed without being acknowledged; an
