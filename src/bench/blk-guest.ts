@@ -6,6 +6,7 @@
  * what blkfront counted meanwhile (ring requests, kicks sent, events handled).
  */
 import { type BlockStats, blockDevices } from "../blk/blockdev.ts";
+import type { HaltStats } from "../hv/evtchn-guest.ts";
 import type { Kernel } from "../hv/kernel.ts";
 import { type LoadResult, type LoadSpec, runLoad } from "./blk-load.ts";
 
@@ -27,7 +28,12 @@ export interface GuestResult extends LoadResult {
 
 const ZERO: BlockStats = { requests: 0, kicks: 0, events: 0 };
 
-export async function call(k: Kernel, cmd: string, arg: unknown): Promise<GuestResult> {
+/**
+ * `run`: a load, as above. `halts`: the kernel event loop's halts so far (HaltStats), to tell
+ * how often a side slept; the bench loads this module into dom0 too, for that.
+ */
+export async function call(k: Kernel, cmd: string, arg: unknown): Promise<GuestResult | HaltStats> {
+  if (cmd === "halts") return k.events.halts;
   if (cmd !== "run") throw new RangeError(`blk_bench: unknown command '${cmd}'`);
   const { vdev, spec } = arg as GuestRun;
   const dev = blockDevices(k).get(vdev);

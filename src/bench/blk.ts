@@ -38,8 +38,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
 import type { BlkifBackStats } from "../blk/blkif-back.ts";
-import { attachDisk, BLKFRONT_MODULE } from "../host/disk.ts";
+import { attachDisk, BLKBACK_MODULE, BLKFRONT_MODULE } from "../host/disk.ts";
 import { Host } from "../host/host.ts";
+import type { HaltStats } from "../hv/evtchn-guest.ts";
 import { siblingModule, spawnWorker } from "../hv/spawn.ts";
 import { createLogger } from "../log.ts";
 import type { FileRequest } from "./blk-file.ts";
@@ -70,6 +71,10 @@ export interface Options {
   only?: string;
   /** xen_blkfront's module arguments in the guest. */
   frontArgs: string[];
+  /** xen_blkback's module arguments in dom0. */
+  backArgs: string[];
+  /** The host's halt-polling window, µs (undefined: the host's default). */
+  haltPollUs?: number;
 }
 
 const DEFAULTS: Options = {
@@ -80,7 +85,8 @@ const DEFAULTS: Options = {
   sizeMiB: 256,
   qd: 32,
   seqQd: 1,
-  frontArgs: ["max_indirect_segments=256"],
+  frontArgs: [],
+  backArgs: [],
 };
 const QUICK: Partial<Options> = { runs: 1, seconds: 0.3, warmup: 0.1, sizeMiB: 16 };
 const MIB = 1024 * 1024;
@@ -116,7 +122,10 @@ image in the page cache (read in full before each measurement, fdatasync'ed afte
   --seq-qd N     queue depth of the sequential cases (default ${DEFAULTS.seqQd})
   --only TEXT    only the cases whose name contains TEXT (e.g. seqread)
   --front-args A xen_blkfront's module arguments in the guest, space-separated
-                 (default '${DEFAULTS.frontArgs.join(" ")}'; '' for Linux's defaults)
+                 (default none: Linux's defaults, 32 indirect segments)
+  --back-args A  xen_blkback's module arguments in dom0, space-separated (default none)
+  --halt-poll-us N
+                 each domain's halt-polling window, µs (default the host's, 1000; 0: off)
   --quick        --runs ${QUICK.runs} --seconds ${QUICK.seconds} --warmup ${QUICK.warmup} --size ${QUICK.sizeMiB}
 `;
 
@@ -149,6 +158,14 @@ const OPTIONS: OptionTable<Options> = {
     const v = arg.next();
     if (v === undefined) throw new RangeError("Option '--front-args' needs the arguments (or '')");
     o.frontArgs = v.split(" ").filter((a) => a !== "");
+  },
+  "--back-args": (o, arg) => {
+    const v = arg.next();
+    if (v === undefined) throw new RangeError("Option '--back-args' needs the arguments (or '')");
+    o.backArgs = v.split(" ").filter((a) => a !== "");
+  },
+  "--halt-poll-us": (o, arg) => {
+    o.haltPollUs = arg.int(0);
   },
   "--only": (o, arg) => {
     const v = arg.next();
@@ -277,6 +294,9 @@ interface Costs {
   kicksFront: number;
   kicksBack: number;
   ioCalls: number;
+  /** Halts of the guest's and dom0's event loops that slept (the others ended in their poll). */
+  sleepsGuest: number;
+  sleepsDom0: number;
 }
 
 function table(
@@ -295,6 +315,7 @@ function table(
       "reqs/io",
       "kicks/io f→b|b→f",
       "preadv/io",
+      "sleeps/io g|d0",
       "runs (xenlab)",
       "runs (node:fs)",
     ],
@@ -316,6 +337,7 @@ function table(
       m((x) => x.reqs),
       `${m((x) => x.kicksFront)}|${m((x) => x.kicksBack)}`,
       m((x) => x.ioCalls),
+      `${m((x) => x.sleepsGuest)}|${m((x) => x.sleepsDom0)}`,
       s.xenlab.map((v) => fmt(c, v).replace(" ", "")).join(" "),
       s["node-fs"].map((v) => fmt(c, v).replace(" ", "")).join(" "),
     ]);
@@ -323,7 +345,8 @@ function table(
   return [
     "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
     "medians over the runs; ratio = xenlab / node:fs; page cache warm and clean for every measurement",
-    "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls",
+    "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
+    "  sleeps of the guest's|dom0's event loop (halts not ended by halt polling)",
     ...alignColumns(rows, (i, n) => i <= 1 || i === 5 || i >= n - 2).map((l) => l.trimEnd()),
   ].join("\n");
 }
@@ -342,10 +365,12 @@ async function bench(o: Options): Promise<number> {
   let file: FileSide | null = null;
   try {
     await makeImage(image, o.sizeMiB * MIB);
-    host = await Host.start({ log });
+    host = await Host.start({ log, ...(o.haltPollUs === undefined ? {} : { haltPollUs: o.haltPollUs }) });
+    // Loaded here with the arguments asked for; attachDisk then finds it loaded.
+    if (o.backArgs.length > 0) await host.hv.insmod(0, BLKBACK_MODULE, o.backArgs);
     const { domid } = await host.createDomain({ name: "bench-blk", maxPages: GUEST_PAGES });
-    // Tuned for large I/O as a Linux guest is (xen_blkfront.max_indirect_segments=256): one ring
-    // request per MiB instead of Linux's default 32 segments' eight. --front-args replaces it.
+    // Linux's defaults (32 indirect segments: a MiB is 8 ring requests, which blkback serves while
+    // blkfront copies the ones before); --front-args changes them.
     await host.hv.insmod(domid, BLKFRONT_MODULE, o.frontArgs);
     await attachDisk(host, domid, {
       target: image,
@@ -354,7 +379,10 @@ async function bench(o: Options): Promise<number> {
       format: "raw",
       devtype: "disk",
     });
-    await host.hv.insmod(domid, siblingModule(import.meta.url, "blk-guest").href);
+    const benchModule = siblingModule(import.meta.url, "blk-guest").href;
+    await host.hv.insmod(domid, benchModule);
+    // In dom0 only for its `halts` (how often dom0's event loop slept).
+    await host.hv.insmod(0, benchModule);
     file = new FileSide(image);
     await file.ready;
     const h = host;
@@ -368,6 +396,10 @@ async function bench(o: Options): Promise<number> {
       if (s === undefined) throw new Error("blkback has no connected device");
       return s;
     };
+    const halts = async (): Promise<{ guest: HaltStats; dom0: HaltStats }> => ({
+      guest: (await h.hv.call(domid, "blk_bench", "halts")) as HaltStats,
+      dom0: (await h.hv.call(0, "blk_bench", "halts")) as HaltStats,
+    });
     const order: [Case, Variant][] = cs.flatMap((c) => [
       [c, "xenlab"],
       [c, "node-fs"],
@@ -379,18 +411,22 @@ async function bench(o: Options): Promise<number> {
       let r: LoadResult;
       if (v === "xenlab") {
         const b0 = await backStats();
+        const h0 = await halts();
         const g = (await withTimeout(
           h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec } satisfies GuestRun),
           limit,
           `${c.name} in the guest`,
         )) as GuestResult;
         const b1 = await backStats();
+        const h1 = await halts();
         const n = Math.max(1, g.allOps);
         costs.get(c.name)!.push({
           reqs: g.front.requests / n,
           kicksFront: g.front.kicks / n,
           kicksBack: (b1.kicks - b0.kicks) / n,
           ioCalls: (b1.ioCalls - b0.ioCalls) / n,
+          sleepsGuest: (h1.guest.slept - h0.guest.slept) / n,
+          sleepsDom0: (h1.dom0.slept - h0.dom0.slept) / n,
         });
         r = g;
       } else {
