@@ -64,6 +64,7 @@ import {
   type BlockStats,
   blockDevices,
   devidToVdev,
+  type IoBuffer,
 } from "./blockdev.ts";
 
 export const name = "xen_blkfront";
@@ -100,6 +101,8 @@ interface Chunk {
   /** Pool pages holding data, then indirect pages (set when it goes on the ring). */
   pages: PoolPage[];
   indirect: PoolPage[];
+  /** The data pages are a caller's IoBuffer's (given in `pages`): no copy, not returned to the pool. */
+  readonly zc: boolean;
 }
 
 interface DiskInfo {
@@ -177,7 +180,17 @@ class Front {
       const s = sector + done;
       parts.push(
         new Promise<void>((resolve, reject) => {
-          this.#queue.push({ op, sector: s, nsec: n, buf: slice, resolve, reject, pages: [], indirect: [] });
+          this.#queue.push({
+            op,
+            sector: s,
+            nsec: n,
+            buf: slice,
+            resolve,
+            reject,
+            pages: [],
+            indirect: [],
+            zc: false,
+          });
         }),
       );
       if (nsec === 0) break;
@@ -201,9 +214,65 @@ class Front {
         reject,
         pages: [],
         indirect: [],
+        zc: false,
       });
       this.#kick();
     });
+  }
+
+  /**
+   * Zero-copy I/O on `pages`, an IoBuffer's pages of this connection: split as submit() splits,
+   * each chunk naming its own pages.
+   */
+  submitPages(op: 0 | 1, sector: number, nsec: number, pages: readonly PoolPage[]): Promise<void> {
+    const info = this.info;
+    if (info === null || this.dead !== null) {
+      return Promise.reject(new BlockIOError(`${this.dev.nodename}: disk not connected`, -1));
+    }
+    const perReq =
+      (info.features.maxIndirectSegments > 0
+        ? info.features.maxIndirectSegments
+        : BLKIF_MAX_SEGMENTS_PER_REQUEST) * SECTORS_PER_PAGE;
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < nsec; done += perReq) {
+      const n = Math.min(perReq, nsec - done);
+      const first = done / SECTORS_PER_PAGE;
+      const mine = pages.slice(first, first + Math.ceil(n / SECTORS_PER_PAGE));
+      parts.push(
+        new Promise<void>((resolve, reject) => {
+          this.#queue.push({
+            op,
+            sector: sector + done,
+            nsec: n,
+            buf: null,
+            resolve,
+            reject,
+            pages: mine,
+            indirect: [],
+            zc: true,
+          });
+        }),
+      );
+    }
+    this.#kick();
+    return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => {});
+  }
+
+  /** Takes `n` pages out of the pool for good, for an IoBuffer (null: the pool has no room). */
+  takeForBuffer(n: number): PoolPage[] | null {
+    if (this.dead !== null) return null;
+    return this.#take(n);
+  }
+
+  /** An IoBuffer's pages come back: into the pool, unless this connection is over. */
+  returnBuffer(pages: readonly PoolPage[]): void {
+    if (this.dead !== null) return; // release() frees them with the rest
+    this.#put([...pages]);
+  }
+
+  /** Whether `p` is one of this connection's pool pages. */
+  owns(p: PoolPage): boolean {
+    return this.#all.has(p);
   }
 
   // ---------------------------------------------------------------- pool
@@ -250,6 +319,14 @@ class Front {
     }
   }
 
+  /** An IoBuffer's pages after a request: without persistent grants their grants end; they stay the caller's. */
+  #unshare(pages: PoolPage[]): void {
+    if (this.info!.features.persistent) return;
+    for (const p of pages) {
+      if (p.ref >= 0 && this.k.endAccess(p.ref)) p.ref = -1;
+    }
+  }
+
   // ---------------------------------------------------------------- requests
 
   /** Puts queued chunks on the ring while there are slots and pages (blkif_queue_request). */
@@ -262,7 +339,7 @@ class Front {
       const nseg = Math.ceil(c.nsec / SECTORS_PER_PAGE);
       const indirect = nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST;
       const nind = indirect ? Math.ceil(nseg / SEGS_PER_INDIRECT_FRAME) : 0;
-      const pages = c.op === BLKIF_OP.discard ? [] : this.#take(nseg + nind);
+      const pages = c.op === BLKIF_OP.discard ? [] : this.#take(c.zc ? nind : nseg + nind);
       if (pages === null) {
         if (this.inflight === 0) {
           this.#queue.shift();
@@ -272,8 +349,11 @@ class Front {
         break; // wait for a response to return pages
       }
       this.#queue.shift();
-      c.pages = pages.slice(0, nseg);
-      c.indirect = pages.slice(nseg);
+      if (c.zc) c.indirect = pages;
+      else {
+        c.pages = pages.slice(0, nseg);
+        c.indirect = pages.slice(nseg);
+      }
       const id = this.#freeIds.pop()!;
       this.#shadow[id] = c;
       this.#encode(c, id, nseg, indirect);
@@ -394,7 +474,8 @@ class Front {
         c.buf.set(c.pages[i]!.page.subarray(0, n * 512), i * 4096);
       }
     }
-    this.#put(c.pages);
+    if (c.zc) this.#unshare(c.pages);
+    else this.#put(c.pages);
     this.#put(c.indirect);
     if (status === BLKIF_RSP.okay) {
       c.resolve();
@@ -473,6 +554,26 @@ function opName(op: number): string {
   return (["read", "write", "barrier", "flush", "op 4", "discard", "indirect"] as const)[op] ?? `op ${op}`;
 }
 
+/** An IoBuffer: pool pages of one connection, the caller's until free(). */
+class PageBuffer implements IoBuffer {
+  readonly front: Front;
+  readonly poolPages: readonly PoolPage[];
+  readonly byteLength: number;
+  readonly pages: readonly Uint8Array[];
+  freed = false;
+  constructor(front: Front, pages: PoolPage[], bytes: number) {
+    this.front = front;
+    this.poolPages = pages;
+    this.byteLength = bytes;
+    this.pages = pages.map((p) => p.page);
+  }
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    this.front.returnBuffer(this.poolPages);
+  }
+}
+
 /** The BlockDevice a guest module sees for one connection. */
 class Disk implements BlockDevice {
   readonly #f: Front;
@@ -544,6 +645,44 @@ class Disk implements BlockDevice {
     // Without feature-flush-cache the backend writes through: nothing to flush (Linux sends none).
     if (!this.#i.features.flush) return;
     await this.#f.submit(BLKIF_OP.flushDiskcache, 0, 0, null);
+  }
+
+  allocBuffer(bytes: number): IoBuffer {
+    if (!(Number.isSafeInteger(bytes) && bytes > 0))
+      throw new RangeError(`Cannot allocate a ${bytes}-byte buffer`);
+    const n = Math.ceil(bytes / 4096);
+    const pages = this.#f.takeForBuffer(n);
+    if (pages === null) {
+      throw new BlockIOError(
+        `${this.#i.vdev}: no memory for a buffer of ${n} pages (max_pages or the domain's)`,
+        -1,
+      );
+    }
+    return new PageBuffer(this.#f, pages, bytes);
+  }
+
+  async readBuffer(sector: number, count: number, buf: IoBuffer): Promise<void> {
+    this.#check("read", sector, count);
+    await this.#f.submitPages(BLKIF_OP.read, sector, count, this.#pagesOf("read", buf, count));
+  }
+
+  async writeBuffer(sector: number, count: number, buf: IoBuffer): Promise<void> {
+    this.#check("write", sector, count);
+    if (this.#i.readonly) throw new BlockIOError(`${this.#i.vdev}: read-only disk`, BLKIF_RSP.error);
+    await this.#f.submitPages(BLKIF_OP.write, sector, count, this.#pagesOf("write", buf, count));
+  }
+
+  /** The pool pages behind `buf`, checked: this connection's, live, big enough. */
+  #pagesOf(what: string, buf: IoBuffer, count: number): readonly PoolPage[] {
+    if (!(buf instanceof PageBuffer) || buf.front !== this.#f || buf.freed) {
+      throw new RangeError(
+        `Cannot ${what} with that buffer: not a live buffer of ${this.#i.vdev} on this connection`,
+      );
+    }
+    if (buf.byteLength < count * 512) {
+      throw new RangeError(`Cannot ${what} ${count} sectors with a ${buf.byteLength}-byte buffer`);
+    }
+    return buf.poolPages;
   }
 
   async discard(sector: number, count: number): Promise<void> {
@@ -819,7 +958,13 @@ function disk(k: Kernel, vdev: unknown): BlockDevice {
  * `read`, `write`, `flush`, `discard` (see the brief's contract in docs/blk.md).
  */
 export async function call(k: Kernel, cmd: string, a: unknown): Promise<unknown> {
-  const o = (a ?? {}) as { vdev?: unknown; sector?: unknown; count?: unknown; data?: unknown };
+  const o = (a ?? {}) as {
+    vdev?: unknown;
+    sector?: unknown;
+    count?: unknown;
+    data?: unknown;
+    zeroCopy?: unknown;
+  };
   switch (cmd) {
     case "list":
       return [...blockDevices(k).keys()];
@@ -836,10 +981,12 @@ export async function call(k: Kernel, cmd: string, a: unknown): Promise<unknown>
       };
     }
     case "read":
+      if (o.zeroCopy === true) return readZeroCopy(disk(k, o.vdev), Number(o.sector), Number(o.count));
       return disk(k, o.vdev).read(Number(o.sector), Number(o.count));
     case "write": {
       if (!(o.data instanceof Uint8Array)) throw new TypeError("write: data must be a Uint8Array");
-      await disk(k, o.vdev).write(Number(o.sector), o.data);
+      if (o.zeroCopy === true) await writeZeroCopy(disk(k, o.vdev), Number(o.sector), o.data);
+      else await disk(k, o.vdev).write(Number(o.sector), o.data);
       return undefined;
     }
     case "flush":
@@ -850,5 +997,36 @@ export async function call(k: Kernel, cmd: string, a: unknown): Promise<unknown>
       return undefined;
     default:
       throw new Error(`xen_blkfront: unknown call ${cmd}`);
+  }
+}
+
+/** The `read` call with `zeroCopy`: through an IoBuffer, copied out for the reply. */
+async function readZeroCopy(d: BlockDevice, sector: number, count: number): Promise<Uint8Array> {
+  const buf = d.allocBuffer!(count * 512);
+  try {
+    await d.readBuffer!(sector, count, buf);
+    const out = new Uint8Array(count * 512);
+    buf.pages.forEach((p, i) => {
+      out.set(p.subarray(0, Math.min(4096, out.length - i * 4096)), i * 4096);
+    });
+    return out;
+  } finally {
+    buf.free();
+  }
+}
+
+/** The `write` call with `zeroCopy`: the data put in an IoBuffer's pages, then written from them. */
+async function writeZeroCopy(d: BlockDevice, sector: number, data: Uint8Array): Promise<void> {
+  if (data.byteLength % 512 !== 0) {
+    throw new RangeError(`Cannot write ${data.byteLength} bytes: not a whole number of sectors`);
+  }
+  const buf = d.allocBuffer!(data.byteLength);
+  try {
+    buf.pages.forEach((p, i) => {
+      p.set(data.subarray(i * 4096, (i + 1) * 4096));
+    });
+    await d.writeBuffer!(sector, data.byteLength / 512, buf);
+  } finally {
+    buf.free();
   }
 }

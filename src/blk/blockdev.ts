@@ -63,6 +63,28 @@ export interface BlockDevice {
   discard(sector: number, count: number): Promise<void>;
   /** The frontend's counters since the disk connected (Linux: the ring's debugfs/sysfs). */
   readonly stats?: BlockStats;
+  /**
+   * Zero-copy I/O, for frontends that can (blkfront): `allocBuffer` gives guest pages the
+   * frontend grants to the backend as they are, so `readBuffer`/`writeBuffer` move data between
+   * the disk and those pages with no copy in the guest (as O_DIRECT into pages blkfront grants,
+   * or io_uring's registered buffers). A buffer belongs to the connection that gave it.
+   */
+  allocBuffer?(bytes: number): IoBuffer;
+  /** Reads `count` sectors into the first count * 512 bytes of `buf`. */
+  readBuffer?(sector: number, count: number, buf: IoBuffer): Promise<void>;
+  /** Writes the first `count` sectors of `buf`. */
+  writeBuffer?(sector: number, count: number, buf: IoBuffer): Promise<void>;
+}
+
+/**
+ * Guest pages for zero-copy I/O: `pages[i]` holds bytes i * 4096 … i * 4096 + 4095 of the buffer.
+ * Not to be touched while a request on it is in flight (the backend reads or fills the pages).
+ */
+export interface IoBuffer {
+  readonly byteLength: number;
+  readonly pages: readonly Uint8Array[];
+  /** Gives the pages back to the frontend's pool; the buffer is unusable afterwards. */
+  free(): void;
 }
 
 /** What a frontend counts on one connection. */

@@ -3,7 +3,8 @@
  * returns what the model holds, byte for byte, and at the end the image file holds exactly the
  * model. Two guests negotiate differently: one with a 16-page ring (`ring-page-order` 4,
  * `ring-ref0..15`) and 256 indirect segments with persistent grants, one with a one-page ring,
- * no persistent grants and no indirect requests (11 segments at most).
+ * no persistent grants and no indirect requests (11 segments at most). Each read and write goes
+ * either through blkfront's copying API or zero-copy, through an IoBuffer of guest pages.
  */
 import assert from "node:assert/strict";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -17,9 +18,10 @@ import { tempDir } from "../helpers/peers.ts";
 
 const SECTORS = 4096; // 2 MiB
 
+/** `zeroCopy`: through an IoBuffer of guest pages granted as they are (blkfront's allocBuffer). */
 type Op =
-  | { kind: "write"; sector: number; count: number; seed: number }
-  | { kind: "read"; sector: number; count: number }
+  | { kind: "write"; sector: number; count: number; seed: number; zeroCopy: boolean }
+  | { kind: "read"; sector: number; count: number; zeroCopy: boolean }
   | { kind: "flush" };
 
 const range = fc
@@ -30,9 +32,16 @@ const range = fc
 const op: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 4,
-    arbitrary: range.chain((r) => fc.integer().map((seed) => ({ kind: "write" as const, ...r, seed }))),
+    arbitrary: fc
+      .tuple(range, fc.integer(), fc.boolean())
+      .map(([r, seed, zeroCopy]) => ({ kind: "write" as const, ...r, seed, zeroCopy })),
   },
-  { weight: 3, arbitrary: range.map((r) => ({ kind: "read" as const, ...r })) },
+  {
+    weight: 3,
+    arbitrary: fc
+      .tuple(range, fc.boolean())
+      .map(([r, zeroCopy]) => ({ kind: "read" as const, ...r, zeroCopy })),
+  },
   { weight: 1, arbitrary: fc.constant({ kind: "flush" as const }) },
 );
 
@@ -134,15 +143,24 @@ describe("random I/O read back byte-exact, image equal to the model", () => {
             if (o.kind === "write") {
               const data = bytes(o.seed, o.count * 512);
               g.model.set(data, lo * 512);
-              pending.push({ lo, hi, p: call("write", { vdev: "xvdb", sector: lo, data }) });
+              pending.push({
+                lo,
+                hi,
+                p: call("write", { vdev: "xvdb", sector: lo, data, zeroCopy: o.zeroCopy }),
+              });
             } else {
               const want = g.model.slice(lo * 512, hi * 512);
               pending.push({
                 lo,
                 hi,
-                p: (call("read", { vdev: "xvdb", sector: lo, count: o.count }) as Promise<Uint8Array>).then(
-                  (got) => assert.ok(Buffer.from(got).equals(want), `read ${lo}+${o.count} differs`),
-                ),
+                p: (
+                  call("read", {
+                    vdev: "xvdb",
+                    sector: lo,
+                    count: o.count,
+                    zeroCopy: o.zeroCopy,
+                  }) as Promise<Uint8Array>
+                ).then((got) => assert.ok(Buffer.from(got).equals(want), `read ${lo}+${o.count} differs`)),
               });
             }
           }
