@@ -24,7 +24,8 @@ const SECTOR = 512;
 const port = parentPort!;
 const fd = fs.openSync((workerData as FileWorkerData).path, "r+");
 
-const io: SectorIO = {
+const io: SectorIO<Uint8Array> = {
+  alloc: (bytes, fill) => new Uint8Array(bytes).fill(fill),
   read(sector, count, into) {
     return new Promise((resolve, reject) => {
       fs.read(fd, into, 0, count * SECTOR, sector * SECTOR, (e, n) => {
@@ -34,11 +35,12 @@ const io: SectorIO = {
       });
     });
   },
-  write(sector, data) {
+  write(sector, count, data) {
+    const bytes = count * SECTOR;
     return new Promise((resolve, reject) => {
-      fs.write(fd, data, 0, data.length, sector * SECTOR, (e, n) => {
+      fs.write(fd, data, 0, bytes, sector * SECTOR, (e, n) => {
         if (e) reject(e);
-        else if (n !== data.length) reject(new Error(`Short write at sector ${sector}: ${n} bytes`));
+        else if (n !== bytes) reject(new Error(`Short write at sector ${sector}: ${n} bytes`));
         else resolve();
       });
     });

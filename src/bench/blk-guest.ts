@@ -5,10 +5,10 @@
  * `Hypervisor.call(domid, "blk_bench", "run", { vdev, spec })` and gets its LoadResult back, with
  * what blkfront counted meanwhile (ring requests, kicks sent, events handled).
  */
-import { type BlockStats, blockDevices } from "../blk/blockdev.ts";
+import { type BlockDevice, type BlockStats, blockDevices, type IoBuffer } from "../blk/blockdev.ts";
 import type { HaltStats } from "../hv/evtchn-guest.ts";
 import type { Kernel } from "../hv/kernel.ts";
-import { type LoadResult, type LoadSpec, runLoad } from "./blk-load.ts";
+import { type LoadResult, type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
 
 export const name = "blk_bench";
 
@@ -19,6 +19,39 @@ export function init(k: Kernel): void {
 export interface GuestRun {
   readonly vdev: string;
   readonly spec: LoadSpec;
+  /**
+   * `zero-copy`: each loop's buffer is an IoBuffer of guest pages blkfront grants as they are
+   * (allocBuffer/readBuffer/writeBuffer); `copy`: a Uint8Array, which blkfront copies through
+   * its pool (read/write).
+   */
+  readonly buffers: "zero-copy" | "copy";
+}
+
+/** The disk through its copying API: buffers are plain Uint8Arrays. */
+function copying(dev: BlockDevice): SectorIO<Uint8Array> {
+  return {
+    alloc: (bytes, fill) => new Uint8Array(bytes).fill(fill),
+    read: (sector, count, into) => dev.read(sector, count, into),
+    write: (sector, count, data) => dev.write(sector, data.subarray(0, count * 512)),
+  };
+}
+
+/** The disk through its zero-copy API: buffers are IoBuffers of guest pages. */
+function zeroCopy(dev: BlockDevice): SectorIO<IoBuffer> {
+  const { allocBuffer, readBuffer, writeBuffer } = dev;
+  if (allocBuffer === undefined || readBuffer === undefined || writeBuffer === undefined) {
+    throw new Error(`blk_bench: disk ${dev.vdev} has no zero-copy I/O`);
+  }
+  return {
+    alloc(bytes, fill) {
+      const b = allocBuffer.call(dev, bytes);
+      for (const p of b.pages) p.fill(fill);
+      return b;
+    },
+    read: (sector, count, into) => readBuffer.call(dev, sector, count, into),
+    write: (sector, count, data) => writeBuffer.call(dev, sector, count, data),
+    free: (b) => b.free(),
+  };
 }
 
 /** A load's result and what the frontend counted during it (warm-up included). */
@@ -35,11 +68,11 @@ const ZERO: BlockStats = { requests: 0, kicks: 0, events: 0 };
 export async function call(k: Kernel, cmd: string, arg: unknown): Promise<GuestResult | HaltStats> {
   if (cmd === "halts") return k.events.halts;
   if (cmd !== "run") throw new RangeError(`blk_bench: unknown command '${cmd}'`);
-  const { vdev, spec } = arg as GuestRun;
+  const { vdev, spec, buffers } = arg as GuestRun;
   const dev = blockDevices(k).get(vdev);
   if (dev === undefined) throw new Error(`blk_bench: no disk ${vdev} in domain ${k.domid}`);
   const s0 = dev.stats ?? ZERO;
-  const r = await runLoad(dev, spec);
+  const r = buffers === "zero-copy" ? await runLoad(zeroCopy(dev), spec) : await runLoad(copying(dev), spec);
   const s1 = dev.stats ?? ZERO;
   return {
     ...r,

@@ -5,8 +5,8 @@
  *
  * A load is `qd` loops, each keeping one request in flight: random loops pick block-aligned
  * offsets from their own xorshift32 stream (seeded per loop, so runs repeat), sequential loops
- * share one cursor that wraps at the end of the region. Writes send a buffer filled once, per
- * loop; reads land in a buffer of the loop's, reused (as fio and dd reuse theirs). The load runs `warmupSeconds` untimed, then counts the requests started in the next
+ * share one cursor that wraps at the end of the region. Each loop has one buffer (SectorIO.alloc),
+ * reused: writes send it, filled once; reads land in it (as fio and dd reuse theirs). The load runs `warmupSeconds` untimed, then counts the requests started in the next
  * `seconds` (each is waited for), over the time from the end of the warm-up to the last
  * completion.
  */
@@ -34,10 +34,18 @@ export interface LoadResult {
   readonly seconds: number;
 }
 
-/** What a load needs of a disk: sector reads (into `into`, count * 512 bytes) and writes. */
-export interface SectorIO {
-  read(sector: number, count: number, into: Uint8Array): Promise<unknown>;
-  write(sector: number, data: Uint8Array): Promise<void>;
+/**
+ * What a load needs of a disk: buffers, and sector reads into one and writes from one (count *
+ * 512 bytes). B is the side's buffer: a Uint8Array for node:fs and blkfront's copying API, an
+ * IoBuffer of guest pages for blkfront's zero-copy one.
+ */
+export interface SectorIO<B> {
+  /** A loop's buffer of `bytes`, every byte `fill` (what a write sends). */
+  alloc(bytes: number, fill: number): B;
+  read(sector: number, count: number, into: B): Promise<unknown>;
+  write(sector: number, count: number, data: B): Promise<void>;
+  /** Gives a loop's buffer back when the load ends. */
+  free?(b: B): void;
 }
 
 const SECTOR = 512;
@@ -62,7 +70,7 @@ export function checkLoad(spec: LoadSpec): void {
     throw new RangeError(`Cannot run the load: queue depth ${spec.qd}`);
 }
 
-export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult> {
+export async function runLoad<B>(io: SectorIO<B>, spec: LoadSpec): Promise<LoadResult> {
   checkLoad(spec);
   const perBlock = spec.blockBytes / SECTOR;
   const blocks = Math.floor(spec.regionSectors / perBlock);
@@ -80,8 +88,14 @@ export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult>
   // without yielding to the event loop still stops on time.
   const loop = async (i: number): Promise<void> => {
     const next = xorshift(0x9e3779b9 ^ Math.imul(i + 1, 0x85ebca6b));
-    const data = new Uint8Array(spec.blockBytes).fill(0x5a ^ i);
-    const into = new Uint8Array(spec.blockBytes);
+    const buf = io.alloc(spec.blockBytes, write ? 0x5a ^ i : 0);
+    try {
+      await run(next, buf);
+    } finally {
+      io.free?.(buf);
+    }
+  };
+  const run = async (next: () => number, buf: B): Promise<void> => {
     for (let started = performance.now(); started < until; started = performance.now()) {
       let block: number;
       if (random) block = next() % blocks;
@@ -90,8 +104,8 @@ export async function runLoad(io: SectorIO, spec: LoadSpec): Promise<LoadResult>
         cursor = (cursor + 1) % blocks;
       }
       const sector = block * perBlock;
-      if (write) await io.write(sector, data);
-      else await io.read(sector, perBlock, into);
+      if (write) await io.write(sector, perBlock, buf);
+      else await io.read(sector, perBlock, buf);
       allOps++;
       if (started >= timedFrom) {
         ops++;

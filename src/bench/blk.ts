@@ -102,6 +102,8 @@ interface Case {
   blockBytes: number;
   unit: "IOPS" | "MB/s";
   goal: number;
+  /** How the guest's load holds its data (GuestRun.buffers); the baseline is the same for both. */
+  buffers: "zero-copy" | "copy";
 }
 
 type Variant = "xenlab" | "node-fs";
@@ -183,10 +185,55 @@ export function parseArgs(argv: readonly string[]): Options | "help" {
 
 function cases(o: Options): Case[] {
   return [
-    { name: `4k-randread-qd${o.qd}`, pattern: "randread", blockBytes: 4096, unit: "IOPS", goal: 0.5 },
-    { name: `4k-randwrite-qd${o.qd}`, pattern: "randwrite", blockBytes: 4096, unit: "IOPS", goal: 0.5 },
-    { name: `1m-seqread-qd${o.seqQd}`, pattern: "seqread", blockBytes: MIB, unit: "MB/s", goal: 0.8 },
-    { name: `1m-seqwrite-qd${o.seqQd}`, pattern: "seqwrite", blockBytes: MIB, unit: "MB/s", goal: 0.8 },
+    {
+      name: `4k-randread-qd${o.qd}`,
+      pattern: "randread",
+      blockBytes: 4096,
+      unit: "IOPS",
+      goal: 0.5,
+      buffers: "zero-copy",
+    },
+    {
+      name: `4k-randwrite-qd${o.qd}`,
+      pattern: "randwrite",
+      blockBytes: 4096,
+      unit: "IOPS",
+      goal: 0.5,
+      buffers: "zero-copy",
+    },
+    {
+      name: `1m-seqread-qd${o.seqQd}`,
+      pattern: "seqread",
+      blockBytes: MIB,
+      unit: "MB/s",
+      goal: 0.8,
+      buffers: "zero-copy",
+    },
+    {
+      name: `1m-seqwrite-qd${o.seqQd}`,
+      pattern: "seqwrite",
+      blockBytes: MIB,
+      unit: "MB/s",
+      goal: 0.8,
+      buffers: "zero-copy",
+    },
+    // The same through blkfront's copying API (the caller's Uint8Array, copied through the pool).
+    {
+      name: `1m-seqread-qd${o.seqQd}-copy`,
+      pattern: "seqread",
+      blockBytes: MIB,
+      unit: "MB/s",
+      goal: 0.8,
+      buffers: "copy",
+    },
+    {
+      name: `1m-seqwrite-qd${o.seqQd}-copy`,
+      pattern: "seqwrite",
+      blockBytes: MIB,
+      unit: "MB/s",
+      goal: 0.8,
+      buffers: "copy",
+    },
   ];
 }
 
@@ -413,7 +460,7 @@ async function bench(o: Options): Promise<number> {
         const b0 = await backStats();
         const h0 = await halts();
         const g = (await withTimeout(
-          h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec } satisfies GuestRun),
+          h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec, buffers: c.buffers } satisfies GuestRun),
           limit,
           `${c.name} in the guest`,
         )) as GuestResult;

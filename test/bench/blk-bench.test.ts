@@ -24,7 +24,14 @@ describe("xenlab bench blk", () => {
     const lines = r.out.trim().split("\n");
     assert.deepEqual(
       lines.map((l) => (JSON.parse(l) as { case: string }).case),
-      ["4k-randread-qd32", "4k-randwrite-qd32", "1m-seqread-qd1", "1m-seqwrite-qd1"],
+      [
+        "4k-randread-qd32",
+        "4k-randwrite-qd32",
+        "1m-seqread-qd1",
+        "1m-seqwrite-qd1",
+        "1m-seqread-qd1-copy",
+        "1m-seqwrite-qd1-copy",
+      ],
     );
     for (const line of lines) {
       const o = JSON.parse(line) as Record<string, unknown>;
