@@ -165,34 +165,13 @@ class Front {
   // ---------------------------------------------------------------- I/O entry points
 
   submit(op: number, sector: number, nsec: number, buf: Uint8Array | null): Promise<void> {
-    const info = this.info;
-    if (info === null || this.dead !== null) {
-      return Promise.reject(new BlockIOError(`${this.dev.nodename}: disk not connected`, -1));
-    }
-    const perReq =
-      (info.features.maxIndirectSegments > 0
-        ? info.features.maxIndirectSegments
-        : BLKIF_MAX_SEGMENTS_PER_REQUEST) * SECTORS_PER_PAGE;
+    const perReq = this.#sectorsPerRequest();
+    if (perReq < 0) return this.#notConnected();
     const parts: Promise<void>[] = [];
     for (let done = 0; done < nsec || (nsec === 0 && done === 0); ) {
       const n = Math.min(perReq, nsec - done);
       const slice = buf === null ? null : buf.subarray(done * 512, (done + n) * 512);
-      const s = sector + done;
-      parts.push(
-        new Promise<void>((resolve, reject) => {
-          this.#queue.push({
-            op,
-            sector: s,
-            nsec: n,
-            buf: slice,
-            resolve,
-            reject,
-            pages: [],
-            indirect: [],
-            zc: false,
-          });
-        }),
-      );
+      parts.push(this.#enqueue({ op, sector: sector + done, nsec: n, buf: slice, pages: [], zc: false }));
       if (nsec === 0) break;
       done += n;
     }
@@ -201,23 +180,10 @@ class Front {
   }
 
   discard(sector: number, nsec: number): Promise<void> {
-    if (this.info === null || this.dead !== null) {
-      return Promise.reject(new BlockIOError(`${this.dev.nodename}: disk not connected`, -1));
-    }
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({
-        op: BLKIF_OP.discard,
-        sector,
-        nsec,
-        buf: null,
-        resolve,
-        reject,
-        pages: [],
-        indirect: [],
-        zc: false,
-      });
-      this.#kick();
-    });
+    if (this.info === null || this.dead !== null) return this.#notConnected();
+    const p = this.#enqueue({ op: BLKIF_OP.discard, sector, nsec, buf: null, pages: [], zc: false });
+    this.#kick();
+    return p;
   }
 
   /**
@@ -225,37 +191,36 @@ class Front {
    * each chunk naming its own pages.
    */
   submitPages(op: 0 | 1, sector: number, nsec: number, pages: readonly PoolPage[]): Promise<void> {
-    const info = this.info;
-    if (info === null || this.dead !== null) {
-      return Promise.reject(new BlockIOError(`${this.dev.nodename}: disk not connected`, -1));
-    }
-    const perReq =
-      (info.features.maxIndirectSegments > 0
-        ? info.features.maxIndirectSegments
-        : BLKIF_MAX_SEGMENTS_PER_REQUEST) * SECTORS_PER_PAGE;
+    const perReq = this.#sectorsPerRequest();
+    if (perReq < 0) return this.#notConnected();
     const parts: Promise<void>[] = [];
     for (let done = 0; done < nsec; done += perReq) {
       const n = Math.min(perReq, nsec - done);
       const first = done / SECTORS_PER_PAGE;
       const mine = pages.slice(first, first + Math.ceil(n / SECTORS_PER_PAGE));
-      parts.push(
-        new Promise<void>((resolve, reject) => {
-          this.#queue.push({
-            op,
-            sector: sector + done,
-            nsec: n,
-            buf: null,
-            resolve,
-            reject,
-            pages: mine,
-            indirect: [],
-            zc: true,
-          });
-        }),
-      );
+      parts.push(this.#enqueue({ op, sector: sector + done, nsec: n, buf: null, pages: mine, zc: true }));
     }
     this.#kick();
     return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => {});
+  }
+
+  /** Sectors one ring request carries (indirect segments, else 11 pages); -1 when not connected. */
+  #sectorsPerRequest(): number {
+    const info = this.info;
+    if (info === null || this.dead !== null) return -1;
+    const segs = info.features.maxIndirectSegments;
+    return (segs > 0 ? segs : BLKIF_MAX_SEGMENTS_PER_REQUEST) * SECTORS_PER_PAGE;
+  }
+
+  #notConnected(): Promise<never> {
+    return Promise.reject(new BlockIOError(`${this.dev.nodename}: disk not connected`, -1));
+  }
+
+  /** Queues a chunk; the promise settles with its response. */
+  #enqueue(c: Omit<Chunk, "resolve" | "reject" | "indirect">): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ ...c, resolve, reject, indirect: [] });
+    });
   }
 
   /** Takes `n` pages out of the pool for good, for an IoBuffer (null: the pool has no room). */
