@@ -90,27 +90,24 @@ export async function runLoad<B>(io: SectorIO<B>, spec: LoadSpec): Promise<LoadR
     const next = xorshift(0x9e3779b9 ^ Math.imul(i + 1, 0x85ebca6b));
     const buf = io.alloc(spec.blockBytes, write ? 0x5a ^ i : 0);
     try {
-      await run(next, buf);
+      for (let started = performance.now(); started < until; started = performance.now()) {
+        let block: number;
+        if (random) block = next() % blocks;
+        else {
+          block = cursor;
+          cursor = (cursor + 1) % blocks;
+        }
+        const sector = block * perBlock;
+        if (write) await io.write(sector, perBlock, buf);
+        else await io.read(sector, perBlock, buf);
+        allOps++;
+        if (started >= timedFrom) {
+          ops++;
+          last = Math.max(last, performance.now());
+        }
+      }
     } finally {
       io.free?.(buf);
-    }
-  };
-  const run = async (next: () => number, buf: B): Promise<void> => {
-    for (let started = performance.now(); started < until; started = performance.now()) {
-      let block: number;
-      if (random) block = next() % blocks;
-      else {
-        block = cursor;
-        cursor = (cursor + 1) % blocks;
-      }
-      const sector = block * perBlock;
-      if (write) await io.write(sector, perBlock, buf);
-      else await io.read(sector, perBlock, buf);
-      allOps++;
-      if (started >= timedFrom) {
-        ops++;
-        last = Math.max(last, performance.now());
-      }
     }
   };
 

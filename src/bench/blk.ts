@@ -138,6 +138,12 @@ function seconds(flag: string, v: string | undefined): number {
   return s;
 }
 
+/** A module's arguments given as one space-separated option value ('' for none). */
+function moduleArgs(flag: string, v: string | undefined): string[] {
+  if (v === undefined) throw new RangeError(`Option '${flag}' needs the arguments (or '')`);
+  return v.split(" ").filter((a) => a !== "");
+}
+
 const OPTIONS: OptionTable<Options> = {
   "--runs": (o, arg) => {
     o.runs = arg.int(1);
@@ -157,14 +163,10 @@ const OPTIONS: OptionTable<Options> = {
     o.qd = arg.int(1);
   },
   "--front-args": (o, arg) => {
-    const v = arg.next();
-    if (v === undefined) throw new RangeError("Option '--front-args' needs the arguments (or '')");
-    o.frontArgs = v.split(" ").filter((a) => a !== "");
+    o.frontArgs = moduleArgs(arg.flag, arg.next());
   },
   "--back-args": (o, arg) => {
-    const v = arg.next();
-    if (v === undefined) throw new RangeError("Option '--back-args' needs the arguments (or '')");
-    o.backArgs = v.split(" ").filter((a) => a !== "");
+    o.backArgs = moduleArgs(arg.flag, arg.next());
   },
   "--halt-poll-us": (o, arg) => {
     o.haltPollUs = arg.int(0);
@@ -184,56 +186,31 @@ export function parseArgs(argv: readonly string[]): Options | "help" {
 }
 
 function cases(o: Options): Case[] {
+  const random = (pattern: Pattern): Case => ({
+    name: `4k-${pattern}-qd${o.qd}`,
+    pattern,
+    blockBytes: 4096,
+    unit: "IOPS",
+    goal: 0.5,
+    buffers: "zero-copy",
+  });
+  const seq = (pattern: Pattern, buffers: Case["buffers"]): Case => ({
+    name: `1m-${pattern}-qd${o.seqQd}${buffers === "copy" ? "-copy" : ""}`,
+    pattern,
+    blockBytes: MIB,
+    unit: "MB/s",
+    goal: 0.8,
+    buffers,
+  });
+  // The -copy cases: the same through blkfront's copying API (the caller's Uint8Array, copied
+  // through the pool).
   return [
-    {
-      name: `4k-randread-qd${o.qd}`,
-      pattern: "randread",
-      blockBytes: 4096,
-      unit: "IOPS",
-      goal: 0.5,
-      buffers: "zero-copy",
-    },
-    {
-      name: `4k-randwrite-qd${o.qd}`,
-      pattern: "randwrite",
-      blockBytes: 4096,
-      unit: "IOPS",
-      goal: 0.5,
-      buffers: "zero-copy",
-    },
-    {
-      name: `1m-seqread-qd${o.seqQd}`,
-      pattern: "seqread",
-      blockBytes: MIB,
-      unit: "MB/s",
-      goal: 0.8,
-      buffers: "zero-copy",
-    },
-    {
-      name: `1m-seqwrite-qd${o.seqQd}`,
-      pattern: "seqwrite",
-      blockBytes: MIB,
-      unit: "MB/s",
-      goal: 0.8,
-      buffers: "zero-copy",
-    },
-    // The same through blkfront's copying API (the caller's Uint8Array, copied through the pool).
-    {
-      name: `1m-seqread-qd${o.seqQd}-copy`,
-      pattern: "seqread",
-      blockBytes: MIB,
-      unit: "MB/s",
-      goal: 0.8,
-      buffers: "copy",
-    },
-    {
-      name: `1m-seqwrite-qd${o.seqQd}-copy`,
-      pattern: "seqwrite",
-      blockBytes: MIB,
-      unit: "MB/s",
-      goal: 0.8,
-      buffers: "copy",
-    },
+    random("randread"),
+    random("randwrite"),
+    seq("seqread", "zero-copy"),
+    seq("seqwrite", "zero-copy"),
+    seq("seqread", "copy"),
+    seq("seqwrite", "copy"),
   ];
 }
 

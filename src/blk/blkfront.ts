@@ -235,11 +235,6 @@ class Front {
     this.#put([...pages]);
   }
 
-  /** Whether `p` is one of this connection's pool pages. */
-  owns(p: PoolPage): boolean {
-    return this.#all.has(p);
-  }
-
   // ---------------------------------------------------------------- pool
 
   #take(n: number): PoolPage[] | null {

@@ -220,7 +220,6 @@ export class BlkifBack {
       const group = plug.slice(i, j);
       const bufs = group.length === 1 ? first.bufs : group.flatMap((b) => b.bufs);
       this.stats.ioCalls++;
-      i = j;
       (first.write ? store.writev(bufs, first.pos) : store.readv(bufs, first.pos)).then(
         () => {
           for (const b of group) b.resolve();
@@ -229,6 +228,7 @@ export class BlkifBack {
           for (const b of group) b.reject(e);
         },
       );
+      i = j;
     }
   }
 
@@ -436,9 +436,28 @@ export class BlkifBack {
     }
     const pos = Number(req.sectorNumber) * 512;
     const store = this.#o.store;
-    if (!flush && this.#o.inline === true) {
-      const sync = write ? store.writevSync : store.readvSync;
-      if (sync !== undefined) return this.#rwInline(req, op, write, nsec, bufs, pos, held, transient, sync);
+    const answer = (): void => {
+      if (write) this.stats.wrSect += nsec;
+      else this.stats.rdSect += nsec;
+      this.#release(held, transient);
+      this.#respond(req.id, op, BLKIF_RSP.okay);
+    };
+    const sync = flush || this.#o.inline !== true ? undefined : write ? store.writevSync : store.readvSync;
+    if (sync !== undefined) {
+      // io=inline: the call now, in this thread, then the response, pushed at once (as Linux's
+      // make_response pushes each one), so the frontend can use it while the next request of the
+      // pass is served. No plug: merging would hold responses back for little gain, since a call
+      // here costs no thread hop. An I/O error is thrown to #dispatch, which answers it.
+      this.stats.ioCalls++;
+      try {
+        sync.call(store, bufs, pos);
+      } catch (e) {
+        this.#release(held, transient);
+        throw e;
+      }
+      answer();
+      this.#pushResponses();
+      return DONE;
     }
     const io = async (): Promise<void> => {
       if (!flush) {
@@ -459,48 +478,10 @@ export class BlkifBack {
       if (write) await store.writev(bufs, pos);
       else await store.readv(bufs, pos);
     };
-    return io().then(
-      () => {
-        if (write) this.stats.wrSect += nsec;
-        else this.stats.rdSect += nsec;
-        this.#release(held, transient);
-        this.#respond(req.id, op, BLKIF_RSP.okay);
-      },
-      (e: unknown) => {
-        this.#release(held, transient);
-        throw e;
-      },
-    );
-  }
-
-  /**
-   * `io=inline`: the read or write now, in this thread, then the response, pushed at once (as
-   * Linux's make_response pushes each one), so the frontend can use it while the next request of
-   * the pass is served. No plug: merging would hold responses back for little gain, since a call
-   * here costs no thread hop. Returns DONE, or throws the I/O error (after the release).
-   */
-  #rwInline(
-    req: BlkifRwRequest | BlkifIndirectRequest,
-    op: 0 | 1 | 2 | 3,
-    write: boolean,
-    nsec: number,
-    bufs: Uint8Array[],
-    pos: number,
-    held: PersistentGrant[],
-    transient: { handle: number; ref: number }[],
-    sync: (this: BlockStore, bufs: readonly Uint8Array[], pos: number) => void,
-  ): Promise<void> {
-    this.stats.ioCalls++;
-    try {
-      sync.call(this.#o.store, bufs, pos);
-    } finally {
+    return io().then(answer, (e: unknown) => {
       this.#release(held, transient);
-    }
-    if (write) this.stats.wrSect += nsec;
-    else this.stats.rdSect += nsec;
-    this.#respond(req.id, op, BLKIF_RSP.okay);
-    this.#pushResponses();
-    return DONE;
+      throw e;
+    });
   }
 
   #release(held: PersistentGrant[], transient: { handle: number; ref: number }[]): void {

@@ -101,7 +101,13 @@ export interface UpcallOptions {
    * that would be one too many sleeps at once instead (polling threads beyond the cores only take
    * time from the threads with work). Without it, no limit.
    */
-  pollers?: { readonly count: Int32Array; readonly limit: number };
+  pollers?: PollerCount;
+}
+
+/** The host's count of polling threads (one int32) and how many may poll at once. */
+export interface PollerCount {
+  readonly count: Int32Array;
+  readonly limit: number;
 }
 
 /** KVM's halt_poll_ns_grow_start (10 µs), halt_poll_ns_grow and halt_poll_ns_shrink (2). */
@@ -154,9 +160,9 @@ export class EventChannelUpcall {
   #keepAlive: ReturnType<typeof setInterval> | undefined;
   #loop: Promise<void> | undefined;
   readonly #pollMaxUs: number;
-  readonly #pollers: { readonly count: Int32Array; readonly limit: number } | undefined;
+  readonly #pollers: PollerCount | undefined;
   #pollUs = 0;
-  readonly #halts: HaltStats = { polled: 0, slept: 0, crowded: 0, windowUs: 0 };
+  readonly #halts: Omit<HaltStats, "windowUs"> = { polled: 0, slept: 0, crowded: 0 };
 
   constructor(boot: GuestEventsBoot, opts: UpcallOptions = {}) {
     const v = boot.vcpu;
@@ -375,7 +381,9 @@ export class EventChannelUpcall {
             }
           }
           if (!live()) return;
-          if (this.#pollMaxUs > 0) this.#adapt((performance.now() - t0) * 1000);
+          if (this.#pollMaxUs > 0) {
+            this.#pollUs = nextPollWindow(this.#pollUs, (performance.now() - t0) * 1000, this.#pollMaxUs);
+          }
         }
         this.upcall();
       }
@@ -420,10 +428,6 @@ export class EventChannelUpcall {
       };
       setImmediate(look);
     });
-  }
-
-  #adapt(haltUs: number): void {
-    this.#pollUs = nextPollWindow(this.#pollUs, haltUs, this.#pollMaxUs);
   }
 
   /** The event memory of the peer incarnation `serial`, taking hand-offs from the port if new. */

@@ -6,20 +6,12 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BENCH_JSON_KEYS, runBench } from "../helpers/bench.ts";
 
+/** One run of a fraction of a second per measurement, on a 4 MiB image. */
+const TINY = ["--runs", "1", "--seconds", "0.1", "--warmup", "0", "--size", "4"];
+
 describe("xenlab bench blk", () => {
   it("prints one JSON line per case with --json", { timeout: 120_000 }, async () => {
-    const r = await runBench([
-      "blk",
-      "--json",
-      "--runs",
-      "1",
-      "--seconds",
-      "0.1",
-      "--warmup",
-      "0",
-      "--size",
-      "4",
-    ]);
+    const r = await runBench(["blk", "--json", ...TINY]);
     assert.equal(r.code, 0, `bench failed:\n${r.err}`);
     const lines = r.out.trim().split("\n");
     assert.deepEqual(
@@ -44,19 +36,7 @@ describe("xenlab bench blk", () => {
   });
 
   it("prints the table with both sides and the goals", { timeout: 120_000 }, async () => {
-    const r = await runBench([
-      "blk",
-      "--runs",
-      "1",
-      "--seconds",
-      "0.1",
-      "--warmup",
-      "0",
-      "--size",
-      "4",
-      "--qd",
-      "4",
-    ]);
+    const r = await runBench(["blk", ...TINY, "--qd", "4"]);
     assert.equal(r.code, 0, `bench failed:\n${r.err}`);
     assert.match(r.out, /^case +unit +xenlab +node:fs +ratio +goal/m);
     assert.match(r.out, /^4k-randread-qd4 +IOPS .* ≥ 0\.5, (met|missed)/m);
