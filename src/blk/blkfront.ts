@@ -27,8 +27,8 @@
  * for a write) and the grant ended when the response arrives. Requests of more than 11 segments
  * use BLKIF_OP_INDIRECT when the backend offers it, up to min(`feature-max-indirect-segments`,
  * ours: Linux's default 32); larger I/O is split into several requests, all in flight together.
- * Requests are pushed once per microtask turn (one notification check for a burst of calls), and
- * responses are taken until RING_FINAL_CHECK_FOR_RESPONSES says none are left.
+ * Each request is pushed as it is put on the ring (the notification only when the backend asked
+ * for one), and responses are taken until RING_FINAL_CHECK_FOR_RESPONSES says none are left.
  *
  * A backend's responses are checked before use (Linux's XSA-376 checks): an id that is not in
  * flight, a wrong operation or a rsp_prod more than a ring ahead marks the disk broken.
@@ -78,9 +78,6 @@ interface Params {
   maxIndirectSegments: number;
   maxPages: number;
 }
-
-/** Write requests of at least this many data pages are pushed at once when more are queued. */
-const EARLY_PUSH_PAGES = 16;
 
 /** A page of the disk's pool: ours, granted to the backend while `ref` >= 0. */
 interface PoolPage {
@@ -133,7 +130,6 @@ class Front {
   readonly #all = new Set<PoolPage>();
   readonly #req = new Uint8Array(BLKIF_ENTRY_SIZE);
   readonly #rsp = new Uint8Array(BLKIF_RESPONSE.size);
-  #pushScheduled = false;
   /** The pool cannot grow (cap or the domain's memory). */
   #poolFull = false;
   info: DiskInfo | null = null;
@@ -171,19 +167,16 @@ class Front {
     for (let done = 0; done < nsec || (nsec === 0 && done === 0); ) {
       const n = Math.min(perReq, nsec - done);
       const slice = buf === null ? null : buf.subarray(done * 512, (done + n) * 512);
-      parts.push(this.#enqueue({ op, sector: sector + done, nsec: n, buf: slice, pages: [], zc: false }));
+      parts.push(this.#enqueue(op, sector + done, n, slice, [], false));
       if (nsec === 0) break;
       done += n;
     }
-    this.#kick();
     return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => {});
   }
 
   discard(sector: number, nsec: number): Promise<void> {
     if (this.info === null || this.dead !== null) return this.#notConnected();
-    const p = this.#enqueue({ op: BLKIF_OP.discard, sector, nsec, buf: null, pages: [], zc: false });
-    this.#kick();
-    return p;
+    return this.#enqueue(BLKIF_OP.discard, sector, nsec, null, [], false);
   }
 
   /**
@@ -198,9 +191,8 @@ class Front {
       const n = Math.min(perReq, nsec - done);
       const first = done / SECTORS_PER_PAGE;
       const mine = pages.slice(first, first + Math.ceil(n / SECTORS_PER_PAGE));
-      parts.push(this.#enqueue({ op, sector: sector + done, nsec: n, buf: null, pages: mine, zc: true }));
+      parts.push(this.#enqueue(op, sector + done, n, null, mine, true));
     }
-    this.#kick();
     return parts.length === 1 ? parts[0]! : Promise.all(parts).then(() => {});
   }
 
@@ -216,11 +208,24 @@ class Front {
     return Promise.reject(new BlockIOError(`${this.dev.nodename}: disk not connected`, -1));
   }
 
-  /** Queues a chunk; the promise settles with its response. */
-  #enqueue(c: Omit<Chunk, "resolve" | "reject" | "indirect">): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ...c, resolve, reject, indirect: [] });
+  /**
+   * Queues a chunk and puts what the ring takes of the queue on it now, so that the first chunk of
+   * a large request is with the backend while the next are built; the promise settles with its
+   * response.
+   */
+  #enqueue(
+    op: number,
+    sector: number,
+    nsec: number,
+    buf: Uint8Array | null,
+    pages: PoolPage[],
+    zc: boolean,
+  ): Promise<void> {
+    const p = new Promise<void>((resolve, reject) => {
+      this.#queue.push({ op, sector, nsec, buf, resolve, reject, pages, indirect: [], zc });
     });
+    this.#kick();
+    return p;
   }
 
   /** Takes `n` pages out of the pool for good, for an IoBuffer (null: the pool has no room). */
@@ -293,7 +298,6 @@ class Front {
   #kick(): void {
     const info = this.info;
     if (info === null || this.dead !== null) return;
-    let queued = false;
     while (this.#queue.length > 0 && !this.ring.full() && this.#freeIds.length > 0) {
       const c = this.#queue[0]!;
       const nseg = Math.ceil(c.nsec / SECTORS_PER_PAGE);
@@ -321,14 +325,10 @@ class Front {
       this.ring.shared.write(idx, this.#req);
       this.ring.reqProdPvt = idx + 1;
       this.stats.requests++;
-      queued = true;
-      // A large write's data was just copied into the pool (≈ 0.4 µs a page): publish it now, so
-      // the backend writes it while the next chunk is copied, instead of after the whole batch.
-      if (c.op === BLKIF_OP.write && nseg >= EARLY_PUSH_PAGES && this.#queue.length > 0) this.#push();
-    }
-    if (queued && !this.#pushScheduled) {
-      this.#pushScheduled = true;
-      queueMicrotask(() => this.#push());
+      // Each request is pushed as soon as it is on the ring, as Linux's blkif_queue_rq does
+      // (flush_requests after every blkif_queue_request): the backend starts on it while the next
+      // is built, and req_event keeps the notifications to one while it is busy.
+      this.#push();
     }
   }
 
@@ -386,7 +386,6 @@ class Front {
   }
 
   #push(): void {
-    this.#pushScheduled = false;
     if (this.dead !== null) return;
     if (this.ring.pushRequestsAndCheckNotify()) {
       this.stats.kicks++;
