@@ -12,7 +12,7 @@
  */
 import * as fs from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
-import { type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
+import { alignedBuffer, type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
 
 export interface FileWorkerData {
   readonly path: string;
@@ -25,7 +25,7 @@ const port = parentPort!;
 const fd = fs.openSync((workerData as FileWorkerData).path, "r+");
 
 const io: SectorIO<Uint8Array> = {
-  alloc: (bytes, fill) => new Uint8Array(bytes).fill(fill),
+  alloc: alignedBuffer,
   read(sector, count, into) {
     return new Promise((resolve, reject) => {
       fs.read(fd, into, 0, count * SECTOR, sector * SECTOR, (e, n) => {

@@ -8,7 +8,7 @@
 import { type BlockDevice, type BlockStats, blockDevices, type IoBuffer } from "../blk/blockdev.ts";
 import type { HaltStats } from "../hv/evtchn-guest.ts";
 import type { Kernel } from "../hv/kernel.ts";
-import { type LoadResult, type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
+import { alignedBuffer, type LoadResult, type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
 
 export const name = "blk_bench";
 
@@ -30,7 +30,7 @@ export interface GuestRun {
 /** The disk through its copying API: buffers are plain Uint8Arrays. */
 function copying(dev: BlockDevice): SectorIO<Uint8Array> {
   return {
-    alloc: (bytes, fill) => new Uint8Array(bytes).fill(fill),
+    alloc: alignedBuffer,
     read: (sector, count, into) => dev.read(sector, count, into),
     write: (sector, count, data) => dev.write(sector, data.subarray(0, count * 512)),
   };

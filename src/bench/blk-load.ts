@@ -50,6 +50,28 @@ export interface SectorIO<B> {
 
 const SECTOR = 512;
 
+/**
+ * A load's buffer that starts on a page boundary, as a program doing direct I/O allocates it
+ * (posix_memalign), on both sides of the bench. Where a buffer starts matters more than expected:
+ * on the EPYC machines here a pread into a destination 8 or 16 bytes past a page boundary ran at a
+ * sixth of the speed of one at 0 or 32 bytes and more (a C preadv test, 90 against 600 µs/MiB;
+ * likely 4K aliasing between the page cache's source and the destination), and glibc puts a large
+ * allocation exactly there, behind an mmap'd chunk's 16-byte header. A plain `new Uint8Array(1 MiB)`
+ * made the baseline swing between 1.6 and 7 GB/s from one load's buffer to the next. WebAssembly
+ * memory is mapped by itself, page-aligned.
+ */
+// The one WebAssembly API used here (the project's libs have no WebAssembly types).
+declare const WebAssembly: {
+  Memory: new (d: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer };
+};
+
+export function alignedBuffer(bytes: number, fill: number): Uint8Array {
+  const pages = Math.max(1, Math.ceil(bytes / 65536)); // WebAssembly pages of 64 KiB
+  return new Uint8Array(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer, 0, bytes).fill(
+    fill,
+  );
+}
+
 /** xorshift32: a cheap deterministic stream, the same on both sides. */
 function xorshift(seed: number): () => number {
   let x = seed | 0 || 1;
