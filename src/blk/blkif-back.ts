@@ -428,7 +428,9 @@ export class BlkifBack {
           transient.push({ handle: m.handle, ref: s.gref });
           page = m.page;
         }
-        bufs.push(page.subarray(s.firstSect * 512, (s.lastSect + 1) * 512));
+        // A whole page (the usual segment) is the mapped view itself: no new view per request.
+        const whole = s.firstSect === 0 && s.lastSect === SECTORS_PER_PAGE - 1 && page.byteLength === 4096;
+        bufs.push(whole ? page : page.subarray(s.firstSect * 512, (s.lastSect + 1) * 512));
       }
     } catch (e) {
       this.#release(held, transient);
