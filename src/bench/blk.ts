@@ -29,7 +29,10 @@
  * guest's flush, which no case issues).
  *
  * Each run measures every case on both sides, the xenlab side next to its baseline; odd runs go
- * in reverse order. Figures are medians over the runs; ratio = xenlab / baseline of the medians.
+ * in reverse order. Figures are medians over the runs; the ratio is the median of the runs' ratios
+ * (xenlab / baseline of one run). The pairing is there because these machines are shared: a run's
+ * two measurements see the same load from the neighbours, which moves both sides by up to 3× from
+ * one run to the next.
  */
 import { randomFillSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -312,6 +315,15 @@ class FileSide {
   }
 }
 
+/** Each run's xenlab / node:fs: the two were measured one after the other. */
+function runRatios(s: Record<Variant, number[]>): number[] {
+  return s.xenlab.map((x, i) => x / s["node-fs"][i]!);
+}
+
+function pairedRatio(s: Record<Variant, number[]>): number {
+  return median(runRatios(s));
+}
+
 /** Per load request on the xenlab side, one run. */
 interface Costs {
   reqs: number;
@@ -342,6 +354,7 @@ function table(
       "sleeps/io g|d0",
       "runs (xenlab)",
       "runs (node:fs)",
+      "ratio per run",
     ],
   ];
   for (const c of cs) {
@@ -350,7 +363,7 @@ function table(
     const m = (f: (x: Costs) => number) => median(k.map(f)).toFixed(3);
     const x = median(s.xenlab);
     const b = median(s["node-fs"]);
-    const ratio = x / b;
+    const ratio = pairedRatio(s);
     rows.push([
       c.name,
       c.unit,
@@ -364,14 +377,18 @@ function table(
       `${m((x) => x.sleepsGuest)}|${m((x) => x.sleepsDom0)}`,
       s.xenlab.map((v) => fmt(c, v).replace(" ", "")).join(" "),
       s["node-fs"].map((v) => fmt(c, v).replace(" ", "")).join(" "),
+      runRatios(s)
+        .map((r) => r.toFixed(2))
+        .join(" "),
     ]);
   }
   return [
     "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
-    "medians over the runs; ratio = xenlab / node:fs; page cache warm and clean for every measurement",
+    "medians over the runs; ratio: the median of each run's xenlab / node:fs; page cache warm and clean",
+    "  for every measurement",
     "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
     "  sleeps of the guest's|dom0's event loop (halts not ended by halt polling)",
-    ...alignColumns(rows, (i, n) => i <= 1 || i === 5 || i >= n - 2).map((l) => l.trimEnd()),
+    ...alignColumns(rows, (i, n) => i <= 1 || i === 5 || i >= n - 3).map((l) => l.trimEnd()),
   ].join("\n");
 }
 
@@ -464,7 +481,7 @@ async function bench(o: Options): Promise<number> {
       for (const c of cs) {
         const s = samples.get(c.name)!;
         process.stdout.write(
-          `${rateLine("blk", c.name, c.unit, median(s.xenlab), median(s["node-fs"]), "node-fs")}\n`,
+          `${rateLine("blk", c.name, c.unit, median(s.xenlab), median(s["node-fs"]), "node-fs", pairedRatio(s))}\n`,
         );
       }
     } else {

@@ -170,7 +170,10 @@ export function jsonLine(l: BenchLine): string {
   });
 }
 
-/** The `--json` line of a rate (higher is better): whole rates, ratio xenlab / baseline to 3 places. */
+/**
+ * The `--json` line of a rate (higher is better): whole rates, ratio to 3 places: xenlab / baseline,
+ * unless the bench gives its own (`bench blk`: the median of each run's ratio).
+ */
 export function rateLine(
   bench: string,
   name: string,
@@ -178,6 +181,7 @@ export function rateLine(
   x: number,
   b: number,
   baselineName: string,
+  ratio: number = x / b,
 ): string {
   return jsonLine({
     bench,
@@ -186,6 +190,6 @@ export function rateLine(
     xenlab: Math.round(x),
     baseline: Math.round(b),
     baseline_name: baselineName,
-    ratio: Number((x / b).toFixed(3)),
+    ratio: Number(ratio.toFixed(3)),
   });
 }
