@@ -30,7 +30,8 @@ import { cpuSeconds } from "./procstat.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
-const REFXS = join(REPO, "../shared/refxs");
+/** $XENLAB_SHARED/refxs (set by .ci/run), else ../shared/refxs beside the checkout. */
+const REFXS = join(process.env.XENLAB_SHARED ?? join(REPO, "../shared"), "refxs");
 const REFXS_CACHE = process.env.REFXS_CACHE ?? "/var/tmp/refxs-cache";
 const TEST_XENSTORE = join(REFXS_CACHE, "root/usr/lib/xen-4.17/bin/test-xenstore");
 const REFXS_LIB = join(REFXS_CACHE, "root/usr/lib/x86_64-linux-gnu");

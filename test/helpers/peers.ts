@@ -13,7 +13,8 @@ import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-export const SHARED = resolve(REPO, "../shared");
+/** The shared references: $XENLAB_SHARED (set by .ci/run), else ../shared beside the checkout. */
+export const SHARED = process.env.XENLAB_SHARED ?? resolve(REPO, "../shared");
 export const REFXS = join(SHARED, "refxs");
 export const REFXS_CACHE = process.env.REFXS_CACHE ?? "/var/tmp/refxs-cache";
 export const REFXS_BIN = join(REFXS_CACHE, "root/usr/lib/xen-4.17/bin");
