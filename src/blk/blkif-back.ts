@@ -31,24 +31,17 @@
  * Responses are written as each request completes; their push (and the event, when the frontend
  * asked for one through rsp_event) is batched: one push per turn of the event loop.
  */
-import { BLKIF_RESPONSE } from "../ring/blkif-layout.ts";
+import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../ring/blkif-layout.ts";
 import type { BackRing } from "../ring/ring.ts";
 import {
   BLKIF_ENTRY_SIZE,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   BLKIF_OP,
+  BLKIF_REQUEST_INDIRECT,
   BLKIF_RSP,
   type BlkifDiscardRequest,
-  type BlkifIndirectRequest,
-  type BlkifRequest,
-  type BlkifRwRequest,
-  type BlkifSegment,
-  decodeIndirectSegments,
   decodeRequest,
-  encodeResponse,
   isDiscard,
-  isIndirect,
-  isRw,
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
 } from "./blkif.ts";
@@ -118,7 +111,22 @@ class Refused extends Error {
 
 interface PersistentGrant extends MappedGrant {
   inUse: boolean;
+  /** The page as a DataView, made the first time it serves as an indirect page. */
+  view: DataView | null;
 }
+
+/** Who a response goes to: a request's 64-bit id (two halves) and the operation it answers. */
+interface Ident {
+  readonly idLo: number;
+  readonly idHi: number;
+  /** The wire operation (INDIRECT for an indirect request), for the log. */
+  readonly operation: number;
+  /** The operation the response names: an indirect request's indirect_op, as Linux answers. */
+  readonly rspOp: number;
+}
+
+const TWO_32 = 2 ** 32;
+const I = BLKIF_REQUEST_INDIRECT;
 
 /** A read or write waiting in the plug: its byte range and buffers, settled when its I/O is. */
 interface Bio {
@@ -158,7 +166,18 @@ export class BlkifBack {
   readonly #persistent = new Map<number, PersistentGrant>();
   readonly #inflight = new Set<Promise<void>>();
   readonly #scratch = new Uint8Array(BLKIF_ENTRY_SIZE);
+  readonly #sv = new DataView(this.#scratch.buffer);
   readonly #rsp = new Uint8Array(BLKIF_RESPONSE.size);
+  readonly #rv = new DataView(this.#rsp.buffer);
+  /**
+   * The current request's segments, copied out of the request or its indirect pages once (each
+   * byte read once, as Linux's xen_blkbk_parse_indirect): the checks and the maps use only these.
+   */
+  readonly #gref: Uint32Array;
+  readonly #firstSect: Uint8Array;
+  readonly #lastSect: Uint8Array;
+  /** The disk's size in sectors. */
+  readonly #nsectors: number;
   #halted = false;
   #stopped = false;
   #pushScheduled = false;
@@ -170,7 +189,12 @@ export class BlkifBack {
     this.#o = o;
     this.#ring = o.ring;
     this.#sectors = BigInt(Math.floor(o.store.size / 512));
+    this.#nsectors = Math.floor(o.store.size / 512);
     this.#maxIndirect = o.maxIndirectSegments ?? MAX_INDIRECT_SEGMENTS;
+    const cap = Math.max(this.#maxIndirect, BLKIF_MAX_SEGMENTS_PER_REQUEST);
+    this.#gref = new Uint32Array(cap);
+    this.#firstSect = new Uint8Array(cap);
+    this.#lastSect = new Uint8Array(cap);
     this.#maxPersistent = o.maxPersistentGrants ?? MAX_PERSISTENT_GRANTS;
   }
 
@@ -266,39 +290,51 @@ export class BlkifBack {
         ring.copyRequest(rc, this.#scratch); // the only read of the slot
         rc = (rc + 1) >>> 0;
         ring.reqCons = rc;
-        this.#dispatch(decodeRequest(this.#scratch));
+        this.#dispatch();
       }
     } while (ring.finalCheckForRequests());
   }
 
-  #dispatch(req: BlkifRequest): void {
+  /** Serves the request copied into #scratch (dispatch_rw_block_io, dispatch_discard_io). */
+  #dispatch(): void {
+    const v = this.#sv;
+    const operation = v.getUint8(BLKIF_REQUEST.operation);
+    const who: Ident = {
+      idLo: v.getUint32(BLKIF_REQUEST.id, true),
+      idHi: v.getUint32(BLKIF_REQUEST.id + 4, true),
+      operation,
+      rspOp: operation === BLKIF_OP.indirect ? v.getUint8(I.indirectOp) : operation,
+    };
     let p: Promise<void>;
     try {
-      if (isRw(req)) p = this.#rw(req, req.operation, req.nrSegments, req.seg);
-      else if (isIndirect(req)) p = this.#indirect(req);
-      else if (isDiscard(req)) p = this.#discard(req);
-      else throw new Refused(`operation ${req.operation} not supported`, BLKIF_RSP.eopnotsupp);
+      if (operation <= BLKIF_OP.flushDiskcache) p = this.#direct(who);
+      else if (operation === BLKIF_OP.indirect) p = this.#indirect(who);
+      else {
+        const req = decodeRequest(this.#scratch);
+        if (isDiscard(req)) p = this.#discard(req, who);
+        else throw new Refused(`operation ${operation} not supported`, BLKIF_RSP.eopnotsupp);
+      }
     } catch (e) {
-      this.#fail(req, e);
+      this.#fail(who, e);
       return;
     }
     if (p === DONE) return;
     const tracked: Promise<void> = p.then(
       () => {},
-      (e: unknown) => this.#fail(req, e),
+      (e: unknown) => this.#fail(who, e),
     );
     this.#inflight.add(tracked);
     void tracked.finally(() => this.#inflight.delete(tracked));
   }
 
-  #fail(req: BlkifRequest, e: unknown): void {
+  #fail(who: Ident, e: unknown): void {
     const status = e instanceof Refused ? e.status : BLKIF_RSP.error;
     this.stats.errors++;
     if (!(e instanceof Refused) || status === BLKIF_RSP.error) {
-      this.#o.log(`request ${req.id} (op ${req.operation}) failed: ${e instanceof Error ? e.message : e}`);
+      const id = who.idHi === 0 ? who.idLo : (BigInt(who.idHi) << 32n) | BigInt(who.idLo);
+      this.#o.log(`request ${id} (op ${who.operation}) failed: ${e instanceof Error ? e.message : e}`);
     }
-    const op = isIndirect(req) ? req.indirectOp : req.operation;
-    this.#respond(req.id, op, status);
+    this.#respond(who, status);
   }
 
   /** xen_vbd_translate's checks: writable, inside the disk, no wrap. */
@@ -310,44 +346,65 @@ export class BlkifBack {
     }
   }
 
-  /** Checks segments as dispatch_rw_block_io does; returns the sector count. */
-  static #checkSegments(segs: readonly BlkifSegment[]): number {
-    let n = 0;
-    for (const s of segs) {
-      if (s.lastSect >= SECTORS_PER_PAGE || s.lastSect < s.firstSect) {
-        throw new Refused(`bad segment: sectors ${s.firstSect}..${s.lastSect}`);
-      }
-      n += s.lastSect - s.firstSect + 1;
+  /** READ/WRITE/BARRIER/FLUSH with up to 11 segments in the request itself. */
+  #direct(who: Ident): Promise<void> {
+    const v = this.#sv;
+    const nseg = v.getUint8(BLKIF_REQUEST.nrSegments);
+    const flush = who.operation === BLKIF_OP.flushDiskcache || who.operation === BLKIF_OP.writeBarrier;
+    if ((nseg === 0 && !flush) || nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
+      throw new Refused(`bad number of segments in request (${nseg})`);
     }
-    return n;
+    for (let i = 0; i < nseg; i++) {
+      const o = BLKIF_REQUEST.seg + i * BLKIF_SEGMENT.size;
+      this.#gref[i] = v.getUint32(o + BLKIF_SEGMENT.gref, true);
+      this.#firstSect[i] = v.getUint8(o + BLKIF_SEGMENT.firstSect);
+      this.#lastSect[i] = v.getUint8(o + BLKIF_SEGMENT.lastSect);
+    }
+    return this.#rw(who, who.operation as 0 | 1 | 2 | 3, nseg);
   }
 
-  #indirect(req: BlkifIndirectRequest): Promise<void> {
-    if (req.indirectOp !== BLKIF_OP.read && req.indirectOp !== BLKIF_OP.write) {
-      throw new Refused(`bad operation ${req.indirectOp} in indirect request`);
+  #indirect(who: Ident): Promise<void> {
+    const v = this.#sv;
+    const op = who.rspOp;
+    if (op !== BLKIF_OP.read && op !== BLKIF_OP.write) {
+      throw new Refused(`bad operation ${op} in indirect request`);
     }
-    const nseg = req.nrSegments;
+    const nseg = v.getUint16(I.nrSegments, true);
     if (nseg === 0 || nseg > this.#maxIndirect) throw new Refused(`bad number of segments (${nseg})`);
     const pages = Math.ceil(nseg / SEGS_PER_INDIRECT_FRAME);
-    const segs: BlkifSegment[] = [];
     for (let i = 0; i < pages; i++) {
-      const ref = req.indirectGrefs[i]!;
-      const n = Math.min(SEGS_PER_INDIRECT_FRAME, nseg - i * SEGS_PER_INDIRECT_FRAME);
+      const ref = v.getUint32(I.indirectGrefs + 4 * i, true);
+      const at = i * SEGS_PER_INDIRECT_FRAME;
+      const n = Math.min(SEGS_PER_INDIRECT_FRAME, nseg - at);
       const g = this.#persistentFor(ref);
       if (g !== undefined) {
         // In use by another request: the page is being reused under us, refuse as for a segment.
         if (g.inUse) throw new Refused(`indirect grant ${ref} already in use`);
-        segs.push(...decodeIndirectSegments(g.page, n));
+        g.view ??= new DataView(g.page.buffer, g.page.byteOffset, g.page.byteLength);
+        this.#copySegments(g.view, at, n);
         continue;
       }
       const m = this.#mapTransient(ref, true);
       try {
-        segs.push(...decodeIndirectSegments(m.page, n));
+        this.#copySegments(new DataView(m.page.buffer, m.page.byteOffset, m.page.byteLength), at, n);
       } finally {
         this.#unmapQuietly(m.handle, ref);
       }
     }
-    return this.#rw(req, req.indirectOp as 0 | 1, nseg, segs);
+    return this.#rw(who, op, nseg);
+  }
+
+  /** Copies `n` segment descriptors from an indirect page into #gref.. from index `at` on. */
+  #copySegments(page: DataView, at: number, n: number): void {
+    if (n * BLKIF_SEGMENT.size > page.byteLength) {
+      throw new Refused(`indirect page of ${page.byteLength} bytes holds no ${n} segments`);
+    }
+    for (let i = 0; i < n; i++) {
+      const o = i * BLKIF_SEGMENT.size;
+      this.#gref[at + i] = page.getUint32(o + BLKIF_SEGMENT.gref, true);
+      this.#firstSect[at + i] = page.getUint8(o + BLKIF_SEGMENT.firstSect);
+      this.#lastSect[at + i] = page.getUint8(o + BLKIF_SEGMENT.lastSect);
+    }
   }
 
   /** The persistent grant for `ref` (mapping it now if there is room), or undefined. */
@@ -363,7 +420,7 @@ export class BlkifBack {
     } catch (e) {
       throw new Refused(`invalid buffer: could not map grant ${ref}: ${(e as Error).message}`);
     }
-    const g: PersistentGrant = { handle: m.handle, page: m.page, inUse: false };
+    const g: PersistentGrant = { handle: m.handle, page: m.page, inUse: false, view: null };
     this.#persistent.set(ref, g);
     this.stats.persistentGrants = this.#persistent.size;
     return g;
@@ -388,61 +445,75 @@ export class BlkifBack {
   }
 
   /**
-   * READ/WRITE/BARRIER/FLUSH with `nseg` segments `segs` (from the request or its indirect page).
-   * Throws Refused before any I/O; the returned promise settles when the response is written.
+   * READ/WRITE/BARRIER/FLUSH with the `nseg` segments in #gref.. (from the request or its indirect
+   * pages). Throws Refused before any I/O; the returned promise settles when the response is written.
    */
-  #rw(
-    req: BlkifRwRequest | BlkifIndirectRequest,
-    op: 0 | 1 | 2 | 3,
-    nseg: number,
-    segs: readonly BlkifSegment[],
-  ): Promise<void> {
+  #rw(who: Ident, op: 0 | 1 | 2 | 3, nseg: number): Promise<void> {
     const flush = op === BLKIF_OP.flushDiskcache || op === BLKIF_OP.writeBarrier;
-    if (req.operation !== BLKIF_OP.indirect) {
-      if ((nseg === 0 && !flush) || nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
-        throw new Refused(`bad number of segments in request (${nseg})`);
-      }
-    }
     const write = op !== BLKIF_OP.read;
-    const nsec = BlkifBack.#checkSegments(segs);
-    this.#translate(write, req.sectorNumber, BigInt(nsec));
+    const grefs = this.#gref;
+    const firsts = this.#firstSect;
+    const lasts = this.#lastSect;
+    let nsec = 0;
+    for (let i = 0; i < nseg; i++) {
+      const f = firsts[i]!;
+      const l = lasts[i]!;
+      if (l >= SECTORS_PER_PAGE || l < f) throw new Refused(`bad segment: sectors ${f}..${l}`);
+      nsec += l - f + 1;
+    }
+    // xen_vbd_translate: writable, inside the disk, no wrap. Both request layouts keep the sector
+    // at offset 16; a value past 2^53 is inexact here but far past any disk, so still refused.
+    if (write && this.#o.readonly) throw new Refused("write on a read-only device");
+    const v = this.#sv;
+    const sector =
+      v.getUint32(BLKIF_REQUEST.sectorNumber + 4, true) * TWO_32 +
+      v.getUint32(BLKIF_REQUEST.sectorNumber, true);
+    if (sector + nsec > this.#nsectors) {
+      const exact = v.getBigUint64(BLKIF_REQUEST.sectorNumber, true);
+      throw new Refused(`access beyond end of device (${exact} + ${nsec} > ${this.#sectors})`);
+    }
     if (op === BLKIF_OP.read) this.stats.rdReq++;
     else if (op === BLKIF_OP.write) this.stats.wrReq++;
     else this.stats.fReq++;
     // Map every segment before any I/O; a refusal unmaps what was mapped.
-    const bufs: Uint8Array[] = [];
+    const bufs: Uint8Array[] = new Array(nseg);
     const transient: { handle: number; ref: number }[] = [];
     const held: PersistentGrant[] = [];
     try {
-      for (const s of segs) {
+      for (let i = 0; i < nseg; i++) {
+        const ref = grefs[i]!;
         let page: Uint8Array;
-        const g = this.#persistentFor(s.gref);
+        const g = this.#persistentFor(ref);
         if (g !== undefined) {
-          if (g.inUse) throw new Refused(`grant ${s.gref} already in use by another request`);
+          if (g.inUse) throw new Refused(`grant ${ref} already in use by another request`);
           g.inUse = true;
           held.push(g);
           page = g.page;
         } else {
           // A read fills the page (map it writable); a write only reads it.
-          const m = this.#mapTransient(s.gref, write);
-          transient.push({ handle: m.handle, ref: s.gref });
+          const m = this.#mapTransient(ref, write);
+          transient.push({ handle: m.handle, ref });
           page = m.page;
         }
+        const f = firsts[i]!;
+        const l = lasts[i]!;
         // A whole page (the usual segment) is the mapped view itself: no new view per request.
-        const whole = s.firstSect === 0 && s.lastSect === SECTORS_PER_PAGE - 1 && page.byteLength === 4096;
-        bufs.push(whole ? page : page.subarray(s.firstSect * 512, (s.lastSect + 1) * 512));
+        bufs[i] =
+          f === 0 && l === SECTORS_PER_PAGE - 1 && page.byteLength === 4096
+            ? page
+            : page.subarray(f * 512, (l + 1) * 512);
       }
     } catch (e) {
       this.#release(held, transient);
       throw e;
     }
-    const pos = Number(req.sectorNumber) * 512;
+    const pos = sector * 512;
     const store = this.#o.store;
     const answer = (): void => {
       if (write) this.stats.wrSect += nsec;
       else this.stats.rdSect += nsec;
       this.#release(held, transient);
-      this.#respond(req.id, op, BLKIF_RSP.okay);
+      this.#respond(who, BLKIF_RSP.okay);
     };
     const sync = flush || this.#o.inline !== true ? undefined : write ? store.writevSync : store.readvSync;
     if (sync !== undefined) {
@@ -491,20 +562,26 @@ export class BlkifBack {
     for (const t of transient) this.#unmapQuietly(t.handle, t.ref);
   }
 
-  #discard(req: BlkifDiscardRequest): Promise<void> {
+  #discard(req: BlkifDiscardRequest, who: Ident): Promise<void> {
     if (!this.#o.discard) throw new Refused("discard not supported", BLKIF_RSP.eopnotsupp);
     this.stats.dsReq++;
     this.#translate(true, req.sectorNumber, req.nrSectors);
     return this.#o.store
       .discard(Number(req.sectorNumber) * 512, Number(req.nrSectors) * 512)
-      .then(() => this.#respond(req.id, BLKIF_OP.discard, BLKIF_RSP.okay));
+      .then(() => this.#respond(who, BLKIF_RSP.okay));
   }
 
   /** make_response: writes the response now; the push is batched (one per event-loop turn). */
-  #respond(id: bigint, operation: number, status: number): void {
+  #respond(who: Ident, status: number): void {
     const ring = this.#ring;
     const idx = ring.rspProdPvt;
-    encodeResponse(this.#rsp, { id, operation, status });
+    const r = this.#rv; // every byte of the 16 set: padding 0
+    r.setUint32(BLKIF_RESPONSE.id, who.idLo, true);
+    r.setUint32(BLKIF_RESPONSE.id + 4, who.idHi, true);
+    r.setUint8(BLKIF_RESPONSE.operation, who.rspOp);
+    r.setUint8(BLKIF_RESPONSE.operation + 1, 0);
+    r.setInt16(BLKIF_RESPONSE.status, status, true);
+    r.setUint32(BLKIF_RESPONSE.status + 2, 0, true);
     ring.shared.write(idx, this.#rsp);
     ring.rspProdPvt = (idx + 1) >>> 0;
     if (this.#pushScheduled) return;
