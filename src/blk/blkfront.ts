@@ -38,19 +38,16 @@
  * default 1024; the domain's memory may end the pool earlier).
  */
 import type { Kernel } from "../hv/kernel.ts";
-import { BLKIF_RESPONSE } from "../ring/blkif-layout.ts";
+import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../ring/blkif-layout.ts";
 import { FrontRing } from "../ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../xenbus/xenbus.ts";
 import {
   BLKIF_ENTRY_SIZE,
-  BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   BLKIF_OP,
+  BLKIF_REQUEST_DISCARD,
+  BLKIF_REQUEST_INDIRECT,
   BLKIF_RSP,
-  type BlkifSegment,
-  decodeResponse,
-  encodeIndirectSegments,
-  encodeRequest,
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
   statusName,
@@ -84,6 +81,15 @@ interface PoolPage {
   readonly gfn: number;
   readonly page: Uint8Array;
   ref: number;
+  /** The page as a DataView, made the first time it is an indirect page. */
+  view?: DataView;
+}
+
+const TWO_32 = 2 ** 32;
+
+function viewOfPage(p: PoolPage): DataView {
+  p.view ??= new DataView(p.page.buffer, p.page.byteOffset, p.page.byteLength);
+  return p.view;
 }
 
 /** One chunk of a caller's I/O, waiting for a ring slot or in flight. */
@@ -129,7 +135,9 @@ class Front {
   readonly #free: PoolPage[] = [];
   readonly #all = new Set<PoolPage>();
   readonly #req = new Uint8Array(BLKIF_ENTRY_SIZE);
+  readonly #rv = new DataView(this.#req.buffer);
   readonly #rsp = new Uint8Array(BLKIF_RESPONSE.size);
+  readonly #sv = new DataView(this.#rsp.buffer);
   /** The pool cannot grow (cap or the domain's memory). */
   #poolFull = false;
   info: DiskInfo | null = null;
@@ -332,57 +340,60 @@ class Front {
     }
   }
 
+  /**
+   * Writes request `id` for chunk `c` into #req, as blkif_queue_rw_req / blkif_queue_discard_req
+   * fill it: the fields in place (every byte of the entry set, padding 0), the segments into the
+   * request or, for an indirect one, into its indirect pages.
+   */
   #encode(c: Chunk, id: number, nseg: number, indirect: boolean): void {
+    const v = this.#rv;
     const handle = this.info!.devid & 0xffff;
+    this.#req.fill(0);
+    v.setUint32(BLKIF_REQUEST.id, id, true);
+    v.setUint32(BLKIF_REQUEST.sectorNumber, c.sector % TWO_32, true);
+    v.setUint32(BLKIF_REQUEST.sectorNumber + 4, Math.floor(c.sector / TWO_32), true);
     if (c.op === BLKIF_OP.discard) {
-      encodeRequest(this.#req, {
-        operation: BLKIF_OP.discard,
-        flag: 0,
-        handle,
-        id: BigInt(id),
-        sectorNumber: BigInt(c.sector),
-        nrSectors: BigInt(c.nsec),
-      });
+      v.setUint8(BLKIF_REQUEST_DISCARD.operation, BLKIF_OP.discard);
+      v.setUint16(BLKIF_REQUEST_DISCARD.handle, handle, true);
+      v.setUint32(BLKIF_REQUEST_DISCARD.nrSectors, c.nsec % TWO_32, true);
+      v.setUint32(BLKIF_REQUEST_DISCARD.nrSectors + 4, Math.floor(c.nsec / TWO_32), true);
       return;
     }
     const write = c.op !== BLKIF_OP.read;
-    const segs: BlkifSegment[] = [];
+    let page: DataView | null = null;
     for (let i = 0; i < nseg; i++) {
       const p = c.pages[i]!;
       const n = Math.min(SECTORS_PER_PAGE, c.nsec - i * SECTORS_PER_PAGE);
       if (write && c.buf !== null) p.page.set(c.buf.subarray(i * 4096, i * 4096 + n * 512));
-      segs.push({ gref: this.#grant(p, write), firstSect: 0, lastSect: n - 1 });
+      const gref = this.#grant(p, write);
+      // The segment: in the request itself, or slot i % 512 of indirect page i / 512.
+      let o: number;
+      if (!indirect) {
+        page = v;
+        o = BLKIF_REQUEST.seg + i * BLKIF_SEGMENT.size;
+      } else {
+        const slot = i % SEGS_PER_INDIRECT_FRAME;
+        if (slot === 0) page = viewOfPage(c.indirect[i / SEGS_PER_INDIRECT_FRAME]!);
+        o = slot * BLKIF_SEGMENT.size;
+      }
+      page!.setUint32(o + BLKIF_SEGMENT.gref, gref, true);
+      page!.setUint8(o + BLKIF_SEGMENT.firstSect, 0);
+      page!.setUint8(o + BLKIF_SEGMENT.lastSect, n - 1);
+      page!.setUint16(o + 6, 0, true);
     }
     if (!indirect) {
-      encodeRequest(this.#req, {
-        operation: c.op as 0 | 1 | 2 | 3,
-        nrSegments: nseg,
-        handle,
-        id: BigInt(id),
-        sectorNumber: BigInt(c.sector),
-        seg: segs,
-      });
+      v.setUint8(BLKIF_REQUEST.operation, c.op);
+      v.setUint8(BLKIF_REQUEST.nrSegments, nseg);
+      v.setUint16(BLKIF_REQUEST.handle, handle, true);
       return;
     }
-    const grefs: number[] = [];
+    v.setUint8(BLKIF_REQUEST_INDIRECT.operation, BLKIF_OP.indirect);
+    v.setUint8(BLKIF_REQUEST_INDIRECT.indirectOp, c.op);
+    v.setUint16(BLKIF_REQUEST_INDIRECT.nrSegments, nseg, true);
+    v.setUint16(BLKIF_REQUEST_INDIRECT.handle, handle, true);
     for (let i = 0; i < c.indirect.length; i++) {
-      const p = c.indirect[i]!;
-      encodeIndirectSegments(
-        p.page,
-        segs.slice(i * SEGS_PER_INDIRECT_FRAME, (i + 1) * SEGS_PER_INDIRECT_FRAME),
-      );
-      grefs.push(this.#grant(p, true));
+      v.setUint32(BLKIF_REQUEST_INDIRECT.indirectGrefs + 4 * i, this.#grant(c.indirect[i]!, true), true);
     }
-    while (grefs.length < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST) grefs.push(0);
-    encodeRequest(this.#req, {
-      operation: BLKIF_OP.indirect,
-      indirectOp: c.op,
-      nrSegments: nseg,
-      id: BigInt(id),
-      sectorNumber: BigInt(c.sector),
-      handle,
-      indirectGrefs: grefs,
-    });
   }
 
   #push(): void {
@@ -404,23 +415,26 @@ class Front {
         this.fatal(`illegal number of responses ${(rp - ring.rspCons) >>> 0}`);
         return;
       }
+      const v = this.#sv;
       for (let i = ring.rspCons; i !== rp; i = (i + 1) >>> 0) {
-        const r = decodeResponse(ring.copyResponse(i, this.#rsp));
+        ring.copyResponse(i, this.#rsp); // the only read of the slot
         ring.rspCons = (i + 1) >>> 0;
-        const id = r.id < BigInt(ring.size) ? Number(r.id) : -1;
-        const c = id >= 0 ? this.#shadow[id] : undefined;
+        const idLo = v.getUint32(BLKIF_RESPONSE.id, true);
+        const idHi = v.getUint32(BLKIF_RESPONSE.id + 4, true);
+        const operation = v.getUint8(BLKIF_RESPONSE.operation);
+        const c = idHi === 0 && idLo < ring.size ? this.#shadow[idLo] : undefined;
         if (c === undefined) {
-          this.fatal(`response has incorrect id (${r.id})`);
+          this.fatal(`response has incorrect id (${(BigInt(idHi) << 32n) | BigInt(idLo)})`);
           return;
         }
         // Linux's blkback answers an indirect request with its indirect_op; accept INDIRECT too.
-        if (r.operation !== c.op && !(r.operation === BLKIF_OP.indirect && c.indirect.length > 0)) {
-          this.fatal(`response ${r.id} has operation ${r.operation}, expected ${c.op}`);
+        if (operation !== c.op && !(operation === BLKIF_OP.indirect && c.indirect.length > 0)) {
+          this.fatal(`response ${idLo} has operation ${operation}, expected ${c.op}`);
           return;
         }
-        this.#shadow[id] = undefined;
-        this.#freeIds.push(id);
-        this.#complete(c, r.status);
+        this.#shadow[idLo] = undefined;
+        this.#freeIds.push(idLo);
+        this.#complete(c, v.getInt16(BLKIF_RESPONSE.status, true));
       }
     } while (ring.finalCheckForResponses());
     this.#kick();
