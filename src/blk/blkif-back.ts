@@ -337,7 +337,10 @@ export class BlkifBack {
     this.#respond(who, status);
   }
 
-  /** xen_vbd_translate's checks: writable, inside the disk, no wrap. */
+  /**
+   * xen_vbd_translate's checks for a discard, whose 64-bit sector count is kept exact: writable,
+   * inside the disk, no wrap. Reads and writes make the same checks on numbers in #rw.
+   */
   #translate(write: boolean, sector: bigint, count: bigint): void {
     if (write && this.#o.readonly) throw new Refused("write on a read-only device");
     const end = sector + count;
