@@ -50,6 +50,7 @@ import {
   BLKIF_RSP,
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
+  setU64,
   statusName,
   VDISK,
   XEN_IO_PROTO_ABI_NATIVE,
@@ -84,8 +85,6 @@ interface PoolPage {
   /** The page as a DataView, made the first time it is an indirect page. */
   view?: DataView;
 }
-
-const TWO_32 = 2 ** 32;
 
 function viewOfPage(p: PoolPage): DataView {
   p.view ??= new DataView(p.page.buffer, p.page.byteOffset, p.page.byteLength);
@@ -350,36 +349,31 @@ class Front {
     const handle = this.info!.devid & 0xffff;
     this.#req.fill(0);
     v.setUint32(BLKIF_REQUEST.id, id, true);
-    v.setUint32(BLKIF_REQUEST.sectorNumber, c.sector % TWO_32, true);
-    v.setUint32(BLKIF_REQUEST.sectorNumber + 4, Math.floor(c.sector / TWO_32), true);
+    setU64(v, BLKIF_REQUEST.sectorNumber, c.sector);
     if (c.op === BLKIF_OP.discard) {
       v.setUint8(BLKIF_REQUEST_DISCARD.operation, BLKIF_OP.discard);
       v.setUint16(BLKIF_REQUEST_DISCARD.handle, handle, true);
-      v.setUint32(BLKIF_REQUEST_DISCARD.nrSectors, c.nsec % TWO_32, true);
-      v.setUint32(BLKIF_REQUEST_DISCARD.nrSectors + 4, Math.floor(c.nsec / TWO_32), true);
+      setU64(v, BLKIF_REQUEST_DISCARD.nrSectors, c.nsec);
       return;
     }
     const write = c.op !== BLKIF_OP.read;
-    let page: DataView | null = null;
+    // Where the segments go: the request itself, or slot i % 512 of indirect page i / 512.
+    let page: DataView = v;
     for (let i = 0; i < nseg; i++) {
       const p = c.pages[i]!;
       const n = Math.min(SECTORS_PER_PAGE, c.nsec - i * SECTORS_PER_PAGE);
       if (write && c.buf !== null) p.page.set(c.buf.subarray(i * 4096, i * 4096 + n * 512));
       const gref = this.#grant(p, write);
-      // The segment: in the request itself, or slot i % 512 of indirect page i / 512.
-      let o: number;
-      if (!indirect) {
-        page = v;
-        o = BLKIF_REQUEST.seg + i * BLKIF_SEGMENT.size;
-      } else {
+      let o = BLKIF_REQUEST.seg + i * BLKIF_SEGMENT.size;
+      if (indirect) {
         const slot = i % SEGS_PER_INDIRECT_FRAME;
         if (slot === 0) page = viewOfPage(c.indirect[i / SEGS_PER_INDIRECT_FRAME]!);
         o = slot * BLKIF_SEGMENT.size;
       }
-      page!.setUint32(o + BLKIF_SEGMENT.gref, gref, true);
-      page!.setUint8(o + BLKIF_SEGMENT.firstSect, 0);
-      page!.setUint8(o + BLKIF_SEGMENT.lastSect, n - 1);
-      page!.setUint16(o + 6, 0, true);
+      page.setUint32(o + BLKIF_SEGMENT.gref, gref, true);
+      page.setUint8(o + BLKIF_SEGMENT.firstSect, 0);
+      page.setUint8(o + BLKIF_SEGMENT.lastSect, n - 1);
+      page.setUint16(o + 6, 0, true);
     }
     if (!indirect) {
       v.setUint8(BLKIF_REQUEST.operation, c.op);

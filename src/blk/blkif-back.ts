@@ -41,6 +41,7 @@ import {
   BLKIF_RSP,
   type BlkifDiscardRequest,
   decodeRequest,
+  getU64,
   isDiscard,
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
@@ -125,7 +126,6 @@ interface Ident {
   readonly rspOp: number;
 }
 
-const TWO_32 = 2 ** 32;
 const I = BLKIF_REQUEST_INDIRECT;
 
 /** A read or write waiting in the plug: its byte range and buffers, settled when its I/O is. */
@@ -468,9 +468,7 @@ export class BlkifBack {
     // at offset 16; a value past 2^53 is inexact here but far past any disk, so still refused.
     if (write && this.#o.readonly) throw new Refused("write on a read-only device");
     const v = this.#sv;
-    const sector =
-      v.getUint32(BLKIF_REQUEST.sectorNumber + 4, true) * TWO_32 +
-      v.getUint32(BLKIF_REQUEST.sectorNumber, true);
+    const sector = getU64(v, BLKIF_REQUEST.sectorNumber);
     if (sector + nsec > this.#nsectors) {
       const exact = v.getBigUint64(BLKIF_REQUEST.sectorNumber, true);
       throw new Refused(`access beyond end of device (${exact} + ${nsec} > ${this.#sectors})`);

@@ -296,6 +296,19 @@ export function decodeIndirectSegments(page: Uint8Array, count: number, first = 
   return out;
 }
 
+const TWO_32 = 2 ** 32;
+
+/** Writes `n`, an integer in 0..2^53, at `off` as a little-endian u64 (the drivers' in-place path). */
+export function setU64(v: DataView, off: number, n: number): void {
+  v.setUint32(off, n % TWO_32, true);
+  v.setUint32(off + 4, Math.floor(n / TWO_32), true);
+}
+
+/** Reads the little-endian u64 at `off` as a number: exact up to 2^53, the nearest double past it. */
+export function getU64(v: DataView, off: number): number {
+  return v.getUint32(off + 4, true) * TWO_32 + v.getUint32(off, true);
+}
+
 /** A status's name, for log lines and errors. */
 export function statusName(status: number): string {
   switch (status) {

@@ -28,6 +28,8 @@ import {
   encodeIndirectSegments,
   encodeRequest,
   encodeResponse,
+  getU64,
+  setU64,
   VDISK,
 } from "../../src/blk/blkif.ts";
 import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../../src/ring/blkif-layout.ts";
@@ -200,6 +202,20 @@ describe("blkif codec against io/blkif.h (gcc)", () => {
     assert.deepEqual(
       decodeIndirectSegments(page, segs.length),
       segs.map((x) => ({ ...x })),
+    );
+  });
+});
+
+describe("the drivers' in-place u64 fields", () => {
+  it("setU64 writes and getU64 reads the bytes DataView's BigInt u64 does, up to 2^53", () => {
+    const v = new DataView(new ArrayBuffer(16));
+    fc.assert(
+      fc.property(fc.maxSafeNat(), fc.integer({ min: 0, max: 8 }), (n, off) => {
+        setU64(v, off, n);
+        assert.equal(v.getBigUint64(off, true), BigInt(n));
+        v.setBigUint64(off, BigInt(n), true);
+        assert.equal(getU64(v, off), n);
+      }),
     );
   });
 });
