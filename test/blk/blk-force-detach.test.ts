@@ -14,14 +14,7 @@ import { pino } from "pino";
 import { attachDisk, detachDisk } from "../../src/host/disk.ts";
 import { Host } from "../../src/host/host.ts";
 import { tempDir } from "../helpers/peers.ts";
-
-async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await pred())) {
-    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from "../helpers/until.ts";
 
 describe("block-detach -f", () => {
   let host: Host;

@@ -12,6 +12,7 @@ import { pino } from "pino";
 import { attachDisk, BLKBACK_MODULE } from "../../src/host/disk.ts";
 import { Host } from "../../src/host/host.ts";
 import { tempDir } from "../helpers/peers.ts";
+import { until } from "../helpers/until.ts";
 
 const SECTORS = 8192; // 4 MiB
 const CHUNK = 128; // 64 KiB writes
@@ -20,14 +21,6 @@ function pattern(i: number): Uint8Array {
   const b = new Uint8Array(CHUNK * 512);
   for (let j = 0; j < b.length; j += 512) b.fill((i * 31 + j / 512) & 0xff, j, j + 512);
   return b;
-}
-
-async function until(what: string, pred: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await pred())) {
-    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe("blkback killed mid-I/O, then back", () => {
