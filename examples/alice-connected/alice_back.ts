@@ -4,7 +4,7 @@
  * answers each ping with value + 1 (notification suppression on both sides). When the frontend
  * closes it unmaps and unbinds and goes Closed, as Linux's backends do.
  */
-import type { Kernel, MappedPage } from "../../src/hv/kernel.ts";
+import type { Kernel, MappedPage } from "../../src/kernel/kernel.ts";
 import { BackRing } from "../../src/ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../src/xenbus/xenbus.ts";
 import { ALICE_OP_PING, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";

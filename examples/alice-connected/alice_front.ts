@@ -6,7 +6,7 @@
  * backend closes, it goes Closed (as Linux's xenbus_frontend_closed) and, once the backend has
  * unmapped the ring, ends the grant.
  */
-import type { Kernel } from "../../src/hv/kernel.ts";
+import type { Kernel } from "../../src/kernel/kernel.ts";
 import { FrontRing } from "../../src/ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../src/xenbus/xenbus.ts";
 import { ALICE_OP_PING, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";

@@ -3,7 +3,7 @@
  * module: it registers with XenBus as the backend of `alice_dev` and logs when loaded and when
  * probed. Load it in dom0 with `xenlab insmod -d 0 examples/alice/alice_back.ts`.
  */
-import type { Kernel } from "../../src/hv/kernel.ts";
+import type { Kernel } from "../../src/kernel/kernel.ts";
 import { type XenbusDriver, xenbus } from "../../src/xenbus/xenbus.ts";
 
 export const name = "alice_back";

@@ -3,7 +3,7 @@
  * device type `alice_dev` and logs when loaded and when probed. Load it in a guest with
  * `xenlab insmod -d <domU> examples/alice/alice_front.ts`.
  */
-import type { Kernel } from "../../src/hv/kernel.ts";
+import type { Kernel } from "../../src/kernel/kernel.ts";
 import { type XenbusDriver, xenbus } from "../../src/xenbus/xenbus.ts";
 
 export const name = "alice_front";

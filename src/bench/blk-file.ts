@@ -12,6 +12,7 @@
  */
 import * as fs from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import { errorMessage } from "../lib/errors.ts";
 import { alignedBuffer, type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
 
 export interface FileWorkerData {
@@ -57,7 +58,7 @@ port.on("message", (m: FileRequest) => {
   }
   runLoad(io, m.spec).then(
     (result) => port.postMessage({ id: m.id, result }),
-    (e: unknown) => port.postMessage({ id: m.id, error: e instanceof Error ? e.message : String(e) }),
+    (e: unknown) => port.postMessage({ id: m.id, error: errorMessage(e) }),
   );
 });
 port.postMessage({ ready: true });

@@ -5,9 +5,9 @@
  * `Hypervisor.call(domid, "blk_bench", "run", { vdev, spec })` and gets its LoadResult back, with
  * what blkfront counted meanwhile (ring requests, kicks sent, events handled).
  */
-import { type BlockDevice, type BlockStats, blockDevices, type IoBuffer } from "../blk/blockdev.ts";
-import type { HaltStats } from "../hv/evtchn-guest.ts";
-import type { Kernel } from "../hv/kernel.ts";
+import { type BlockDevice, type BlockStats, blockDevices, type IoBuffer } from "../drivers/blk/blockdev.ts";
+import type { HaltStats } from "../kernel/evtchn.ts";
+import type { Kernel } from "../kernel/kernel.ts";
 import { alignedBuffer, type LoadResult, type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
 
 export const name = "blk_bench";

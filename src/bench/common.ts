@@ -1,3 +1,4 @@
+import { errorMessage } from "../lib/errors.ts";
 /**
  * What the `xenlab bench …` commands share: the command line (-h/--help, --json, --quick, unknown
  * options, whole-number values; exit code 2 on a bad option), the run order that alternates
@@ -88,7 +89,7 @@ export async function runBench<O>(
   try {
     o = parse(argv);
   } catch (e) {
-    process.stderr.write(`xenlab bench ${bench}: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`xenlab bench ${bench}: ${errorMessage(e)}\n`);
     return 2;
   }
   if (o === "help") {

@@ -5,7 +5,7 @@
  * after `warmup` and posts the seconds; a wait longer than `timeoutMs` fails the run.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { EventChannelUpcall, type GuestEventsBoot } from "../hv/evtchn-guest.ts";
+import { EventChannelUpcall, type GuestEventsBoot } from "../kernel/evtchn.ts";
 
 export type PeerSide =
   | { kind: "xenlab"; boot: GuestEventsBoot; port: number }

@@ -18,7 +18,7 @@
  * measurements made a second apart.
  */
 import type { MessagePort, Worker } from "node:worker_threads";
-import { siblingModule, spawnWorker } from "../hv/spawn.ts";
+import { siblingModule, spawnWorker } from "../lib/spawn.ts";
 import {
   alignColumns,
   eachRun,

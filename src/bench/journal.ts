@@ -3,7 +3,7 @@
  * file I/O of the same bytes in the same run.
  *
  *   plain     N requests through a fresh core's step(), no journal (the CPU floor);
- *   journal   the same N requests with the journal attached to a real directory (src/state-files.ts):
+ *   journal   the same N requests with the journal attached to a real directory (src/xenstore/state-files.ts):
  *             one record encoded, checksummed and written per request, compactions included;
  *   raw       the same records' bytes (captured from the same workload beforehand, untimed)
  *             written to a file with one fs.writeSync each: direct file I/O, the baseline.
@@ -26,9 +26,9 @@
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DirStateFiles } from "../state-files.ts";
 import { type Connection, XenStoreCore } from "../xenstore/core.ts";
 import { Journal, type StateFile, type StateFiles } from "../xenstore/journal.ts";
+import { DirStateFiles } from "../xenstore/state-files.ts";
 import { XsType } from "../xenstore/wire.ts";
 import {
   alignColumns,

@@ -2,6 +2,8 @@
  * Process entry of the load generator: `node loadgen-child.js '<LoadConfig as JSON>'`
  * prints one LoadResult as JSON on stdout. The bench spawns it pinned to its own CPU.
  */
+
+import { errorMessage } from "../lib/errors.ts";
 import { type LoadConfig, runLoad, type Target } from "./loadgen.ts";
 
 function parseConfig(text: string | undefined): LoadConfig {
@@ -41,6 +43,6 @@ try {
   const result = await runLoad(parseConfig(process.argv[2]));
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } catch (e) {
-  process.stderr.write(`loadgen: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(`loadgen: ${errorMessage(e)}\n`);
   process.exitCode = 1;
 }

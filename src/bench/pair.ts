@@ -4,7 +4,8 @@
  * `{ ready: true }`, gets "go", and posts its result or `{ ok: false, error }`).
  */
 import type { Worker } from "node:worker_threads";
-import { DOMID_SELF, type DomainEventsBoot, EventChannels } from "../hv/evtchn.ts";
+import { type DomainEventsBoot, EventChannels } from "../hv/evtchn.ts";
+import { DOMID_SELF } from "../xen/xen.ts";
 
 /** One domain's end of the event channel: its boot record and its port. */
 export interface ChannelEnd {

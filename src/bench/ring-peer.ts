@@ -14,7 +14,7 @@
  * `timeoutMs` fails the run.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { EventChannelUpcall, type GuestEventsBoot } from "../hv/evtchn-guest.ts";
+import { EventChannelUpcall, type GuestEventsBoot } from "../kernel/evtchn.ts";
 import { BackRing, FrontRing } from "../ring/ring.ts";
 
 export type RingPeerSide =

@@ -23,8 +23,9 @@
  * the per-run ratios (spec/platform.md: this VM moves between a fast and a slow wake-up regime).
  */
 import type { MessagePort, Worker } from "node:worker_threads";
-import { siblingModule, spawnWorker } from "../hv/spawn.ts";
-import { ringSize, XEN_PAGE_SIZE } from "../ring/ring.ts";
+import { siblingModule, spawnWorker } from "../lib/spawn.ts";
+import { ringSize } from "../ring/ring.ts";
+import { XEN_PAGE_SIZE } from "../xen/xen.ts";
 import {
   alignColumns,
   eachRun,

@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { siblingModule } from "../hv/spawn.ts";
+import { siblingModule } from "../lib/spawn.ts";
 import { inRunOrder, jsonLine, median, type OptionTable, parseOptions, runBench } from "./common.ts";
 import { type Daemon, hasTaskset, pin, startCommand, startReference, tail } from "./daemons.ts";
 import { type Conn, type LoadConfig, type LoadResult, openIdle, type WindowResult } from "./loadgen.ts";

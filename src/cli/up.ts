@@ -8,7 +8,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ControlServer, controlPath } from "../host/control.ts";
 import { Host } from "../host/host.ts";
-import { createLogger } from "../log.ts";
+import { createLogger } from "../lib/log.ts";
 import { commandArgs } from "./args.ts";
 import { socketPath } from "./xenstored.ts";
 

@@ -7,11 +7,11 @@
 import { createWriteStream, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import { createLogger } from "../log.ts";
-import { DirStateFiles } from "../state-files.ts";
+import { createLogger } from "../lib/log.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
 import { DEFAULT_MAX_JOURNAL_BYTES, Journal } from "../xenstore/journal.ts";
 import { DEFAULT_QUOTAS, type Quotas } from "../xenstore/quota.ts";
+import { DirStateFiles } from "../xenstore/state-files.ts";
 import { SocketTransport, traceLine } from "../xenstore/transport-socket.ts";
 
 const USAGE = `usage: xenlab xenstored [options]

@@ -14,7 +14,7 @@
  *   /local/domain/0/backend/console/N/0 owner dom0, readable by N
  *     frontend, frontend-id, online = 1, state = 1, protocol = vt100
  *
- * The backend (xenconsoled, src/console/backend.ts) reads ring-ref, port, type and limit.
+ * The backend (xenconsoled, src/console/xenconsoled.ts) reads ring-ref, port, type and limit.
  */
 import type { XsOps } from "../xenstore/client.ts";
 

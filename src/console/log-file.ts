@@ -9,7 +9,7 @@
  */
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { ConsoleLogSink } from "./backend.ts";
+import type { ConsoleLogSink } from "./xenconsoled.ts";
 
 /** An opener of log files in `dir` (created if missing). */
 export function logFilesIn(dir: string): (fileName: string) => ConsoleLogSink {

@@ -13,7 +13,7 @@
  * `serveConsole` is the host's side; `openConsole` is the client's.
  */
 import { connect, type Socket } from "node:net";
-import type { ConsoleBackend } from "./backend.ts";
+import type { ConsoleBackend } from "./xenconsoled.ts";
 
 export interface ConsoleRequest {
   readonly op: "console";

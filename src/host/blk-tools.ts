@@ -16,7 +16,7 @@
  *                 list), as a dom0 tool makes an ioctl: what `blk-cp` is built on. Sector data
  *                 crosses the JSON control socket as base64.
  */
-import { type DiskSpec, vdevToDevid } from "../blk/blockdev.ts";
+import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
 import type { XsOps } from "../xenstore/client.ts";
 import { attachDisk, detachDisk } from "./disk.ts";
 import { diskSpecOf, parseDiskSpecLenient } from "./disk-spec.ts";
@@ -112,7 +112,7 @@ export async function blockList(host: Host, domid: number): Promise<BlockListRow
   return rows;
 }
 
-/** The commands of blkfront's host calls (src/blk/blkfront.ts). */
+/** The commands of blkfront's host calls (src/drivers/blk/blkfront.ts). */
 export const BLKFRONT_COMMANDS = ["info", "read", "write", "flush", "discard", "list"] as const;
 export type BlkfrontCommand = (typeof BLKFRONT_COMMANDS)[number];
 

@@ -14,7 +14,8 @@
 
 import { connect, createServer, type Server } from "node:net";
 import { parseConsoleRequest, serveConsole } from "../console/stream.ts";
-import { closeUnix, listenUnix } from "../unix-socket.ts";
+import { errorMessage } from "../lib/errors.ts";
+import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
 import { blkfrontCall, blockAttach, blockDetach, blockList } from "./blk-tools.ts";
 import type { Host } from "./host.ts";
 
@@ -80,7 +81,7 @@ export class ControlServer {
     try {
       return { ok: true, value: await this.#do(JSON.parse(line) as ControlRequest) };
     } catch (e) {
-      return { ok: false, error: e instanceof Error ? e.message : String(e) };
+      return { ok: false, error: errorMessage(e) };
     }
   }
 

@@ -21,13 +21,13 @@
  * Most errors let the scanner go on (xl reports each); "too many positional parameters", an
  * unknown deprecated prefix and "bad disk syntax" stop it.
  *
- * `diskSpecOf` then turns what xl accepts into what xenlab's blkback serves (src/blk/blockdev.ts
+ * `diskSpecOf` then turns what xl accepts into what xenlab's blkback serves (src/drivers/blk/blockdev.ts
  * DiskSpec): raw images from dom0 over the Xen PV protocol, no hotplug scripts. What libxl
  * itself refuses there (an invalid vdev) gets libxl's message; what xenlab does not serve gets
  * a message saying so.
  */
 import { isAbsolute, resolve } from "node:path";
-import { type DiskSpec, vdevToDevid } from "../blk/blockdev.ts";
+import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
 
 export type DiskFormat = "raw" | "qcow" | "qcow2" | "vhd" | "empty" | "qed";
 export type DiskBackendType = "phy" | "tap" | "qdisk" | "standalone";

@@ -26,14 +26,14 @@
  * ends its grants (those the backend still maps are ended later, as Linux's deferred
  * gnttab_end_foreign_access).
  */
-import type { DiskSpec } from "../blk/blockdev.ts";
-import { vdevToDevid } from "../blk/blockdev.ts";
+import type { DiskSpec } from "../drivers/blk/blockdev.ts";
+import { vdevToDevid } from "../drivers/blk/blockdev.ts";
 import type { Host } from "./host.ts";
 
 const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
 /** The driver modules, next to this file's build (src/ when run from source, dist/ when built). */
-export const BLKBACK_MODULE = new URL(`../blk/blkback${EXT}`, import.meta.url).href;
-export const BLKFRONT_MODULE = new URL(`../blk/blkfront${EXT}`, import.meta.url).href;
+export const BLKBACK_MODULE = new URL(`../drivers/blk/blkback${EXT}`, import.meta.url).href;
+export const BLKFRONT_MODULE = new URL(`../drivers/blk/blkfront${EXT}`, import.meta.url).href;
 
 async function ensureModule(
   host: Host,

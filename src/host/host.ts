@@ -12,7 +12,7 @@
  *      then `libxl__build_post`'s keys: name, domid, memory, store/port, store/ring-ref;
  *   3. XS_INTRODUCE: xenstored maps the store page and binds the port (xenstored-domains.ts),
  *      and fires @introduceDomain; then the primary console's keys (src/console/keys.ts),
- *      which the console daemon (src/console/backend.ts) connects to;
+ *      which the console daemon (src/console/xenconsoled.ts) connects to;
  *   4. the domain is unpaused and its kernel boots, finding xenstored attached.
  *
  * Destroying: the hypervisor tears the domain down, then xenstored releases it (@releaseDomain,
@@ -20,12 +20,13 @@
  * `libxl__destroy_domid` does.
  */
 
-import { ConsoleBackend } from "../console/backend.ts";
 import { addPrimaryConsole } from "../console/keys.ts";
 import { logFilesIn } from "../console/log-file.ts";
-import { EventChannelUpcall } from "../hv/evtchn-guest.ts";
+import { ConsoleBackend } from "../console/xenconsoled.ts";
 import { type CreateOptions, type DomainInfo, Hypervisor } from "../hv/hypervisor.ts";
-import type { Logger } from "../log.ts";
+import { EventChannelUpcall } from "../kernel/evtchn.ts";
+import { errorMessage } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
 import { XsClient, type XsOps } from "../xenstore/client.ts";
 import { type CoreOptions, deliver, XenStoreCore } from "../xenstore/core.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
@@ -40,7 +41,7 @@ export interface HostOptions {
   readonly dom0?: Omit<CreateOptions, "domid" | "name"> & { readonly name?: string };
   /** Each kernel log line of each domain. */
   readonly onKernelLog?: (domid: number, line: string) => void;
-  /** The domain kernel's entry (tests); default src/hv/domain-worker. */
+  /** The domain kernel's entry (tests); default src/kernel/domain-worker. */
   readonly workerEntry?: URL;
   /** Where the console daemon keeps `guest-<name>.log` files (none: no log files). */
   readonly consoleLogDir?: string;
@@ -66,11 +67,7 @@ export class Host {
     this.hv = hv;
     // Dom0's vCPU 1 runs here: xenstored's event channels are bound to it.
     this.#vcpu1 = new EventChannelUpcall(hv.events.vcpuBoot(0, 1), {
-      onError: (err, port) =>
-        this.#log.error(
-          { port, err: err instanceof Error ? err.message : String(err) },
-          "xenstored event failed",
-        ),
+      onError: (err, port) => this.#log.error({ port, err: errorMessage(err) }, "xenstored event failed"),
     });
     this.xenstored = new XenstoredDomains(hv, this.#vcpu1);
     this.core = new XenStoreCore({ ...opts.xenstored, log: opts.log, hooks: this.xenstored });
@@ -246,10 +243,7 @@ export class Host {
   #released(domid: number): void {
     deliver(this.core.releaseDomain(domid));
     void this.#cleanUp(domid).catch((e: unknown) => {
-      this.#log.debug(
-        { domid, err: e instanceof Error ? e.message : String(e) },
-        "cleaning up a domain's nodes",
-      );
+      this.#log.debug({ domid, err: errorMessage(e) }, "cleaning up a domain's nodes");
     });
   }
 

@@ -7,9 +7,10 @@
  * xenstored runs in the host process, which is dom0 user space: its ports are dom0's, bound to
  * dom0's vCPU 1, whose upcall loop runs on this thread (dom0's kernel, in its worker, is vCPU 0).
  */
-import type { EventChannelUpcall } from "../hv/evtchn-guest.ts";
-import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../hv/grant-table.ts";
+
 import type { Hypervisor } from "../hv/hypervisor.ts";
+import type { EventChannelUpcall } from "../kernel/evtchn.ts";
+import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../xen/grant-table-abi.ts";
 import type { Connection, DomainHooks, XenStoreCore } from "../xenstore/core.ts";
 import { RingServer } from "../xenstore/transport-ring.ts";
 

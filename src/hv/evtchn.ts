@@ -46,7 +46,6 @@
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
   clearPending,
-  DOMID_SELF,
   type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHN_MAX_VCPUS,
@@ -66,10 +65,10 @@ import {
   W_PENDING,
   writePortEntry,
   XEN_ERRNO,
-} from "./evtchn-abi.ts";
+} from "../xen/evtchn-abi.ts";
+import { DOMID_FIRST_RESERVED, DOMID_SELF } from "../xen/xen.ts";
 
 export {
-  DOMID_SELF,
   type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHN_LAYOUT,
@@ -77,7 +76,7 @@ export {
   EVTCHNSTAT,
   type EvtchnStat,
   XEN_ERRNO,
-} from "./evtchn-abi.ts";
+} from "../xen/evtchn-abi.ts";
 
 /** `NR_VIRQS` of xen.h. */
 export const NR_VIRQS = 24;
@@ -87,9 +86,6 @@ export const NR_VIRQS = 24;
  * DEBUG, XENOPROF, XENPMU. The others, the arch ones included on x86, are global.
  */
 const PER_VCPU_VIRQS: ReadonlySet<number> = new Set([0, 1, 7, 13]);
-
-/** `DOMID_FIRST_RESERVED`: domids from here on are special, never a domain's. */
-const DOMID_FIRST_RESERVED = 0x7ff0;
 
 const { EPERM, ENOENT, ESRCH, EEXIST, EINVAL, ENOSPC } = XEN_ERRNO;
 

@@ -1,23 +1,13 @@
 /**
- * Grant tables, version 1 (Xen's `public/grant_table.h`, `common/grant_table.c`).
+ * Grant tables, the hypervisor's side (Xen's `common/grant_table.c`): map, unmap and copy, in the
+ * main thread. The layout and flags are src/xen/grant-table-abi.ts; the granting guest's side is
+ * src/kernel/grant-table.ts.
  *
- * A domain shares one of its pages with one other domain by writing a `grant_entry_v1` into its
- * grant table: 8 bytes, `flags` u16 @0, `domid` u16 @2 (the grantee), `frame` u32 @4 (the gfn),
- * little endian, 512 per 4 KiB frame. Two sides touch these frames:
- *
- * - The granting domain's kernel (guest side, as Linux's `drivers/xen/grant-table.c`):
- *   `grantForeignAccess()`, `endForeignAccess()`, `queryForeignAccess()`, `GrantRefAllocator`.
- *   It runs in the domain's worker on its own frames.
- * - The hypervisor (`GrantTables`, main thread): map, unmap and copy. It keeps the state the guest
- *   must not be able to forge (pin counts, the page an entry resolved to, the maptrack) in its own
- *   memory; it reads an entry's frame once, at first pin, and writes only the (flags, domid) word.
- *
- * The (flags, domid) pair is one 32-bit word: flags in the low 16 bits, domid in the high 16 (an
- * `Int32Array` is native endian, and every platform Node runs on here is little endian, as the
- * entry is). Every access to it is an `Atomics` operation on that `Int32Array`: the guest
- * publishes with a release store and revokes with CMPXCHG; the hypervisor sets GTF_reading /
- * GTF_writing with CMPXCHG (at most 5 tries: a guest rewriting its entry in a loop must not
- * livelock the hypervisor) and clears them with an atomic AND, as Xen does.
+ * The hypervisor keeps the state the guest must not be able to forge (pin counts, the page an
+ * entry resolved to, the maptrack) in its own memory; it reads an entry's frame once, at first
+ * pin, and writes only the (flags, domid) word: GTF_reading / GTF_writing set with CMPXCHG (at
+ * most 5 tries: a guest rewriting its entry in a loop must not livelock the hypervisor) and
+ * cleared with an atomic AND, as Xen does.
  *
  * Pin counts and flags, a worked example (each line is a test in test/hv/grant-table.test.ts).
  * Domain 1 grants gfn 5 to domain 2 in ref 8, writable:
@@ -37,316 +27,19 @@
  * only through a view with no write path. What *is* enforced: a read-only grant never gets
  * GTF_writing, never maps writable and is never the destination of a copy.
  */
-
-/** Grant frames are 4 KiB whatever the host's page size. */
-const PAGE_SIZE = 4096;
-
-/** `struct grant_entry_v1`: byte offsets and size. */
-export const GRANT_ENTRY_V1 = { flags: 0, domid: 2, frame: 4, size: 8 } as const;
-
-/** Entries of one 4 KiB grant frame. */
-export const GRANT_ENTRIES_PER_FRAME = PAGE_SIZE / GRANT_ENTRY_V1.size;
-
-/** `GNTTAB_NR_RESERVED_ENTRIES` and the two refs the toolstack pre-populates. */
-export const GNTTAB_RESERVED = { entries: 8, console: 0, xenstore: 1 } as const;
-
-/** `GTF_*`: the entry's flags. Type in bits 0–1, subflags above. */
-export const GTF = {
-  invalid: 0,
-  permit_access: 1,
-  accept_transfer: 2,
-  transitive: 3,
-  type_mask: 3,
-  /** Grantee may only read. [guest] */
-  readonly: 1 << 2,
-  /** Mapped or being copied from by the grantee. [Xen] */
-  reading: 1 << 3,
-  /** Mapped writable or being copied to by the grantee. [Xen] */
-  writing: 1 << 4,
-  PWT: 1 << 5,
-  PCD: 1 << 6,
-  PAT: 1 << 7,
-  /** Copy-only access to part of the page (v2 entries; a v1 map refuses it). */
-  sub_page: 1 << 8,
-  /** accept_transfer subflags. */
-  transfer_committed: 1 << 2,
-  transfer_completed: 1 << 3,
-} as const;
-
-/** `GNTMAP_*`: flags of a map request. */
-export const GNTMAP = {
-  device_map: 1 << 0,
-  host_map: 1 << 1,
-  readonly: 1 << 2,
-  application_map: 1 << 3,
-  contains_pte: 1 << 4,
-  guest_avail_mask: 0xffff0000,
-} as const;
-
-/** `GNTCOPY_*`: which side of a copy is a grant ref (otherwise a gfn of the caller). */
-export const GNTCOPY = { source_gref: 1 << 0, dest_gref: 1 << 1 } as const;
-
-/** `GNTTABOP_*`: the grant table hypercall's commands. */
-export const GNTTABOP = {
-  map_grant_ref: 0,
-  unmap_grant_ref: 1,
-  setup_table: 2,
-  dump_table: 3,
-  transfer: 4,
-  copy: 5,
-  query_size: 6,
-  unmap_and_replace: 7,
-  set_version: 8,
-  get_status_frames: 9,
-  get_version: 10,
-  swap_grant_ref: 11,
-  cache_flush: 12,
-} as const;
-
-/** `GNTST_*`: per-operation status, Xen's numbers. */
-export const GNTST = {
-  okay: 0,
-  general_error: -1,
-  bad_domain: -2,
-  bad_gntref: -3,
-  bad_handle: -4,
-  bad_virt_addr: -5,
-  bad_dev_addr: -6,
-  no_device_space: -7,
-  permission_denied: -8,
-  bad_page: -9,
-  bad_copy_arg: -10,
-  address_too_big: -11,
-  eagain: -12,
-  no_space: -13,
-} as const;
-
-export type GrantStatus = (typeof GNTST)[keyof typeof GNTST];
-export type GrantError = Exclude<GrantStatus, 0>;
-
-/** `GNTTABOP_error_msgs`, indexed by `-status`. */
-export const GNTST_MESSAGES = [
-  "okay",
-  "undefined error",
-  "unrecognised domain id",
-  "invalid grant reference",
-  "invalid mapping handle",
-  "invalid virtual address",
-  "invalid device address",
-  "no spare translation slot in the I/O MMU",
-  "permission denied",
-  "bad page",
-  "copy arguments cross page boundary",
-  "page address size too large",
-  "operation not done; try again",
-  "out of space",
-] as const;
-
-/** `DOMID_SELF`: the caller, in a copy's gfn side. */
-export const DOMID_SELF = 0x7ff0;
-
-/** `struct gnttab_map_grant_ref` (32 bytes): byte offsets. */
-export const GNTTAB_MAP_GRANT_REF = {
-  hostAddr: 0,
-  flags: 8,
-  ref: 12,
-  dom: 16,
-  status: 18,
-  handle: 20,
-  devBusAddr: 24,
-  size: 32,
-} as const;
-
-/** `struct gnttab_unmap_grant_ref` (24 bytes): byte offsets. */
-export const GNTTAB_UNMAP_GRANT_REF = {
-  hostAddr: 0,
-  devBusAddr: 8,
-  handle: 16,
-  status: 20,
-  size: 24,
-} as const;
-
-/**
- * `struct gnttab_copy` (40 bytes): byte offsets. `source` and `dest` are each a
- * `struct gnttab_copy_ptr` (16 bytes): the union `u` (ref u32 or gmfn u64) @0, domid @8, offset @10.
- */
-export const GNTTAB_COPY = {
-  source: 0,
-  dest: 16,
-  ptr: { u: 0, domid: 8, offset: 10, size: 16 },
-  len: 32,
-  flags: 34,
-  status: 36,
-  size: 40,
-} as const;
-
-// ---------------------------------------------------------------------------------------------
-// The shared frames
-
-/**
- * The grant frames of one domain, as the guest and the hypervisor both see them. Each frame is its
- * own `SharedArrayBuffer(4096)`; the array may grow (more frames, more refs) but frames never move.
- */
-export class GrantTableFrames {
-  readonly #frames: readonly SharedArrayBuffer[];
-  readonly #words: Int32Array[] = [];
-
-  constructor(frames: readonly SharedArrayBuffer[]) {
-    this.#frames = frames;
-  }
-
-  /** Number of entries (refs 0 … nrEntries-1). */
-  get nrEntries(): number {
-    return this.#frames.length * GRANT_ENTRIES_PER_FRAME;
-  }
-
-  /**
-   * The frame holding `ref` as 32-bit words: `[i]` is its (flags | domid << 16) word, `[i + 1]`
-   * its frame (gfn), where `i = wordIndex(ref)`. The caller has checked `ref < nrEntries`.
-   */
-  words(ref: number): Int32Array {
-    const f = ref >>> 9;
-    let w = this.#words[f];
-    if (w === undefined) {
-      const sab = this.#frames[f];
-      if (sab === undefined) throw new RangeError(`Cannot access grant ref ${ref}: no frame ${f}`);
-      if (sab.byteLength !== PAGE_SIZE) {
-        throw new RangeError(`Cannot use grant frame ${f}: need ${PAGE_SIZE} bytes, got ${sab.byteLength}`);
-      }
-      w = new Int32Array(sab);
-      this.#words[f] = w;
-    }
-    return w;
-  }
-
-  /** The GTF_* flags of `ref` (one atomic load). */
-  flags(ref: number): number {
-    return Atomics.load(this.words(checkRef(this, ref)), wordIndex(ref)) & 0xffff;
-  }
-
-  /** The grantee domid of `ref`. */
-  domid(ref: number): number {
-    return Atomics.load(this.words(checkRef(this, ref)), wordIndex(ref)) >>> 16;
-  }
-
-  /** The gfn of `ref`. */
-  frame(ref: number): number {
-    return Atomics.load(this.words(checkRef(this, ref)), wordIndex(ref) + 1) >>> 0;
-  }
-}
-
-/** Index of the (flags, domid) word of `ref` in `GrantTableFrames.words(ref)`. */
-export function wordIndex(ref: number): number {
-  return (ref & (GRANT_ENTRIES_PER_FRAME - 1)) * 2;
-}
-
-function checkRef(table: GrantTableFrames, ref: number): number {
-  if (!Number.isInteger(ref) || ref < 0 || ref >= table.nrEntries) {
-    throw new RangeError(`Cannot use grant ref ${ref}: the table has ${table.nrEntries} entries`);
-  }
-  return ref;
-}
-
-function checkU16(what: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new RangeError(`Invalid ${what}: ${v}`);
-  return v;
-}
-
-function checkU32(what: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`Invalid ${what}: ${v}`);
-  return v;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Guest side: the granting domain's kernel
-
-/**
- * `gnttab_grant_foreign_access_ref`: let `domid` map or copy gfn `gfn`. The frame goes out first;
- * flags and domid follow in one 32-bit release store, so whoever sees GTF_permit_access sees the
- * frame (Linux: frame, domid, wmb, flags — the same publication order).
- */
-export function grantForeignAccess(
-  table: GrantTableFrames,
-  ref: number,
-  domid: number,
-  gfn: number,
-  readonly: boolean,
-): void {
-  checkRef(table, ref);
-  checkU16("domid", domid);
-  checkU32("gfn", gfn);
-  const w = table.words(ref);
-  const i = wordIndex(ref);
-  Atomics.store(w, i + 1, gfn | 0);
-  Atomics.store(w, i, (domid << 16) | GTF.permit_access | (readonly ? GTF.readonly : 0));
-}
-
-/**
- * `gnttab_end_foreign_access_ref`: revoke `ref`. Fails (false) while the grantee has it mapped or
- * is copying (GTF_reading/GTF_writing set); the caller must then keep the page. Otherwise CMPXCHG
- * the flags to 0, re-checking if the hypervisor changed the word in between.
- */
-export function endForeignAccess(table: GrantTableFrames, ref: number): boolean {
-  checkRef(table, ref);
-  const w = table.words(ref);
-  const i = wordIndex(ref);
-  let cur = Atomics.load(w, i);
-  for (;;) {
-    if ((cur & (GTF.reading | GTF.writing)) !== 0) return false;
-    const prev = Atomics.compareExchange(w, i, cur, cur & ~0xffff);
-    if (prev === cur) return true;
-    cur = prev;
-  }
-}
-
-/** `gnttab_query_foreign_access`: the GTF_reading|GTF_writing bits of `ref` (0: not in use). */
-export function queryForeignAccess(table: GrantTableFrames, ref: number): number {
-  return table.flags(ref) & (GTF.reading | GTF.writing);
-}
-
-/**
- * The guest's free list of grant refs (Linux's `gnttab_free_head`): never hands out the reserved
- * refs 0–7. Last freed, first reused.
- */
-export class GrantRefAllocator {
-  readonly #free: number[] = [];
-  readonly #isFree: Uint8Array;
-
-  constructor(nrEntries: number) {
-    if (!Number.isInteger(nrEntries) || nrEntries < GNTTAB_RESERVED.entries) {
-      throw new RangeError(`Cannot allocate grant refs: need at least 8 entries, got ${nrEntries}`);
-    }
-    this.#isFree = new Uint8Array(nrEntries);
-    for (let ref = nrEntries - 1; ref >= GNTTAB_RESERVED.entries; ref--) {
-      this.#free.push(ref);
-      this.#isFree[ref] = 1;
-    }
-  }
-
-  /** Refs still free. */
-  get available(): number {
-    return this.#free.length;
-  }
-
-  /** A free ref, or undefined when all are in use (Linux: -ENOSPC). */
-  alloc(): number | undefined {
-    const ref = this.#free.pop();
-    if (ref !== undefined) this.#isFree[ref] = 0;
-    return ref;
-  }
-
-  /** Returns `ref` to the free list; end its foreign access first. */
-  free(ref: number): void {
-    if (!Number.isInteger(ref) || ref < GNTTAB_RESERVED.entries || ref >= this.#isFree.length) {
-      throw new RangeError(`Cannot free grant ref ${ref}: not an allocatable ref`);
-    }
-    if (this.#isFree[ref] === 1) throw new RangeError(`Cannot free grant ref ${ref}: it is already free`);
-    this.#isFree[ref] = 1;
-    this.#free.push(ref);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
+import {
+  checkU16,
+  checkU32,
+  GNTCOPY,
+  GNTMAP,
+  GNTST,
+  type GrantError,
+  type GrantStatus,
+  GrantTableFrames,
+  GTF,
+  wordIndex,
+} from "../xen/grant-table-abi.ts";
+import { DOMID_SELF, XEN_PAGE_SIZE } from "../xen/xen.ts";
 // Hypervisor side
 
 /** What the hypervisor knows of a domain. */
@@ -597,7 +290,7 @@ export class GrantTables {
       return dst;
     }
     let rc: GrantStatus = GNTST.okay;
-    if (op.source.offset + len > PAGE_SIZE || op.dest.offset + len > PAGE_SIZE) {
+    if (op.source.offset + len > XEN_PAGE_SIZE || op.dest.offset + len > XEN_PAGE_SIZE) {
       rc = GNTST.bad_copy_arg;
     } else {
       const from = new Uint8Array(src.page, op.source.offset, len);

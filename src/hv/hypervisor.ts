@@ -28,25 +28,21 @@
  */
 import { availableParallelism } from "node:os";
 import { MessageChannel, type Worker } from "node:worker_threads";
-import type { Logger } from "../log.ts";
+import { grantForeignAccess } from "../kernel/grant-table.ts";
+import type { Logger } from "../lib/log.ts";
+import { siblingModule, spawnWorker } from "../lib/spawn.ts";
 import {
   type DomainBoot,
   type HostMessage,
   type HypercallName,
   type KernelMessage,
-  PAGE_SIZE,
   SCHED,
-} from "./domain-boot.ts";
+} from "../xen/domain-boot.ts";
+import { GNTTAB_RESERVED, GrantTableFrames } from "../xen/grant-table-abi.ts";
+import { type HypercallRequest, HypercallServer, newControlWord } from "../xen/hypercall.ts";
+import { DOMID_FIRST_RESERVED, XEN_PAGE_SIZE } from "../xen/xen.ts";
 import { EventChannels, XEN_ERRNO } from "./evtchn.ts";
-import {
-  GNTTAB_RESERVED,
-  type GrantDomain,
-  GrantTableFrames,
-  GrantTables,
-  grantForeignAccess,
-} from "./grant-table.ts";
-import { type HypercallRequest, HypercallServer, newControlWord } from "./hypercall.ts";
-import { siblingModule, spawnWorker } from "./spawn.ts";
+import { type GrantDomain, GrantTables } from "./grant-table.ts";
 
 /** Default memory of a domain: 1 MiB (256 pages), populated on demand. */
 const DEFAULT_MAX_PAGES = 256;
@@ -54,8 +50,6 @@ const DEFAULT_MAX_PAGES = 256;
 const GRANT_FRAMES = 4;
 /** Kernel log lines kept per domain (the host's `dmesg` buffer). */
 const LOG_LINES = 4096;
-/** `DOMID_FIRST_RESERVED`. */
-const DOMID_FIRST_RESERVED = 0x7ff0;
 
 export type DomainState = "paused" | "running" | "dying";
 
@@ -95,7 +89,7 @@ export interface HypervisorOptions {
   /** The domain kernel's entry; default the sibling `domain-worker` module. */
   readonly workerEntry?: URL;
   /**
-   * The longest halt-polling window of each domain's event loop, µs (src/hv/evtchn-guest.ts):
+   * The longest halt-polling window of each domain's event loop, µs (src/kernel/evtchn.ts):
    * default HALT_POLL_US_DEFAULT; 0 turns polling off (every wait sleeps).
    */
   readonly haltPollUs?: number;
@@ -172,11 +166,11 @@ export class Hypervisor {
     const pages: (SharedArrayBuffer | undefined)[] = [];
     const store = { gfn: maxPages - 1, port: 0 };
     const console = { gfn: maxPages - 2, port: 0 };
-    const storePage = new SharedArrayBuffer(PAGE_SIZE);
-    const consolePage = new SharedArrayBuffer(PAGE_SIZE);
+    const storePage = new SharedArrayBuffer(XEN_PAGE_SIZE);
+    const consolePage = new SharedArrayBuffer(XEN_PAGE_SIZE);
     pages[store.gfn] = storePage;
     pages[console.gfn] = consolePage;
-    const grantFrames = Array.from({ length: GRANT_FRAMES }, () => new SharedArrayBuffer(PAGE_SIZE));
+    const grantFrames = Array.from({ length: GRANT_FRAMES }, () => new SharedArrayBuffer(XEN_PAGE_SIZE));
     const table = new GrantTableFrames(grantFrames);
     // xc_dom_gnttab_init: the two reserved refs, granted to the backend domain (dom0).
     grantForeignAccess(table, GNTTAB_RESERVED.console, 0, console.gfn, false);
@@ -217,7 +211,7 @@ export class Hypervisor {
       pollers: this.#pollers,
       pollLimit: availableParallelism(),
     };
-    const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "domain-worker");
+    const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "../kernel/domain-worker");
     const worker = spawnWorker(entry, boot, [events.peers, port2]);
     // Not events.once: that rejects on the worker's 'error', which comes before 'exit' on a crash.
     const exitCode = new Promise<number>((resolve) => worker.once("exit", resolve));
@@ -436,7 +430,7 @@ export class Hypervisor {
     if (d.populated >= d.maxPages) return -12; // ENOMEM
     let gfn = 0;
     while (d.pages[gfn] !== undefined) gfn++;
-    const page = new SharedArrayBuffer(PAGE_SIZE);
+    const page = new SharedArrayBuffer(XEN_PAGE_SIZE);
     d.pages[gfn] = page;
     d.populated++;
     return { gfn, page };

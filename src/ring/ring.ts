@@ -38,6 +38,7 @@
  * of page 1); `copy()` and `write()` handle that, while `entry()` (a live view) throws for such a
  * slot, so code meant for multi-page rings reads and writes whole entries with copy()/write().
  */
+import { XEN_PAGE_SIZE } from "../xen/xen.ts";
 
 /** Byte offsets of the shared ring header; identical for every ring type. */
 export const SRING = {
@@ -53,9 +54,6 @@ export const SRING = {
   /** First entry (`ring[0]`). */
   entries: 64,
 } as const;
-
-/** The page size of ring protocols: always 4 KiB, whatever the OS page size. */
-export const XEN_PAGE_SIZE = 4096;
 
 // Word positions of the indexes in a Uint32Array over the header.
 const REQ_PROD = SRING.reqProd / 4;

@@ -23,7 +23,8 @@
  * and switches to Closing, `grantRing`/`mapRing` grant and map a ring page to/from the other end,
  * `allocEvtchn`/`bindEvtchn` make the event channel.
  */
-import type { Kernel, MappedPage } from "../hv/kernel.ts";
+import type { Kernel, MappedPage } from "../kernel/kernel.ts";
+import { errorMessage } from "../lib/errors.ts";
 import type { XsWatch } from "../xenstore/client.ts";
 import { XsError } from "../xenstore/errors.ts";
 
@@ -178,7 +179,7 @@ export class XenbusDevice {
   watchPath(path: string, cb: (path: string) => void | Promise<void>): void {
     const w = this.kernel.xs.watch(path);
     this._watches.push(w);
-    void pump(w, cb, (e) => this.kernel.printk(`xenbus: watch on ${path} failed: ${describe(e)}`));
+    void pump(w, cb, (e) => this.kernel.printk(`xenbus: watch on ${path} failed: ${errorMessage(e)}`));
   }
 
   /** `xenbus_dev_error`: logs and writes `error/<nodename>/error` = "<errno> <message>". */
@@ -295,7 +296,7 @@ export class XenBus {
     void pump(
       b.watch,
       (path) => this.#enqueue(b, () => this.#changed(b, path)),
-      (e) => this.kernel.printk(`xenbus: watch on ${root} failed: ${describe(e)}`),
+      (e) => this.kernel.printk(`xenbus: watch on ${root} failed: ${errorMessage(e)}`),
     );
     // Devices written before the driver came (a module loaded after attach, or reloaded after
     // rmmod): the watch's first event names only the root, so scan them as Linux's
@@ -304,7 +305,7 @@ export class XenBus {
   }
 
   #enqueue(b: BusState, fn: () => Promise<void>): Promise<void> {
-    const run = b.queue.then(fn).catch((e: unknown) => this.kernel.printk(`xenbus: ${describe(e)}`));
+    const run = b.queue.then(fn).catch((e: unknown) => this.kernel.printk(`xenbus: ${errorMessage(e)}`));
     b.queue = run;
     return run;
   }
@@ -371,7 +372,7 @@ export class XenBus {
       await driver.probe(dev);
     } catch (e) {
       b.devices.delete(node);
-      this.kernel.printk(`xenbus: probe of ${node} failed: ${describe(e)}`);
+      this.kernel.printk(`xenbus: probe of ${node} failed: ${errorMessage(e)}`);
       return;
     }
     // watch_otherend: every change of the other end's state, the first at once.
@@ -385,7 +386,7 @@ export class XenBus {
           const s = Number((await xs.tryRead(`${other}/state`)) ?? XenbusState.Unknown);
           await driver.otherendChanged?.(dev, s);
         }),
-      (e) => this.kernel.printk(`xenbus: watch on ${other}/state failed: ${describe(e)}`),
+      (e) => this.kernel.printk(`xenbus: watch on ${other}/state failed: ${errorMessage(e)}`),
     );
   }
 
@@ -397,7 +398,7 @@ export class XenBus {
     try {
       await dev.driver.remove?.(dev);
     } catch (e) {
-      this.kernel.printk(`xenbus: remove of ${node} failed: ${describe(e)}`);
+      this.kernel.printk(`xenbus: remove of ${node} failed: ${errorMessage(e)}`);
     }
   }
 }
@@ -437,8 +438,4 @@ function errnoOf(err: unknown): string {
   if (err instanceof XsError) return err.errno;
   const n = (err as { errno?: unknown; status?: unknown }).errno ?? (err as { status?: unknown }).status;
   return n === undefined ? "EIO" : String(n);
-}
-
-function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

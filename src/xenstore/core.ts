@@ -4,6 +4,8 @@
  * (tools/xenstore/xenstored_{core,watch,transaction,domain,control}.c of Xen 4.17).
  * No I/O here: transports feed requests in and deliver what comes out.
  */
+
+import { DOMID_FIRST_RESERVED, DOMID_SELF } from "../xen/xen.ts";
 import { XsError, type XsErrorName } from "./errors.ts";
 import { atoi, baseOf, canonicalize, childPath, isChild, isValidNodename, parentOf } from "./paths.ts";
 import { formatPerm, Perm, type PermEntry, type Perms, parsePerm, permFor } from "./perms.ts";
@@ -28,9 +30,6 @@ import {
   View,
 } from "./store.ts";
 import { typeName, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, type XsPacket, XsType } from "./wire.ts";
-
-/** DOMID_SELF from xen.h: IS_DOMAIN_INTRODUCED answers T for it. */
-const DOMID_SELF = 0x7ff0;
 
 /** Server feature bits in `xenstore_domain_interface.server_features`. */
 export const ServerFeature = { RECONNECTION: 1, ERROR: 2 } as const;
@@ -756,7 +755,7 @@ export class XenStoreCore {
     // An owner that cannot exist (DOMID_FIRST_RESERVED and above) is a missing domain:
     // C xenstored marks it ignored and refuses the set with ENOENT. Other entries naming
     // such domids are kept (and match nobody).
-    if (perms[0]!.id >= DOMID_SELF) throw new XsError("ENOENT");
+    if (perms[0]!.id >= DOMID_FIRST_RESERVED) throw new XsError("ENOENT");
     const path = args[0]!;
     if (path.startsWith("@")) {
       const cur = this.specialPerms.get(path);

@@ -78,7 +78,7 @@ export interface StateFile {
 }
 
 /**
- * The state directory as the journal uses it. The layer does no I/O itself: src/state-files.ts
+ * The state directory as the journal uses it. The layer does no I/O itself: src/xenstore/state-files.ts
  * implements this over node:fs, the tests over memory (to stop it at every step).
  */
 export interface StateFiles {

@@ -5,7 +5,7 @@
  */
 
 import { createServer, type Server, type Socket } from "node:net";
-import { closeUnix, listenUnix } from "../unix-socket.ts";
+import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
 import { type Connection, deliver, isQueuedDuplicate, type PacketSink, type XenStoreCore } from "./core.ts";
 import { PayloadTooLargeError } from "./errors.ts";
 import { HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";

@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { BLKFRONT_MODULE } from "../../src/host/disk.ts";
 import { Host } from "../../src/host/host.ts";
-import { GNTMAP, GNTST } from "../../src/hv/grant-table.ts";
+import { GNTMAP, GNTST } from "../../src/xen/grant-table-abi.ts";
 
 describe("blkfront: a repeated InitWait is no new backend", () => {
   let host: Host;

@@ -12,7 +12,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
-import { BLKIF_ENTRY_SIZE, type BlkifRequest, encodeRequest } from "../../src/blk/blkif.ts";
+import { BLKIF_ENTRY_SIZE, type BlkifRequest, encodeRequest } from "../../src/drivers/blk/blkif.ts";
 import { attachDisk, BLKBACK_MODULE } from "../../src/host/disk.ts";
 import { Host } from "../../src/host/host.ts";
 import { tempDir } from "../helpers/peers.ts";

@@ -17,9 +17,9 @@ import {
   encodeIndirectSegments,
   encodeRequest,
   encodeResponse,
-} from "../../src/blk/blkif.ts";
-import { BlkifBack } from "../../src/blk/blkif-back.ts";
-import type { BlockStore } from "../../src/blk/image.ts";
+} from "../../src/drivers/blk/blkif.ts";
+import { BlkifBack } from "../../src/drivers/blk/blkif-back.ts";
+import type { BlockStore } from "../../src/drivers/blk/image.ts";
 import { BackRing, FrontRing } from "../../src/ring/ring.ts";
 
 const SECTORS = 64;

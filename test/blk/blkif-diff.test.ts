@@ -1,5 +1,5 @@
 /**
- * Differential test: src/blk/blkif.ts against Xen's own structs.
+ * Differential test: src/drivers/blk/blkif.ts against Xen's own structs.
  *
  * test/blk/c/blkif_diff.c is built with gcc against /usr/include/xen/io/blkif.h (Debian
  * libxen-dev). It prints the structs' layout (sizeof, offsetof, the constants), then the bytes of
@@ -31,8 +31,8 @@ import {
   getU64,
   setU64,
   VDISK,
-} from "../../src/blk/blkif.ts";
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../../src/ring/blkif-layout.ts";
+} from "../../src/drivers/blk/blkif.ts";
+import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../../src/drivers/blk/blkif-layout.ts";
 import { ringSize } from "../../src/ring/ring.ts";
 import { cReference } from "../helpers/c-reference.ts";
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { devidToVdev, vdevToDevid } from "../../src/blk/blockdev.ts";
+import { devidToVdev, vdevToDevid } from "../../src/drivers/blk/blockdev.ts";
 
 describe("vdev names", () => {
   it("number disks as libxl does", () => {

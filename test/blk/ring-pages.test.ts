@@ -6,8 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BLKIF_ENTRY_SIZE } from "../../src/blk/blkif.ts";
-import { FrontRing, SharedRing, XEN_PAGE_SIZE } from "../../src/ring/ring.ts";
+import { BLKIF_ENTRY_SIZE } from "../../src/drivers/blk/blkif.ts";
+import { FrontRing, SharedRing } from "../../src/ring/ring.ts";
+import { XEN_PAGE_SIZE } from "../../src/xen/xen.ts";
 
 function split(mem: Uint8Array, n: number): Uint8Array[] {
   // Views over the same bytes, so both rings share memory.

@@ -1,5 +1,5 @@
 /**
- * The console daemon (src/console/backend.ts) in a host with two guests, as xenconsoled serves
+ * The console daemon (src/console/xenconsoled.ts) in a host with two guests, as xenconsoled serves
  * them: libxl's keys, printk into the log file and to an attached client, input to the guest's
  * getty and its answer back, a guest that never reads its input flooded by a client while the
  * other guest's console and XenStore keep answering with the backend's buffers bounded, a client
@@ -11,10 +11,10 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
 import { pino } from "pino";
-import { CONSOLE_INPUT_MAX, type ConsoleClient, type ConsoleSession } from "../../src/console/backend.ts";
 import { LIBXL_XENCONSOLE_LIMIT } from "../../src/console/keys.ts";
+import { CONSOLE_INPUT_MAX, type ConsoleClient, type ConsoleSession } from "../../src/console/xenconsoled.ts";
 import { Host } from "../../src/host/host.ts";
-import { EVTCHNSTAT } from "../../src/hv/evtchn-abi.ts";
+import { EVTCHNSTAT } from "../../src/xen/evtchn-abi.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
 import { tempDir } from "../helpers/peers.ts";
 

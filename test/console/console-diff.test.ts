@@ -13,7 +13,7 @@ import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
-import { ConsoleFront } from "../../src/console/front.ts";
+import { ConsoleFront } from "../../src/kernel/hvc.ts";
 import { CONSOLE_INTERFACE, ConsoleInterface } from "../../src/ring/byte-ring.ts";
 import { type CReference, cReference } from "../helpers/c-reference.ts";
 

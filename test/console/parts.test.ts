@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConsoleFront } from "../../src/console/front.ts";
 import { parseConsoleKeys } from "../../src/console/keys.ts";
 import { OutputBuffer } from "../../src/console/output-buffer.ts";
-import { GuestShell, type ShellKernel, splitWords } from "../../src/console/shell.ts";
+import { ConsoleFront } from "../../src/kernel/hvc.ts";
+import { GuestShell, type ShellKernel, splitWords } from "../../src/kernel/shell.ts";
 import { ConsoleInterface } from "../../src/ring/byte-ring.ts";
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString("latin1");

@@ -12,7 +12,6 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
 import {
-  DOMID_SELF,
   type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHN_LAYOUT,
@@ -21,8 +20,9 @@ import {
   EventChannels,
   XEN_ERRNO,
 } from "../../src/hv/evtchn.ts";
-import { EventChannelUpcall } from "../../src/hv/evtchn-guest.ts";
-import { spawnWorker } from "../../src/hv/spawn.ts";
+import { EventChannelUpcall } from "../../src/kernel/evtchn.ts";
+import { spawnWorker } from "../../src/lib/spawn.ts";
+import { DOMID_SELF } from "../../src/xen/xen.ts";
 import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
 import type { VcpuPeerData, VcpuPeerResult } from "./fixtures/evtchn-vcpu-peer.ts";
 

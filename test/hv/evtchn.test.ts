@@ -7,15 +7,15 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
 import {
-  DOMID_SELF,
   type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHNSTAT,
   EventChannels,
   XEN_ERRNO,
 } from "../../src/hv/evtchn.ts";
-import { EVTCHN_LAYOUT } from "../../src/hv/evtchn-abi.ts";
-import { EventChannelUpcall } from "../../src/hv/evtchn-guest.ts";
+import { EventChannelUpcall } from "../../src/kernel/evtchn.ts";
+import { EVTCHN_LAYOUT } from "../../src/xen/evtchn-abi.ts";
+import { DOMID_SELF } from "../../src/xen/xen.ts";
 import type { PeerData, PeerResult } from "./fixtures/evtchn-peer.ts";
 
 const { EPERM, ENOENT, ESRCH, EEXIST, EINVAL, ENOSPC } = XEN_ERRNO;

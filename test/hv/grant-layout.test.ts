@@ -10,7 +10,6 @@ import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
-  DOMID_SELF,
   GNTCOPY,
   GNTMAP,
   GNTST,
@@ -23,7 +22,8 @@ import {
   GRANT_ENTRIES_PER_FRAME,
   GRANT_ENTRY_V1,
   GTF,
-} from "../../src/hv/grant-table.ts";
+} from "../../src/xen/grant-table-abi.ts";
+import { DOMID_SELF } from "../../src/xen/xen.ts";
 import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
 
 const SOURCE = join(dirname(fileURLToPath(import.meta.url)), "c/grant_layout.c");

@@ -9,22 +9,20 @@ import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
 import fc from "fast-check";
 import {
-  DOMID_SELF,
-  endForeignAccess,
-  GNTCOPY,
-  GNTMAP,
-  GNTST,
   type GrantCopy,
   type GrantDomain,
-  GrantRefAllocator,
-  GrantTableFrames,
   GrantTables,
   type GrantTablesOptions,
-  GTF,
-  grantForeignAccess,
   type MapResult,
-  queryForeignAccess,
 } from "../../src/hv/grant-table.ts";
+import {
+  endForeignAccess,
+  GrantRefAllocator,
+  grantForeignAccess,
+  queryForeignAccess,
+} from "../../src/kernel/grant-table.ts";
+import { GNTCOPY, GNTMAP, GNTST, GrantTableFrames, GTF } from "../../src/xen/grant-table-abi.ts";
+import { DOMID_SELF } from "../../src/xen/xen.ts";
 
 interface Dom extends GrantDomain {
   readonly table: GrantTableFrames;
@@ -575,14 +573,15 @@ describe("the (flags, domid) word under concurrency", () => {
     const c = new Int32Array(ctl);
     const refs = [8, 9, 10, 11]; // odd refs are granted read-only
     const iterations = 4000;
-    const mod = new URL("../../src/hv/grant-table.ts", import.meta.url).href;
+    const abi = new URL("../../src/xen/grant-table-abi.ts", import.meta.url).href;
+    const guest = new URL("../../src/kernel/grant-table.ts", import.meta.url).href;
     const tsx = import.meta.resolve("tsx/esm/api");
     // Workers do not inherit tsx's hooks on Node 20: register them in the worker first.
     const boot = `
       const { workerData: d, parentPort } = await import("node:worker_threads");
       const { register } = await import(${JSON.stringify(tsx)});
       register();
-      const g = await import(${JSON.stringify(mod)});
+      const g = { ...(await import(${JSON.stringify(abi)})), ...(await import(${JSON.stringify(guest)})) };
       const table = new g.GrantTableFrames(d.frames);
       const c = new Int32Array(d.ctl);
       const errors = [];

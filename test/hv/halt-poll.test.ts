@@ -1,5 +1,5 @@
 /**
- * Halt polling in a vCPU's async event loop (src/hv/evtchn-guest.ts): the window's rule, KVM's
+ * Halt polling in a vCPU's async event loop (src/kernel/evtchn.ts): the window's rule, KVM's
  * grow/shrink, as exact numbers; then the loop itself in this thread, with events sent from
  * timers: once the window has grown, events are taken while polling, without a sleep; the host's
  * limit of polling threads makes a vCPU sleep instead; stop() ends a loop that is polling. The
@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { EventChannels } from "../../src/hv/evtchn.ts";
-import { EventChannelUpcall, nextPollWindow, type UpcallOptions } from "../../src/hv/evtchn-guest.ts";
+import { EventChannelUpcall, nextPollWindow, type UpcallOptions } from "../../src/kernel/evtchn.ts";
 
 describe("nextPollWindow (KVM's halt_poll_ns rule, in µs)", () => {
   it("grows a window that missed a halt shorter than the max: from 10 µs, doubling, capped", () => {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { MessageChannel } from "node:worker_threads";
-import { HypercallServer, newControlWord } from "../../src/hv/hypercall.ts";
-import { spawnWorker } from "../../src/hv/spawn.ts";
+import { spawnWorker } from "../../src/lib/spawn.ts";
+import { HypercallServer, newControlWord } from "../../src/xen/hypercall.ts";
 
 describe("hypercalls", () => {
   it("block the calling worker until the hypervisor answers, carry errors and shared pages", async () => {

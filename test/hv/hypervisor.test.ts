@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { Host } from "../../src/host/host.ts";
 import { EVTCHNSTAT } from "../../src/hv/evtchn.ts";
-import { GNTST } from "../../src/hv/grant-table.ts";
+import { GNTST } from "../../src/xen/grant-table-abi.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
 
 const PROBE = new URL("./fixtures/probe-module.ts", import.meta.url).href;

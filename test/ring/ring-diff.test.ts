@@ -17,8 +17,9 @@ import {
   BLKIF_REQUEST,
   BLKIF_RESPONSE,
   BLKIF_SEGMENT,
-} from "../../src/ring/blkif-layout.ts";
-import { BackRing, FrontRing, initSharedRing, XEN_PAGE_SIZE } from "../../src/ring/ring.ts";
+} from "../../src/drivers/blk/blkif-layout.ts";
+import { BackRing, FrontRing, initSharedRing } from "../../src/ring/ring.ts";
+import { XEN_PAGE_SIZE } from "../../src/xen/xen.ts";
 import { type CReference, cReference } from "../helpers/c-reference.ts";
 
 const SOURCE = join(dirname(fileURLToPath(import.meta.url)), "c/ring_diff.c");

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
-import { FrontRing, XEN_PAGE_SIZE } from "../../src/ring/ring.ts";
+import { FrontRing } from "../../src/ring/ring.ts";
+import { XEN_PAGE_SIZE } from "../../src/xen/xen.ts";
 import { EV, type PeerData, payloadByte } from "./fixtures/ring-peer.ts";
 
 const TIMEOUT_MS = 10_000;

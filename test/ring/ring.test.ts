@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BLKIF_ENTRY_SIZE } from "../../src/ring/blkif-layout.ts";
+import { BLKIF_ENTRY_SIZE } from "../../src/drivers/blk/blkif-layout.ts";
 import {
   BackRing,
   FrontRing,
@@ -9,8 +9,8 @@ import {
   roundDownPow2,
   SharedRing,
   SRING,
-  XEN_PAGE_SIZE,
 } from "../../src/ring/ring.ts";
+import { XEN_PAGE_SIZE } from "../../src/xen/xen.ts";
 
 const ENTRY = BLKIF_ENTRY_SIZE;
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { Host } from "../../src/host/host.ts";
-import type { Kernel } from "../../src/hv/kernel.ts";
+import type { Kernel } from "../../src/kernel/kernel.ts";
 import { XenbusDevice, XenbusState } from "../../src/xenbus/xenbus.ts";
 
 const RULE = new URL("./fixtures/rule-front.ts", import.meta.url).href;

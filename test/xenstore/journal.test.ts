@@ -11,7 +11,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { crc32 } from "node:zlib";
-import { DirStateFiles } from "../../src/state-files.ts";
 import { XenStoreCore } from "../../src/xenstore/core.ts";
 import {
   JOURNAL_FILE,
@@ -30,6 +29,7 @@ import {
   readFrames,
 } from "../../src/xenstore/journal-format.ts";
 import { formatPerm } from "../../src/xenstore/perms.ts";
+import { DirStateFiles } from "../../src/xenstore/state-files.ts";
 import { mulberry32 } from "../helpers/prng.ts";
 import { Killed, MemFiles } from "./journal-memfiles.ts";
 import { Scenario } from "./scenario.ts";

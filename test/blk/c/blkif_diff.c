@@ -1,5 +1,5 @@
 /*
- * Differential reference for src/blk/blkif.ts: builds blkif requests and responses with Xen's own
+ * Differential reference for src/drivers/blk/blkif.ts: builds blkif requests and responses with Xen's own
  * structs from io/blkif.h (Debian libxen-dev) and prints their bytes in hex, one line per input
  * line, so test/blk/blkif-diff.test.ts can compare them with the TypeScript codec byte for byte.
  *

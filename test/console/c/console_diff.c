@@ -1,6 +1,6 @@
 /*
  * Differential reference for the console ring (src/ring/byte-ring.ts ConsoleInterface,
- * src/console/front.ts): applies a script of console operations to a page through Xen's own
+ * src/kernel/hvc.ts): applies a script of console operations to a page through Xen's own
  * io/console.h (struct xencons_interface, MASK_XENCONS_IDX), with the ring code of the two real
  * ends: Linux hvc_xen's __write_console and domU_read_console (the guest), xenconsoled's
  * buffer_append and handle_tty_read (the backend). After every step it prints one line:

@@ -37,10 +37,9 @@
  * (default 1), `max_indirect_segments=N` (default 32), `max_pages=N` (pool pages per disk,
  * default 1024; the domain's memory may end the pool earlier).
  */
-import type { Kernel } from "../hv/kernel.ts";
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../ring/blkif-layout.ts";
-import { FrontRing } from "../ring/ring.ts";
-import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../xenbus/xenbus.ts";
+import type { Kernel } from "../../kernel/kernel.ts";
+import { FrontRing } from "../../ring/ring.ts";
+import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import {
   BLKIF_ENTRY_SIZE,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
@@ -55,6 +54,7 @@ import {
   VDISK,
   XEN_IO_PROTO_ABI_NATIVE,
 } from "./blkif.ts";
+import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "./blkif-layout.ts";
 import {
   type BlockDevice,
   type BlockFeatures,

@@ -12,6 +12,7 @@
  *   main:    on message ─ handle ─ post(reply) ─ store(REPLIED) ─ notify
  */
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
+import { errorMessage } from "../lib/errors.ts";
 
 const IDLE = 0;
 const PENDING = 1;
@@ -66,7 +67,7 @@ export class HypercallServer {
       try {
         reply = { ok: true, value: handle(req) };
       } catch (e) {
-        reply = { ok: false, error: e instanceof Error ? e.message : String(e) };
+        reply = { ok: false, error: errorMessage(e) };
       }
       this.#port.postMessage(reply);
       Atomics.store(this.#ctl, 0, REPLIED);

@@ -1,7 +1,7 @@
 /**
  * xenstored's state directory on Node's file system: the StateFiles the journal
  * (src/xenstore/journal.ts) writes through. Kept apart because the xenstore layer does no I/O
- * (biome.json), as the Unix-socket helpers live apart in src/unix-socket.ts.
+ * (biome.json), as the Unix-socket helpers live apart in src/lib/unix-socket.ts.
  */
 import {
   closeSync,
@@ -15,7 +15,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { type StateFile, type StateFiles, TMP_SUFFIX } from "./xenstore/journal.ts";
+import { type StateFile, type StateFiles, TMP_SUFFIX } from "./journal.ts";
 
 function writeAll(fd: number, b: Uint8Array): void {
   let off = 0;

@@ -31,11 +31,12 @@
  * own, a log sink opener), so tests can pass their own.
  */
 
-import type { EventChannelUpcall } from "../hv/evtchn-guest.ts";
-import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../hv/grant-table.ts";
 import type { Hypervisor } from "../hv/hypervisor.ts";
-import type { Logger } from "../log.ts";
+import type { EventChannelUpcall } from "../kernel/evtchn.ts";
+import { errorMessage } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
 import { ConsoleInterface } from "../ring/byte-ring.ts";
+import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../xen/grant-table-abi.ts";
 import type { XsClient, XsWatch } from "../xenstore/client.ts";
 import { consoleFrontendPath, LIBXL_XENCONSOLE_LIMIT, parseConsoleKeys } from "./keys.ts";
 import { OutputBuffer } from "./output-buffer.ts";
@@ -158,7 +159,7 @@ export class ConsoleBackend {
     this.#loop = (async () => {
       for await (const ev of w) await this.#event(ev.token);
     })().catch((e: unknown) => {
-      this.#log.debug({ err: e instanceof Error ? e.message : String(e) }, "console watch ended");
+      this.#log.debug({ err: errorMessage(e) }, "console watch ended");
     });
   }
 
@@ -316,7 +317,7 @@ export class ConsoleBackend {
     try {
       logSink = this.#openLog?.(`guest-${name.replace(/\//g, "_")}.log`) ?? null;
     } catch (e) {
-      this.#log.error({ domid, err: e instanceof Error ? e.message : String(e) }, "cannot open console log");
+      this.#log.error({ domid, err: errorMessage(e) }, "cannot open console log");
     }
     const c: Console = {
       domid,

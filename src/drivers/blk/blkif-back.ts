@@ -31,8 +31,8 @@
  * Responses are written as each request completes; their push (and the event, when the frontend
  * asked for one through rsp_event) is batched: one push per turn of the event loop.
  */
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../ring/blkif-layout.ts";
-import type { BackRing } from "../ring/ring.ts";
+
+import type { BackRing } from "../../ring/ring.ts";
 import {
   BLKIF_ENTRY_SIZE,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
@@ -46,6 +46,7 @@ import {
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
 } from "./blkif.ts";
+import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "./blkif-layout.ts";
 import type { BlockStore } from "./image.ts";
 
 /** Linux blkback's MAX_INDIRECT_SEGMENTS (advertised as `feature-max-indirect-segments`). */

@@ -78,9 +78,9 @@ import {
   W_VCPU_STRIDE,
   W_WAKE,
   XEN_ERRNO,
-} from "./evtchn-abi.ts";
+} from "../xen/evtchn-abi.ts";
 
-export { DOMID_SELF, EVTCHNSTAT, XEN_ERRNO } from "./evtchn-abi.ts";
+export { EVTCHNSTAT, XEN_ERRNO } from "../xen/evtchn-abi.ts";
 
 export type EventHandler = (port: number) => void;
 

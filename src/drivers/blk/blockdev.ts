@@ -1,7 +1,7 @@
 /**
  * What a guest's block layer sees of a PV disk, and how a disk is named.
  *
- * blkfront (src/blk/blkfront.ts) registers each disk it has connected here, in the domain's own
+ * blkfront (src/drivers/blk/blkfront.ts) registers each disk it has connected here, in the domain's own
  * worker; any other module of that domain (a filesystem, a benchmark, the `call`s behind
  * `xenlab blk-cp`) finds it with `blockDevices(kernel)`. Modules are loaded as fresh instances
  * (Kernel.insmod), but what they import is one instance per worker, so this registry is shared.
@@ -11,7 +11,7 @@
  * the extended form (1 << 28) | (disk << 8) | partition; `hdX`, `sdX`, `dNpM` and a bare
  * number are accepted as xl accepts them.
  */
-import type { Kernel } from "../hv/kernel.ts";
+import type { Kernel } from "../../kernel/kernel.ts";
 
 /** A disk as `xl` describes it (docs/man/xl-disk-configuration.5.pod). */
 export interface DiskSpec {

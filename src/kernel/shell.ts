@@ -12,8 +12,10 @@
  *   root@domU:~# xenstore-read name
  *   domU
  */
-import type { Kernel } from "../hv/kernel.ts";
-import type { ConsoleFront } from "./front.ts";
+
+import { errorMessage } from "../lib/errors.ts";
+import type { ConsoleFront } from "./hvc.ts";
+import type { Kernel } from "./kernel.ts";
 
 /** What the shell uses of the kernel. */
 export type ShellKernel = Pick<Kernel, "domid" | "name" | "xs" | "uptime" | "modules"> & {
@@ -105,7 +107,7 @@ export class GuestShell {
     try {
       out = await this.execute(line);
     } catch (e) {
-      out = `${e instanceof Error ? e.message : String(e)}\n`;
+      out = `${errorMessage(e)}\n`;
     }
     this.#con.print(`${out}${this.prompt}`);
   }

@@ -18,7 +18,7 @@
  * `sector_number` and `nr_sectors` are always in 512-byte units, whatever `sector-size` says.
  * 64-bit fields decode as bigint so a hostile value is seen exactly; ids are echoed unchanged.
  */
-import { BLKIF_ENTRY_SIZE, BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../ring/blkif-layout.ts";
+import { BLKIF_ENTRY_SIZE, BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "./blkif-layout.ts";
 
 export { BLKIF_ENTRY_SIZE };
 

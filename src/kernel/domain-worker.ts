@@ -2,13 +2,14 @@
  * A domain's worker: the entry point of its kernel. It waits on the scheduler word until the
  * hypervisor first unpauses it (domains are created paused), then boots: event channels, the
  * XenStore ring, the modules of the boot record, and in a guest the getty on its PV console
- * (src/console/shell.ts). Afterwards it serves the host's `insmod`,
+ * (src/kernel/shell.ts). Afterwards it serves the host's `insmod`,
  * `rmmod` and module calls and runs the event-channel upcall loop.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { GuestShell } from "../console/shell.ts";
-import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "./domain-boot.ts";
+import { errorMessage } from "../lib/errors.ts";
+import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
 import { Kernel } from "./kernel.ts";
+import { GuestShell } from "./shell.ts";
 
 const boot = workerData as DomainBoot;
 const port = parentPort;
@@ -40,16 +41,12 @@ const post = (m: KernelMessage): void => {
 const sched = new Int32Array(boot.sched);
 while (Atomics.load(sched, 0) === SCHED.paused) Atomics.wait(sched, 0, SCHED.paused);
 
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 const kernel = new Kernel(boot, post);
 kernel.printk(`Booting domain ${boot.domid} (${boot.name}) on xenlab, ${boot.maxPages * 4} KiB memory`);
 kernel.printk("Grant tables using version 1 layout");
 kernel.printk(`xenbus: store page gfn ${boot.store.gfn}, event channel ${boot.store.port}`);
 const loop = kernel.events.start();
-loop.catch((e: unknown) => post({ kind: "panic", error: errorText(e) }));
+loop.catch((e: unknown) => post({ kind: "panic", error: errorMessage(e) }));
 
 port.on("message", (m: HostMessage) => {
   switch (m.kind) {
@@ -57,21 +54,21 @@ port.on("message", (m: HostMessage) => {
       kernel.insmod(m.url, m.args).then(
         (name) => post({ kind: "insmod-done", id: m.id, name }),
         (e: unknown) => {
-          kernel.printk(`insmod: ${errorText(e)}`);
-          post({ kind: "insmod-done", id: m.id, error: errorText(e) });
+          kernel.printk(`insmod: ${errorMessage(e)}`);
+          post({ kind: "insmod-done", id: m.id, error: errorMessage(e) });
         },
       );
       return;
     case "rmmod":
       kernel.rmmod(m.name).then(
         () => post({ kind: "rmmod-done", id: m.id }),
-        (e: unknown) => post({ kind: "rmmod-done", id: m.id, error: errorText(e) }),
+        (e: unknown) => post({ kind: "rmmod-done", id: m.id, error: errorMessage(e) }),
       );
       return;
     case "call":
       kernel.call(m.module, m.cmd, m.arg).then(
         (result) => post({ kind: "call-done", id: m.id, result }),
-        (e: unknown) => post({ kind: "call-done", id: m.id, error: errorText(e) }),
+        (e: unknown) => post({ kind: "call-done", id: m.id, error: errorMessage(e) }),
       );
       return;
   }
@@ -81,7 +78,7 @@ for (const url of boot.modules) {
   try {
     await kernel.insmod(url);
   } catch (e) {
-    kernel.printk(`insmod ${url}: ${errorText(e)}`);
+    kernel.printk(`insmod ${url}: ${errorMessage(e)}`);
   }
 }
 // A guest's getty on hvc0, last, as init starts it after the drivers.

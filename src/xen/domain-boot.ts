@@ -9,10 +9,7 @@
  * scheduler word). Nothing in it is another domain's.
  */
 import type { MessagePort } from "node:worker_threads";
-import type { DomainEventsBoot } from "./evtchn.ts";
-
-/** Guest pages are 4 KiB, whatever the host's page size. */
-export const PAGE_SIZE = 4096;
+import type { DomainEventsBoot } from "../hv/evtchn.ts";
 
 /** The scheduler word: written by the hypervisor, waited on by the domain at delivery points. */
 export const SCHED = { running: 0, paused: 1, dying: 2 } as const;

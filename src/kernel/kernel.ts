@@ -13,21 +13,16 @@
  * The kernel log (`printk`) carries dmesg's timestamps, seconds since the domain was created:
  * `[    0.012345] DomU: Alice_front inited!`.
  */
-import { ConsoleFront } from "../console/front.ts";
+
+import { errorMessage } from "../lib/errors.ts";
+import { type DomainBoot, type Hypercalls, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
+import { GNTMAP, GNTST, GNTST_MESSAGES, GrantTableFrames } from "../xen/grant-table-abi.ts";
+import { HypercallClient } from "../xen/hypercall.ts";
 import { XsClient } from "../xenstore/client.ts";
 import { RingClientChannel } from "../xenstore/transport-ring.ts";
-import { type DomainBoot, type Hypercalls, type KernelMessage, SCHED } from "./domain-boot.ts";
-import { EventChannelUpcall, type EventHandler } from "./evtchn-guest.ts";
-import {
-  endForeignAccess,
-  GNTMAP,
-  GNTST,
-  GNTST_MESSAGES,
-  GrantRefAllocator,
-  GrantTableFrames,
-  grantForeignAccess,
-} from "./grant-table.ts";
-import { HypercallClient } from "./hypercall.ts";
+import { EventChannelUpcall, type EventHandler } from "./evtchn.ts";
+import { endForeignAccess, GrantRefAllocator, grantForeignAccess } from "./grant-table.ts";
+import { ConsoleFront } from "./hvc.ts";
 
 /** A loaded driver module's exports. */
 export interface KernelModule {
@@ -108,7 +103,7 @@ export class Kernel {
     this.grantTable = new GrantTableFrames(boot.grantFrames);
     this.grantRefs = new GrantRefAllocator(this.grantTable.nrEntries);
     this.events = new EventChannelUpcall(boot.events, {
-      onError: (err, port) => this.printk(`evtchn: handler of port ${port} failed: ${describe(err)}`),
+      onError: (err, port) => this.printk(`evtchn: handler of port ${port} failed: ${errorMessage(err)}`),
       haltPollUs: boot.haltPollUs,
       pollers: { count: new Int32Array(boot.pollers), limit: boot.pollLimit },
     });
@@ -340,8 +335,4 @@ export function dmesgStamp(seconds: number): string {
   const us = Math.max(0, Math.round(seconds * 1e6));
   const s = Math.floor(us / 1e6);
   return `[${String(s).padStart(5, " ")}.${String(us % 1e6).padStart(6, "0")}]`;
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -91,9 +91,6 @@ export const XEN_ERRNO = {
   ENOSPC: 28,
 } as const;
 
-/** `DOMID_SELF` of xen.h: "the calling domain" wherever a domid is an argument. */
-export const DOMID_SELF = 0x7ff0;
-
 /** int32 word indexes in the event memory; the per-vCPU ones are vCPU 0's. */
 export const W_SEL = EVTCHN_LAYOUT.pendingSel / 4;
 export const W_PENDING = EVTCHN_LAYOUT.pending / 4;

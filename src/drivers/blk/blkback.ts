@@ -1,6 +1,6 @@
 /**
  * xen_blkback: the block backend, a kernel module for dom0 serving device type `vbd` (Linux's
- * drivers/block/xen-blkback/xenbus.c; the ring itself is src/blk/blkif-back.ts).
+ * drivers/block/xen-blkback/xenbus.c; the ring itself is src/drivers/blk/blkif-back.ts).
  *
  * The handshake, as Linux's blkback does it (docs/blk.md has the keys):
  *
@@ -26,9 +26,9 @@
  * Module arguments: `max_ring_page_order=N` (default 4), `feature_persistent=0|1` (default 1),
  * `max_persistent_grants=N` (default 1056), `max_indirect_segments=N` (default 256).
  */
-import type { Kernel, MappedPage } from "../hv/kernel.ts";
-import { BackRing } from "../ring/ring.ts";
-import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../xenbus/xenbus.ts";
+import type { Kernel, MappedPage } from "../../kernel/kernel.ts";
+import { BackRing } from "../../ring/ring.ts";
+import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { BLKIF_ENTRY_SIZE, VDISK, XEN_IO_PROTO_ABI_NATIVE } from "./blkif.ts";
 import {
   BlkifBack,

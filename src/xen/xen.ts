@@ -1,0 +1,20 @@
+/**
+ * Xen's `public/xen.h`: the page size and the reserved domids, one definition for every layer.
+ */
+
+/** Guest pages and grant frames are 4 KiB, whatever the host's page size (`XEN_PAGE_SIZE`). */
+export const XEN_PAGE_SIZE = 4096;
+
+/** `DOMID_FIRST_RESERVED`: domids from here on are special, never a domain's. */
+export const DOMID_FIRST_RESERVED = 0x7ff0;
+
+/** `DOMID_SELF`: the caller itself, where an op takes a domid. */
+export const DOMID_SELF = 0x7ff0;
+
+/** `DOMID_INVALID`. */
+export const DOMID_INVALID = 0x7ff4;
+
+/** A domain's domid: an integer below DOMID_FIRST_RESERVED. */
+export function isDomid(domid: number): boolean {
+  return Number.isInteger(domid) && domid >= 0 && domid < DOMID_FIRST_RESERVED;
+}
