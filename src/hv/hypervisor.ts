@@ -28,7 +28,6 @@
  */
 import { availableParallelism } from "node:os";
 import { MessageChannel, type Worker } from "node:worker_threads";
-import { grantForeignAccess } from "../kernel/grant-table.ts";
 import type { Logger } from "../lib/log.ts";
 import { siblingModule, spawnWorker } from "../lib/spawn.ts";
 import {
@@ -38,7 +37,7 @@ import {
   type KernelMessage,
   SCHED,
 } from "../xen/domain-boot.ts";
-import { GNTTAB_RESERVED, GrantTableFrames } from "../xen/grant-table-abi.ts";
+import { GNTTAB_RESERVED, GrantTableFrames, grantForeignAccess } from "../xen/grant-table-abi.ts";
 import { type HypercallRequest, HypercallServer, newControlWord } from "../xen/hypercall.ts";
 import { DOMID_FIRST_RESERVED, XEN_PAGE_SIZE } from "../xen/xen.ts";
 import { EventChannels, XEN_ERRNO } from "./evtchn.ts";

@@ -1,6 +1,7 @@
 /**
  * Grant tables, the granting domain's side (Linux's `drivers/xen/grant-table.c`): grant, end and
- * query access to one of the domain's own pages, and the allocator of its grant refs. It runs in
+ * query access to one of the domain's own pages (granting is the ABI's `grantForeignAccess`, which
+ * the domain builder uses too), and the allocator of its grant refs. It runs in
  * the domain's worker, on its own frames; the layout and flags are src/xen/grant-table-abi.ts, the
  * hypervisor's map, unmap and copy src/hv/grant-table.ts.
  */
@@ -13,27 +14,6 @@ import {
   GTF,
   wordIndex,
 } from "../xen/grant-table-abi.ts";
-/**
- * `gnttab_grant_foreign_access_ref`: let `domid` map or copy gfn `gfn`. The frame goes out first;
- * flags and domid follow in one 32-bit release store, so whoever sees GTF_permit_access sees the
- * frame (Linux: frame, domid, wmb, flags — the same publication order).
- */
-export function grantForeignAccess(
-  table: GrantTableFrames,
-  ref: number,
-  domid: number,
-  gfn: number,
-  readonly: boolean,
-): void {
-  checkRef(table, ref);
-  checkU16("domid", domid);
-  checkU32("gfn", gfn);
-  const w = table.words(ref);
-  const i = wordIndex(ref);
-  Atomics.store(w, i + 1, gfn | 0);
-  Atomics.store(w, i, (domid << 16) | GTF.permit_access | (readonly ? GTF.readonly : 0));
-}
-
 /**
  * `gnttab_end_foreign_access_ref`: revoke `ref`. Fails (false) while the grantee has it mapped or
  * is copying (GTF_reading/GTF_writing set); the caller must then keep the page. Otherwise CMPXCHG

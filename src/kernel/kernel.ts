@@ -16,12 +16,18 @@
 
 import { errorMessage } from "../lib/errors.ts";
 import { type DomainBoot, type Hypercalls, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
-import { GNTMAP, GNTST, GNTST_MESSAGES, GrantTableFrames } from "../xen/grant-table-abi.ts";
+import {
+  GNTMAP,
+  GNTST,
+  GNTST_MESSAGES,
+  GrantTableFrames,
+  grantForeignAccess,
+} from "../xen/grant-table-abi.ts";
 import { HypercallClient } from "../xen/hypercall.ts";
 import { XsClient } from "../xenstore/client.ts";
 import { RingClientChannel } from "../xenstore/transport-ring.ts";
 import { EventChannelUpcall, type EventHandler } from "./evtchn.ts";
-import { endForeignAccess, GrantRefAllocator, grantForeignAccess } from "./grant-table.ts";
+import { endForeignAccess, GrantRefAllocator } from "./grant-table.ts";
 import { ConsoleFront } from "./hvc.ts";
 
 /** A loaded driver module's exports. */

@@ -237,3 +237,26 @@ export function checkU32(what: string, v: number): number {
   if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`Invalid ${what}: ${v}`);
   return v;
 }
+
+/**
+ * `gnttab_grant_foreign_access_ref`: let `domid` map or copy gfn `gfn`. The frame goes out first;
+ * flags and domid follow in one 32-bit release store, so whoever sees GTF_permit_access sees the
+ * frame (Linux: frame, domid, wmb, flags — the same publication order). The guest kernel grants
+ * through it, and so does the domain builder for the console and XenStore refs (libxc's
+ * `xc_dom_gnttab_seed`).
+ */
+export function grantForeignAccess(
+  table: GrantTableFrames,
+  ref: number,
+  domid: number,
+  gfn: number,
+  readonly: boolean,
+): void {
+  checkRef(table, ref);
+  checkU16("domid", domid);
+  checkU32("gfn", gfn);
+  const w = table.words(ref);
+  const i = wordIndex(ref);
+  Atomics.store(w, i + 1, gfn | 0);
+  Atomics.store(w, i, (domid << 16) | GTF.permit_access | (readonly ? GTF.readonly : 0));
+}

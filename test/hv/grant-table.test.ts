@@ -15,13 +15,15 @@ import {
   type GrantTablesOptions,
   type MapResult,
 } from "../../src/hv/grant-table.ts";
+import { endForeignAccess, GrantRefAllocator, queryForeignAccess } from "../../src/kernel/grant-table.ts";
 import {
-  endForeignAccess,
-  GrantRefAllocator,
+  GNTCOPY,
+  GNTMAP,
+  GNTST,
+  GrantTableFrames,
+  GTF,
   grantForeignAccess,
-  queryForeignAccess,
-} from "../../src/kernel/grant-table.ts";
-import { GNTCOPY, GNTMAP, GNTST, GrantTableFrames, GTF } from "../../src/xen/grant-table-abi.ts";
+} from "../../src/xen/grant-table-abi.ts";
 import { DOMID_SELF } from "../../src/xen/xen.ts";
 
 interface Dom extends GrantDomain {
