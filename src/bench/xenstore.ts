@@ -591,7 +591,9 @@ export async function benchXenstore(o: Options): Promise<number> {
   };
   const onSignal = (sig: NodeJS.Signals) => {
     log(`bench: ${sig}, stopping the daemons`);
-    void cleanup().then(() => process.exit(130));
+    // A signal handler cannot be awaited: the exit is the end of this chain, and it comes even
+    // if stopping a daemon failed.
+    void cleanup().finally(() => process.exit(130));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
