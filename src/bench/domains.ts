@@ -1,5 +1,5 @@
 /**
- * `xenlab bench domains`: what one idle domain costs, and how many fit in a machine of ours.
+ * `xenlab bench domains`: what one idle domain costs, and how many fit in one machine.
  *
  * Each variant runs in a fresh child process, so neither inherits the other's heap:
  *
@@ -8,7 +8,8 @@
  *           worker with its kernel, XenStore ring and event channels) and left idle; after they
  *           settle the RSS is read again. Cost per domain = growth / N.
  *   bare    the same with N plain worker threads that only keep themselves alive: the floor of
- *           any design that gives each domain its own thread, which the isolation truth asks for.
+ *           any design that gives each domain its own thread, as isolation needs (a domain's
+ *           pages are reachable only from its own worker; README "Domains and isolation").
  *
  * ratio = bare / xenlab (> 1 would mean a domain is cheaper than a bare worker; the closer to 1,
  * the less xenlab adds). Domains per machine = 24 GiB / per-domain RSS, the host's own base left
@@ -188,7 +189,7 @@ async function bench(o: Options): Promise<number> {
   process.stdout.write(
     `\n${o.domains} idle guests (and ${o.domains} bare workers), each variant in a fresh process; host base RSS ${round(x.base / MIB)} MiB.\n` +
       `domains-per-process: the memory maps each domain adds, against vm.max_map_count (${maxMapCount()}):\n` +
-      "V8 aborts the process when they run out, long before RAM does (spec/platform.md §5).\n",
+      "V8 aborts the process when they run out, long before RAM does (docs/platform.md, worker limits).\n",
   );
   return 0;
 }

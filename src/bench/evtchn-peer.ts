@@ -1,7 +1,7 @@
 /**
  * Worker entry of `xenlab bench evtchn`: one end of a notify ping-pong, either a xenlab domain
  * (an EventChannelUpcall on a real port) or a bare baseline (two counters in one Int32Array,
- * Atomics.wait/notify or waitAsync, as spec/platform.md §1). The pinger times `rounds` round trips
+ * Atomics.wait/notify or waitAsync, as measured in docs/platform.md). The pinger times `rounds` round trips
  * after `warmup` and posts the seconds; a wait longer than `timeoutMs` fails the run.
  */
 import { parentPort, workerData } from "node:worker_threads";
@@ -96,7 +96,8 @@ async function atomics(
       }
     }
   };
-  // As EventChannelUpcall.start() must, keep the event loop alive while waitAsync is pending.
+  // As EventChannelUpcall.start() must, keep the event loop alive while waitAsync is pending: a
+  // pending waitAsync alone does not, and the worker would exit (docs/platform.md).
   const keepAlive = setInterval(() => {}, 0x7fffffff);
   await ready();
   try {

@@ -3,8 +3,8 @@
  * defaults, in one process, then exit 0.
  *
  *   1. a host: hypervisor, xenstored (its socket open to dom0's tools), dom0 and a guest;
- *   2. the alice_dev modules loaded: the frontend in the guest, the backend in dom0 (the seed's
- *      init lines);
+ *   2. the alice_dev modules loaded: the frontend in the guest, the backend in dom0 (each logs
+ *      its `inited!` line);
  *   3. the device attached as libxl attaches one (both probes run), the XenBus handshake to
  *      Connected with a granted ring and an event channel, and pings over the ring;
  *   4. each domain's dmesg and the XenStore tree as `xenstore-ls -f` prints it.
