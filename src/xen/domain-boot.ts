@@ -9,7 +9,7 @@
  * scheduler word). Nothing in it is another domain's.
  */
 import type { MessagePort } from "node:worker_threads";
-import type { DomainEventsBoot } from "../hv/evtchn.ts";
+import type { DomainEventsBoot } from "./evtchn-abi.ts";
 
 /** The scheduler word: written by the hypervisor, waited on by the domain at delivery points. */
 export const SCHED = { running: 0, paused: 1, dying: 2 } as const;
