@@ -2,12 +2,15 @@
  * The import structure of xenlab, checked by dependency-cruiser (`npm run check:layers`, run by
  * `npm run lint` and .ci/run). docs/architecture.md draws the layers and says why each sits where it does.
  *
- * Two gates:
- *   no-circular   no module reaches itself through its imports, anywhere in the repository.
- *   layer:<name>  a folder of src/ imports only the folders below it: a lower layer never imports a
- *                 higher one, and the two pairs of peers (hv and kernel; bench and fuzz) never import
- *                 each other. Type-only imports count: a type from a higher layer drags its module's
- *                 design down as surely as a value does.
+ * The rules:
+ *   no-circular       no module reaches itself through its imports, anywhere in the repository.
+ *   layer:<name>      a folder of src/ imports only the folders below it: a lower layer never imports
+ *                     a higher one, and the two pairs of peers (hv and kernel; bench and fuzz) never
+ *                     import each other. Type-only imports count: a type from a higher layer drags
+ *                     its module's design down as surely as a value does.
+ *   layer:unknown     a new folder of src/ gets its place in LAYERS before it is used.
+ *   resolvable        every import resolves, so that no import escapes the rules above.
+ *   src-stands-alone  src/ never imports test/, bench/, scripts/ or examples/.
  *
  * Why dependency-cruiser and not Biome's noImportCycles and noRestrictedImports: dependency-cruiser
  * resolves each import to a file and matches rules on resolved paths, so one rule per folder covers
