@@ -16,6 +16,7 @@
  *
  * The backend (xenconsoled, src/console/xenconsoled.ts) reads ring-ref, port, type and limit.
  */
+import { XenbusState } from "../xen/xenbus-abi.ts";
 import type { XsOps } from "../xenstore/client.ts";
 
 /** LIBXL_XENCONSOLE_LIMIT (libxl_internal.h). */
@@ -87,6 +88,6 @@ export async function addPrimaryConsole(
   await t.write(`${be}/frontend`, fe);
   await put(`${be}/frontend-id`, String(domid), back);
   await put(`${be}/online`, "1", back);
-  await put(`${be}/state`, "1", back);
+  await put(`${be}/state`, String(XenbusState.Initialising), back);
   await put(`${be}/protocol`, LIBXL_XENCONSOLE_PROTOCOL, back);
 }

@@ -27,6 +27,7 @@ import { type CreateOptions, type DomainInfo, Hypervisor } from "../hv/hyperviso
 import { EventChannelUpcall } from "../kernel/evtchn.ts";
 import { errorMessage } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { parseXenbusState, XenbusState } from "../xen/xenbus-abi.ts";
 import { XsClient, type XsOps } from "../xenstore/client.ts";
 import { type CoreOptions, deliver, XenStoreCore } from "../xenstore/core.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
@@ -158,8 +159,8 @@ export class Host {
       await t.write(`${be}/frontend-id`, String(domid));
       await t.write(`${be}/frontend`, fe);
       await t.write(`${be}/online`, "1");
-      await t.write(`${fe}/state`, "1");
-      await t.write(`${be}/state`, "1");
+      await t.write(`${fe}/state`, String(XenbusState.Initialising));
+      await t.write(`${be}/state`, String(XenbusState.Initialising));
     });
   }
 
@@ -172,9 +173,11 @@ export class Host {
     const be = `/local/domain/0/backend/${type}/${domid}/${devid}`;
     await this.xs.transaction(async (t) => {
       await t.write(`${be}/online`, "0");
-      await t.write(`${be}/state`, "5");
+      await t.write(`${be}/state`, String(XenbusState.Closing));
     });
-    await this.xs.wait(`${be}/state`, async (xs) => (await xs.tryRead(`${be}/state`)) === "6", {
+    const closed = async (xs: XsClient) =>
+      parseXenbusState(await xs.tryRead(`${be}/state`)) === XenbusState.Closed;
+    await this.xs.wait(`${be}/state`, closed, {
       signal: AbortSignal.timeout(timeoutMs),
     });
     await this.xs.rm(fe);

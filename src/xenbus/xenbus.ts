@@ -25,39 +25,19 @@
  */
 import type { Kernel, MappedPage } from "../kernel/kernel.ts";
 import { errorMessage } from "../lib/errors.ts";
+import { parseXenbusState, XenbusState, type XenbusStateValue } from "../xen/xenbus-abi.ts";
 import type { XsWatch } from "../xenstore/client.ts";
 import { XsError } from "../xenstore/errors.ts";
 
-/** `enum xenbus_state` (io/xenbus.h). */
-export const XenbusState = {
-  Unknown: 0,
-  Initialising: 1,
-  InitWait: 2,
-  Initialised: 3,
-  Connected: 4,
-  Closing: 5,
-  Closed: 6,
-  Reconfiguring: 7,
-  Reconfigured: 8,
-} as const;
-export type XenbusStateValue = (typeof XenbusState)[keyof typeof XenbusState];
-
-const STATE_NAMES = [
-  "Unknown",
-  "Initialising",
-  "InitWait",
-  "Initialised",
-  "Connected",
-  "Closing",
-  "Closed",
-  "Reconfiguring",
-  "Reconfigured",
-];
-
-/** `xenbus_strstate`. */
-export function stateName(s: number): string {
-  return STATE_NAMES[s] ?? "INVALID";
-}
+// The states are Xen's ABI (io/xenbus.h); drivers take them from here with the bus.
+export {
+  parseXenbusState,
+  XenbusState,
+  type XenbusStateName,
+  type XenbusStateValue,
+  xenbusStateName,
+  xenbusStateOf,
+} from "../xen/xenbus-abi.ts";
 
 export type BusKind = "frontend" | "backend";
 
@@ -346,7 +326,7 @@ export class XenBus {
       return;
     }
     if (b.devices.has(node)) return;
-    const state = Number(await xs.tryRead(`${node}/state`));
+    const state = parseXenbusState(await xs.tryRead(`${node}/state`));
     if (state !== XenbusState.Initialising) return;
     await this.#probe(b, node, driver);
   }
@@ -383,7 +363,7 @@ export class XenBus {
       () =>
         this.#enqueue(b, async () => {
           if (b.devices.get(node) !== dev) return;
-          const s = Number((await xs.tryRead(`${other}/state`)) ?? XenbusState.Unknown);
+          const s = parseXenbusState(await xs.tryRead(`${other}/state`));
           await driver.otherendChanged?.(dev, s);
         }),
       (e) => this.kernel.printk(`xenbus: watch on ${other}/state failed: ${errorMessage(e)}`),
