@@ -23,8 +23,10 @@
  * and switches to Closing, `grantRing`/`mapRing` grant and map a ring page to/from the other end,
  * `allocEvtchn`/`bindEvtchn` make the event channel.
  */
-import type { Kernel, MappedPage } from "../kernel/kernel.ts";
+import { constants as osConstants } from "node:os";
+import { HypercallError, type Kernel, type MappedPage } from "../kernel/kernel.ts";
 import { errorMessage } from "../lib/errors.ts";
+import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { parseXenbusState, XenbusState, type XenbusStateValue } from "../xen/xenbus-abi.ts";
 import type { XsWatch } from "../xenstore/client.ts";
 import { XsError } from "../xenstore/errors.ts";
@@ -164,20 +166,48 @@ export class XenbusDevice {
     void pump(w, cb, (e) => this.kernel.printk(`xenbus: watch on ${path} failed: ${errorMessage(e)}`));
   }
 
-  /** `xenbus_dev_error`: logs and writes `error/<nodename>/error` = "<errno> <message>". */
+  /**
+   * `xenbus_dev_error(dev, err, fmt)`: logs and writes `error/<nodename>/error` =
+   * "<errno> <message>", where the peer and the toolstack read it. `err` is the errno the peer
+   * must see: a name (`devError("ENOSYS", …)`) or a caught error (see `errnoOf`). Linux writes
+   * the errno's number ("38 unknown fe protocol 3"); xenlab writes its name ("ENOSYS unknown fe
+   * protocol 3"), which reads the same on every host.
+   */
   async devError(err: unknown, message: string): Promise<void> {
-    const errno = errnoOf(err);
-    const text = `${errno} ${message}`;
+    const text = `${errnoOf(err)} ${message}`;
     this.kernel.printk(`xenbus: ${this.nodename}: ${text}`);
     await this.kernel.xs.write(errorPath(this.nodename), text).catch(() => {});
   }
 
-  /** `xenbus_dev_fatal`: devError, then Closing. */
+  /** `xenbus_dev_fatal(dev, err, fmt)`: devError, then Closing. */
   async devFatal(err: unknown, message: string): Promise<void> {
     await this.devError(err, message);
     await this.switchState(XenbusState.Closing).catch(() => {});
   }
 }
+
+/**
+ * The errno name a device error reports: an errno name as given (`"ENOSYS"`); from a caught
+ * error, an XsError's errno, a failed hypercall's Xen errno (`HypercallError`, by its name in
+ * Xen's errno table), a Node system error's `code` when it names an errno (`ENOENT` from opening
+ * a missing image); anything else, a grant status among them, EIO.
+ */
+export function errnoOf(err: unknown): string {
+  if (typeof err === "string") return isErrnoName(err) ? err : "EIO";
+  if (err instanceof XsError) return err.errno;
+  if (err instanceof HypercallError) return XEN_ERRNO_NAMES.get(err.errno) ?? "EIO";
+  const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === "string" && isErrnoName(code) ? code : "EIO";
+}
+
+/** An errno's name (`ENOSYS`), as opposed to any other error code (`ERR_INVALID_ARG_TYPE`). */
+function isErrnoName(s: string): boolean {
+  return Object.hasOwn(osConstants.errno, s);
+}
+
+const XEN_ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(XEN_ERRNO).map(([name, n]) => [n, name]),
+);
 
 /** A bus of this kernel: its record, and what the core keeps for it. */
 interface BusState {
@@ -417,10 +447,4 @@ async function pump(
 function relative(path: string, domid: number): string {
   const home = `${domainPath(domid)}/`;
   return path.startsWith(home) ? path.slice(home.length) : path;
-}
-
-function errnoOf(err: unknown): string {
-  if (err instanceof XsError) return err.errno;
-  const n = (err as { errno?: unknown; status?: unknown }).errno ?? (err as { status?: unknown }).status;
-  return n === undefined ? "EIO" : String(n);
 }
