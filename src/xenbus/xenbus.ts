@@ -418,16 +418,9 @@ export class XenBus {
   }
 }
 
-const buses = new WeakMap<Kernel, XenBus>();
-
-/** The XenBus of `kernel` (one per domain). */
+/** The XenBus of `kernel` (one per domain, held by its kernel). */
 export function xenbus(kernel: Kernel): XenBus {
-  let b = buses.get(kernel);
-  if (b === undefined) {
-    b = new XenBus(kernel);
-    buses.set(kernel, b);
-  }
-  return b;
+  return kernel.subsystem(XenBus, () => new XenBus(kernel));
 }
 
 /** Calls `cb(path)` for each event of `w`, until it closes. */
