@@ -7,7 +7,7 @@
 import type { Kernel, MappedPage } from "../../src/kernel/kernel.ts";
 import { BackRing } from "../../src/ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../src/xenbus/xenbus.ts";
-import { ALICE_OP_PING, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";
+import { ALICE_OP_PING, AliceKey, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";
 
 export const name = "alice_back";
 
@@ -40,8 +40,8 @@ function onEvent(dev: XenbusDevice, b: Back): void {
 }
 
 async function connect(dev: XenbusDevice): Promise<void> {
-  const ref = Number(await dev.readOtherend("ring-ref"));
-  const evtchn = Number(await dev.readOtherend("event-channel"));
+  const ref = Number(await dev.readOtherend(AliceKey.ringRef));
+  const evtchn = Number(await dev.readOtherend(AliceKey.eventChannel));
   const map = await dev.mapRing(ref);
   const ring = BackRing.attach(new Uint8Array(map.page), ENTRY_SIZE);
   const b: Back = { map, port: 0, ring, served: 0 };

@@ -9,7 +9,7 @@
 import type { Kernel } from "../../src/kernel/kernel.ts";
 import { FrontRing } from "../../src/ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../src/xenbus/xenbus.ts";
-import { ALICE_OP_PING, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";
+import { ALICE_OP_PING, AliceKey, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";
 
 export const name = "alice_front";
 
@@ -63,8 +63,8 @@ async function talkToBackend(dev: XenbusDevice): Promise<void> {
   dev.data = f;
   k.bindEvent(port, () => onEvent(dev, f));
   await k.xs.transaction(async (t) => {
-    await t.write(`${dev.nodename}/ring-ref`, String(ref));
-    await t.write(`${dev.nodename}/event-channel`, String(port));
+    await t.write(`${dev.nodename}/${AliceKey.ringRef}`, String(ref));
+    await t.write(`${dev.nodename}/${AliceKey.eventChannel}`, String(port));
   });
   await dev.switchState(XenbusState.Initialised);
   k.printk(`DomU: ring-ref ${ref}, event-channel ${port}: Initialised.`);

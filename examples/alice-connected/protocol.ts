@@ -1,10 +1,20 @@
 /**
- * The alice_dev ring protocol of the connected example: one page, io/ring.h layout, 16-byte
- * entries (the C declaration is in README.md of this directory):
+ * The alice_dev protocol of the connected example: one ring page, io/ring.h layout, 16-byte
+ * entries, as C would declare them:
  *
  *   struct alice_request  { uint32_t id; uint32_t op;     uint64_t value; };   op 1: ping
  *   struct alice_response { uint32_t id; int32_t status;  uint64_t value; };   value + 1
+ *
+ * The frontend tells the backend where the ring is with two keys in its own directory; the
+ * generic keys (`state`, `backend`, …) are XenBus's.
  */
+
+/** The frontend's keys for the backend: the ring's grant ref and the event channel's port. */
+export const AliceKey = {
+  ringRef: "ring-ref",
+  eventChannel: "event-channel",
+} as const;
+
 export const ENTRY_SIZE = 16;
 export const ALICE_OP_PING = 1;
 

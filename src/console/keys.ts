@@ -15,17 +15,41 @@
  *     frontend, frontend-id, online = 1, state = 1, protocol = vt100
  *
  * The backend (xenconsoled, src/console/xenconsoled.ts) reads ring-ref, port, type and limit.
+ * The generic keys (backend, backend-id, frontend, frontend-id, online, state) are XenBus's
+ * (src/xenbus/keys.ts); the console's own are `ConsoleKey`.
  */
+import { XenbusState } from "../xen/xenbus-abi.ts";
+import { BACKEND_BUS } from "../xenbus/bus-type.ts";
+import { domainPath, XenbusKey } from "../xenbus/keys.ts";
 import type { XsOps } from "../xenstore/client.ts";
+
+/** The console's own keys (libxl `libxl__device_console_add`, xenconsoled `domain_create_ring`). */
+export const ConsoleKey = {
+  /** Frontend: the console page's gfn (start_info's `console.domU.mfn`). */
+  ringRef: "ring-ref",
+  /** Frontend: the guest's end of the console event channel (start_info's `console.domU.evtchn`). */
+  port: "port",
+  /** Frontend: which daemon serves it, `xenconsoled` or `ioemu` (QEMU). */
+  type: "type",
+  /** Frontend: xenconsoled's buffer cap in bytes. */
+  limit: "limit",
+  /** Frontend: where the toolstack wants the output, `pty`. */
+  output: "output",
+  /** Frontend: the backend's to fill (xenconsoled: the pty's path). */
+  tty: "tty",
+  /** Backend: the byte stream's terminal protocol, `vt100`. */
+  protocol: "protocol",
+} as const;
 
 /** LIBXL_XENCONSOLE_LIMIT (libxl_internal.h). */
 export const LIBXL_XENCONSOLE_LIMIT = 1048576;
 /** LIBXL_XENCONSOLE_PROTOCOL. */
 export const LIBXL_XENCONSOLE_PROTOCOL = "vt100";
 
-export const consoleFrontendPath = (domid: number): string => `/local/domain/${domid}/console`;
+/** The primary console is not under `device/`: libxl puts console 0 at `console`. */
+export const consoleFrontendPath = (domid: number): string => `${domainPath(domid)}/console`;
 export const consoleBackendPath = (domid: number, backendDomid = 0): string =>
-  `/local/domain/${backendDomid}/backend/console/${domid}/0`;
+  `${domainPath(backendDomid)}/${BACKEND_BUS.nodename("console", domid, 0)}`;
 
 /** The frontend keys the backend reads, parsed. */
 export interface ConsoleFrontendKeys {
@@ -72,21 +96,23 @@ export async function addPrimaryConsole(
     await t.write(path, value);
     await t.setPerms(path, perms);
   };
+  const K = XenbusKey;
+  const C = ConsoleKey;
   await t.rm(fe).catch(() => {});
   await put(fe, "", roFront);
-  await t.write(`${fe}/backend`, be);
-  await put(`${fe}/backend-id`, String(backendDomid), front);
-  await put(`${fe}/limit`, String(LIBXL_XENCONSOLE_LIMIT), roFront);
-  await put(`${fe}/type`, "xenconsoled", roFront);
-  await put(`${fe}/output`, "pty", roFront);
-  await put(`${fe}/tty`, "", roFront);
-  await put(`${fe}/port`, String(console.port), roFront);
-  await put(`${fe}/ring-ref`, String(console.gfn), roFront);
+  await t.write(`${fe}/${K.backend}`, be);
+  await put(`${fe}/${K.backendId}`, String(backendDomid), front);
+  await put(`${fe}/${C.limit}`, String(LIBXL_XENCONSOLE_LIMIT), roFront);
+  await put(`${fe}/${C.type}`, "xenconsoled", roFront);
+  await put(`${fe}/${C.output}`, "pty", roFront);
+  await put(`${fe}/${C.tty}`, "", roFront);
+  await put(`${fe}/${C.port}`, String(console.port), roFront);
+  await put(`${fe}/${C.ringRef}`, String(console.gfn), roFront);
   await t.rm(be).catch(() => {});
   await put(be, "", back);
-  await t.write(`${be}/frontend`, fe);
-  await put(`${be}/frontend-id`, String(domid), back);
-  await put(`${be}/online`, "1", back);
-  await put(`${be}/state`, "1", back);
-  await put(`${be}/protocol`, LIBXL_XENCONSOLE_PROTOCOL, back);
+  await t.write(`${be}/${K.frontend}`, fe);
+  await put(`${be}/${K.frontendId}`, String(domid), back);
+  await put(`${be}/${K.online}`, "1", back);
+  await put(`${be}/${K.state}`, String(XenbusState.Initialising), back);
+  await put(`${be}/${C.protocol}`, LIBXL_XENCONSOLE_PROTOCOL, back);
 }

@@ -37,8 +37,9 @@ import { errorMessage } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { ConsoleInterface } from "../ring/byte-ring.ts";
 import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../xen/grant-table-abi.ts";
+import { domainPath } from "../xenbus/keys.ts";
 import type { XsClient, XsWatch } from "../xenstore/client.ts";
-import { consoleFrontendPath, LIBXL_XENCONSOLE_LIMIT, parseConsoleKeys } from "./keys.ts";
+import { ConsoleKey, consoleFrontendPath, LIBXL_XENCONSOLE_LIMIT, parseConsoleKeys } from "./keys.ts";
 import { OutputBuffer } from "./output-buffer.ts";
 
 /** Input bytes the backend holds for a guest whose in ring is full. */
@@ -271,9 +272,9 @@ export class ConsoleBackend {
     try {
       const fe = consoleFrontendPath(d.domid);
       const [ringRef, port, type, limit, name] = await Promise.all(
-        ["ring-ref", "port", "type", "limit"]
+        [ConsoleKey.ringRef, ConsoleKey.port, ConsoleKey.type, ConsoleKey.limit]
           .map((k) => this.#xs.tryRead(`${fe}/${k}`))
-          .concat(this.#xs.tryRead(`/local/domain/${d.domid}/name`)),
+          .concat(this.#xs.tryRead(`${domainPath(d.domid)}/name`)),
       );
       const keys = parseConsoleKeys({ ringRef, port, type, limit });
       if (keys === undefined) return;

@@ -27,6 +27,9 @@ import { type CreateOptions, type DomainInfo, Hypervisor } from "../hv/hyperviso
 import { EventChannelUpcall } from "../kernel/evtchn.ts";
 import { errorMessage } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { parseXenbusState, XenbusState } from "../xen/xenbus-abi.ts";
+import { BACKEND_BUS, devicePaths } from "../xenbus/bus-type.ts";
+import { domainPath, XenbusKey } from "../xenbus/keys.ts";
 import { XsClient, type XsOps } from "../xenstore/client.ts";
 import { type CoreOptions, deliver, XenStoreCore } from "../xenstore/core.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
@@ -141,25 +144,25 @@ export class Host {
    * Attaches a device as libxl does (`libxl__device_generic_add`), in one transaction: the
    * frontend directory owned by the guest and readable by the backend domain, the backend
    * directory owned by dom0 and readable by the guest, each end's pointer to the other, and both
-   * `state` keys Initialising. (The seed's activate.sh writes the same keys but leaves the
+   * `state` keys Initialising. (examples/alice/activate.sh writes the same keys but leaves the
    * frontend directory dom0's: enough for probing, not for the handshake, where the frontend
    * writes `ring-ref`, `event-channel` and `state`.)
    */
   async attachDevice(type: string, domid: number, devid = 0): Promise<void> {
-    const fe = `/local/domain/${domid}/device/${type}/${devid}`;
-    const be = `/local/domain/0/backend/${type}/${domid}/${devid}`;
+    const { frontend: fe, backend: be } = devicePaths(type, domid, devid);
+    const K = XenbusKey;
     await this.xs.transaction(async (t) => {
       await t.write(fe, "");
       await t.setPerms(fe, [`n${domid}`, "r0"]);
       await t.write(be, "");
       await t.setPerms(be, ["n0", `r${domid}`]);
-      await t.write(`${fe}/backend-id`, "0");
-      await t.write(`${fe}/backend`, be);
-      await t.write(`${be}/frontend-id`, String(domid));
-      await t.write(`${be}/frontend`, fe);
-      await t.write(`${be}/online`, "1");
-      await t.write(`${fe}/state`, "1");
-      await t.write(`${be}/state`, "1");
+      await t.write(`${fe}/${K.backendId}`, "0");
+      await t.write(`${fe}/${K.backend}`, be);
+      await t.write(`${be}/${K.frontendId}`, String(domid));
+      await t.write(`${be}/${K.frontend}`, fe);
+      await t.write(`${be}/${K.online}`, "1");
+      await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
+      await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
     });
   }
 
@@ -168,15 +171,14 @@ export class Host {
    * toolstack waits for the backend to reach Closed, then removes both directories.
    */
   async detachDevice(type: string, domid: number, devid = 0, timeoutMs = 10_000): Promise<void> {
-    const fe = `/local/domain/${domid}/device/${type}/${devid}`;
-    const be = `/local/domain/0/backend/${type}/${domid}/${devid}`;
+    const { frontend: fe, backend: be } = devicePaths(type, domid, devid);
+    const beState = `${be}/${XenbusKey.state}`;
     await this.xs.transaction(async (t) => {
-      await t.write(`${be}/online`, "0");
-      await t.write(`${be}/state`, "5");
+      await t.write(`${be}/${XenbusKey.online}`, "0");
+      await t.write(beState, String(XenbusState.Closing));
     });
-    await this.xs.wait(`${be}/state`, async (xs) => (await xs.tryRead(`${be}/state`)) === "6", {
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    const closed = async (xs: XsClient) => parseXenbusState(await xs.tryRead(beState)) === XenbusState.Closed;
+    await this.xs.wait(beState, closed, { signal: AbortSignal.timeout(timeoutMs) });
     await this.xs.rm(fe);
     await this.xs.rm(be);
   }
@@ -200,7 +202,7 @@ export class Host {
   /** libxl__domain_make + libxl__build_post, in one transaction. */
   async #describe(info: DomainInfo): Promise<void> {
     const { domid } = info;
-    const dom = `/local/domain/${domid}`;
+    const dom = domainPath(domid);
     const ro = [`n0`, `r${domid}`];
     const rw = [`n${domid}`];
     await this.xs.transaction(async (t: XsOps) => {
@@ -248,8 +250,10 @@ export class Host {
   }
 
   async #cleanUp(domid: number): Promise<void> {
-    await this.xs.rm(`/local/domain/${domid}`).catch(() => {});
-    const types = await this.xs.directory("/local/domain/0/backend").catch(() => [] as string[]);
-    for (const type of types) await this.xs.rm(`/local/domain/0/backend/${type}/${domid}`).catch(() => {});
+    await this.xs.rm(domainPath(domid)).catch(() => {});
+    // Every device of the guest's, whatever its type: backend/<type>/<domid> in dom0.
+    const backends = `${domainPath(0)}/${BACKEND_BUS.root}`;
+    const types = await this.xs.directory(backends).catch(() => [] as string[]);
+    for (const type of types) await this.xs.rm(`${backends}/${type}/${domid}`).catch(() => {});
   }
 }

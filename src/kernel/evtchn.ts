@@ -40,21 +40,23 @@
  * thread may do.) `evtchn_upcall_mask` is laid out but not consulted: a vCPU takes upcalls only in
  * block() and the async loop, its delivery points.
  *
- * Waiting, two ways (Node 20 platform limits, see spec/platform.md):
+ * Waiting, two ways (Node 20's limits, measured in docs/platform.md):
  * - block(timeoutMs), like SCHEDOP_block: Atomics.wait on the wake word, then the upcall. The
- *   cheapest wake-up; the thread does nothing else meanwhile.
+ *   cheapest wake-up (waitAsync and postMessage add 7–16 µs of event-loop work to each); the
+ *   thread does nothing else meanwhile.
  * - start()/stop(): an async loop on Atomics.waitAsync for event-driven code. A pending waitAsync
  *   does not keep a Node event loop alive, so start() holds a ref'd timer until stop().
  *
  * Halt polling (the async loop only, `haltPollUs` > 0): before it sleeps, the loop polls for an
  * upcall for a while, yielding to the event loop between looks (setImmediate), so promises,
  * timers, file I/O and messages go on while it polls. An event that comes during the poll is
- * taken with no sleep and no wake-up: on this VM a wake-up costs the sleeper 10–90 µs and its
- * waker as much (spec/platform.md), more than a blkif or XenStore request costs to serve. The
- * window adapts as KVM's halt_poll_ns does (virt/kvm/kvm_main.c, with its defaults): it starts at
- * 0; a halt that ended within `haltPollUs` but after the window grows it (×2, at least 10 µs,
- * at most `haltPollUs`); a halt longer than `haltPollUs` shrinks it (÷2, to 0 below 10 µs). So a
- * busy domain polls and an idle one sleeps at once, costing one window's CPU per idle period.
+ * taken with no sleep and no wake-up: on a 2-vCPU KVM guest a wake-up costs the sleeper 10–90 µs
+ * (the slow end when its vCPU had gone idle) and its waker as much (docs/platform.md), more than
+ * a blkif or XenStore request costs to serve. The window adapts as KVM's halt_poll_ns does
+ * (virt/kvm/kvm_main.c, with its defaults): it starts at 0; a halt that ended within
+ * `haltPollUs` but after the window grows it (×2, at least 10 µs, at most `haltPollUs`); a halt
+ * longer than `haltPollUs` shrinks it (÷2, to 0 below 10 µs). So a busy domain polls and an idle
+ * one sleeps at once, costing one window's CPU per idle period.
  */
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import {

@@ -5,15 +5,7 @@
  * the domain's worker, on its own frames; the layout and flags are src/xen/grant-table-abi.ts, the
  * hypervisor's map, unmap and copy src/hv/grant-table.ts.
  */
-import {
-  checkRef,
-  checkU16,
-  checkU32,
-  GNTTAB_RESERVED,
-  type GrantTableFrames,
-  GTF,
-  wordIndex,
-} from "../xen/grant-table-abi.ts";
+import { checkRef, GNTTAB_RESERVED, type GrantTableFrames, GTF, wordIndex } from "../xen/grant-table-abi.ts";
 /**
  * `gnttab_end_foreign_access_ref`: revoke `ref`. Fails (false) while the grantee has it mapped or
  * is copying (GTF_reading/GTF_writing set); the caller must then keep the page. Otherwise CMPXCHG

@@ -93,6 +93,8 @@ export class Kernel {
   readonly #sched: Int32Array;
   readonly #post: Post;
   readonly #modules = new Map<string, KernelModule>();
+  /** The subsystems of higher layers (XenBus), one each, keyed by their class. */
+  readonly #subsystems = new Map<abstract new (...args: never[]) => unknown, unknown>();
   /** The kernel's own log buffer (what `dmesg` inside the domain reads). */
   readonly #log: string[] = [];
   #loads = 0;
@@ -302,6 +304,16 @@ export class Kernel {
 
   get modules(): string[] {
     return [...this.#modules.keys()];
+  }
+
+  /**
+   * This kernel's one instance of a subsystem of a higher layer (XenBus), made by `make` the first
+   * time it is asked for, as Linux initialises a subsystem once at boot. The kernel holds it for
+   * the modules that share it and knows nothing else of it.
+   */
+  subsystem<T>(cls: abstract new (...args: never[]) => T, make: () => T): T {
+    if (!this.#subsystems.has(cls)) this.#subsystems.set(cls, make());
+    return this.#subsystems.get(cls) as T;
   }
 
   /**

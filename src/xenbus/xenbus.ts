@@ -1,7 +1,7 @@
 /**
- * XenBus inside a domain's kernel, as Linux's `drivers/xen/xenbus/` does it.
- *
- * Two buses, each one XenStore watch:
+ * XenBus inside a domain's kernel, as Linux's `drivers/xen/xenbus/` does it: one bus core
+ * (xenbus_probe.c) driving two buses, each described by a record (src/xenbus/bus-type.ts, as
+ * Linux's `struct xen_bus_type`) and each one XenStore watch on its root:
  *
  *   frontend  `device` (relative: /local/domain/<self>/device), devices `device/<type>/<id>`,
  *             the other end named by the device's `backend` and `backend-id` keys;
@@ -23,43 +23,27 @@
  * and switches to Closing, `grantRing`/`mapRing` grant and map a ring page to/from the other end,
  * `allocEvtchn`/`bindEvtchn` make the event channel.
  */
-import type { Kernel, MappedPage } from "../kernel/kernel.ts";
+import { constants as osConstants } from "node:os";
+import { HypercallError, type Kernel, type MappedPage } from "../kernel/kernel.ts";
 import { errorMessage } from "../lib/errors.ts";
+import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
+import { parseXenbusState, XenbusState, type XenbusStateValue } from "../xen/xenbus-abi.ts";
 import type { XsWatch } from "../xenstore/client.ts";
 import { XsError } from "../xenstore/errors.ts";
+import { type BusKind, XENBUS_TYPES, type XenbusType } from "./bus-type.ts";
+import { domainPath, errorPath, XenbusKey } from "./keys.ts";
 
-/** `enum xenbus_state` (io/xenbus.h). */
-export const XenbusState = {
-  Unknown: 0,
-  Initialising: 1,
-  InitWait: 2,
-  Initialised: 3,
-  Connected: 4,
-  Closing: 5,
-  Closed: 6,
-  Reconfiguring: 7,
-  Reconfigured: 8,
-} as const;
-export type XenbusStateValue = (typeof XenbusState)[keyof typeof XenbusState];
-
-const STATE_NAMES = [
-  "Unknown",
-  "Initialising",
-  "InitWait",
-  "Initialised",
-  "Connected",
-  "Closing",
-  "Closed",
-  "Reconfiguring",
-  "Reconfigured",
-];
-
-/** `xenbus_strstate`. */
-export function stateName(s: number): string {
-  return STATE_NAMES[s] ?? "INVALID";
-}
-
-export type BusKind = "frontend" | "backend";
+// The states are Xen's ABI (io/xenbus.h); drivers take them from here with the bus.
+export {
+  parseXenbusState,
+  XenbusState,
+  type XenbusStateName,
+  type XenbusStateValue,
+  xenbusStateName,
+  xenbusStateOf,
+} from "../xen/xenbus-abi.ts";
+export { type BusKind, devicePaths, type XenbusType } from "./bus-type.ts";
+export { domainPath, errorPath, XenbusKey } from "./keys.ts";
 
 /** A driver: the device types it serves and its callbacks (`struct xenbus_driver`). */
 export interface XenbusDriver {
@@ -111,7 +95,7 @@ export class XenbusDevice {
   /** `xenbus_switch_state`: write `state` if it changed (see the module comment). */
   async switchState(state: XenbusStateValue): Promise<void> {
     if (state === this.state) return;
-    const path = `${this.nodename}/state`;
+    const path = `${this.nodename}/${XenbusKey.state}`;
     await this.kernel.xs.transaction(async (t) => {
       // Linux checks the node still exists first, so a removed device is not recreated.
       await t.read(path);
@@ -182,23 +166,52 @@ export class XenbusDevice {
     void pump(w, cb, (e) => this.kernel.printk(`xenbus: watch on ${path} failed: ${errorMessage(e)}`));
   }
 
-  /** `xenbus_dev_error`: logs and writes `error/<nodename>/error` = "<errno> <message>". */
+  /**
+   * `xenbus_dev_error(dev, err, fmt)`: logs and writes `error/<nodename>/error` =
+   * "<errno> <message>", where the peer and the toolstack read it. `err` is the errno the peer
+   * must see: a name (`devError("ENOSYS", …)`) or a caught error (see `errnoOf`). Linux writes
+   * the errno's number ("38 unknown fe protocol 3"); xenlab writes its name ("ENOSYS unknown fe
+   * protocol 3"), which reads the same on every host.
+   */
   async devError(err: unknown, message: string): Promise<void> {
-    const errno = errnoOf(err);
-    const text = `${errno} ${message}`;
+    const text = `${errnoOf(err)} ${message}`;
     this.kernel.printk(`xenbus: ${this.nodename}: ${text}`);
-    await this.kernel.xs.write(`error/${this.nodename}/error`, text).catch(() => {});
+    await this.kernel.xs.write(errorPath(this.nodename), text).catch(() => {});
   }
 
-  /** `xenbus_dev_fatal`: devError, then Closing. */
+  /** `xenbus_dev_fatal(dev, err, fmt)`: devError, then Closing. */
   async devFatal(err: unknown, message: string): Promise<void> {
     await this.devError(err, message);
     await this.switchState(XenbusState.Closing).catch(() => {});
   }
 }
 
+/**
+ * The errno name a device error reports: an errno name as given (`"ENOSYS"`); from a caught
+ * error, an XsError's errno, a failed hypercall's Xen errno (`HypercallError`, by its name in
+ * Xen's errno table), a Node system error's `code` when it names an errno (`ENOENT` from opening
+ * a missing image); anything else, a grant status among them, EIO.
+ */
+export function errnoOf(err: unknown): string {
+  if (typeof err === "string") return isErrnoName(err) ? err : "EIO";
+  if (err instanceof XsError) return err.errno;
+  if (err instanceof HypercallError) return XEN_ERRNO_NAMES.get(err.errno) ?? "EIO";
+  const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === "string" && isErrnoName(code) ? code : "EIO";
+}
+
+/** An errno's name (`ENOSYS`), as opposed to any other error code (`ERR_INVALID_ARG_TYPE`). */
+function isErrnoName(s: string): boolean {
+  return Object.hasOwn(osConstants.errno, s);
+}
+
+const XEN_ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(XEN_ERRNO).map(([name, n]) => [n, name]),
+);
+
+/** A bus of this kernel: its record, and what the core keeps for it. */
 interface BusState {
-  readonly kind: BusKind;
+  readonly type: XenbusType;
   readonly drivers: Map<string, XenbusDriver>;
   readonly devices: Map<string, XenbusDevice>;
   watch: XsWatch | null;
@@ -213,14 +226,14 @@ export class XenBus {
 
   constructor(kernel: Kernel) {
     this.kernel = kernel;
-    const bus = (kind: BusKind): BusState => ({
-      kind,
+    const bus = (type: XenbusType): BusState => ({
+      type,
       drivers: new Map(),
       devices: new Map(),
       watch: null,
       queue: Promise.resolve(),
     });
-    this.#buses = { frontend: bus("frontend"), backend: bus("backend") };
+    this.#buses = { frontend: bus(XENBUS_TYPES.frontend), backend: bus(XENBUS_TYPES.backend) };
   }
 
   /** `xenbus_register_frontend`. */
@@ -291,7 +304,7 @@ export class XenBus {
       await this.#enqueue(b, () => this.#scan(b));
       return;
     }
-    const root = b.kind === "frontend" ? "device" : "backend";
+    const root = b.type.root;
     b.watch = this.kernel.xs.watch(root);
     void pump(
       b.watch,
@@ -310,26 +323,27 @@ export class XenBus {
     return run;
   }
 
-  /** Probes every device of a registered type that is not probed yet. */
+  /**
+   * Probes every device of a registered type that is not probed yet (Linux's
+   * `xenbus_probe_devices`): the directories under `<root>/<type>`, `levels` deep.
+   */
   async #scan(b: BusState): Promise<void> {
-    const xs = this.kernel.xs;
-    const root = b.kind === "frontend" ? "device" : "backend";
-    for (const type of b.drivers.keys()) {
-      const ids = await xs.directory(`${root}/${type}`).catch(() => [] as string[]);
-      for (const id of ids) {
-        if (b.kind === "frontend") await this.#changed(b, `${root}/${type}/${id}`);
-        else {
-          const devs = await xs.directory(`${root}/${type}/${id}`).catch(() => [] as string[]);
-          for (const d of devs) await this.#changed(b, `${root}/${type}/${id}/${d}`);
-        }
-      }
+    for (const type of b.drivers.keys()) await this.#scanDir(b, `${b.type.root}/${type}`, b.type.levels - 1);
+  }
+
+  async #scanDir(b: BusState, dir: string, levels: number): Promise<void> {
+    const names = await this.kernel.xs.directory(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      if (levels === 1) await this.#changed(b, `${dir}/${name}`);
+      else await this.#scanDir(b, `${dir}/${name}`, levels - 1);
     }
   }
 
   /** `xenbus_dev_changed`: a watch event somewhere under the bus's root. */
   async #changed(b: BusState, path: string): Promise<void> {
     const parts = relative(path, this.kernel.domid).split("/");
-    const depth = b.kind === "frontend" ? 3 : 4;
+    // The root, then `levels` components naming the device; what follows is inside it.
+    const depth = 1 + b.type.levels;
     if (parts.length < depth) {
       // The root or a type directory changed (e.g. removed): forget devices that are gone.
       for (const node of [...b.devices.keys()]) {
@@ -346,14 +360,14 @@ export class XenBus {
       return;
     }
     if (b.devices.has(node)) return;
-    const state = Number(await xs.tryRead(`${node}/state`));
+    const state = parseXenbusState(await xs.tryRead(`${node}/${XenbusKey.state}`));
     if (state !== XenbusState.Initialising) return;
     await this.#probe(b, node, driver);
   }
 
   async #probe(b: BusState, node: string, driver: XenbusDriver): Promise<void> {
     const xs = this.kernel.xs;
-    const [idKey, pathKey] = b.kind === "frontend" ? ["backend-id", "backend"] : ["frontend-id", "frontend"];
+    const { otherendIdKey: idKey, otherendKey: pathKey } = b.type;
     // talk_to_otherend → xenbus_read_otherend_details
     const id = await xs.tryRead(`${node}/${idKey}`);
     const other = await xs.tryRead(`${node}/${pathKey}`);
@@ -366,7 +380,7 @@ export class XenBus {
       this.kernel.printk(`xenbus: ${node}: other end ${other} does not exist: talk_to_otherend failed`);
       return;
     }
-    const dev = new XenbusDevice(this.kernel, b.kind, node, driver, otherendId, other);
+    const dev = new XenbusDevice(this.kernel, b.type.kind, node, driver, otherendId, other);
     b.devices.set(node, dev);
     try {
       await driver.probe(dev);
@@ -376,17 +390,18 @@ export class XenBus {
       return;
     }
     // watch_otherend: every change of the other end's state, the first at once.
-    const w = xs.watch(`${other}/state`);
+    const otherState = `${other}/${XenbusKey.state}`;
+    const w = xs.watch(otherState);
     dev._watches.push(w);
     void pump(
       w,
       () =>
         this.#enqueue(b, async () => {
           if (b.devices.get(node) !== dev) return;
-          const s = Number((await xs.tryRead(`${other}/state`)) ?? XenbusState.Unknown);
+          const s = parseXenbusState(await xs.tryRead(otherState));
           await driver.otherendChanged?.(dev, s);
         }),
-      (e) => this.kernel.printk(`xenbus: watch on ${other}/state failed: ${errorMessage(e)}`),
+      (e) => this.kernel.printk(`xenbus: watch on ${otherState} failed: ${errorMessage(e)}`),
     );
   }
 
@@ -403,16 +418,9 @@ export class XenBus {
   }
 }
 
-const buses = new WeakMap<Kernel, XenBus>();
-
-/** The XenBus of `kernel` (one per domain). */
+/** The XenBus of `kernel` (one per domain, held by its kernel). */
 export function xenbus(kernel: Kernel): XenBus {
-  let b = buses.get(kernel);
-  if (b === undefined) {
-    b = new XenBus(kernel);
-    buses.set(kernel, b);
-  }
-  return b;
+  return kernel.subsystem(XenBus, () => new XenBus(kernel));
 }
 
 /** Calls `cb(path)` for each event of `w`, until it closes. */
@@ -430,12 +438,6 @@ async function pump(
 
 /** A watch path made relative to the domain's home, as Linux's relative watches report them. */
 function relative(path: string, domid: number): string {
-  const home = `/local/domain/${domid}/`;
+  const home = `${domainPath(domid)}/`;
   return path.startsWith(home) ? path.slice(home.length) : path;
-}
-
-function errnoOf(err: unknown): string {
-  if (err instanceof XsError) return err.errno;
-  const n = (err as { errno?: unknown; status?: unknown }).errno ?? (err as { status?: unknown }).status;
-  return n === undefined ? "EIO" : String(n);
 }

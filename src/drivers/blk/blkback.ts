@@ -97,7 +97,7 @@ class BlkbackDriver implements XenbusDriver {
     const path = await dev.read("params").catch(() => undefined);
     const mode = await dev.read("mode").catch(() => undefined);
     if (path === undefined || path === "" || mode === undefined) {
-      await fail(dev, new Error("ENOENT"), "reading params and mode");
+      await fail(dev, "ENOENT", "reading params and mode");
       throw new Error(`${dev.nodename}: no params or mode`);
     }
     const deviceType = await k.xs.tryRead(`${dev.otherend}/device-type`);
@@ -153,7 +153,7 @@ class BlkbackDriver implements XenbusDriver {
       case XenbusState.Unknown:
         return; // the directory went: remove() follows
       default:
-        await dev.devFatal(new Error("EINVAL"), `saw state ${state} at frontend`);
+        await dev.devFatal("EINVAL", `saw state ${state} at frontend`);
     }
   }
 
@@ -182,17 +182,14 @@ class BlkbackDriver implements XenbusDriver {
     const fe = dev.otherend;
     const protocol = await k.xs.tryRead(`${fe}/protocol`);
     if (protocol !== undefined && protocol !== XEN_IO_PROTO_ABI_NATIVE) {
-      await dev.devFatal(new Error("ENOSYS"), `unknown fe protocol ${protocol}`);
+      await dev.devFatal("ENOSYS", `unknown fe protocol ${protocol}`);
       return false;
     }
     const persistent =
       this.params.persistent && (await readUnsigned(dev, `${fe}/feature-persistent`, 0)) === 1;
     const queues = await readUnsigned(dev, `${fe}/multi-queue-num-queues`, 1);
     if (queues !== 1) {
-      await dev.devFatal(
-        new Error("ENOSYS"),
-        `guest requested ${queues} queues, exceeding the maximum of 1.`,
-      );
+      await dev.devFatal("ENOSYS", `guest requested ${queues} queues, exceeding the maximum of 1.`);
       return false;
     }
     const orderText = await k.xs.tryRead(`${fe}/ring-page-order`);
@@ -203,7 +200,7 @@ class BlkbackDriver implements XenbusDriver {
       const order = /^\d+$/.test(orderText) ? Number(orderText) : Number.NaN;
       if (!(order <= this.params.maxRingPageOrder)) {
         await dev.devFatal(
-          new Error("EINVAL"),
+          "EINVAL",
           `requested ring page order ${orderText} exceed max:${this.params.maxRingPageOrder}`,
         );
         return false;
@@ -212,14 +209,14 @@ class BlkbackDriver implements XenbusDriver {
     }
     const evtchnText = await k.xs.tryRead(`${fe}/event-channel`);
     if (evtchnText === undefined || !/^\d+$/.test(evtchnText)) {
-      await dev.devFatal(new Error("EINVAL"), `reading ${fe}/event-channel`);
+      await dev.devFatal("EINVAL", `reading ${fe}/event-channel`);
       return false;
     }
     const refs: number[] = [];
     for (const key of refKeys) {
       const v = await k.xs.tryRead(`${fe}/${key}`);
       if (v === undefined || !/^\d+$/.test(v)) {
-        await dev.devFatal(new Error("EINVAL"), `reading ${fe}/${key}`);
+        await dev.devFatal("EINVAL", `reading ${fe}/${key}`);
         return false;
       }
       refs.push(Number(v));
