@@ -10,6 +10,7 @@ import { Host } from "../../src/host/host.ts";
 import { EVTCHNSTAT } from "../../src/hv/evtchn.ts";
 import { GNTST } from "../../src/xen/grant-table-abi.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
+import { until } from "../helpers/until.ts";
 
 const PROBE = new URL("./fixtures/probe-module.ts", import.meta.url).href;
 
@@ -130,13 +131,21 @@ describe("hypervisor and host", () => {
     const bad = await host.createDomain({ name: "bad" });
     const good = await host.createDomain({ name: "good" });
     assert.equal(await probe(host, bad.domid, "corrupt"), "ok");
-    await waitFor(() =>
-      logs.some(
-        (r) => r.domid === bad.domid && r.msg === `dom${bad.domid}: bad ring index: ignoring the connection`,
-      ),
+    await until(
+      "the bad ring index to be logged",
+      () =>
+        logs.some(
+          (r) =>
+            r.domid === bad.domid && r.msg === `dom${bad.domid}: bad ring index: ignoring the connection`,
+        ),
+      5000,
     );
     const page = new DataView(host.hv.page(bad.domid, bad.store.gfn)!);
-    await waitFor(() => page.getUint32(2072, true) === 2);
+    await until(
+      "the ring's error word to say XENSTORE_ERROR_RINGIDX",
+      () => page.getUint32(2072, true) === 2,
+      5000,
+    );
     assert.equal(await probe(host, good.domid, "read", "name"), 'ok "good"');
     await host.destroyDomain(bad.domid);
     await host.destroyDomain(good.domid);
@@ -188,14 +197,6 @@ describe("hypervisor and host", () => {
     await host.destroyDomain(domid);
   });
 });
-
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) assert.fail("timed out");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("a guest's XenStore quotas", () => {
   it("apply to its own requests through its ring, with a log line naming it and the quota", async () => {
