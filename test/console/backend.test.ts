@@ -10,13 +10,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
-import { pino } from "pino";
 import { LIBXL_XENCONSOLE_LIMIT } from "../../src/console/keys.ts";
 import { CONSOLE_INPUT_MAX, type ConsoleClient, type ConsoleSession } from "../../src/console/xenconsoled.ts";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import { EVTCHNSTAT } from "../../src/xen/evtchn-abi.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
-import { tempDir } from "../helpers/peers.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
 import { until } from "../helpers/until.ts";
 
 const PROBE = pathToFileURL(join(import.meta.dirname, "fixtures/con-probe.ts")).href;
@@ -35,14 +34,16 @@ class Client implements ConsoleClient {
 }
 
 describe("the console daemon in a host", () => {
+  let fx: TestHost;
   let host: Host;
   let logDir: string;
   let g1: number;
   let g2: number;
 
   before(async () => {
-    logDir = join(tempDir("xenlab-console-"), "console");
-    host = await Host.start({ log: pino({ level: "silent" }), consoleLogDir: logDir });
+    fx = await startHost((dir) => ({ consoleLogDir: join(dir, "console") }));
+    ({ host } = fx);
+    logDir = join(fx.dir, "console");
     g1 = (await host.createDomain({ name: "g1" })).domid;
     g2 = (await host.createDomain({ name: "g2" })).domid;
     await host.console.whenConnected(g1);
@@ -50,9 +51,7 @@ describe("the console daemon in a host", () => {
     await host.hv.insmod(g1, PROBE);
     await host.hv.insmod(g2, PROBE);
   });
-  after(async () => {
-    await host.stop();
-  });
+  after(() => fx?.stop());
 
   it("finds libxl's console keys, with libxl's permissions, and serves every guest but dom0", async () => {
     const fe = `/local/domain/${g1}/console`;

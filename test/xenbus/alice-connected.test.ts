@@ -5,28 +5,27 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
+import { type GuestHost, startHost } from "../helpers/host.ts";
 import { untilLogged } from "../helpers/until.ts";
 
 const FRONT = new URL("../../examples/alice-connected/alice_front.ts", import.meta.url).href;
 const BACK = new URL("../../examples/alice-connected/alice_back.ts", import.meta.url).href;
 
 describe("alice_dev connected: handshake, ring, detach, re-attach", () => {
+  let fx: GuestHost;
   let host: Host;
   let domU: number;
   const fe = () => `/local/domain/${domU}/device/alice_dev/0`;
   const be = () => `/local/domain/0/backend/alice_dev/${domU}/0`;
 
   before(async () => {
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    domU = (await host.createDomain({ name: "alice" })).domid;
+    fx = await startHost({ guest: { name: "alice" } });
+    ({ host, domU } = fx);
     await host.hv.insmod(domU, FRONT, ["pings=100"]);
     await host.hv.insmod(0, BACK);
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("connects both ends and answers 100 pings over the ring", async () => {
     const states: string[] = [];

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
-import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
+import type { Host } from "../../src/host/host.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
+import { hasCommand, REPO, requirePeer } from "../helpers/peers.ts";
 import { runTool } from "../helpers/tools.ts";
 import { untilLogged } from "../helpers/until.ts";
 
@@ -18,19 +18,19 @@ const BACK = new URL("../../examples/alice/alice_back.ts", import.meta.url).href
 const ACTIVATE = join(REPO, "examples/alice/activate.sh");
 
 describe("alice_dev: the seed's driver pair and activate.sh", () => {
+  let fx: TestHost;
   let host: Host;
   let socket: string;
   let domU: number;
 
   before(async () => {
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    socket = join(tempDir(), "socket");
+    fx = await startHost();
+    ({ host } = fx);
+    socket = join(fx.dir, "socket");
     await host.listen(socket);
     domU = (await host.createDomain({ name: "alice" })).domid;
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("loads both modules: init lines, and no probe without activation", async () => {
     assert.equal(await host.hv.insmod(domU, FRONT), "alice_front");

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import type { Kernel } from "../../src/kernel/kernel.ts";
 import { XenbusDevice, XenbusState } from "../../src/xenbus/xenbus.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
 import { untilLogged } from "../helpers/until.ts";
 
 const RULE = new URL("./fixtures/rule-front.ts", import.meta.url).href;
@@ -21,13 +21,13 @@ function rules(host: Host, domid: number): string[] {
 }
 
 describe("XenBus rules", () => {
+  let fx: TestHost;
   let host: Host;
   before(async () => {
-    host = await Host.start({ log: pino({ level: "silent" }) });
+    fx = await startHost();
+    ({ host } = fx);
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("a device without its backend's details is not probed", async () => {
     const { domid } = await host.createDomain({ name: "nobackend" });

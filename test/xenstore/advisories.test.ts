@@ -8,9 +8,10 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
 import { XsType } from "../../src/xenstore/wire.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
 import { until } from "../helpers/until.ts";
 
 const ATTACK = new URL("./fixtures/attack-module.ts", import.meta.url).href;
@@ -30,6 +31,7 @@ const nul = (...parts: string[]) => new TextEncoder().encode(parts.map((p) => `$
 
 describe("XenStore advisories, attacked through a guest's ring", () => {
   const logs: LogRecord[] = [];
+  let fx: TestHost;
   let host: Host;
   /** A guest minding its own business throughout, and its checks. */
   let bystander: number;
@@ -56,14 +58,13 @@ describe("XenStore advisories, attacked through a guest's ring", () => {
   }
 
   before(async () => {
-    host = await Host.start({
+    fx = await startHost({
       log: pino({ level: "debug" }, { write: (s: string) => void logs.push(JSON.parse(s) as LogRecord) }),
     });
+    ({ host } = fx);
     bystander = await hostile("bystander");
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
   afterEach(() => accountsAgree());
 
   it("XSA-326 (CVE-2022-42311/42315): a guest that never reads its watch events costs only its own memory quota", async () => {
