@@ -127,6 +127,14 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/**
+ * The median of each run's ratio xenlab / baseline, runs paired by index (each xenlab run sits
+ * next to its baseline): steadier than the ratio of the medians when the machine's speed drifts.
+ */
+export function pairedRatio(xenlab: readonly number[], baseline: readonly number[]): number {
+  return median(xenlab.map((x, r) => x / baseline[r]!));
+}
+
 /** A rate for the tables: `1.23 M` or `45.6 k`. */
 export function fmtRate(x: number): string {
   return x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : `${(x / 1e3).toFixed(1)} k`;
