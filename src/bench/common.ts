@@ -179,6 +179,22 @@ export function jsonLine(l: BenchLine): string {
   });
 }
 
+/** A value of a `--json` line to 3 decimal places. */
+const places3 = (v: number): number => Number(v.toFixed(3));
+
+/** The `--json` line of a case, its figures rounded as they are to be printed. */
+function caseLine(
+  bench: string,
+  name: string,
+  unit: string,
+  baselineName: string,
+  xenlab: number,
+  baseline: number,
+  ratio: number,
+): string {
+  return jsonLine({ bench, case: name, unit, xenlab, baseline, baseline_name: baselineName, ratio });
+}
+
 /**
  * The `--json` line of a rate (higher is better): whole rates, ratio to 3 places: xenlab / baseline,
  * unless the bench gives its own (`bench blk`: the median of each run's ratio).
@@ -192,13 +208,20 @@ export function rateLine(
   baselineName: string,
   ratio: number = x / b,
 ): string {
-  return jsonLine({
-    bench,
-    case: name,
-    unit,
-    xenlab: Math.round(x),
-    baseline: Math.round(b),
-    baseline_name: baselineName,
-    ratio: Number(ratio.toFixed(3)),
-  });
+  return caseLine(bench, name, unit, baselineName, Math.round(x), Math.round(b), places3(ratio));
+}
+
+/**
+ * The `--json` line of a time per operation (lower is better), to 3 places; the ratio is
+ * baseline / xenlab, so that > 1 still means xenlab is ahead.
+ */
+export function timeLine(
+  bench: string,
+  name: string,
+  unit: string,
+  x: number,
+  b: number,
+  baselineName: string,
+): string {
+  return caseLine(bench, name, unit, baselineName, places3(x), places3(b), places3(b / x));
 }
