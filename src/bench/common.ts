@@ -127,6 +127,14 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/**
+ * The median of each run's ratio xenlab / baseline, runs paired by index (each xenlab run sits
+ * next to its baseline): steadier than the ratio of the medians when the machine's speed drifts.
+ */
+export function pairedRatio(xenlab: readonly number[], baseline: readonly number[]): number {
+  return median(xenlab.map((x, r) => x / baseline[r]!));
+}
+
 /** A rate for the tables: `1.23 M` or `45.6 k`. */
 export function fmtRate(x: number): string {
   return x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : `${(x / 1e3).toFixed(1)} k`;
@@ -171,6 +179,22 @@ export function jsonLine(l: BenchLine): string {
   });
 }
 
+/** A value of a `--json` line to 3 decimal places. */
+const places3 = (v: number): number => Number(v.toFixed(3));
+
+/** The `--json` line of a case, its figures rounded as they are to be printed. */
+function caseLine(
+  bench: string,
+  name: string,
+  unit: string,
+  baselineName: string,
+  xenlab: number,
+  baseline: number,
+  ratio: number,
+): string {
+  return jsonLine({ bench, case: name, unit, xenlab, baseline, baseline_name: baselineName, ratio });
+}
+
 /**
  * The `--json` line of a rate (higher is better): whole rates, ratio to 3 places: xenlab / baseline,
  * unless the bench gives its own (`bench blk`: the median of each run's ratio).
@@ -184,13 +208,20 @@ export function rateLine(
   baselineName: string,
   ratio: number = x / b,
 ): string {
-  return jsonLine({
-    bench,
-    case: name,
-    unit,
-    xenlab: Math.round(x),
-    baseline: Math.round(b),
-    baseline_name: baselineName,
-    ratio: Number(ratio.toFixed(3)),
-  });
+  return caseLine(bench, name, unit, baselineName, Math.round(x), Math.round(b), places3(ratio));
+}
+
+/**
+ * The `--json` line of a time per operation (lower is better), to 3 places; the ratio is
+ * baseline / xenlab, so that > 1 still means xenlab is ahead.
+ */
+export function timeLine(
+  bench: string,
+  name: string,
+  unit: string,
+  x: number,
+  b: number,
+  baselineName: string,
+): string {
+  return caseLine(bench, name, unit, baselineName, places3(x), places3(b), places3(b / x));
 }

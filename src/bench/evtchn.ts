@@ -17,14 +17,13 @@
  * (spec/platform.md), so the table also gives the median of the per-run ratios, each taken between
  * measurements made a second apart.
  */
-import type { MessagePort, Worker } from "node:worker_threads";
-import { siblingModule, spawnWorker } from "../lib/spawn.ts";
 import {
   alignColumns,
   eachRun,
   fmtRate,
   fmtRuns,
   median,
+  pairedRatio,
   parseOptions,
   rateLine,
   runBench,
@@ -32,7 +31,7 @@ import {
   type TimedRounds,
 } from "./common.ts";
 import type { PeerConfig, PeerReply, PeerSide } from "./evtchn-peer.ts";
-import { connectedDomains, runPair } from "./pair.ts";
+import { connectedDomains, runPeers } from "./pair.ts";
 
 export interface Options extends TimedRounds {
   json: boolean;
@@ -83,13 +82,12 @@ async function measure(v: VariantId, o: Options): Promise<number> {
     ping = { kind: "atomics", words };
     pong = { kind: "atomics", words };
   }
-  const entry = siblingModule(import.meta.url, "evtchn-peer");
-  const transfer = (s: PeerSide): MessagePort[] => (s.kind === "xenlab" ? [s.boot.peers] : []);
-  const spawn = (s: PeerSide, role: "ping" | "pong"): Worker =>
-    spawnWorker(entry, { ...s, ...common, role, wait } satisfies PeerConfig, transfer(s));
-  const wPing = spawn(ping, "ping");
-  const wPong = spawn(pong, "pong");
-  const [rp] = await runPair<PeerReply>(wPing, wPong, v);
+  const [rp] = await runPeers<PeerReply, PeerConfig>(
+    "evtchn-peer",
+    { ...ping, ...common, role: "ping", wait },
+    { ...pong, ...common, role: "pong", wait },
+    v,
+  );
   if (!("ok" in rp) || !rp.ok) throw new Error(`${v}: no timing from the pinger`);
   return o.rounds / rp.seconds;
 }
@@ -108,7 +106,7 @@ function table(samples: Map<VariantId, number[]>): string {
       fmtRate(b),
       (1e6 / b).toFixed(1),
       (x / b).toFixed(2),
-      median(samples.get(c.xenlab)!.map((xr, r) => xr / samples.get(c.baseline)![r]!)).toFixed(2),
+      pairedRatio(samples.get(c.xenlab)!, samples.get(c.baseline)!).toFixed(2),
       fmtRuns(samples.get(c.xenlab)!),
     ]);
   }

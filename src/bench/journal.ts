@@ -33,11 +33,11 @@ import { XsType } from "../xenstore/wire.ts";
 import {
   alignColumns,
   eachRun,
-  jsonLine,
   median,
   type OptionTable,
   parseOptions,
   runBench,
+  timeLine,
 } from "./common.ts";
 
 export interface Options {
@@ -274,27 +274,12 @@ async function bench(o: Options): Promise<number> {
     const plainRaw = median(s.map((x) => x.plainRaw));
     const name = `${c}${o.sync ? "+sync" : ""}`;
     if (o.json) {
+      const write = o.sync ? "fs.writeSync+fdatasync" : "fs.writeSync";
+      const appendCase = `${name}/append cost per record`;
+      const requestCase = `${name}/request with its record`;
+      process.stdout.write(`${timeLine("journal", appendCase, "µs", us(append), us(raw), write)}\n`);
       process.stdout.write(
-        `${jsonLine({
-          bench: "journal",
-          case: `${name}/append cost per record`,
-          unit: "µs",
-          xenlab: Number(us(append).toFixed(3)),
-          baseline: Number(us(raw).toFixed(3)),
-          baseline_name: o.sync ? "fs.writeSync+fdatasync" : "fs.writeSync",
-          ratio: Number((raw / append).toFixed(3)),
-        })}\n`,
-      );
-      process.stdout.write(
-        `${jsonLine({
-          bench: "journal",
-          case: `${name}/request with its record`,
-          unit: "µs",
-          xenlab: Number(us(journal).toFixed(3)),
-          baseline: Number(us(plainRaw).toFixed(3)),
-          baseline_name: o.sync ? "step + fs.writeSync+fdatasync" : "step + fs.writeSync",
-          ratio: Number((plainRaw / journal).toFixed(3)),
-        })}\n`,
+        `${timeLine("journal", requestCase, "µs", us(journal), us(plainRaw), `step + ${write}`)}\n`,
       );
     }
     lines.push([
@@ -313,13 +298,13 @@ async function bench(o: Options): Promise<number> {
   }
   if (!o.json) {
     process.stdout.write(
-      [
+      `${[
         `journal: the write path of xenstored --state, ${o.records} records per run, medians of ${o.runs} runs`,
         "plain/journal: core step() per record without/with the journal; append = journal − plain;",
         `raw write: the same record bytes with fs.writeSync${o.sync ? " + fdatasync" : ""} in a tight loop (the baseline); ratio = raw / append`,
         "plain+raw: plain, each request followed by the raw write of its record (direct I/O in the same loop); ratio in loop = plain+raw / journal",
         ...alignColumns(lines, (i) => i === 0).map((l) => l.trimEnd()),
-      ].join("\n") + "\n",
+      ].join("\n")}\n`,
     );
   }
   return 0;

@@ -1,10 +1,12 @@
 /**
  * The two peer workers of `xenlab bench evtchn` and `xenlab bench ring`: the two domains the
- * toolstack connects with an event channel, and the exchange with the workers (each posts
- * `{ ready: true }`, gets "go", and posts its result or `{ ok: false, error }`).
+ * toolstack connects with an event channel, the workers spawned from one peer module, and the
+ * exchange with them (each posts `{ ready: true }`, gets "go", and posts its result or
+ * `{ ok: false, error }`).
  */
-import type { Worker } from "node:worker_threads";
+import type { MessagePort, Worker } from "node:worker_threads";
 import { type DomainEventsBoot, EventChannels } from "../hv/evtchn.ts";
+import { siblingModule, spawnWorker } from "../lib/spawn.ts";
 import { DOMID_SELF } from "../xen/xen.ts";
 
 /** One domain's end of the event channel: its boot record and its port. */
@@ -71,4 +73,27 @@ export async function runPair<R extends PeerMessage>(
   } finally {
     await Promise.all([first.terminate(), second.terminate()]);
   }
+}
+
+/** What a peer worker gets: its side, and for a xenlab side its domain's boot record, whose port it must own. */
+export interface PeerWorkerData {
+  /** `xenlab`, or the baseline's name. */
+  readonly kind: string;
+  readonly boot?: { readonly peers: MessagePort };
+}
+
+/**
+ * Spawns the sibling module `peer` (e.g. `evtchn-peer`) once for each of the two configurations
+ * `C` (its workerData), transferring a xenlab side's peer port to its worker, and runs the pair
+ * (runPair) for replies `R`.
+ */
+export function runPeers<R extends PeerMessage, C extends PeerWorkerData>(
+  peer: string,
+  first: C,
+  second: C,
+  label: string,
+): Promise<[R, R]> {
+  const entry = siblingModule(import.meta.url, peer);
+  const spawn = (c: C): Worker => spawnWorker(entry, c, c.boot === undefined ? [] : [c.boot.peers]);
+  return runPair<R>(spawn(first), spawn(second), label);
 }

@@ -22,8 +22,6 @@
  * xenlab / baseline (> 1: xenlab is ahead) of the medians, and the table also gives the median of
  * the per-run ratios (spec/platform.md: this VM moves between a fast and a slow wake-up regime).
  */
-import type { MessagePort, Worker } from "node:worker_threads";
-import { siblingModule, spawnWorker } from "../lib/spawn.ts";
 import { ringSize } from "../ring/ring.ts";
 import { XEN_PAGE_SIZE } from "../xen/xen.ts";
 import {
@@ -33,13 +31,14 @@ import {
   fmtRuns,
   median,
   type OptionTable,
+  pairedRatio,
   parseOptions,
   rateLine,
   runBench,
   TIMED_ROUNDS,
   type TimedRounds,
 } from "./common.ts";
-import { connectedDomains, runPair } from "./pair.ts";
+import { connectedDomains, runPeers } from "./pair.ts";
 import type { RingPeerConfig, RingPeerReply, RingPeerSide } from "./ring-peer.ts";
 
 export interface Options extends TimedRounds {
@@ -132,13 +131,12 @@ async function measure(c: Case, v: Variant, o: Options): Promise<Sample> {
     rounds: o.rounds,
     timeoutMs: TIMEOUT_MS,
   };
-  const entry = siblingModule(import.meta.url, "ring-peer");
-  const transfer = (s: RingPeerSide): MessagePort[] => (s.kind === "xenlab" ? [s.boot.peers] : []);
-  const spawn = (s: RingPeerSide, role: "front" | "back"): Worker =>
-    spawnWorker(entry, { ...s, ...common, role } satisfies RingPeerConfig, transfer(s));
-  const wFront = spawn(front, "front");
-  const wBack = spawn(back, "back");
-  const [rf, rb] = await runPair<RingPeerReply>(wFront, wBack, `${c.name} ${v}`);
+  const [rf, rb] = await runPeers<RingPeerReply, RingPeerConfig>(
+    "ring-peer",
+    { ...front, ...common, role: "front" },
+    { ...back, ...common, role: "back" },
+    `${c.name} ${v}`,
+  );
   if (!("ok" in rf && rf.ok && "ok" in rb && rb.ok)) throw new Error(`${c.name} ${v}: no result`);
   const requests = (o.warmup + o.rounds) * c.batch;
   return {
@@ -176,7 +174,7 @@ function table(cs: readonly Case[], samples: Samples): string {
       fmtRate(x),
       fmtRate(b),
       (x / b).toFixed(2),
-      median(s.xenlab.map((xr, r) => xr.rate / s.base[r]!.rate)).toFixed(2),
+      pairedRatio(rates(s.xenlab), rates(s.base)).toFixed(2),
       `${per(s.xenlab, "kicks")}|${per(s.base, "kicks")}`,
       `${per(s.xenlab, "sleeps")}|${per(s.base, "sleeps")}`,
       fmtRuns(rates(s.xenlab)),

@@ -1,87 +1,51 @@
 #!/usr/bin/env node
 /**
  * `xenlab <command> [args]`: one file per command under src/cli/, each exporting
- * `run(argv): Promise<number>` (the exit code).
+ * `run(argv): Promise<number>` (the exit code); src/cli/dispatch.ts picks the command.
  */
-type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
+import { type CommandTable, command, dispatch, type Subcommand } from "./dispatch.ts";
 
 /** A command that talks to a running host (src/cli/domctl.ts); the name picks the request. */
-function domctl(summary: string): Command {
-  return {
-    summary,
-    load: async () => {
-      const m = await import("./domctl.ts");
-      return { run: (argv: string[]) => m.run(currentCommand, argv) };
-    },
-  };
+function domctl(summary: string): Subcommand {
+  return { summary, run: async (name, argv) => (await import("./domctl.ts")).run(name, argv) };
 }
-let currentCommand = "";
 
-const COMMANDS: Record<string, Command> = {
-  xenstored: { summary: "run the XenStore daemon on a Unix socket", load: () => import("./xenstored.ts") },
-  xs: {
-    summary: "xenstore-* tools: read write ls rm chmod list exists watch mkdir",
-    load: () => import("./xs.ts"),
-  },
-  demo: {
-    summary: "the alice_dev driver pair end to end (what npm start runs)",
-    load: () => import("./demo.ts"),
-  },
-  up: { summary: "run a host: hypervisor, xenstored, dom0 and a guest", load: () => import("./up.ts") },
-  create: domctl("create a guest (as xl create)"),
-  list: domctl("list the domains (as xl list)"),
-  destroy: domctl("destroy a guest"),
-  insmod: domctl("load a driver module into a domain: insmod -d ID FILE"),
-  rmmod: domctl("unload a driver module: rmmod -d ID NAME"),
-  dmesg: domctl("a domain's kernel log: dmesg -d ID [-n N]"),
-  "block-attach": {
-    summary: "attach a disk (as xl block-attach): block-attach ID DISK-SPEC...",
-    load: async () => ({ run: (await import("./block.ts")).attach }),
-  },
-  "block-detach": {
-    summary: "detach a disk: block-detach ID VDEV",
-    load: async () => ({ run: (await import("./block.ts")).detach }),
-  },
-  "block-list": {
-    summary: "a guest's disks: block-list ID...",
-    load: async () => ({ run: (await import("./block.ts")).list }),
-  },
-  "blk-cp": {
-    summary: "copy a file into or out of a guest's disk: blk-cp FILE ID:VDEV[:SECTOR] | ID:VDEV[:S[+N]] FILE",
-    load: () => import("./blk-cp.ts"),
-  },
-  console: {
-    summary: "attach to a guest's PV console: console DOMAIN (Ctrl-] detaches)",
-    load: () => import("./console.ts"),
-  },
-  bench: {
-    summary: "benchmarks against a baseline measured in the same run",
-    load: () => import("./bench.ts"),
+/** A disk command: src/cli/block.ts exports one function a command. */
+function block(summary: string, fn: "attach" | "detach" | "list"): Subcommand {
+  return { summary, run: async (_name, argv) => (await import("./block.ts"))[fn](argv) };
+}
+
+const XENLAB: CommandTable = {
+  prog: "xenlab",
+  args: "<command> [args]",
+  noun: "command",
+  commands: {
+    xenstored: command("run the XenStore daemon on a Unix socket", () => import("./xenstored.ts")),
+    xs: command("xenstore-* tools: read write ls rm chmod list exists watch mkdir", () => import("./xs.ts")),
+    demo: command("the alice_dev driver pair end to end (what npm start runs)", () => import("./demo.ts")),
+    up: command("run a host: hypervisor, xenstored, dom0 and a guest", () => import("./up.ts")),
+    create: domctl("create a guest (as xl create)"),
+    list: domctl("list the domains (as xl list)"),
+    destroy: domctl("destroy a guest"),
+    insmod: domctl("load a driver module into a domain: insmod -d ID FILE"),
+    rmmod: domctl("unload a driver module: rmmod -d ID NAME"),
+    dmesg: domctl("a domain's kernel log: dmesg -d ID [-n N]"),
+    "block-attach": block("attach a disk (as xl block-attach): block-attach ID DISK-SPEC...", "attach"),
+    "block-detach": block("detach a disk: block-detach ID VDEV", "detach"),
+    "block-list": block("a guest's disks: block-list ID...", "list"),
+    "blk-cp": command(
+      "copy a file into or out of a guest's disk: blk-cp FILE ID:VDEV[:SECTOR] | ID:VDEV[:S[+N]] FILE",
+      () => import("./blk-cp.ts"),
+    ),
+    console: command(
+      "attach to a guest's PV console: console DOMAIN (Ctrl-] detaches)",
+      () => import("./console.ts"),
+    ),
+    bench: command("benchmarks against a baseline measured in the same run", () => import("./bench.ts")),
   },
 };
 
-function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return `usage: xenlab <command> [args]\n\ncommands:\n${lines.join("\n")}\n`;
-}
-
-async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
-    process.stdout.write(usage());
-    return name === undefined ? 2 : 0;
-  }
-  const cmd = COMMANDS[name];
-  if (cmd === undefined) {
-    process.stderr.write(`xenlab: unknown command '${name}'\n${usage()}`);
-    return 2;
-  }
-  currentCommand = name;
-  const mod = await cmd.load();
-  return mod.run(rest);
-}
-
-main(process.argv.slice(2)).then(
+dispatch(XENLAB, process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },

@@ -10,23 +10,22 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
 import { BLKFRONT_MODULE } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import { GNTMAP, GNTST } from "../../src/xen/grant-table-abi.ts";
+import { type GuestHost, startHost } from "../helpers/host.ts";
 
 describe("blkfront: a repeated InitWait is no new backend", () => {
+  let fx: GuestHost;
   let host: Host;
   let domU: number;
 
   before(async () => {
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    domU = (await host.createDomain({ name: "guest", maxPages: 1024 })).domid;
+    fx = await startHost({ guest: { name: "guest", maxPages: 1024 } });
+    ({ host, domU } = fx);
     await host.hv.insmod(domU, BLKFRONT_MODULE);
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("keeps its ring-ref and port, and connects on the backend's Connected", async () => {
     const fe = `/local/domain/${domU}/device/vbd/51712`;

@@ -6,43 +6,29 @@
  * random I/O, for both grant modes, is in blk-random.test.ts (each op picks an API).
  */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { attachDisk, BLKFRONT_MODULE } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
-import { tempDir } from "../helpers/peers.ts";
+import { BLKFRONT_MODULE } from "../../src/host/disk.ts";
+import type { Host } from "../../src/host/host.ts";
+import { type GuestHost, startHost } from "../helpers/host.ts";
 
 const MODULE = new URL("./fixtures/buffers-module.ts", import.meta.url).href;
 const SECTORS = 2048;
 
 describe("blkfront IoBuffers (zero-copy I/O)", () => {
+  let fx: GuestHost;
   let host: Host;
-  let dir: string;
   let image: string;
   let domid: number;
 
   before(async () => {
-    dir = tempDir("xenlab-blk-");
-    image = join(dir, "disk.img");
-    writeFileSync(image, new Uint8Array(SECTORS * 512));
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    domid = (await host.createDomain({ name: "guest", maxPages: 1024 })).domid;
+    fx = await startHost({ guest: { name: "guest", maxPages: 1024 } });
+    ({ host, domU: domid } = fx);
     await host.hv.insmod(domid, BLKFRONT_MODULE, ["max_pages=256"]);
-    await attachDisk(host, domid, {
-      target: image,
-      vdev: "xvda",
-      access: "rw",
-      format: "raw",
-      devtype: "disk",
-    });
+    image = await fx.attachDisk(domid, { sectors: SECTORS });
     await host.hv.insmod(domid, MODULE);
   });
-  after(async () => {
-    await host?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fx?.stop());
 
   const blk = (cmd: string, arg: object) =>
     host.hv.call(domid, "xen_blkfront", cmd, { vdev: "xvda", ...arg });

@@ -6,20 +6,19 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
 import { attachDisk, detachDisk } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
-import { tempDir } from "../helpers/peers.ts";
+import type { Host } from "../../src/host/host.ts";
+import { type GuestHost, startHost } from "../helpers/host.ts";
 
 const MiB = 1 << 20;
 
 describe("blkfront ↔ blkback: attach, I/O, detach", () => {
+  let fx: GuestHost;
   let host: Host;
   let domU: number;
-  let dir: string;
   let image: string;
   let content: Buffer;
   const call = (cmd: string, arg?: unknown) => host.hv.call(domU, "xen_blkfront", cmd, arg);
@@ -27,17 +26,14 @@ describe("blkfront ↔ blkback: attach, I/O, detach", () => {
   const be = () => `/local/domain/0/backend/vbd/${domU}/51712`;
 
   before(async () => {
-    dir = tempDir("xenlab-blk-");
-    image = join(dir, "disk.img");
+    fx = await startHost({ guest: { name: "guest", maxPages: 2048 } });
+    ({ host, domU } = fx);
+    // The tests attach it themselves.
+    image = join(fx.dir, "disk.img");
     content = randomBytes(4 * MiB);
     writeFileSync(image, content);
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    domU = (await host.createDomain({ name: "guest", maxPages: 2048 })).domid;
   });
-  after(async () => {
-    await host?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fx?.stop());
 
   it("attaches: both ends Connected, with Linux's keys", async () => {
     await attachDisk(host, domU, {

@@ -7,36 +7,27 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
 import { attachDisk, detachDisk } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
-import { tempDir } from "../helpers/peers.ts";
+import type { Host } from "../../src/host/host.ts";
+import { diskSpec, type GuestHost, startHost } from "../helpers/host.ts";
 import { until } from "../helpers/until.ts";
 
 describe("block-detach -f", () => {
+  let fx: GuestHost;
   let host: Host;
   let domU: number;
-  let dir: string;
   let image: string;
   const content = randomBytes(1 << 20);
   const call = (cmd: string, arg?: unknown) => host.hv.call(domU, "xen_blkfront", cmd, arg);
-  const spec = () => ({ target: image, vdev: "xvda", access: "rw", format: "raw", devtype: "disk" }) as const;
+  const spec = () => diskSpec(image);
 
   before(async () => {
-    dir = tempDir("xenlab-blk-");
-    image = join(dir, "disk.img");
-    writeFileSync(image, content);
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    domU = (await host.createDomain({ name: "guest", maxPages: 2048 })).domid;
-    await attachDisk(host, domU, spec());
+    fx = await startHost({ guest: { name: "guest", maxPages: 2048 } });
+    ({ host, domU } = fx);
+    image = await fx.attachDisk(domU, { content });
   });
-  after(async () => {
-    await host?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fx?.stop());
 
   it("removes both ends at once; dom0 unmaps everything and the guest ends every grant", async () => {
     const fe = `/local/domain/${domU}/device/vbd/51712`;

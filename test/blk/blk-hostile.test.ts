@@ -8,14 +8,14 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
 import { BLKIF_ENTRY_SIZE, type BlkifRequest, encodeRequest } from "../../src/drivers/blk/blkif.ts";
-import { attachDisk, BLKBACK_MODULE } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
-import { tempDir } from "../helpers/peers.ts";
+import { BLKBACK_MODULE } from "../../src/host/disk.ts";
+import type { Host } from "../../src/host/host.ts";
+import { type GuestHost, startHost } from "../helpers/host.ts";
+import { untilLogged } from "../helpers/until.ts";
 
 const HOSTILE = new URL("./fixtures/hostile-front.ts", import.meta.url).href;
 const hexOf = (r: BlkifRequest) =>
@@ -30,6 +30,7 @@ const rd = (
 const seg = (gref: number, firstSect = 0, lastSect = 7) => ({ gref, firstSect, lastSect });
 
 describe("a hostile frontend next to a good one", () => {
+  let fx: GuestHost;
   let host: Host;
   let dir: string;
   let bad: number;
@@ -50,20 +51,12 @@ describe("a hostile frontend next to a good one", () => {
   }
 
   before(async () => {
-    dir = tempDir("xenlab-blk-");
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    good = (await host.createDomain({ name: "good", maxPages: 1024 })).domid;
+    fx = await startHost({ guest: { name: "good", maxPages: 1024 } });
+    ({ host, dir, domU: good } = fx);
     bad = (await host.createDomain({ name: "bad", maxPages: 1024 })).domid;
     goodData = randomBytes(1 << 20);
-    writeFileSync(join(dir, "good.img"), goodData);
     writeFileSync(join(dir, "bad.img"), new Uint8Array(1 << 20).fill(0x11));
-    await attachDisk(host, good, {
-      target: join(dir, "good.img"),
-      vdev: "xvda",
-      access: "rw",
-      format: "raw",
-      devtype: "disk",
-    });
+    await fx.attachDisk(good, { content: goodData, file: "good.img" });
     await goodStillWorks();
     // A 1 MiB read grows the good guest's pool (and its persistent grants) to ~260 pages.
     await g("read", { vdev: "xvda", sector: 0, count: 2048 });
@@ -100,10 +93,7 @@ describe("a hostile frontend next to a good one", () => {
       signal: AbortSignal.timeout(10_000),
     });
   });
-  after(async () => {
-    await host?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fx?.stop());
 
   it("serves its sane requests", async () => {
     const [ref] = (await h("grant", { n: 1 })) as number[];
@@ -159,11 +149,7 @@ describe("a hostile frontend next to a good one", () => {
 
   it("is cut off after a ring overflow; the backend and the good guest carry on", async () => {
     await h("set-req-prod", { value: 0x7fff });
-    const t0 = Date.now();
-    while (!/Halting ring processing/.test(host.hv.dmesg(0).join("\n"))) {
-      if (Date.now() - t0 > 10_000) assert.fail("no halt logged");
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await untilLogged(host, 0, /Halting ring processing/);
     const [ref] = (await h("grant", { n: 1 })) as number[];
     await h("submit", { entries: [rd(77, 0, [seg(ref!)])] });
     assert.deepEqual(await h("responses", { n: 0 }), []);

@@ -7,14 +7,12 @@
  * either through blkfront's copying API or zero-copy, through an IoBuffer of guest pages.
  */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
-import { pino } from "pino";
-import { attachDisk, BLKFRONT_MODULE } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
-import { tempDir } from "../helpers/peers.ts";
+import { BLKFRONT_MODULE } from "../../src/host/disk.ts";
+import type { Host } from "../../src/host/host.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
 
 const SECTORS = 4096; // 2 MiB
 
@@ -58,13 +56,13 @@ function bytes(seed: number, n: number): Uint8Array {
 }
 
 describe("random I/O read back byte-exact, image equal to the model", () => {
+  let fx: TestHost;
   let host: Host;
-  let dir: string;
   const guests: { domid: number; image: string; model: Uint8Array; label: string }[] = [];
 
   before(async () => {
-    dir = tempDir("xenlab-blk-");
-    host = await Host.start({ log: pino({ level: "silent" }), dom0: { maxPages: 4096 } });
+    fx = await startHost({ dom0: { maxPages: 4096 } });
+    ({ host } = fx);
     const variants: [string, string[], string[]][] = [
       ["16-page ring, indirect 256, persistent", ["max_ring_page_order=4", "max_indirect_segments=256"], []],
       [
@@ -76,22 +74,11 @@ describe("random I/O read back byte-exact, image equal to the model", () => {
     for (const [label, frontArgs] of variants) {
       const domid = (await host.createDomain({ name: `g${guests.length}`, maxPages: 2048 })).domid;
       await host.hv.insmod(domid, BLKFRONT_MODULE, frontArgs);
-      const image = join(dir, `disk${domid}.img`);
-      writeFileSync(image, new Uint8Array(SECTORS * 512));
-      await attachDisk(host, domid, {
-        target: image,
-        vdev: "xvdb",
-        access: "rw",
-        format: "raw",
-        devtype: "disk",
-      });
+      const image = await fx.attachDisk(domid, { sectors: SECTORS, vdev: "xvdb" });
       guests.push({ domid, image, model: new Uint8Array(SECTORS * 512), label });
     }
   });
-  after(async () => {
-    await host?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fx?.stop());
 
   it("negotiates what each guest asked for", async () => {
     const [a, b] = guests;

@@ -5,13 +5,11 @@
  * works again, with every write that was acknowledged in the image.
  */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { attachDisk, BLKBACK_MODULE } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
-import { tempDir } from "../helpers/peers.ts";
+import { BLKBACK_MODULE } from "../../src/host/disk.ts";
+import type { Host } from "../../src/host/host.ts";
+import { type GuestHost, startHost } from "../helpers/host.ts";
 import { until } from "../helpers/until.ts";
 
 const SECTORS = 8192; // 4 MiB
@@ -24,31 +22,19 @@ function pattern(i: number): Uint8Array {
 }
 
 describe("blkback killed mid-I/O, then back", () => {
+  let fx: GuestHost;
   let host: Host;
   let domU: number;
-  let dir: string;
   let image: string;
   const call = (cmd: string, arg?: unknown) => host.hv.call(domU, "xen_blkfront", cmd, arg);
   const fe = () => `/local/domain/${domU}/device/vbd/51712`;
 
   before(async () => {
-    dir = tempDir("xenlab-blk-");
-    image = join(dir, "disk.img");
-    writeFileSync(image, new Uint8Array(SECTORS * 512));
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    domU = (await host.createDomain({ name: "guest", maxPages: 1024 })).domid;
-    await attachDisk(host, domU, {
-      target: image,
-      vdev: "xvda",
-      access: "rw",
-      format: "raw",
-      devtype: "disk",
-    });
+    fx = await startHost({ guest: { name: "guest", maxPages: 1024 } });
+    ({ host, domU } = fx);
+    image = await fx.attachDisk(domU, { sectors: SECTORS });
   });
-  after(async () => {
-    await host?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fx?.stop());
 
   const acked = new Map<number, number>(); // sector -> write number
 

@@ -10,24 +10,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
-import { pino } from "pino";
 import { LIBXL_XENCONSOLE_LIMIT } from "../../src/console/keys.ts";
 import { CONSOLE_INPUT_MAX, type ConsoleClient, type ConsoleSession } from "../../src/console/xenconsoled.ts";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import { EVTCHNSTAT } from "../../src/xen/evtchn-abi.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
-import { tempDir } from "../helpers/peers.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
+import { until } from "../helpers/until.ts";
 
 const PROBE = pathToFileURL(join(import.meta.dirname, "fixtures/con-probe.ts")).href;
-
-/** Polls `pred` until it holds; the limit only stops a hung test, it measures nothing. */
-async function waitFor(pred: () => boolean, what: string, limitMs = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > limitMs) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** A client that keeps what it gets as text. */
 class Client implements ConsoleClient {
@@ -43,14 +34,16 @@ class Client implements ConsoleClient {
 }
 
 describe("the console daemon in a host", () => {
+  let fx: TestHost;
   let host: Host;
   let logDir: string;
   let g1: number;
   let g2: number;
 
   before(async () => {
-    logDir = join(tempDir("xenlab-console-"), "console");
-    host = await Host.start({ log: pino({ level: "silent" }), consoleLogDir: logDir });
+    fx = await startHost((dir) => ({ consoleLogDir: join(dir, "console") }));
+    ({ host } = fx);
+    logDir = join(fx.dir, "console");
     g1 = (await host.createDomain({ name: "g1" })).domid;
     g2 = (await host.createDomain({ name: "g2" })).domid;
     await host.console.whenConnected(g1);
@@ -58,9 +51,7 @@ describe("the console daemon in a host", () => {
     await host.hv.insmod(g1, PROBE);
     await host.hv.insmod(g2, PROBE);
   });
-  after(async () => {
-    await host.stop();
-  });
+  after(() => fx?.stop());
 
   it("finds libxl's console keys, with libxl's permissions, and serves every guest but dom0", async () => {
     const fe = `/local/domain/${g1}/console`;
@@ -85,11 +76,11 @@ describe("the console daemon in a host", () => {
     const s = host.console.attach(g1, c);
     try {
       await host.hv.call(g1, "con_probe", "printk", "hello from g1");
-      await waitFor(() => c.out.includes("hello from g1\r\n"), "the line at the client");
+      await until("the line at the client", () => c.out.includes("hello from g1\r\n"));
       const log = join(logDir, "guest-g1.log");
-      await waitFor(
-        () => existsSync(log) && readFileSync(log, "latin1").includes("hello from g1\r\n"),
+      await until(
         "the line in the log",
+        () => existsSync(log) && readFileSync(log, "latin1").includes("hello from g1\r\n"),
       );
       // From the boot on: the log has what the guest printed before anyone attached.
       assert.match(readFileSync(log, "latin1"), /^\[ *\d+\.\d{6}\] Booting domain \d+ \(g1\)/);
@@ -103,7 +94,7 @@ describe("the console daemon in a host", () => {
   it("gives a new client what was printed while nobody was attached, then the live output", async () => {
     const before = host.console.stats(g2)!.outputBuffered;
     await host.hv.call(g2, "con_probe", "printk", "while nobody watched");
-    await waitFor(() => host.console.stats(g2)!.outputBuffered > before, "buffered output");
+    await until("buffered output", () => host.console.stats(g2)!.outputBuffered > before);
     const c = new Client();
     const s = host.console.attach(g2, c);
     try {
@@ -119,9 +110,9 @@ describe("the console daemon in a host", () => {
     const s = host.console.attach(g1, c);
     try {
       s.input(Buffer.from("xenstore-read name\r"));
-      await waitFor(() => c.out.includes("xenstore-read name\r\ng1\r\nroot@g1:~# "), "the answer");
+      await until("the answer", () => c.out.includes("xenstore-read name\r\ng1\r\nroot@g1:~# "));
       s.input(Buffer.from("echo two\n"));
-      await waitFor(() => c.out.includes("echo two\r\ntwo\r\n"), "the second answer");
+      await until("the second answer", () => c.out.includes("echo two\r\ntwo\r\n"));
     } finally {
       s.detach();
     }
@@ -144,11 +135,11 @@ describe("the console daemon in a host", () => {
       // The other guest answers on its console, and XenStore answers too.
       s = host.console.attach(g1, c);
       s.input(Buffer.from("echo still here\r"));
-      await waitFor(() => c.out.includes("\r\nstill here\r\n"), "the other guest's answer");
+      await until("the other guest's answer", () => c.out.includes("\r\nstill here\r\n"));
       assert.equal(await host.xs.read(`/local/domain/${g2}/name`), "g2");
       // And the deaf guest itself still writes: its printk reaches its console.
       await host.hv.call(g2, "con_probe", "printk", "deaf but not mute");
-      await waitFor(() => deaf.out.includes("deaf but not mute"), "the deaf guest's output");
+      await until("the deaf guest's output", () => deaf.out.includes("deaf but not mute"));
       assert.equal(host.console.stats(g2)!.inputQueued, CONSOLE_INPUT_MAX);
     } finally {
       flooder.detach();
@@ -164,7 +155,7 @@ describe("the console daemon in a host", () => {
       const before = host.console.stats(g1)!.outputDropped;
       await host.hv.call(g1, "con_probe", "printk", "nobody reads this socket");
       const log = join(logDir, "guest-g1.log");
-      await waitFor(() => readFileSync(log, "latin1").includes("nobody reads this socket"), "the log");
+      await until("the log", () => readFileSync(log, "latin1").includes("nobody reads this socket"));
       assert.ok(host.console.stats(g1)!.outputDropped > before);
       assert.equal(stuck.out, "");
     } finally {
@@ -180,7 +171,7 @@ describe("the console daemon in a host", () => {
     host.console.attach(g3, c);
     assert.ok(host.hv.grants.mappingsBy(0).some((m) => m.granter === g3));
     await host.destroyDomain(g3);
-    await waitFor(() => !host.console.attached.includes(g3), "the release");
+    await until("the release", () => !host.console.attached.includes(g3));
     assert.equal(c.closed, `domain ${g3} is gone`);
     assert.equal(host.console.stats(g3), undefined);
     assert.ok(!host.hv.grants.mappingsBy(0).some((m) => m.granter === g3));

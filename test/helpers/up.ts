@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { REPO } from "./peers.ts";
+import { until } from "./until.ts";
 
 export const MAIN = join(REPO, "src/cli/main.ts");
 
@@ -27,13 +28,17 @@ export async function startUp(socket: string, args: readonly string[] = []): Pro
     out += d.toString();
   });
   child.stderr!.resume();
-  const t0 = Date.now();
-  while (!out.includes("running (pid")) {
-    if (Date.now() - t0 > 30_000 || child.exitCode !== null) {
-      child.kill("SIGKILL");
-      assert.fail(`xenlab up did not start:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
+  const started = () => out.includes("running (pid");
+  try {
+    await until("xenlab up to start", () => started() || child.exitCode !== null, {
+      ms: 30_000,
+      every: 50,
+      detail: () => out,
+    });
+    if (!started()) assert.fail(`xenlab up did not start:\n${out}`);
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
   }
   return {
     child,

@@ -6,10 +6,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import { EVTCHNSTAT } from "../../src/hv/evtchn.ts";
 import { GNTST } from "../../src/xen/grant-table-abi.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
+import { until } from "../helpers/until.ts";
 
 const PROBE = new URL("./fixtures/probe-module.ts", import.meta.url).href;
 
@@ -38,14 +40,14 @@ async function probe(host: Host, domid: number, ...args: string[]): Promise<stri
 
 describe("hypervisor and host", () => {
   const logs: LogRecord[] = [];
+  let fx: TestHost;
   let host: Host;
 
   before(async () => {
-    host = await Host.start({ log: testLogger(logs) });
+    fx = await startHost({ log: testLogger(logs) });
+    ({ host } = fx);
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("boots dom0 with its kernel log stamped as dmesg prints it", () => {
     const log = host.hv.dmesg(0);
@@ -130,13 +132,21 @@ describe("hypervisor and host", () => {
     const bad = await host.createDomain({ name: "bad" });
     const good = await host.createDomain({ name: "good" });
     assert.equal(await probe(host, bad.domid, "corrupt"), "ok");
-    await waitFor(() =>
-      logs.some(
-        (r) => r.domid === bad.domid && r.msg === `dom${bad.domid}: bad ring index: ignoring the connection`,
-      ),
+    await until(
+      "the bad ring index to be logged",
+      () =>
+        logs.some(
+          (r) =>
+            r.domid === bad.domid && r.msg === `dom${bad.domid}: bad ring index: ignoring the connection`,
+        ),
+      5000,
     );
     const page = new DataView(host.hv.page(bad.domid, bad.store.gfn)!);
-    await waitFor(() => page.getUint32(2072, true) === 2);
+    await until(
+      "the ring's error word to say XENSTORE_ERROR_RINGIDX",
+      () => page.getUint32(2072, true) === 2,
+      5000,
+    );
     assert.equal(await probe(host, good.domid, "read", "name"), 'ok "good"');
     await host.destroyDomain(bad.domid);
     await host.destroyDomain(good.domid);
@@ -189,18 +199,11 @@ describe("hypervisor and host", () => {
   });
 });
 
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) assert.fail("timed out");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe("a guest's XenStore quotas", () => {
   it("apply to its own requests through its ring, with a log line naming it and the quota", async () => {
     const logs: LogRecord[] = [];
-    const host = await Host.start({ log: testLogger(logs), xenstored: { quotas: { nodes: 40 } } });
+    const fx = await startHost({ log: testLogger(logs), xenstored: { quotas: { nodes: 40 } } });
+    const { host } = fx;
     try {
       const { domid } = await host.createDomain({ name: "greedy" });
       // The toolstack gave it 20-odd nodes already; it may create a few more, then ENOSPC.
@@ -216,7 +219,7 @@ describe("a guest's XenStore quotas", () => {
       // Dom0 is not subject to it.
       await host.xs.write(`/local/domain/${domid}/data/by-dom0`, "1");
     } finally {
-      await host.stop();
+      await fx.stop();
     }
   });
 });

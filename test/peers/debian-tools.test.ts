@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { hasCommand, type RunningDaemon, requirePeer } from "../helpers/peers.ts";
 import { REFERENCE, requireDaemon, SUBJECT, subjectName } from "../helpers/subject.ts";
 import { type Outcome, outcomeDifferences, runTool } from "../helpers/tools.ts";
+import { until } from "../helpers/until.ts";
 
 /** `xenstore-<tool> args...`, run to completion. */
 type Command = readonly [tool: string, ...args: string[]];
@@ -171,11 +172,10 @@ function runWatch(socket: string, w: WatchCommand): Promise<Outcome[]> {
         stderr: signal === null ? stderr : `${stderr}<killed by ${signal}: did not exit>`,
       };
       // Let the commands started by the first line finish before reporting.
-      const wait = () =>
-        outcomes.length === w.during.length || !started
-          ? resolve([watched, ...outcomes])
-          : setTimeout(wait, 10);
-      wait();
+      void until(
+        "the commands started by the first line",
+        () => outcomes.length === w.during.length || !started,
+      ).then(() => resolve([watched, ...outcomes]), reject);
     });
   });
 }

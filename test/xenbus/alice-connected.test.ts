@@ -5,44 +5,27 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
+import { type GuestHost, startHost } from "../helpers/host.ts";
+import { untilLogged } from "../helpers/until.ts";
 
 const FRONT = new URL("../../examples/alice-connected/alice_front.ts", import.meta.url).href;
 const BACK = new URL("../../examples/alice-connected/alice_back.ts", import.meta.url).href;
 
-async function waitForLines(
-  host: Host,
-  domid: number,
-  re: RegExp,
-  n: number,
-  ms = 10_000,
-): Promise<string[]> {
-  const t0 = Date.now();
-  for (;;) {
-    const lines = host.hv.dmesg(domid).filter((l) => re.test(l));
-    if (lines.length >= n) return lines;
-    if (Date.now() - t0 > ms)
-      assert.fail(`fewer than ${n} lines ${re} in dom${domid}'s log:\n${host.hv.dmesg(domid).join("\n")}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe("alice_dev connected: handshake, ring, detach, re-attach", () => {
+  let fx: GuestHost;
   let host: Host;
   let domU: number;
   const fe = () => `/local/domain/${domU}/device/alice_dev/0`;
   const be = () => `/local/domain/0/backend/alice_dev/${domU}/0`;
 
   before(async () => {
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    domU = (await host.createDomain({ name: "alice" })).domid;
+    fx = await startHost({ guest: { name: "alice" } });
+    ({ host, domU } = fx);
     await host.hv.insmod(domU, FRONT, ["pings=100"]);
     await host.hv.insmod(0, BACK);
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("connects both ends and answers 100 pings over the ring", async () => {
     const states: string[] = [];
@@ -55,7 +38,7 @@ describe("alice_dev connected: handshake, ring, detach, re-attach", () => {
       }
     })();
     await host.attachDevice("alice_dev", domU);
-    await waitForLines(host, domU, /DomU: 100 pings answered\.$/, 1);
+    await untilLogged(host, domU, /DomU: 100 pings answered\.$/);
     assert.equal(await host.xs.read(`${fe()}/state`), "4");
     assert.equal(await host.xs.read(`${be()}/state`), "4");
     assert.match(await host.xs.read(`${fe()}/ring-ref`), /^\d+$/);
@@ -77,8 +60,8 @@ describe("alice_dev connected: handshake, ring, detach, re-attach", () => {
 
   it("detaches cleanly: Closing, Closed, ring unmapped and grant ended", async () => {
     await host.detachDevice("alice_dev", domU);
-    await waitForLines(host, 0, /Dom0: Disconnected from domain \d+ after 100 requests\.$/, 1);
-    await waitForLines(host, domU, /DomU: ring released\.$/, 1);
+    await untilLogged(host, 0, /Dom0: Disconnected from domain \d+ after 100 requests\.$/);
+    await untilLogged(host, domU, /DomU: ring released\.$/);
     assert.equal(await host.xs.exists(fe()), false);
     assert.equal(await host.xs.exists(be()), false);
     // Only the console daemon's map of the console page (grant ref 0) and xenstored's of the
@@ -94,14 +77,14 @@ describe("alice_dev connected: handshake, ring, detach, re-attach", () => {
 
   it("a new attach connects again", async () => {
     await host.attachDevice("alice_dev", domU);
-    await waitForLines(host, domU, /DomU: 100 pings answered\.$/, 2);
-    await waitForLines(host, 0, /Dom0: Connected to domain/, 2);
+    await untilLogged(host, domU, /DomU: 100 pings answered\.$/, { count: 2 });
+    await untilLogged(host, 0, /Dom0: Connected to domain/, { count: 2 });
     assert.equal(await host.xs.read(`${be()}/state`), "4");
   });
 
   it("destroying the guest makes the backend let go of its ring", async () => {
     await host.destroyDomain(domU);
-    await waitForLines(host, 0, /Dom0: Disconnected from domain \d+ after 100 requests\.$/, 2);
+    await untilLogged(host, 0, /Dom0: Disconnected from domain \d+ after 100 requests\.$/, { count: 2 });
     assert.deepEqual(
       host.hv.grants.mappingsBy(0).filter((m) => m.granter === domU),
       [],

@@ -7,46 +7,36 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
-import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
+import type { Host } from "../../src/host/host.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
+import { hasCommand, REPO, requirePeer } from "../helpers/peers.ts";
 import { runTool } from "../helpers/tools.ts";
+import { untilLogged } from "../helpers/until.ts";
 
 const FRONT = new URL("../../examples/alice/alice_front.ts", import.meta.url).href;
 const BACK = new URL("../../examples/alice/alice_back.ts", import.meta.url).href;
 const ACTIVATE = join(REPO, "examples/alice/activate.sh");
 
-async function waitForLine(host: Host, domid: number, re: RegExp, ms = 10_000): Promise<string> {
-  const t0 = Date.now();
-  for (;;) {
-    const line = host.hv.dmesg(domid).find((l) => re.test(l));
-    if (line !== undefined) return line;
-    if (Date.now() - t0 > ms)
-      assert.fail(`no line ${re} in dom${domid}'s log:\n${host.hv.dmesg(domid).join("\n")}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe("alice_dev: the seed's driver pair and activate.sh", () => {
+  let fx: TestHost;
   let host: Host;
   let socket: string;
   let domU: number;
 
   before(async () => {
-    host = await Host.start({ log: pino({ level: "silent" }) });
-    socket = join(tempDir(), "socket");
+    fx = await startHost();
+    ({ host } = fx);
+    socket = join(fx.dir, "socket");
     await host.listen(socket);
     domU = (await host.createDomain({ name: "alice" })).domid;
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("loads both modules: init lines, and no probe without activation", async () => {
     assert.equal(await host.hv.insmod(domU, FRONT), "alice_front");
     assert.equal(await host.hv.insmod(0, BACK), "alice_back");
-    await waitForLine(host, domU, /\] DomU: Alice_front inited!$/);
-    await waitForLine(host, 0, /\] Dom0: Alice_back inited!$/);
+    await untilLogged(host, domU, /\] DomU: Alice_front inited!$/);
+    await untilLogged(host, 0, /\] Dom0: Alice_back inited!$/);
     // Give the buses time to (wrongly) probe: nothing under device/ or backend/ yet.
     await new Promise((r) => setTimeout(r, 300));
     assert.ok(!host.hv.dmesg(domU).some((l) => l.includes("Probe called")));
@@ -60,8 +50,8 @@ describe("alice_dev: the seed's driver pair and activate.sh", () => {
       return;
     const r = await runTool("sh", [ACTIVATE], { env: { DOMU_ID: String(domU), XENSTORED_PATH: socket } });
     assert.equal(r.code, 0, `activate.sh failed: ${r.stderr}`);
-    const front = await waitForLine(host, domU, /\] DomU: Probe called\.$/);
-    const back = await waitForLine(host, 0, /\] Dom0: Probe called\.$/);
+    const [front] = await untilLogged(host, domU, /\] DomU: Probe called\.$/);
+    const [back] = await untilLogged(host, 0, /\] Dom0: Probe called\.$/);
     assert.match(front, /^\[ *\d+\.\d{6}\] DomU: Probe called\.$/);
     assert.match(back, /^\[ *\d+\.\d{6}\] Dom0: Probe called\.$/);
     // The seed's keys, as its script wrote them.

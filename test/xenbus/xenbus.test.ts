@@ -5,10 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import type { Kernel } from "../../src/kernel/kernel.ts";
 import { XenbusDevice, XenbusState } from "../../src/xenbus/xenbus.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
+import { untilLogged } from "../helpers/until.ts";
 
 const RULE = new URL("./fixtures/rule-front.ts", import.meta.url).href;
 
@@ -19,29 +20,21 @@ function rules(host: Host, domid: number): string[] {
     .map((l) => l.replace(/^\[[ \d.]+\] /, ""));
 }
 
-async function until(host: Host, domid: number, text: string, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!rules(host, domid).some((l) => l.includes(text))) {
-    if (Date.now() - t0 > ms) assert.fail(`no '${text}' in:\n${rules(host, domid).join("\n")}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe("XenBus rules", () => {
+  let fx: TestHost;
   let host: Host;
   before(async () => {
-    host = await Host.start({ log: pino({ level: "silent" }) });
+    fx = await startHost();
+    ({ host } = fx);
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
 
   it("a device without its backend's details is not probed", async () => {
     const { domid } = await host.createDomain({ name: "nobackend" });
     await host.hv.insmod(domid, RULE);
     const fe = `/local/domain/${domid}/device/rule_dev/0`;
     await host.xs.write(`${fe}/state`, "1");
-    await until(host, domid, "talk_to_otherend failed");
+    await untilLogged(host, domid, "talk_to_otherend failed", { ms: 5000 });
     assert.ok(!rules(host, domid).some((l) => l.startsWith("rule: probe")));
     await host.destroyDomain(domid);
   });
@@ -51,7 +44,7 @@ describe("XenBus rules", () => {
     await host.hv.insmod(domid, RULE);
     await host.attachDevice("rule_dev", domid);
     await host.xs.write(`/local/domain/${domid}/device/rule_dev/0/state`, "1");
-    await until(host, domid, "rule: probe");
+    await untilLogged(host, domid, "rule: probe", { ms: 5000 });
     // A second device that appears already Closed is not probed.
     await host.attachDevice("rule_dev", domid, 1);
     await host.xs.write(`/local/domain/${domid}/device/rule_dev/1/state`, "6");
@@ -65,12 +58,12 @@ describe("XenBus rules", () => {
     await host.hv.insmod(domid, RULE);
     const be = `/local/domain/0/backend/rule_dev/${domid}/0`;
     await host.attachDevice("rule_dev", domid);
-    await until(host, domid, "rule: otherend 1 end");
+    await untilLogged(host, domid, "rule: otherend 1 end", { ms: 5000 });
     // A change while a callback is running: its callback starts only after that one ends.
     await host.xs.write(`${be}/state`, "2");
-    await until(host, domid, "rule: otherend 2 start");
+    await untilLogged(host, domid, "rule: otherend 2 start", { ms: 5000 });
     await host.xs.write(`${be}/state`, "5");
-    await until(host, domid, "rule: otherend 5 end");
+    await untilLogged(host, domid, "rule: otherend 5 end", { ms: 5000 });
     assert.deepEqual(
       rules(host, domid).filter((l) => l.startsWith("rule: otherend")),
       [
@@ -87,7 +80,7 @@ describe("XenBus rules", () => {
     // driver may see a state skipped, never one out of order.
     await host.xs.write(`${be}/state`, "6");
     await host.xs.write(`${be}/state`, "5");
-    await until(host, domid, "rule: otherend 5 end");
+    await untilLogged(host, domid, "rule: otherend 5 end", { ms: 5000 });
     await new Promise((r) => setTimeout(r, 200));
     const after5 = rules(host, domid)
       .filter((l) => l.startsWith("rule: otherend"))
@@ -144,9 +137,9 @@ describe("XenBus rules", () => {
     await host.hv.insmod(domid, RULE);
     await host.attachDevice("rule_dev", domid);
     await host.xs.write(`/local/domain/0/backend/rule_dev/${domid}/0/state`, "2");
-    await until(host, domid, "rule: otherend 2 end");
+    await untilLogged(host, domid, "rule: otherend 2 end", { ms: 5000 });
     await host.hv.insmod(domid, new URL("./fixtures/bus-pm.ts", import.meta.url).href);
-    await until(host, domid, "rule: resume device/rule_dev/0 state 1");
+    await untilLogged(host, domid, "rule: resume device/rule_dev/0 state 1", { ms: 5000 });
     const log = rules(host, domid);
     assert.ok(
       log.indexOf("rule: suspend device/rule_dev/0") < log.indexOf("rule: resume device/rule_dev/0 state 1"),
@@ -158,9 +151,9 @@ describe("XenBus rules", () => {
     const { domid } = await host.createDomain({ name: "removed" });
     await host.hv.insmod(domid, RULE);
     await host.attachDevice("rule_dev", domid);
-    await until(host, domid, "rule: probe");
+    await untilLogged(host, domid, "rule: probe", { ms: 5000 });
     await host.xs.rm(`/local/domain/${domid}/device/rule_dev/0`);
-    await until(host, domid, "rule: remove device/rule_dev/0");
+    await untilLogged(host, domid, "rule: remove device/rule_dev/0", { ms: 5000 });
     await host.destroyDomain(domid);
   });
 });

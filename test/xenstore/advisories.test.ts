@@ -8,9 +8,11 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { pino } from "pino";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
 import { XsType } from "../../src/xenstore/wire.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
+import { until } from "../helpers/until.ts";
 
 const ATTACK = new URL("./fixtures/attack-module.ts", import.meta.url).href;
 
@@ -27,16 +29,9 @@ interface Summary {
 
 const nul = (...parts: string[]) => new TextEncoder().encode(parts.map((p) => `${p}\0`).join(""));
 
-async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe("XenStore advisories, attacked through a guest's ring", () => {
   const logs: LogRecord[] = [];
+  let fx: TestHost;
   let host: Host;
   /** A guest minding its own business throughout, and its checks. */
   let bystander: number;
@@ -63,14 +58,13 @@ describe("XenStore advisories, attacked through a guest's ring", () => {
   }
 
   before(async () => {
-    host = await Host.start({
+    fx = await startHost({
       log: pino({ level: "debug" }, { write: (s: string) => void logs.push(JSON.parse(s) as LogRecord) }),
     });
+    ({ host } = fx);
     bystander = await hostile("bystander");
   });
-  after(async () => {
-    await host?.stop();
-  });
+  after(() => fx?.stop());
   afterEach(() => accountsAgree());
 
   it("XSA-326 (CVE-2022-42311/42315): a guest that never reads its watch events costs only its own memory quota", async () => {
@@ -93,7 +87,7 @@ describe("XenStore advisories, attacked through a guest's ring", () => {
     // It wakes up, reads what was kept, and is served again; its queue is gone.
     host.hv.unpause(deaf);
     assert.equal(await attack(deaf, "read", "name"), 'ok "deaf"');
-    await waitFor("the queue to drain", () => host.core.memoryOf(deaf) <= baseline);
+    await until("the queue to drain", () => host.core.memoryOf(deaf) <= baseline);
     await host.xs.rm("/shared");
     await host.destroyDomain(deaf);
     await host.destroyDomain(busy);
@@ -110,12 +104,12 @@ describe("XenStore advisories, attacked through a guest's ring", () => {
     host.hv.pause(deaf);
     for (let i = 0; i < 200; i++) await host.xs.write(`/tool/watched/n${i}`, "1");
     assert.ok(host.core.memoryOf(deaf) > baseline + 1000, "events are queued, charged to it");
-    await waitFor("the events to time out", () =>
+    await until("the events to time out", () =>
       logs.some((r) => r.domid === deaf && /unread watch events timed out$/.test(r.msg)),
     );
     // The queue is gone but for the event already half into the ring (C keeps a started
     // packet too).
-    await waitFor("the memory to come back", () => host.core.memoryOf(deaf) - baseline < 64);
+    await until("the memory to come back", () => host.core.memoryOf(deaf) - baseline < 64);
     host.hv.unpause(deaf);
     assert.equal(await attack(deaf, "read", "name"), 'ok "sleeper"');
     await host.destroyDomain(deaf);
@@ -129,7 +123,7 @@ describe("XenStore advisories, attacked through a guest's ring", () => {
     assert.equal(await attack(flooder, "flood", { path: "data/big", n: 5000 }), 5000);
     // It stops reading its replies: the daemon stops reading its requests at 20 unsent.
     host.hv.pause(flooder);
-    await waitFor("the outstanding quota", () => logged(`domain ${flooder} reached quota outstanding (20)`));
+    await until("the outstanding quota", () => logged(`domain ${flooder} reached quota outstanding (20)`));
     assert.ok(host.core.accounts.outstanding(flooder) <= 20);
     const stuck = host.core.memoryOf(flooder);
     await othersStillServed();
@@ -253,11 +247,15 @@ describe("XenStore advisories, attacked through a guest's ring", () => {
     assert.equal(await attack(spy, "write", { path: `data/${"p".repeat(60)}`, value: "1" }), "ok");
     assert.equal(await attack(spy, "write", { path: "data/ping", value: "1" }), "ok");
     // Events arrive in order: once its own ping is in, everything before it would be too.
-    let seen = (await attack(spy, "seen")) as string[];
-    for (let i = 0; i < 50 && !seen.includes(`/local/domain/${spy}/data/ping`); i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      seen = (await attack(spy, "seen")) as string[];
-    }
+    let seen: string[] = [];
+    await until(
+      "the spy's own ping event",
+      async () => {
+        seen = (await attack(spy, "seen")) as string[];
+        return seen.includes(`/local/domain/${spy}/data/ping`);
+      },
+      { ms: 2_000, detail: () => JSON.stringify(seen) },
+    );
     assert.ok(seen.includes(`/local/domain/${spy}/data/ping`), JSON.stringify(seen));
     // Initial events only: nothing of dom0's node, nothing of the other domain's life.
     assert.equal(seen.filter((p) => p === "@releaseDomain").length, 1);

@@ -29,21 +29,13 @@ import {
   type XsPacket,
   XsType,
 } from "../../src/xenstore/wire.ts";
+import { until } from "../helpers/until.ts";
 import { kick, listen, PORT } from "./fixtures/atomics-evtchn.ts";
 import { bigValue, type GuestData, type GuestResult } from "./fixtures/ring-guest.ts";
 
 const PAGE_SIZE = 4096;
 /** A guest's node may not reach 2048 bytes by default (C `-Q node-size`); 4000-byte values need more. */
 const BIG_NODES = { nodeSize: 8192 };
-
-/** Lets queued microtasks and immediates run until `cond` holds. */
-async function until(cond: () => boolean, what = "condition"): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (cond()) return;
-    await new Promise<void>((r) => setImmediate(r));
-  }
-  assert.fail(`Timed out waiting for ${what}`);
-}
 
 /** Lets everything queued run (kicks, flushes, replies). */
 async function settle(): Promise<void> {
@@ -698,7 +690,11 @@ async function replayProbe(transcript: string): Promise<{ expected: string[]; ac
     reqId++;
     c.send({ type: XsType[op as keyof typeof XsType], reqId, txId, payload });
     const inbox = c.inbox;
-    await until(() => inbox.some((p) => p.reqId === reqId && p.type !== XsType.WATCH_EVENT), `${who} ${op}`);
+    // Queued callbacks answer: look again after each turn of the event loop.
+    await until(`${who} ${op}`, () => inbox.some((p) => p.reqId === reqId && p.type !== XsType.WATCH_EVENT), {
+      every: 0,
+      ms: 5_000,
+    });
     await settle();
     const got = inbox.splice(0);
     const reply = got.find((p) => p.reqId === reqId && p.type !== XsType.WATCH_EVENT)!;
