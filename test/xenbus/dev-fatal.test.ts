@@ -6,31 +6,28 @@
  * error carries (errnoOf), EIO when it carries none.
  */
 import assert from "node:assert/strict";
-import { openSync, rmSync, writeFileSync } from "node:fs";
+import { openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pino } from "pino";
 import { BLKBACK_MODULE } from "../../src/host/disk.ts";
-import { Host } from "../../src/host/host.ts";
+import type { Host } from "../../src/host/host.ts";
 import { GrantOpError, HypercallError } from "../../src/kernel/kernel.ts";
 import { GNTST } from "../../src/xen/grant-table-abi.ts";
 import { BACKEND_BUS } from "../../src/xenbus/bus-type.ts";
 import { devicePaths, domainPath, errnoOf, errorPath, XenbusState } from "../../src/xenbus/xenbus.ts";
 import { XsError } from "../../src/xenstore/errors.ts";
-import { tempDir } from "../helpers/peers.ts";
+import { startHost, type TestHost } from "../helpers/host.ts";
 
 describe("devFatal from a real backend", () => {
+  let fx: TestHost;
   let host: Host;
   let dir: string;
   before(async () => {
-    dir = tempDir("xenlab-devfatal-");
-    host = await Host.start({ log: pino({ level: "silent" }) });
+    fx = await startHost();
+    ({ host, dir } = fx);
     await host.hv.insmod(0, BLKBACK_MODULE);
   });
-  after(async () => {
-    await host?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fx?.stop());
 
   it("blkback meeting an unknown fe protocol writes ENOSYS to error/<nodename>/error", async () => {
     const { domid } = await host.createDomain({ name: "x86_32" });
