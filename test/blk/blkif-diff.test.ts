@@ -17,9 +17,12 @@ import {
   BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   BLKIF_OP,
+  BLKIF_REQUEST,
   BLKIF_REQUEST_DISCARD,
   BLKIF_REQUEST_INDIRECT,
+  BLKIF_RESPONSE,
   BLKIF_RSP,
+  BLKIF_SEGMENT,
   type BlkifRequest,
   type BlkifResponse,
   decodeIndirectSegments,
@@ -32,7 +35,7 @@ import {
   setU64,
   VDISK,
 } from "../../src/drivers/blk/blkif.ts";
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../../src/drivers/blk/blkif-layout.ts";
+
 import { ringSize } from "../../src/ring/ring.ts";
 import { cReference } from "../helpers/c-reference.ts";
 

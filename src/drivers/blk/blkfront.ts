@@ -44,9 +44,12 @@ import {
   BLKIF_ENTRY_SIZE,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   BLKIF_OP,
+  BLKIF_REQUEST,
   BLKIF_REQUEST_DISCARD,
   BLKIF_REQUEST_INDIRECT,
+  BLKIF_RESPONSE,
   BLKIF_RSP,
+  BLKIF_SEGMENT,
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
   setU64,
@@ -54,7 +57,7 @@ import {
   VDISK,
   XEN_IO_PROTO_ABI_NATIVE,
 } from "./blkif.ts";
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "./blkif-layout.ts";
+
 import {
   type BlockDevice,
   type BlockFeatures,

@@ -37,8 +37,11 @@ import {
   BLKIF_ENTRY_SIZE,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   BLKIF_OP,
+  BLKIF_REQUEST,
   BLKIF_REQUEST_INDIRECT,
+  BLKIF_RESPONSE,
   BLKIF_RSP,
+  BLKIF_SEGMENT,
   type BlkifDiscardRequest,
   decodeRequest,
   getU64,
@@ -46,7 +49,7 @@ import {
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
 } from "./blkif.ts";
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "./blkif-layout.ts";
+
 import type { BlockStore } from "./image.ts";
 
 /** Linux blkback's MAX_INDIRECT_SEGMENTS (advertised as `feature-max-indirect-segments`). */

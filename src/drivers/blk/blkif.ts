@@ -18,9 +18,9 @@
  * `sector_number` and `nr_sectors` are always in 512-byte units, whatever `sector-size` says.
  * 64-bit fields decode as bigint so a hostile value is seen exactly; ids are echoed unchanged.
  */
-import { BLKIF_ENTRY_SIZE, BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "./blkif-layout.ts";
 
-export { BLKIF_ENTRY_SIZE };
+/** Size of `union blkif_sring_entry`: 32 entries in a one-page ring. */
+export const BLKIF_ENTRY_SIZE = 112;
 
 /** `BLKIF_OP_*`. */
 export const BLKIF_OP = {
@@ -51,6 +51,28 @@ export const SECTORS_PER_PAGE = 8;
 /** `XEN_IO_PROTO_ABI_NATIVE` on x86_64 (io/protocols.h). */
 export const XEN_IO_PROTO_ABI_NATIVE = "x86_64-abi";
 
+/** `struct blkif_request` (112 bytes, 8-byte aligned). */
+export const BLKIF_REQUEST = {
+  size: 112,
+  operation: 0,
+  nrSegments: 1,
+  handle: 2,
+  id: 8,
+  sectorNumber: 16,
+  /** First `struct blkif_request_segment`. */
+  seg: 24,
+  maxSegments: 11,
+} as const;
+
+/** `struct blkif_request_segment` (8 bytes), relative to its start. */
+export const BLKIF_SEGMENT = {
+  size: 8,
+  gref: 0,
+  firstSect: 4,
+  lastSect: 5,
+} as const;
+
+/** `struct blkif_request_discard`. */
 export const BLKIF_REQUEST_DISCARD = {
   size: 32,
   operation: 0,
@@ -61,6 +83,7 @@ export const BLKIF_REQUEST_DISCARD = {
   nrSectors: 24,
 } as const;
 
+/** `struct blkif_request_indirect`. */
 export const BLKIF_REQUEST_INDIRECT = {
   size: 64,
   operation: 0,
@@ -70,6 +93,14 @@ export const BLKIF_REQUEST_INDIRECT = {
   sectorNumber: 16,
   handle: 24,
   indirectGrefs: 28,
+} as const;
+
+/** `struct blkif_response` (16 bytes). */
+export const BLKIF_RESPONSE = {
+  size: 16,
+  id: 0,
+  operation: 8,
+  status: 10,
 } as const;
 
 /** `struct blkif_request_segment`. */
