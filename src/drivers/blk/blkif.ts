@@ -359,14 +359,10 @@ export function readRequestSegments(v: DataView, count: number, into: SegmentCol
 }
 
 /**
- * Copies `count` descriptors of indirect page `page` into `into` at `at`.. (Linux
- * xen_blkbk_parse_indirect: the copies are checked, never the page). RangeError when the page
- * holds fewer.
+ * Copies `count` descriptors (the page holds at least that many) of indirect page `page` into
+ * `into` at `at`.. (Linux xen_blkbk_parse_indirect: the copies are checked, never the page).
  */
 export function readIndirectSegments(page: DataView, count: number, into: SegmentColumns, at: number): void {
-  if (count * S.size > page.byteLength) {
-    throw new RangeError(`Cannot read ${count} segments: an indirect page of ${page.byteLength} bytes`);
-  }
   readSegments(page, 0, count, into, at);
 }
 
