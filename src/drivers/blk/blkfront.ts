@@ -41,6 +41,7 @@ import {
   XEN_IO_PROTO_ABI_NATIVE,
 } from "./blkif.ts";
 import { BlkifFront, type DiskInfo } from "./blkif-front.ts";
+import { VBD_BACKEND as BE, VBD_FRONTEND as FE, readUnsigned, ringRefN } from "./blkif-keys.ts";
 import { type BlockDevice, blockDevices, devidToVdev } from "./blockdev.ts";
 import { PagePool } from "./page-pool.ts";
 
@@ -152,7 +153,7 @@ class BlkfrontDriver implements XenbusDriver {
   /** talk_to_blkback: ring, event channel, keys, → Initialised. */
   async #talkToBackend(dev: XenbusDevice): Promise<void> {
     const k = dev.kernel;
-    const beMax = Number((await k.xs.tryRead(`${dev.otherend}/max-ring-page-order`)) ?? "0");
+    const beMax = Number((await k.xs.tryRead(`${dev.otherend}/${BE.maxRingPageOrder}`)) ?? "0");
     const order = Math.min(this.params.maxRingPageOrder, Number.isInteger(beMax) && beMax >= 0 ? beMax : 0);
     const ringPages: { gfn: number; ref: number }[] = [];
     const views: Uint8Array[] = [];
@@ -183,15 +184,15 @@ class BlkfrontDriver implements XenbusDriver {
       await k.xs.transaction(async (t) => {
         const n = dev.nodename;
         if (order === 0) {
-          await t.write(`${n}/ring-ref`, String(ringPages[0]!.ref));
+          await t.write(`${n}/${FE.ringRef}`, String(ringPages[0]!.ref));
         } else {
-          await t.write(`${n}/ring-page-order`, String(order));
+          await t.write(`${n}/${FE.ringPageOrder}`, String(order));
           for (let i = 0; i < ringPages.length; i++)
-            await t.write(`${n}/ring-ref${i}`, String(ringPages[i]!.ref));
+            await t.write(`${n}/${ringRefN(i)}`, String(ringPages[i]!.ref));
         }
-        await t.write(`${n}/event-channel`, String(port));
-        await t.write(`${n}/protocol`, XEN_IO_PROTO_ABI_NATIVE);
-        await t.write(`${n}/feature-persistent`, this.params.persistent ? "1" : "0");
+        await t.write(`${n}/${FE.eventChannel}`, String(port));
+        await t.write(`${n}/${FE.protocol}`, XEN_IO_PROTO_ABI_NATIVE);
+        await t.write(`${n}/${FE.featurePersistent}`, this.params.persistent ? "1" : "0");
       });
       await dev.switchState(XenbusState.Initialised);
     } catch (e) {
@@ -211,29 +212,22 @@ class BlkfrontDriver implements XenbusDriver {
   async #connect(dev: XenbusDevice, c: Connection): Promise<void> {
     const k = dev.kernel;
     const be = dev.otherend;
-    const num = async (key: string, dflt?: number): Promise<number> => {
-      const v = await k.xs.tryRead(`${be}/${key}`);
-      if (v === undefined || !/^\d+$/.test(v.trim())) {
-        if (dflt === undefined) throw new Error(`reading ${be}/${key}`);
-        return dflt;
-      }
-      return Number(v.trim());
-    };
+    const num = (key: string, dflt?: number): Promise<number> => readUnsigned(k.xs, `${be}/${key}`, dflt);
     let info: DiskInfo;
     try {
-      const sectors = await num("sectors");
-      const vinfo = await num("info");
-      const sectorSize = await num("sector-size");
+      const sectors = await num(BE.sectors);
+      const vinfo = await num(BE.info);
+      const sectorSize = await num(BE.sectorSize);
       if (sectorSize < 512 || (sectorSize & (sectorSize - 1)) !== 0)
         throw new Error(`bad sector-size ${sectorSize}`);
-      const physicalSectorSize = await num("physical-sector-size", sectorSize);
-      const flush = (await num("feature-flush-cache", 0)) === 1 || (await num("feature-barrier", 0)) === 1;
-      const discard = (await num("feature-discard", 0)) === 1;
-      const persistent = this.params.persistent && (await num("feature-persistent", 0)) === 1;
-      const beIndirect = await num("feature-max-indirect-segments", 0);
+      const physicalSectorSize = await num(BE.physicalSectorSize, sectorSize);
+      const flush = (await num(BE.featureFlushCache, 0)) === 1 || (await num(BE.featureBarrier, 0)) === 1;
+      const discard = (await num(BE.featureDiscard, 0)) === 1;
+      const persistent = this.params.persistent && (await num(BE.featurePersistent, 0)) === 1;
+      const beIndirect = await num(BE.featureMaxIndirectSegments, 0);
       const maxIndirect = Math.min(beIndirect, this.params.maxIndirectSegments, SEGS_PER_INDIRECT_FRAME * 8);
       const devid = Number(dev.nodename.split("/").pop());
-      const vd = await k.xs.tryRead(`${dev.nodename}/virtual-device`);
+      const vd = await k.xs.tryRead(`${dev.nodename}/${FE.virtualDevice}`);
       const vdevId = vd !== undefined && /^\d+$/.test(vd) ? Number(vd) : devid;
       info = {
         vdev: devidToVdev(vdevId),
@@ -249,9 +243,9 @@ class BlkfrontDriver implements XenbusDriver {
           maxIndirectSegments: maxIndirect > BLKIF_MAX_SEGMENTS_PER_REQUEST ? maxIndirect : 0,
           ringPages: c.ringPages.length,
         },
-        discardGranularity: discard ? await num("discard-granularity", 512) : 0,
-        discardAlignment: discard ? await num("discard-alignment", 0) : 0,
-        discardSecure: discard ? (await num("discard-secure", 0)) === 1 : false,
+        discardGranularity: discard ? await num(BE.discardGranularity, 512) : 0,
+        discardAlignment: discard ? await num(BE.discardAlignment, 0) : 0,
+        discardSecure: discard ? (await num(BE.discardSecure, 0)) === 1 : false,
       };
     } catch (e) {
       await dev.devFatal(e, (e as Error).message);
