@@ -38,6 +38,7 @@ import {
 } from "./blkif-back.ts";
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE, readUnsigned, ringRefN } from "./blkif-keys.ts";
 import { RawImage } from "./image.ts";
+import { uintParam } from "./module-params.ts";
 
 export const name = "xen_blkback";
 
@@ -317,14 +318,7 @@ class BlkbackDriver implements XenbusDriver {
 const drivers = new WeakMap<Kernel, BlkbackDriver>();
 
 function arg(args: readonly string[], key: string, dflt: number): number {
-  for (const a of args) {
-    if (a.startsWith(`${key}=`)) {
-      const v = Number(a.slice(key.length + 1));
-      if (Number.isInteger(v) && v >= 0) return v;
-      throw new RangeError(`Cannot load xen_blkback: bad ${a}`);
-    }
-  }
-  return dflt;
+  return uintParam(name, args, key, dflt);
 }
 
 /** The `io=` argument: `inline` or `threads` (IO_DEFAULT when absent). */

@@ -43,6 +43,7 @@ import {
 import { BlkifFront, type DiskInfo } from "./blkif-front.ts";
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE, readUnsigned, ringRefN } from "./blkif-keys.ts";
 import { type BlockDevice, blockDevices, devidToVdev } from "./blockdev.ts";
+import { uintParam } from "./module-params.ts";
 import { PagePool } from "./page-pool.ts";
 
 export const name = "xen_blkfront";
@@ -318,14 +319,7 @@ const RELEASE_RETRY_MS = 100;
 const drivers = new WeakMap<Kernel, BlkfrontDriver>();
 
 function arg(args: readonly string[], key: string, dflt: number): number {
-  for (const a of args) {
-    if (a.startsWith(`${key}=`)) {
-      const v = Number(a.slice(key.length + 1));
-      if (Number.isInteger(v) && v >= 0) return v;
-      throw new RangeError(`Cannot load xen_blkfront: bad ${a}`);
-    }
-  }
-  return dflt;
+  return uintParam(name, args, key, dflt);
 }
 
 export async function init(k: Kernel, args: readonly string[]): Promise<void> {
@@ -355,7 +349,7 @@ function disk(k: Kernel, vdev: unknown): BlockDevice {
 
 /**
  * Host calls (Hypervisor.call, as a dom0 tool's ioctl on the guest's disk): `list`, `info`,
- * `read`, `write`, `flush`, `discard` (see the brief's contract in docs/blk.md).
+ * `read`, `write`, `flush`, `discard`: what `blk-cp` is built on (docs/blk-tools.md).
  */
 export async function call(k: Kernel, cmd: string, a: unknown): Promise<unknown> {
   const o = (a ?? {}) as {
