@@ -16,6 +16,7 @@
  *                 list), as a dom0 tool makes an ioctl: what `blk-cp` is built on. Sector data
  *                 crosses the JSON control socket as base64.
  */
+import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
 import type { XsOps } from "../xenstore/client.ts";
 import { attachDisk, detachDisk } from "./disk.ts";
@@ -99,13 +100,13 @@ export async function blockList(host: Host, domid: number): Promise<BlockListRow
     if (backend === undefined) continue; // libxl_device_disk_getinfo fails: xl skips it
     const be = /^\/local\/domain\/(\d+)\//.exec(backend);
     rows.push({
-      vdev: (await host.xs.tryRead(`${backend}/dev`)) ?? String(id),
+      vdev: (await host.xs.tryRead(`${backend}/${BE.dev}`)) ?? String(id),
       devid: id,
       backendId: be === null ? -1 : Number(be[1]),
       handle: domid,
       state: await num("state"),
-      evtch: await num("event-channel"),
-      ringRef: await num("ring-ref"),
+      evtch: await num(FE.eventChannel),
+      ringRef: await num(FE.ringRef),
       backend,
     });
   }

@@ -410,7 +410,7 @@ export function parseDiskSpec(specs: string | readonly string[]): ParsedDisk {
 /**
  * parseDiskSpec, with one deliberate difference from xl (README): a spec that xl refuses for
  * lack of a vdev because a `target=` in the middle swallowed the keys after it
- * (`target=disk.img,vdev=xvda,access=rw`, the issue's own example) is read with that target
+ * (`target=disk.img,vdev=xvda,access=rw`: the target written first) is read with that target
  * moved last (`vdev=xvda,access=rw,target=disk.img`). A spec xl accepts is never read
  * differently; the target is cut at the first comma followed by a key xl knows.
  */

@@ -26,8 +26,8 @@
  * ends its grants (those the backend still maps are ended later, as Linux's deferred
  * gnttab_end_foreign_access).
  */
-import type { DiskSpec } from "../drivers/blk/blockdev.ts";
-import { vdevToDevid } from "../drivers/blk/blockdev.ts";
+import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
+import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
 import type { Host } from "./host.ts";
 
 const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
@@ -84,24 +84,24 @@ export async function attachDisk(
     const back: [string, string][] = [
       ["frontend", fe],
       ["frontend-id", String(domid)],
-      ["params", spec.target],
+      [BE.params, spec.target],
       ["online", "1"],
-      ["removable", "0"],
-      ["bootable", "1"],
-      ["dev", spec.vdev],
-      ["type", "phy"],
-      ["mode", rw ? "w" : "r"],
-      ["device-type", deviceType],
-      ["discard-enable", rw ? "1" : "0"],
-      ["specification", "xen"],
+      [BE.removable, "0"],
+      [BE.bootable, "1"],
+      [BE.dev, spec.vdev],
+      [BE.type, "phy"],
+      [BE.mode, rw ? "w" : "r"],
+      [BE.deviceType, deviceType],
+      [BE.discardEnable, rw ? "1" : "0"],
+      [BE.specification, "xen"],
     ];
     for (const [k, v] of back) await t.write(`${be}/${k}`, v);
     const front: [string, string][] = [
       ["backend", be],
       ["backend-id", "0"],
-      ["virtual-device", String(devid)],
-      ["device-type", deviceType],
-      ["trusted", "1"],
+      [FE.virtualDevice, String(devid)],
+      [FE.deviceType, deviceType],
+      [FE.trusted, "1"],
     ];
     for (const [k, v] of front) await t.write(`${fe}/${k}`, v);
     await t.write(`${libxl}/frontend`, fe);

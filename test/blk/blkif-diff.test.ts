@@ -4,7 +4,9 @@
  * test/blk/c/blkif_diff.c is built with gcc against /usr/include/xen/io/blkif.h (Debian
  * libxen-dev). It prints the structs' layout (sizeof, offsetof, the constants), then the bytes of
  * each request and response it is asked to build. The TypeScript codec must give the same
- * layout and the same bytes for fast-check's random fields, and decode the C bytes back to them.
+ * layout and the same bytes for fast-check's random fields, and decode the C bytes back to them:
+ * through its objects (encodeRequest, decodeResponse, ...) and through the in-place accessors the
+ * drivers call (writeRwRequest, readRequestSegments, writeResponse, ...), 64-bit fields as numbers.
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
@@ -17,22 +19,43 @@ import {
   BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   BLKIF_OP,
+  BLKIF_REQUEST,
   BLKIF_REQUEST_DISCARD,
   BLKIF_REQUEST_INDIRECT,
+  BLKIF_RESPONSE,
   BLKIF_RSP,
+  BLKIF_SEGMENT,
   type BlkifRequest,
   type BlkifResponse,
   decodeIndirectSegments,
   decodeRequest,
   decodeResponse,
+  discardNrSectors,
   encodeIndirectSegments,
   encodeRequest,
   encodeResponse,
   getU64,
+  indirectNrSegments,
+  indirectOp,
+  readRequestSegments,
+  requestIdHi,
+  requestIdLo,
+  requestOperation,
+  requestSector,
+  responseIdHi,
+  responseIdLo,
+  responseOperation,
+  responseStatus,
   setU64,
   VDISK,
+  writeDiscardRequest,
+  writeIndirectGref,
+  writeIndirectRequest,
+  writeRequestSegment,
+  writeResponse,
+  writeRwRequest,
 } from "../../src/drivers/blk/blkif.ts";
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "../../src/drivers/blk/blkif-layout.ts";
+
 import { ringSize } from "../../src/ring/ring.ts";
 import { cReference } from "../helpers/c-reference.ts";
 
@@ -178,6 +201,71 @@ describe("blkif codec against io/blkif.h (gcc)", () => {
     }
   });
 
+  it("writes and reads requests in place, 64-bit fields as numbers (the drivers' path), as C", (t) => {
+    const bin = cReference(t, REFERENCE);
+    if (bin === undefined) return;
+    const safe = fc.bigInt({ min: 0n, max: BigInt(Number.MAX_SAFE_INTEGER) });
+    const reqs = fc.sample(
+      fc.oneof(
+        rwRequest.chain((r) => fc.record({ id: safe, sectorNumber: safe }).map((x) => ({ ...r, ...x }))),
+        discardRequest.chain((r) =>
+          fc.record({ id: safe, sectorNumber: safe, nrSectors: safe }).map((x) => ({ ...r, ...x })),
+        ),
+        indirectRequest.chain((r) =>
+          fc.record({ id: safe, sectorNumber: safe }).map((x) => ({ ...r, ...x })),
+        ),
+      ),
+      { numRuns: 300, seed: 11 },
+    );
+    const out = bin.run(reqs.map(line)).slice(1);
+    const buf = new Uint8Array(BLKIF_ENTRY_SIZE);
+    const v = new DataView(buf.buffer);
+    const cols = {
+      gref: new Uint32Array(BLKIF_MAX_SEGMENTS_PER_REQUEST),
+      firstSect: new Uint8Array(BLKIF_MAX_SEGMENTS_PER_REQUEST),
+      lastSect: new Uint8Array(BLKIF_MAX_SEGMENTS_PER_REQUEST),
+    };
+    buf.fill(0xa5); // the writers clear what a previous request left
+    for (let i = 0; i < reqs.length; i++) {
+      const r = reqs[i]!;
+      const id = Number(r.id);
+      const sector = Number(r.sectorNumber);
+      if ("seg" in r) {
+        writeRwRequest(v, r.operation, r.nrSegments, r.handle, id, sector);
+        r.seg.forEach((s, j) => {
+          writeRequestSegment(v, j, s.gref, s.firstSect, s.lastSect);
+        });
+      } else if ("nrSectors" in r) {
+        writeDiscardRequest(v, r.flag, r.handle, id, sector, Number(r.nrSectors));
+      } else if ("indirectGrefs" in r) {
+        writeIndirectRequest(v, r.indirectOp, r.nrSegments, r.handle, id, sector);
+        r.indirectGrefs.forEach((g, j) => {
+          writeIndirectGref(v, j, g);
+        });
+      }
+      assert.equal(hex(buf), out[i], line(r));
+      const c = new DataView(new Uint8Array(Buffer.from(out[i]!, "hex")).buffer);
+      assert.equal(requestOperation(c), r.operation);
+      assert.equal(requestIdLo(c) + requestIdHi(c) * 2 ** 32, id);
+      assert.equal(requestSector(c), sector);
+      if ("seg" in r) {
+        const n = Math.min(r.nrSegments, r.seg.length);
+        readRequestSegments(c, n, cols);
+        for (let j = 0; j < n; j++) {
+          assert.deepEqual(
+            [cols.gref[j], cols.firstSect[j], cols.lastSect[j]],
+            [r.seg[j]!.gref, r.seg[j]!.firstSect, r.seg[j]!.lastSect],
+          );
+        }
+      } else if ("nrSectors" in r) {
+        assert.equal(discardNrSectors(c), Number(r.nrSectors));
+      } else if ("indirectGrefs" in r) {
+        assert.equal(indirectOp(c), r.indirectOp);
+        assert.equal(indirectNrSegments(c), r.nrSegments);
+      }
+    }
+  });
+
   it("encodes responses and segments byte for byte as C", (t) => {
     const bin = cReference(t, REFERENCE);
     if (bin === undefined) return;
@@ -193,6 +281,15 @@ describe("blkif codec against io/blkif.h (gcc)", () => {
     rsps.forEach((r, i) => {
       assert.equal(hex(encodeResponse(b, r)), out[i]);
       assert.deepEqual(decodeResponse(new Uint8Array(Buffer.from(out[i]!, "hex"))), { ...r });
+      // In place, as blkback writes and blkfront reads it: the id as two halves.
+      const v = new DataView(b.buffer);
+      b.fill(0xa5);
+      writeResponse(v, Number(r.id & 0xffffffffn), Number(r.id >> 32n), r.operation, r.status);
+      assert.equal(hex(b), out[i]);
+      assert.deepEqual(
+        [responseIdLo(v), responseIdHi(v), responseOperation(v), responseStatus(v)],
+        [Number(r.id & 0xffffffffn), Number(r.id >> 32n), r.operation, r.status],
+      );
     });
     const page = new Uint8Array(4096);
     encodeIndirectSegments(page, segs);

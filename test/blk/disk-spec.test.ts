@@ -139,14 +139,14 @@ describe("parseDiskSpec()", () => {
     });
   }
 
-  it("refuses the issue's example as xl does: target= comes last, it takes the rest", () => {
+  it("refuses a target-first spec as xl does: target= comes last, it takes the rest", () => {
     assert.deepEqual(errors("target=disk.img,vdev=xvda,access=rw"), [
       "command line: config parsing error in disk specification: no vdev specified in `target=disk.img,vdev=xvda,access=rw'",
     ]);
     assert.equal(parseDiskSpec("vdev=xvda,access=rw,target=disk.img").target, "disk.img");
   });
 
-  it("block-attach's reading (a deliberate difference) takes the issue's example with target= moved last", () => {
+  it("block-attach's reading (a deliberate difference) takes a target-first spec with target= moved last", () => {
     const d = parseDiskSpecLenient("target=disk.img,vdev=xvda,access=rw");
     assert.deepEqual([d.target, d.vdev, d.readwrite], ["disk.img", "xvda", true]);
     const ro = parseDiskSpecLenient(["format=raw", "target=/x y,z.img,vdev=xvdb,access=ro"]);

@@ -83,7 +83,7 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
   });
 
   it("attaches a relative target by domain name; the guest and XenStore see it", async () => {
-    // The issue's own spec: xl would refuse it (target= takes the rest); block-attach moves it last.
+    // Target first: xl would refuse it (target= takes the rest); block-attach moves it last.
     const r = await xenlab("block-attach", "domU", "target=disk.img,vdev=xvda,access=rw");
     assert.equal(r.code, 0, r.stderr);
     const info = await xenlab("dmesg", "-d", "1");

@@ -17,7 +17,7 @@ import {
   BLKIF_REQUEST,
   BLKIF_RESPONSE,
   BLKIF_SEGMENT,
-} from "../../src/drivers/blk/blkif-layout.ts";
+} from "../../src/drivers/blk/blkif.ts";
 import { BackRing, FrontRing, initSharedRing } from "../../src/ring/ring.ts";
 import { XEN_PAGE_SIZE } from "../../src/xen/xen.ts";
 import { type CReference, cReference } from "../helpers/c-reference.ts";

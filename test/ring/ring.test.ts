@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BLKIF_ENTRY_SIZE } from "../../src/drivers/blk/blkif-layout.ts";
+import { BLKIF_ENTRY_SIZE } from "../../src/drivers/blk/blkif.ts";
 import {
   BackRing,
   FrontRing,

@@ -36,7 +36,9 @@ import {
   MAX_INDIRECT_SEGMENTS,
   MAX_PERSISTENT_GRANTS,
 } from "./blkif-back.ts";
+import { VBD_BACKEND as BE, VBD_FRONTEND as FE, readUnsigned, ringRefN } from "./blkif-keys.ts";
 import { RawImage } from "./image.ts";
+import { uintParam } from "./module-params.ts";
 
 export const name = "xen_blkback";
 
@@ -76,12 +78,6 @@ function fail(dev: XenbusDevice, e: unknown, what: string): Promise<void> {
   return dev.devFatal(e, what);
 }
 
-async function readUnsigned(dev: XenbusDevice, path: string, dflt: number): Promise<number> {
-  const v = await dev.kernel.xs.tryRead(path);
-  if (v === undefined) return dflt;
-  return /^\d+$/.test(v.trim()) ? Number(v.trim()) : dflt;
-}
-
 class BlkbackDriver implements XenbusDriver {
   readonly name = "xen_blkback";
   readonly ids = ["vbd"];
@@ -94,13 +90,13 @@ class BlkbackDriver implements XenbusDriver {
 
   async probe(dev: XenbusDevice): Promise<void> {
     const k = dev.kernel;
-    const path = await dev.read("params").catch(() => undefined);
-    const mode = await dev.read("mode").catch(() => undefined);
+    const path = await dev.read(BE.params).catch(() => undefined);
+    const mode = await dev.read(BE.mode).catch(() => undefined);
     if (path === undefined || path === "" || mode === undefined) {
       await fail(dev, "ENOENT", "reading params and mode");
       throw new Error(`${dev.nodename}: no params or mode`);
     }
-    const deviceType = await k.xs.tryRead(`${dev.otherend}/device-type`);
+    const deviceType = await k.xs.tryRead(`${dev.otherend}/${FE.deviceType}`);
     const cdrom = deviceType === "cdrom";
     const readonly = !mode.includes("w") || cdrom;
     let image: RawImage;
@@ -110,8 +106,8 @@ class BlkbackDriver implements XenbusDriver {
       await fail(dev, e, `opening ${path}`);
       throw e;
     }
-    const removable = (await dev.read("removable").catch(() => "0")) === "1";
-    const discard = !readonly && (await readUnsigned(dev, `${dev.nodename}/discard-enable`, 1)) !== 0;
+    const removable = (await dev.read(BE.removable).catch(() => "0")) === "1";
+    const discard = !readonly && (await readUnsigned(k.xs, `${dev.nodename}/${BE.discardEnable}`, 1)) !== 0;
     const be: Backend = { image, readonly, cdrom, removable, discard, conn: null, busy: Promise.resolve() };
     dev.data = be;
     // Linux writes these in probe, outside a transaction; a failure is only a warning.
@@ -119,9 +115,9 @@ class BlkbackDriver implements XenbusDriver {
       k.xs.write(`${dev.nodename}/${key}`, String(v)).catch((e: unknown) => {
         k.printk(`xen-blkback: writing ${dev.nodename}/${key} failed: ${(e as Error).message}`);
       });
-    await w("feature-max-indirect-segments", this.params.maxIndirectSegments);
-    await w("multi-queue-max-queues", 1);
-    await w("max-ring-page-order", this.params.maxRingPageOrder);
+    await w(BE.featureMaxIndirectSegments, this.params.maxIndirectSegments);
+    await w(BE.multiQueueMaxQueues, 1);
+    await w(BE.maxRingPageOrder, this.params.maxRingPageOrder);
     k.printk(`xen-blkback: ${dev.nodename}: ${path} (${image.size / 512} sectors, ${readonly ? "r" : "w"})`);
     await dev.switchState(XenbusState.InitWait);
   }
@@ -180,22 +176,22 @@ class BlkbackDriver implements XenbusDriver {
   async #connectRing(dev: XenbusDevice, be: Backend): Promise<boolean> {
     const k = dev.kernel;
     const fe = dev.otherend;
-    const protocol = await k.xs.tryRead(`${fe}/protocol`);
+    const protocol = await k.xs.tryRead(`${fe}/${FE.protocol}`);
     if (protocol !== undefined && protocol !== XEN_IO_PROTO_ABI_NATIVE) {
       await dev.devFatal("ENOSYS", `unknown fe protocol ${protocol}`);
       return false;
     }
     const persistent =
-      this.params.persistent && (await readUnsigned(dev, `${fe}/feature-persistent`, 0)) === 1;
-    const queues = await readUnsigned(dev, `${fe}/multi-queue-num-queues`, 1);
+      this.params.persistent && (await readUnsigned(k.xs, `${fe}/${FE.featurePersistent}`, 0)) === 1;
+    const queues = await readUnsigned(k.xs, `${fe}/${FE.multiQueueNumQueues}`, 1);
     if (queues !== 1) {
       await dev.devFatal("ENOSYS", `guest requested ${queues} queues, exceeding the maximum of 1.`);
       return false;
     }
-    const orderText = await k.xs.tryRead(`${fe}/ring-page-order`);
+    const orderText = await k.xs.tryRead(`${fe}/${FE.ringPageOrder}`);
     let refKeys: string[];
     if (orderText === undefined) {
-      refKeys = ["ring-ref"];
+      refKeys = [FE.ringRef];
     } else {
       const order = /^\d+$/.test(orderText) ? Number(orderText) : Number.NaN;
       if (!(order <= this.params.maxRingPageOrder)) {
@@ -205,11 +201,11 @@ class BlkbackDriver implements XenbusDriver {
         );
         return false;
       }
-      refKeys = Array.from({ length: 1 << order }, (_, i) => `ring-ref${i}`);
+      refKeys = Array.from({ length: 1 << order }, (_, i) => ringRefN(i));
     }
-    const evtchnText = await k.xs.tryRead(`${fe}/event-channel`);
+    const evtchnText = await k.xs.tryRead(`${fe}/${FE.eventChannel}`);
     if (evtchnText === undefined || !/^\d+$/.test(evtchnText)) {
-      await dev.devFatal("EINVAL", `reading ${fe}/event-channel`);
+      await dev.devFatal("EINVAL", `reading ${fe}/${FE.eventChannel}`);
       return false;
     }
     const refs: number[] = [];
@@ -272,19 +268,19 @@ class BlkbackDriver implements XenbusDriver {
       (be.removable ? VDISK.removable : 0) |
       (be.readonly ? VDISK.readonly : 0);
     await dev.kernel.xs.transaction(async (t) => {
-      await t.write(`${n}/feature-flush-cache`, flush ? "1" : "0");
+      await t.write(`${n}/${BE.featureFlushCache}`, flush ? "1" : "0");
       if (be.discard) {
-        await t.write(`${n}/discard-granularity`, "4096");
-        await t.write(`${n}/discard-alignment`, "0");
-        await t.write(`${n}/discard-secure`, "0");
+        await t.write(`${n}/${BE.discardGranularity}`, "4096");
+        await t.write(`${n}/${BE.discardAlignment}`, "0");
+        await t.write(`${n}/${BE.discardSecure}`, "0");
       }
-      await t.write(`${n}/feature-discard`, be.discard ? "1" : "0");
-      await t.write(`${n}/feature-barrier`, flush ? "1" : "0");
-      await t.write(`${n}/feature-persistent`, this.params.persistent ? "1" : "0");
-      await t.write(`${n}/sectors`, String(Math.floor(be.image.size / 512)));
-      await t.write(`${n}/info`, String(info));
-      await t.write(`${n}/sector-size`, "512");
-      await t.write(`${n}/physical-sector-size`, "512");
+      await t.write(`${n}/${BE.featureDiscard}`, be.discard ? "1" : "0");
+      await t.write(`${n}/${BE.featureBarrier}`, flush ? "1" : "0");
+      await t.write(`${n}/${BE.featurePersistent}`, this.params.persistent ? "1" : "0");
+      await t.write(`${n}/${BE.sectors}`, String(Math.floor(be.image.size / 512)));
+      await t.write(`${n}/${BE.info}`, String(info));
+      await t.write(`${n}/${BE.sectorSize}`, "512");
+      await t.write(`${n}/${BE.physicalSectorSize}`, "512");
     });
     await dev.switchState(XenbusState.Connected);
   }
@@ -319,14 +315,7 @@ class BlkbackDriver implements XenbusDriver {
 const drivers = new WeakMap<Kernel, BlkbackDriver>();
 
 function arg(args: readonly string[], key: string, dflt: number): number {
-  for (const a of args) {
-    if (a.startsWith(`${key}=`)) {
-      const v = Number(a.slice(key.length + 1));
-      if (Number.isInteger(v) && v >= 0) return v;
-      throw new RangeError(`Cannot load xen_blkback: bad ${a}`);
-    }
-  }
-  return dflt;
+  return uintParam(name, args, key, dflt);
 }
 
 /** The `io=` argument: `inline` or `threads` (IO_DEFAULT when absent). */

@@ -37,16 +37,28 @@ import {
   BLKIF_ENTRY_SIZE,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
   BLKIF_OP,
-  BLKIF_REQUEST_INDIRECT,
+  BLKIF_RESPONSE,
   BLKIF_RSP,
-  type BlkifDiscardRequest,
-  decodeRequest,
-  getU64,
-  isDiscard,
+  BLKIF_SEGMENT,
+  discardNrSectors,
+  discardNrSectorsBig,
+  indirectGref,
+  indirectNrSegments,
+  indirectOp,
+  readIndirectSegments,
+  readRequestSegments,
+  requestIdHi,
+  requestIdLo,
+  requestOperation,
+  requestSector,
+  requestSectorBig,
+  rwNrSegments,
   SECTORS_PER_PAGE,
   SEGS_PER_INDIRECT_FRAME,
+  type SegmentColumns,
+  writeResponse,
 } from "./blkif.ts";
-import { BLKIF_REQUEST, BLKIF_RESPONSE, BLKIF_SEGMENT } from "./blkif-layout.ts";
+
 import type { BlockStore } from "./image.ts";
 
 /** Linux blkback's MAX_INDIRECT_SEGMENTS (advertised as `feature-max-indirect-segments`). */
@@ -127,8 +139,6 @@ interface Ident {
   readonly rspOp: number;
 }
 
-const I = BLKIF_REQUEST_INDIRECT;
-
 /** A read or write waiting in the plug: its byte range and buffers, settled when its I/O is. */
 interface Bio {
   readonly write: boolean;
@@ -161,7 +171,6 @@ export class BlkifBack {
   };
   readonly #o: BlkifBackOptions;
   readonly #ring: BackRing;
-  readonly #sectors: bigint;
   readonly #maxIndirect: number;
   readonly #maxPersistent: number;
   readonly #persistent = new Map<number, PersistentGrant>();
@@ -174,9 +183,7 @@ export class BlkifBack {
    * The current request's segments, copied out of the request or its indirect pages once (each
    * byte read once, as Linux's xen_blkbk_parse_indirect): the checks and the maps use only these.
    */
-  readonly #gref: Uint32Array;
-  readonly #firstSect: Uint8Array;
-  readonly #lastSect: Uint8Array;
+  readonly #segs: SegmentColumns;
   /** The disk's size in sectors. */
   readonly #nsectors: number;
   #halted = false;
@@ -189,13 +196,14 @@ export class BlkifBack {
   constructor(o: BlkifBackOptions) {
     this.#o = o;
     this.#ring = o.ring;
-    this.#sectors = BigInt(Math.floor(o.store.size / 512));
     this.#nsectors = Math.floor(o.store.size / 512);
     this.#maxIndirect = o.maxIndirectSegments ?? MAX_INDIRECT_SEGMENTS;
     const cap = Math.max(this.#maxIndirect, BLKIF_MAX_SEGMENTS_PER_REQUEST);
-    this.#gref = new Uint32Array(cap);
-    this.#firstSect = new Uint8Array(cap);
-    this.#lastSect = new Uint8Array(cap);
+    this.#segs = {
+      gref: new Uint32Array(cap),
+      firstSect: new Uint8Array(cap),
+      lastSect: new Uint8Array(cap),
+    };
     this.#maxPersistent = o.maxPersistentGrants ?? MAX_PERSISTENT_GRANTS;
   }
 
@@ -299,22 +307,19 @@ export class BlkifBack {
   /** Serves the request copied into #scratch (dispatch_rw_block_io, dispatch_discard_io). */
   #dispatch(): void {
     const v = this.#sv;
-    const operation = v.getUint8(BLKIF_REQUEST.operation);
+    const operation = requestOperation(v);
     const who: Ident = {
-      idLo: v.getUint32(BLKIF_REQUEST.id, true),
-      idHi: v.getUint32(BLKIF_REQUEST.id + 4, true),
+      idLo: requestIdLo(v),
+      idHi: requestIdHi(v),
       operation,
-      rspOp: operation === BLKIF_OP.indirect ? v.getUint8(I.indirectOp) : operation,
+      rspOp: operation === BLKIF_OP.indirect ? indirectOp(v) : operation,
     };
     let p: Promise<void>;
     try {
       if (operation <= BLKIF_OP.flushDiskcache) p = this.#direct(who);
       else if (operation === BLKIF_OP.indirect) p = this.#indirect(who);
-      else {
-        const req = decodeRequest(this.#scratch);
-        if (isDiscard(req)) p = this.#discard(req, who);
-        else throw new Refused(`operation ${operation} not supported`, BLKIF_RSP.eopnotsupp);
-      }
+      else if (operation === BLKIF_OP.discard) p = this.#discard(who);
+      else throw new Refused(`operation ${operation} not supported`, BLKIF_RSP.eopnotsupp);
     } catch (e) {
       this.#fail(who, e);
       return;
@@ -338,32 +343,15 @@ export class BlkifBack {
     this.#respond(who, status);
   }
 
-  /**
-   * xen_vbd_translate's checks for a discard, whose 64-bit sector count is kept exact: writable,
-   * inside the disk, no wrap. Reads and writes make the same checks on numbers in #rw.
-   */
-  #translate(write: boolean, sector: bigint, count: bigint): void {
-    if (write && this.#o.readonly) throw new Refused("write on a read-only device");
-    const end = sector + count;
-    if (end > this.#sectors) {
-      throw new Refused(`access beyond end of device (${sector} + ${count} > ${this.#sectors})`);
-    }
-  }
-
   /** READ/WRITE/BARRIER/FLUSH with up to 11 segments in the request itself. */
   #direct(who: Ident): Promise<void> {
     const v = this.#sv;
-    const nseg = v.getUint8(BLKIF_REQUEST.nrSegments);
+    const nseg = rwNrSegments(v);
     const flush = who.operation === BLKIF_OP.flushDiskcache || who.operation === BLKIF_OP.writeBarrier;
     if ((nseg === 0 && !flush) || nseg > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
       throw new Refused(`bad number of segments in request (${nseg})`);
     }
-    for (let i = 0; i < nseg; i++) {
-      const o = BLKIF_REQUEST.seg + i * BLKIF_SEGMENT.size;
-      this.#gref[i] = v.getUint32(o + BLKIF_SEGMENT.gref, true);
-      this.#firstSect[i] = v.getUint8(o + BLKIF_SEGMENT.firstSect);
-      this.#lastSect[i] = v.getUint8(o + BLKIF_SEGMENT.lastSect);
-    }
+    readRequestSegments(v, nseg, this.#segs);
     return this.#rw(who, who.operation as 0 | 1 | 2 | 3, nseg);
   }
 
@@ -373,11 +361,11 @@ export class BlkifBack {
     if (op !== BLKIF_OP.read && op !== BLKIF_OP.write) {
       throw new Refused(`bad operation ${op} in indirect request`);
     }
-    const nseg = v.getUint16(I.nrSegments, true);
+    const nseg = indirectNrSegments(v);
     if (nseg === 0 || nseg > this.#maxIndirect) throw new Refused(`bad number of segments (${nseg})`);
     const pages = Math.ceil(nseg / SEGS_PER_INDIRECT_FRAME);
     for (let i = 0; i < pages; i++) {
-      const ref = v.getUint32(I.indirectGrefs + 4 * i, true);
+      const ref = indirectGref(v, i);
       const at = i * SEGS_PER_INDIRECT_FRAME;
       const n = Math.min(SEGS_PER_INDIRECT_FRAME, nseg - at);
       const g = this.#persistentFor(ref);
@@ -398,17 +386,12 @@ export class BlkifBack {
     return this.#rw(who, op, nseg);
   }
 
-  /** Copies `n` segment descriptors from an indirect page into #gref.. from index `at` on. */
+  /** Copies `n` segment descriptors from an indirect page into #segs from index `at` on. */
   #copySegments(page: DataView, at: number, n: number): void {
     if (n * BLKIF_SEGMENT.size > page.byteLength) {
       throw new Refused(`indirect page of ${page.byteLength} bytes holds no ${n} segments`);
     }
-    for (let i = 0; i < n; i++) {
-      const o = i * BLKIF_SEGMENT.size;
-      this.#gref[at + i] = page.getUint32(o + BLKIF_SEGMENT.gref, true);
-      this.#firstSect[at + i] = page.getUint8(o + BLKIF_SEGMENT.firstSect);
-      this.#lastSect[at + i] = page.getUint8(o + BLKIF_SEGMENT.lastSect);
-    }
+    readIndirectSegments(page, n, this.#segs, at);
   }
 
   /** The persistent grant for `ref` (mapping it now if there is room), or undefined. */
@@ -449,15 +432,13 @@ export class BlkifBack {
   }
 
   /**
-   * READ/WRITE/BARRIER/FLUSH with the `nseg` segments in #gref.. (from the request or its indirect
+   * READ/WRITE/BARRIER/FLUSH with the `nseg` segments in #segs (from the request or its indirect
    * pages). Throws Refused before any I/O; the returned promise settles when the response is written.
    */
   #rw(who: Ident, op: 0 | 1 | 2 | 3, nseg: number): Promise<void> {
     const flush = op === BLKIF_OP.flushDiskcache || op === BLKIF_OP.writeBarrier;
     const write = op !== BLKIF_OP.read;
-    const grefs = this.#gref;
-    const firsts = this.#firstSect;
-    const lasts = this.#lastSect;
+    const { gref: grefs, firstSect: firsts, lastSect: lasts } = this.#segs;
     let nsec = 0;
     for (let i = 0; i < nseg; i++) {
       const f = firsts[i]!;
@@ -469,10 +450,9 @@ export class BlkifBack {
     // at offset 16; a value past 2^53 is inexact here but far past any disk, so still refused.
     if (write && this.#o.readonly) throw new Refused("write on a read-only device");
     const v = this.#sv;
-    const sector = getU64(v, BLKIF_REQUEST.sectorNumber);
+    const sector = requestSector(v);
     if (sector + nsec > this.#nsectors) {
-      const exact = v.getBigUint64(BLKIF_REQUEST.sectorNumber, true);
-      throw new Refused(`access beyond end of device (${exact} + ${nsec} > ${this.#sectors})`);
+      throw new Refused(`access beyond end of device (${requestSectorBig(v)} + ${nsec} > ${this.#nsectors})`);
     }
     if (op === BLKIF_OP.read) this.stats.rdReq++;
     else if (op === BLKIF_OP.write) this.stats.wrReq++;
@@ -564,26 +544,31 @@ export class BlkifBack {
     for (const t of transient) this.#unmapQuietly(t.handle, t.ref);
   }
 
-  #discard(req: BlkifDiscardRequest, who: Ident): Promise<void> {
+  /**
+   * dispatch_discard_io, with xen_vbd_translate's checks: writable, inside the disk, no wrap. A
+   * 64-bit field past 2^53 is inexact as a number but far past any disk, so still refused; the
+   * refusal names the exact values.
+   */
+  #discard(who: Ident): Promise<void> {
     if (!this.#o.discard) throw new Refused("discard not supported", BLKIF_RSP.eopnotsupp);
     this.stats.dsReq++;
-    this.#translate(true, req.sectorNumber, req.nrSectors);
-    return this.#o.store
-      .discard(Number(req.sectorNumber) * 512, Number(req.nrSectors) * 512)
-      .then(() => this.#respond(who, BLKIF_RSP.okay));
+    if (this.#o.readonly) throw new Refused("write on a read-only device");
+    const v = this.#sv;
+    const sector = requestSector(v);
+    const count = discardNrSectors(v);
+    if (sector + count > this.#nsectors) {
+      throw new Refused(
+        `access beyond end of device (${requestSectorBig(v)} + ${discardNrSectorsBig(v)} > ${this.#nsectors})`,
+      );
+    }
+    return this.#o.store.discard(sector * 512, count * 512).then(() => this.#respond(who, BLKIF_RSP.okay));
   }
 
   /** make_response: writes the response now; the push is batched (one per event-loop turn). */
   #respond(who: Ident, status: number): void {
     const ring = this.#ring;
     const idx = ring.rspProdPvt;
-    const r = this.#rv; // every byte of the 16 set: padding 0
-    r.setUint32(BLKIF_RESPONSE.id, who.idLo, true);
-    r.setUint32(BLKIF_RESPONSE.id + 4, who.idHi, true);
-    r.setUint8(BLKIF_RESPONSE.operation, who.rspOp);
-    r.setUint8(BLKIF_RESPONSE.operation + 1, 0);
-    r.setInt16(BLKIF_RESPONSE.status, status, true);
-    r.setUint32(BLKIF_RESPONSE.status + 2, 0, true);
+    writeResponse(this.#rv, who.idLo, who.idHi, who.rspOp, status);
     ring.shared.write(idx, this.#rsp);
     ring.rspProdPvt = (idx + 1) >>> 0;
     if (this.#pushScheduled) return;

@@ -38,12 +38,8 @@ export interface BlockFeatures {
   readonly ringPages: number;
 }
 
-/**
- * A connected PV disk. Offsets and counts are in 512-byte sectors, as on the wire (blkif's
- * sector_number is always in 512-byte units). I/O fails with a BlockIOError when the backend
- * answers BLKIF_RSP_ERROR or EOPNOTSUPP, or goes away with the request in flight.
- */
-export interface BlockDevice {
+/** What a connected disk is: its name, size and what it offers (the `info` host call's answer). */
+export interface BlockDeviceInfo {
   readonly vdev: string;
   readonly devid: number;
   /** Size in 512-byte sectors (the backend's `sectors`). */
@@ -53,6 +49,14 @@ export interface BlockDevice {
   readonly physicalSectorSize: number;
   readonly readonly: boolean;
   readonly features: BlockFeatures;
+}
+
+/**
+ * A connected PV disk. Offsets and counts are in 512-byte sectors, as on the wire (blkif's
+ * sector_number is always in 512-byte units). I/O fails with a BlockIOError when the backend
+ * answers BLKIF_RSP_ERROR or EOPNOTSUPP, or goes away with the request in flight.
+ */
+export interface BlockDevice extends BlockDeviceInfo {
   /**
    * Reads `count` sectors. With `into` (at least count * 512 bytes) the data lands there and the
    * result is its first count * 512 bytes; without, in a new buffer.
