@@ -28,6 +28,9 @@
  */
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
+import { parseXenbusState, XenbusState } from "../xen/xenbus-abi.ts";
+import { devicePaths } from "../xenbus/bus-type.ts";
+import { domainPath, errorPath, XenbusKey as K } from "../xenbus/keys.ts";
 import type { Host } from "./host.ts";
 
 const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
@@ -49,11 +52,8 @@ async function ensureModule(
 }
 
 function paths(domid: number, devid: number) {
-  return {
-    fe: `/local/domain/${domid}/device/vbd/${devid}`,
-    be: `/local/domain/0/backend/vbd/${domid}/${devid}`,
-    libxl: `/libxl/${domid}/device/vbd/${devid}`,
-  };
+  const { frontend, backend } = devicePaths("vbd", domid, devid);
+  return { fe: frontend, be: backend, libxl: `/libxl/${domid}/device/vbd/${devid}` };
 }
 
 /** `xl block-attach <domid> <spec>`: resolves when the disk is Connected in the guest. */
@@ -82,10 +82,10 @@ export async function attachDisk(
     await t.write(be, "");
     await t.setPerms(be, ["n0", `r${domid}`]);
     const back: [string, string][] = [
-      ["frontend", fe],
-      ["frontend-id", String(domid)],
+      [K.frontend, fe],
+      [K.frontendId, String(domid)],
       [BE.params, spec.target],
-      ["online", "1"],
+      [K.online, "1"],
       [BE.removable, "0"],
       [BE.bootable, "1"],
       [BE.dev, spec.vdev],
@@ -97,8 +97,8 @@ export async function attachDisk(
     ];
     for (const [k, v] of back) await t.write(`${be}/${k}`, v);
     const front: [string, string][] = [
-      ["backend", be],
-      ["backend-id", "0"],
+      [K.backend, be],
+      [K.backendId, "0"],
       [FE.virtualDevice, String(devid)],
       [FE.deviceType, deviceType],
       [FE.trusted, "1"],
@@ -107,18 +107,24 @@ export async function attachDisk(
     await t.write(`${libxl}/frontend`, fe);
     await t.write(`${libxl}/backend`, be);
     // Both states last, so neither end is probed before its directory is complete.
-    await t.write(`${fe}/state`, "1");
-    await t.write(`${be}/state`, "1");
+    await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
+    await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
   });
   try {
     await host.xs.wait(
-      [`${fe}/state`, `${be}/state`],
+      [`${fe}/${K.state}`, `${be}/${K.state}`],
       async (xs) => {
-        const f = await xs.tryRead(`${fe}/state`);
-        const b = await xs.tryRead(`${be}/state`);
-        if (f === "4") return true;
-        if (f === undefined || b === undefined || Number(f) >= 5 || Number(b) >= 5) {
-          const err = await xs.tryRead(`/local/domain/0/error/backend/vbd/${domid}/${devid}/error`);
+        const f = await xs.tryRead(`${fe}/${K.state}`);
+        const b = await xs.tryRead(`${be}/${K.state}`);
+        if (parseXenbusState(f) === XenbusState.Connected) return true;
+        if (
+          f === undefined ||
+          b === undefined ||
+          parseXenbusState(f) >= XenbusState.Closing ||
+          parseXenbusState(b) >= XenbusState.Closing
+        ) {
+          // blkback's devFatal leaves its reason in dom0's error directory, keyed by its nodename.
+          const err = await xs.tryRead(`${domainPath(0)}/${errorPath(be.slice(`${domainPath(0)}/`.length))}`);
           throw new Error(
             `Cannot attach disk ${spec.vdev}: the device closed (${err ?? `frontend ${f}, backend ${b}`})`,
           );
