@@ -162,8 +162,6 @@ export interface CoreOptions {
   keepOrphans?: boolean;
   log?: XsLogger;
   hooks?: DomainHooks;
-  /** Called for CONTROL `print`, `log on|off`. */
-  onControl?: (cmd: string, args: readonly string[]) => void;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -244,7 +242,6 @@ export class XenStoreCore {
   #watchSeq = 0;
   #connSeq = 0;
   readonly #hooks: DomainHooks;
-  readonly #onControl: (cmd: string, args: readonly string[]) => void;
   readonly #journal: StateJournal | null;
   /** Permissions of the special nodes; "privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
@@ -258,7 +255,6 @@ export class XenStoreCore {
     this.keepOrphans = opts.keepOrphans ?? false;
     this.log = opts.log ?? SILENT;
     this.#hooks = opts.hooks ?? {};
-    this.#onControl = opts.onControl ?? (() => {});
     this.#journal = opts.journal ?? null;
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
