@@ -5,6 +5,7 @@
  * No I/O here: transports feed requests in and deliver what comes out.
  */
 
+import { XS_SERVER_FEATURE } from "../ring/byte-ring.ts";
 import { DOMID_FIRST_RESERVED, DOMID_SELF } from "../xen/xen.ts";
 import { XsError, type XsErrorName } from "./errors.ts";
 import { atoi, baseOf, canonicalize, childPath, isChild, isValidNodename, parentOf } from "./paths.ts";
@@ -31,8 +32,11 @@ import {
 } from "./store.ts";
 import { typeName, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, type XsPacket, XsType } from "./wire.ts";
 
-/** Server feature bits in `xenstore_domain_interface.server_features`. */
-export const ServerFeature = { RECONNECTION: 1, ERROR: 2 } as const;
+/**
+ * The `server_features` bits this daemon offers (C xenstored 4.17: reconnection and error
+ * reporting): advertised in each ring's page and answered to GET_FEATURE.
+ */
+export const OFFERED_FEATURES = XS_SERVER_FEATURE.reconnection | XS_SERVER_FEATURE.error;
 
 export interface XsLogger {
   info(obj: object, msg: string): void;
@@ -1011,7 +1015,7 @@ export class XenStoreCore {
       if (!ctx.conn.privileged) throw new XsError("EACCES");
       if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
     }
-    return `${ServerFeature.RECONNECTION | ServerFeature.ERROR}\0`;
+    return `${OFFERED_FEATURES}\0`;
   }
 
   #setFeature(ctx: RequestContext): string {
@@ -1019,8 +1023,7 @@ export class XenStoreCore {
     if (args.length !== 2) throw new XsError("EINVAL");
     if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
     // Features can only be taken away from what the server offers.
-    if ((atoi(args[1]!) >>> 0) & ~(ServerFeature.RECONNECTION | ServerFeature.ERROR))
-      throw new XsError("EINVAL");
+    if ((atoi(args[1]!) >>> 0) & ~OFFERED_FEATURES) throw new XsError("EINVAL");
     return OK;
   }
 

@@ -49,7 +49,14 @@ import {
   XS_SERVER_FEATURE,
 } from "../ring/byte-ring.ts";
 import type { XsChannel, XsChannelSink } from "./client.ts";
-import { type Connection, deliver, type PacketSink, type XenStoreCore, type XsLogger } from "./core.ts";
+import {
+  type Connection,
+  deliver,
+  OFFERED_FEATURES,
+  type PacketSink,
+  type XenStoreCore,
+  type XsLogger,
+} from "./core.ts";
 import { ConnectionClosedError, XsProtocolError, XsRingError } from "./errors.ts";
 import { PACKET_OVERHEAD } from "./quota.ts";
 import {
@@ -87,7 +94,7 @@ export interface RingServerOptions {
 
 /**
  * The daemon's end of one domain's XenStore ring. Construction attaches it: it becomes the
- * connection's sink, advertises `server_features` (reconnection | error), resets the ring as
+ * connection's sink, advertises `server_features` (OFFERED_FEATURES), resets the ring as
  * INTRODUCE does and answers a reconnection request already pending.
  */
 export class RingServer implements PacketSink {
@@ -141,7 +148,7 @@ export class RingServer implements PacketSink {
     this.conn.sink = this;
     // Back under its hard memory quota (dom0 removed nodes, events timed out): read it again.
     if (!this.conn.privileged) this.#core.accounts.onRelief(this.conn.domid, () => this.#round());
-    this.intf.addServerFeatures(XS_SERVER_FEATURE.reconnection | XS_SERVER_FEATURE.error);
+    this.intf.addServerFeatures(OFFERED_FEATURES);
     this.introduced();
   }
 
