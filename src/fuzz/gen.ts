@@ -3,7 +3,7 @@
  * transaction ids are the connection's own live ones), as one byte stream. Every target sends
  * batches; the batch's bytes are what a failure prints.
  */
-import { XsType } from "../xenstore/wire.ts";
+import { concatBytes, latin1, XsType } from "../xenstore/wire.ts";
 import type { FuzzStats } from "./check.ts";
 import { type MutationContext, mutate } from "./mutate.ts";
 import type { Prng } from "./prng.ts";
@@ -41,7 +41,6 @@ export function makeBatch(o: BatchOptions): Batch {
   const { rng } = o;
   const n = rng.range(1, o.maxItems);
   const parts: Uint8Array[] = [];
-  let len = 0;
   const cx: MutationContext = {
     rng,
     corpus: o.corpus,
@@ -63,15 +62,8 @@ export function makeBatch(o: BatchOptions): Batch {
       for (const op of m.ops) o.stats.mutators.set(op, (o.stats.mutators.get(op) ?? 0) + 1);
     }
     parts.push(bytes);
-    len += bytes.byteLength;
   }
-  const out = new Uint8Array(len);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return { bytes: out, items: n };
+  return { bytes: concatBytes(parts), items: n };
 }
 
 /** Splits `bytes` into 1–4 chunks at random places (how a socket or ring may deliver them). */
@@ -87,7 +79,7 @@ export function chunks(bytes: Uint8Array, rng: Prng): Uint8Array[] {
 /** The request a target sends after a batch to learn that everything before it was handled. */
 export function sentinel(reqId: number): Uint8Array {
   // GET_DOMAIN_PATH answers every connection, privileged or not, whatever the store holds.
-  const payload = Buffer.from("0\0", "latin1");
+  const payload = latin1("0\0");
   const out = new Uint8Array(16 + payload.byteLength);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, XsType.GET_DOMAIN_PATH, true);

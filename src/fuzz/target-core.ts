@@ -12,9 +12,8 @@
 import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
 import { PayloadTooLargeError } from "../xenstore/errors.ts";
 import { DEFAULT_QUOTAS } from "../xenstore/quota.ts";
-import { encodePacket, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
+import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
 import { eventProblem, FuzzFailure, type FuzzStats, replyProblem } from "./check.ts";
-import { latin1 } from "./corpus.ts";
 import { StreamModel } from "./frame.ts";
 import { chunks, makeBatch } from "./gen.ts";
 import { type Exchange, goodClient } from "./good.ts";
@@ -121,7 +120,7 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
       await goodClient(exchange, `/fuzz-good-${batchNo}`, "n0\0");
       // CONTROL check over the wire too: it answers OK and logs nothing.
       const r = core.step(c, { type: XsType.CONTROL, reqId: 1, txId: 0, payload: latin1("check\0") }).reply;
-      if (Buffer.from(r.payload).toString("latin1") !== "OK\0") fail("CONTROL check did not answer OK");
+      if (fromLatin1(r.payload) !== "OK\0") fail("CONTROL check did not answer OK");
     } catch (e) {
       if (e instanceof FuzzFailure) throw e;
       fail((e as Error).message);

@@ -24,9 +24,8 @@ import { XenstoreInterface, XS_CONNECTION, XS_RING_ERROR } from "../ring/byte-ri
 import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
 import { DEFAULT_QUOTAS, WriteRateLimit } from "../xenstore/quota.ts";
 import { RingServer } from "../xenstore/transport-ring.ts";
-import { encodePacket, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
+import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
 import { eventProblem, FuzzFailure, FuzzStats, replyProblem } from "./check.ts";
-import { latin1 } from "./corpus.ts";
 import { StreamModel } from "./frame.ts";
 import { makeBatch, sentinel } from "./gen.ts";
 import { type Exchange, goodClient } from "./good.ts";
@@ -199,7 +198,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
     const c = core.connectSocket();
     const r = core.step(c, { type, reqId: 0, txId: 0, payload: latin1(payload) }).reply;
     core.disconnect(c);
-    const body = Buffer.from(r.payload).toString("latin1");
+    const body = fromLatin1(r.payload);
     return r.type === XsType.ERROR ? `ERROR ${body}` : body;
   };
 

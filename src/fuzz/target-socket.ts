@@ -16,9 +16,8 @@ import { createConnection, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_QUOTAS, HARD_QUOTAS, SOFT_QUOTAS } from "../xenstore/quota.ts";
-import { encodePacket, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
+import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
 import { eventProblem, FuzzFailure, replyProblem } from "./check.ts";
-import { latin1 } from "./corpus.ts";
 import { StreamModel } from "./frame.ts";
 import { chunks, makeBatch, sentinel } from "./gen.ts";
 import { type Exchange, goodClient } from "./good.ts";
@@ -211,10 +210,10 @@ export async function fuzzSocket(o: TargetOptions): Promise<void> {
         await goodClient(ex, `/fuzz-good-${batchNo}`, "n0\0");
         const before = daemon.stderr.length;
         const r = await ask(XsType.CONTROL, "check\0");
-        if (Buffer.from(r.payload).toString("latin1") !== "OK\0") fail("CONTROL check did not answer OK");
+        if (fromLatin1(r.payload) !== "OK\0") fail("CONTROL check did not answer OK");
         // What the fuzz left: everything but /tool goes, so the store stays small.
         const top = await ask(XsType.DIRECTORY, "/\0");
-        for (const name of Buffer.from(top.payload).toString("latin1").split("\0")) {
+        for (const name of fromLatin1(top.payload).split("\0")) {
           if (name !== "" && name !== "tool") await ask(XsType.RM, `/${name}\0`);
         }
         await new Promise((r) => setTimeout(r, 20)); // let the daemon's log line arrive
@@ -279,7 +278,7 @@ export async function fuzzSocket(o: TargetOptions): Promise<void> {
         if (problem !== null) fail(`${problem} (request ${hex(encodePacket(req!))})`);
         stats.reply(req!, p);
         if (req!.type === XsType.TRANSACTION_START && p.type === XsType.TRANSACTION_START) {
-          c.txIds.add(Number(Buffer.from(p.payload).toString("latin1").slice(0, -1)));
+          c.txIds.add(Number(fromLatin1(p.payload).slice(0, -1)));
         }
       }
       c.inbox.length = 0;

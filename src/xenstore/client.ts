@@ -16,8 +16,11 @@ import {
   XsProtocolError,
 } from "./errors.ts";
 import {
+  concatBytes,
+  firstString,
   fromUtf8,
   HEADER_SIZE,
+  joinStrings,
   PacketReader,
   splitStrings,
   typeName,
@@ -81,27 +84,6 @@ export function formatPerm(p: XsPerm): string {
 // ---------------------------------------------------------------------------------------
 // Payload helpers
 
-/** Each string NUL-terminated, then `tail` (raw bytes, e.g. a WRITE value) unterminated. */
-function payload(strings: readonly string[], tail?: Uint8Array): Uint8Array {
-  const parts = strings.map((s) => utf8(s));
-  let len = tail?.byteLength ?? 0;
-  for (const p of parts) len += p.byteLength + 1;
-  const out = new Uint8Array(len);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.byteLength + 1; // the NUL is already there
-  }
-  if (tail !== undefined) out.set(tail, pos);
-  return out;
-}
-
-/** A reply that is one string, with or without its NUL ("OK\0", "/local/domain/3\0"). */
-function replyString(b: Uint8Array): string {
-  const end = b.indexOf(0);
-  return fromUtf8(end === -1 ? b : b.subarray(0, end));
-}
-
 /** A reply that is a list of NUL-terminated strings ("a\0b\0"). */
 function replyList(b: Uint8Array): string[] {
   return splitStrings(b).parts;
@@ -129,7 +111,7 @@ export abstract class XsOps {
 
   /** The value of `path` as bytes (binary-safe). */
   readBytes(path: string): Promise<Uint8Array> {
-    return this.call(XsType.READ, payload([path]), path);
+    return this.call(XsType.READ, joinStrings([path]), path);
   }
 
   /** The value of `path` decoded as UTF-8. */
@@ -155,17 +137,17 @@ export abstract class XsOps {
   /** Writes `value` (a string is UTF-8 encoded); missing parents are created empty. */
   async write(path: string, value: string | Uint8Array): Promise<void> {
     const bytes = typeof value === "string" ? utf8(value) : value;
-    await this.call(XsType.WRITE, payload([path], bytes), path);
+    await this.call(XsType.WRITE, joinStrings([path], bytes), path);
   }
 
   /** Creates `path` with an empty value; does nothing if it exists. */
   async mkdir(path: string): Promise<void> {
-    await this.call(XsType.MKDIR, payload([path]), path);
+    await this.call(XsType.MKDIR, joinStrings([path]), path);
   }
 
   /** Removes `path` and its subtree; succeeds if `path` is missing but its parent exists. */
   async rm(path: string): Promise<void> {
-    await this.call(XsType.RM, payload([path]), path);
+    await this.call(XsType.RM, joinStrings([path]), path);
   }
 
   /**
@@ -174,7 +156,7 @@ export abstract class XsOps {
    */
   async directory(path: string): Promise<string[]> {
     try {
-      return replyList(await this.call(XsType.DIRECTORY, payload([path]), path));
+      return replyList(await this.call(XsType.DIRECTORY, joinStrings([path]), path));
     } catch (e) {
       if (!isErrno(e, "E2BIG")) throw e;
     }
@@ -209,7 +191,7 @@ export abstract class XsOps {
    * `"a\0b\0..."`. An unchanged `generation` between calls proves the list did not change.
    */
   async directoryPart(path: string, offset: number): Promise<XsDirectoryPart> {
-    const reply = await this.call(XsType.DIRECTORY_PART, payload([path, String(offset)]), path);
+    const reply = await this.call(XsType.DIRECTORY_PART, joinStrings([path, String(offset)]), path);
     // "gen\0" then whole "name\0" entries; an extra "\0" (an empty name) marks the end.
     const { parts, terminated } = splitStrings(reply);
     const generation = parts[0];
@@ -225,7 +207,7 @@ export abstract class XsOps {
 
   /** The permissions of `path`, owner first. */
   async getPerms(path: string): Promise<XsPerm[]> {
-    const strings = replyList(await this.call(XsType.GET_PERMS, payload([path]), path));
+    const strings = replyList(await this.call(XsType.GET_PERMS, joinStrings([path]), path));
     try {
       return strings.map(parsePerm);
     } catch (e) {
@@ -236,7 +218,7 @@ export abstract class XsOps {
   /** Sets the permissions of `path`; entries are `XsPerm`s or strings like `"r5"`. */
   async setPerms(path: string, perms: readonly (XsPerm | string)[]): Promise<void> {
     const strings = perms.map((p) => (typeof p === "string" ? p : formatPerm(p)));
-    await this.call(XsType.SET_PERMS, payload([path, ...strings]), path);
+    await this.call(XsType.SET_PERMS, joinStrings([path, ...strings]), path);
   }
 }
 
@@ -366,15 +348,7 @@ export class XsClient extends XsOps {
       this.#channel.write(box[0]!);
       return;
     }
-    let len = 0;
-    for (const p of box) len += p.byteLength;
-    const out = new Uint8Array(len);
-    let pos = 0;
-    for (const p of box) {
-      out.set(p, pos);
-      pos += p.byteLength;
-    }
-    this.#channel.write(out);
+    this.#channel.write(concatBytes(box));
   }
 
   #receive(chunk: Uint8Array): void {
@@ -403,7 +377,7 @@ export class XsClient extends XsOps {
     }
     this.#pending.delete(p.reqId);
     if (p.type === XsType.ERROR) {
-      const name = replyString(p.payload);
+      const name = firstString(p.payload);
       const errno = isXsErrorName(name) ? name : "EINVAL";
       const where =
         pending.what === "" ? typeName(pending.type) : `${typeName(pending.type)} "${pending.what}"`;
@@ -474,7 +448,7 @@ export class XsClient extends XsOps {
       this.#watches.set(token, set);
     }
     set.add(owner);
-    await this.call(XsType.WATCH, payload([path, token]), path);
+    await this.call(XsType.WATCH, joinStrings([path, token]), path);
   }
 
   /** @internal `owner` no longer wants events for `token`. */
@@ -491,7 +465,7 @@ export class XsClient extends XsOps {
       w._drop(path, token);
       if (!w._has(token)) this._forget(token, w);
     }
-    await this.call(XsType.UNWATCH, payload([path, token]), path);
+    await this.call(XsType.UNWATCH, joinStrings([path, token]), path);
   }
 
   #deliverEvent(body: Uint8Array): void {
@@ -519,7 +493,7 @@ export class XsClient extends XsOps {
   // -- transactions ----------------------------------------------------------------------
 
   async transactionStart(): Promise<XsTransaction> {
-    const id = Number(replyString(await this.call(XsType.TRANSACTION_START, payload([""]), "")));
+    const id = Number(firstString(await this.call(XsType.TRANSACTION_START, joinStrings([""]), "")));
     if (!Number.isInteger(id) || id <= 0 || id > 0xffffffff) {
       throw new XsProtocolError(`Cannot parse TRANSACTION_START reply: "${id}"`);
     }
@@ -531,7 +505,7 @@ export class XsClient extends XsOps {
     await this.request(
       XsType.TRANSACTION_END,
       txId,
-      payload([commit ? "T" : "F"]),
+      joinStrings([commit ? "T" : "F"]),
       commit ? "commit" : "abort",
     );
   }
@@ -602,12 +576,14 @@ export class XsClient extends XsOps {
 
   /** `/local/domain/<domid>`, as the daemon sees it. */
   async getDomainPath(domid: number): Promise<string> {
-    return replyString(await this.call(XsType.GET_DOMAIN_PATH, payload([domidString(domid)]), String(domid)));
+    return firstString(
+      await this.call(XsType.GET_DOMAIN_PATH, joinStrings([domidString(domid)]), String(domid)),
+    );
   }
 
   async isDomainIntroduced(domid: number): Promise<boolean> {
-    const r = replyString(
-      await this.call(XsType.IS_DOMAIN_INTRODUCED, payload([domidString(domid)]), String(domid)),
+    const r = firstString(
+      await this.call(XsType.IS_DOMAIN_INTRODUCED, joinStrings([domidString(domid)]), String(domid)),
     );
     return r !== "F";
   }
@@ -615,34 +591,34 @@ export class XsClient extends XsOps {
   /** Tells the daemon about domain `domid`'s ring page (`gfn`) and event channel `port`. */
   async introduce(domid: number, gfn: number | bigint, port: number): Promise<void> {
     const d = domidString(domid);
-    await this.call(XsType.INTRODUCE, payload([d, String(gfn), String(port)]), d);
+    await this.call(XsType.INTRODUCE, joinStrings([d, String(gfn), String(port)]), d);
   }
 
   async release(domid: number): Promise<void> {
-    await this.call(XsType.RELEASE, payload([domidString(domid)]), String(domid));
+    await this.call(XsType.RELEASE, joinStrings([domidString(domid)]), String(domid));
   }
 
   async resume(domid: number): Promise<void> {
-    await this.call(XsType.RESUME, payload([domidString(domid)]), String(domid));
+    await this.call(XsType.RESUME, joinStrings([domidString(domid)]), String(domid));
   }
 
   /** Lets `domid` act for `target` (a stub domain and its guest). */
   async setTarget(domid: number, target: number): Promise<void> {
     const d = domidString(domid);
-    await this.call(XsType.SET_TARGET, payload([d, domidString(target)]), d);
+    await this.call(XsType.SET_TARGET, joinStrings([d, domidString(target)]), d);
   }
 
   /** Drops every watch of this connection, in the daemon and here. */
   async resetWatches(): Promise<void> {
-    await this.call(XsType.RESET_WATCHES, payload([""]), "");
+    await this.call(XsType.RESET_WATCHES, joinStrings([""]), "");
     for (const set of this.#watches.values()) for (const w of set) w._end(null);
     this.#watches.clear();
   }
 
   /** `xenstore-control cmd args...`: the daemon's text reply. */
   async control(cmd: string, ...args: string[]): Promise<string> {
-    const reply = await this.call(XsType.CONTROL, payload([cmd, ...args]), cmd);
-    return replyString(reply);
+    const reply = await this.call(XsType.CONTROL, joinStrings([cmd, ...args]), cmd);
+    return firstString(reply);
   }
 }
 

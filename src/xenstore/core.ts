@@ -30,7 +30,17 @@ import {
   Transaction,
   View,
 } from "./store.ts";
-import { typeName, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, type XsPacket, XsType } from "./wire.ts";
+import {
+  fromLatin1,
+  getStrings,
+  latin1,
+  onearg,
+  typeName,
+  XENSTORE_PAYLOAD_MAX,
+  XENSTORE_REL_PATH_MAX,
+  type XsPacket,
+  XsType,
+} from "./wire.ts";
 
 /**
  * The `server_features` bits this daemon offers (C xenstored 4.17: reconnection and error
@@ -193,38 +203,6 @@ interface RequestContext {
 const OK = "OK\0";
 const EMPTY = new Uint8Array(0);
 
-/** NUL-terminated strings of a payload; bytes after the last NUL are ignored (C `get_strings`). */
-function strings(payload: Uint8Array): string[] {
-  const out: string[] = [];
-  let start = 0;
-  for (let i = 0; i < payload.byteLength; i++) {
-    if (payload[i] === 0) {
-      out.push(latin1(payload, start, i));
-      start = i + 1;
-    }
-  }
-  return out;
-}
-
-/** The one argument of a request: exactly one NUL, at the end (C `onearg`); else null. */
-function onearg(payload: Uint8Array): string | null {
-  const n = payload.byteLength;
-  if (n === 0) return null;
-  const nul = payload.indexOf(0);
-  if (nul !== n - 1) return null;
-  return latin1(payload, 0, n - 1);
-}
-
-/** Bytes as a string, one char per byte (latin1): exact for any byte, and never throws. */
-function latin1(b: Uint8Array, start: number, end: number): string {
-  return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString("latin1");
-}
-
-/** The inverse of latin1(). */
-function ascii(s: string): Uint8Array {
-  return Buffer.from(s, "latin1");
-}
-
 export class XenStoreCore {
   readonly store = new Store();
   readonly quotas: Quotas;
@@ -368,7 +346,7 @@ export class XenStoreCore {
       return { reply, events: [...before, ...after], out };
     };
     const error = (errno: XsErrorName) =>
-      finish({ type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: ascii(`${errno}\0`) });
+      finish({ type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: latin1(`${errno}\0`) });
     const f = this.#table.get(req.type);
     if (f === undefined) {
       this.log.debug({ conn: conn.label, type: req.type }, `unknown operation ${typeName(req.type)}`);
@@ -398,7 +376,7 @@ export class XenStoreCore {
     }
     this.#fireAll(view.fires, before);
     this.#debitWrites(conn, tx, view);
-    const bytes = typeof result === "string" ? ascii(result) : result;
+    const bytes = typeof result === "string" ? latin1(result) : result;
     if (bytes.byteLength > XENSTORE_PAYLOAD_MAX) return error("E2BIG");
     return finish({ type: req.type, reqId: req.reqId, txId: req.txId, payload: bytes });
   }
@@ -661,13 +639,13 @@ export class XenStoreCore {
   }
 
   #directoryPart(ctx: RequestContext): Uint8Array {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length !== 2) throw new XsError("EINVAL");
     const node = this.#getNode(ctx, this.#canon(ctx, args[0]!), Perm.READ);
     const off = atoi(args[1]!) >>> 0;
     const all = childrenBytes(node.children);
     const gen = `${node.generation}\0`;
-    if (off >= all.byteLength) return ascii(`${gen}\0`);
+    if (off >= all.byteLength) return latin1(`${gen}\0`);
     // Whole names only, as many as fit with the generation and the final empty string.
     const maxlen = XENSTORE_PAYLOAD_MAX - gen.length - 1;
     let len = 0;
@@ -681,7 +659,7 @@ export class XenStoreCore {
     }
     const complete = off + len === all.byteLength;
     const out = new Uint8Array(gen.length + len + (complete ? 1 : 0));
-    out.set(ascii(gen), 0);
+    out.set(latin1(gen), 0);
     out.set(all.subarray(off, off + len), gen.length);
     return out;
   }
@@ -695,7 +673,7 @@ export class XenStoreCore {
     const p = ctx.payload;
     const nul = p.indexOf(0);
     if (nul < 0) throw new XsError("EINVAL");
-    const name = canonicalize(ctx.conn.home, latin1(p, 0, nul));
+    const name = canonicalize(ctx.conn.home, fromLatin1(p, 0, nul));
     const value = p.slice(nul + 1);
     let node: Node;
     const cur = this.#lookup(ctx, name, Perm.WRITE);
@@ -738,7 +716,7 @@ export class XenStoreCore {
   }
 
   #setPerms(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length < 2) throw new XsError("EINVAL");
     const permStrings = args.slice(1);
     const permLimit = this.accounts.limit(ctx.conn.domid, "permissions");
@@ -781,7 +759,7 @@ export class XenStoreCore {
 
   #watch(ctx: RequestContext): string {
     const { conn } = ctx;
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length !== 2) throw new XsError("EINVAL");
     let path = args[0]!;
     const token = args[1]!;
@@ -811,7 +789,7 @@ export class XenStoreCore {
   }
 
   #unwatch(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length !== 2) throw new XsError("EINVAL");
     const path = canonicalize(ctx.conn.home, args[0]!);
     const token = args[1]!;
@@ -884,7 +862,7 @@ export class XenStoreCore {
   }
 
   #introduce(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length < 3) throw new XsError("EINVAL");
     const domid = atoi(args[0]!) >>> 0;
     const port = atoi(args[2]!) >>> 0;
@@ -994,7 +972,7 @@ export class XenStoreCore {
   }
 
   #setTarget(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length < 2) throw new XsError("EINVAL");
     const connected = (domid: number): Domain => {
       const d = this.domains.get(domid);
@@ -1009,7 +987,7 @@ export class XenStoreCore {
   }
 
   #getFeature(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length > 1) throw new XsError("EINVAL");
     if (args.length === 1) {
       if (!ctx.conn.privileged) throw new XsError("EACCES");
@@ -1019,7 +997,7 @@ export class XenStoreCore {
   }
 
   #setFeature(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length !== 2) throw new XsError("EINVAL");
     if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
     // Features can only be taken away from what the server offers.
@@ -1028,7 +1006,7 @@ export class XenStoreCore {
   }
 
   #getQuota(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length === 0) return `${HARD_QUOTAS.map((q) => q.name).join(" ")}\0`;
     const name = args[args.length - 1]!;
     const q = HARD_QUOTAS.find((x) => x.name === name);
@@ -1040,7 +1018,7 @@ export class XenStoreCore {
   }
 
   #setQuota(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length < 2 || args.length > 3) throw new XsError("EINVAL");
     const name = args[args.length - 2]!;
     const q = HARD_QUOTAS.find((x) => x.name === name);
@@ -1060,7 +1038,7 @@ export class XenStoreCore {
   // ---------------------------------------------------------------- CONTROL
 
   #control(ctx: RequestContext): Uint8Array | string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length === 0) throw new XsError("EINVAL");
     const [cmd, ...rest] = args as [string, ...string[]];
     const c = CONTROL_COMMANDS.find((x) => x.cmd === cmd);
@@ -1144,7 +1122,7 @@ export class XenStoreCore {
 }
 
 function eventPacket(path: string, token: string): XsPacket {
-  return { type: XsType.WATCH_EVENT, reqId: 0, txId: 0, payload: ascii(`${path}\0${token}\0`) };
+  return { type: XsType.WATCH_EVENT, reqId: 0, txId: 0, payload: latin1(`${path}\0${token}\0`) };
 }
 
 /** The path an event reports: relative watches see paths relative to their home. */

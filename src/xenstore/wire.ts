@@ -100,6 +100,12 @@ export function encodePacket(p: XsPacket): Uint8Array {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------
+// Payloads: NUL-terminated strings, and the bytes after them
+//
+// The daemon reads a payload as C xenstored does, one char per byte (latin1), so any byte
+// survives and nothing throws; a client speaks UTF-8 strings.
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: false });
 
@@ -112,13 +118,36 @@ export function fromUtf8(b: Uint8Array): string {
   return decoder.decode(b);
 }
 
-/** `["a","b"]` → `a\0b\0`: each string NUL-terminated. */
-export function joinStrings(parts: readonly string[]): Uint8Array {
-  return utf8(parts.map((s) => `${s}\0`).join(""));
+/** Bytes of a string, one byte per char (latin1): what the daemon sends back is exact. */
+export function latin1(s: string): Uint8Array {
+  return Buffer.from(s, "latin1");
+}
+
+/** Bytes `start` to `end` of `b` as a string, one char per byte: exact for any byte. */
+export function fromLatin1(b: Uint8Array, start = 0, end = b.byteLength): string {
+  return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString("latin1");
 }
 
 /**
- * Splits a payload into its NUL-terminated strings. Bytes after the last NUL (an
+ * `["a","b"]` → `a\0b\0` (UTF-8, each string NUL-terminated), then `tail` as it is, with no
+ * NUL: the raw value of a WRITE.
+ */
+export function joinStrings(parts: readonly string[], tail?: Uint8Array): Uint8Array {
+  const encoded = parts.map(utf8);
+  let len = tail?.byteLength ?? 0;
+  for (const p of encoded) len += p.byteLength + 1;
+  const out = new Uint8Array(len);
+  let pos = 0;
+  for (const p of encoded) {
+    out.set(p, pos);
+    pos += p.byteLength + 1; // the NUL is already there
+  }
+  if (tail !== undefined) out.set(tail, pos);
+  return out;
+}
+
+/**
+ * Splits a payload into its NUL-terminated strings (UTF-8). Bytes after the last NUL (an
  * unterminated tail) are returned as the final element, so callers can tell
  * `"a\0"` (["a"]) from `"a"` (["a"] with `terminated: false`).
  */
@@ -134,6 +163,50 @@ export function splitStrings(payload: Uint8Array): { parts: string[]; terminated
   const terminated = start === payload.byteLength;
   if (!terminated) parts.push(fromUtf8(payload.subarray(start)));
   return { parts, terminated };
+}
+
+/** The first string of a payload, with or without its NUL (`"OK\0"`, `"/local/domain/3\0"`). */
+export function firstString(b: Uint8Array): string {
+  const end = b.indexOf(0);
+  return fromUtf8(end === -1 ? b : b.subarray(0, end));
+}
+
+/**
+ * The arguments of a request as C xenstored reads them (`get_strings`): its NUL-terminated
+ * strings, latin1; bytes after the last NUL are ignored.
+ */
+export function getStrings(payload: Uint8Array): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < payload.byteLength; i++) {
+    if (payload[i] === 0) {
+      out.push(fromLatin1(payload, start, i));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+/** The one argument of a request: exactly one NUL, at the end (C `onearg`); else null. */
+export function onearg(payload: Uint8Array): string | null {
+  const n = payload.byteLength;
+  if (n === 0) return null;
+  const nul = payload.indexOf(0);
+  if (nul !== n - 1) return null;
+  return fromLatin1(payload, 0, n - 1);
+}
+
+/** The bytes of `parts`, one after the other, in a new array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let len = 0;
+  for (const p of parts) len += p.byteLength;
+  const out = new Uint8Array(len);
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.byteLength;
+  }
+  return out;
 }
 
 /**
