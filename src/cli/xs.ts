@@ -18,6 +18,7 @@ import { existsSync } from "node:fs";
 import type { XsClient, XsOps, XsTransaction } from "../xenstore/client.ts";
 import { ConnectionClosedError, XsError } from "../xenstore/errors.ts";
 import { connectXenstore, xenstoredSocketPath } from "../xenstore/transport-socket-client.ts";
+import { atoi } from "../xenstore/wire.ts";
 
 const XENBUS_DEVICES = ["/dev/xen/xenbus", "/proc/xen/xenbus"];
 
@@ -249,17 +250,6 @@ function strerror(e: unknown): string {
 }
 
 const WS = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]);
-
-/** glibc atoi(): strtol base 10 (clamped to long on overflow), then truncated to int. */
-function atoi(s: string): number {
-  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
-  if (m === null) return 0;
-  let v = BigInt(m[1]!);
-  const LONG_MAX = (1n << 63n) - 1n;
-  if (v > LONG_MAX) v = LONG_MAX;
-  if (v < -LONG_MAX - 1n) v = -LONG_MAX - 1n;
-  return Number(BigInt.asIntN(32, v));
-}
 
 const encoder = new TextEncoder();
 

@@ -8,7 +8,7 @@
 import { XS_SERVER_FEATURE } from "../ring/byte-ring.ts";
 import { DOMID_FIRST_RESERVED, DOMID_SELF } from "../xen/xen.ts";
 import { XsError, type XsErrorName } from "./errors.ts";
-import { atoi, baseOf, canonicalize, childPath, isChild, isValidNodename, parentOf } from "./paths.ts";
+import { baseOf, canonicalize, childPath, isChild, isValidNodename, parentOf } from "./paths.ts";
 import { formatPerm, Perm, type PermEntry, type Perms, parsePerm, permFor } from "./perms.ts";
 import {
   AccountedView,
@@ -31,6 +31,7 @@ import {
   View,
 } from "./store.ts";
 import {
+  atoi,
   fromLatin1,
   getStrings,
   latin1,

@@ -196,6 +196,28 @@ export function onearg(payload: Uint8Array): string | null {
   return fromLatin1(payload, 0, n - 1);
 }
 
+/**
+ * glibc's `atoi` on x86_64, which C xenstored and the C tools use for the numbers in their
+ * arguments: `(int) strtol(s, NULL, 10)`. Optional blanks and a sign, then decimal digits;
+ * anything else ends the number, and no digits give 0. `strtol` clamps a value beyond `long`
+ * (64 bits) to LONG_MIN or LONG_MAX, then the cast to `int` keeps the low 32 bits:
+ * "4294967297" is 1, "2147483648" is -2147483648, "99999999999999999999" is -1 (LONG_MAX)
+ * and "-99999999999999999999" is 0 (LONG_MIN).
+ */
+export function atoi(s: string): number {
+  const m = /^[ \t\n\v\f\r]*([+-]?)(\d+)/.exec(s);
+  if (m === null) return 0;
+  const digits = m[2]!;
+  // Fifteen digits are exact in a double, and `| 0` keeps the low 32 bits as the cast does.
+  if (digits.length <= 15) return (m[1] === "-" ? -Number(digits) : Number(digits)) | 0;
+  let v = BigInt(digits);
+  if (m[1] === "-") v = -v;
+  const LONG_MAX = (1n << 63n) - 1n;
+  if (v > LONG_MAX) v = LONG_MAX;
+  else if (v < -LONG_MAX - 1n) v = -LONG_MAX - 1n;
+  return Number(BigInt.asIntN(32, v));
+}
+
 /** The bytes of `parts`, one after the other, in a new array. */
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   let len = 0;
