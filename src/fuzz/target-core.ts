@@ -2,15 +2,14 @@
  * Fuzz target (a), in process: bytes → `PacketReader` (fed in random chunks, and checked
  * against the fuzzer's own framing model) → `XenStoreCore.step()`, on two dom0 connections and
  * two guests (dom1, dom5, unprivileged). Checks after every request: no exception escapes the
- * step (the core has no "close the connection" exception: only the framer's
- * PayloadTooLargeError ends a connection), the reply is well formed and answers that request,
+ * step (the core has no "close the connection" exception: only a header the framer refuses,
+ * `PacketReader.error`, ends a connection), the reply is well formed and answers that request,
  * a request answered with an error changed no node, every event is well formed and goes to an
  * open connection. Every 512 batches, CONTROL `check`
  * must find the tree and the node counters consistent; every 256, a fresh client runs the
  * well-behaved script. A new core every 5 000 packets keeps the store small.
  */
 import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
-import { PayloadTooLargeError } from "../xenstore/errors.ts";
 import { DEFAULT_QUOTAS } from "../xenstore/quota.ts";
 import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
 import { eventProblem, FuzzFailure, type FuzzStats, replyProblem } from "./check.ts";
@@ -140,9 +139,11 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
       try {
         got.push(...cl.reader.push(ch));
       } catch (e) {
-        if (!(e instanceof PayloadTooLargeError)) fail(`PacketReader threw ${(e as Error).stack}`);
-        tooLarge = (e as PayloadTooLargeError).length;
-        got.push(...(e as PayloadTooLargeError).packets);
+        fail(`PacketReader threw ${(e as Error).stack}`);
+      }
+      const error = cl.reader.error;
+      if (error !== null) {
+        tooLarge = error.length;
         break;
       }
     }

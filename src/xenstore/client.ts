@@ -353,11 +353,11 @@ export class XsClient extends XsOps {
 
   #receive(chunk: Uint8Array): void {
     if (this.#closedWith !== null) return;
-    let packets: XsPacket[];
-    try {
-      packets = this.#reader.push(chunk);
-    } catch (e) {
-      this.#fail(e instanceof Error ? e : new XsProtocolError(String(e)));
+    const packets = this.#reader.push(chunk);
+    // A daemon that announces an over-long reply cannot be trusted with anything it sent.
+    const tooLarge = this.#reader.error;
+    if (tooLarge !== null) {
+      this.#fail(tooLarge);
       return;
     }
     for (const p of packets) this.#dispatch(p);

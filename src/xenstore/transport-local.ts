@@ -36,13 +36,20 @@ export class LocalChannel implements XsChannel {
       if (this.conn.closed) return;
       deliver(this.#core.step(this.conn, p).out);
     }
+    // A header announcing too much ends the connection, as on the socket.
+    const tooLarge = this.#reader.error;
+    if (tooLarge !== null) this.#close(tooLarge);
   }
 
   close(): void {
+    this.#close(undefined);
+  }
+
+  #close(error: Error | undefined): void {
     this.#core.disconnect(this.conn);
     const sink = this.#sink;
     this.#sink = null;
-    sink?.closed();
+    sink?.closed(error);
   }
 
   #flush(): void {

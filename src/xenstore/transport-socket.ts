@@ -7,7 +7,6 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
 import { type Connection, deliver, isQueuedDuplicate, type PacketSink, type XenStoreCore } from "./core.ts";
-import { PayloadTooLargeError } from "./errors.ts";
 import { HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
 
 /** Stop reading from a client whose unread output passes this, until it drains. */
@@ -75,22 +74,15 @@ export class SocketTransport implements PacketSink {
     const log = this.#core.log;
     socket.on("data", (chunk: Buffer) => {
       if (conn.closed) return;
-      let packets: XsPacket[];
-      let tooLarge: PayloadTooLargeError | null = null;
-      try {
-        packets = client.reader.push(chunk);
-      } catch (e) {
-        if (!(e instanceof PayloadTooLargeError)) throw e;
-        // C xenstored handles the requests before the bad header, one at a time, then drops
-        // the connection when it reads that header.
-        tooLarge = e;
-        packets = e.packets;
-      }
+      // After a header announcing too much, the packets before it are still here: C xenstored
+      // handles them, one at a time, then drops the connection when it reads that header.
+      const packets = client.reader.push(chunk);
       for (const p of packets) {
         if (conn.closed) break;
         this.#trace?.("IN", conn, p);
         deliver(this.#core.step(conn, p).out);
       }
+      const tooLarge = client.reader.error;
       if (tooLarge !== null) {
         log.warn({ conn: conn.label, len: tooLarge.length }, "payload over 4096 bytes: dropping connection");
         this.#flush();

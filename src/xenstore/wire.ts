@@ -233,12 +233,14 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 
 /**
  * Streaming frame reader: `push(chunk)` returns every packet completed by that chunk. A
- * header announcing more than `XENSTORE_PAYLOAD_MAX` bytes throws `PayloadTooLargeError`
- * (xenstored drops such a connection), which carries the packets completed before that
- * header; after that the reader must not be used.
+ * header announcing more than `XENSTORE_PAYLOAD_MAX` bytes stops it: that `push` returns the
+ * packets completed before the header and sets `error`, which the caller checks after each
+ * push. C xenstored reads one request at a time, so it handles those packets, then drops the
+ * connection when it reads the header; the reader reads nothing more.
  *
  *   state HEADER: collect 16 bytes → decode len → state BODY (or emit if len = 0)
  *   state BODY:   collect len bytes → emit → state HEADER
+ *   state ERROR:  a header announced too much: `error` is set, input is ignored
  */
 export class PacketReader {
   readonly #max: number;
@@ -247,9 +249,15 @@ export class PacketReader {
   #current: XsHeader | null = null;
   #body: Uint8Array | null = null;
   #bodyFill = 0;
+  #error: PayloadTooLargeError | null = null;
 
   constructor(maxPayload = XENSTORE_PAYLOAD_MAX) {
     this.#max = maxPayload;
+  }
+
+  /** Set once a header announced more than the limit; the stream is then unusable. */
+  get error(): PayloadTooLargeError | null {
+    return this.#error;
   }
 
   /** True while part of a packet has been read. */
@@ -259,6 +267,7 @@ export class PacketReader {
 
   push(chunk: Uint8Array): XsPacket[] {
     const out: XsPacket[] = [];
+    if (this.#error !== null) return out;
     let pos = 0;
     const n = chunk.byteLength;
     while (pos < n) {
@@ -267,7 +276,7 @@ export class PacketReader {
         if (this.#headerFill === 0 && n - pos >= HEADER_SIZE) {
           const h = decodeHeader(chunk, pos);
           pos += HEADER_SIZE;
-          if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max, out);
+          if (h.len > this.#max) return this.#fail(h.len, out);
           if (n - pos >= h.len) {
             // Copy: the chunk's buffer may be reused by the transport.
             out.push({ type: h.type, reqId: h.reqId, txId: h.txId, payload: chunk.slice(pos, pos + h.len) });
@@ -284,7 +293,7 @@ export class PacketReader {
         if (this.#headerFill < HEADER_SIZE) break;
         this.#headerFill = 0;
         const h = decodeHeader(this.#header);
-        if (h.len > this.#max) throw new PayloadTooLargeError(h.len, this.#max, out);
+        if (h.len > this.#max) return this.#fail(h.len, out);
         this.#start(h);
         if (h.len === 0) out.push(this.#finish());
         continue;
@@ -296,6 +305,11 @@ export class PacketReader {
       pos += take;
       if (this.#bodyFill === body.byteLength) out.push(this.#finish());
     }
+    return out;
+  }
+
+  #fail(len: number, out: XsPacket[]): XsPacket[] {
+    this.#error = new PayloadTooLargeError(len, this.#max);
     return out;
   }
 

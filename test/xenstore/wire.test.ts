@@ -111,7 +111,14 @@ describe("PacketReader", () => {
   it("rejects payload over 4096 bytes as soon as the header is in", () => {
     const h = encodePacket({ type: XsType.WRITE, reqId: 0, txId: 0, payload: new Uint8Array(4097) });
     const r = new PacketReader();
-    assert.throws(() => feed(r, h.subarray(0, HEADER_SIZE), 1), PayloadTooLargeError);
+    feed(r, h.subarray(0, HEADER_SIZE - 1), 1);
+    const early = r.error;
+    assert.equal(early, null, "not before the header is in");
+    feed(r, h.subarray(HEADER_SIZE - 1, HEADER_SIZE), 1);
+    const err = r.error;
+    assert.ok(err instanceof PayloadTooLargeError);
+    assert.equal(err.length, 4097);
+    assert.deepEqual(r.push(h), [], "and reads nothing after it");
   });
 
   it("reports a partial packet while one is being read", () => {
