@@ -15,8 +15,9 @@
  * an unknown option is reported and then ignored, `-s` is accepted and does nothing.
  */
 import { existsSync } from "node:fs";
-import type { XsClient, XsOps, XsTransaction } from "../xenstore/client.ts";
+import { permEntry, type XsClient, type XsOps, type XsTransaction } from "../xenstore/client.ts";
 import { ConnectionClosedError, XsError } from "../xenstore/errors.ts";
+import { formatPerm } from "../xenstore/perms.ts";
 import { connectXenstore, xenstoredSocketPath } from "../xenstore/transport-socket-client.ts";
 import { atoi } from "../xenstore/wire.ts";
 
@@ -717,7 +718,8 @@ class Lister {
 
       if (pendingPerms !== null) {
         const perms = await pendingPerms;
-        if (perms.ok) tool.print(`  (${perms.value.map(formatPermC).join(",")})`);
+        // xs_perm_to_string prints the domid as a C int, as perms.ts formatPerm does.
+        if (perms.ok) tool.print(`  (${perms.value.map((p) => formatPerm(permEntry(p))).join(",")})`);
         else tool.warn(`\ncould not access permissions for ${name}`, perms.error);
       }
       tool.print("\n");
@@ -734,12 +736,6 @@ function settle<T>(p: Promise<T>): Promise<Settled<T>> {
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),
   );
-}
-
-/** xs_perm_to_string: the domid printed as a C int. */
-function formatPermC(p: { id: number; read: boolean; write: boolean }): string {
-  const letter = p.read ? (p.write ? "b" : "r") : p.write ? "w" : "n";
-  return `${letter}${p.id | 0}`;
 }
 
 // -- chmod ------------------------------------------------------------------------------

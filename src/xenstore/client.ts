@@ -8,6 +8,7 @@
  * token. Requests issued in the same tick are coalesced into one channel write.
  * (Linux `xenbus_xs.c` `xs_talkv`; libxenstore `xs.c`; ocaml-xenstore client.)
  */
+
 import {
   ConnectionClosedError,
   isXsErrorName,
@@ -15,6 +16,7 @@ import {
   XsError,
   XsProtocolError,
 } from "./errors.ts";
+import { Perm, type PermEntry, parsePerm as parseEntry, permLetter } from "./perms.ts";
 import {
   concatBytes,
   firstString,
@@ -62,23 +64,31 @@ export interface XsPerm {
   readonly write: boolean;
 }
 
-const PERM_RE = /^([nrwb])(\d+)$/;
-
-/** `"r5"` → `{id: 5, read: true, write: false}`. Throws RangeError on anything else. */
+/**
+ * `"r5"` → `{id: 5, read: true, write: false}`: a letter and a decimal domid of at most 32
+ * bits (perms.ts, strict). Throws RangeError on anything else.
+ */
 export function parsePerm(s: string): XsPerm {
-  const m = PERM_RE.exec(s);
-  const id = m === null ? Number.NaN : Number(m[2]);
-  if (m === null || id > 0xffffffff) {
+  const p = parseEntry(s, STRICT);
+  if (p === null) {
     throw new RangeError(`Cannot parse permission "${s}": expected n, r, w or b and a domid`);
   }
-  const letter = m[1];
-  return { id, read: letter === "r" || letter === "b", write: letter === "w" || letter === "b" };
+  return { id: p.id, read: (p.perms & Perm.READ) !== 0, write: (p.perms & Perm.WRITE) !== 0 };
 }
 
-/** `{id: 7, read: false, write: true}` → `"w7"`. */
+const STRICT = { strict: true } as const;
+
+/** The entry as perms.ts holds it: READ | WRITE bits. */
+export function permEntry(p: XsPerm): PermEntry {
+  return { id: p.id, perms: (p.read ? Perm.READ : 0) | (p.write ? Perm.WRITE : 0) };
+}
+
+/**
+ * `{id: 7, read: false, write: true}` → `"w7"`, the domid as the number it is (C tools print
+ * it as an int: perms.ts `formatPerm(permEntry(p))`).
+ */
 export function formatPerm(p: XsPerm): string {
-  const letter = p.read ? (p.write ? "b" : "r") : p.write ? "w" : "n";
-  return `${letter}${p.id}`;
+  return `${permLetter(permEntry(p).perms)}${p.id}`;
 }
 
 // ---------------------------------------------------------------------------------------
