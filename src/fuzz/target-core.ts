@@ -9,7 +9,8 @@
  * must find the tree and the node counters consistent; every 256, a fresh client runs the
  * well-behaved script. A new core every 5 000 packets keeps the store small.
  */
-import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
+import { XenStoreCore } from "../xenstore/core.ts";
+import type { Connection, XsLogger } from "../xenstore/daemon.ts";
 import { DEFAULT_QUOTAS } from "../xenstore/quota.ts";
 import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
 import { eventProblem, FuzzFailure, type FuzzStats, replyProblem } from "./check.ts";

@@ -21,7 +21,8 @@
  *   far ahead of any batch (see CLOCK_STEP_MS), so it never holds a ring back.
  */
 import { XenstoreInterface, XS_CONNECTION, XS_RING_ERROR } from "../ring/byte-ring.ts";
-import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
+import { XenStoreCore } from "../xenstore/core.ts";
+import type { Connection, XsLogger } from "../xenstore/daemon.ts";
 import { DEFAULT_QUOTAS, WriteRateLimit } from "../xenstore/quota.ts";
 import { RingServer } from "../xenstore/transport-ring.ts";
 import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";

@@ -5,7 +5,9 @@
  * dom0, privileged, its replies delivered at the end of the current turn.
  */
 import type { XsChannel, XsChannelSink } from "./client.ts";
-import { type Connection, deliver, isQueuedDuplicate, type XenStoreCore } from "./core.ts";
+import type { XenStoreCore } from "./core.ts";
+import { type Connection, deliver } from "./daemon.ts";
+import { isQueuedDuplicate } from "./watch.ts";
 import { encodePacket, PacketReader, type XsPacket } from "./wire.ts";
 
 export class LocalChannel implements XsChannel {

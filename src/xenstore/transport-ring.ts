@@ -49,16 +49,12 @@ import {
   XS_SERVER_FEATURE,
 } from "../ring/byte-ring.ts";
 import type { XsChannel, XsChannelSink } from "./client.ts";
-import {
-  type Connection,
-  deliver,
-  OFFERED_FEATURES,
-  type PacketSink,
-  type XenStoreCore,
-  type XsLogger,
-} from "./core.ts";
+import type { XenStoreCore } from "./core.ts";
+import { type Connection, deliver, type PacketSink, type XsLogger } from "./daemon.ts";
+import { OFFERED_FEATURES } from "./domain.ts";
 import { ConnectionClosedError, XsProtocolError, XsRingError } from "./errors.ts";
 import { PACKET_OVERHEAD } from "./quota.ts";
+import { duplicateKey } from "./watch.ts";
 import {
   decodeHeader,
   encodePacket,
@@ -118,8 +114,8 @@ export class RingServer implements PacketSink {
   /** Replies (not watch events) queued and not yet fully written: C `nboutstanding`. */
   #outstanding = 0;
   /**
-   * Payloads of the watch events queued (not `@` ones), so a duplicate is found without a scan
-   * of the queue (C drops an event identical to one still queued).
+   * The `duplicateKey` of each watch event queued, so the duplicate rule (watch.ts) holds
+   * without a scan of a queue that may be long.
    */
   readonly #queuedEvents = new Set<string>();
   /** When each queued watch event of an unprivileged domain times out (C `timeout_msec`). */
@@ -195,11 +191,10 @@ export class RingServer implements PacketSink {
     if (p.type === XsType.WATCH_EVENT) {
       // C `send_event`: a duplicate of a queued event is dropped; so is an event that would
       // take the domain to its hard memory quota; an unread event times out.
-      const special = p.payload[0] === 64; /* @ */
-      const key = special ? "" : Buffer.from(p.payload).toString("latin1");
-      if (!special && this.#queuedEvents.has(key)) return;
+      const key = duplicateKey(p);
+      if (key !== null && this.#queuedEvents.has(key)) return;
       if (!accounts.memoryAdd(this.conn.domid, size, true)) return;
-      if (!special) this.#queuedEvents.add(key);
+      if (key !== null) this.#queuedEvents.add(key);
       const timeout = accounts.limit(this.conn.domid, "watchEventTimeoutMs");
       if (!this.conn.privileged && timeout > 0) {
         const deadline = performance.now() + timeout;
@@ -365,7 +360,8 @@ export class RingServer implements PacketSink {
         clearTimeout(this.#expiry);
         this.#expiry = null;
       }
-      if (p.payload[0] !== 64) this.#queuedEvents.delete(Buffer.from(p.payload).toString("latin1"));
+      const key = duplicateKey(p);
+      if (key !== null) this.#queuedEvents.delete(key);
     } else {
       this.#outstanding--;
       accounts.outstandingAdd(this.conn.domid, -1);

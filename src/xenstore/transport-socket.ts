@@ -6,7 +6,9 @@
 
 import { createServer, type Server, type Socket } from "node:net";
 import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
-import { type Connection, deliver, isQueuedDuplicate, type PacketSink, type XenStoreCore } from "./core.ts";
+import type { XenStoreCore } from "./core.ts";
+import { type Connection, deliver, type PacketSink } from "./daemon.ts";
+import { isQueuedDuplicate } from "./watch.ts";
 import { HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
 
 /** Stop reading from a client whose unread output passes this, until it drains. */
