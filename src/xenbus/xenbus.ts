@@ -25,7 +25,7 @@
  */
 import type { Kernel, MappedPage } from "../kernel/kernel.ts";
 import { errorMessage } from "../lib/errors.ts";
-import type { XsWatch } from "../xenstore/client.ts";
+import type { XsWatch } from "../xenstore/client-watch.ts";
 import { XsError } from "../xenstore/errors.ts";
 
 /** `enum xenbus_state` (io/xenbus.h). */
