@@ -5,18 +5,31 @@
  */
 import { XS_ERROR_NAMES } from "../xenstore/errors.ts";
 import { parsePerm } from "../xenstore/perms.ts";
-import { fromLatin1, typeName, XENSTORE_PAYLOAD_MAX, type XsPacket, XsType } from "../xenstore/wire.ts";
+import {
+  encodePacket,
+  fromLatin1,
+  typeName,
+  XENSTORE_PAYLOAD_MAX,
+  type XsPacket,
+  XsType,
+} from "../xenstore/wire.ts";
+import { hex } from "./mutate.ts";
 
 const ERRORS = new Set<string>(XS_ERROR_NAMES);
 
-/** Types whose only successful reply is "OK\0". */
-const OK_TYPES = new Set<number>([
+/** Requests on a path that answer "OK\0" when they succeed. */
+const PATH_OK_TYPES = [
   XsType.WRITE,
   XsType.MKDIR,
   XsType.RM,
   XsType.SET_PERMS,
   XsType.WATCH,
   XsType.UNWATCH,
+] as const;
+
+/** Types whose only successful reply is "OK\0". */
+const OK_TYPES = new Set<number>([
+  ...PATH_OK_TYPES,
   XsType.TRANSACTION_END,
   XsType.INTRODUCE,
   XsType.RELEASE,
@@ -103,18 +116,43 @@ export function eventProblem(p: XsPacket): string | null {
   return null;
 }
 
+/**
+ * Checks what a connection got back for `requests`: every watch event well formed, every
+ * other packet a well-formed reply to the next request, in order; counts both, and hands each
+ * request and its reply to `onReply`. Returns how many requests were answered.
+ */
+export function checkInbox(
+  inbox: readonly XsPacket[],
+  requests: readonly XsPacket[],
+  stats: FuzzStats,
+  fail: (msg: string) => never,
+  onReply?: (req: XsPacket, reply: XsPacket) => void,
+): number {
+  let i = 0;
+  for (const p of inbox) {
+    if (p.type === XsType.WATCH_EVENT) {
+      stats.events++;
+      const ep = eventProblem(p);
+      if (ep !== null) fail(ep);
+      continue;
+    }
+    const req = requests[i++];
+    if (req === undefined) return fail(`an extra reply ${hex(encodePacket(p))}`);
+    const problem = replyProblem(req, p);
+    if (problem !== null) fail(`${problem} (request ${hex(encodePacket(req))})`);
+    stats.reply(req, p);
+    onReply?.(req, p);
+  }
+  return i;
+}
+
 /** Types whose first argument is a path. */
 const PATH_TYPES = new Set<number>([
   XsType.READ,
   XsType.DIRECTORY,
   XsType.DIRECTORY_PART,
   XsType.GET_PERMS,
-  XsType.WRITE,
-  XsType.MKDIR,
-  XsType.RM,
-  XsType.SET_PERMS,
-  XsType.WATCH,
-  XsType.UNWATCH,
+  ...PATH_OK_TYPES,
 ]);
 
 /** The kind of path a request names, for the coverage counters; null for other types. */

@@ -36,7 +36,8 @@ type Mutator = (b: Uint8Array, cx: MutationContext) => Uint8Array;
 const u32 = (b: Uint8Array, off: number): number =>
   b.byteLength >= off + 4 ? new DataView(b.buffer, b.byteOffset).getUint32(off, true) : 0;
 
-function withU32(b: Uint8Array, off: number, v: number): Uint8Array {
+/** A copy of `b` with the little-endian uint32 at `off` set to `v` (if `b` holds it). */
+export function withU32(b: Uint8Array, off: number, v: number): Uint8Array {
   const out = b.slice();
   if (out.byteLength >= off + 4) new DataView(out.buffer).setUint32(off, v >>> 0, true);
   return out;
