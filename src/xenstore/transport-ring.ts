@@ -619,9 +619,7 @@ export class RingClientChannel implements XsChannel {
     for (;;) {
       const r = this.intf.rsp.read(this.#scratch);
       if (!r.ok) {
-        this.#finish(
-          new XsProtocolError(`Cannot read XenStore ring: rsp_cons ${r.cons}, rsp_prod ${r.prod}`),
-        );
+        this.#badIndexes("read", r);
         return moved;
       }
       if (r.bytes === 0) break;
@@ -633,9 +631,7 @@ export class RingClientChannel implements XsChannel {
       const head = this.#out[0]!;
       const r = this.intf.req.write(head.subarray(this.#outSent));
       if (!r.ok) {
-        this.#finish(
-          new XsProtocolError(`Cannot write XenStore ring: req_cons ${r.cons}, req_prod ${r.prod}`),
-        );
+        this.#badIndexes("write", r);
         return moved;
       }
       if (r.bytes === 0) break;
@@ -647,6 +643,14 @@ export class RingClientChannel implements XsChannel {
     }
     if (this.#closing && this.#out.length === 0) this.#finish(undefined);
     return moved;
+  }
+
+  /** The daemon's side of the indexes fails the ring's check: the channel is closed. */
+  #badIndexes(op: "read" | "write", r: { readonly cons: number; readonly prod: number }): void {
+    const ring = op === "read" ? "rsp" : "req";
+    this.#finish(
+      new XsProtocolError(`Cannot ${op} XenStore ring: ${ring}_cons ${r.cons}, ${ring}_prod ${r.prod}`),
+    );
   }
 
   #finish(err: Error | undefined): void {
