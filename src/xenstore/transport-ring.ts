@@ -165,8 +165,8 @@ export class RingServer implements PacketSink {
 
   /**
    * What INTRODUCE does to the ring (C `do_introduce`): reset the connection and, if the guest
-   * is waiting for a reconnection, answer it. Called at attach; the lead calls it again from
-   * `DomainHooks.reintroduce`.
+   * is waiting for a reconnection, answer it. Called at attach, and again on a repeated
+   * INTRODUCE (the host's `DomainHooks.reintroduce`).
    */
   introduced(): void {
     if (this.#detached) return;

@@ -1,7 +1,9 @@
 /**
  * The Unix-socket transport of xenstored: every connection is dom0 (privileged), framing
  * as on the ring. Replies and events produced while handling one chunk of input are
- * written with one `write` per connection (platform.md §3: coalescing is ~2.7× cheaper).
+ * written with one `write` per connection: a Node server spends about 1.35 µs per request
+ * when it coalesces its replies so, against 3.6 µs with one `socket.write` per reply
+ * (docs/platform.md, Unix domain socket request/response).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
