@@ -1,8 +1,11 @@
 /**
  * The XenStore daemon's core: one pure step per request,
- * `step(conn, request) → { reply, events, out }`, with C xenstored's semantics
- * (tools/xenstore/xenstored_{core,watch,transaction,domain,control}.c of Xen 4.17).
- * No I/O here: transports feed requests in and deliver what comes out.
+ * `step(conn, request) → { reply, events, out }`, with C xenstored's semantics (Xen 4.17).
+ * As in C, each request lives with what it acts on: nodes and transactions here
+ * (xenstored_core.c, xenstored_transaction.c), watches in watch.ts (xenstored_watch.c),
+ * domains in domain.ts (xenstored_domain.c), CONTROL in control.ts (xenstored_control.c);
+ * daemon.ts declares what they share. No I/O here: transports feed requests in and deliver
+ * what comes out.
  */
 
 import { DOMID_FIRST_RESERVED } from "../xen/xen.ts";
@@ -94,9 +97,8 @@ const EMPTY = new Uint8Array(0);
 
 /**
  * The daemon: its connections, the dispatch of each request through a table keyed by type
- * (C `wire_funcs[]`), node access and the requests on nodes and transactions (C
- * xenstored_core.c and xenstored_transaction.c). Watches, domains and CONTROL have their own
- * modules, as in C; their handlers get the core as `Daemon`.
+ * (C `wire_funcs[]`), node access, and the node and transaction requests. The handlers of
+ * watch.ts, domain.ts and control.ts get the core as `Daemon`.
  */
 export class XenStoreCore implements Daemon {
   readonly store = new Store();
