@@ -8,6 +8,7 @@ import { parsePerm } from "../xenstore/perms.ts";
 import {
   encodePacket,
   fromLatin1,
+  getStrings,
   typeName,
   XENSTORE_PAYLOAD_MAX,
   type XsPacket,
@@ -42,10 +43,7 @@ const OK_TYPES = new Set<number>([
 
 /** NUL-terminated strings; null if bytes follow the last NUL. */
 function nulStrings(b: Uint8Array): string[] | null {
-  const s = fromLatin1(b);
-  if (s.length === 0) return [];
-  if (!s.endsWith("\0")) return null;
-  return s.slice(0, -1).split("\0");
+  return b.byteLength > 0 && b[b.byteLength - 1] !== 0 ? null : getStrings(b);
 }
 
 /** The error name of an ERROR reply, or null if `p` is not one. */

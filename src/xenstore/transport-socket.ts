@@ -11,7 +11,7 @@ import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
 import type { XenStoreCore } from "./core.ts";
 import { type Connection, deliver, type PacketSink } from "./daemon.ts";
 import { isQueuedDuplicate } from "./watch.ts";
-import { HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
+import { fromLatin1, HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
 
 /** Stop reading from a client whose unread output passes this, until it drains. */
 const HIGH_WATER = 1 << 20;
@@ -132,6 +132,6 @@ export class SocketTransport implements PacketSink {
 
 /** One trace line, like xenstored -T: direction, connection, type, ids, payload. */
 export function traceLine(dir: "IN" | "OUT", conn: Connection, p: XsPacket): string {
-  const body = Buffer.from(p.payload).toString("latin1").replace(/\0/g, "\\0");
+  const body = fromLatin1(p.payload).replace(/\0/g, "\\0");
   return `${dir} ${conn.label} ${typeName(p.type)} req=${p.reqId} tx=${p.txId} (${body})\n`;
 }
