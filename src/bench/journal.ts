@@ -26,7 +26,8 @@
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Connection, XenStoreCore } from "../xenstore/core.ts";
+import { XenStoreCore } from "../xenstore/core.ts";
+import type { Connection } from "../xenstore/daemon.ts";
 import { Journal, type StateFile, type StateFiles } from "../xenstore/journal.ts";
 import { DirStateFiles } from "../xenstore/state-files.ts";
 import { XsType } from "../xenstore/wire.ts";

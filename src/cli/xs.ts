@@ -18,6 +18,9 @@ import { existsSync } from "node:fs";
 import type { XsClient, XsOps, XsTransaction } from "../xenstore/client.ts";
 import { ConnectionClosedError, XsError } from "../xenstore/errors.ts";
 import { connectXenstore, xenstoredSocketPath } from "../xenstore/transport-socket-client.ts";
+import { atoi, utf8 } from "../xenstore/wire.ts";
+import { type GetoptOptions, getoptLong, sanitiseValue, strerror, unsanitiseValue } from "./xs-clib.ts";
+import { ls } from "./xs-ls.ts";
 
 const XENBUS_DEVICES = ["/dev/xen/xenbus", "/proc/xen/xenbus"];
 
@@ -88,117 +91,22 @@ const OPTION_MODES: Record<string, readonly Mode[]> = {
   R: ["read", "write"],
 };
 
-const SHORT_OPTIONS = "hfspturn:R";
-const LONG_OPTIONS: readonly { name: string; hasArg: boolean; short: string }[] = [
-  { name: "help", hasArg: false, short: "h" },
-  { name: "flat", hasArg: false, short: "f" },
-  { name: "prefix", hasArg: false, short: "p" },
-  { name: "tidy", hasArg: false, short: "t" },
-  { name: "upto", hasArg: false, short: "u" },
-  { name: "recurse", hasArg: false, short: "r" },
-  { name: "number", hasArg: true, short: "n" },
-  { name: "raw", hasArg: false, short: "R" },
-];
-
-interface Parsed {
-  /** Option letters in order, with their argument; `?` for a rejected option. */
-  opts: { c: string; arg?: string }[];
-  operands: string[];
-}
-
-/**
- * glibc `getopt_long` over `args`, complaining on stderr as it does. Operands are permuted
- * to the end unless POSIXLY_CORRECT is set; `--` ends the options. Yields as it goes, so a
- * caller that stops early (usage) has printed exactly the complaints glibc would have.
- */
-function* getoptLong(
-  args: readonly string[],
-  prog: string,
-  io: XsIo,
-  operands: string[],
-): Generator<Parsed["opts"][number]> {
-  const posixly = io.env.POSIXLY_CORRECT !== undefined;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === "--") {
-      operands.push(...args.slice(i + 1));
-      return;
-    }
-    if (!a.startsWith("-") || a === "-") {
-      if (posixly) {
-        operands.push(...args.slice(i));
-        return;
-      }
-      operands.push(a);
-      continue;
-    }
-    if (a.startsWith("--")) {
-      const body = a.slice(2);
-      const eq = body.indexOf("=");
-      const name = eq === -1 ? body : body.slice(0, eq);
-      const exact = LONG_OPTIONS.find((o) => o.name === name);
-      const matches = exact !== undefined ? [exact] : LONG_OPTIONS.filter((o) => o.name.startsWith(name));
-      if (matches.length === 0) {
-        io.stderr(`${prog}: unrecognized option '--${body}'\n`);
-        yield { c: "?" };
-        continue;
-      }
-      if (matches.length > 1) {
-        const list = matches.map((o) => ` '--${o.name}'`).join("");
-        io.stderr(`${prog}: option '--${body}' is ambiguous; possibilities:${list}\n`);
-        yield { c: "?" };
-        continue;
-      }
-      const o = matches[0]!;
-      if (eq !== -1 && !o.hasArg) {
-        io.stderr(`${prog}: option '--${o.name}' doesn't allow an argument\n`);
-        yield { c: "?" };
-        continue;
-      }
-      if (o.hasArg) {
-        const arg: string | undefined = eq !== -1 ? body.slice(eq + 1) : args[i + 1];
-        if (eq === -1 && arg !== undefined) i++;
-        if (arg === undefined) {
-          io.stderr(`${prog}: option '--${o.name}' requires an argument\n`);
-          yield { c: "?" };
-          continue;
-        }
-        yield { c: o.short, arg };
-        continue;
-      }
-      yield { c: o.short };
-      continue;
-    }
-    // A cluster of short options: -fp, -n3, -n 3.
-    for (let j = 1; j < a.length; j++) {
-      const c = a[j]!;
-      const at = c === ":" ? -1 : SHORT_OPTIONS.indexOf(c);
-      if (at === -1) {
-        io.stderr(`${prog}: invalid option -- '${c}'\n`);
-        yield { c: "?" };
-        continue;
-      }
-      if (SHORT_OPTIONS[at + 1] !== ":") {
-        yield { c };
-        continue;
-      }
-      const rest = a.slice(j + 1);
-      if (rest !== "") {
-        yield { c, arg: rest };
-      } else if (i + 1 < args.length) {
-        i++;
-        yield { c, arg: args[i]! };
-      } else {
-        io.stderr(`${prog}: option requires an argument -- '${c}'\n`);
-        yield { c: "?" };
-      }
-      break;
-    }
-  }
-}
+const OPTIONS: GetoptOptions = {
+  short: "hfspturn:R",
+  long: [
+    { name: "help", hasArg: false, short: "h" },
+    { name: "flat", hasArg: false, short: "f" },
+    { name: "prefix", hasArg: false, short: "p" },
+    { name: "tidy", hasArg: false, short: "t" },
+    { name: "upto", hasArg: false, short: "u" },
+    { name: "recurse", hasArg: false, short: "r" },
+    { name: "number", hasArg: true, short: "n" },
+    { name: "raw", hasArg: false, short: "R" },
+  ],
+};
 
 // ---------------------------------------------------------------------------------------
-// C library behaviour the tools rely on
+// The tool
 
 /** Thrown to leave the tool with an exit code (err()/errx()); never escapes `run()`. */
 class ToolExit {
@@ -207,166 +115,6 @@ class ToolExit {
     this.code = code;
   }
 }
-
-/** glibc strerror() texts for the errors a XenStore client can see. */
-const STRERROR: Record<string, string> = {
-  EPERM: "Operation not permitted",
-  ENOENT: "No such file or directory",
-  EIO: "Input/output error",
-  E2BIG: "Argument list too long",
-  EBADF: "Bad file descriptor",
-  EAGAIN: "Resource temporarily unavailable",
-  ENOMEM: "Cannot allocate memory",
-  EACCES: "Permission denied",
-  EBUSY: "Device or resource busy",
-  EEXIST: "File exists",
-  ENOTDIR: "Not a directory",
-  EISDIR: "Is a directory",
-  EINVAL: "Invalid argument",
-  ENOSPC: "No space left on device",
-  EROFS: "Read-only file system",
-  EPIPE: "Broken pipe",
-  ENOSYS: "Function not implemented",
-  ENOTEMPTY: "Directory not empty",
-  ENOTSOCK: "Socket operation on non-socket",
-  ECONNRESET: "Connection reset by peer",
-  EISCONN: "Transport endpoint is already connected",
-  ECONNREFUSED: "Connection refused",
-};
-
-/** The errno name libxenstore would leave behind for `e`. */
-function errnoOf(e: unknown): string {
-  if (e instanceof XsError) return e.errno;
-  // libxenstore reads EOF as EBADF ("It closed fd on us?").
-  if (e instanceof ConnectionClosedError) return "EBADF";
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : "EIO";
-}
-
-function strerror(e: unknown): string {
-  const name = errnoOf(e);
-  return STRERROR[name] ?? name;
-}
-
-const WS = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]);
-
-/** glibc atoi(): strtol base 10 (clamped to long on overflow), then truncated to int. */
-function atoi(s: string): number {
-  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
-  if (m === null) return 0;
-  let v = BigInt(m[1]!);
-  const LONG_MAX = (1n << 63n) - 1n;
-  if (v > LONG_MAX) v = LONG_MAX;
-  if (v < -LONG_MAX - 1n) v = -LONG_MAX - 1n;
-  return Number(BigInt.asIntN(32, v));
-}
-
-const encoder = new TextEncoder();
-
-function bytes(s: string): Uint8Array {
-  return encoder.encode(s);
-}
-
-/**
- * xs_lib.c `sanitise_value`: printable ASCII except `\` as is; `\t \n \r \\`; other bytes
- * below 8 as three octal digits (`\001`), the rest as `\xNN`.
- */
-export function sanitiseValue(val: Uint8Array): string {
-  let out = "";
-  for (const c of val) {
-    if (c >= 0x20 && c <= 0x7e && c !== 0x5c) {
-      out += String.fromCharCode(c);
-      continue;
-    }
-    if (c === 0x09) out += "\\t";
-    else if (c === 0x0a) out += "\\n";
-    else if (c === 0x0d) out += "\\r";
-    else if (c === 0x5c) out += "\\\\";
-    else if (c < 8) out += `\\${c.toString(8).padStart(3, "0")}`;
-    else out += `\\x${c.toString(16).padStart(2, "0")}`;
-  }
-  return out;
-}
-
-/**
- * xs_lib.c `unsanitise_value`, byte for byte, including what its `sscanf("%2x")` and
- * `sscanf("%3o")` accept: `\x` then optional blanks, a sign and a `0x` prefix within the
- * two-character field; an unparsable `\x` stands for `x`; a trailing `\` becomes a NUL.
- */
-export function unsanitiseValue(spec: string): Uint8Array {
-  const input = bytes(spec);
-  const out: number[] = [];
-  let ip = 0;
-  const isHex = (b: number | undefined) =>
-    b !== undefined && ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66));
-  const isOct = (b: number | undefined) => b !== undefined && b >= 0x30 && b <= 0x37;
-  /** sscanf("%<width><conv>%n") at `ip`: the value and bytes used, or null on no match. */
-  const scan = (width: number, base: 8 | 16): { value: number; used: number } | null => {
-    let p = ip;
-    while (p < input.length && WS.has(input[p]!)) p++;
-    let w = width;
-    let neg = false;
-    if (input[p] === 0x2b || input[p] === 0x2d) {
-      neg = input[p] === 0x2d;
-      p++;
-      w--;
-    }
-    let value = 0;
-    let digits = 0;
-    if (base === 16 && w >= 2 && input[p] === 0x30 && (input[p + 1] === 0x78 || input[p + 1] === 0x58)) {
-      p += 2;
-      w -= 2;
-      digits = 1; // "0x" alone reads as 0
-    }
-    const ok = base === 16 ? isHex : isOct;
-    while (w > 0 && ok(input[p])) {
-      value = value * base + Number.parseInt(String.fromCharCode(input[p]!), 16);
-      p++;
-      w--;
-      digits++;
-    }
-    if (digits === 0) return null;
-    return { value: neg ? -value : value, used: p - ip };
-  };
-  while (ip < input.length) {
-    let c = input[ip++]!;
-    if (c === 0x5c) {
-      c = ip < input.length ? input[ip++]! : 0;
-      switch (c) {
-        case 0x74:
-          c = 0x09;
-          break;
-        case 0x6e:
-          c = 0x0a;
-          break;
-        case 0x72:
-          c = 0x0d;
-          break;
-        case 0x78: {
-          const r = scan(2, 16);
-          if (r !== null) {
-            c = r.value & 0xff;
-            ip += r.used;
-          }
-          break;
-        }
-        default:
-          if (isOct(c)) {
-            ip--;
-            const r = scan(3, 8)!;
-            c = r.value & 0xff;
-            ip += r.used;
-          }
-        // `\\` is `\`, anything else stands for itself, and a final `\` gives c = 0.
-      }
-    }
-    out.push(c);
-  }
-  return Uint8Array.from(out);
-}
-
-// ---------------------------------------------------------------------------------------
-// The tool
 
 class Tool {
   readonly prog: string;
@@ -384,11 +132,11 @@ class Tool {
   }
 
   print(s: string | Uint8Array): void {
-    this.#direct.push(typeof s === "string" ? bytes(s) : s);
+    this.#direct.push(typeof s === "string" ? utf8(s) : s);
   }
 
   out(s: string | Uint8Array): void {
-    this.output.push(typeof s === "string" ? bytes(s) : s);
+    this.output.push(typeof s === "string" ? utf8(s) : s);
   }
 
   flushDirect(): void {
@@ -453,7 +201,7 @@ export async function run(argv: string[], ioOverrides: Partial<XsIo> = {}): Prom
       watches: -1,
     };
     const operands: string[] = [];
-    for (const { c, arg } of getoptLong(args, tool.prog, io, operands)) {
+    for (const { c, arg } of getoptLong(args, OPTIONS, tool.prog, io, operands)) {
       if (c === "h") tool.usage();
       if (c === "?" || c === "s") continue;
       if (!OPTION_MODES[c]?.includes(mode)) tool.usage();
@@ -545,7 +293,7 @@ async function perform(
         const path = operands[i]!;
         const spec = operands[i + 1]!;
         try {
-          await xs.write(path, flags.raw ? bytes(spec) : unsanitiseValue(spec));
+          await xs.write(path, flags.raw ? utf8(spec) : unsanitiseValue(spec));
         } catch {
           tool.warnx(`could not write path ${path}`);
           return 1;
@@ -588,13 +336,9 @@ async function perform(
         }
       }
       return 0;
-    case "ls": {
-      // -f widens the line, but on a terminal its width wins (the C tool asks after -f).
-      const width = tool.io.columns !== undefined ? tool.io.columns - 2 : flags.flat ? INT_MAX_HALF : 80;
-      const ls = new Lister(tool, xs, flags.prefix, flags.flat, width);
-      for (const path of operands.length === 0 ? ["/"] : operands) await ls.list(path, 0);
+    case "ls":
+      await ls(tool, xs, operands, flags.prefix, flags.flat, tool.io.columns);
       return 0;
-    }
     case "chmod":
       return chmod(tool, xs, operands, flags);
     case "watch":
@@ -623,133 +367,6 @@ async function rm(tool: Tool, xs: XsOps, path: string, tidy: boolean): Promise<n
       return 0;
     }
   }
-}
-
-// -- ls ---------------------------------------------------------------------------------
-
-/** `" = \"...\""`: the room ls keeps for a value. */
-const TAG_LEN = 8;
-const STRING_MAX = 3072 + 1024;
-const INT_MAX_HALF = 0x3fffffff;
-const LS_WINDOW = 64;
-
-/** printf("%.*s", prec, s) on bytes: a negative precision prints everything. */
-function precision(b: Uint8Array, prec: number): Uint8Array {
-  return prec < 0 ? b : b.subarray(0, prec);
-}
-
-/**
- * xenstore-ls: a tree with one `name = "value"` line per node, indented by depth and cut to
- * the terminal width (80 columns when stdout is not a terminal), with `-p` the permissions
- * after dots up to column 60. `-f` prints full paths, and cuts nothing unless stdout is a
- * terminal.
- */
-class Lister {
-  readonly #maxWidth: number;
-  readonly #desiredWidth: number;
-  readonly tool: Tool;
-  readonly xs: XsOps;
-  readonly perms: boolean;
-  readonly flat: boolean;
-
-  constructor(tool: Tool, xs: XsOps, perms: boolean, flat: boolean, width: number) {
-    this.tool = tool;
-    this.xs = xs;
-    this.perms = perms;
-    this.flat = flat;
-    this.#maxWidth = width;
-    this.#desiredWidth = flat ? 0 : 60;
-  }
-
-  async list(path: string, depth: number, prefetched?: Promise<Settled<string[]>>): Promise<void> {
-    const tool: Tool = this.tool;
-    const xs = this.xs;
-    const listing = await (prefetched ?? settle(xs.directory(path)));
-    if (!listing.ok) {
-      const e = listing.error;
-      // A node that disappears while recursing is skipped silently.
-      if (depth > 0 && e instanceof XsError && e.errno === "ENOENT") return;
-      tool.err(`xs_directory (${path})`, e);
-    }
-    const names = listing.value;
-    const max = this.#maxWidth;
-    // Ask for the values, permissions and children of up to LS_WINDOW nodes ahead: about
-    // one round trip per window instead of two or three per node. The output is the same; the C tool asks
-    // one by one.
-    const fetch = (name: string) => {
-      let full = bytes(`${path}${path.endsWith("/") ? "" : "/"}${name}`);
-      const fits = full.byteLength < STRING_MAX;
-      if (!fits) full = full.subarray(0, STRING_MAX - 1); // snprintf truncation
-      const newpath = Buffer.from(full).toString("utf8");
-      const val = fits ? xs.readBytes(newpath).catch(() => null) : Promise.resolve(null);
-      const perms = this.perms ? settle(xs.getPerms(newpath)) : null;
-      return { name, full, newpath, val, perms, children: settle(xs.directory(newpath)) };
-    };
-    const ahead: ReturnType<typeof fetch>[] = [];
-    let next = 0;
-    for (let i = 0; i < names.length; i++) {
-      while (next < names.length && next < i + LS_WINDOW) ahead.push(fetch(names[next++]!));
-      const { name, full, newpath, val: pendingVal, perms: pendingPerms, children } = ahead.shift()!;
-      let linewid = 0;
-      if (this.flat) {
-        tool.print(full);
-      } else {
-        tool.print(" ".repeat(depth));
-        linewid = depth;
-        const shown = precision(bytes(name), max - TAG_LEN - linewid);
-        tool.print(shown);
-        linewid += shown.byteLength;
-      }
-
-      const val = await pendingVal;
-      if (val === null) {
-        tool.print(":\n");
-      } else {
-        const text = bytes(sanitiseValue(val));
-        // The C code compares as unsigned: a negative width never cuts.
-        if (max >= 0 && max < linewid + val.byteLength + TAG_LEN) {
-          tool.print(' = "');
-          tool.print(precision(text, max - TAG_LEN - linewid));
-          tool.print('\\..."');
-        } else {
-          tool.print(' = "');
-          tool.print(text);
-          tool.print('"');
-          linewid += 5 + text.byteLength;
-          if (this.perms) {
-            let pad = " ";
-            for (linewid++; linewid < Math.min(this.#desiredWidth, max); linewid++)
-              pad += linewid & 1 ? "." : " ";
-            tool.print(pad);
-          }
-        }
-      }
-
-      if (pendingPerms !== null) {
-        const perms = await pendingPerms;
-        if (perms.ok) tool.print(`  (${perms.value.map(formatPermC).join(",")})`);
-        else tool.warn(`\ncould not access permissions for ${name}`, perms.error);
-      }
-      tool.print("\n");
-      await this.list(newpath, depth + 1, children);
-    }
-  }
-}
-
-type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
-
-/** A promise that never rejects (so it may wait unobserved). */
-function settle<T>(p: Promise<T>): Promise<Settled<T>> {
-  return p.then(
-    (value) => ({ ok: true as const, value }),
-    (error: unknown) => ({ ok: false as const, error }),
-  );
-}
-
-/** xs_perm_to_string: the domid printed as a C int. */
-function formatPermC(p: { id: number; read: boolean; write: boolean }): string {
-  const letter = p.read ? (p.write ? "b" : "r") : p.write ? "w" : "n";
-  return `${letter}${p.id | 0}`;
 }
 
 // -- chmod ------------------------------------------------------------------------------
@@ -799,7 +416,7 @@ async function chmodOne(
     }
     for (const name of names) {
       // snprintf into a 256-byte buffer: longer paths are cut.
-      const child = Buffer.from(bytes(`${path}/${name}`).subarray(0, MAX_PATH_LEN - 1)).toString("utf8");
+      const child = Buffer.from(utf8(`${path}/${name}`).subarray(0, MAX_PATH_LEN - 1)).toString("utf8");
       await chmodOne(tool, xs, child, perms, false, true);
     }
   }
@@ -832,7 +449,7 @@ async function watch(tool: Tool, client: XsClient, paths: string[], max: number)
       tool.warn("xs_read_watch", r instanceof Error ? r : new ConnectionClosedError());
       return 1;
     }
-    tool.io.stdout(bytes(`${r.value.path}\n`));
+    tool.io.stdout(utf8(`${r.value.path}\n`));
   }
   return 0;
 }

@@ -38,7 +38,8 @@ import type { Logger } from "../lib/log.ts";
 import { ConsoleInterface } from "../ring/byte-ring.ts";
 import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../xen/grant-table-abi.ts";
 import { domainPath } from "../xenbus/keys.ts";
-import type { XsClient, XsWatch } from "../xenstore/client.ts";
+import type { XsClient } from "../xenstore/client.ts";
+import type { XsWatch } from "../xenstore/client-watch.ts";
 import { ConsoleKey, consoleFrontendPath, LIBXL_XENCONSOLE_LIMIT, parseConsoleKeys } from "./keys.ts";
 import { OutputBuffer } from "./output-buffer.ts";
 

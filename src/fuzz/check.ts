@@ -5,18 +5,32 @@
  */
 import { XS_ERROR_NAMES } from "../xenstore/errors.ts";
 import { parsePerm } from "../xenstore/perms.ts";
-import { typeName, XENSTORE_PAYLOAD_MAX, type XsPacket, XsType } from "../xenstore/wire.ts";
+import {
+  encodePacket,
+  fromLatin1,
+  getStrings,
+  typeName,
+  XENSTORE_PAYLOAD_MAX,
+  type XsPacket,
+  XsType,
+} from "../xenstore/wire.ts";
+import { hex } from "./mutate.ts";
 
 const ERRORS = new Set<string>(XS_ERROR_NAMES);
 
-/** Types whose only successful reply is "OK\0". */
-const OK_TYPES = new Set<number>([
+/** Requests on a path that answer "OK\0" when they succeed. */
+const PATH_OK_TYPES = [
   XsType.WRITE,
   XsType.MKDIR,
   XsType.RM,
   XsType.SET_PERMS,
   XsType.WATCH,
   XsType.UNWATCH,
+] as const;
+
+/** Types whose only successful reply is "OK\0". */
+const OK_TYPES = new Set<number>([
+  ...PATH_OK_TYPES,
   XsType.TRANSACTION_END,
   XsType.INTRODUCE,
   XsType.RELEASE,
@@ -27,20 +41,15 @@ const OK_TYPES = new Set<number>([
   XsType.SET_QUOTA,
 ]);
 
-const text = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
-
 /** NUL-terminated strings; null if bytes follow the last NUL. */
 function nulStrings(b: Uint8Array): string[] | null {
-  const s = text(b);
-  if (s.length === 0) return [];
-  if (!s.endsWith("\0")) return null;
-  return s.slice(0, -1).split("\0");
+  return b.byteLength > 0 && b[b.byteLength - 1] !== 0 ? null : getStrings(b);
 }
 
 /** The error name of an ERROR reply, or null if `p` is not one. */
 export function errorName(p: XsPacket): string | null {
   if (p.type !== XsType.ERROR) return null;
-  return text(p.payload).replace(/\0$/, "");
+  return fromLatin1(p.payload).replace(/\0$/, "");
 }
 
 /** A problem with `reply` as the answer to `req`, or null if it is well formed. */
@@ -48,7 +57,7 @@ export function replyProblem(req: XsPacket, reply: XsPacket): string | null {
   if (reply.reqId !== req.reqId) return `reply req_id ${reply.reqId} to request req_id ${req.reqId}`;
   if (reply.txId !== req.txId) return `reply tx_id ${reply.txId} to request tx_id ${req.txId}`;
   if (reply.payload.byteLength > XENSTORE_PAYLOAD_MAX) return `reply of ${reply.payload.byteLength} bytes`;
-  const body = text(reply.payload);
+  const body = fromLatin1(reply.payload);
   if (reply.type === XsType.ERROR) {
     const m = /^([A-Z0-9]+)\0$/.exec(body);
     if (m === null || !ERRORS.has(m[1]!)) return `error reply ${JSON.stringify(body)}`;
@@ -101,8 +110,38 @@ export function eventProblem(p: XsPacket): string | null {
   if (p.reqId !== 0 || p.txId !== 0) return `event with req_id ${p.reqId} tx_id ${p.txId}`;
   const parts = nulStrings(p.payload);
   if (parts === null || parts.length !== 2 || parts[0]!.length === 0)
-    return `event payload ${JSON.stringify(text(p.payload).slice(0, 80))}`;
+    return `event payload ${JSON.stringify(fromLatin1(p.payload).slice(0, 80))}`;
   return null;
+}
+
+/**
+ * Checks what a connection got back for `requests`: every watch event well formed, every
+ * other packet a well-formed reply to the next request, in order; counts both, and hands each
+ * request and its reply to `onReply`. Returns how many requests were answered.
+ */
+export function checkInbox(
+  inbox: readonly XsPacket[],
+  requests: readonly XsPacket[],
+  stats: FuzzStats,
+  fail: (msg: string) => never,
+  onReply?: (req: XsPacket, reply: XsPacket) => void,
+): number {
+  let i = 0;
+  for (const p of inbox) {
+    if (p.type === XsType.WATCH_EVENT) {
+      stats.events++;
+      const ep = eventProblem(p);
+      if (ep !== null) fail(ep);
+      continue;
+    }
+    const req = requests[i++];
+    if (req === undefined) return fail(`an extra reply ${hex(encodePacket(p))}`);
+    const problem = replyProblem(req, p);
+    if (problem !== null) fail(`${problem} (request ${hex(encodePacket(req))})`);
+    stats.reply(req, p);
+    onReply?.(req, p);
+  }
+  return i;
 }
 
 /** Types whose first argument is a path. */
@@ -111,18 +150,13 @@ const PATH_TYPES = new Set<number>([
   XsType.DIRECTORY,
   XsType.DIRECTORY_PART,
   XsType.GET_PERMS,
-  XsType.WRITE,
-  XsType.MKDIR,
-  XsType.RM,
-  XsType.SET_PERMS,
-  XsType.WATCH,
-  XsType.UNWATCH,
+  ...PATH_OK_TYPES,
 ]);
 
 /** The kind of path a request names, for the coverage counters; null for other types. */
 export function pathKind(p: XsPacket): string | null {
   if (!PATH_TYPES.has(p.type)) return null;
-  const s = text(p.payload);
+  const s = fromLatin1(p.payload);
   const nul = s.indexOf("\0");
   if (nul < 0) return "unterminated";
   const path = s.slice(0, nul);

@@ -9,19 +9,13 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { encodePacket, typeName, XsType } from "../xenstore/wire.ts";
+import { encodePacket, latin1, typeName, XsType } from "../xenstore/wire.ts";
 
 export interface CorpusEntry {
   /** File name without extension: `NNN-TYPE-what`. */
   readonly name: string;
   /** The whole packet: 16-byte header and payload. */
   readonly bytes: Uint8Array;
-}
-
-/** Bytes of a string, one byte per char (latin1), as the daemon reads them. */
-export function latin1(s: string): Uint8Array {
-  const b = Buffer.from(s, "latin1");
-  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** Directories the corpus works under (and the fuzzer's clean-up removes). */

@@ -6,16 +6,13 @@
  */
 
 import type { XsPacket } from "../xenstore/wire.ts";
-import { XsType } from "../xenstore/wire.ts";
-import { latin1 } from "./corpus.ts";
+import { fromLatin1, latin1, XsType } from "../xenstore/wire.ts";
 
 /**
  * Sends one request and resolves with every packet received up to and including its reply
  * (watch events may come before it).
  */
 export type Exchange = (p: XsPacket) => Promise<XsPacket[]>;
-
-const text = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
 
 /**
  * Runs the script under `base` (a node the client may create: `/fuzz-good-N` for dom0,
@@ -30,10 +27,10 @@ export async function goodClient(exchange: Exchange, base: string, perms: string
     const got = await exchange({ type, reqId: id, txId, payload: latin1(payload) });
     const reply = got.at(-1);
     for (const p of got.slice(0, -1)) {
-      if (p.type === XsType.WATCH_EVENT) events.push(text(p.payload));
+      if (p.type === XsType.WATCH_EVENT) events.push(fromLatin1(p.payload));
     }
     if (reply === undefined || reply.reqId !== id) throw new Error(`good client: no reply to request ${id}`);
-    const body = text(reply.payload);
+    const body = fromLatin1(reply.payload);
     return reply.type === XsType.ERROR ? `ERROR ${body}` : body;
   };
   const expect = async (what: string, got: Promise<string>, want: string) => {

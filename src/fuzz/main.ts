@@ -8,7 +8,8 @@
 import { FuzzFailure, FuzzStats } from "./check.ts";
 import { defaultCorpusDir, loadCorpus } from "./corpus.ts";
 import { fromHex } from "./mutate.ts";
-import { fuzzCore, type TargetOptions } from "./target-core.ts";
+import type { TargetOptions } from "./target.ts";
+import { fuzzCore } from "./target-core.ts";
 import { fuzzRing } from "./target-ring.ts";
 import { fuzzSocket } from "./target-socket.ts";
 

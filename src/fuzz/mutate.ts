@@ -4,8 +4,13 @@
  * packets). `mutate()` applies one to three of them, chosen by the seeded generator, and says
  * which, so the run can count what it tried and a failure can say how its bytes were made.
  */
-import { HEADER_SIZE, XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX } from "../xenstore/wire.ts";
-import { latin1 } from "./corpus.ts";
+import {
+  concatBytes,
+  HEADER_SIZE,
+  latin1,
+  XENSTORE_ABS_PATH_MAX,
+  XENSTORE_PAYLOAD_MAX,
+} from "../xenstore/wire.ts";
 import type { Prng } from "./prng.ts";
 
 export interface MutationContext {
@@ -31,28 +36,17 @@ type Mutator = (b: Uint8Array, cx: MutationContext) => Uint8Array;
 const u32 = (b: Uint8Array, off: number): number =>
   b.byteLength >= off + 4 ? new DataView(b.buffer, b.byteOffset).getUint32(off, true) : 0;
 
-function withU32(b: Uint8Array, off: number, v: number): Uint8Array {
+/** A copy of `b` with the little-endian uint32 at `off` set to `v` (if `b` holds it). */
+export function withU32(b: Uint8Array, off: number, v: number): Uint8Array {
   const out = b.slice();
   if (out.byteLength >= off + 4) new DataView(out.buffer).setUint32(off, v >>> 0, true);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
   return out;
 }
 
 /** The payload with the header's `len` set to match it. */
 function withPayload(b: Uint8Array, payload: Uint8Array): Uint8Array {
   const head = b.byteLength >= HEADER_SIZE ? b.slice(0, HEADER_SIZE) : new Uint8Array(HEADER_SIZE);
-  return withU32(concat(head, payload), 12, payload.byteLength);
+  return withU32(concatBytes([head, payload]), 12, payload.byteLength);
 }
 
 const payloadOf = (b: Uint8Array): Uint8Array => b.subarray(Math.min(HEADER_SIZE, b.byteLength));
@@ -166,7 +160,7 @@ const MUTATORS: ReadonlyArray<readonly [string, number, Mutator]> = [
     3,
     (b, { rng }) => {
       const extra = rng.chance(0.3) ? new Uint8Array(rng.range(1, 64)) : rng.bytes(rng.range(1, 64));
-      return withPayload(b, concat(payloadOf(b), extra));
+      return withPayload(b, concatBytes([payloadOf(b), extra]));
     },
   ],
   [
@@ -175,7 +169,10 @@ const MUTATORS: ReadonlyArray<readonly [string, number, Mutator]> = [
     (b, { rng }) => {
       const p = payloadOf(b);
       const at = rng.int(p.byteLength + 1);
-      return withPayload(b, concat(p.subarray(0, at), new Uint8Array(rng.range(1, 2)), p.subarray(at)));
+      return withPayload(
+        b,
+        concatBytes([p.subarray(0, at), new Uint8Array(rng.range(1, 2)), p.subarray(at)]),
+      );
     },
   ],
   [
@@ -187,7 +184,7 @@ const MUTATORS: ReadonlyArray<readonly [string, number, Mutator]> = [
       for (let i = 0; i < p.byteLength; i++) if (p[i] === 0) nuls.push(i);
       if (nuls.length === 0) return b.slice();
       const at = rng.pick(nuls);
-      return withPayload(b, concat(p.subarray(0, at), p.subarray(at + 1)));
+      return withPayload(b, concatBytes([p.subarray(0, at), p.subarray(at + 1)]));
     },
   ],
   [
@@ -198,10 +195,10 @@ const MUTATORS: ReadonlyArray<readonly [string, number, Mutator]> = [
       if (rng.chance(0.5)) {
         // This header with the other payload (len fixed or not).
         const p = payloadOf(o);
-        return rng.chance(0.7) ? withPayload(b, p) : concat(b.subarray(0, HEADER_SIZE), p);
+        return rng.chance(0.7) ? withPayload(b, p) : concatBytes([b.subarray(0, HEADER_SIZE), p]);
       }
       // A prefix of this packet followed by a suffix of the other.
-      return concat(b.subarray(0, rng.int(b.byteLength + 1)), o.subarray(rng.int(o.byteLength + 1)));
+      return concatBytes([b.subarray(0, rng.int(b.byteLength + 1)), o.subarray(rng.int(o.byteLength + 1))]);
     },
   ],
   ["random-bytes", 1, (_b, { rng }) => rng.bytes(rng.int(48))],
@@ -229,10 +226,10 @@ const MUTATORS: ReadonlyArray<readonly [string, number, Mutator]> = [
       else if (which === 2)
         path = pathOfLength("", cx.pathMax + d); // relative
       else path = pathOfLength("/local/domain/1/", XENSTORE_ABS_PATH_MAX + d);
-      return withPayload(b, concat(latin1(path), rest.byteLength > 0 ? rest : new Uint8Array(1)));
+      return withPayload(b, concatBytes([latin1(path), rest.byteLength > 0 ? rest : new Uint8Array(1)]));
     },
   ],
-  ["duplicate", 1, (b) => concat(b, b)],
+  ["duplicate", 1, (b) => concatBytes([b, b])],
 ];
 
 const TOTAL_WEIGHT = MUTATORS.reduce((s, m) => s + m[1], 0);

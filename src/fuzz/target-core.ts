@@ -2,34 +2,23 @@
  * Fuzz target (a), in process: bytes → `PacketReader` (fed in random chunks, and checked
  * against the fuzzer's own framing model) → `XenStoreCore.step()`, on two dom0 connections and
  * two guests (dom1, dom5, unprivileged). Checks after every request: no exception escapes the
- * step (the core has no "close the connection" exception: only the framer's
- * PayloadTooLargeError ends a connection), the reply is well formed and answers that request,
+ * step (the core has no "close the connection" exception: only a header the framer refuses,
+ * `PacketReader.error`, ends a connection), the reply is well formed and answers that request,
  * a request answered with an error changed no node, every event is well formed and goes to an
  * open connection. Every 512 batches, CONTROL `check`
  * must find the tree and the node counters consistent; every 256, a fresh client runs the
  * well-behaved script. A new core every 5 000 packets keeps the store small.
  */
-import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
-import { PayloadTooLargeError } from "../xenstore/errors.ts";
+import { XenStoreCore } from "../xenstore/core.ts";
+import type { Connection } from "../xenstore/daemon.ts";
 import { DEFAULT_QUOTAS } from "../xenstore/quota.ts";
-import { encodePacket, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
-import { eventProblem, FuzzFailure, type FuzzStats, replyProblem } from "./check.ts";
-import { latin1 } from "./corpus.ts";
+import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
+import { eventProblem, FuzzFailure, replyProblem } from "./check.ts";
 import { StreamModel } from "./frame.ts";
-import { chunks, makeBatch } from "./gen.ts";
+import { chunks } from "./gen.ts";
 import { type Exchange, goodClient } from "./good.ts";
 import { hex } from "./mutate.ts";
-import { Prng } from "./prng.ts";
-
-export interface TargetOptions {
-  readonly seed: number;
-  /** Requests to deliver (framed packets), at least. */
-  readonly count: number;
-  readonly corpus: readonly Uint8Array[];
-  readonly stats: FuzzStats;
-  /** Instead of generated batches: these bytes, once, on a dom0 connection. */
-  readonly replay?: Uint8Array;
-}
+import { FuzzRun, ProblemLog, type TargetOptions } from "./target.ts";
 
 interface Client {
   conn: Connection;
@@ -39,34 +28,15 @@ interface Client {
   readonly domid: number;
 }
 
-const SESSION_PACKETS = 5_000;
 const GUESTS = [1, 5] as const;
 
-/** Logs what the core logs; errors (CONTROL check's findings among them) are kept. */
-class ProblemLog implements XsLogger {
-  readonly errors: string[] = [];
-  info(): void {}
-  warn(): void {}
-  debug(): void {}
-  error(obj: object, msg: string): void {
-    this.errors.push(`${msg} ${JSON.stringify(obj)}`);
-  }
-}
-
 export async function fuzzCore(o: TargetOptions): Promise<void> {
-  const rng = new Prng(o.seed ^ 0x636f7265);
-  const stats = o.stats;
-  const t0 = performance.now();
-  let batchNo = 0;
-  let current: Uint8Array = new Uint8Array(0);
-  const fail = (msg: string): never => {
-    throw new FuzzFailure("core", o.seed, batchNo, hex(current), msg);
-  };
+  const run = new FuzzRun("core", o, 0x636f7265);
+  const { rng, stats, fail } = run;
 
   let log = new ProblemLog();
   let core = new XenStoreCore({ log });
   let clients: Client[] = [];
-  let reqId = 1;
 
   /** A request from the fuzzer's own set-up; must succeed. */
   const setupCall = (conn: Connection, type: number, payload: string): void => {
@@ -118,10 +88,10 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
       return inbox.splice(0, at + 1);
     };
     try {
-      await goodClient(exchange, `/fuzz-good-${batchNo}`, "n0\0");
+      await goodClient(exchange, `/fuzz-good-${run.batchNo}`, "n0\0");
       // CONTROL check over the wire too: it answers OK and logs nothing.
       const r = core.step(c, { type: XsType.CONTROL, reqId: 1, txId: 0, payload: latin1("check\0") }).reply;
-      if (Buffer.from(r.payload).toString("latin1") !== "OK\0") fail("CONTROL check did not answer OK");
+      if (fromLatin1(r.payload) !== "OK\0") fail("CONTROL check did not answer OK");
     } catch (e) {
       if (e instanceof FuzzFailure) throw e;
       fail((e as Error).message);
@@ -141,9 +111,11 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
       try {
         got.push(...cl.reader.push(ch));
       } catch (e) {
-        if (!(e instanceof PayloadTooLargeError)) fail(`PacketReader threw ${(e as Error).stack}`);
-        tooLarge = (e as PayloadTooLargeError).length;
-        got.push(...(e as PayloadTooLargeError).packets);
+        fail(`PacketReader threw ${(e as Error).stack}`);
+      }
+      const error = cl.reader.error;
+      if (error !== null) {
+        tooLarge = error.length;
         break;
       }
     }
@@ -204,42 +176,26 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
 
   newSession();
   if (o.replay !== undefined) {
-    current = o.replay;
+    run.current = o.replay;
     feed(clients[0]!, o.replay);
     treeCheck();
     await wellBehaved();
     return;
   }
-  let sessionStart = stats.packets;
   while (stats.packets < o.count) {
-    batchNo++;
-    if (stats.packets - sessionStart >= SESSION_PACKETS) {
+    const batchNo = ++run.batchNo;
+    if (run.sessionDue()) {
       await wellBehaved();
       newSession();
-      sessionStart = stats.packets;
     }
     const cl = rng.pick(clients);
     if (cl.domid !== 0 && (cl.conn.closed || !core.domains.has(cl.domid))) Object.assign(cl, guest(cl.domid));
     const otherTx: number[] = [];
     for (const c of clients) if (c !== cl) for (const id of c.conn.transactions.keys()) otherTx.push(id);
-    const batch = makeBatch({
-      rng,
-      corpus: o.corpus,
-      ownTx: [...cl.conn.transactions.keys()],
-      otherTx,
-      pathMax: core.quotas.pathMax,
-      stats,
-      maxItems: 8,
-      reqId,
-    });
-    reqId += batch.items;
-    current = batch.bytes;
-    stats.batches++;
-    stats.bytes += batch.bytes.byteLength;
-    feed(cl, batch.bytes);
+    feed(cl, run.batch([...cl.conn.transactions.keys()], otherTx, core.quotas.pathMax, 8));
     if (batchNo % 512 === 0) treeCheck();
     if (batchNo % 256 === 0) await wellBehaved();
   }
   await wellBehaved();
-  stats.seconds += (performance.now() - t0) / 1000;
+  run.finish();
 }

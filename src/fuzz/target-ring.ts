@@ -21,37 +21,23 @@
  *   far ahead of any batch (see CLOCK_STEP_MS), so it never holds a ring back.
  */
 import { XenstoreInterface, XS_CONNECTION, XS_RING_ERROR } from "../ring/byte-ring.ts";
-import { type Connection, XenStoreCore, type XsLogger } from "../xenstore/core.ts";
+import { XenStoreCore } from "../xenstore/core.ts";
+import type { Connection } from "../xenstore/daemon.ts";
 import { DEFAULT_QUOTAS, WriteRateLimit } from "../xenstore/quota.ts";
 import { RingServer } from "../xenstore/transport-ring.ts";
-import { encodePacket, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
-import { eventProblem, FuzzFailure, FuzzStats, replyProblem } from "./check.ts";
-import { latin1 } from "./corpus.ts";
+import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
+import { checkInbox, FuzzFailure, FuzzStats } from "./check.ts";
 import { StreamModel } from "./frame.ts";
-import { makeBatch, sentinel } from "./gen.ts";
+import { completeStream, sentinel } from "./gen.ts";
 import { type Exchange, goodClient } from "./good.ts";
-import { hex } from "./mutate.ts";
-import { Prng } from "./prng.ts";
-import type { TargetOptions } from "./target-core.ts";
+import { FuzzRun, ProblemLog, type TargetOptions } from "./target.ts";
 
 const PAGE_SIZE = 4096;
-const SESSION_PACKETS = 5_000;
 const GOOD_EVERY = 100;
 /** Rounds without progress before the fuzzer calls it a hang. */
 const IDLE_ROUNDS = 8;
 /** How far the fuzzer's clock moves per batch (ms): enough credit for any batch's writes. */
 const CLOCK_STEP_MS = 1e8;
-
-class ProblemLog implements XsLogger {
-  readonly errors: string[] = [];
-  info(): void {}
-  warn(): void {}
-  debug(): void {}
-  error(obj: object, msg: string): void {
-    // Ring errors are expected (the fuzzer causes them); CONTROL check findings are not.
-    if (msg.startsWith("check:")) this.errors.push(`${msg} ${JSON.stringify(obj)}`);
-  }
-}
 
 /** The guest's end of one ring, raw: bytes in, packets out. */
 class GuestRing {
@@ -160,21 +146,16 @@ class GuestRing {
 }
 
 export async function fuzzRing(o: TargetOptions): Promise<void> {
-  const rng = new Prng(o.seed ^ 0x72696e67);
-  const stats = o.stats;
-  const t0 = performance.now();
-  let batchNo = 0;
-  let current: Uint8Array = new Uint8Array(0);
-  const fail = (msg: string): never => {
-    throw new FuzzFailure("ring", o.seed, batchNo, hex(current), msg);
-  };
+  const run = new FuzzRun("ring", o, 0x72696e67);
+  const { rng, stats, fail } = run;
+  // Ring errors are expected (the fuzzer causes them); CONTROL check findings are not.
+  const checkFindings = (msg: string) => msg.startsWith("check:");
 
-  let log = new ProblemLog();
+  let log = new ProblemLog(checkFindings);
   let core!: XenStoreCore;
   /** Every introduced domain's ring, by domid (the fuzz may introduce more). */
   let rings = new Map<number, GuestRing>();
   let dom0!: GuestRing;
-  let reqId = 1;
   let clock = 0;
   const advance = (ms: number) => {
     clock += ms;
@@ -199,7 +180,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
     const c = core.connectSocket();
     const r = core.step(c, { type, reqId: 0, txId: 0, payload: latin1(payload) }).reply;
     core.disconnect(c);
-    const body = Buffer.from(r.payload).toString("latin1");
+    const body = fromLatin1(r.payload);
     return r.type === XsType.ERROR ? `ERROR ${body}` : body;
   };
 
@@ -219,7 +200,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
   };
 
   const newSession = () => {
-    log = new ProblemLog();
+    log = new ProblemLog(checkFindings);
     rings = new Map();
     core = new XenStoreCore({
       log,
@@ -268,40 +249,14 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
   };
 
   const checkReplies = (g: GuestRing, requests: readonly XsPacket[], exact: boolean) => {
-    let i = 0;
-    for (const p of g.inbox) {
-      if (p.type === XsType.WATCH_EVENT) {
-        stats.events++;
-        const ep = eventProblem(p);
-        if (ep !== null) fail(`dom${g.domid}: ${ep}`);
-        continue;
-      }
-      const req = requests[i++];
-      if (req === undefined) fail(`dom${g.domid}: an extra reply ${hex(encodePacket(p))}`);
-      const problem = replyProblem(req!, p);
-      if (problem !== null) fail(`dom${g.domid}: ${problem} (request ${hex(encodePacket(req!))})`);
-      stats.reply(req!, p);
-    }
-    if (exact && i !== requests.length) fail(`dom${g.domid}: ${i} replies to ${requests.length} requests`);
+    const answered = checkInbox(g.inbox, requests, stats, (msg) => fail(`dom${g.domid}: ${msg}`));
+    if (exact && answered !== requests.length)
+      fail(`dom${g.domid}: ${answered} replies to ${requests.length} requests`);
     g.inbox.length = 0;
   };
 
   const sendBatch = async (g: GuestRing, bytes: Uint8Array) => {
-    const framed = g.model.push(bytes);
-    const requests = [...framed.packets];
-    let tooLarge = framed.tooLarge !== null;
-    let all = bytes;
-    if (!tooLarge) {
-      const fill = g.model.filler();
-      const f2 = g.model.push(fill);
-      requests.push(...f2.packets);
-      tooLarge = f2.tooLarge !== null;
-      const tail = tooLarge ? fill : new Uint8Array([...fill, ...sentinel(0xfffffff0)]);
-      if (!tooLarge) requests.push(...g.model.push(sentinel(0xfffffff0)).packets);
-      all = new Uint8Array(bytes.byteLength + tail.byteLength);
-      all.set(bytes, 0);
-      all.set(tail, bytes.byteLength);
-    }
+    const { bytes: all, requests, closes: tooLarge } = completeStream(g.model, bytes);
     const r = await g.pump(all, tooLarge ? Number.MAX_SAFE_INTEGER : requests.length, core, advance);
     if (r === "hang")
       fail(`dom${g.domid}: hang with ${g.repliesIn()} of ${requests.length} replies; ${g.state(core)}`);
@@ -398,7 +353,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
       return g.inbox.splice(0, at + 1);
     };
     try {
-      await goodClient(exchange, `/local/domain/2/good-${batchNo}`, "n2\0r0\0");
+      await goodClient(exchange, `/local/domain/2/good-${run.batchNo}`, "n2\0r0\0");
     } catch (e) {
       if (e instanceof FuzzFailure) throw e;
       fail((e as Error).message);
@@ -412,47 +367,33 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
 
   newSession();
   if (o.replay !== undefined) {
-    current = o.replay;
+    run.current = o.replay;
     await sendBatch(ready(1), o.replay);
     await wellBehaved();
-    stats.seconds += (performance.now() - t0) / 1000;
+    run.finish();
     return;
   }
-  let sessionStart = 0;
   while (stats.packets < o.count) {
-    batchNo++;
-    if (stats.packets - sessionStart >= SESSION_PACKETS) {
+    const batchNo = ++run.batchNo;
+    if (run.sessionDue()) {
       await wellBehaved();
       newSession();
-      sessionStart = stats.packets;
     }
     const g = ready(rng.chance(0.5) ? 0 : 1);
     if (rng.chance(0.04)) {
-      current = new Uint8Array(0);
+      run.current = new Uint8Array(0);
       corrupt(g);
       continue;
     }
     const other = g.domid === 0 ? rings.get(1) : dom0;
-    const batch = makeBatch({
-      rng,
-      corpus: o.corpus,
-      ownTx: [...g.server.conn.transactions.keys()],
-      otherTx: other === undefined ? [] : [...other.server.conn.transactions.keys()],
-      pathMax: core.quotas.pathMax,
-      stats,
-      maxItems: 8,
-      reqId,
-    });
-    reqId += batch.items;
-    current = batch.bytes;
-    stats.batches++;
-    stats.bytes += batch.bytes.byteLength;
-    await sendBatch(g, batch.bytes);
+    const ownTx = [...g.server.conn.transactions.keys()];
+    const otherTx = other === undefined ? [] : [...other.server.conn.transactions.keys()];
+    await sendBatch(g, run.batch(ownTx, otherTx, core.quotas.pathMax, 8));
     clock += CLOCK_STEP_MS;
     if (batchNo % GOOD_EVERY === 0) await wellBehaved();
     // Let flushes queued by events for other rings run.
     if (batchNo % 16 === 0) await new Promise<void>((r) => setImmediate(r));
   }
   await wellBehaved();
-  stats.seconds += (performance.now() - t0) / 1000;
+  run.finish();
 }

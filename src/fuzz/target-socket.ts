@@ -16,15 +16,12 @@ import { createConnection, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_QUOTAS, HARD_QUOTAS, SOFT_QUOTAS } from "../xenstore/quota.ts";
-import { encodePacket, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
-import { eventProblem, FuzzFailure, replyProblem } from "./check.ts";
-import { latin1 } from "./corpus.ts";
+import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
+import { checkInbox, FuzzFailure } from "./check.ts";
 import { StreamModel } from "./frame.ts";
-import { chunks, makeBatch, sentinel } from "./gen.ts";
+import { chunks, completeStream } from "./gen.ts";
 import { type Exchange, goodClient } from "./good.ts";
-import { hex } from "./mutate.ts";
-import { Prng } from "./prng.ts";
-import type { TargetOptions } from "./target-core.ts";
+import { FuzzRun, type TargetOptions } from "./target.ts";
 
 const REPLY_TIMEOUT_MS = 20_000;
 const GOOD_EVERY = 100;
@@ -175,17 +172,10 @@ function exchangeOver(c: RawConn): Exchange {
 }
 
 export async function fuzzSocket(o: TargetOptions): Promise<void> {
-  const rng = new Prng(o.seed ^ 0x736f636b);
-  const stats = o.stats;
-  const t0 = performance.now();
-  let batchNo = 0;
-  let current: Uint8Array = new Uint8Array(0);
-  const fail = (msg: string): never => {
-    throw new FuzzFailure("socket", o.seed, batchNo, hex(current), msg);
-  };
+  const run = new FuzzRun("socket", o, 0x736f636b);
+  const { rng, stats, fail } = run;
   const daemon = await Daemon.start();
   const conns: RawConn[] = [];
-  let reqId = 1;
   try {
     const open = async () => {
       try {
@@ -208,13 +198,13 @@ export async function fuzzSocket(o: TargetOptions): Promise<void> {
           await ask(XsType.CONTROL, `quota\0set\0${q.name}\0${DEFAULT_QUOTAS[q.key]}\0`);
         for (const q of SOFT_QUOTAS)
           await ask(XsType.CONTROL, `quota-soft\0set\0${q.name}\0${DEFAULT_QUOTAS[q.key]}\0`);
-        await goodClient(ex, `/fuzz-good-${batchNo}`, "n0\0");
+        await goodClient(ex, `/fuzz-good-${run.batchNo}`, "n0\0");
         const before = daemon.stderr.length;
         const r = await ask(XsType.CONTROL, "check\0");
-        if (Buffer.from(r.payload).toString("latin1") !== "OK\0") fail("CONTROL check did not answer OK");
+        if (fromLatin1(r.payload) !== "OK\0") fail("CONTROL check did not answer OK");
         // What the fuzz left: everything but /tool goes, so the store stays small.
         const top = await ask(XsType.DIRECTORY, "/\0");
-        for (const name of Buffer.from(top.payload).toString("latin1").split("\0")) {
+        for (const name of fromLatin1(top.payload).split("\0")) {
           if (name !== "" && name !== "tool") await ask(XsType.RM, `/${name}\0`);
         }
         await new Promise((r) => setTimeout(r, 20)); // let the daemon's log line arrive
@@ -232,28 +222,7 @@ export async function fuzzSocket(o: TargetOptions): Promise<void> {
 
     /** Sends `bytes` on `c`, completes the stream and checks every reply. */
     const sendBatch = async (c: RawConn, bytes: Uint8Array) => {
-      const framed = c.model.push(bytes);
-      const requests = [...framed.packets];
-      let closes = framed.tooLarge !== null;
-      let tail: Uint8Array = new Uint8Array(0);
-      if (!closes) {
-        const fill = c.model.filler();
-        const f2 = c.model.push(fill);
-        requests.push(...f2.packets);
-        closes = f2.tooLarge !== null;
-        const sent = sentinel(0xfffffff0);
-        if (!closes) {
-          requests.push(...c.model.push(sent).packets);
-          tail = new Uint8Array(fill.byteLength + sent.byteLength);
-          tail.set(fill, 0);
-          tail.set(sent, fill.byteLength);
-        } else {
-          tail = fill;
-        }
-      }
-      const all = new Uint8Array(bytes.byteLength + tail.byteLength);
-      all.set(bytes, 0);
-      all.set(tail, bytes.byteLength);
+      const { bytes: all, requests, closes } = completeStream(c.model, bytes);
       // Random write boundaries, except when the daemon is to hang up: a write after its close
       // fails with EPIPE and takes the replies still unread in our socket with it.
       const parts = chunks(all, rng);
@@ -265,23 +234,11 @@ export async function fuzzSocket(o: TargetOptions): Promise<void> {
         fail(
           `the daemon closed the connection after ${c.inbox.length} of ${requests.length} replies; log: ${daemon.stderr.slice(-1500)}`,
         );
-      let i = 0;
-      for (const p of c.inbox) {
-        if (p.type === XsType.WATCH_EVENT) {
-          stats.events++;
-          const ep = eventProblem(p);
-          if (ep !== null) fail(ep);
-          continue;
+      checkInbox(c.inbox, requests, stats, fail, (req, p) => {
+        if (req.type === XsType.TRANSACTION_START && p.type === XsType.TRANSACTION_START) {
+          c.txIds.add(Number(fromLatin1(p.payload).slice(0, -1)));
         }
-        const req = requests[i++];
-        if (req === undefined) fail(`an extra reply ${hex(encodePacket(p))}`);
-        const problem = replyProblem(req!, p);
-        if (problem !== null) fail(`${problem} (request ${hex(encodePacket(req!))})`);
-        stats.reply(req!, p);
-        if (req!.type === XsType.TRANSACTION_START && p.type === XsType.TRANSACTION_START) {
-          c.txIds.add(Number(Buffer.from(p.payload).toString("latin1").slice(0, -1)));
-        }
-      }
+      });
       c.inbox.length = 0;
       if (closes) {
         const end = await c.replies(Number.MAX_SAFE_INTEGER, REPLY_TIMEOUT_MS);
@@ -293,36 +250,22 @@ export async function fuzzSocket(o: TargetOptions): Promise<void> {
     };
 
     if (o.replay !== undefined) {
-      current = o.replay;
+      run.current = o.replay;
       await sendBatch(conns[0]!, o.replay);
       await wellBehaved();
       return;
     }
     while (stats.packets < o.count) {
-      batchNo++;
+      const batchNo = ++run.batchNo;
       const c = rng.pick(conns);
       const other = conns.find((x) => x !== c)!;
-      const batch = makeBatch({
-        rng,
-        corpus: o.corpus,
-        ownTx: [...c.txIds],
-        otherTx: [...other.txIds],
-        pathMax: DEFAULT_QUOTAS.pathMax,
-        stats,
-        maxItems: 16,
-        reqId,
-      });
-      reqId += batch.items;
-      current = batch.bytes;
-      stats.batches++;
-      stats.bytes += batch.bytes.byteLength;
-      await sendBatch(c, batch.bytes);
+      await sendBatch(c, run.batch([...c.txIds], [...other.txIds], DEFAULT_QUOTAS.pathMax, 16));
       if (batchNo % GOOD_EVERY === 0) await wellBehaved();
     }
     await wellBehaved();
   } finally {
     for (const c of conns) c.close();
     await daemon.stop();
-    stats.seconds += (performance.now() - t0) / 1000;
+    run.finish();
   }
 }

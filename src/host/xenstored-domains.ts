@@ -11,7 +11,8 @@
 import type { Hypervisor } from "../hv/hypervisor.ts";
 import type { EventChannelUpcall } from "../kernel/evtchn.ts";
 import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../xen/grant-table-abi.ts";
-import type { Connection, DomainHooks, XenStoreCore } from "../xenstore/core.ts";
+import type { XenStoreCore } from "../xenstore/core.ts";
+import type { Connection, DomainHooks } from "../xenstore/daemon.ts";
 import { RingServer } from "../xenstore/transport-ring.ts";
 
 interface Ring {

@@ -28,7 +28,7 @@ import { HypercallError, type Kernel, type MappedPage } from "../kernel/kernel.t
 import { errorMessage } from "../lib/errors.ts";
 import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { parseXenbusState, XenbusState, type XenbusStateValue } from "../xen/xenbus-abi.ts";
-import type { XsWatch } from "../xenstore/client.ts";
+import type { XsWatch } from "../xenstore/client-watch.ts";
 import { XsError } from "../xenstore/errors.ts";
 import { type BusKind, XENBUS_TYPES, type XenbusType } from "./bus-type.ts";
 import { domainPath, errorPath, XenbusKey } from "./keys.ts";

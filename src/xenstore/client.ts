@@ -8,6 +8,8 @@
  * token. Requests issued in the same tick are coalesced into one channel write.
  * (Linux `xenbus_xs.c` `xs_talkv`; libxenstore `xs.c`; ocaml-xenstore client.)
  */
+
+import { type WatchRegistry, XsWatch } from "./client-watch.ts";
 import {
   ConnectionClosedError,
   isXsErrorName,
@@ -15,9 +17,13 @@ import {
   XsError,
   XsProtocolError,
 } from "./errors.ts";
+import { Perm, type PermEntry, parsePerm as parseEntry, permLetter } from "./perms.ts";
 import {
+  concatBytes,
+  firstString,
   fromUtf8,
   HEADER_SIZE,
+  joinStrings,
   PacketReader,
   splitStrings,
   typeName,
@@ -59,48 +65,35 @@ export interface XsPerm {
   readonly write: boolean;
 }
 
-const PERM_RE = /^([nrwb])(\d+)$/;
-
-/** `"r5"` → `{id: 5, read: true, write: false}`. Throws RangeError on anything else. */
+/**
+ * `"r5"` → `{id: 5, read: true, write: false}`: a letter and a decimal domid of at most 32
+ * bits (perms.ts, strict). Throws RangeError on anything else.
+ */
 export function parsePerm(s: string): XsPerm {
-  const m = PERM_RE.exec(s);
-  const id = m === null ? Number.NaN : Number(m[2]);
-  if (m === null || id > 0xffffffff) {
+  const p = parseEntry(s, STRICT);
+  if (p === null) {
     throw new RangeError(`Cannot parse permission "${s}": expected n, r, w or b and a domid`);
   }
-  const letter = m[1];
-  return { id, read: letter === "r" || letter === "b", write: letter === "w" || letter === "b" };
+  return { id: p.id, read: (p.perms & Perm.READ) !== 0, write: (p.perms & Perm.WRITE) !== 0 };
 }
 
-/** `{id: 7, read: false, write: true}` → `"w7"`. */
+const STRICT = { strict: true } as const;
+
+/** The entry as perms.ts holds it: READ | WRITE bits. */
+export function permEntry(p: XsPerm): PermEntry {
+  return { id: p.id, perms: (p.read ? Perm.READ : 0) | (p.write ? Perm.WRITE : 0) };
+}
+
+/**
+ * `{id: 7, read: false, write: true}` → `"w7"`, the domid as the number it is (C tools print
+ * it as an int: perms.ts `formatPerm(permEntry(p))`).
+ */
 export function formatPerm(p: XsPerm): string {
-  const letter = p.read ? (p.write ? "b" : "r") : p.write ? "w" : "n";
-  return `${letter}${p.id}`;
+  return `${permLetter(permEntry(p).perms)}${p.id}`;
 }
 
 // ---------------------------------------------------------------------------------------
 // Payload helpers
-
-/** Each string NUL-terminated, then `tail` (raw bytes, e.g. a WRITE value) unterminated. */
-function payload(strings: readonly string[], tail?: Uint8Array): Uint8Array {
-  const parts = strings.map((s) => utf8(s));
-  let len = tail?.byteLength ?? 0;
-  for (const p of parts) len += p.byteLength + 1;
-  const out = new Uint8Array(len);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.byteLength + 1; // the NUL is already there
-  }
-  if (tail !== undefined) out.set(tail, pos);
-  return out;
-}
-
-/** A reply that is one string, with or without its NUL ("OK\0", "/local/domain/3\0"). */
-function replyString(b: Uint8Array): string {
-  const end = b.indexOf(0);
-  return fromUtf8(end === -1 ? b : b.subarray(0, end));
-}
 
 /** A reply that is a list of NUL-terminated strings ("a\0b\0"). */
 function replyList(b: Uint8Array): string[] {
@@ -129,7 +122,7 @@ export abstract class XsOps {
 
   /** The value of `path` as bytes (binary-safe). */
   readBytes(path: string): Promise<Uint8Array> {
-    return this.call(XsType.READ, payload([path]), path);
+    return this.call(XsType.READ, joinStrings([path]), path);
   }
 
   /** The value of `path` decoded as UTF-8. */
@@ -155,17 +148,17 @@ export abstract class XsOps {
   /** Writes `value` (a string is UTF-8 encoded); missing parents are created empty. */
   async write(path: string, value: string | Uint8Array): Promise<void> {
     const bytes = typeof value === "string" ? utf8(value) : value;
-    await this.call(XsType.WRITE, payload([path], bytes), path);
+    await this.call(XsType.WRITE, joinStrings([path], bytes), path);
   }
 
   /** Creates `path` with an empty value; does nothing if it exists. */
   async mkdir(path: string): Promise<void> {
-    await this.call(XsType.MKDIR, payload([path]), path);
+    await this.call(XsType.MKDIR, joinStrings([path]), path);
   }
 
   /** Removes `path` and its subtree; succeeds if `path` is missing but its parent exists. */
   async rm(path: string): Promise<void> {
-    await this.call(XsType.RM, payload([path]), path);
+    await this.call(XsType.RM, joinStrings([path]), path);
   }
 
   /**
@@ -174,7 +167,7 @@ export abstract class XsOps {
    */
   async directory(path: string): Promise<string[]> {
     try {
-      return replyList(await this.call(XsType.DIRECTORY, payload([path]), path));
+      return replyList(await this.call(XsType.DIRECTORY, joinStrings([path]), path));
     } catch (e) {
       if (!isErrno(e, "E2BIG")) throw e;
     }
@@ -209,7 +202,7 @@ export abstract class XsOps {
    * `"a\0b\0..."`. An unchanged `generation` between calls proves the list did not change.
    */
   async directoryPart(path: string, offset: number): Promise<XsDirectoryPart> {
-    const reply = await this.call(XsType.DIRECTORY_PART, payload([path, String(offset)]), path);
+    const reply = await this.call(XsType.DIRECTORY_PART, joinStrings([path, String(offset)]), path);
     // "gen\0" then whole "name\0" entries; an extra "\0" (an empty name) marks the end.
     const { parts, terminated } = splitStrings(reply);
     const generation = parts[0];
@@ -225,7 +218,7 @@ export abstract class XsOps {
 
   /** The permissions of `path`, owner first. */
   async getPerms(path: string): Promise<XsPerm[]> {
-    const strings = replyList(await this.call(XsType.GET_PERMS, payload([path]), path));
+    const strings = replyList(await this.call(XsType.GET_PERMS, joinStrings([path]), path));
     try {
       return strings.map(parsePerm);
     } catch (e) {
@@ -236,7 +229,7 @@ export abstract class XsOps {
   /** Sets the permissions of `path`; entries are `XsPerm`s or strings like `"r5"`. */
   async setPerms(path: string, perms: readonly (XsPerm | string)[]): Promise<void> {
     const strings = perms.map((p) => (typeof p === "string" ? p : formatPerm(p)));
-    await this.call(XsType.SET_PERMS, payload([path, ...strings]), path);
+    await this.call(XsType.SET_PERMS, joinStrings([path, ...strings]), path);
   }
 }
 
@@ -245,12 +238,6 @@ export interface XsDirectoryPart {
   names: string[];
   /** True when the slice reaches the end of the list. */
   complete: boolean;
-}
-
-/** A watch event: the path that changed (as the daemon sent it) and the watch's token. */
-export interface XsWatchEvent {
-  path: string;
-  token: string;
 }
 
 export interface XsTransactionOptions {
@@ -275,7 +262,7 @@ interface Pending {
 // ---------------------------------------------------------------------------------------
 // Client
 
-export class XsClient extends XsOps {
+export class XsClient extends XsOps implements WatchRegistry {
   readonly txId = 0;
   readonly #channel: XsChannel;
   readonly #reader = new PacketReader();
@@ -366,24 +353,16 @@ export class XsClient extends XsOps {
       this.#channel.write(box[0]!);
       return;
     }
-    let len = 0;
-    for (const p of box) len += p.byteLength;
-    const out = new Uint8Array(len);
-    let pos = 0;
-    for (const p of box) {
-      out.set(p, pos);
-      pos += p.byteLength;
-    }
-    this.#channel.write(out);
+    this.#channel.write(concatBytes(box));
   }
 
   #receive(chunk: Uint8Array): void {
     if (this.#closedWith !== null) return;
-    let packets: XsPacket[];
-    try {
-      packets = this.#reader.push(chunk);
-    } catch (e) {
-      this.#fail(e instanceof Error ? e : new XsProtocolError(String(e)));
+    const packets = this.#reader.push(chunk);
+    // A daemon that announces an over-long reply cannot be trusted with anything it sent.
+    const tooLarge = this.#reader.error;
+    if (tooLarge !== null) {
+      this.#fail(tooLarge);
       return;
     }
     for (const p of packets) this.#dispatch(p);
@@ -403,7 +382,7 @@ export class XsClient extends XsOps {
     }
     this.#pending.delete(p.reqId);
     if (p.type === XsType.ERROR) {
-      const name = replyString(p.payload);
+      const name = firstString(p.payload);
       const errno = isXsErrorName(name) ? name : "EINVAL";
       const where =
         pending.what === "" ? typeName(pending.type) : `${typeName(pending.type)} "${pending.what}"`;
@@ -474,7 +453,7 @@ export class XsClient extends XsOps {
       this.#watches.set(token, set);
     }
     set.add(owner);
-    await this.call(XsType.WATCH, payload([path, token]), path);
+    await this.call(XsType.WATCH, joinStrings([path, token]), path);
   }
 
   /** @internal `owner` no longer wants events for `token`. */
@@ -491,7 +470,7 @@ export class XsClient extends XsOps {
       w._drop(path, token);
       if (!w._has(token)) this._forget(token, w);
     }
-    await this.call(XsType.UNWATCH, payload([path, token]), path);
+    await this.call(XsType.UNWATCH, joinStrings([path, token]), path);
   }
 
   #deliverEvent(body: Uint8Array): void {
@@ -519,7 +498,7 @@ export class XsClient extends XsOps {
   // -- transactions ----------------------------------------------------------------------
 
   async transactionStart(): Promise<XsTransaction> {
-    const id = Number(replyString(await this.call(XsType.TRANSACTION_START, payload([""]), "")));
+    const id = Number(firstString(await this.call(XsType.TRANSACTION_START, joinStrings([""]), "")));
     if (!Number.isInteger(id) || id <= 0 || id > 0xffffffff) {
       throw new XsProtocolError(`Cannot parse TRANSACTION_START reply: "${id}"`);
     }
@@ -531,7 +510,7 @@ export class XsClient extends XsOps {
     await this.request(
       XsType.TRANSACTION_END,
       txId,
-      payload([commit ? "T" : "F"]),
+      joinStrings([commit ? "T" : "F"]),
       commit ? "commit" : "abort",
     );
   }
@@ -602,12 +581,14 @@ export class XsClient extends XsOps {
 
   /** `/local/domain/<domid>`, as the daemon sees it. */
   async getDomainPath(domid: number): Promise<string> {
-    return replyString(await this.call(XsType.GET_DOMAIN_PATH, payload([domidString(domid)]), String(domid)));
+    return firstString(
+      await this.call(XsType.GET_DOMAIN_PATH, joinStrings([domidString(domid)]), String(domid)),
+    );
   }
 
   async isDomainIntroduced(domid: number): Promise<boolean> {
-    const r = replyString(
-      await this.call(XsType.IS_DOMAIN_INTRODUCED, payload([domidString(domid)]), String(domid)),
+    const r = firstString(
+      await this.call(XsType.IS_DOMAIN_INTRODUCED, joinStrings([domidString(domid)]), String(domid)),
     );
     return r !== "F";
   }
@@ -615,34 +596,34 @@ export class XsClient extends XsOps {
   /** Tells the daemon about domain `domid`'s ring page (`gfn`) and event channel `port`. */
   async introduce(domid: number, gfn: number | bigint, port: number): Promise<void> {
     const d = domidString(domid);
-    await this.call(XsType.INTRODUCE, payload([d, String(gfn), String(port)]), d);
+    await this.call(XsType.INTRODUCE, joinStrings([d, String(gfn), String(port)]), d);
   }
 
   async release(domid: number): Promise<void> {
-    await this.call(XsType.RELEASE, payload([domidString(domid)]), String(domid));
+    await this.call(XsType.RELEASE, joinStrings([domidString(domid)]), String(domid));
   }
 
   async resume(domid: number): Promise<void> {
-    await this.call(XsType.RESUME, payload([domidString(domid)]), String(domid));
+    await this.call(XsType.RESUME, joinStrings([domidString(domid)]), String(domid));
   }
 
   /** Lets `domid` act for `target` (a stub domain and its guest). */
   async setTarget(domid: number, target: number): Promise<void> {
     const d = domidString(domid);
-    await this.call(XsType.SET_TARGET, payload([d, domidString(target)]), d);
+    await this.call(XsType.SET_TARGET, joinStrings([d, domidString(target)]), d);
   }
 
   /** Drops every watch of this connection, in the daemon and here. */
   async resetWatches(): Promise<void> {
-    await this.call(XsType.RESET_WATCHES, payload([""]), "");
+    await this.call(XsType.RESET_WATCHES, joinStrings([""]), "");
     for (const set of this.#watches.values()) for (const w of set) w._end(null);
     this.#watches.clear();
   }
 
   /** `xenstore-control cmd args...`: the daemon's text reply. */
   async control(cmd: string, ...args: string[]): Promise<string> {
-    const reply = await this.call(XsType.CONTROL, payload([cmd, ...args]), cmd);
-    return replyString(reply);
+    const reply = await this.call(XsType.CONTROL, joinStrings([cmd, ...args]), cmd);
+    return firstString(reply);
   }
 }
 
@@ -670,135 +651,5 @@ export class XsTransaction extends XsOps {
 
   abort(): Promise<void> {
     return this.#client.transactionEnd(this.txId, false);
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-
-interface Registration {
-  path: string;
-  token: string;
-}
-
-/** True if `child` is `parent` or below it (libxenstore `xs_path_is_subpath`). */
-function isSubpath(parent: string, child: string): boolean {
-  return child === parent || (child.startsWith(parent) && child.charAt(parent.length) === "/");
-}
-
-/**
- * The events of one or more watch registrations, as an async iterator. Ends (done) after
- * `close()`/`resetWatches()`; throws ConnectionClosedError if the connection goes.
- */
-export class XsWatch implements AsyncIterableIterator<XsWatchEvent> {
-  /** Resolves once the first registration is acknowledged; rejects with its XsError. */
-  ready: Promise<void> = Promise.resolve();
-  readonly #client: XsClient;
-  readonly #regs: Registration[] = [];
-  readonly #queue: XsWatchEvent[] = [];
-  /** Callers of next()/_nextBatch() waiting for an event or the end. */
-  #waiting: (() => void)[] = [];
-  /** null: open; "done": closed normally; Error: failed. */
-  #end: Error | "done" | null = null;
-
-  constructor(client: XsClient) {
-    this.#client = client;
-  }
-
-  /** Watches one more path, into the same event stream. */
-  async add(path: string, token: string = this.#client.newToken()): Promise<void> {
-    if (this.#end !== null)
-      throw this.#end === "done" ? new TypeError("Cannot add to a closed watch") : this.#end;
-    const reg = { path, token };
-    this.#regs.push(reg);
-    try {
-      await this.#client._register(path, token, this);
-    } catch (e) {
-      this.#regs.splice(this.#regs.indexOf(reg), 1);
-      if (!this._has(token)) this.#client._forget(token, this);
-      if (this.#regs.length === 0) this._end(e as Error);
-      throw e;
-    }
-  }
-
-  /** Unwatches every registration and ends the iterator. */
-  async close(): Promise<void> {
-    if (this.#end === null) this._end(null);
-    const regs = this.#regs.splice(0);
-    await Promise.all(regs.map((r) => this.#client.unwatch(r.path, r.token).catch(() => {})));
-  }
-
-  [Symbol.asyncIterator](): AsyncIterableIterator<XsWatchEvent> {
-    return this;
-  }
-
-  async next(): Promise<IteratorResult<XsWatchEvent>> {
-    for (;;) {
-      const ev = this.#queue.shift();
-      if (ev !== undefined) return { value: ev, done: false };
-      if (this.#end === "done") return { value: undefined, done: true };
-      if (this.#end !== null) throw this.#end;
-      await new Promise<void>((res) => {
-        this.#waiting.push(res);
-      });
-    }
-  }
-
-  async return(): Promise<IteratorResult<XsWatchEvent>> {
-    await this.close();
-    return { value: undefined, done: true };
-  }
-
-  // -- for XsClient (not public API) -----------------------------------------------------
-
-  /** @internal */
-  _push(ev: XsWatchEvent): void {
-    if (this.#end !== null) return;
-    this.#queue.push(ev);
-    this.#poke();
-  }
-
-  /** @internal Ends the stream: `null` normally, or with an error. */
-  _end(err: Error | null): void {
-    if (this.#end !== null) return;
-    this.#end = err ?? "done";
-    if (err !== null) this.#queue.length = 0;
-    this.#poke();
-  }
-
-  /** @internal */
-  _has(token: string): boolean {
-    return this.#regs.some((r) => r.token === token);
-  }
-
-  /** @internal */
-  _drop(path: string, token: string): void {
-    const i = this.#regs.findIndex((r) => r.path === path && r.token === token);
-    if (i !== -1) this.#regs.splice(i, 1);
-  }
-
-  /** @internal */
-  _covers(path: string, token: string): boolean {
-    return this.#regs.some((r) => r.token === token && isSubpath(r.path, path));
-  }
-
-  /** @internal Discards queued events (wait(): the predicate is about to look anyway). */
-  _drain(): void {
-    this.#queue.length = 0;
-  }
-
-  /** @internal Resolves when at least one event is queued; throws if the watch ended. */
-  async _nextBatch(): Promise<void> {
-    for (;;) {
-      if (this.#queue.length > 0) return;
-      if (this.#end === "done") throw new ConnectionClosedError("Watch closed while waiting");
-      if (this.#end !== null) throw this.#end;
-      await new Promise<void>((res) => {
-        this.#waiting.push(res);
-      });
-    }
-  }
-
-  #poke(): void {
-    for (const w of this.#waiting.splice(0)) w();
   }
 }

@@ -1,106 +1,65 @@
 /**
  * The XenStore daemon's core: one pure step per request,
- * `step(conn, request) → { reply, events, out }`, with C xenstored's semantics
- * (tools/xenstore/xenstored_{core,watch,transaction,domain,control}.c of Xen 4.17).
- * No I/O here: transports feed requests in and deliver what comes out.
+ * `step(conn, request) → { reply, events, out }`, with C xenstored's semantics (Xen 4.17).
+ * As in C, each request lives with what it acts on: nodes and transactions here
+ * (xenstored_core.c, xenstored_transaction.c), watches in watch.ts (xenstored_watch.c),
+ * domains in domain.ts (xenstored_domain.c), CONTROL in control.ts (xenstored_control.c);
+ * daemon.ts declares what they share. No I/O here: transports feed requests in and deliver
+ * what comes out.
  */
 
-import { DOMID_FIRST_RESERVED, DOMID_SELF } from "../xen/xen.ts";
+import { DOMID_FIRST_RESERVED } from "../xen/xen.ts";
+import { checkStore, doControl } from "./control.ts";
+import {
+  Connection,
+  type Daemon,
+  type Delivery,
+  type Domain,
+  type DomainHooks,
+  OK,
+  type RequestContext,
+  type StateJournal,
+  type XsLogger,
+} from "./daemon.ts";
+import {
+  doGetDomainPath,
+  doGetFeature,
+  doGetQuota,
+  doIntroduce,
+  doIsDomainIntroduced,
+  doRelease,
+  doResume,
+  doSetFeature,
+  doSetQuota,
+  doSetTarget,
+  releaseDomain,
+} from "./domain.ts";
 import { XsError, type XsErrorName } from "./errors.ts";
-import { atoi, baseOf, canonicalize, childPath, isChild, isValidNodename, parentOf } from "./paths.ts";
+import { baseOf, canonicalize, childPath, isValidNodename, parentOf } from "./paths.ts";
 import { formatPerm, Perm, type PermEntry, type Perms, parsePerm, permFor } from "./perms.ts";
 import {
   AccountedView,
   Accounts,
   chargeNodes,
   DEFAULT_QUOTAS,
-  HARD_QUOTAS,
   type Quotas,
-  SOFT_QUOTAS,
   WriteRateLimit,
 } from "./quota.ts";
+import { childrenBytes, commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
+import { doResetWatches, doUnwatch, doWatch, WatchTable } from "./watch.ts";
 import {
-  childrenBytes,
-  commit,
-  type FireRequest,
-  type Node,
-  nodeRecordSize,
-  Store,
-  Transaction,
-  View,
-} from "./store.ts";
-import { typeName, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, type XsPacket, XsType } from "./wire.ts";
-
-/** Server feature bits in `xenstore_domain_interface.server_features`. */
-export const ServerFeature = { RECONNECTION: 1, ERROR: 2 } as const;
-
-export interface XsLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
+  atoi,
+  fromLatin1,
+  getStrings,
+  latin1,
+  onearg,
+  typeName,
+  XENSTORE_PAYLOAD_MAX,
+  type XsPacket,
+  XsType,
+} from "./wire.ts";
 
 const SILENT: XsLogger = { info() {}, warn() {}, error() {}, debug() {} };
-
-export interface Watch {
-  /** Absolute path, or `@name` for special events. */
-  readonly node: string;
-  readonly token: string;
-  /** Set when registered relative: events strip `<home>/`. */
-  readonly relativeTo: string | null;
-  readonly conn: Connection;
-  readonly seq: number;
-}
-
-/**
- * Where a connection's outgoing packets go. Every transport (the Unix socket; a domain's
- * shared ring) implements it: `send` queues, and the transport flushes when it likes (the
- * socket at the end of the current turn, so a batch of replies is one write).
- */
-export interface PacketSink {
-  send(conn: Connection, p: XsPacket): void;
-}
-
-/**
- * One client of the store: a socket (dom0, privileged) or a domain's ring. The transport
- * owns the bytes; the core owns the watches and transactions.
- */
-export class Connection {
-  readonly id: number;
-  readonly domid: number;
-  readonly privileged: boolean;
-  /** Where relative paths resolve: `/local/domain/<domid>`. */
-  readonly home: string;
-  /** SET_TARGET: the domain this connection may act for. */
-  target: number | null = null;
-  readonly watches: Watch[] = [];
-  readonly transactions = new Map<number, Transaction>();
-  nextTxId = 1;
-  closed = false;
-  /** A short label for logs: `socket#3` or `dom5`. */
-  readonly label: string;
-  /** The transport this connection's packets go to; null drops them (no ring attached). */
-  sink: PacketSink | null = null;
-
-  constructor(id: number, domid: number, privileged: boolean, label: string) {
-    this.id = id;
-    this.domid = domid;
-    this.privileged = privileged;
-    this.home = `/local/domain/${domid}`;
-    this.label = label;
-  }
-}
-
-export interface Delivery {
-  conn: Connection;
-  packet: XsPacket;
-}
-
-/** Hands each packet to its connection's transport, in order. */
-export function deliver(out: readonly Delivery[]): void {
-  for (const d of out) if (!d.conn.closed) d.conn.sink?.send(d.conn, d.packet);
-}
 
 export interface StepResult {
   /** The reply to the request. */
@@ -115,46 +74,6 @@ export interface StepResult {
   out: Delivery[];
 }
 
-/** A domain xenstored knows: introduced through INTRODUCE (or dom0 from the start). */
-export interface Domain {
-  readonly domid: number;
-  conn: Connection | null;
-  /** Page frame and event channel given in INTRODUCE. */
-  gfn: string;
-  port: number;
-  /** @releaseDomain has been sent for this shutdown; RESUME clears it. */
-  shutdown: boolean;
-}
-
-/**
- * Hooks the hypervisor side plugs in: introducing a domain attaches its ring. Without
- * hooks (a plain socket daemon) an introduced domain exists for the tools, with no ring.
- */
-export interface DomainHooks {
-  /** Called on INTRODUCE of a new domain; returns its connection or null (no ring). */
-  introduce?(domid: number, gfn: string, port: number): Connection | null;
-  /** Called when the daemon lets go of a domain (RELEASE). */
-  release?(domid: number): void;
-  /**
-   * Called on INTRODUCE of a domain already introduced: C xenstored rebinds the port, resets
-   * the ring connection (`domain_conn_reset`) and answers a pending reconnection request.
-   */
-  reintroduce?(domid: number, port: number): void;
-}
-
-/**
- * Makes the store outlive the process (src/xenstore/journal.ts, `xenstored --state`). The
- * core calls `commit()` at the end of every request and of every domain release, before
- * anything they produced is handed to a transport: a change is on record before it is
- * acknowledged. Which nodes changed the journal reads from `Store.nodes.changes`.
- */
-export interface StateJournal {
-  /** The domain table or a special node's permissions changed in this request. */
-  metaChanged(): void;
-  /** Records what changed since the last call, if anything. */
-  commit(): void;
-}
-
 export interface CoreOptions {
   /** Records every change before it is acknowledged (`xenstored --state`). */
   journal?: StateJournal;
@@ -162,8 +81,6 @@ export interface CoreOptions {
   keepOrphans?: boolean;
   log?: XsLogger;
   hooks?: DomainHooks;
-  /** Called for CONTROL `print`, `log on|off`. */
-  onControl?: (cmd: string, args: readonly string[]) => void;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -176,121 +93,74 @@ interface WireFunc {
   readonly noTx?: boolean;
 }
 
-/** Per-request state: who asks, with which view, what it sent. */
-interface RequestContext {
-  readonly conn: Connection;
-  readonly view: View;
-  readonly payload: Uint8Array;
-  readonly type: number;
-  /** Events the handler fires itself (domain introduction and release): sent before the reply. */
-  readonly before: Delivery[];
-  /** Events sent after the reply (a new watch's initial event). */
-  readonly after: Delivery[];
-}
-
-const OK = "OK\0";
 const EMPTY = new Uint8Array(0);
 
-/** NUL-terminated strings of a payload; bytes after the last NUL are ignored (C `get_strings`). */
-function strings(payload: Uint8Array): string[] {
-  const out: string[] = [];
-  let start = 0;
-  for (let i = 0; i < payload.byteLength; i++) {
-    if (payload[i] === 0) {
-      out.push(latin1(payload, start, i));
-      start = i + 1;
-    }
-  }
-  return out;
-}
-
-/** The one argument of a request: exactly one NUL, at the end (C `onearg`); else null. */
-function onearg(payload: Uint8Array): string | null {
-  const n = payload.byteLength;
-  if (n === 0) return null;
-  const nul = payload.indexOf(0);
-  if (nul !== n - 1) return null;
-  return latin1(payload, 0, n - 1);
-}
-
-/** Bytes as a string, one char per byte (latin1): exact for any byte, and never throws. */
-function latin1(b: Uint8Array, start: number, end: number): string {
-  return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString("latin1");
-}
-
-/** The inverse of latin1(). */
-function ascii(s: string): Uint8Array {
-  return Buffer.from(s, "latin1");
-}
-
-export class XenStoreCore {
+/**
+ * The daemon: its connections, the dispatch of each request through a table keyed by type
+ * (C `wire_funcs[]`), node access, and the node and transaction requests. The handlers of
+ * watch.ts, domain.ts and control.ts get the core as `Daemon`.
+ */
+export class XenStoreCore implements Daemon {
   readonly store = new Store();
   readonly quotas: Quotas;
   readonly keepOrphans: boolean;
   readonly log: XsLogger;
-  /** Per-domain memory, outstanding requests and quotas of their own (quota.ts). */
   readonly accounts: Accounts;
-  /** C's write rate limit, in force while transactions are open (quota.ts). */
   readonly writeRate: WriteRateLimit;
   /** Transactions open on every connection (the write rate limit's `wrl_ntransactions`). */
   #openTransactions = 0;
   readonly domains = new Map<number, Domain>();
-  /** Open connections in the order they came. */
   readonly connections = new Set<Connection>();
-  /** Nodes owned per domain. */
   readonly entries = new Map<number, number>();
-  /** Watches by absolute node (or `@name`). */
-  readonly #watchIndex = new Map<string, Watch[]>();
-  #watchSeq = 0;
   #connSeq = 0;
-  readonly #hooks: DomainHooks;
-  readonly #onControl: (cmd: string, args: readonly string[]) => void;
-  readonly #journal: StateJournal | null;
-  /** Permissions of the special nodes; "privileged only" by default. */
+  readonly hooks: DomainHooks;
+  readonly journal: StateJournal | null;
+  /** "Privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
     ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
     ["@releaseDomain", [{ id: 0, perms: Perm.NONE }]],
   ]);
+  readonly watches: WatchTable;
   readonly #table: ReadonlyMap<number, WireFunc>;
 
   constructor(opts: CoreOptions = {}) {
     this.quotas = { ...DEFAULT_QUOTAS, ...opts.quotas };
     this.keepOrphans = opts.keepOrphans ?? false;
     this.log = opts.log ?? SILENT;
-    this.#hooks = opts.hooks ?? {};
-    this.#onControl = opts.onControl ?? (() => {});
-    this.#journal = opts.journal ?? null;
+    this.hooks = opts.hooks ?? {};
+    this.journal = opts.journal ?? null;
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
     this.writeRate = new WriteRateLimit(this.log);
     this.writeRate.addDomain(0);
+    this.watches = new WatchTable(this.accounts, this.store, this.specialPerms);
     this.entries.set(0, this.store.nodes.size);
     this.domains.set(0, { domid: 0, conn: null, gfn: "0", port: 0, shutdown: false });
     this.#table = new Map<number, WireFunc>([
-      [XsType.CONTROL, { fn: (c) => this.#control(c), priv: true }],
+      [XsType.CONTROL, { fn: (c) => doControl(this, c), priv: true }],
       [XsType.DIRECTORY, { fn: (c) => this.#directory(c) }],
       [XsType.READ, { fn: (c) => this.#read(c) }],
       [XsType.GET_PERMS, { fn: (c) => this.#getPerms(c) }],
-      [XsType.WATCH, { fn: (c) => this.#watch(c), noTx: true }],
-      [XsType.UNWATCH, { fn: (c) => this.#unwatch(c), noTx: true }],
+      [XsType.WATCH, { fn: (c) => doWatch(this, c), noTx: true }],
+      [XsType.UNWATCH, { fn: (c) => doUnwatch(this, c), noTx: true }],
       [XsType.TRANSACTION_START, { fn: (c) => this.#transactionStart(c) }],
       [XsType.TRANSACTION_END, { fn: (c) => this.#transactionEnd(c) }],
-      [XsType.INTRODUCE, { fn: (c) => this.#introduce(c), priv: true }],
-      [XsType.RELEASE, { fn: (c) => this.#release(c), priv: true }],
-      [XsType.GET_DOMAIN_PATH, { fn: (c) => this.#getDomainPath(c) }],
+      [XsType.INTRODUCE, { fn: (c) => doIntroduce(this, c), priv: true }],
+      [XsType.RELEASE, { fn: (c) => doRelease(this, c), priv: true }],
+      [XsType.GET_DOMAIN_PATH, { fn: (c) => doGetDomainPath(this, c) }],
       [XsType.WRITE, { fn: (c) => this.#write(c) }],
       [XsType.MKDIR, { fn: (c) => this.#mkdir(c) }],
       [XsType.RM, { fn: (c) => this.#rm(c) }],
       [XsType.SET_PERMS, { fn: (c) => this.#setPerms(c) }],
-      [XsType.IS_DOMAIN_INTRODUCED, { fn: (c) => this.#isDomainIntroduced(c), priv: true }],
-      [XsType.RESUME, { fn: (c) => this.#resume(c), priv: true }],
-      [XsType.SET_TARGET, { fn: (c) => this.#setTarget(c), priv: true }],
-      [XsType.RESET_WATCHES, { fn: (c) => this.#resetWatches(c) }],
+      [XsType.IS_DOMAIN_INTRODUCED, { fn: (c) => doIsDomainIntroduced(this, c), priv: true }],
+      [XsType.RESUME, { fn: (c) => doResume(this, c), priv: true }],
+      [XsType.SET_TARGET, { fn: (c) => doSetTarget(this, c), priv: true }],
+      [XsType.RESET_WATCHES, { fn: (c) => doResetWatches(this, c) }],
       [XsType.DIRECTORY_PART, { fn: (c) => this.#directoryPart(c) }],
-      [XsType.GET_FEATURE, { fn: (c) => this.#getFeature(c) }],
-      [XsType.SET_FEATURE, { fn: (c) => this.#setFeature(c), priv: true }],
-      [XsType.GET_QUOTA, { fn: (c) => this.#getQuota(c), priv: true }],
-      [XsType.SET_QUOTA, { fn: (c) => this.#setQuota(c), priv: true }],
+      [XsType.GET_FEATURE, { fn: (c) => doGetFeature(this, c) }],
+      [XsType.SET_FEATURE, { fn: (c) => doSetFeature(this, c), priv: true }],
+      [XsType.GET_QUOTA, { fn: (c) => doGetQuota(this, c), priv: true }],
+      [XsType.SET_QUOTA, { fn: (c) => doSetQuota(this, c), priv: true }],
     ]);
   }
 
@@ -329,7 +199,7 @@ export class XenStoreCore {
    * one the daemon stops talking to.
    */
   resetConnection(conn: Connection): void {
-    this.#dropWatches(conn);
+    this.watches.dropAll(conn);
     this.#dropTransactions(conn);
   }
 
@@ -348,7 +218,7 @@ export class XenStoreCore {
   disconnect(conn: Connection): void {
     if (conn.closed) return;
     conn.closed = true;
-    this.#dropWatches(conn);
+    this.watches.dropAll(conn);
     this.#dropTransactions(conn);
     this.connections.delete(conn);
   }
@@ -363,12 +233,12 @@ export class XenStoreCore {
     const before: Delivery[] = [];
     const after: Delivery[] = [];
     const finish = (reply: XsPacket): StepResult => {
-      this.#journal?.commit();
+      this.journal?.commit();
       const out = [...before, { conn, packet: reply }, ...after];
       return { reply, events: [...before, ...after], out };
     };
     const error = (errno: XsErrorName) =>
-      finish({ type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: ascii(`${errno}\0`) });
+      finish({ type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: latin1(`${errno}\0`) });
     const f = this.#table.get(req.type);
     if (f === undefined) {
       this.log.debug({ conn: conn.label, type: req.type }, `unknown operation ${typeName(req.type)}`);
@@ -393,12 +263,12 @@ export class XenStoreCore {
         this.#quotaHit(conn, "transaction-nodes", transNodes);
       this.#debitWrites(conn, tx, view);
       // Watches asked for before the failure still fire, as in C xenstored.
-      this.#fireAll(view.fires, before);
+      this.watches.fireAll(view.fires, before);
       return error(e.errno);
     }
-    this.#fireAll(view.fires, before);
+    this.watches.fireAll(view.fires, before);
     this.#debitWrites(conn, tx, view);
-    const bytes = typeof result === "string" ? ascii(result) : result;
+    const bytes = typeof result === "string" ? latin1(result) : result;
     if (bytes.byteLength > XENSTORE_PAYLOAD_MAX) return error("E2BIG");
     return finish({ type: req.type, reqId: req.reqId, txId: req.txId, payload: bytes });
   }
@@ -512,7 +382,7 @@ export class XenStoreCore {
   }
 
   /** Removes `name` and its subtree (C `rm_node`), firing watches as each node goes. */
-  #rmNode(view: View, name: string): void {
+  rmNode(view: View, name: string): void {
     const parentName = parentOf(name);
     const parent = view.read(parentName);
     if (parent === null) throw new XsError("EINVAL");
@@ -545,9 +415,9 @@ export class XenStoreCore {
     );
   }
 
-  readonly #entryHook = (domid: number, delta: number): void => this.#entryAdjust(domid, delta);
+  readonly #entryHook = (domid: number, delta: number): void => this.entryAdjust(domid, delta);
 
-  #entryAdjust(domid: number, delta: number): void {
+  entryAdjust(domid: number, delta: number): void {
     this.entries.set(domid, (this.entries.get(domid) ?? 0) + delta);
   }
 
@@ -555,99 +425,16 @@ export class XenStoreCore {
     this.accounts.hit(conn.domid, quota, limit);
   }
 
-  // ---------------------------------------------------------------- watches
-
-  #fireAll(fires: readonly FireRequest[], events: Delivery[]): void {
-    for (const f of fires) this.#fire(f.name, f.node, f.exact, f.oldPerms, events);
-  }
-
-  /**
-   * Queues an event for every watch that `name` changing triggers (C `fire_watches`):
-   * special names go to connections allowed to read the special node; other paths to
-   * watchers that can read the node or its parent (or could, before a permission change).
-   */
-  #fire(name: string, node: Node | null, exact: boolean, oldPerms: Perms | null, events: Delivery[]): void {
-    if (this.#watchIndex.size === 0) return;
-    const matches: Watch[] = [];
-    const add = (key: string) => {
-      const ws = this.#watchIndex.get(key);
-      if (ws !== undefined) for (const w of ws) matches.push(w);
-    };
-    if (exact || name.charCodeAt(0) === 64 /* @ */) {
-      add(name);
-    } else {
-      add("/");
-      for (let i = name.indexOf("/", 1); i !== -1; i = name.indexOf("/", i + 1)) add(name.slice(0, i));
-      if (name !== "/") add(name);
-    }
-    if (matches.length === 0) return;
-    if (matches.length > 1) matches.sort((a, b) => a.conn.id - b.conn.id || a.seq - b.seq);
-    const special = name.charCodeAt(0) === 64;
-    const first = events.length;
-    let permittedFor: Connection | null = null;
-    let permitted = false;
-    for (const w of matches) {
-      if (w.conn !== permittedFor) {
-        permittedFor = w.conn;
-        permitted = special
-          ? this.#specialPermitted(name, w.conn)
-          : this.#watchPermitted(w.conn, name, node, oldPerms);
-      }
-      if (!permitted) continue;
-      if (!exact && !isChild(name, w.node)) continue;
-      const packet = eventPacket(watchPath(w, name), w.token);
-      if (packet.payload.byteLength > XENSTORE_PAYLOAD_MAX) continue;
-      if (!special && isDuplicate(events, first, w.conn, packet.payload)) continue;
-      events.push({ conn: w.conn, packet });
-    }
-  }
-
-  #specialPermitted(name: string, conn: Connection): boolean {
-    const p = this.specialPerms.get(name);
-    if (p === undefined) return false;
-    return (permFor(conn, p) & Perm.READ) !== 0;
-  }
-
-  #watchPermitted(conn: Connection, name: string, node: Node | null, oldPerms: Perms | null): boolean {
-    if (conn.privileged) return true;
-    if (oldPerms !== null && (permFor(conn, oldPerms) & Perm.READ) !== 0) return true;
-    const n = node ?? this.store.nodes.get(name) ?? null;
-    if (n === null) return false;
-    if ((permFor(conn, n.perms) & Perm.READ) !== 0) return true;
-    const parent = this.store.nodes.get(parentOf(n.name));
-    return parent !== undefined && (permFor(conn, parent.perms) & Perm.READ) !== 0;
-  }
-
-  #addWatch(conn: Connection, node: string, token: string, relativeTo: string | null): Watch {
-    const w: Watch = { node, token, relativeTo, conn, seq: ++this.#watchSeq };
-    this.accounts.memoryAdd(conn.domid, node.length + token.length, false);
-    conn.watches.push(w);
-    const list = this.#watchIndex.get(node);
-    if (list === undefined) this.#watchIndex.set(node, [w]);
-    else list.push(w);
-    return w;
-  }
-
-  #removeWatch(w: Watch): void {
-    this.accounts.memoryAdd(w.conn.domid, -(w.node.length + w.token.length), false);
-    const ws = w.conn.watches;
-    ws.splice(ws.indexOf(w), 1);
-    const list = this.#watchIndex.get(w.node);
-    if (list !== undefined) {
-      list.splice(list.indexOf(w), 1);
-      if (list.length === 0) this.#watchIndex.delete(w.node);
-    }
-  }
-
-  #dropWatches(conn: Connection): void {
-    for (const w of [...conn.watches]) this.#removeWatch(w);
-  }
-
   /** Fires a special event (`@introduceDomain`, `@releaseDomain`) from outside a request. */
   fireSpecial(name: string): Delivery[] {
     const events: Delivery[] = [];
-    this.#fire(name, null, true, null, events);
+    this.watches.fire(name, null, true, null, events);
     return events;
+  }
+
+  /** Forgets a domain (RELEASE, or the domain died): domain.ts `releaseDomain`. */
+  releaseDomain(domid: number): Delivery[] {
+    return releaseDomain(this, domid);
   }
 
   // ---------------------------------------------------------------- handlers
@@ -661,13 +448,13 @@ export class XenStoreCore {
   }
 
   #directoryPart(ctx: RequestContext): Uint8Array {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length !== 2) throw new XsError("EINVAL");
     const node = this.#getNode(ctx, this.#canon(ctx, args[0]!), Perm.READ);
     const off = atoi(args[1]!) >>> 0;
     const all = childrenBytes(node.children);
     const gen = `${node.generation}\0`;
-    if (off >= all.byteLength) return ascii(`${gen}\0`);
+    if (off >= all.byteLength) return latin1(`${gen}\0`);
     // Whole names only, as many as fit with the generation and the final empty string.
     const maxlen = XENSTORE_PAYLOAD_MAX - gen.length - 1;
     let len = 0;
@@ -681,7 +468,7 @@ export class XenStoreCore {
     }
     const complete = off + len === all.byteLength;
     const out = new Uint8Array(gen.length + len + (complete ? 1 : 0));
-    out.set(ascii(gen), 0);
+    out.set(latin1(gen), 0);
     out.set(all.subarray(off, off + len), gen.length);
     return out;
   }
@@ -695,7 +482,7 @@ export class XenStoreCore {
     const p = ctx.payload;
     const nul = p.indexOf(0);
     if (nul < 0) throw new XsError("EINVAL");
-    const name = canonicalize(ctx.conn.home, latin1(p, 0, nul));
+    const name = canonicalize(ctx.conn.home, fromLatin1(p, 0, nul));
     const value = p.slice(nul + 1);
     let node: Node;
     const cur = this.#lookup(ctx, name, Perm.WRITE);
@@ -733,12 +520,12 @@ export class XenStoreCore {
     }
     if (typeof cur === "string") throw new XsError(cur);
     if (name === "/") throw new XsError("EINVAL");
-    this.#rmNode(ctx.view, name!);
+    this.rmNode(ctx.view, name!);
     return OK;
   }
 
   #setPerms(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
+    const args = getStrings(ctx.payload);
     if (args.length < 2) throw new XsError("EINVAL");
     const permStrings = args.slice(1);
     const permLimit = this.accounts.limit(ctx.conn.domid, "permissions");
@@ -763,7 +550,7 @@ export class XenStoreCore {
       const need = Perm.WRITE | Perm.OWNER;
       if ((permFor(ctx.conn, cur) & need) !== need) throw new XsError("EACCES");
       this.specialPerms.set(path, perms);
-      this.#journal?.metaChanged();
+      this.journal?.metaChanged();
       return OK;
     }
     const name = canonicalize(ctx.conn.home, path);
@@ -776,54 +563,6 @@ export class XenStoreCore {
       ctx.view.entry(perms[0]!.id, 1);
     }
     ctx.view.fire(name, updated, false, node.perms);
-    return OK;
-  }
-
-  #watch(ctx: RequestContext): string {
-    const { conn } = ctx;
-    const args = strings(ctx.payload);
-    if (args.length !== 2) throw new XsError("EINVAL");
-    let path = args[0]!;
-    const token = args[1]!;
-    let relativeTo: string | null = null;
-    if (path.startsWith("@")) {
-      if (path.length > XENSTORE_REL_PATH_MAX) throw new XsError("EINVAL");
-    } else {
-      if (!path.startsWith("/")) relativeTo = conn.home;
-      path = canonicalize(conn.home, path);
-      if (!isValidNodename(path, this.quotas.pathMax)) throw new XsError("EINVAL");
-    }
-    for (const w of conn.watches) if (w.node === path && w.token === token) throw new XsError("EEXIST");
-    const watchLimit = this.accounts.limit(conn.domid, "watches");
-    if (!conn.privileged && conn.watches.length > watchLimit) {
-      this.#quotaHit(conn, "watches", watchLimit);
-      throw new XsError("E2BIG");
-    }
-    // C `add_watch`: the watch's memory is checked against the hard memory quota.
-    if (this.accounts.wouldReachHard(conn.domid, path.length + token.length)) {
-      this.accounts.memoryAdd(conn.domid, path.length + token.length, true);
-      throw new XsError("ENOMEM");
-    }
-    const w = this.#addWatch(conn, path, token, relativeTo);
-    // The initial event; the transport sends it after the OK.
-    ctx.after.push({ conn, packet: eventPacket(watchPath(w, w.node), w.token) });
-    return OK;
-  }
-
-  #unwatch(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
-    if (args.length !== 2) throw new XsError("EINVAL");
-    const path = canonicalize(ctx.conn.home, args[0]!);
-    const token = args[1]!;
-    const w = ctx.conn.watches.find((x) => x.node === path && x.token === token);
-    if (w === undefined) throw new XsError("ENOENT");
-    this.#removeWatch(w);
-    return OK;
-  }
-
-  #resetWatches(ctx: RequestContext): string {
-    this.#dropWatches(ctx.conn);
-    this.#dropTransactions(ctx.conn);
     return OK;
   }
 
@@ -865,251 +604,9 @@ export class XenStoreCore {
     const fires = commit(this.store, tx);
     // C `wrl_apply_debit_trans_commit`: a commit costs a write while others are open.
     if (this.#openTransactions > 0 && !ctx.conn.privileged) this.writeRate.debit(ctx.conn.domid);
-    for (const [domid, delta] of tx.entryDelta) this.#entryAdjust(domid, delta);
+    for (const [domid, delta] of tx.entryDelta) this.entryAdjust(domid, delta);
     for (const f of fires) ctx.view.fires.push(f);
     return OK;
-  }
-
-  #getDomainPath(ctx: RequestContext): string {
-    const arg = onearg(ctx.payload);
-    if (arg === null) throw new XsError("EINVAL");
-    return `/local/domain/${atoi(arg) >>> 0}\0`;
-  }
-
-  #isDomainIntroduced(ctx: RequestContext): string {
-    const arg = onearg(ctx.payload);
-    if (arg === null) throw new XsError("EINVAL");
-    const domid = atoi(arg) >>> 0;
-    return domid === DOMID_SELF || this.domains.has(domid) ? "T\0" : "F\0";
-  }
-
-  #introduce(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
-    if (args.length < 3) throw new XsError("EINVAL");
-    const domid = atoi(args[0]!) >>> 0;
-    const port = atoi(args[2]!) >>> 0;
-    if (port === 0) throw new XsError("EINVAL");
-    // DOMID_FIRST_RESERVED and above (DOMID_SELF, DOMID_IO, ...) name no domain: mapping fails.
-    if (domid >= DOMID_SELF) throw new XsError("EINVAL");
-    const existing = this.domains.get(domid);
-    if (existing !== undefined) {
-      // Re-introduction (restore): rebind the event channel; the ring side resets its connection.
-      existing.port = port;
-      this.#journal?.metaChanged();
-      this.#hooks.reintroduce?.(domid, port);
-      return OK;
-    }
-    // Without a hypervisor attached the domain still gets a connection (with no ring), so
-    // it is "connected" for SET_TARGET, as every introduced domain is in C xenstored.
-    const conn = this.#hooks.introduce?.(domid, args[1]!, port) ?? this.connectDomain(domid);
-    this.domains.set(domid, { domid, conn, gfn: args[1]!, port, shutdown: false });
-    this.writeRate.addDomain(domid);
-    this.#journal?.metaChanged();
-    this.log.info({ domid, port }, `domain ${domid} introduced`);
-    this.#fire("@introduceDomain", null, true, null, ctx.before);
-    return OK;
-  }
-
-  /** `domid|` naming an introduced domain other than dom0 (C `onearg_domain`). */
-  #onearg_domain(ctx: RequestContext): Domain {
-    const arg = onearg(ctx.payload);
-    if (arg === null) throw new XsError("EINVAL");
-    const domid = atoi(arg) >>> 0;
-    if (domid === 0) throw new XsError("EINVAL");
-    const d = this.domains.get(domid);
-    if (d === undefined) throw new XsError("ENOENT");
-    return d;
-  }
-
-  #release(ctx: RequestContext): string {
-    const d = this.#onearg_domain(ctx);
-    ctx.before.push(...this.releaseDomain(d.domid));
-    return OK;
-  }
-
-  /**
-   * Forgets a domain (RELEASE, or the domain died): drops its connection, deletes the
-   * nodes it owns (or gives them to dom0 with keepOrphans), removes it from every ACL,
-   * and fires `@releaseDomain`.
-   */
-  releaseDomain(domid: number): Delivery[] {
-    const d = this.domains.get(domid);
-    if (d === undefined || domid === 0) return [];
-    this.domains.delete(domid);
-    if (d.conn !== null) this.disconnect(d.conn);
-    for (const c of [...this.connections]) if (c.domid === domid && !c.privileged) this.disconnect(c);
-    this.#hooks.release?.(domid);
-    const events: Delivery[] = [];
-    const view = new View(
-      this.store,
-      null,
-      (id, delta) => this.#entryAdjust(id, delta),
-      Number.POSITIVE_INFINITY,
-    );
-    if ((this.entries.get(domid) ?? 0) > 0) {
-      const visit = (name: string): void => {
-        const n = this.store.nodes.get(name);
-        if (n === undefined) return;
-        if (n.perms[0]!.id === domid) {
-          if (this.keepOrphans) {
-            const perms = [{ id: 0, perms: n.perms[0]!.perms }, ...n.perms.slice(1)];
-            this.store.nodes.set(name, { ...n, perms });
-            this.#entryAdjust(domid, -1);
-            this.#entryAdjust(0, 1);
-          } else {
-            this.#rmNode(view, name);
-            return;
-          }
-        }
-        for (const c of n.children) visit(childPath(name, c));
-      };
-      visit("/");
-    }
-    this.#fireAll(view.fires, events);
-    this.#stripDomainFromAcls(domid);
-    this.accounts.forget(domid);
-    this.writeRate.removeDomain(domid);
-    this.log.info({ domid }, `domain ${domid} released`);
-    this.#fire("@releaseDomain", null, true, null, events);
-    this.#journal?.metaChanged();
-    this.#journal?.commit();
-    return events;
-  }
-
-  /** A gone domain must not hand its rights to the next domain given its domid. */
-  #stripDomainFromAcls(domid: number): void {
-    for (const [name, n] of this.store.nodes) {
-      if (n.perms.length < 2 || !n.perms.some((p, i) => i > 0 && p.id === domid)) continue;
-      this.store.nodes.set(name, { ...n, perms: n.perms.filter((p, i) => i === 0 || p.id !== domid) });
-    }
-    for (const [name, p] of this.specialPerms) {
-      const owner = p[0]!.id === domid ? { id: 0, perms: p[0]!.perms } : p[0]!;
-      this.specialPerms.set(name, [owner, ...p.slice(1).filter((e) => e.id !== domid)]);
-    }
-  }
-
-  #resume(ctx: RequestContext): string {
-    this.#onearg_domain(ctx).shutdown = false;
-    return OK;
-  }
-
-  #setTarget(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
-    if (args.length < 2) throw new XsError("EINVAL");
-    const connected = (domid: number): Domain => {
-      const d = this.domains.get(domid);
-      if (d === undefined) throw new XsError("ENOENT");
-      if (d.conn === null && domid !== 0) throw new XsError("EINVAL");
-      return d;
-    };
-    const d = connected(atoi(args[0]!) >>> 0);
-    const t = connected(atoi(args[1]!) >>> 0);
-    if (d.conn !== null) d.conn.target = t.domid;
-    return OK;
-  }
-
-  #getFeature(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
-    if (args.length > 1) throw new XsError("EINVAL");
-    if (args.length === 1) {
-      if (!ctx.conn.privileged) throw new XsError("EACCES");
-      if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
-    }
-    return `${ServerFeature.RECONNECTION | ServerFeature.ERROR}\0`;
-  }
-
-  #setFeature(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
-    if (args.length !== 2) throw new XsError("EINVAL");
-    if (!this.domains.has(atoi(args[0]!) >>> 0)) throw new XsError("ENOENT");
-    // Features can only be taken away from what the server offers.
-    if ((atoi(args[1]!) >>> 0) & ~(ServerFeature.RECONNECTION | ServerFeature.ERROR))
-      throw new XsError("EINVAL");
-    return OK;
-  }
-
-  #getQuota(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
-    if (args.length === 0) return `${HARD_QUOTAS.map((q) => q.name).join(" ")}\0`;
-    const name = args[args.length - 1]!;
-    const q = HARD_QUOTAS.find((x) => x.name === name);
-    if (q === undefined || args.length > 2) throw new XsError("EINVAL");
-    if (args.length === 1) return `${this.quotas[q.key]}\0`;
-    const domid = atoi(args[0]!) >>> 0;
-    if (!this.domains.has(domid)) throw new XsError("ENOENT");
-    return `${this.accounts.limit(domid, q.key)}\0`;
-  }
-
-  #setQuota(ctx: RequestContext): string {
-    const args = strings(ctx.payload);
-    if (args.length < 2 || args.length > 3) throw new XsError("EINVAL");
-    const name = args[args.length - 2]!;
-    const q = HARD_QUOTAS.find((x) => x.name === name);
-    if (q === undefined) throw new XsError("EINVAL");
-    const domid = args.length === 3 ? atoi(args[0]!) >>> 0 : null;
-    if (domid !== null && !this.domains.has(domid)) throw new XsError("ENOENT");
-    const v = atoi(args[args.length - 1]!);
-    if (v < 0) throw new XsError("EINVAL");
-    const value = v === 0 ? Number.MAX_SAFE_INTEGER : v;
-    // A domain's own value is kept apart from the global one, as current Xen keeps it.
-    if (domid === null) this.quotas[q.key] = value;
-    else this.accounts.setLimit(domid, q.key, value);
-    this.log.info({ domid, quota: q.name, value }, `quota ${q.name} set to ${value}`);
-    return OK;
-  }
-
-  // ---------------------------------------------------------------- CONTROL
-
-  #control(ctx: RequestContext): Uint8Array | string {
-    const args = strings(ctx.payload);
-    if (args.length === 0) throw new XsError("EINVAL");
-    const [cmd, ...rest] = args as [string, ...string[]];
-    const c = CONTROL_COMMANDS.find((x) => x.cmd === cmd);
-    if (c === undefined) throw new XsError("EINVAL");
-    return c.run(this, rest, ctx);
-  }
-
-  /** CONTROL `quota` / `quota-soft` (xenstored_control.c). */
-  controlQuota(args: readonly string[], soft: boolean): string {
-    const table = soft ? SOFT_QUOTAS : HARD_QUOTAS;
-    if (args.length === 0) {
-      let s = "Quota settings:\n";
-      for (const q of table)
-        s += `${q.name.padEnd(17)}: ${String(this.quotas[q.key]).padStart(8)} ${q.descr}\n`;
-      return `${s}\0`;
-    }
-    if (args[0] === "set") {
-      if (args.length !== 3) throw new XsError("EINVAL");
-      const v = atoi(args[2]!);
-      if (v < 1) throw new XsError("EINVAL");
-      const q = table.find((x) => x.name === args[1]);
-      if (q === undefined) throw new XsError("EINVAL");
-      this.quotas[q.key] = v;
-      this.log.info({ quota: q.name, value: v, soft }, `quota ${q.name} set to ${v}`);
-      return OK;
-    }
-    if (soft || args.length !== 1) throw new XsError("EINVAL");
-    const domid = atoi(args[0]!) >>> 0;
-    if (!this.domains.has(domid)) throw new XsError("ENOENT");
-    const conn = this.domains.get(domid)!.conn;
-    const line = (k: string, v: number) => `${k.padEnd(16)}: ${String(v).padStart(8)}\n`;
-    // Quotas the domain has of its own (SET_QUOTA with its domid) follow C's lines.
-    const own = this.accounts.overrides(domid);
-    let mine = "";
-    for (const q of HARD_QUOTAS) {
-      const v = own?.[q.key];
-      if (v !== undefined) mine += line(`quota ${q.name}`, v);
-    }
-    return (
-      `Domain ${domid}:\n` +
-      line("nodes", this.entries.get(domid) ?? 0) +
-      line("watches", conn?.watches.length ?? 0) +
-      line("transactions", conn?.transactions.size ?? 0) +
-      line("outstanding", this.accounts.outstanding(domid)) +
-      line("memory", this.memoryOf(domid)) +
-      mine +
-      "\0"
-    );
   }
 
   /**
@@ -1123,156 +620,6 @@ export class XenStoreCore {
 
   /** CONTROL `check`: the tree and the counters agree. Returns problems found. */
   check(): string[] {
-    const problems: string[] = [];
-    const counts = new Map<number, number>();
-    for (const [name, n] of this.store.nodes) {
-      counts.set(n.perms[0]!.id, (counts.get(n.perms[0]!.id) ?? 0) + 1);
-      for (const c of n.children) {
-        if (!this.store.nodes.has(childPath(name, c))) problems.push(`${name} lists missing child ${c}`);
-      }
-      if (name !== "/") {
-        const p = this.store.nodes.get(parentOf(name));
-        if (p === undefined || !p.children.includes(baseOf(name)))
-          problems.push(`${name} is not in its parent`);
-      }
-    }
-    for (const [domid, n] of counts) {
-      if ((this.entries.get(domid) ?? 0) !== n)
-        problems.push(`domain ${domid} counts ${this.entries.get(domid)} nodes, owns ${n}`);
-    }
-    return problems;
+    return checkStore(this);
   }
 }
-
-function eventPacket(path: string, token: string): XsPacket {
-  return { type: XsType.WATCH_EVENT, reqId: 0, txId: 0, payload: ascii(`${path}\0${token}\0`) };
-}
-
-/** The path an event reports: relative watches see paths relative to their home. */
-function watchPath(w: Watch, name: string): string {
-  if (w.relativeTo === null) return name;
-  let p = name.slice(w.relativeTo.length);
-  if (p.charCodeAt(0) === 47) p = p.slice(1);
-  return p;
-}
-
-/**
- * C xenstored drops a watch event identical to one still queued, unsent, for the same
- * connection (special `@` events excepted). Transports apply this to their queues.
- */
-export function isQueuedDuplicate(queue: readonly XsPacket[], p: XsPacket): boolean {
-  if (p.type !== XsType.WATCH_EVENT || p.payload[0] === 64 /* @ */) return false;
-  return queue.some((q) => q.type === XsType.WATCH_EVENT && sameBytes(q.payload, p.payload));
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** C xenstored drops an event identical to one still queued for the same connection. */
-function isDuplicate(
-  events: readonly Delivery[],
-  from: number,
-  conn: Connection,
-  payload: Uint8Array,
-): boolean {
-  for (let i = from; i < events.length; i++) {
-    const e = events[i]!;
-    if (e.conn !== conn) continue;
-    const p = e.packet.payload;
-    if (p.byteLength !== payload.byteLength) continue;
-    let same = true;
-    for (let j = 0; j < p.byteLength; j++) {
-      if (p[j] !== payload[j]) {
-        same = false;
-        break;
-      }
-    }
-    if (same) return true;
-  }
-  return false;
-}
-
-interface ControlCommand {
-  cmd: string;
-  pars: string;
-  run(core: XenStoreCore, args: readonly string[], ctx: RequestContext): string;
-}
-
-/** CONTROL commands (xenstored_control.c `cmds[]`; live-update only says it is not supported). */
-const CONTROL_COMMANDS: readonly ControlCommand[] = [
-  {
-    cmd: "check",
-    pars: "",
-    run(core, args) {
-      if (args.length !== 0) throw new XsError("EINVAL");
-      for (const p of core.check()) core.log.error({ problem: p }, `check: ${p}`);
-      return OK;
-    },
-  },
-  {
-    cmd: "log",
-    pars: "on|off",
-    run(_core, args) {
-      if (args.length !== 1 || (args[0] !== "on" && args[0] !== "off")) throw new XsError("EINVAL");
-      return OK;
-    },
-  },
-  {
-    cmd: "live-update",
-    pars: "[-c <cmdline>] [-F] [-t <timeout>] <file>\n    Default timeout is 60 seconds.",
-    run() {
-      // C xenstored answers a failed live-update step with a message instead of "OK".
-      return "Live-update is not supported by xenlab xenstored\0";
-    },
-  },
-  {
-    cmd: "logfile",
-    pars: "<file>",
-    run(_core, args) {
-      if (args.length !== 1) throw new XsError("EINVAL");
-      return OK;
-    },
-  },
-  {
-    cmd: "memreport",
-    pars: "[<file>]",
-    run(core, args) {
-      if (args.length > 1) throw new XsError("EINVAL");
-      core.log.info(
-        { nodes: core.store.nodes.size, connections: core.connections.size, domains: core.domains.size },
-        "memreport",
-      );
-      return OK;
-    },
-  },
-  {
-    cmd: "print",
-    pars: "<string>",
-    run(core, args) {
-      if (args.length !== 1) throw new XsError("EINVAL");
-      core.log.info({}, `control: ${args[0]}`);
-      return OK;
-    },
-  },
-  {
-    cmd: "quota",
-    pars: "[set <name> <val>|<domid>]",
-    run: (core, args) => core.controlQuota(args, false),
-  },
-  {
-    cmd: "quota-soft",
-    pars: "[set <name> <val>]",
-    run: (core, args) => core.controlQuota(args, true),
-  },
-  {
-    cmd: "help",
-    pars: "",
-    run(_core, args) {
-      if (args.length !== 0) throw new XsError("EINVAL");
-      return `${CONTROL_COMMANDS.map((c) => `${c.cmd}\t${c.pars}\n`).join("")}\0`;
-    },
-  },
-];

@@ -5,8 +5,6 @@
  * `io/xs_wire.h`): the daemon turns it into an `XS_ERROR` reply, and the client raises it
  * when it receives one.
  */
-import type { XsPacket } from "./wire.ts";
-
 /** The `xsd_errors` table in order; new names may only be appended (xs_wire.h). */
 export const XS_ERROR_NAMES = [
   "EINVAL",
@@ -45,19 +43,16 @@ export class XsError extends Error {
   }
 }
 
-/** A frame whose header announces more than `XENSTORE_PAYLOAD_MAX` bytes. */
+/**
+ * A frame whose header announces more than `XENSTORE_PAYLOAD_MAX` bytes: `PacketReader.error`
+ * once it has read such a header, and how a client's requests fail when its daemon sent one.
+ */
 export class PayloadTooLargeError extends Error {
   readonly length: number;
-  /**
-   * Packets completed before the bad header in the same chunk. C xenstored reads and handles
-   * one request at a time, so it handles these before it drops the connection.
-   */
-  readonly packets: XsPacket[];
-  constructor(length: number, max: number, packets: XsPacket[] = []) {
+  constructor(length: number, max: number) {
     super(`Cannot read packet: payload of ${length} bytes is over the ${max}-byte limit`);
     this.name = "PayloadTooLargeError";
     this.length = length;
-    this.packets = packets;
   }
 }
 

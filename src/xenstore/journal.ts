@@ -47,7 +47,8 @@
  * reconnect, as with C xenstored when it restarts), quotas changed at run time (they come
  * from the command line again), SET_TARGET (a property of a domain's connection).
  */
-import type { StateJournal, XenStoreCore, XsLogger } from "./core.ts";
+import type { XenStoreCore } from "./core.ts";
+import type { StateJournal, XsLogger } from "./daemon.ts";
 import {
   type Delta,
   decodeDelta,

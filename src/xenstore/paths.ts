@@ -50,14 +50,3 @@ export function isChild(child: string, parent: string): boolean {
   if (!child.startsWith(parent)) return false;
   return child.length === parent.length || child.charCodeAt(parent.length) === 47;
 }
-
-/** The C library's `atoi`: optional blanks and sign, then digits; anything else ends it. */
-export function atoi(s: string): number {
-  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
-  if (!m) return 0;
-  const n = Number.parseInt(m[1]!, 10);
-  // C's int overflow is undefined; clamp to int32 like glibc's strtol-based atoi does.
-  if (n > 0x7fffffff) return 0x7fffffff;
-  if (n < -0x80000000) return -0x80000000;
-  return n;
-}

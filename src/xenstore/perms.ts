@@ -21,18 +21,26 @@ export interface PermEntry {
 
 export type Perms = readonly PermEntry[];
 
-const LETTER_TO_BITS: Record<string, number> = { n: 0, r: 1, w: 2, b: 3 };
-const BITS_TO_LETTER = ["n", "r", "w", "b"] as const;
+const LETTER_TO_BITS: Readonly<Record<string, number>> = { n: 0, r: 1, w: 2, b: 3 };
+/** Indexed by READ | WRITE bits. */
+const LETTERS = "nrwb";
 
 /**
- * `r5` → {id: 5, perms: READ}; null when the letter or the domid is bad. The domid is
- * read as C's `strtol(s, &end, 0)` reads it (decimal, `0x` hex, `0` octal, a sign) and
- * must use up the rest of the string; it is stored as an unsigned 32-bit value.
+ * `r5` → {id: 5, perms: READ}; null when the letter or the domid is bad. The domid is read as
+ * C's `strtol(s, &end, 0)` reads it (`xs_strings_to_perms`: decimal, `0x` hex, `0` octal, a
+ * sign) and must use up the rest of the string; it is stored as an unsigned 32-bit value.
+ * `strict` is the client's check of a daemon's reply: decimal digits only, at most 32 bits.
  */
-export function parsePerm(s: string): PermEntry | null {
+export function parsePerm(s: string, opts?: { readonly strict?: boolean }): PermEntry | null {
   const bits = LETTER_TO_BITS[s.charAt(0)];
   if (bits === undefined) return null;
-  const m = /^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s.slice(1));
+  const rest = s.slice(1);
+  if (opts?.strict === true) {
+    if (!/^[0-9]+$/.test(rest)) return null;
+    const id = Number(rest);
+    return id > 0xffffffff ? null : { id, perms: bits };
+  }
+  const m = /^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(rest);
   if (!m) return null;
   const digits = m[2]!;
   let n: number;
@@ -43,9 +51,14 @@ export function parsePerm(s: string): PermEntry | null {
   return { id: n >>> 0, perms: bits };
 }
 
+/** The letter of READ | WRITE bits: `n`, `r`, `w` or `b`. */
+export function permLetter(bits: number): string {
+  return LETTERS.charAt(bits & 3);
+}
+
 /** `r5`; the domid printed as C's `%i` prints an unsigned int (so 0xffffffff is `-1`). */
 export function formatPerm(p: PermEntry): string {
-  return `${BITS_TO_LETTER[p.perms & 3]}${p.id | 0}`;
+  return `${permLetter(p.perms)}${p.id | 0}`;
 }
 
 export interface Accessor {

@@ -12,7 +12,7 @@
  * will be overwritten anyway. But every request reads its node before it writes it (to
  * check permissions), so in practice every node a transaction touches is checked. Once
  * accessed, a node is served from the transaction's copy, so reads repeat. Worked examples (each is a test in
- * test/xenstore/store.test.ts):
+ * test/xenstore/core.test.ts, "transactions"):
  *
  *   1. read A, write B in T; nobody else writes     → commit OK, B visible
  *   2. read A in T; outside write A; write B in T    → commit EAGAIN (g(A) changed)

@@ -5,7 +5,9 @@
  * dom0, privileged, its replies delivered at the end of the current turn.
  */
 import type { XsChannel, XsChannelSink } from "./client.ts";
-import { type Connection, deliver, isQueuedDuplicate, type XenStoreCore } from "./core.ts";
+import type { XenStoreCore } from "./core.ts";
+import { type Connection, deliver } from "./daemon.ts";
+import { isQueuedDuplicate } from "./watch.ts";
 import { encodePacket, PacketReader, type XsPacket } from "./wire.ts";
 
 export class LocalChannel implements XsChannel {
@@ -36,13 +38,20 @@ export class LocalChannel implements XsChannel {
       if (this.conn.closed) return;
       deliver(this.#core.step(this.conn, p).out);
     }
+    // A header announcing too much ends the connection, as on the socket.
+    const tooLarge = this.#reader.error;
+    if (tooLarge !== null) this.#close(tooLarge);
   }
 
   close(): void {
+    this.#close(undefined);
+  }
+
+  #close(error: Error | undefined): void {
     this.#core.disconnect(this.conn);
     const sink = this.#sink;
     this.#sink = null;
-    sink?.closed();
+    sink?.closed(error);
   }
 
   #flush(): void {

@@ -49,9 +49,12 @@ import {
   XS_SERVER_FEATURE,
 } from "../ring/byte-ring.ts";
 import type { XsChannel, XsChannelSink } from "./client.ts";
-import { type Connection, deliver, type PacketSink, type XenStoreCore, type XsLogger } from "./core.ts";
+import type { XenStoreCore } from "./core.ts";
+import { type Connection, deliver, type PacketSink, type XsLogger } from "./daemon.ts";
+import { OFFERED_FEATURES } from "./domain.ts";
 import { ConnectionClosedError, XsProtocolError, XsRingError } from "./errors.ts";
 import { PACKET_OVERHEAD } from "./quota.ts";
+import { duplicateKey } from "./watch.ts";
 import {
   decodeHeader,
   encodePacket,
@@ -87,7 +90,7 @@ export interface RingServerOptions {
 
 /**
  * The daemon's end of one domain's XenStore ring. Construction attaches it: it becomes the
- * connection's sink, advertises `server_features` (reconnection | error), resets the ring as
+ * connection's sink, advertises `server_features` (OFFERED_FEATURES), resets the ring as
  * INTRODUCE does and answers a reconnection request already pending.
  */
 export class RingServer implements PacketSink {
@@ -111,8 +114,8 @@ export class RingServer implements PacketSink {
   /** Replies (not watch events) queued and not yet fully written: C `nboutstanding`. */
   #outstanding = 0;
   /**
-   * Payloads of the watch events queued (not `@` ones), so a duplicate is found without a scan
-   * of the queue (C drops an event identical to one still queued).
+   * The `duplicateKey` of each watch event queued, so the duplicate rule (watch.ts) holds
+   * without a scan of a queue that may be long.
    */
   readonly #queuedEvents = new Set<string>();
   /** When each queued watch event of an unprivileged domain times out (C `timeout_msec`). */
@@ -141,7 +144,7 @@ export class RingServer implements PacketSink {
     this.conn.sink = this;
     // Back under its hard memory quota (dom0 removed nodes, events timed out): read it again.
     if (!this.conn.privileged) this.#core.accounts.onRelief(this.conn.domid, () => this.#round());
-    this.intf.addServerFeatures(XS_SERVER_FEATURE.reconnection | XS_SERVER_FEATURE.error);
+    this.intf.addServerFeatures(OFFERED_FEATURES);
     this.introduced();
   }
 
@@ -162,8 +165,8 @@ export class RingServer implements PacketSink {
 
   /**
    * What INTRODUCE does to the ring (C `do_introduce`): reset the connection and, if the guest
-   * is waiting for a reconnection, answer it. Called at attach; the lead calls it again from
-   * `DomainHooks.reintroduce`.
+   * is waiting for a reconnection, answer it. Called at attach, and again on a repeated
+   * INTRODUCE (the host's `DomainHooks.reintroduce`).
    */
   introduced(): void {
     if (this.#detached) return;
@@ -188,11 +191,10 @@ export class RingServer implements PacketSink {
     if (p.type === XsType.WATCH_EVENT) {
       // C `send_event`: a duplicate of a queued event is dropped; so is an event that would
       // take the domain to its hard memory quota; an unread event times out.
-      const special = p.payload[0] === 64; /* @ */
-      const key = special ? "" : Buffer.from(p.payload).toString("latin1");
-      if (!special && this.#queuedEvents.has(key)) return;
+      const key = duplicateKey(p);
+      if (key !== null && this.#queuedEvents.has(key)) return;
       if (!accounts.memoryAdd(this.conn.domid, size, true)) return;
-      if (!special) this.#queuedEvents.add(key);
+      if (key !== null) this.#queuedEvents.add(key);
       const timeout = accounts.limit(this.conn.domid, "watchEventTimeoutMs");
       if (!this.conn.privileged && timeout > 0) {
         const deadline = performance.now() + timeout;
@@ -358,7 +360,8 @@ export class RingServer implements PacketSink {
         clearTimeout(this.#expiry);
         this.#expiry = null;
       }
-      if (p.payload[0] !== 64) this.#queuedEvents.delete(Buffer.from(p.payload).toString("latin1"));
+      const key = duplicateKey(p);
+      if (key !== null) this.#queuedEvents.delete(key);
     } else {
       this.#outstanding--;
       accounts.outstandingAdd(this.conn.domid, -1);
@@ -616,9 +619,7 @@ export class RingClientChannel implements XsChannel {
     for (;;) {
       const r = this.intf.rsp.read(this.#scratch);
       if (!r.ok) {
-        this.#finish(
-          new XsProtocolError(`Cannot read XenStore ring: rsp_cons ${r.cons}, rsp_prod ${r.prod}`),
-        );
+        this.#badIndexes("read", r);
         return moved;
       }
       if (r.bytes === 0) break;
@@ -630,9 +631,7 @@ export class RingClientChannel implements XsChannel {
       const head = this.#out[0]!;
       const r = this.intf.req.write(head.subarray(this.#outSent));
       if (!r.ok) {
-        this.#finish(
-          new XsProtocolError(`Cannot write XenStore ring: req_cons ${r.cons}, req_prod ${r.prod}`),
-        );
+        this.#badIndexes("write", r);
         return moved;
       }
       if (r.bytes === 0) break;
@@ -644,6 +643,14 @@ export class RingClientChannel implements XsChannel {
     }
     if (this.#closing && this.#out.length === 0) this.#finish(undefined);
     return moved;
+  }
+
+  /** The daemon's side of the indexes fails the ring's check: the channel is closed. */
+  #badIndexes(op: "read" | "write", r: { readonly cons: number; readonly prod: number }): void {
+    const ring = op === "read" ? "rsp" : "req";
+    this.#finish(
+      new XsProtocolError(`Cannot ${op} XenStore ring: ${ring}_cons ${r.cons}, ${ring}_prod ${r.prod}`),
+    );
   }
 
   #finish(err: Error | undefined): void {

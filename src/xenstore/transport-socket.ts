@@ -1,14 +1,17 @@
 /**
  * The Unix-socket transport of xenstored: every connection is dom0 (privileged), framing
  * as on the ring. Replies and events produced while handling one chunk of input are
- * written with one `write` per connection (platform.md §3: coalescing is ~2.7× cheaper).
+ * written with one `write` per connection: a Node server spends about 1.35 µs per request
+ * when it coalesces its replies so, against 3.6 µs with one `socket.write` per reply
+ * (docs/platform.md, Unix domain socket request/response).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
 import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
-import { type Connection, deliver, isQueuedDuplicate, type PacketSink, type XenStoreCore } from "./core.ts";
-import { PayloadTooLargeError } from "./errors.ts";
-import { HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
+import type { XenStoreCore } from "./core.ts";
+import { type Connection, deliver, type PacketSink } from "./daemon.ts";
+import { isQueuedDuplicate } from "./watch.ts";
+import { fromLatin1, HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
 
 /** Stop reading from a client whose unread output passes this, until it drains. */
 const HIGH_WATER = 1 << 20;
@@ -75,22 +78,15 @@ export class SocketTransport implements PacketSink {
     const log = this.#core.log;
     socket.on("data", (chunk: Buffer) => {
       if (conn.closed) return;
-      let packets: XsPacket[];
-      let tooLarge: PayloadTooLargeError | null = null;
-      try {
-        packets = client.reader.push(chunk);
-      } catch (e) {
-        if (!(e instanceof PayloadTooLargeError)) throw e;
-        // C xenstored handles the requests before the bad header, one at a time, then drops
-        // the connection when it reads that header.
-        tooLarge = e;
-        packets = e.packets;
-      }
+      // After a header announcing too much, the packets before it are still here: C xenstored
+      // handles them, one at a time, then drops the connection when it reads that header.
+      const packets = client.reader.push(chunk);
       for (const p of packets) {
         if (conn.closed) break;
         this.#trace?.("IN", conn, p);
         deliver(this.#core.step(conn, p).out);
       }
+      const tooLarge = client.reader.error;
       if (tooLarge !== null) {
         log.warn({ conn: conn.label, len: tooLarge.length }, "payload over 4096 bytes: dropping connection");
         this.#flush();
@@ -136,6 +132,6 @@ export class SocketTransport implements PacketSink {
 
 /** One trace line, like xenstored -T: direction, connection, type, ids, payload. */
 export function traceLine(dir: "IN" | "OUT", conn: Connection, p: XsPacket): string {
-  const body = Buffer.from(p.payload).toString("latin1").replace(/\0/g, "\\0");
+  const body = fromLatin1(p.payload).replace(/\0/g, "\\0");
   return `${dir} ${conn.label} ${typeName(p.type)} req=${p.reqId} tx=${p.txId} (${body})\n`;
 }

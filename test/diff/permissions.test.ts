@@ -1,8 +1,9 @@
 /**
  * Permission changes against the reference C xenstored and xenlab, as dom0 over the socket:
  * the forms SET_PERMS accepts and rejects, inheritance by new and implicitly created nodes,
- * the special @ nodes, and the watch events a change fires. (Unprivileged callers need the
- * guest ring, which arrives with the hypervisor issue.)
+ * the special @ nodes, and the watch events a change fires. (Unprivileged callers come
+ * through a guest's ring, which this socket-level comparison does not reach: the core's
+ * scenario tables, test/xenstore/core.test.ts, cover them.)
  */
 import { type DiffTables, describeDiff } from "../helpers/diff-pair.ts";
 import type { Step } from "../helpers/xs-script.ts";

@@ -1,8 +1,8 @@
 /**
  * ../shared/refxs/probe.py's dom0 sequence as data: every request the probe sends over the
- * socket, section by section. The guest (dom5, shared ring) section waits for the hypervisor
- * issue; the malformed one-arg requests are left out because they abort the reference daemon
- * (see refxs/README.md).
+ * socket, section by section. The guest (dom5, shared ring) section is left out, as this
+ * comparison reaches both daemons through the socket only; so are the malformed one-arg
+ * requests, because they abort the reference daemon (see refxs/README.md).
  *
  * Connections: d0 (the probe's main one), w (its second writer), x1..x7 (fresh ones the
  * probe opens for odd messages and the oversize payload).

@@ -158,6 +158,22 @@ const TABLES: ReadonlyArray<readonly [string, readonly Step[]]> = [
     ],
   ],
   [
+    "numbers in arguments, read as glibc's atoi reads them",
+    [
+      { on: "a", op: "GET_DOMAIN_PATH", args: ["4294967297"], note: "low 32 bits" },
+      { on: "a", op: "GET_DOMAIN_PATH", args: ["2147483648"] },
+      { on: "a", op: "GET_DOMAIN_PATH", args: ["99999999999999999999"], note: "overflow: LONG_MAX" },
+      { on: "a", op: "GET_DOMAIN_PATH", args: ["-99999999999999999999"], note: "overflow: LONG_MIN" },
+      { on: "a", op: "GET_DOMAIN_PATH", args: [" 12abc"] },
+      { on: "a", op: "IS_DOMAIN_INTRODUCED", args: ["4294967296"], note: "dom0" },
+      { on: "a", op: "CONTROL", args: ["quota", "4294967296"], note: "dom0's quota" },
+      { on: "a", op: "CONTROL", args: ["quota", "set", "nodes", "99999999999999999999"], note: "-1" },
+      { on: "a", op: "CONTROL", args: ["quota", "set", "nodes", "4294967297"], note: "1" },
+      { on: "a", op: "CONTROL", args: ["quota"] },
+      { on: "a", op: "CONTROL", args: ["quota", "set", "nodes", "1000"] },
+    ],
+  ],
+  [
     "CONTROL commands",
     [
       { on: "a", op: "CONTROL", args: ["check"] },

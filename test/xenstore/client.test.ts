@@ -6,8 +6,8 @@ import {
   type XsChannel,
   type XsChannelSink,
   XsClient,
-  type XsWatchEvent,
 } from "../../src/xenstore/client.ts";
+import type { XsWatchEvent } from "../../src/xenstore/client-watch.ts";
 import { ConnectionClosedError, XsError, XsProtocolError } from "../../src/xenstore/errors.ts";
 import { connectXenstore, xenstoredSocketPath } from "../../src/xenstore/transport-socket-client.ts";
 import {

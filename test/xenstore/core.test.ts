@@ -185,6 +185,20 @@ describe("XenStoreCore step()", () => {
       { who: "dom0", op: "RELEASE", arg: "7|", expect: "OK|", events: ["dom0 @releaseDomain R"] },
       { who: "dom0", op: "IS_DOMAIN_INTRODUCED", arg: "7|", expect: "F|" },
       { who: "dom0", op: "GET_DOMAIN_PATH", arg: "abc|", expect: "/local/domain/0|", note: "atoi" },
+      {
+        who: "dom0",
+        op: "GET_DOMAIN_PATH",
+        arg: "4294967297|",
+        expect: "/local/domain/1|",
+        note: "glibc atoi: the low 32 bits",
+      },
+      {
+        who: "dom0",
+        op: "GET_DOMAIN_PATH",
+        arg: "99999999999999999999|",
+        expect: "/local/domain/4294967295|",
+        note: "glibc atoi: LONG_MAX, cast to int",
+      },
       { who: "dom0", op: "GET_DOMAIN_PATH", arg: "", expect: "!EINVAL" },
     ]);
     s.run([

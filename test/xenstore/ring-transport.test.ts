@@ -11,13 +11,8 @@ import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
 import { XS_CONNECTION, XS_RING_ERROR, XS_SERVER_FEATURE } from "../../src/ring/byte-ring.ts";
 import { XsClient } from "../../src/xenstore/client.ts";
-import {
-  type Connection,
-  type CoreOptions,
-  deliver,
-  XenStoreCore,
-  type XsLogger,
-} from "../../src/xenstore/core.ts";
+import { type CoreOptions, XenStoreCore } from "../../src/xenstore/core.ts";
+import { type Connection, deliver, type XsLogger } from "../../src/xenstore/daemon.ts";
 import { ConnectionClosedError, XsError, XsRingError } from "../../src/xenstore/errors.ts";
 import { LocalChannel } from "../../src/xenstore/transport-local.ts";
 import { RingClientChannel, RingServer } from "../../src/xenstore/transport-ring.ts";

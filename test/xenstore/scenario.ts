@@ -7,7 +7,8 @@
  * `"who path token"`; a row without `events` expects none.
  */
 import assert from "node:assert/strict";
-import { type Connection, type CoreOptions, XenStoreCore } from "../../src/xenstore/core.ts";
+import { type CoreOptions, XenStoreCore } from "../../src/xenstore/core.ts";
+import type { Connection } from "../../src/xenstore/daemon.ts";
 import { XsType } from "../../src/xenstore/wire.ts";
 
 export type Row = {

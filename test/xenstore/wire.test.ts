@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { PayloadTooLargeError } from "../../src/xenstore/errors.ts";
 import {
+  atoi,
   decodeHeader,
   encodePacket,
   HEADER_SIZE,
@@ -31,6 +32,33 @@ describe("splitStrings()", () => {
   it("tells terminated from unterminated payloads", () => {
     assert.deepEqual(splitStrings(enc("a\0b\0")), { parts: ["a", "b"], terminated: true });
     assert.deepEqual(splitStrings(enc("a\0b")), { parts: ["a", "b"], terminated: false });
+  });
+});
+
+describe("atoi()", () => {
+  it("reads blanks, a sign and decimal digits, and stops at anything else", () => {
+    assert.equal(atoi("42"), 42);
+    assert.equal(atoi(" \t+7x"), 7);
+    assert.equal(atoi("-5"), -5);
+    assert.equal(atoi(" 12abc"), 12);
+    assert.equal(atoi("abc"), 0);
+    assert.equal(atoi(""), 0);
+    assert.equal(atoi("0x10"), 0);
+  });
+
+  it("keeps the low 32 bits of a long, as glibc's (int) strtol() does: 4294967297 is 1", () => {
+    assert.equal(atoi("4294967297"), 1);
+    assert.equal(atoi("4294967296"), 0);
+    assert.equal(atoi("2147483648"), -2147483648);
+    assert.equal(atoi("-4294967297"), -1);
+    assert.equal(atoi("000000000000000000004294967297"), 1);
+  });
+
+  it("clamps an overflowing long to LONG_MAX or LONG_MIN before the cast", () => {
+    assert.equal(atoi("9223372036854775807"), -1);
+    assert.equal(atoi("99999999999999999999"), -1);
+    assert.equal(atoi("-9223372036854775808"), 0);
+    assert.equal(atoi("-99999999999999999999"), 0);
   });
 });
 
@@ -83,7 +111,14 @@ describe("PacketReader", () => {
   it("rejects payload over 4096 bytes as soon as the header is in", () => {
     const h = encodePacket({ type: XsType.WRITE, reqId: 0, txId: 0, payload: new Uint8Array(4097) });
     const r = new PacketReader();
-    assert.throws(() => feed(r, h.subarray(0, HEADER_SIZE), 1), PayloadTooLargeError);
+    feed(r, h.subarray(0, HEADER_SIZE - 1), 1);
+    const early = r.error;
+    assert.equal(early, null, "not before the header is in");
+    feed(r, h.subarray(HEADER_SIZE - 1, HEADER_SIZE), 1);
+    const err = r.error;
+    assert.ok(err instanceof PayloadTooLargeError);
+    assert.equal(err.length, 4097);
+    assert.deepEqual(r.push(h), [], "and reads nothing after it");
   });
 
   it("reports a partial packet while one is being read", () => {

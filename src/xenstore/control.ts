@@ -1,0 +1,168 @@
+/**
+ * CONTROL (C xenstored_control.c): the commands xenstore-control sends, and `check`, the
+ * consistency check of the tree against the daemon's node counters.
+ */
+
+import { type Daemon, OK, type RequestContext } from "./daemon.ts";
+import { XsError } from "./errors.ts";
+import { baseOf, childPath, parentOf } from "./paths.ts";
+import { HARD_QUOTAS, SOFT_QUOTAS } from "./quota.ts";
+import { atoi, getStrings } from "./wire.ts";
+
+/** CONTROL `cmd|args...|` (C `do_control`). */
+export function doControl(d: Daemon, ctx: RequestContext): string {
+  const args = getStrings(ctx.payload);
+  if (args.length === 0) throw new XsError("EINVAL");
+  const [cmd, ...rest] = args as [string, ...string[]];
+  const c = CONTROL_COMMANDS.find((x) => x.cmd === cmd);
+  if (c === undefined) throw new XsError("EINVAL");
+  return c.run(d, rest);
+}
+
+/** CONTROL `check`: the tree and the counters agree. Returns the problems found. */
+export function checkStore(d: Daemon): string[] {
+  const problems: string[] = [];
+  const counts = new Map<number, number>();
+  const nodes = d.store.nodes;
+  for (const [name, n] of nodes) {
+    counts.set(n.perms[0]!.id, (counts.get(n.perms[0]!.id) ?? 0) + 1);
+    for (const c of n.children) {
+      if (!nodes.has(childPath(name, c))) problems.push(`${name} lists missing child ${c}`);
+    }
+    if (name !== "/") {
+      const p = nodes.get(parentOf(name));
+      if (p === undefined || !p.children.includes(baseOf(name)))
+        problems.push(`${name} is not in its parent`);
+    }
+  }
+  for (const [domid, n] of counts) {
+    if ((d.entries.get(domid) ?? 0) !== n)
+      problems.push(`domain ${domid} counts ${d.entries.get(domid)} nodes, owns ${n}`);
+  }
+  return problems;
+}
+
+/** CONTROL `quota` / `quota-soft`: the table, `set <name> <value>`, or a domain's use. */
+function controlQuota(d: Daemon, args: readonly string[], soft: boolean): string {
+  const table = soft ? SOFT_QUOTAS : HARD_QUOTAS;
+  if (args.length === 0) {
+    let s = "Quota settings:\n";
+    for (const q of table) s += `${q.name.padEnd(17)}: ${String(d.quotas[q.key]).padStart(8)} ${q.descr}\n`;
+    return `${s}\0`;
+  }
+  if (args[0] === "set") {
+    if (args.length !== 3) throw new XsError("EINVAL");
+    const v = atoi(args[2]!);
+    if (v < 1) throw new XsError("EINVAL");
+    const q = table.find((x) => x.name === args[1]);
+    if (q === undefined) throw new XsError("EINVAL");
+    d.quotas[q.key] = v;
+    d.log.info({ quota: q.name, value: v, soft }, `quota ${q.name} set to ${v}`);
+    return OK;
+  }
+  if (soft || args.length !== 1) throw new XsError("EINVAL");
+  const domid = atoi(args[0]!) >>> 0;
+  const domain = d.domains.get(domid);
+  if (domain === undefined) throw new XsError("ENOENT");
+  const conn = domain.conn;
+  const line = (k: string, v: number) => `${k.padEnd(16)}: ${String(v).padStart(8)}\n`;
+  // Quotas the domain has of its own (SET_QUOTA with its domid) follow C's lines.
+  const own = d.accounts.overrides(domid);
+  let mine = "";
+  for (const q of HARD_QUOTAS) {
+    const v = own?.[q.key];
+    if (v !== undefined) mine += line(`quota ${q.name}`, v);
+  }
+  return (
+    `Domain ${domid}:\n` +
+    line("nodes", d.entries.get(domid) ?? 0) +
+    line("watches", conn?.watches.length ?? 0) +
+    line("transactions", conn?.transactions.size ?? 0) +
+    line("outstanding", d.accounts.outstanding(domid)) +
+    line("memory", d.accounts.memory(domid)) +
+    mine +
+    "\0"
+  );
+}
+
+interface ControlCommand {
+  cmd: string;
+  pars: string;
+  run(d: Daemon, args: readonly string[]): string;
+}
+
+/** CONTROL commands (xenstored_control.c `cmds[]`; live-update only says it is not supported). */
+const CONTROL_COMMANDS: readonly ControlCommand[] = [
+  {
+    cmd: "check",
+    pars: "",
+    run(d, args) {
+      if (args.length !== 0) throw new XsError("EINVAL");
+      for (const p of checkStore(d)) d.log.error({ problem: p }, `check: ${p}`);
+      return OK;
+    },
+  },
+  {
+    cmd: "log",
+    pars: "on|off",
+    run(_d, args) {
+      if (args.length !== 1 || (args[0] !== "on" && args[0] !== "off")) throw new XsError("EINVAL");
+      return OK;
+    },
+  },
+  {
+    cmd: "live-update",
+    pars: "[-c <cmdline>] [-F] [-t <timeout>] <file>\n    Default timeout is 60 seconds.",
+    run() {
+      // C xenstored answers a failed live-update step with a message instead of "OK".
+      return "Live-update is not supported by xenlab xenstored\0";
+    },
+  },
+  {
+    cmd: "logfile",
+    pars: "<file>",
+    run(_d, args) {
+      if (args.length !== 1) throw new XsError("EINVAL");
+      return OK;
+    },
+  },
+  {
+    cmd: "memreport",
+    pars: "[<file>]",
+    run(d, args) {
+      if (args.length > 1) throw new XsError("EINVAL");
+      d.log.info(
+        { nodes: d.store.nodes.size, connections: d.connections.size, domains: d.domains.size },
+        "memreport",
+      );
+      return OK;
+    },
+  },
+  {
+    cmd: "print",
+    pars: "<string>",
+    run(d, args) {
+      if (args.length !== 1) throw new XsError("EINVAL");
+      d.log.info({}, `control: ${args[0]}`);
+      return OK;
+    },
+  },
+  {
+    cmd: "quota",
+    pars: "[set <name> <val>|<domid>]",
+    run: (d, args) => controlQuota(d, args, false),
+  },
+  {
+    cmd: "quota-soft",
+    pars: "[set <name> <val>]",
+    run: (d, args) => controlQuota(d, args, true),
+  },
+  {
+    cmd: "help",
+    pars: "",
+    run(_d, args) {
+      if (args.length !== 0) throw new XsError("EINVAL");
+      return `${CONTROL_COMMANDS.map((c) => `${c.cmd}\t${c.pars}\n`).join("")}\0`;
+    },
+  },
+];
