@@ -7,14 +7,14 @@
  *   async  both domains run the async upcall loop (Atomics.waitAsync).
  *
  * The baseline of both cases is the same bare ping-pong: two counters in one Int32Array, each side
- * stores its count and notifies, then Atomics.wait's for the other's (spec/platform.md §1 (a)).
+ * stores its count and notifies, then Atomics.wait's for the other's (docs/platform.md §1 (a)).
  * A bare waitAsync ping-pong is also measured, for information: it shows what the async case
  * costs in Node itself.
  *
  * Every run spawns fresh workers for each variant; the order within a run flips between runs and
  * each figure is the median over the runs. ratio = xenlab / baseline (> 1: xenlab is ahead) of the
  * medians. This VM moves between a fast and a slow wake-up regime from one second to the next
- * (spec/platform.md), so the table also gives the median of the per-run ratios, each taken between
+ * (docs/platform.md §0), so the table also gives the median of the per-run ratios, each taken between
  * measurements made a second apart.
  */
 import {

@@ -20,7 +20,7 @@
  * Every run spawns fresh workers for each variant; each xenlab variant runs next to its baseline
  * and the order within a run flips between runs. Each figure is the median over the runs; ratio =
  * xenlab / baseline (> 1: xenlab is ahead) of the medians, and the table also gives the median of
- * the per-run ratios (spec/platform.md: this VM moves between a fast and a slow wake-up regime).
+ * the per-run ratios (docs/platform.md §0: this VM moves between a fast and a slow wake-up regime).
  */
 import { ringSize } from "../ring/ring.ts";
 import { XEN_PAGE_SIZE } from "../xen/xen.ts";
