@@ -571,7 +571,11 @@ describe("domain destruction: releaseMappings() and usesOf()", () => {
 describe("the (flags, domid) word under concurrency", () => {
   it("loses no GTF bit while a worker grants and ends access as the hypervisor maps and unmaps", async () => {
     const { gt, t1, d1 } = world();
-    const ctl = new SharedArrayBuffer(8);
+    // ctl words: [0] the worker is done, [1] go, [2] the hypervisor side has seen a map succeed,
+    // [3] the worker's refusals so far. Both sides go on until each has met the other (a map that
+    // succeeded, an end refused because of a map), at least `iterations` rounds, at most 20 s: how
+    // much they overlap is up to the scheduler, so the test waits for overlap instead of assuming it.
+    const ctl = new SharedArrayBuffer(16);
     const c = new Int32Array(ctl);
     const refs = [8, 9, 10, 11]; // odd refs are granted read-only
     const iterations = 4000;
@@ -590,7 +594,8 @@ describe("the (flags, domid) word under concurrency", () => {
       let refused = 0;
       parentPort.postMessage("ready");
       while (Atomics.load(c, 1) === 0) Atomics.wait(c, 1, 0, 100);
-      for (let n = 0; n < d.iterations; n++) {
+      const deadline = Date.now() + 20000;
+      for (let n = 0; n < d.iterations || ((Atomics.load(c, 2) === 0 || refused === 0) && Date.now() < deadline); n++) {
         for (const ref of d.refs) {
           if (g.queryForeignAccess(table, ref) !== 0) errors.push("in use after end: ref " + ref);
           g.grantForeignAccess(table, ref, 2, ref % 4, ref % 2 === 1);
@@ -604,6 +609,7 @@ describe("the (flags, domid) word under concurrency", () => {
             if ((Atomics.load(w, i) & g.GTF.PAT) !== 0) errors.push("PAT clear lost: ref " + ref);
             if (g.endForeignAccess(table, ref)) break;
             refused++;
+            Atomics.store(c, 3, refused);
             Atomics.or(w, i, g.GTF.PAT);
             if ((Atomics.load(w, i) & g.GTF.PAT) === 0) errors.push("PAT set lost: ref " + ref);
             Atomics.and(w, i, ~g.GTF.PAT);
@@ -646,6 +652,7 @@ describe("the (flags, domid) word under concurrency", () => {
           const r = gt.mapGrantRef(2, { dom: 1, ref, flags: ro ? HOST_RO : HOST });
           statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
           if (r.status === GNTST.okay) {
+            Atomics.store(c, 2, 1);
             if (r.page !== d1.pages[ref % 4]) errors.push(`wrong page for ref ${ref}`);
             held.push([ref, r.handle, ro]);
           } else if (r.status !== GNTST.general_error) {
