@@ -41,6 +41,10 @@ const XENLAB: CommandTable = {
       "attach to a guest's PV console: console DOMAIN (Ctrl-] detaches)",
       () => import("./console.ts"),
     ),
+    devices: command(
+      "every XenBus device, both ends' states and why it is stuck: devices [DOMAIN]",
+      () => import("./devices.ts"),
+    ),
     bench: command("benchmarks against a baseline measured in the same run", () => import("./bench.ts")),
   },
 };

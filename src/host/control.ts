@@ -16,7 +16,9 @@ import { connect, createServer, type Server } from "node:net";
 import { parseConsoleRequest, serveConsole } from "../console/stream.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
+import type { DeviceEnd } from "../xenbus/why-stuck.ts";
 import { blkfrontCall, blockAttach, blockDetach, blockList } from "./blk-tools.ts";
+import { listDevices } from "./devices.ts";
 import type { Host } from "./host.ts";
 
 export type ControlRequest =
@@ -29,7 +31,8 @@ export type ControlRequest =
   | { op: "block-attach"; domid: number; specs: string[]; cwd: string }
   | { op: "block-detach"; domid: number; vdev: string; force?: boolean }
   | { op: "block-list"; domid: number }
-  | { op: "blkfront"; domid: number; cmd: string; arg: Record<string, unknown> };
+  | { op: "blkfront"; domid: number; cmd: string; arg: Record<string, unknown> }
+  | { op: "devices"; domid?: number };
 
 export type ControlReply = { ok: true; value: unknown } | { ok: false; error: string };
 
@@ -115,6 +118,8 @@ export class ControlServer {
         return blockList(h, r.domid);
       case "blkfront":
         return blkfrontCall(h, r.domid, r.cmd, r.arg);
+      case "devices":
+        return devicesOf(h, r.domid);
       default:
         throw new Error(`Unknown control request '${(r as { op: string }).op}'`);
     }
@@ -145,4 +150,45 @@ export function controlCall(path: string, req: ControlRequest): Promise<unknown>
       );
     });
   });
+}
+
+/** One end of a device as `xenlab devices` gets it over the socket. */
+export interface DeviceEndSummary {
+  readonly domid: number;
+  readonly name: string | undefined;
+  readonly state: number | undefined;
+}
+
+/** A device as `xenlab devices` gets it over the socket. */
+export interface DeviceSummary {
+  readonly type: string;
+  readonly devid: string;
+  readonly frontend: DeviceEndSummary;
+  readonly backend: DeviceEndSummary;
+  readonly why: string;
+}
+
+async function devicesOf(h: Host, domid: number | undefined): Promise<DeviceSummary[]> {
+  if (domid !== undefined && h.hv.info(domid) === undefined) throw new Error(`No domain ${domid}`);
+  const domains = h.hv.list();
+  const summary = (e: DeviceEnd): DeviceEndSummary => ({
+    domid: e.domid,
+    name: domains.find((d) => d.domid === e.domid)?.name,
+    state: e.state,
+  });
+  const devices = await listDevices(
+    {
+      xs: h.xs,
+      domids: () => domains.map((d) => d.domid),
+      attribute: (id, path) => h.hv.attribute(id, path),
+    },
+    domid,
+  );
+  return devices.map((d) => ({
+    type: d.type,
+    devid: d.devid,
+    frontend: summary(d.frontend),
+    backend: summary(d.backend),
+    why: d.why,
+  }));
 }

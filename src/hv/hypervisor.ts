@@ -342,6 +342,14 @@ export class Hypervisor {
   }
 
   /**
+   * An attribute a subsystem of the domain's kernel publishes (`bus/xen/drivers`, …), as dom0's
+   * tools read a guest's sysfs; undefined when nothing publishes it.
+   */
+  attribute(domid: number, path: string): Promise<unknown> {
+    return this.#request(domid, (id) => ({ kind: "attribute", id, path }));
+  }
+
+  /**
    * The hypervisor's own view of a page of a domain, for the toolstack and tests (Xen's
    * foreign map by a privileged tool). Undefined for a hole.
    */
@@ -373,12 +381,13 @@ export class Hypervisor {
         return;
       case "insmod-done":
       case "rmmod-done":
-      case "call-done": {
+      case "call-done":
+      case "attribute-done": {
         const r = d.requests.get(m.id);
         if (r === undefined) return;
         d.requests.delete(m.id);
         if (m.error !== undefined) r.reject(new Error(m.error));
-        else r.resolve(m.kind === "insmod-done" ? m.name : m.kind === "call-done" ? m.result : undefined);
+        else r.resolve(m.kind === "insmod-done" ? m.name : m.kind === "rmmod-done" ? undefined : m.result);
         return;
       }
     }

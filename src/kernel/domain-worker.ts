@@ -65,6 +65,13 @@ port.on("message", (m: HostMessage) => {
         (e: unknown) => post({ kind: "rmmod-done", id: m.id, error: errorMessage(e) }),
       );
       return;
+    case "attribute":
+      try {
+        post({ kind: "attribute-done", id: m.id, result: kernel.attribute(m.path) });
+      } catch (e) {
+        post({ kind: "attribute-done", id: m.id, error: errorMessage(e) });
+      }
+      return;
     case "call":
       kernel.call(m.module, m.cmd, m.arg).then(
         (result) => post({ kind: "call-done", id: m.id, result }),

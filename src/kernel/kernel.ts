@@ -95,6 +95,8 @@ export class Kernel {
   readonly #modules = new Map<string, KernelModule>();
   /** The subsystems of higher layers (XenBus), one each, keyed by their class. */
   readonly #subsystems = new Map<abstract new (...args: never[]) => unknown, unknown>();
+  /** What subsystems publish for the toolstack to read, by path, as Linux's sysfs files. */
+  readonly #attributes = new Map<string, () => unknown>();
   /** The kernel's own log buffer (what `dmesg` inside the domain reads). */
   readonly #log: string[] = [];
   #loads = 0;
@@ -314,6 +316,19 @@ export class Kernel {
   subsystem<T>(cls: abstract new (...args: never[]) => T, make: () => T): T {
     if (!this.#subsystems.has(cls)) this.#subsystems.set(cls, make());
     return this.#subsystems.get(cls) as T;
+  }
+
+  /**
+   * Publishes a read-only attribute at `path` (as a sysfs file: `bus/xen/drivers` lists the
+   * frontend drivers XenBus has), read afresh by `read` each time the host asks.
+   */
+  expose(path: string, read: () => unknown): void {
+    this.#attributes.set(path, read);
+  }
+
+  /** The value of the attribute at `path`; undefined when nothing publishes it. */
+  attribute(path: string): unknown {
+    return this.#attributes.get(path)?.();
   }
 
   /**

@@ -74,12 +74,20 @@ export type KernelMessage =
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
   | { readonly kind: "call-done"; readonly id: number; readonly error?: string; readonly result?: unknown }
+  | {
+      readonly kind: "attribute-done";
+      readonly id: number;
+      readonly error?: string;
+      readonly result?: unknown;
+    }
   | { readonly kind: "panic"; readonly error: string };
 
 /** Messages the host posts to a domain's kernel. */
 export type HostMessage =
   | { readonly kind: "insmod"; readonly id: number; readonly url: string; readonly args: readonly string[] }
   | { readonly kind: "rmmod"; readonly id: number; readonly name: string }
+  /** Reads an attribute a kernel subsystem publishes (its sysfs file, e.g. `bus/xen/drivers`). */
+  | { readonly kind: "attribute"; readonly id: number; readonly path: string }
   | {
       readonly kind: "call";
       readonly id: number;

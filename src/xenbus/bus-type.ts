@@ -27,6 +27,11 @@ export interface XenbusType {
   readonly otherendIdKey: string;
   /** The device's key holding the other end's directory (absolute). */
   readonly otherendKey: string;
+  /**
+   * The kernel attribute listing the device types the bus has drivers for (Linux's sysfs
+   * `/sys/bus/xen/drivers`, `/sys/bus/xen-backend/drivers`), read by the toolstack.
+   */
+  readonly driversAttribute: string;
   /** A device's nodename (relative to its domain's home) on this bus. */
   nodename(type: string, frontendDomid: number, devid: number | string): string;
 }
@@ -37,6 +42,7 @@ export const FRONTEND_BUS: XenbusType = {
   levels: 2,
   otherendIdKey: XenbusKey.backendId,
   otherendKey: XenbusKey.backend,
+  driversAttribute: "bus/xen/drivers",
   nodename: (type, _frontendDomid, devid) => `device/${type}/${devid}`,
 };
 
@@ -46,6 +52,7 @@ export const BACKEND_BUS: XenbusType = {
   levels: 3,
   otherendIdKey: XenbusKey.frontendId,
   otherendKey: XenbusKey.frontend,
+  driversAttribute: "bus/xen-backend/drivers",
   nodename: (type, frontendDomid, devid) => `backend/${type}/${frontendDomid}/${devid}`,
 };
 

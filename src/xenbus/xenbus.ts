@@ -234,6 +234,11 @@ export class XenBus {
       queue: Promise.resolve(),
     });
     this.#buses = { frontend: bus(XENBUS_TYPES.frontend), backend: bus(XENBUS_TYPES.backend) };
+    // Linux's /sys/bus/xen/drivers and /sys/bus/xen-backend/drivers: the device types each bus
+    // has a driver for, so the toolstack can tell a device nobody drives from one that is slow.
+    for (const b of Object.values(this.#buses)) {
+      kernel.expose(b.type.driversAttribute, () => [...b.drivers.keys()].sort());
+    }
   }
 
   /** `xenbus_register_frontend`. */
