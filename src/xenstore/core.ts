@@ -381,38 +381,67 @@ export class XenStoreCore implements Daemon {
     return node!;
   }
 
-  /** Removes `name` and its subtree (C `rm_node`), firing watches as each node goes. */
+  /**
+   * Removes `name` and its subtree (C `rm_node`), firing watches as each node goes: children
+   * first, in their order, each dropped from its parent's list once gone (C's tree walk with
+   * `delnode_sub`).
+   *
+   * Outside a transaction the tree is consistent and this cannot fail. Inside one, the
+   * transaction's copies may list what is gone outside, or miss what appeared outside since
+   * it read them; C xenstored then stops with EIO ("corrupt") and keeps what it removed so far
+   * in the transaction, and so do we (the commit then fails with EAGAIN anyway). Examples, each
+   * in test/diff/transactions.test.ts ("rm in a transaction whose copies are stale"):
+   *
+   *   - T lists /p (c, d); c is removed outside; RM /p in T → EIO, nothing removed in T
+   *   - T reads /q (c, d, e); d is removed outside; RM /q in T → EIO, c and its subtree are
+   *     gone in T and /q lists d, e
+   *   - T writes /f; /f/e/g is created outside; RM /f/e in T → EIO, /f/e and /f/e/g are
+   *     gone in T (T's /f never listed e)
+   */
   rmNode(view: View, name: string): void {
     const parentName = parentOf(name);
     const parent = view.read(parentName);
     if (parent === null) throw new XsError("EINVAL");
-    // A transaction's copy of the parent may predate the child (created outside after the
-    // transaction rewrote the parent): C xenstored cannot find the child entry and fails
-    // with EIO ("corrupt"); so do we, before changing anything.
-    if (!parent.children.includes(baseOf(name))) {
-      this.log.warn({ node: name }, `rm: ${baseOf(name)} is not a child of ${parentName} in this view`);
+    const node = view.read(name);
+    if (node !== null) this.#rmSubtree(view, node, name);
+    // The parent was read before the walk: the walk changes nothing above `name`.
+    const base = baseOf(name);
+    if (!parent.children.includes(base)) {
+      this.log.warn({ node: name }, `rm: ${base} is not a child of ${parentName} in this view`);
       throw new XsError("EIO");
     }
-    const walk = (n: Node): void => {
-      for (const c of n.children) {
-        const child = view.read(childPath(n.name, c));
-        if (child !== null) walk(child);
-      }
-      view.delete(n.name);
-      view.fire(n.name, n, n.name !== name, null);
-      view.entry(n.perms[0]!.id, -1);
-    };
-    const node = view.read(name);
-    if (node !== null) walk(node);
-    // The parent's record may have changed while walking (it hasn't, but read it fresh).
-    const p = view.read(parentName) ?? parent;
-    const base = baseOf(name);
     view.write(
       parentName,
-      p.value,
-      p.perms,
-      p.children.filter((c) => c !== base),
+      parent.value,
+      parent.perms,
+      parent.children.filter((c) => c !== base),
     );
+  }
+
+  /**
+   * Removes `n` and, first, its children. A listed child that is missing stops the walk with
+   * EIO, after `n`'s copy is rewritten without the children already removed (C rewrites the
+   * parent after each child it removes).
+   */
+  #rmSubtree(view: View, n: Node, root: string): void {
+    let removed = 0;
+    try {
+      for (const c of n.children) {
+        const child = view.read(childPath(n.name, c));
+        if (child === null) {
+          this.log.warn({ node: n.name, child: c }, `rm: child ${c} of ${n.name} is missing in this view`);
+          throw new XsError("EIO");
+        }
+        this.#rmSubtree(view, child, root);
+        removed++;
+      }
+    } catch (e) {
+      if (removed > 0) view.write(n.name, n.value, n.perms, n.children.slice(removed));
+      throw e;
+    }
+    view.delete(n.name);
+    view.fire(n.name, n, n.name !== root, null);
+    view.entry(n.perms[0]!.id, -1);
   }
 
   readonly #entryHook = (domid: number, delta: number): void => this.entryAdjust(domid, delta);
