@@ -46,6 +46,7 @@ import {
   WriteRateLimit,
 } from "./quota.ts";
 import { childrenBytes, commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
+import { Trace } from "./trace.ts";
 import { doResetWatches, doUnwatch, doWatch, WatchTable } from "./watch.ts";
 import {
   atoi,
@@ -81,6 +82,8 @@ export interface CoreOptions {
   keepOrphans?: boolean;
   log?: XsLogger;
   hooks?: DomainHooks;
+  /** The trace file (`xenstored -T`); without one the trace stays closed. */
+  trace?: Trace;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -115,6 +118,7 @@ export class XenStoreCore implements Daemon {
   #connSeq = 0;
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
+  readonly trace: Trace;
   /** "Privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
     ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
@@ -129,6 +133,7 @@ export class XenStoreCore implements Daemon {
     this.log = opts.log ?? SILENT;
     this.hooks = opts.hooks ?? {};
     this.journal = opts.journal ?? null;
+    this.trace = opts.trace ?? new Trace(null);
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
     this.writeRate = new WriteRateLimit(this.log);
@@ -171,6 +176,7 @@ export class XenStoreCore implements Daemon {
     const id = ++this.#connSeq;
     const conn = new Connection(id, 0, true, `socket#${id}`);
     this.connections.add(conn);
+    this.trace.connection("CREATE", id);
     return conn;
   }
 
@@ -190,6 +196,7 @@ export class XenStoreCore implements Daemon {
     const id = ++this.#connSeq;
     const conn = new Connection(id, domid, domid === 0, `dom${domid}`);
     this.connections.add(conn);
+    this.trace.connection("CREATE", id);
     return conn;
   }
 
@@ -221,6 +228,7 @@ export class XenStoreCore implements Daemon {
     this.watches.dropAll(conn);
     this.#dropTransactions(conn);
     this.connections.delete(conn);
+    this.trace.connection("DESTROY", conn.id);
   }
 
   // ---------------------------------------------------------------- the step
