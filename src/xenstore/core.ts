@@ -405,6 +405,8 @@ export class XenStoreCore implements Daemon {
    *     gone in T and /q lists d, e
    *   - T writes /f; /f/e/g is created outside; RM /f/e in T → EIO, /f/e and /f/e/g are
    *     gone in T (T's /f never listed e)
+   *   - a guest's T is at its transaction-nodes quota; RM of a node whose children T has not
+   *     read → EIO (test/xenstore/core.test.ts, "quotas")
    */
   rmNode(view: View, name: string): void {
     const parentName = parentOf(name);
@@ -435,7 +437,7 @@ export class XenStoreCore implements Daemon {
     let removed = 0;
     try {
       for (const c of n.children) {
-        const child = view.read(childPath(n.name, c));
+        const child = this.#walkRead(view, childPath(n.name, c));
         if (child === null) {
           this.log.warn({ node: n.name, child: c }, `rm: child ${c} of ${n.name} is missing in this view`);
           throw new XsError("EIO");
@@ -450,6 +452,20 @@ export class XenStoreCore implements Daemon {
     view.delete(n.name);
     view.fire(n.name, n, n.name !== root, null);
     view.entry(n.perms[0]!.id, -1);
+  }
+
+  /**
+   * A read of the walk: C's walk stops on any failure to read a child with EIO, so a child over
+   * the transaction-nodes quota (ENOSPC elsewhere; the transaction has failed) is EIO here.
+   */
+  #walkRead(view: View, name: string): Node | null {
+    try {
+      return view.read(name);
+    } catch (e) {
+      if (!(e instanceof XsError)) throw e;
+      this.log.warn({ node: name, errno: e.errno }, `rm: cannot read ${name} in this view`);
+      throw new XsError("EIO");
+    }
   }
 
   readonly #entryHook = (domid: number, delta: number): void => this.entryAdjust(domid, delta);
