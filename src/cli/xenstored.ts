@@ -4,15 +4,16 @@
  * from --socket, else $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket, else
  * /var/run/xenstored/socket.
  */
-import { createWriteStream, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { createLogger } from "../lib/log.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
 import { DEFAULT_MAX_JOURNAL_BYTES, Journal } from "../xenstore/journal.ts";
 import { DEFAULT_QUOTAS, type Quotas } from "../xenstore/quota.ts";
-import { DirStateFiles } from "../xenstore/state-files.ts";
-import { SocketTransport, traceLine } from "../xenstore/transport-socket.ts";
+import { DirStateFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
+import { Trace } from "../xenstore/trace.ts";
+import { SocketTransport } from "../xenstore/transport-socket.ts";
 
 const USAGE = `usage: xenlab xenstored [options]
 
@@ -28,7 +29,8 @@ const USAGE = `usage: xenlab xenstored [options]
   -q, --quota-soft WHAT=N    memory
   -w, --timeout WHAT=SECS    watch-event
   -K, --keep-orphans         give a released domain's nodes to dom0 instead of deleting them
-  -T, --trace-file FILE      log every request and reply to FILE
+  -T, --trace-file FILE      log every request and reply to FILE (C xenstored's format;
+                             SIGHUP reopens it, xenstore-control log/logfile switch it)
   -N, --no-fork              accepted for compatibility (always foreground)
   --state DIR                keep the store in DIR (snapshot + journal): every acknowledged
                              change survives a kill -9 and a restart serves it again
@@ -128,18 +130,20 @@ export async function run(argv: string[]): Promise<number> {
         log,
       })
     : null;
+  // As C: the trace file is opened (with its "***" line) at start-up, reopened on SIGHUP.
+  const trace = new Trace(new NodeTraceFiles(), { file: values["trace-file"] ?? null, log });
+  trace.reopen();
+  const onHup = () => trace.reopen();
+  process.on("SIGHUP", onHup);
   const core = new XenStoreCore({
     quotas: parseQuotas(values),
     keepOrphans: values["keep-orphans"] ?? false,
     log,
+    trace,
     ...(journal ? { journal } : {}),
   });
   journal?.attach(core);
-  const traceFile = values["trace-file"];
-  const traceStream = traceFile ? createWriteStream(traceFile, { flags: "a" }) : null;
-  const transport = new SocketTransport(core, {
-    ...(traceStream ? { trace: (dir, conn, p) => traceStream.write(traceLine(dir, conn, p)) } : {}),
-  });
+  const transport = new SocketTransport(core);
   const path = socketPath(values.socket);
   mkdirSync(dirname(path), { recursive: true });
   await transport.listen(path);
@@ -156,7 +160,8 @@ export async function run(argv: string[]): Promise<number> {
   });
   await transport.close();
   journal?.close();
-  traceStream?.end();
+  process.off("SIGHUP", onHup);
+  trace.close();
   log.flush();
   return 0;
 }

@@ -1,12 +1,14 @@
 /**
- * CONTROL (C xenstored_control.c): the commands xenstore-control sends, and `check`, the
- * consistency check of the tree against the daemon's node counters.
+ * CONTROL (C xenstored_control.c): the commands xenstore-control sends; `check`, the
+ * consistency check of the tree against the daemon's node counters; `log`, `logfile` and
+ * `memreport` on the trace file (trace.ts) and `memoryReport`, xenlab's memory report.
  */
 
-import { type Daemon, OK, type RequestContext } from "./daemon.ts";
+import { type Connection, type Daemon, OK, type RequestContext } from "./daemon.ts";
 import { XsError } from "./errors.ts";
 import { baseOf, childPath, parentOf } from "./paths.ts";
 import { HARD_QUOTAS, SOFT_QUOTAS } from "./quota.ts";
+import { traceConnection } from "./trace.ts";
 import { atoi, getStrings } from "./wire.ts";
 
 /** CONTROL `cmd|args...|` (C `do_control`). */
@@ -85,6 +87,87 @@ function controlQuota(d: Daemon, args: readonly string[], soft: boolean): string
   );
 }
 
+/**
+ * The memory report of CONTROL `memreport`. C writes talloc's report of its heap
+ * (`talloc_report_full`); xenlab has no heap of its own to walk, so it reports what its quota
+ * accounting counts (quota.ts), for each domain with nodes, counters or connections, then the
+ * totals. `memory` is in bytes as C charges them: each node's record and path to its owner,
+ * transactions' copies of nodes and queued packets to the domain, watches to their connection's
+ * domain. Connections are named as trace lines name them. Example:
+ *
+ *   xenstored memory report (xenlab: quota accounting, memory in bytes)
+ *   Domain 0:
+ *     nodes           :        5
+ *     memory          :      263 (no quota: dom0)
+ *     watches         :        1
+ *     transactions    :        0
+ *     outstanding     :        0
+ *     connections     :        1
+ *       0x3 socket#3: 1 watches, 0 transactions
+ *   Domain 5:
+ *     nodes           :        2
+ *     memory          :      120 (quota 2621440, warning at 2097152)
+ *     ...
+ *   Total:
+ *     nodes           :        7
+ *     memory          :      383
+ *     watches         :        1
+ *     transactions    :        0
+ *     connections     :        1
+ */
+export function memoryReport(d: Daemon): string {
+  const line = (k: string, v: number | string, extra = "") =>
+    `  ${k.padEnd(16)}: ${String(v).padStart(8)}${extra}\n`;
+  const byDomain = new Map<number, Connection[]>();
+  for (const c of d.connections) {
+    const list = byDomain.get(c.domid);
+    if (list === undefined) byDomain.set(c.domid, [c]);
+    else list.push(c);
+  }
+  const domids = new Set<number>([...d.domains.keys(), ...d.entries.keys(), ...d.accounts.domids()]);
+  for (const domid of byDomain.keys()) domids.add(domid);
+  let out = "xenstored memory report (xenlab: quota accounting, memory in bytes)\n";
+  const total = { nodes: 0, memory: 0, watches: 0, transactions: 0, connections: 0 };
+  for (const domid of [...domids].sort((a, b) => a - b)) {
+    const conns = byDomain.get(domid) ?? [];
+    const nodes = d.entries.get(domid) ?? 0;
+    const memory = d.accounts.memory(domid);
+    let watches = 0;
+    let transactions = 0;
+    for (const c of conns) {
+      watches += c.watches.length;
+      transactions += c.transactions.size;
+    }
+    const quota =
+      domid === 0
+        ? " (no quota: dom0)"
+        : ` (quota ${d.accounts.limit(domid, "memory")}, warning at ${d.accounts.limit(domid, "memorySoft")})`;
+    out +=
+      `Domain ${domid}:\n` +
+      line("nodes", nodes) +
+      line("memory", memory, quota) +
+      line("watches", watches) +
+      line("transactions", transactions) +
+      line("outstanding", d.accounts.outstanding(domid)) +
+      line("connections", conns.length);
+    for (const c of conns)
+      out += `    ${traceConnection(c.id)} ${c.label}: ${c.watches.length} watches, ${c.transactions.size} transactions\n`;
+    total.nodes += nodes;
+    total.memory += memory;
+    total.watches += watches;
+    total.transactions += transactions;
+    total.connections += conns.length;
+  }
+  return (
+    `${out}Total:\n` +
+    line("nodes", total.nodes) +
+    line("memory", total.memory) +
+    line("watches", total.watches) +
+    line("transactions", total.transactions) +
+    line("connections", total.connections)
+  );
+}
+
 interface ControlCommand {
   cmd: string;
   pars: string;
@@ -98,15 +181,24 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
     pars: "",
     run(d, args) {
       if (args.length !== 0) throw new XsError("EINVAL");
-      for (const p of checkStore(d)) d.log.error({ problem: p }, `check: ${p}`);
+      d.trace.write("Checking store ...\n");
+      for (const p of checkStore(d)) {
+        d.log.error({ problem: p }, `check: ${p}`);
+        d.trace.write(`check: ${p}\n`);
+      }
+      d.trace.write("Checking store complete.\n");
       return OK;
     },
   },
   {
     cmd: "log",
     pars: "on|off",
-    run(_d, args) {
-      if (args.length !== 1 || (args[0] !== "on" && args[0] !== "off")) throw new XsError("EINVAL");
+    run(d, args) {
+      if (args.length !== 1) throw new XsError("EINVAL");
+      // C `reopen_log` / `close_log`: "on" without a trace file named does nothing.
+      if (args[0] === "on") d.trace.reopen();
+      else if (args[0] === "off") d.trace.close();
+      else throw new XsError("EINVAL");
       return OK;
     },
   },
@@ -121,8 +213,10 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
   {
     cmd: "logfile",
     pars: "<file>",
-    run(_d, args) {
+    run(d, args) {
       if (args.length !== 1) throw new XsError("EINVAL");
+      // A file that cannot be opened leaves the trace closed, and the answer is still OK.
+      d.trace.moveTo(args[0]!);
       return OK;
     },
   },
@@ -131,10 +225,8 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
     pars: "[<file>]",
     run(d, args) {
       if (args.length > 1) throw new XsError("EINVAL");
-      d.log.info(
-        { nodes: d.store.nodes.size, connections: d.connections.size, domains: d.domains.size },
-        "memreport",
-      );
+      // Nowhere to write it is C's EBADF, which is not in xsd_errors: C answers EINVAL.
+      if (!d.trace.report(memoryReport(d), args[0] ?? null)) throw new XsError("EINVAL");
       return OK;
     },
   },

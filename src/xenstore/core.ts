@@ -46,6 +46,7 @@ import {
   WriteRateLimit,
 } from "./quota.ts";
 import { childrenBytes, commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
+import { Trace } from "./trace.ts";
 import { doResetWatches, doUnwatch, doWatch, WatchTable } from "./watch.ts";
 import {
   atoi,
@@ -81,6 +82,8 @@ export interface CoreOptions {
   keepOrphans?: boolean;
   log?: XsLogger;
   hooks?: DomainHooks;
+  /** The trace file (`xenstored -T`); without one the trace stays closed. */
+  trace?: Trace;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -115,6 +118,7 @@ export class XenStoreCore implements Daemon {
   #connSeq = 0;
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
+  readonly trace: Trace;
   /** "Privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
     ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
@@ -129,6 +133,7 @@ export class XenStoreCore implements Daemon {
     this.log = opts.log ?? SILENT;
     this.hooks = opts.hooks ?? {};
     this.journal = opts.journal ?? null;
+    this.trace = opts.trace ?? new Trace(null);
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
     this.writeRate = new WriteRateLimit(this.log);
@@ -171,6 +176,7 @@ export class XenStoreCore implements Daemon {
     const id = ++this.#connSeq;
     const conn = new Connection(id, 0, true, `socket#${id}`);
     this.connections.add(conn);
+    this.trace.connection("CREATE", id);
     return conn;
   }
 
@@ -190,6 +196,7 @@ export class XenStoreCore implements Daemon {
     const id = ++this.#connSeq;
     const conn = new Connection(id, domid, domid === 0, `dom${domid}`);
     this.connections.add(conn);
+    this.trace.connection("CREATE", id);
     return conn;
   }
 
@@ -221,6 +228,7 @@ export class XenStoreCore implements Daemon {
     this.watches.dropAll(conn);
     this.#dropTransactions(conn);
     this.connections.delete(conn);
+    this.trace.connection("DESTROY", conn.id);
   }
 
   // ---------------------------------------------------------------- the step
@@ -381,38 +389,83 @@ export class XenStoreCore implements Daemon {
     return node!;
   }
 
-  /** Removes `name` and its subtree (C `rm_node`), firing watches as each node goes. */
+  /**
+   * Removes `name` and its subtree (C `rm_node`), firing watches as each node goes: children
+   * first, in their order, each dropped from its parent's list once gone (C's tree walk with
+   * `delnode_sub`).
+   *
+   * Outside a transaction the tree is consistent and this cannot fail. Inside one, the
+   * transaction's copies may list what is gone outside, or miss what appeared outside since
+   * it read them; C xenstored then stops with EIO ("corrupt") and keeps what it removed so far
+   * in the transaction, and so do we (the commit then fails with EAGAIN anyway). Examples, each
+   * in test/diff/transactions.test.ts ("rm in a transaction whose copies are stale"):
+   *
+   *   - T lists /p (c, d); c is removed outside; RM /p in T → EIO, nothing removed in T
+   *   - T reads /q (c, d, e); d is removed outside; RM /q in T → EIO, c and its subtree are
+   *     gone in T and /q lists d, e
+   *   - T writes /f; /f/e/g is created outside; RM /f/e in T → EIO, /f/e and /f/e/g are
+   *     gone in T (T's /f never listed e)
+   *   - a guest's T is at its transaction-nodes quota; RM of a node whose children T has not
+   *     read → EIO (test/xenstore/core.test.ts, "quotas")
+   */
   rmNode(view: View, name: string): void {
     const parentName = parentOf(name);
     const parent = view.read(parentName);
     if (parent === null) throw new XsError("EINVAL");
-    // A transaction's copy of the parent may predate the child (created outside after the
-    // transaction rewrote the parent): C xenstored cannot find the child entry and fails
-    // with EIO ("corrupt"); so do we, before changing anything.
-    if (!parent.children.includes(baseOf(name))) {
-      this.log.warn({ node: name }, `rm: ${baseOf(name)} is not a child of ${parentName} in this view`);
+    const node = view.read(name);
+    if (node !== null) this.#rmSubtree(view, node, name);
+    // The parent was read before the walk: the walk changes nothing above `name`.
+    const base = baseOf(name);
+    if (!parent.children.includes(base)) {
+      this.log.warn({ node: name }, `rm: ${base} is not a child of ${parentName} in this view`);
       throw new XsError("EIO");
     }
-    const walk = (n: Node): void => {
-      for (const c of n.children) {
-        const child = view.read(childPath(n.name, c));
-        if (child !== null) walk(child);
-      }
-      view.delete(n.name);
-      view.fire(n.name, n, n.name !== name, null);
-      view.entry(n.perms[0]!.id, -1);
-    };
-    const node = view.read(name);
-    if (node !== null) walk(node);
-    // The parent's record may have changed while walking (it hasn't, but read it fresh).
-    const p = view.read(parentName) ?? parent;
-    const base = baseOf(name);
     view.write(
       parentName,
-      p.value,
-      p.perms,
-      p.children.filter((c) => c !== base),
+      parent.value,
+      parent.perms,
+      parent.children.filter((c) => c !== base),
     );
+  }
+
+  /**
+   * Removes `n` and, first, its children. A listed child that is missing stops the walk with
+   * EIO, after `n`'s copy is rewritten without the children already removed (C rewrites the
+   * parent after each child it removes).
+   */
+  #rmSubtree(view: View, n: Node, root: string): void {
+    let removed = 0;
+    try {
+      for (const c of n.children) {
+        const child = this.#walkRead(view, childPath(n.name, c));
+        if (child === null) {
+          this.log.warn({ node: n.name, child: c }, `rm: child ${c} of ${n.name} is missing in this view`);
+          throw new XsError("EIO");
+        }
+        this.#rmSubtree(view, child, root);
+        removed++;
+      }
+    } catch (e) {
+      if (removed > 0) view.write(n.name, n.value, n.perms, n.children.slice(removed));
+      throw e;
+    }
+    view.delete(n.name);
+    view.fire(n.name, n, n.name !== root, null);
+    view.entry(n.perms[0]!.id, -1);
+  }
+
+  /**
+   * A read of the walk: C's walk stops on any failure to read a child with EIO, so a child over
+   * the transaction-nodes quota (ENOSPC elsewhere; the transaction has failed) is EIO here.
+   */
+  #walkRead(view: View, name: string): Node | null {
+    try {
+      return view.read(name);
+    } catch (e) {
+      if (!(e instanceof XsError)) throw e;
+      this.log.warn({ node: name, errno: e.errno }, `rm: cannot read ${name} in this view`);
+      throw new XsError("EIO");
+    }
   }
 
   readonly #entryHook = (domid: number, delta: number): void => this.entryAdjust(domid, delta);

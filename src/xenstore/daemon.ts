@@ -9,6 +9,7 @@
 import type { Perms } from "./perms.ts";
 import type { Accounts, Quotas, WriteRateLimit } from "./quota.ts";
 import type { FireRequest, Node, Store, Transaction, View } from "./store.ts";
+import type { Trace } from "./trace.ts";
 import type { XsPacket } from "./wire.ts";
 
 export interface XsLogger {
@@ -166,6 +167,8 @@ export interface Daemon {
   readonly watches: Watches;
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
+  /** The trace file (`-T`), which CONTROL `log`, `logfile` and `memreport` act on. */
+  readonly trace: Trace;
   connectDomain(domid: number): Connection;
   disconnect(conn: Connection): void;
   /** Drops a connection's watches and transactions but keeps it open. */

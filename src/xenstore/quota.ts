@@ -213,6 +213,11 @@ export class Accounts {
     return this.#domains.get(domid)?.memory ?? 0;
   }
 
+  /** The domains with counters (memory or outstanding requests), for the memory report. */
+  domids(): number[] {
+    return [...this.#domains.keys()];
+  }
+
   /** Whether `domid` is at or over its hard memory quota (C `domain_can_read`'s test). */
   overHard(domid: number): boolean {
     if (domid === 0) return false;

@@ -1,6 +1,7 @@
 /**
- * xenstored's state directory on Node's file system: the StateFiles the journal
- * (src/xenstore/journal.ts) writes through. Kept apart because the xenstore layer does no I/O
+ * xenstored's files on Node's file system: the state directory (the StateFiles the journal,
+ * src/xenstore/journal.ts, writes through) and the trace and memory-report files (the
+ * TraceFiles of src/xenstore/trace.ts). Kept apart because the xenstore layer does no I/O
  * (biome.json), as the Unix-socket helpers live apart in src/lib/unix-socket.ts.
  */
 import {
@@ -16,6 +17,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { type StateFile, type StateFiles, TMP_SUFFIX } from "./journal.ts";
+import type { TraceFile, TraceFiles } from "./trace.ts";
 
 function writeAll(fd: number, b: Uint8Array): void {
   let off = 0;
@@ -88,5 +90,20 @@ export class DirStateFiles implements StateFiles {
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+/**
+ * Trace and report files, appended to with a synchronous write per line, as C's `write()`:
+ * a line is in the file before the reply it traces leaves.
+ */
+export class NodeTraceFiles implements TraceFiles {
+  openAppend(path: string, mode: number): TraceFile {
+    const fd = openSync(path, "a", mode);
+    const file = new FdFile(fd);
+    return {
+      write: (text) => file.append(Buffer.from(text, "latin1")),
+      close: () => file.close(),
+    };
   }
 }

@@ -11,7 +11,7 @@ import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
 import type { XenStoreCore } from "./core.ts";
 import { type Connection, deliver, type PacketSink } from "./daemon.ts";
 import { isQueuedDuplicate } from "./watch.ts";
-import { fromLatin1, HEADER_SIZE, PacketReader, typeName, writeHeader, type XsPacket } from "./wire.ts";
+import { HEADER_SIZE, PacketReader, writeHeader, type XsPacket } from "./wire.ts";
 
 /** Stop reading from a client whose unread output passes this, until it drains. */
 const HIGH_WATER = 1 << 20;
@@ -25,7 +25,7 @@ interface SocketClient {
 }
 
 export interface SocketServerOptions {
-  /** Called for each request and reply (the daemon's trace file). */
+  /** Called for each request and reply; default: the core's trace file (`core.trace`). */
   trace?: (dir: "IN" | "OUT", conn: Connection, p: XsPacket) => void;
 }
 
@@ -40,7 +40,7 @@ export class SocketTransport implements PacketSink {
 
   constructor(core: XenStoreCore, opts: SocketServerOptions = {}) {
     this.#core = core;
-    this.#trace = opts.trace;
+    this.#trace = opts.trace ?? ((dir, conn, p) => core.trace.io(dir, conn.id, p));
     this.#server = createServer((s) => this.#accept(s));
   }
 
@@ -128,10 +128,4 @@ export class SocketTransport implements PacketSink {
     }
     this.#dirty.clear();
   }
-}
-
-/** One trace line, like xenstored -T: direction, connection, type, ids, payload. */
-export function traceLine(dir: "IN" | "OUT", conn: Connection, p: XsPacket): string {
-  const body = fromLatin1(p.payload).replace(/\0/g, "\\0");
-  return `${dir} ${conn.label} ${typeName(p.type)} req=${p.reqId} tx=${p.txId} (${body})\n`;
 }

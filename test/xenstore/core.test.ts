@@ -409,6 +409,30 @@ describe("quotas", () => {
     ]);
   });
 
+  it("answers EIO to an RM whose walk meets the transaction-nodes quota, as C's tree walk does", () => {
+    // Played against C xenstored as dom5 over its ring (-Q transaction-nodes=4), same replies.
+    const warnings: string[] = [];
+    const log = { info() {}, debug() {}, error() {}, warn: (_o: object, m: string) => warnings.push(m) };
+    new Scenario({ quotas: { transactionNodes: 4 }, log }).run([
+      { who: "dom0", op: "MKDIR", arg: "/local/domain/5|", expect: "OK|" },
+      { who: "dom0", op: "SET_PERMS", arg: "/local/domain/5|n5|r0|", expect: "OK|" },
+      { who: "dom5", op: "WRITE", arg: "x/a|1", expect: "OK|" },
+      { who: "dom5", op: "WRITE", arg: "x/b|2", expect: "OK|" },
+      { who: "dom5", op: "TRANSACTION_START", arg: "|", expect: "=Q" },
+      { who: "dom5", tx: "Q", op: "READ", arg: "x|", expect: "" },
+      { who: "dom5", tx: "Q", op: "READ", arg: "/local/domain/5|", expect: "" },
+      { who: "dom5", tx: "Q", op: "READ", arg: "z1|", expect: "!ENOENT" },
+      { who: "dom5", tx: "Q", op: "READ", arg: "z2|", expect: "!ENOENT", note: "4 nodes accessed" },
+      { who: "dom5", tx: "Q", op: "READ", arg: "z3|", expect: "!ENOSPC" },
+      { who: "dom5", tx: "Q", op: "RM", arg: "x|", expect: "!EIO", note: "the walk cannot read x/a" },
+      { who: "dom5", tx: "Q", op: "DIRECTORY", arg: "x|", expect: "a|b|" },
+      { who: "dom5", tx: "Q", op: "RM", arg: "x/a|", expect: "!ENOSPC", note: "x/a itself: not the walk" },
+      { who: "dom5", tx: "Q", op: "TRANSACTION_END", arg: "T|", expect: "!ENOMEM" },
+      { who: "dom5", op: "READ", arg: "x/a|", expect: "1" },
+    ]);
+    assert.ok(warnings.includes("domain 5 reached quota transaction-nodes (4)"), warnings.join("\n"));
+  });
+
   it("shows and sets quotas through CONTROL as C xenstored prints them", () => {
     const s = new Scenario();
     const { reply } = s.send("dom0", "CONTROL", "quota|");
