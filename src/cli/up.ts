@@ -8,7 +8,9 @@ import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ControlServer, controlPath } from "../host/control.ts";
 import { Host } from "../host/host.ts";
+import { errorMessage } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
+import { refuseIfServed } from "../lib/unix-socket.ts";
 import { commandArgs } from "./args.ts";
 import { socketPath } from "./xenstored.ts";
 
@@ -49,6 +51,15 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   mkdirSync(dirname(socket), { recursive: true });
+  const ctl = controlPath(socket);
+  try {
+    // Before anything starts: a host already serving here is left alone.
+    await refuseIfServed(socket);
+    await refuseIfServed(ctl);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   const host = await Host.start({
     log,
     xenstored: { keepOrphans: values["keep-orphans"] === true },
@@ -56,14 +67,22 @@ export async function run(argv: string[]): Promise<number> {
     consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
     ...(haltPollUs === undefined ? {} : { haltPollUs }),
   });
-  await host.listen(socket);
   const control = new ControlServer(host);
-  await control.listen(controlPath(socket));
+  try {
+    await host.listen(socket);
+    await control.listen(ctl);
+  } catch (e) {
+    // Another daemon won the path since the check: stop, removing only our own socket.
+    await control.close();
+    await host.stop();
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   if (values["no-domu"] !== true) {
     await host.createDomain({ name: (values["domu-name"] as string | undefined) ?? "domU" });
   }
   process.stdout.write(
-    `xenlab up: xenstored on ${socket}, control on ${controlPath(socket)}; ` +
+    `xenlab up: xenstored on ${socket}, control on ${ctl}; ` +
       `${host.hv
         .list()
         .map((d) => `${d.name} (${d.domid})`)
