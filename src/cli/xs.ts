@@ -36,15 +36,9 @@ export interface XsIo {
   connect(path?: string): Promise<XsClient>;
 }
 
-function defaultIo(overrides: Partial<XsIo>): XsIo {
-  if (overrides.stdout === undefined) {
-    // A closed pipe (`xenlab xs watch /x | head -1`): the C tool dies of SIGPIPE, which
-    // Node ignores; leave quietly with the status a shell shows for it.
-    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "EPIPE") process.exit(128 + 13);
-      throw e;
-    });
-  }
+// A closed pipe (`xenlab xs watch /x | head -1`) ends the process as SIGPIPE ends the C tool:
+// src/cli/main.ts sees to it for every command.
+function defaultIo(): XsIo {
   return {
     stdout: (b) => {
       process.stdout.write(b);
@@ -183,7 +177,7 @@ interface Flags {
 
 /** `xenlab xs <mode> args...`; resolves with the exit code. */
 export async function run(argv: string[], ioOverrides: Partial<XsIo> = {}): Promise<number> {
-  const io: XsIo = { ...defaultIo(ioOverrides), ...ioOverrides };
+  const io: XsIo = { ...defaultIo(), ...ioOverrides };
   const [modeName, ...args] = argv;
   const tool: Tool = new Tool(io, modeName !== undefined && isMode(modeName) ? modeName : null);
   let client: XsClient | null = null;
