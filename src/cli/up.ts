@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { ControlServer, controlPath } from "../host/control.ts";
 import { Host } from "../host/host.ts";
 import { errorMessage } from "../lib/errors.ts";
-import { createLogger } from "../lib/log.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
 import { commandArgs } from "./args.ts";
 import { socketPath } from "./xenstored.ts";
@@ -23,6 +23,9 @@ const USAGE = `usage: xenlab up [options]
   --domu-name NAME    the guest's name (default domU)
   -K, --keep-orphans  xenstored keeps a destroyed domain's nodes (given to dom0)
   --log-level LEVEL   pino level on stderr (default info)
+  --log-format pretty|json
+                      log lines on stderr: pretty on a terminal, JSON lines otherwise
+                      (default: $XENLAB_LOG_FORMAT, else by whether stderr is a terminal)
   --console-log-dir DIR
                       where each guest's console is logged as guest-NAME.log
                       (default: the socket's directory/console)
@@ -37,12 +40,23 @@ export async function run(argv: string[]): Promise<number> {
     "domu-name": { type: "string" },
     "keep-orphans": { type: "boolean", short: "K" },
     "log-level": { type: "string" },
+    "log-format": { type: "string" },
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
-  const log = createLogger("xenlab-up", values["log-level"] as string | undefined);
+  let log: Logger;
+  try {
+    log = createLogger(
+      "xenlab-up",
+      values["log-level"] as string | undefined,
+      values["log-format"] as string | undefined,
+    );
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 2;
+  }
   const socket = socketPath(values.socket as string | undefined);
   const pollText = values["halt-poll-us"] as string | undefined;
   const haltPollUs = pollText === undefined ? undefined : Number(pollText);

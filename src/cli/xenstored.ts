@@ -7,7 +7,7 @@
 import { createWriteStream, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { errorMessage } from "../lib/errors.ts";
-import { createLogger } from "../lib/log.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
 import { DEFAULT_MAX_JOURNAL_BYTES, Journal } from "../xenstore/journal.ts";
@@ -39,6 +39,8 @@ const USAGE = `usage: xenlab xenstored [options]
                              (default ${DEFAULT_MAX_JOURNAL_BYTES})
   -V, --verbose              debug logging
   --log-level LEVEL          pino level (default info)
+  --log-format pretty|json   log lines on stderr: pretty on a terminal, JSON lines otherwise
+                             (default: $XENLAB_LOG_FORMAT, else by whether stderr is a terminal)
 `;
 
 interface XenstoredOptions {
@@ -53,6 +55,7 @@ interface XenstoredOptions {
   "state-max-journal"?: string;
   verbose?: boolean;
   "log-level"?: string;
+  "log-format"?: string;
   [flag: string]: string | string[] | boolean | undefined;
 }
 
@@ -122,6 +125,7 @@ export async function run(argv: string[]): Promise<number> {
     "state-max-journal": { type: "string" },
     verbose: { type: "boolean", short: "V" },
     "log-level": { type: "string" },
+    "log-format": { type: "string" },
   });
   if (typeof args === "number") return args;
   const values = args.values as unknown as XenstoredOptions;
@@ -148,7 +152,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
     return 1;
   }
-  const log = createLogger("xenstored", values.verbose ? "debug" : values["log-level"]);
+  let log: Logger;
+  try {
+    log = createLogger("xenstored", values.verbose ? "debug" : values["log-level"], values["log-format"]);
+  } catch (e) {
+    process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+    return 2;
+  }
   let journal: Journal | null;
   try {
     journal = values.state

@@ -255,7 +255,7 @@ export class Hypervisor {
     });
     worker.on("message", (m: KernelMessage) => this.#kernelMessage(d, m, readyResolve));
     this.#domains.set(domid, d);
-    this.#log.info({ domid, name: opts.name }, `domain ${domid} (${opts.name}) created`);
+    this.#log.info({ domid, domain: opts.name }, `domain ${domid} (${opts.name}) created`);
     return this.#info(d);
   }
 
