@@ -74,12 +74,14 @@ export type KernelMessage =
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
   | { readonly kind: "call-done"; readonly id: number; readonly error?: string; readonly result?: unknown }
+  | { readonly kind: "lsmod-done"; readonly id: number; readonly names: readonly string[] }
   | { readonly kind: "panic"; readonly error: string };
 
 /** Messages the host posts to a domain's kernel. */
 export type HostMessage =
   | { readonly kind: "insmod"; readonly id: number; readonly url: string; readonly args: readonly string[] }
   | { readonly kind: "rmmod"; readonly id: number; readonly name: string }
+  | { readonly kind: "lsmod"; readonly id: number }
   | {
       readonly kind: "call";
       readonly id: number;
