@@ -90,6 +90,14 @@ describe("xenlab xenstored on a socket path", () => {
     assert.equal(existsSync(socket), false, "the first removes its own socket file");
   });
 
+  it("xenlab demo --socket refuses it too", async () => {
+    const socket = join(tempDir(), "socket");
+    const first = await xenstored(socket);
+    assertRefused(await xenlab(["demo", "--socket", socket]), "demo", socket);
+    await write(socket, "/first", "alive");
+    await first.stop();
+  });
+
   it("replaces a stale socket file nobody listens on", async () => {
     const socket = join(tempDir(), "socket");
     const crashed = await xenstored(socket);
