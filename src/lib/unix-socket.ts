@@ -17,7 +17,7 @@
 import { randomBytes } from "node:crypto";
 import { linkSync, lstatSync, type Stats, unlinkSync } from "node:fs";
 import { connect, type Server } from "node:net";
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import { SocketInUseError } from "./errors.ts";
 
 /** A path a server listens on, with the identity of the socket file it created there. */
@@ -94,9 +94,9 @@ function bind(server: Server, path: string): Promise<void> {
  * daemon answers there. The result is what `closeUnix` needs to remove only our own file.
  */
 export async function listenUnix(server: Server, path: string): Promise<UnixListener> {
-  // The private name: short (a socket path has at most 107 bytes) and in the same directory, so
-  // that link(2) stays within one file system.
-  const own = join(dirname(path), `.${basename(path).slice(0, 8)}.${randomBytes(3).toString("hex")}`);
+  // The private name: in the same directory, so that link(2) stays within one file system, and
+  // no longer than most names (".Ab3_"), since a socket path has at most 107 bytes.
+  const own = join(dirname(path), `.${randomBytes(3).toString("base64url")}`);
   await bind(server, own);
   try {
     for (let tries = 0; ; tries++) {
