@@ -32,9 +32,17 @@ export function logFormat(
   );
 }
 
-/** A logger named `name` on stderr; `format` as `logFormat()` picks it (it throws a RangeError). */
+/**
+ * A logger named `name` on stderr; `format` as `logFormat()` picks it. An unknown level or format
+ * is a RangeError naming the ones there are.
+ */
 export function createLogger(name: string, level?: string, format?: string): Logger {
-  const options = { name, level: level ?? process.env.XENLAB_LOG_LEVEL ?? "info", base: { name } };
+  const chosen = level ?? (process.env.XENLAB_LOG_LEVEL || "info");
+  if (chosen !== "silent" && !Object.hasOwn(pino.levels.values, chosen)) {
+    const known = [...Object.keys(pino.levels.values), "silent"].join(", ");
+    throw new RangeError(`Unknown log level '${chosen}': use one of ${known}`);
+  }
+  const options = { name, level: chosen, base: { name } };
   if (logFormat(format) === "json") return pino(options, pino.destination({ fd: 2, sync: false }));
   return pino(
     options,

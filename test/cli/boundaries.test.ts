@@ -103,6 +103,23 @@ describe("logs", () => {
     });
   });
 
+  it("an unknown level or format is one line naming the ones there are", async () => {
+    const level = await xenlab(["up", "--log-level", "loud"]);
+    assert.equal(level.code, 2);
+    assert.equal(
+      level.stderr,
+      "xenlab up: Unknown log level 'loud': use one of trace, debug, info, warn, error, fatal, silent\n",
+    );
+    const format = await xenlab(["xenstored", "--socket", join(tempDir(), "socket")], {
+      XENLAB_LOG_FORMAT: "xml",
+    });
+    assert.equal(format.code, 2);
+    assert.equal(
+      format.stderr,
+      "xenlab xenstored: Unknown log format 'xml' in XENLAB_LOG_FORMAT: use pretty or json\n",
+    );
+  });
+
   it("off a terminal: JSON lines, no key twice", { timeout: 60_000 }, async () => {
     const lines = (await upLog([], { XENLAB_LOG_FORMAT: "" }, false)).trim().split("\n");
     const created = lines.map((l) => JSON.parse(l)).find((r) => r.msg === "domain 0 (Domain-0) created");
