@@ -5,8 +5,12 @@
  *
  * When stdin is a terminal it goes into raw mode (so keys reach the guest as typed, and the
  * guest's tty does the echo and line editing), restored on every way out. A pipe works too: its
- * bytes go to the guest as they come, a 0x1d anywhere in them detaches (xenconsole only honours
- * one arriving alone, which a pipe cannot promise), and end of input detaches.
+ * bytes go to the guest as they come, and a 0x1d anywhere in them detaches (xenconsole only
+ * honours one arriving alone, which a pipe cannot promise). End of input does not cut the guest
+ * short: xenconsole itself never detaches on it, and `echo 'uname -n' | xenlab console carol`
+ * wants the answer. So after the end, the guest's output is still relayed until it has been
+ * quiet for QUIET_MS (1 s: a shell's answer comes in milliseconds, and a command that thinks
+ * longer keeps it going by printing), then the console detaches with exit 0.
  *
  * The stream goes through the host's control socket, `<socket>.ctl` (src/console/stream.ts).
  */
@@ -18,7 +22,8 @@ import { socketPath } from "./xenstored.ts";
 
 const USAGE = `usage: xenlab console [options] DOMAIN
 
-Attaches to DOMAIN's PV console (a domid or a name). Ctrl-] detaches.
+Attaches to DOMAIN's PV console (a domid or a name). Ctrl-] detaches. From a pipe,
+the end of input detaches once the guest's output has been quiet for 1 s.
 
   -t TYPE            console type: pv (the only one xenlab has)
   -n NUM             console number: 0 (the only one xenlab has)
@@ -28,6 +33,9 @@ Attaches to DOMAIN's PV console (a domid or a name). Ctrl-] detaches.
 
 /** The escape character, ^] (xenconsole's ESCAPE_CHARACTER). */
 const ESCAPE = 0x1d;
+
+/** After the end of a piped input, how long the guest's output may pause before we detach. */
+const QUIET_MS = 1000;
 
 export async function run(argv: string[]): Promise<number> {
   const args = commandArgs(
@@ -59,16 +67,22 @@ export async function run(argv: string[]): Promise<number> {
   return attach(conn.socket);
 }
 
-/** Joins stdin and stdout to the stream until Ctrl-], end of input, or the host closes. */
+/**
+ * Joins stdin and stdout to the stream until Ctrl-], the host closes, or (after the end of
+ * input) the guest's output has been quiet for QUIET_MS.
+ */
 function attach(socket: import("node:net").Socket): Promise<number> {
   const stdin = process.stdin;
   const raw = stdin.isTTY === true;
   if (raw) stdin.setRawMode(true);
   return new Promise((resolve) => {
     let done = false;
+    // Armed at the end of input; each chunk of output starts the quiet period again.
+    let quiet: NodeJS.Timeout | undefined;
     const finish = (code: number): void => {
       if (done) return;
       done = true;
+      clearTimeout(quiet);
       if (raw) stdin.setRawMode(false);
       stdin.off("data", onInput);
       stdin.pause();
@@ -100,13 +114,20 @@ function attach(socket: import("node:net").Socket): Promise<number> {
       finish(0);
     };
     const onSignal = (): void => finish(0);
+    const lingerUntilQuiet = (): void => {
+      clearTimeout(quiet);
+      quiet = setTimeout(() => finish(0), QUIET_MS);
+    };
     socket.on("data", (b: Buffer) => {
       process.stdout.write(b);
+      if (quiet !== undefined && !done) lingerUntilQuiet();
     });
     socket.on("close", () => finish(0));
     socket.on("error", () => finish(1));
     stdin.on("data", onInput);
-    stdin.on("end", () => finish(0));
+    stdin.on("end", () => {
+      if (!done) lingerUntilQuiet();
+    });
     process.on("SIGTERM", onSignal);
     process.on("SIGHUP", onSignal);
     socket.resume();

@@ -11,8 +11,9 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { pino } from "pino";
 import { Host } from "../host/host.ts";
+import { errorMessage } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
 import { XsClient } from "../xenstore/client.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
 import { commandArgs } from "./args.ts";
@@ -40,9 +41,16 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const out = (s: string): void => void process.stdout.write(s);
-  const host = await Host.start({ log: pino({ level: process.env.XENLAB_LOG_LEVEL ?? "warn" }) });
+  const host = await Host.start({ log: createLogger("xenlab-demo", process.env.XENLAB_LOG_LEVEL ?? "warn") });
   try {
-    if (typeof values.socket === "string") await host.listen(values.socket);
+    if (typeof values.socket === "string") {
+      try {
+        await host.listen(values.socket);
+      } catch (e) {
+        process.stderr.write(`xenlab demo: ${errorMessage(e)}\n`);
+        return 1;
+      }
+    }
     const { domid } = await host.createDomain({ name: "domU" });
     out(`host up: Domain-0 (0) and domU (${domid})\n`);
     await host.hv.insmod(domid, join(EXAMPLES, "alice_front.ts"), [`pings=${pings}`]);

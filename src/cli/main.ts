@@ -3,6 +3,7 @@
  * `xenlab <command> [args]`: one file per command under src/cli/, each exporting
  * `run(argv): Promise<number>` (the exit code); src/cli/dispatch.ts picks the command.
  */
+import { errorMessage } from "../lib/errors.ts";
 import { type CommandTable, command, dispatch, type Subcommand } from "./dispatch.ts";
 
 /** A command that talks to a running host (src/cli/domctl.ts); the name picks the request. */
@@ -49,12 +50,25 @@ const XENLAB: CommandTable = {
   },
 };
 
+// A reader that closed its end (`xenlab demo | head -5`): a C program dies of SIGPIPE, which Node
+// ignores, and a write then fails with EPIPE in an 'error' event. Leave quietly with the status a
+// shell shows for SIGPIPE, as `yes | head` does, whichever command was writing.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(128 + 13);
+    throw e;
+  });
+}
+
 dispatch(XENLAB, process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`xenlab: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // A command reports the errors a user can fix itself; what reaches here is unexpected. One
+    // line still, the stack only when asked for.
+    const stack = process.env.XENLAB_DEBUG ? (err as Error).stack : undefined;
+    process.stderr.write(`xenlab: ${stack ?? errorMessage(err)}\n`);
     process.exitCode = 1;
   },
 );

@@ -8,7 +8,9 @@ import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ControlServer, controlPath } from "../host/control.ts";
 import { Host } from "../host/host.ts";
-import { createLogger } from "../lib/log.ts";
+import { errorMessage } from "../lib/errors.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+import { refuseIfServed } from "../lib/unix-socket.ts";
 import { commandArgs } from "./args.ts";
 import { socketPath } from "./xenstored.ts";
 
@@ -21,6 +23,9 @@ const USAGE = `usage: xenlab up [options]
   --domu-name NAME    the guest's name (default domU)
   -K, --keep-orphans  xenstored keeps a destroyed domain's nodes (given to dom0)
   --log-level LEVEL   pino level on stderr (default info)
+  --log-format pretty|json
+                      log lines on stderr: pretty on a terminal, JSON lines otherwise
+                      (default: $XENLAB_LOG_FORMAT, else by whether stderr is a terminal)
   --console-log-dir DIR
                       where each guest's console is logged as guest-NAME.log
                       (default: the socket's directory/console)
@@ -35,12 +40,23 @@ export async function run(argv: string[]): Promise<number> {
     "domu-name": { type: "string" },
     "keep-orphans": { type: "boolean", short: "K" },
     "log-level": { type: "string" },
+    "log-format": { type: "string" },
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
-  const log = createLogger("xenlab-up", values["log-level"] as string | undefined);
+  let log: Logger;
+  try {
+    log = createLogger(
+      "xenlab-up",
+      values["log-level"] as string | undefined,
+      values["log-format"] as string | undefined,
+    );
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 2;
+  }
   const socket = socketPath(values.socket as string | undefined);
   const pollText = values["halt-poll-us"] as string | undefined;
   const haltPollUs = pollText === undefined ? undefined : Number(pollText);
@@ -49,6 +65,15 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   mkdirSync(dirname(socket), { recursive: true });
+  const ctl = controlPath(socket);
+  try {
+    // Before anything starts: a host already serving here is left alone.
+    await refuseIfServed(socket);
+    await refuseIfServed(ctl);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   const host = await Host.start({
     log,
     xenstored: { keepOrphans: values["keep-orphans"] === true },
@@ -56,14 +81,22 @@ export async function run(argv: string[]): Promise<number> {
     consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
     ...(haltPollUs === undefined ? {} : { haltPollUs }),
   });
-  await host.listen(socket);
   const control = new ControlServer(host);
-  await control.listen(controlPath(socket));
+  try {
+    await host.listen(socket);
+    await control.listen(ctl);
+  } catch (e) {
+    // Another daemon won the path since the check: stop, removing only our own socket.
+    await control.close();
+    await host.stop();
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   if (values["no-domu"] !== true) {
     await host.createDomain({ name: (values["domu-name"] as string | undefined) ?? "domU" });
   }
   process.stdout.write(
-    `xenlab up: xenstored on ${socket}, control on ${controlPath(socket)}; ` +
+    `xenlab up: xenstored on ${socket}, control on ${ctl}; ` +
       `${host.hv
         .list()
         .map((d) => `${d.name} (${d.domid})`)

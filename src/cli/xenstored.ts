@@ -6,14 +6,16 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { parseArgs } from "node:util";
-import { createLogger } from "../lib/log.ts";
+import { errorMessage } from "../lib/errors.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+import { refuseIfServed } from "../lib/unix-socket.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
 import { DEFAULT_MAX_JOURNAL_BYTES, Journal } from "../xenstore/journal.ts";
 import { DEFAULT_QUOTAS, type Quotas } from "../xenstore/quota.ts";
 import { DirStateFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
 import { Trace } from "../xenstore/trace.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
+import { commandArgs } from "./args.ts";
 
 const USAGE = `usage: xenlab xenstored [options]
 
@@ -39,7 +41,25 @@ const USAGE = `usage: xenlab xenstored [options]
                              (default ${DEFAULT_MAX_JOURNAL_BYTES})
   -V, --verbose              debug logging
   --log-level LEVEL          pino level (default info)
+  --log-format pretty|json   log lines on stderr: pretty on a terminal, JSON lines otherwise
+                             (default: $XENLAB_LOG_FORMAT, else by whether stderr is a terminal)
 `;
+
+interface XenstoredOptions {
+  socket?: string;
+  quota?: string[];
+  "quota-soft"?: string[];
+  timeout?: string[];
+  "keep-orphans"?: boolean;
+  "trace-file"?: string;
+  state?: string;
+  "state-sync"?: boolean;
+  "state-max-journal"?: string;
+  verbose?: boolean;
+  "log-level"?: string;
+  "log-format"?: string;
+  [flag: string]: string | string[] | boolean | undefined;
+}
 
 export function socketPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   if (explicit) return explicit;
@@ -88,55 +108,79 @@ export function parseQuotas(values: Record<string, unknown>): Partial<Quotas> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    allowPositionals: false,
-    options: {
-      socket: { type: "string" },
-      "entry-nb": { type: "string", short: "E" },
-      "entry-size": { type: "string", short: "S" },
-      "watch-nb": { type: "string", short: "W" },
-      transaction: { type: "string", short: "t" },
-      "perm-nb": { type: "string", short: "A" },
-      "path-max": { type: "string", short: "M" },
-      quota: { type: "string", short: "Q", multiple: true },
-      "quota-soft": { type: "string", short: "q", multiple: true },
-      timeout: { type: "string", short: "w", multiple: true },
-      "keep-orphans": { type: "boolean", short: "K" },
-      "trace-file": { type: "string", short: "T" },
-      "no-fork": { type: "boolean", short: "N" },
-      state: { type: "string" },
-      "state-sync": { type: "boolean" },
-      "state-max-journal": { type: "string" },
-      verbose: { type: "boolean", short: "V" },
-      "log-level": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
+  const args = commandArgs("xenlab xenstored", USAGE, argv, {
+    socket: { type: "string" },
+    "entry-nb": { type: "string", short: "E" },
+    "entry-size": { type: "string", short: "S" },
+    "watch-nb": { type: "string", short: "W" },
+    transaction: { type: "string", short: "t" },
+    "perm-nb": { type: "string", short: "A" },
+    "path-max": { type: "string", short: "M" },
+    quota: { type: "string", short: "Q", multiple: true },
+    "quota-soft": { type: "string", short: "q", multiple: true },
+    timeout: { type: "string", short: "w", multiple: true },
+    "keep-orphans": { type: "boolean", short: "K" },
+    "trace-file": { type: "string", short: "T" },
+    "no-fork": { type: "boolean", short: "N" },
+    state: { type: "string" },
+    "state-sync": { type: "boolean" },
+    "state-max-journal": { type: "string" },
+    verbose: { type: "boolean", short: "V" },
+    "log-level": { type: "string" },
+    "log-format": { type: "string" },
   });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
+  if (typeof args === "number") return args;
+  const values = args.values as unknown as XenstoredOptions;
+  let quotas: Partial<Quotas>;
+  let maxJournal: number | undefined;
+  try {
+    for (const v of values.timeout ?? []) {
+      const [what] = whatEq("-w", v);
+      if (what !== "watch-event") throw new RangeError(`Unknown timeout "${what}": use watch-event`);
+    }
+    quotas = parseQuotas(values);
+    const mj = values["state-max-journal"];
+    maxJournal = mj === undefined ? undefined : intArg("--state-max-journal", mj);
+  } catch (e) {
+    process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n${USAGE}`);
+    return 2;
   }
-  for (const v of values.timeout ?? []) {
-    const [what] = whatEq("-w", v);
-    if (what !== "watch-event") throw new RangeError(`Unknown timeout "${what}": use watch-event`);
+  const path = socketPath(values.socket);
+  mkdirSync(dirname(path), { recursive: true });
+  try {
+    // Before the state directory is opened: a daemon serving here may be using it.
+    await refuseIfServed(path);
+  } catch (e) {
+    process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+    return 1;
   }
-  const log = createLogger("xenstored", values.verbose ? "debug" : values["log-level"]);
-  const maxJournal = values["state-max-journal"];
-  const journal = values.state
-    ? Journal.open(new DirStateFiles(values.state), {
-        sync: values["state-sync"] ?? false,
-        ...(maxJournal !== undefined ? { maxJournalBytes: intArg("--state-max-journal", maxJournal) } : {}),
-        log,
-      })
-    : null;
+  let log: Logger;
+  try {
+    log = createLogger("xenstored", values.verbose ? "debug" : values["log-level"], values["log-format"]);
+  } catch (e) {
+    process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+    return 2;
+  }
+  let journal: Journal | null;
+  try {
+    journal = values.state
+      ? Journal.open(new DirStateFiles(values.state), {
+          sync: values["state-sync"] ?? false,
+          ...(maxJournal !== undefined ? { maxJournalBytes: maxJournal } : {}),
+          log,
+        })
+      : null;
+  } catch (e) {
+    process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+    return 1;
+  }
   // As C: the trace file is opened (with its "***" line) at start-up, reopened on SIGHUP.
   const trace = new Trace(new NodeTraceFiles(), { file: values["trace-file"] ?? null, log });
   trace.reopen();
   const onHup = () => trace.reopen();
   process.on("SIGHUP", onHup);
   const core = new XenStoreCore({
-    quotas: parseQuotas(values),
+    quotas,
     keepOrphans: values["keep-orphans"] ?? false,
     log,
     trace,
@@ -144,9 +188,16 @@ export async function run(argv: string[]): Promise<number> {
   });
   journal?.attach(core);
   const transport = new SocketTransport(core);
-  const path = socketPath(values.socket);
-  mkdirSync(dirname(path), { recursive: true });
-  await transport.listen(path);
+  try {
+    await transport.listen(path);
+  } catch (e) {
+    // Another daemon won the path since the check.
+    journal?.close();
+    process.off("SIGHUP", onHup);
+    trace.close();
+    process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+    return 1;
+  }
   process.stdout.write(`xenlab xenstored: listening on ${path} (pid ${process.pid})\n`);
   log.info({ socket: path }, "accepting connections");
 

@@ -36,15 +36,9 @@ export interface XsIo {
   connect(path?: string): Promise<XsClient>;
 }
 
-function defaultIo(overrides: Partial<XsIo>): XsIo {
-  if (overrides.stdout === undefined) {
-    // A closed pipe (`xenlab xs watch /x | head -1`): the C tool dies of SIGPIPE, which
-    // Node ignores; leave quietly with the status a shell shows for it.
-    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "EPIPE") process.exit(128 + 13);
-      throw e;
-    });
-  }
+// A closed pipe (`xenlab xs watch /x | head -1`) ends the process as SIGPIPE ends the C tool:
+// src/cli/main.ts sees to it for every command.
+function defaultIo(): XsIo {
   return {
     stdout: (b) => {
       process.stdout.write(b);
@@ -181,10 +175,34 @@ interface Flags {
   watches: number;
 }
 
+/**
+ * `xenlab xs --help`: the modes and their options. (`xenlab xs MODE -h` stays the Xen tool's:
+ * its one usage line on stderr, exit 1, as scripts written against the C tools expect.)
+ */
+export function usage(): string {
+  const rows = MODES.map((m) => `  ${m.padEnd(6)} ${USAGE[m]}`);
+  return `usage: xenlab xs <mode> [options] args
+
+Xen's xenstore-* tools, talking to xenstored at $XENSTORED_PATH (else
+$XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket):
+
+${rows.join("\n")}
+
+  -p  prefix each value with its path      -s  accepted, does nothing
+  -f  ls: full paths                       -t  rm: also remove empty parents
+  -u  chmod: also the parents              -r  chmod: also the children
+  -R  read/write: raw values (no escapes)  -n  watch: stop after NR events
+`;
+}
+
 /** `xenlab xs <mode> args...`; resolves with the exit code. */
 export async function run(argv: string[], ioOverrides: Partial<XsIo> = {}): Promise<number> {
-  const io: XsIo = { ...defaultIo(ioOverrides), ...ioOverrides };
+  const io: XsIo = { ...defaultIo(), ...ioOverrides };
   const [modeName, ...args] = argv;
+  if (modeName === "-h" || modeName === "--help" || modeName === "help") {
+    io.stdout(utf8(usage()));
+    return 0;
+  }
   const tool: Tool = new Tool(io, modeName !== undefined && isMode(modeName) ? modeName : null);
   let client: XsClient | null = null;
   try {

@@ -15,7 +15,7 @@
 import { connect, createServer, type Server } from "node:net";
 import { parseConsoleRequest, serveConsole } from "../console/stream.ts";
 import { errorMessage } from "../lib/errors.ts";
-import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
+import { closeUnix, listenUnix, type UnixListener } from "../lib/unix-socket.ts";
 import type { DeviceEnd } from "../xenbus/why-stuck.ts";
 import { blkfrontCall, blockAttach, blockDetach, blockList } from "./blk-tools.ts";
 import { listDevices } from "./devices.ts";
@@ -43,7 +43,7 @@ export function controlPath(xenstoredSocket: string): string {
 export class ControlServer {
   readonly #host: Host;
   readonly #server: Server;
-  #path: string | null = null;
+  #listener: UnixListener | null = null;
 
   constructor(host: Host) {
     this.#host = host;
@@ -72,12 +72,11 @@ export class ControlServer {
   }
 
   async listen(path: string): Promise<void> {
-    await listenUnix(this.#server, path);
-    this.#path = path;
+    this.#listener = await listenUnix(this.#server, path);
   }
 
   close(): Promise<void> {
-    return closeUnix(this.#server, this.#path);
+    return closeUnix(this.#server, this.#listener);
   }
 
   async #handle(line: string): Promise<ControlReply> {

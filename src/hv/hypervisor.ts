@@ -255,7 +255,7 @@ export class Hypervisor {
     });
     worker.on("message", (m: KernelMessage) => this.#kernelMessage(d, m, readyResolve));
     this.#domains.set(domid, d);
-    this.#log.info({ domid, name: opts.name }, `domain ${domid} (${opts.name}) created`);
+    this.#log.info({ domid, domain: opts.name }, `domain ${domid} (${opts.name}) created`);
     return this.#info(d);
   }
 
@@ -333,6 +333,11 @@ export class Hypervisor {
     await this.#request(domid, (id) => ({ kind: "rmmod", id, name }));
   }
 
+  /** The names of the modules loaded in a domain (`lsmod`), in load order. */
+  async lsmod(domid: number): Promise<string[]> {
+    return [...((await this.#request(domid, (id) => ({ kind: "lsmod", id }))) as readonly string[])];
+  }
+
   /**
    * A request to a module loaded in a domain (its `call(kernel, cmd, arg)` export), answered
    * with what it returns: how dom0's tools reach a driver, as an ioctl would.
@@ -388,6 +393,13 @@ export class Hypervisor {
         d.requests.delete(m.id);
         if (m.error !== undefined) r.reject(new Error(m.error));
         else r.resolve(m.kind === "insmod-done" ? m.name : m.kind === "rmmod-done" ? undefined : m.result);
+        return;
+      }
+      case "lsmod-done": {
+        const r = d.requests.get(m.id);
+        if (r === undefined) return;
+        d.requests.delete(m.id);
+        r.resolve(m.names);
         return;
       }
     }

@@ -80,6 +80,7 @@ export type KernelMessage =
       readonly error?: string;
       readonly result?: unknown;
     }
+  | { readonly kind: "lsmod-done"; readonly id: number; readonly names: readonly string[] }
   | { readonly kind: "panic"; readonly error: string };
 
 /** Messages the host posts to a domain's kernel. */
@@ -88,6 +89,7 @@ export type HostMessage =
   | { readonly kind: "rmmod"; readonly id: number; readonly name: string }
   /** Reads an attribute a kernel subsystem publishes (its sysfs file, e.g. `bus/xen/drivers`). */
   | { readonly kind: "attribute"; readonly id: number; readonly path: string }
+  | { readonly kind: "lsmod"; readonly id: number }
   | {
       readonly kind: "call";
       readonly id: number;

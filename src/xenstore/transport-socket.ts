@@ -7,7 +7,7 @@
  */
 
 import { createServer, type Server, type Socket } from "node:net";
-import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
+import { closeUnix, listenUnix, type UnixListener } from "../lib/unix-socket.ts";
 import type { XenStoreCore } from "./core.ts";
 import { type Connection, deliver, type PacketSink } from "./daemon.ts";
 import { isQueuedDuplicate } from "./watch.ts";
@@ -36,7 +36,7 @@ export class SocketTransport implements PacketSink {
   /** Clients with queued output in the current batch. */
   readonly #dirty = new Set<SocketClient>();
   readonly #trace: SocketServerOptions["trace"];
-  #path: string | null = null;
+  #listener: UnixListener | null = null;
 
   constructor(core: XenStoreCore, opts: SocketServerOptions = {}) {
     this.#core = core;
@@ -44,20 +44,19 @@ export class SocketTransport implements PacketSink {
     this.#server = createServer((s) => this.#accept(s));
   }
 
-  /** Listens on `path`, replacing a stale socket file. */
+  /** Listens on `path`, replacing a stale socket file; a live daemon's is `SocketInUseError`. */
   async listen(path: string): Promise<void> {
-    await listenUnix(this.#server, path);
-    this.#path = path;
+    this.#listener = await listenUnix(this.#server, path);
   }
 
   get connections(): number {
     return this.#clients.size;
   }
 
-  /** Stops accepting, drops every client and removes the socket file. */
+  /** Stops accepting, drops every client and removes the socket file (if it is still ours). */
   close(): Promise<void> {
     for (const c of this.#clients.values()) c.socket.destroy();
-    return closeUnix(this.#server, this.#path);
+    return closeUnix(this.#server, this.#listener);
   }
 
   /** Queues a packet for one of this transport's clients; flushed at the end of the turn. */

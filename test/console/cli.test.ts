@@ -1,7 +1,8 @@
 /**
  * `xenlab console` end to end, from source: a `xenlab up` host and the console command with a
- * pipe as its stdin (keystrokes in, the guest's answers out, Ctrl-] to detach), by domid and by
- * name, the log file in the default directory, and the errors.
+ * pipe as its stdin (keystrokes in, the guest's answers out, Ctrl-] to detach, or the end of
+ * input once the answers are out), by domid and by name, the log file in the default directory,
+ * and the errors.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -9,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { tempDir } from "../helpers/peers.ts";
+import { runTool } from "../helpers/tools.ts";
 import { MAIN, type RunningHost, startUp } from "../helpers/up.ts";
 
 /** Polls `pred`; the limit only stops a hung test. */
@@ -70,6 +72,39 @@ describe("xenlab console against xenlab up", () => {
     await waitFor(() => /xenstore-read domid\r\n1\r\n/.test(c.io.out + d.io.out), "the answer");
     d.child.stdin!.end();
     assert.equal(await d.exit, 0, d.io.err);
+  });
+
+  it("from a pipe, prints the answer to the last line before it detaches on the end of input", async () => {
+    const made = await runTool(process.execPath, [
+      "--import",
+      "tsx",
+      MAIN,
+      "create",
+      "carol",
+      "--socket",
+      socket,
+    ]);
+    assert.equal(made.code, 0, made.stderr);
+    // As a user types it: echo 'uname -n' | xenlab console carol
+    const r = await runTool(
+      process.execPath,
+      ["--import", "tsx", MAIN, "console", "carol", "--socket", socket],
+      {
+        input: "uname -n\n",
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /root@carol:~# uname -n\r\ncarol\r\n/);
+    const gone = await runTool(process.execPath, [
+      "--import",
+      "tsx",
+      MAIN,
+      "destroy",
+      "2",
+      "--socket",
+      socket,
+    ]);
+    assert.equal(gone.code, 0, gone.stderr);
   });
 
   it("logs the guest's console to <socket dir>/console/guest-domU.log", async () => {
