@@ -37,24 +37,39 @@ export async function packXenlab(dest: string): Promise<string> {
 }
 
 interface LockEntry {
-  readonly dev?: boolean;
+  readonly version?: string;
+  readonly license?: string;
+  readonly dependencies?: Record<string, string>;
+  readonly optionalDependencies?: Record<string, string>;
+  readonly devDependencies?: Record<string, string>;
   readonly [key: string]: unknown;
 }
 
+interface Manifest {
+  readonly name: string;
+  readonly dependencies?: Record<string, string>;
+  readonly devDependencies?: Record<string, string>;
+}
+
 /**
- * Writes `dir`/package-lock.json for the project of `dir`/package.json depending on `tarball`:
- * xenlab from the tarball, and every package xenlab depends on as the repository's lockfile
- * pins it (its entries not marked dev).
+ * Writes `dir`/package-lock.json for the project of `dir`/package.json, which depends on
+ * xenlab through a `file:` tarball spec and may depend on packages the repository uses (say
+ * typescript): xenlab from the tarball, and every other package, with what it needs, as the
+ * repository's lockfile pins it.
  */
-export function seedLockfile(dir: string, tarball: string): void {
-  const name = (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name: string }).name;
-  const lock = JSON.parse(readFileSync(join(REPO, "package-lock.json"), "utf8")) as {
-    packages: Record<string, LockEntry>;
-  };
-  const own = lock.packages[""]!;
-  const spec = `file:${relative(dir, tarball)}`;
+export function seedLockfile(dir: string): void {
+  const project = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as Manifest;
+  const repo = (
+    JSON.parse(readFileSync(join(REPO, "package-lock.json"), "utf8")) as {
+      packages: Record<string, LockEntry>;
+    }
+  ).packages;
+  const own = repo[""]!;
+  const spec = project.dependencies?.xenlab;
+  if (spec === undefined || !spec.startsWith("file:"))
+    throw new RangeError(`Cannot seed ${dir}: no file: xenlab`);
   const packages: Record<string, unknown> = {
-    "": { name, dependencies: { xenlab: spec } },
+    "": { name: project.name, dependencies: project.dependencies, devDependencies: project.devDependencies },
     "node_modules/xenlab": {
       version: own.version,
       resolved: spec,
@@ -64,20 +79,27 @@ export function seedLockfile(dir: string, tarball: string): void {
       engines: own.engines,
     },
   };
-  for (const [path, entry] of Object.entries(lock.packages))
-    if (path !== "" && !entry.dev) packages[path] = entry;
+  const dev = Object.keys(project.devDependencies ?? {});
+  const wanted = [...Object.keys(own.dependencies ?? {}), ...dev];
+  for (let name = wanted.shift(); name !== undefined; name = wanted.shift()) {
+    const path = `node_modules/${name}`;
+    const entry = repo[path];
+    if (entry === undefined || path in packages) continue;
+    const { dev: _, ...rest } = entry;
+    packages[path] = dev.includes(name) ? { ...rest, dev: true } : rest;
+    wanted.push(...Object.keys(entry.dependencies ?? {}), ...Object.keys(entry.optionalDependencies ?? {}));
+  }
   writeFileSync(
     join(dir, "package-lock.json"),
-    `${JSON.stringify({ name, lockfileVersion: 3, requires: true, packages }, null, 2)}\n`,
+    `${JSON.stringify({ name: project.name, lockfileVersion: 3, requires: true, packages }, null, 2)}\n`,
   );
 }
 
 /** A driver project in `dir`: an ES module package with xenlab installed from `tarball`. */
 export async function driverProject(dir: string, tarball: string): Promise<void> {
-  writeFileSync(
-    join(dir, "package.json"),
-    `${JSON.stringify({ name: basename(dir), private: true, type: "module" })}\n`,
-  );
-  seedLockfile(dir, tarball);
+  const dependencies = { xenlab: `file:${relative(dir, tarball)}` };
+  const project = { name: basename(dir), private: true, type: "module", dependencies };
+  writeFileSync(join(dir, "package.json"), `${JSON.stringify(project)}\n`);
+  seedLockfile(dir);
   await npm(dir, ["install", "--offline", "--no-audit", "--no-fund", tarball]);
 }
