@@ -14,6 +14,9 @@
  *                          imports  xenlab/driver     →  <xenlab>/src/api/driver.ts (shared)
  *                          imports  pino              →  node_modules/pino/…        (shared)
  *
+ * Node never unloads an ES module, so each load's instances stay in memory: a few per insmod,
+ * the price of running the edited code without restarting the domain.
+ *
  * A driver's own `.ts` and `.js` files are ES modules unless their package.json says
  * `"type": "commonjs"`: Node would take a file without a package.json (or with one without
  * `type`) for CommonJS, and it caches each package.json it read, so adding one later would not
@@ -21,7 +24,7 @@
  *
  * A driver imports xenlab's public API by the package's name (`xenlab/driver`); that import is
  * resolved through xenlab's own package.json `exports` to the running xenlab's modules (from
- * `dist/…​.js` to `src/….ts` when xenlab runs from source), wherever the driver lives and
+ * `dist/….js` to `src/….ts` when xenlab runs from source), wherever the driver lives and
  * whether or not a copy of xenlab is installed beside it.
  */
 import { readFileSync } from "node:fs";
@@ -116,9 +119,8 @@ function ownExport(specifier: string): string | undefined {
   const subpath = `.${specifier.slice(pkg.name.length)}`;
   const target = exportTarget(pkg.exports?.[subpath]);
   if (target === undefined) return undefined;
-  const url = new URL(target, PACKAGE_ROOT);
-  if (FROM_SOURCE) url.pathname = url.pathname.replace(/\/dist\//, "/src/").replace(/\.js$/, ".ts");
-  return url.href;
+  const file = FROM_SOURCE ? target.replace(/^\.\/dist\//, "./src/").replace(/\.js$/, ".ts") : target;
+  return new URL(file, PACKAGE_ROOT).href;
 }
 
 interface OwnPackage {

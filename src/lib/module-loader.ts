@@ -8,7 +8,7 @@
  * the last registered hooks first) and tsx sees the format they chose.
  */
 import { register } from "node:module";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { errorMessage } from "./errors.ts";
 import { GENERATION_PARAM } from "./module-hooks.ts";
 import { siblingModule } from "./spawn.ts";
@@ -25,14 +25,15 @@ async function registerHooks(): Promise<void> {
 }
 
 /**
- * Imports the module at `url` as load number `generation` of this thread: its own files are
+ * Imports the module at `url` (or a file's path) as load number `generation` of this thread: its own files are
  * read afresh, what it shares with the kernel is not. A failure throws an Error whose message
  * is `Cannot load <path>: <cause>`, on one line.
  */
 export async function loadModule(url: string, generation: number): Promise<unknown> {
   registered ??= registerHooks();
   await registered;
-  const u = new URL(url);
+  // A path is taken as the file it names, as `import()` of an absolute path would.
+  const u = URL.canParse(url) ? new URL(url) : pathToFileURL(url);
   u.searchParams.set(GENERATION_PARAM, String(generation));
   try {
     return await import(u.href);
