@@ -5,8 +5,8 @@
  *
  * Each load is a generation: insmod imports the module as `file:///…/bob_front.ts?insmod=N`.
  * A module imported by a file of generation N is of generation N too, unless it is shared:
- * packages (anything under a `node_modules` directory) and the running xenlab itself (the tree
- * this file lives in, `src/` or `dist/`). So one insmod reads the driver and its own helpers
+ * packages (anything under a `node_modules` directory) and xenlab itself (its `src/` and
+ * `dist/`). So one insmod reads the driver and its own helpers
  * afresh, while XenBus, the kernel and pino stay one instance per domain, as a Linux module
  * links against the running kernel instead of bringing its own:
  *
@@ -47,9 +47,10 @@ interface ResolveResult {
 
 type NextResolve = (specifier: string, context?: ResolveContext) => Promise<ResolveResult>;
 
-/** xenlab's own tree (`src/` or `dist/`) and package root, from where this file is. */
-const OWN_TREE = new URL("../", import.meta.url).href;
+/** xenlab's package root, from where this file is (`src/lib/` or `dist/lib/`). */
 const PACKAGE_ROOT = new URL("../../", import.meta.url);
+/** xenlab's own modules: shared, from source or built (examples may import `src/` from dist's kernel). */
+const OWN_TREES = [new URL("src/", PACKAGE_ROOT).href, new URL("dist/", PACKAGE_ROOT).href];
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
 
 /** xenlab's package.json, for its name and `exports`. */
@@ -79,7 +80,7 @@ function generationOf(url: string | undefined): string | undefined {
 }
 
 function isShared(url: string): boolean {
-  return url.startsWith(OWN_TREE) || /\/node_modules\//.test(url);
+  return OWN_TREES.some((tree) => url.startsWith(tree)) || /\/node_modules\//.test(url);
 }
 
 /** A driver file's format: ESM, except `.cjs`/`.cts` and a package saying `"type": "commonjs"`. */
