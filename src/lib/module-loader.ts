@@ -25,8 +25,8 @@ async function registerHooks(): Promise<void> {
 }
 
 /**
- * Imports the module at `url` (or a file's path) as load number `generation` of this thread: its own files are
- * read afresh, what it shares with the kernel is not. A failure throws an Error whose message
+ * Imports the module at `url` (or a file's path) as load number `generation` of this thread:
+ * its own files are read afresh, what it shares with the kernel is not. A failure throws an Error whose message
  * is `Cannot load <path>: <cause>`, on one line.
  */
 export async function loadModule(url: string, generation: number): Promise<unknown> {
@@ -52,23 +52,19 @@ export function displayPath(url: string): string {
 }
 
 /**
- * The cause of a failed import, on one line: a syntax error with the file and line where the
- * parser stopped (V8 puts them on the first line of the stack, esbuild in its message), a
- * missing module as Node names it, anything else its message's first line. Paths lose their
+ * The cause of a failed import, on one line: a TypeScript syntax error with the file, line and
+ * column where esbuild stopped; a JavaScript one as V8 words it (Node 20 does not say where an
+ * ES module's syntax error is, so the line names only the module insmod was given); a missing
+ * module as Node names it; anything else, its message's first line. Paths lose their
  * generation query.
  */
 export function loadCause(e: unknown): string {
-  const message = errorMessage(e);
-  const strip = (s: string) => s.replace(new RegExp(`\\?${GENERATION_PARAM}=\\d+`, "g"), "");
+  const message = errorMessage(e).replace(new RegExp(`\\?${GENERATION_PARAM}=\\d+`, "g"), "");
   // esbuild (tsx): "Transform failed with 1 error:\n/path/x.ts:3:9: ERROR: Expected ";" …"
-  const esbuild = /^Transform failed[^\n]*\n(\S+?):(\d+):(\d+): ERROR: ([^\n]*)/.exec(message);
-  if (esbuild !== null) return strip(`${esbuild[1]}:${esbuild[2]}:${esbuild[3]}: ${esbuild[4]}`);
-  if (e instanceof SyntaxError && typeof e.stack === "string") {
-    const where = /^(file:\/\/\S+?):(\d+)$/m.exec(e.stack.split("\n")[0] ?? "");
-    if (where !== null) return `${displayPath(where[1]!)}:${where[2]}: SyntaxError: ${message}`;
-    return `SyntaxError: ${firstLine(strip(message))}`;
-  }
-  return firstLine(strip(message));
+  const esbuild = /^Transform failed[^\n]*\n(\S+?:\d+:\d+): ERROR: ([^\n]*)/.exec(message);
+  if (esbuild !== null) return `${esbuild[1]}: ${esbuild[2]}`;
+  const cause = firstLine(message);
+  return e instanceof SyntaxError ? `SyntaxError: ${cause}` : cause;
 }
 
 function firstLine(s: string): string {
