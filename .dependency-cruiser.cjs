@@ -29,6 +29,7 @@ const LAYERS = [
   ["hv", "kernel"],
   ["xenbus"],
   ["drivers"],
+  ["api"],
   ["console"],
   ["host"],
   ["bench", "fuzz"],

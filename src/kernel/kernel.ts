@@ -15,6 +15,7 @@
  */
 
 import { errorMessage } from "../lib/errors.ts";
+import { displayPath, loadModule } from "../lib/module-loader.ts";
 import { type DomainBoot, type Hypercalls, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
 import {
   GNTMAP,
@@ -272,19 +273,19 @@ export class Kernel {
 
   // ------------------------------------------------------------------ modules
 
-  /** Loads and initialises a module (`insmod`); returns its name. */
+  /**
+   * Loads and initialises a module (`insmod`); returns its name. Each load is a fresh instance of
+   * the module and of its own imports, as insmod after rmmod loads the module anew; what it
+   * shares with the kernel (xenlab's modules, packages) stays one instance (lib/module-hooks.ts).
+   */
   async insmod(url: string, args: readonly string[] = []): Promise<string> {
-    if (/\.[cm]?ts$/.test(url)) await registerTypeScript();
-    // A fresh instance on each load, as insmod after rmmod loads the module anew (ES modules are
-    // cached by URL; the query makes each load its own). What the module imports is shared.
-    const mod = (await import(
-      `${url}${url.includes("?") ? "&" : "?"}insmod=${++this.#loads}`
-    )) as KernelModule;
-    if (typeof mod.init !== "function") throw new TypeError(`Cannot load ${url}: it exports no init()`);
-    const name = mod.name ?? url.replace(/^.*\//, "").replace(/\.[^.]*$/, "");
+    const mod = (await loadModule(url, ++this.#loads)) as Partial<KernelModule>;
+    const path = displayPath(url);
+    if (typeof mod.init !== "function") throw new TypeError(`Cannot load ${path}: it exports no init()`);
+    const name = mod.name ?? path.replace(/^.*\//, "").replace(/\.[^.]*$/, "");
     if (this.#modules.has(name)) throw new Error(`Cannot load ${name}: already loaded`);
     await mod.init(this, args);
-    this.#modules.set(name, mod);
+    this.#modules.set(name, mod as KernelModule);
     return name;
   }
 
@@ -348,19 +349,6 @@ export class Kernel {
     if (!(n >= 0)) throw new HypercallError(op, -n);
     return n;
   }
-}
-
-let tsxRegistered = false;
-
-/**
- * A module written in TypeScript loads through tsx (a development dependency), registered in
- * this worker on first use; the kernel itself needs it only when run from source.
- */
-async function registerTypeScript(): Promise<void> {
-  if (tsxRegistered || import.meta.url.endsWith(".ts")) return;
-  const { register } = (await import("tsx/esm/api")) as { register: () => unknown };
-  register();
-  tsxRegistered = true;
 }
 
 /** dmesg's `[    1.234567]`: seconds, right-aligned in 5, then 6 decimals. */

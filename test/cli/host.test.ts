@@ -4,6 +4,7 @@
  * on the host's xenstored socket.
  */
 import assert from "node:assert/strict";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
@@ -75,6 +76,25 @@ describe("xenlab up and the domain commands", () => {
     const r = await runTool("xenstore-ls", ["-f", "/local/domain/1"], { env: { XENSTORED_PATH: socket } });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^\/local\/domain\/1\/name = "domU"$/m);
+  });
+
+  it("insmod loads a TypeScript module from a folder without a package.json, or says in one line why not", async () => {
+    const dir = tempDir("xenlab-bob-");
+    const front = join(dir, "bob_front.ts");
+    writeFileSync(
+      front,
+      `export function init(k: { printk(s: string): void }): void { k.printk("Bob_front inited!"); }\n`,
+    );
+    const ok = await xenlab(["insmod", "-d", "1", front, "--socket", socket]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const d = await xenlab(["dmesg", "-d", "1", "-n", "1", "--socket", socket]);
+    assert.match(d.stdout, /\] Bob_front inited!\n$/);
+    const broken = join(dir, "broken.ts");
+    writeFileSync(broken, `export const x: number = ;\nexport function init() {}\n`);
+    const bad = await xenlab(["insmod", "-d", "1", broken, "--socket", socket]);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stderr, `xenlab insmod: Cannot load ${broken}: ${broken}:1:25: Unexpected ";"\n`);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("a command without a host says so", async () => {
