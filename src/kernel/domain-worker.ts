@@ -65,6 +65,9 @@ port.on("message", (m: HostMessage) => {
         (e: unknown) => post({ kind: "rmmod-done", id: m.id, error: errorMessage(e) }),
       );
       return;
+    case "lsmod":
+      post({ kind: "lsmod-done", id: m.id, names: kernel.modules });
+      return;
     case "call":
       kernel.call(m.module, m.cmd, m.arg).then(
         (result) => post({ kind: "call-done", id: m.id, result }),

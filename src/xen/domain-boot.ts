@@ -73,6 +73,8 @@ export type KernelMessage =
   | { readonly kind: "ready" }
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
+  /** The names of the loaded modules, in load order (`lsmod`). */
+  | { readonly kind: "lsmod-done"; readonly id: number; readonly names: readonly string[] }
   | { readonly kind: "call-done"; readonly id: number; readonly error?: string; readonly result?: unknown }
   | { readonly kind: "panic"; readonly error: string };
 
@@ -80,6 +82,7 @@ export type KernelMessage =
 export type HostMessage =
   | { readonly kind: "insmod"; readonly id: number; readonly url: string; readonly args: readonly string[] }
   | { readonly kind: "rmmod"; readonly id: number; readonly name: string }
+  | { readonly kind: "lsmod"; readonly id: number }
   | {
       readonly kind: "call";
       readonly id: number;
