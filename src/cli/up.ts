@@ -7,6 +7,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ControlServer, controlPath } from "../host/control.ts";
+import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
 import { createLogger } from "../lib/log.ts";
 import { commandArgs } from "./args.ts";
@@ -56,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
     ...(haltPollUs === undefined ? {} : { haltPollUs }),
   });
+  honourShutdownActions(host, (msg) => log.warn(msg));
   await host.listen(socket);
   const control = new ControlServer(host);
   await control.listen(controlPath(socket));

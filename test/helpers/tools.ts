@@ -15,6 +15,8 @@ export interface ToolOptions {
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
   input?: string;
+  /** The working directory (default: this process's). */
+  cwd?: string;
 }
 
 /** Runs `cmd args` to completion (killed after `timeoutMs`); never rejects on a non-zero exit. */
@@ -22,6 +24,7 @@ export function runTool(cmd: string, args: readonly string[], opts: ToolOptions 
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       env: { ...process.env, ...opts.env },
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
     let stdout = "";
