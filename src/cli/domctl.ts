@@ -141,7 +141,8 @@ export async function run(cmd: string, argv: string[]): Promise<number> {
       case "lsmod": {
         const domid = await domainId(ctl, values.domain as string | undefined, "-d DOMAIN");
         const names = (await controlCall(ctl, { op: "lsmod", domid })) as string[];
-        process.stdout.write(`Module\n${names.map((n) => `${n}\n`).join("")}`);
+        // One name a line, in load order, as the guest shell's own lsmod prints them.
+        process.stdout.write(names.map((n) => `${n}\n`).join(""));
         return 0;
       }
       case "dmesg": {
