@@ -1,7 +1,7 @@
 /**
  * `xenlab up`: a host in the foreground: the hypervisor, xenstored on its Unix socket (for dom0's
  * tools: Debian's xenstore-*, libxenstore, pyxs), dom0, and by default one guest (domid 1), until
- * SIGTERM or SIGINT. `xenlab create|list|destroy|insmod|rmmod|dmesg` talk to it through its
+ * SIGTERM or SIGINT. `xenlab create|list|destroy|insmod|rmmod|lsmod|dmesg` talk to it through its
  * control socket, `<socket>.ctl`. Each domain's kernel log goes to stdout as `(dN) [stamp] line`.
  */
 import { mkdirSync } from "node:fs";

@@ -1,5 +1,5 @@
 /**
- * The host's control socket: how `xenlab create|list|destroy|insmod|rmmod|dmesg` reach a running
+ * The host's control socket: how `xenlab create|list|destroy|insmod|rmmod|lsmod|dmesg` reach a running
  * `xenlab up` (as `xl` reaches the hypervisor and libxl). It sits next to xenstored's socket, at
  * `<xenstored socket>.ctl`, and speaks one JSON line per request and per reply:
  *
@@ -9,7 +9,8 @@
  *   → {"op":"destroy","domid":7}             ← {"ok":false,"error":"No domain 7"}
  *
  * One request, `{"op":"console","domid":N}`, turns the connection into a console's byte stream
- * after its reply line (src/console/stream.ts).
+ * after its reply line (src/console/stream.ts); another, `{"op":"dmesg","domid":N,"follow":true}`,
+ * into the domain's kernel log, one JSON string a line, until the domain is destroyed.
  */
 
 import { connect, createServer, type Server, type Socket } from "node:net";
