@@ -148,7 +148,9 @@ export async function run(cmd: string, argv: string[]): Promise<number> {
       case "dmesg": {
         const domid = await domainId(ctl, values.domain as string | undefined, "-d DOMAIN");
         if (values.follow === true) {
-          // Until the domain is destroyed or the user interrupts (SIGINT ends the process).
+          // Until the domain is destroyed or the user interrupts (SIGINT ends the process); a
+          // reader that goes away (`| head`) ends it too, quietly, as it ends `dmesg -w`.
+          process.stdout.once("error", () => process.exit(0));
           await followKernelLog(ctl, domid, (l) => void process.stdout.write(`${l}\n`));
           return 0;
         }
