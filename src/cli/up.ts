@@ -1,12 +1,13 @@
 /**
  * `xenlab up`: a host in the foreground: the hypervisor, xenstored on its Unix socket (for dom0's
  * tools: Debian's xenstore-*, libxenstore, pyxs), dom0, and by default one guest (domid 1), until
- * SIGTERM or SIGINT. `xenlab create|list|destroy|insmod|rmmod|dmesg` talk to it through its
+ * SIGTERM or SIGINT. `xenlab create|list|destroy|insmod|rmmod|lsmod|dmesg` talk to it through its
  * control socket, `<socket>.ctl`. Each domain's kernel log goes to stdout as `(dN) [stamp] line`.
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ControlServer, controlPath } from "../host/control.ts";
+import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
@@ -81,6 +82,7 @@ export async function run(argv: string[]): Promise<number> {
     consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
     ...(haltPollUs === undefined ? {} : { haltPollUs }),
   });
+  honourShutdownActions(host, (msg) => log.warn(msg));
   const control = new ControlServer(host);
   try {
     await host.listen(socket);

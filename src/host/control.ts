@@ -1,5 +1,5 @@
 /**
- * The host's control socket: how `xenlab create|list|destroy|insmod|rmmod|dmesg` reach a running
+ * The host's control socket: how `xenlab create|list|destroy|insmod|rmmod|lsmod|dmesg` reach a running
  * `xenlab up` (as `xl` reaches the hypervisor and libxl). It sits next to xenstored's socket, at
  * `<xenstored socket>.ctl`, and speaks one JSON line per request and per reply:
  *
@@ -9,25 +9,38 @@
  *   → {"op":"destroy","domid":7}             ← {"ok":false,"error":"No domain 7"}
  *
  * One request, `{"op":"console","domid":N}`, turns the connection into a console's byte stream
- * after its reply line (src/console/stream.ts).
+ * after its reply line (src/console/stream.ts); another, `{"op":"dmesg","domid":N,"follow":true}`,
+ * into the domain's kernel log, one JSON string a line, until the domain is destroyed.
  */
 
-import { connect, createServer, type Server } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { parseConsoleRequest, serveConsole } from "../console/stream.ts";
+import type { DomainInfo } from "../hv/hypervisor.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { closeUnix, listenUnix, type UnixListener } from "../lib/unix-socket.ts";
 import type { DeviceEnd } from "../xenbus/why-stuck.ts";
 import { blkfrontCall, blockAttach, blockDetach, blockList } from "./blk-tools.ts";
 import { listDevices } from "./devices.ts";
+import { createGuest } from "./guest.ts";
+import type { GuestConfig } from "./guest-config.ts";
 import type { Host } from "./host.ts";
+
+/** A row of `xenlab list`: the domain, and its memory target (xl's Mem column), KiB. */
+export type ListedDomain = DomainInfo & { readonly memKib: number };
+
+function listDomains(h: Host): ListedDomain[] {
+  return h.hv.list().map((d) => ({ ...d, memKib: h.configs.get(d.domid)?.memoryKib ?? d.maxPages * 4 }));
+}
 
 export type ControlRequest =
   | { op: "list" }
   | { op: "create"; name: string; maxPages?: number }
+  | { op: "create"; config: GuestConfig }
   | { op: "destroy"; domid: number }
   | { op: "insmod"; domid: number; url: string; args: string[] }
   | { op: "rmmod"; domid: number; name: string }
   | { op: "dmesg"; domid: number }
+  | { op: "lsmod"; domid: number }
   | { op: "block-attach"; domid: number; specs: string[]; cwd: string }
   | { op: "block-detach"; domid: number; vdev: string; force?: boolean }
   | { op: "block-list"; domid: number }
@@ -54,6 +67,13 @@ export class ControlServer {
         for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10)) {
           const line = buf.subarray(0, nl).toString("utf8");
           buf = buf.subarray(nl + 1);
+          // `xenlab dmesg -f`: the log so far, then each new line, until the domain goes.
+          const follow = parseFollowRequest(line);
+          if (follow !== undefined) {
+            s.off("data", onData);
+            this.#followLog(s, follow);
+            return;
+          }
           // `xenlab console`: after this request the connection is the console's byte stream.
           const stream = parseConsoleRequest(line);
           if (stream !== undefined) {
@@ -79,6 +99,28 @@ export class ControlServer {
     return closeUnix(this.#server, this.#listener);
   }
 
+  /**
+   * Streams a domain's kernel log: the reply line (its lines so far, as `dmesg`), then one JSON
+   * string a line for each new line, until the domain is destroyed (the stream ends) or the
+   * client goes.
+   */
+  #followLog(s: Socket, domid: number): void {
+    const h = this.#host;
+    if (h.hv.info(domid) === undefined) {
+      s.end(`${JSON.stringify({ ok: false, error: `No domain ${domid}` })}\n`);
+      return;
+    }
+    const stop = h.watchKernelLog((d, l) => {
+      if (d !== domid) return;
+      if (l === null) {
+        stop();
+        s.end();
+      } else if (!s.destroyed) s.write(`${JSON.stringify(l)}\n`);
+    });
+    s.write(`${JSON.stringify({ ok: true, value: h.hv.dmesg(domid) })}\n`);
+    s.on("close", stop);
+  }
+
   async #handle(line: string): Promise<ControlReply> {
     try {
       return { ok: true, value: await this.#do(JSON.parse(line) as ControlRequest) };
@@ -91,8 +133,9 @@ export class ControlServer {
     const h = this.#host;
     switch (r.op) {
       case "list":
-        return h.hv.list();
+        return listDomains(h);
       case "create":
+        if ("config" in r) return createGuest(h, r.config);
         return h.createDomain({
           name: r.name,
           ...(r.maxPages === undefined ? {} : { maxPages: r.maxPages }),
@@ -108,6 +151,8 @@ export class ControlServer {
         return null;
       case "dmesg":
         return h.hv.dmesg(r.domid);
+      case "lsmod":
+        return h.hv.lsmod(r.domid);
       case "block-attach":
         return blockAttach(h, r.domid, r.specs, r.cwd);
       case "block-detach":
@@ -123,6 +168,56 @@ export class ControlServer {
         throw new Error(`Unknown control request '${(r as { op: string }).op}'`);
     }
   }
+}
+
+/** The domid of a `{"op":"dmesg","domid":N,"follow":true}` request, else undefined. */
+function parseFollowRequest(line: string): number | undefined {
+  try {
+    const r = JSON.parse(line) as { op?: unknown; domid?: unknown; follow?: unknown };
+    return r.op === "dmesg" && r.follow === true && typeof r.domid === "number" ? r.domid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `xenlab dmesg -f`: calls `onLine` with the domain's log so far and then each new line, and
+ * resolves when the host ends the stream (the domain was destroyed, or the host stopped).
+ */
+export function followKernelLog(path: string, domid: number, onLine: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    let buf = "";
+    let first = true;
+    s.setEncoding("utf8");
+    s.on("connect", () => s.write(`${JSON.stringify({ op: "dmesg", domid, follow: true })}\n`));
+    s.on("data", (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        const msg = JSON.parse(buf.slice(0, nl)) as ControlReply | string;
+        buf = buf.slice(nl + 1);
+        if (!first) onLine(msg as string);
+        else {
+          first = false;
+          const r = msg as ControlReply;
+          if (!r.ok) {
+            s.destroy();
+            reject(new Error(r.error));
+            return;
+          }
+          for (const l of r.value as string[]) onLine(l);
+        }
+      }
+    });
+    s.on("close", () => resolve());
+    s.on("error", (e: NodeJS.ErrnoException) => {
+      reject(
+        e.code === "ENOENT" || e.code === "ECONNREFUSED"
+          ? new Error(`No xenlab host at ${path}: start one with 'xenlab up'`)
+          : e,
+      );
+    });
+  });
 }
 
 /** Sends one request to a running host and returns its value (or throws its error). */

@@ -35,6 +35,7 @@ import { type CoreOptions, XenStoreCore } from "../xenstore/core.ts";
 import { deliver } from "../xenstore/daemon.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
+import type { GuestConfig } from "./guest-config.ts";
 import { XenstoredDomains } from "./xenstored-domains.ts";
 
 export interface HostOptions {
@@ -63,6 +64,14 @@ export class Host {
   readonly console: ConsoleBackend;
   readonly #vcpu1: EventChannelUpcall;
   readonly #log: Logger;
+  /**
+   * What the toolstack does when a guest's kernel ends by itself (`crashed`: of an error),
+   * set by src/host/guest.ts; none: the guest stays, crashed, as with on_crash=preserve.
+   */
+  onGuestExit: ((domid: number, crashed: boolean) => void) | null = null;
+  /** The configuration each guest was created from, when it came from one (xl create -f). */
+  readonly configs = new Map<number, GuestConfig>();
+  readonly #logWatchers = new Set<(domid: number, line: string | null) => void>();
   #loop: Promise<void> | null = null;
   #socket: SocketTransport | null = null;
 
@@ -91,10 +100,14 @@ export class Host {
     let host: Host | null = null;
     const hv = new Hypervisor({
       log: opts.log,
-      ...(opts.onKernelLog === undefined ? {} : { onKernelLog: opts.onKernelLog }),
+      onKernelLog: (domid, line) => {
+        opts.onKernelLog?.(domid, line);
+        if (host !== null) for (const w of host.#logWatchers) w(domid, line);
+      },
       onDestroyed: (domid) => {
         if (host !== null) host.#released(domid);
       },
+      onExited: (domid, crashed) => host?.onGuestExit?.(domid, crashed),
       ...(opts.workerEntry === undefined ? {} : { workerEntry: opts.workerEntry }),
       ...(opts.haltPollUs === undefined ? {} : { haltPollUs: opts.haltPollUs }),
     });
@@ -123,12 +136,19 @@ export class Host {
     this.#socket = t;
   }
 
-  /** `xl create`: builds, describes in XenStore, introduces and boots a guest (see above). */
-  async createDomain(opts: CreateOptions): Promise<DomainInfo> {
+  /**
+   * `xl create`: builds, describes in XenStore, introduces and boots a guest (see above).
+   * `targetKib` is the memory target written for the guest (default: all its pages). A name
+   * must be given and not be another domain's, as libxl__domain_rename insists.
+   */
+  async createDomain(opts: CreateOptions & { readonly targetKib?: number }): Promise<DomainInfo> {
+    if (opts.name === "") throw new RangeError("Domain name must be specified.");
+    if (this.hv.list().some((d) => d.name === opts.name))
+      throw new RangeError(`Domain with name "${opts.name}" already exists.`);
     const info = this.hv.create(opts);
     const { domid } = info;
     try {
-      await this.#describe(info);
+      await this.#describe(info, opts.targetKib);
       await this.xs.introduce(domid, info.store.gfn, info.store.port);
       // libxl's domcreate_launch_dm: the primary console, which xenconsoled then connects.
       await this.xs.transaction((t) => addPrimaryConsole(t, domid, info.console));
@@ -184,6 +204,15 @@ export class Host {
     await this.xs.rm(be);
   }
 
+  /**
+   * Calls `fn` with each kernel log line of every domain as it is logged (`xenlab dmesg -f`),
+   * and with null when a domain is destroyed; returns the function that stops it.
+   */
+  watchKernelLog(fn: (domid: number, line: string | null) => void): () => void {
+    this.#logWatchers.add(fn);
+    return () => this.#logWatchers.delete(fn);
+  }
+
   /** `xl destroy`. */
   async destroyDomain(domid: number): Promise<void> {
     if (domid === 0) throw new RangeError("Cannot destroy dom0: stop the host instead");
@@ -201,7 +230,7 @@ export class Host {
   }
 
   /** libxl__domain_make + libxl__build_post, in one transaction. */
-  async #describe(info: DomainInfo): Promise<void> {
+  async #describe(info: DomainInfo, targetKib?: number): Promise<void> {
     const { domid } = info;
     const dom = domainPath(domid);
     const ro = [`n0`, `r${domid}`];
@@ -232,7 +261,7 @@ export class Host {
       await t.write(`${dom}/name`, info.name);
       await t.write(`${dom}/domid`, String(domid));
       await t.write(`${dom}/memory/static-max`, String(kib));
-      await t.write(`${dom}/memory/target`, String(kib));
+      await t.write(`${dom}/memory/target`, String(targetKib ?? kib));
       await t.write(`${dom}/store/port`, String(info.store.port));
       await t.write(`${dom}/store/ring-ref`, String(info.store.gfn));
     });
@@ -244,6 +273,8 @@ export class Host {
    * backend driver's `remove` runs and unmaps what it mapped from the dead domain.
    */
   #released(domid: number): void {
+    this.configs.delete(domid);
+    for (const w of this.#logWatchers) w(domid, null);
     deliver(this.core.releaseDomain(domid));
     void this.#cleanUp(domid).catch((e: unknown) => {
       this.#log.debug({ domid, err: errorMessage(e) }, "cleaning up a domain's nodes");

@@ -50,7 +50,7 @@ const GRANT_FRAMES = 4;
 /** Kernel log lines kept per domain (the host's `dmesg` buffer). */
 const LOG_LINES = 4096;
 
-export type DomainState = "paused" | "running" | "dying";
+export type DomainState = "paused" | "running" | "crashed" | "dying";
 
 export interface CreateOptions {
   readonly name: string;
@@ -71,6 +71,14 @@ export interface DomainInfo {
   readonly name: string;
   readonly state: DomainState;
   readonly privileged: boolean;
+  readonly vcpus: number;
+  /**
+   * Seconds the domain's thread has been busy: its worker's event-loop active time
+   * (`worker.performance.eventLoopUtilization()`; Node 20 has no per-thread CPU clock). It counts
+   * kernel and module code, halt polling, and a synchronous block in Atomics.wait; the time the
+   * worker sleeps in its event loop is not counted.
+   */
+  readonly cpuTime: number;
   /** Pages populated now. */
   readonly pages: number;
   readonly maxPages: number;
@@ -85,6 +93,11 @@ export interface HypervisorOptions {
   readonly onKernelLog?: (domid: number, line: string) => void;
   /** After a domain's worker is gone and its mappings and ports are released. */
   readonly onDestroyed?: (domid: number) => void;
+  /**
+   * When a domain's worker ended by itself (not destroyed): `crashed` if it died of an uncaught
+   * error or a kernel panic. The domain stays, its state "crashed", until the toolstack acts.
+   */
+  readonly onExited?: (domid: number, crashed: boolean) => void;
   /** The domain kernel's entry; default the sibling `domain-worker` module. */
   readonly workerEntry?: URL;
   /**
@@ -105,6 +118,7 @@ interface Dom extends GrantDomain {
   readonly domid: number;
   readonly name: string;
   readonly privileged: boolean;
+  readonly vcpus: number;
   readonly pages: (SharedArrayBuffer | undefined)[];
   readonly grantFrames: SharedArrayBuffer[];
   readonly maxPages: number;
@@ -226,6 +240,7 @@ export class Hypervisor {
       domid,
       name: opts.name,
       privileged,
+      vcpus,
       pages,
       grantFrames,
       maxPages,
@@ -240,13 +255,16 @@ export class Hypervisor {
       ready,
       requests: new Map(),
       exited: exitCode.then((code) => {
-        if (d.state !== "dying") {
+        const byItself = d.state !== "dying";
+        if (byItself) {
           this.#log.warn({ domid, code }, `domain ${domid} (${d.name}) exited by itself`);
           this.#kernelLog(d, `domain exited with code ${code}`);
+          d.state = "crashed";
         }
         readyReject(new Error(`Domain ${domid} exited before it was ready`));
         for (const r of d.requests.values()) r.reject(new Error(`Domain ${domid} is gone`));
         d.requests.clear();
+        if (byItself) this.#opts.onExited?.(domid, code !== 0);
       }),
     };
     worker.on("error", (err) => {
@@ -365,6 +383,7 @@ export class Hypervisor {
   #request(domid: number, make: (id: number) => HostMessage): Promise<unknown> {
     const d = this.#get(domid);
     if (d.state === "dying") return Promise.reject(new Error(`Domain ${domid} is dying`));
+    if (d.state === "crashed") return Promise.reject(new Error(`Domain ${domid} has crashed`));
     const id = this.#nextRequest++;
     return new Promise((resolve, reject) => {
       d.requests.set(id, { resolve, reject });
@@ -462,6 +481,8 @@ export class Hypervisor {
       name: d.name,
       state: d.state,
       privileged: d.privileged,
+      vcpus: d.vcpus,
+      cpuTime: d.state === "dying" ? 0 : d.worker.performance.eventLoopUtilization().active / 1000,
       pages: d.populated,
       maxPages: d.maxPages,
       store: { ...d.store },

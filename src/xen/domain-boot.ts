@@ -73,6 +73,8 @@ export type KernelMessage =
   | { readonly kind: "ready" }
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
+  /** The names of the loaded modules, in load order (`lsmod`). */
+  | { readonly kind: "lsmod-done"; readonly id: number; readonly names: readonly string[] }
   | { readonly kind: "call-done"; readonly id: number; readonly error?: string; readonly result?: unknown }
   | {
       readonly kind: "attribute-done";
@@ -80,7 +82,6 @@ export type KernelMessage =
       readonly error?: string;
       readonly result?: unknown;
     }
-  | { readonly kind: "lsmod-done"; readonly id: number; readonly names: readonly string[] }
   | { readonly kind: "panic"; readonly error: string };
 
 /** Messages the host posts to a domain's kernel. */

@@ -51,9 +51,9 @@ describe("xenlab up and the domain commands", () => {
     const r = await xenlab(["list", "--socket", socket]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split("\n");
-    assert.match(lines[0]!, /^Name +ID +Mem +VCPUs +State$/);
-    assert.match(lines[1]!, /^Domain-0 +0 +\d+ +2 +r-----$/);
-    assert.match(lines[2]!, /^domU +1 +\d+ +1 +r-----$/);
+    assert.equal(lines[0], "Name                                        ID   Mem VCPUs\tState\tTime(s)");
+    assert.match(lines[1]!, /^Domain-0 +0 +\d+ +2 +r----- +\d+\.\d$/);
+    assert.match(lines[2]!, /^domU +1 +\d+ +1 +r----- +\d+\.\d$/);
   });
 
   it("insmod, dmesg -n, rmmod, create and destroy", async () => {

@@ -15,7 +15,7 @@ export interface ToolOptions {
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
   input?: string;
-  /** The working directory (default: the test's). */
+  /** The working directory (default: this process's). */
   cwd?: string;
 }
 
