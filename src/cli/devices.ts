@@ -51,7 +51,7 @@ export async function run(argv: string[]): Promise<number> {
     if (positionals[0] !== undefined) {
       domid = await domainId(ctl, positionals[0]);
       if (domid === undefined) {
-        process.stderr.write(`${positionals[0]} is an invalid domain identifier\n`);
+        process.stderr.write(`${positionals[0]} is an invalid domain identifier (rc=-6)\n`);
         return 1;
       }
     }

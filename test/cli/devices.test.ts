@@ -122,6 +122,6 @@ describe("xenlab devices", () => {
   it("refuses an unknown domain in one line", async () => {
     const r = await xenlab("devices", "nosuch");
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, "nosuch is an invalid domain identifier\n");
+    assert.equal(r.stderr, "nosuch is an invalid domain identifier (rc=-6)\n");
   });
 });
