@@ -33,6 +33,8 @@ import { domainPath, XenbusKey } from "../xenbus/keys.ts";
 import { XsClient, type XsOps } from "../xenstore/client.ts";
 import { type CoreOptions, XenStoreCore } from "../xenstore/core.ts";
 import { deliver } from "../xenstore/daemon.ts";
+import { NodeTraceFiles } from "../xenstore/state-files.ts";
+import { Trace } from "../xenstore/trace.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
 import type { GuestConfig } from "./guest-config.ts";
@@ -83,7 +85,10 @@ export class Host {
       onError: (err, port) => this.#log.error({ port, err: errorMessage(err) }, "xenstored event failed"),
     });
     this.xenstored = new XenstoredDomains(hv, this.#vcpu1);
-    this.core = new XenStoreCore({ ...opts.xenstored, log: opts.log, hooks: this.xenstored });
+    // Closed until `xenstore-control logfile FILE` opens one, as C xenstored without -T; memreport
+    // FILE writes its report either way.
+    const trace = new Trace(new NodeTraceFiles(), { log: opts.log });
+    this.core = new XenStoreCore({ ...opts.xenstored, log: opts.log, hooks: this.xenstored, trace });
     this.xenstored.attach(this.core);
     this.xs = new XsClient(new LocalChannel(this.core));
     this.console = new ConsoleBackend({
