@@ -18,8 +18,7 @@
  */
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
-import type { XsOps } from "../xenstore/client.ts";
-import { attachDisk, detachDisk } from "./disk.ts";
+import { attachDisk, detachDisk, pathCleanup } from "./disk.ts";
 import { diskSpecOf, parseDiskSpecLenient } from "./disk-spec.ts";
 import type { Host } from "./host.ts";
 
@@ -71,16 +70,6 @@ export async function blockDetach(host: Host, domid: number, vdev: string, force
     `/local/domain/0/backend/vbd/${domid}/${devid}`,
   ]) {
     await host.xs.transaction((t) => pathCleanup(t, path));
-  }
-}
-
-/** libxl__xs_path_cleanup: removes `path`, then each parent whose value is "" and has no children. */
-async function pathCleanup(t: XsOps, path: string): Promise<void> {
-  await t.rm(path).catch(() => {});
-  for (let p = path.slice(0, path.lastIndexOf("/")); p.length > 0; p = p.slice(0, p.lastIndexOf("/"))) {
-    const v = await t.tryRead(p);
-    if (v !== "" || (await t.directory(p)).length !== 0) break;
-    await t.rm(p);
   }
 }
 

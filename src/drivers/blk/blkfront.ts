@@ -197,7 +197,6 @@ class BlkfrontDriver implements XenbusDriver {
       });
       await dev.switchState(XenbusState.Initialised);
     } catch (e) {
-      k.printk(`xen-blkfront: ${dev.nodename}: talking to the backend failed: ${(e as Error).message}`);
       if (dev.data === undefined) {
         if (port >= 0) k.closePort(port);
         for (const r of ringPages) {
@@ -205,7 +204,10 @@ class BlkfrontDriver implements XenbusDriver {
           k.freePage(r.gfn);
         }
       }
-      throw e;
+      // As Linux's talk_to_blkback: the reason goes where the toolstack reads it (the errno first:
+      // ENOMEM when the guest has no page left for the ring), and the device goes Closing, so a
+      // `block-attach` waiting for Connected fails at once with it.
+      await dev.devFatal(e, `talking to the backend: ${(e as Error).message}`);
     }
   }
 
