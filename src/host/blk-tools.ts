@@ -16,8 +16,10 @@
  *                 list), as a dom0 tool makes an ioctl: what `blk-cp` is built on. Sector data
  *                 crosses the JSON control socket as base64.
  */
+
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
+import { errorMessage } from "../lib/errors.ts";
 import { attachDisk, detachDisk, pathCleanup } from "./disk.ts";
 import { diskSpecOf, parseDiskSpecLenient } from "./disk-spec.ts";
 import type { Host } from "./host.ts";
@@ -119,6 +121,8 @@ export async function blkfrontCall(
   if (!(BLKFRONT_COMMANDS as readonly string[]).includes(cmd))
     throw new RangeError(`Unknown blkfront command '${cmd}'`);
   const a = cmd === "write" ? { ...arg, data: Buffer.from(String(arg.data), "base64") } : arg;
-  const r = await host.hv.call(domid, "xen_blkfront", cmd, a);
+  const r = await host.hv.call(domid, "xen_blkfront", cmd, a).catch((e: unknown) => {
+    throw new Error(`domain ${host.hv.info(domid)?.name ?? "?"} (${domid}): ${errorMessage(e)}`);
+  });
   return r instanceof Uint8Array ? Buffer.from(r.buffer, r.byteOffset, r.byteLength).toString("base64") : r;
 }

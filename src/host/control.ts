@@ -9,13 +9,15 @@
  *   → {"op":"destroy","domid":7}             ← {"ok":false,"error":"No domain 7"}
  *
  * One request, `{"op":"console","domid":N}`, turns the connection into a console's byte stream
- * after its reply line (src/console/stream.ts).
+ * after its reply line (src/console/stream.ts); two, `blk-write` and `blk-read`, into a stream of
+ * a guest disk's bytes for `xenlab blk-cp` (src/host/blk-stream.ts).
  */
 
 import { connect, createServer, type Server } from "node:net";
 import { parseConsoleRequest, serveConsole } from "../console/stream.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { closeUnix, listenUnix } from "../lib/unix-socket.ts";
+import { parseBlkStreamRequest, serveBlkStream } from "./blk-stream.ts";
 import { blkfrontCall, blockAttach, blockDetach, blockList } from "./blk-tools.ts";
 import type { Host } from "./host.ts";
 
@@ -56,6 +58,13 @@ export class ControlServer {
           if (stream !== undefined) {
             s.off("data", onData);
             void serveConsole(this.#host.console, this.#host.hv.list(), s, stream, buf);
+            return;
+          }
+          // `xenlab blk-cp`: after this request come the disk's bytes, framed (blk-stream.ts).
+          const blk = parseBlkStreamRequest(line);
+          if (blk !== undefined) {
+            s.off("data", onData);
+            void serveBlkStream(this.#host, s, blk, buf);
             return;
           }
           void this.#handle(line).then((r) => {
