@@ -22,6 +22,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
+import { resolve as resolvePath } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import cliProgress from "cli-progress";
 import {
@@ -210,8 +211,11 @@ async function copyIn(ctl: string, domid: number, file: string, to: DiskRef, inf
         `${file} does not fit in ${to.vdev}: it has ${info.sectors} sectors, the copy needs sector ${to.sector + Math.ceil(size / SECTOR) - 1}`,
       );
     const bar = progress(size, false);
+    const req = { op: "blk-write", domid, vdev: to.vdev, sector: to.sector } as const;
     try {
-      await sendFrames(ctl, { op: "blk-write", domid, vdev: to.vdev, sector: to.sector }, input, file, bar);
+      // A regular file the host reads itself (the bytes skip the socket); anything else streams.
+      if (size !== undefined) await writeByPath(ctl, { ...req, path: resolvePath(file) }, bar);
+      else await sendFrames(ctl, req, input, file, bar);
     } finally {
       bar.stop();
     }
@@ -269,6 +273,37 @@ function sendFrames(
         s.destroy();
       }
     })();
+  });
+}
+
+/** A write the host reads from the file itself: its progress lines, then its reply. */
+function writeByPath(ctl: string, req: BlkStreamRequest, bar: { add(n: number): void }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = openStream(ctl, req);
+    let text = "";
+    let done = 0;
+    let reply: ControlReply | undefined;
+    let sockErr: NodeJS.ErrnoException | undefined;
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      text += d;
+      for (let nl = text.indexOf("\n"); nl >= 0 && reply === undefined; nl = text.indexOf("\n")) {
+        const line = JSON.parse(text.slice(0, nl)) as ControlReply | { progress: number };
+        text = text.slice(nl + 1);
+        if ("progress" in line) {
+          bar.add(line.progress - done);
+          done = line.progress;
+        } else reply = line;
+      }
+    });
+    s.on("error", (e: NodeJS.ErrnoException) => {
+      sockErr ??= e;
+    });
+    s.on("close", () => {
+      if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
+      else if (reply.ok) resolve();
+      else reject(new CopyError(reply.error));
+    });
   });
 }
 

@@ -21,6 +21,7 @@
  * sector keeps what the disk held), and the copy ends with the guest's flush (blkback's
  * fdatasync), as `dd conv=fsync`.
  */
+import { open } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { errorMessage } from "../lib/errors.ts";
 import type { Host } from "./host.ts";
@@ -36,6 +37,11 @@ export interface BlkWriteRequest {
   readonly domid: number;
   readonly vdev: string;
   readonly sector: number;
+  /**
+   * A regular file the host reads itself (an absolute path), instead of frames: the bytes skip
+   * the socket, and the host sends a progress line `{"progress":N}` per CHUNK before its reply.
+   */
+  readonly path?: string;
 }
 
 export interface BlkReadRequest {
@@ -150,7 +156,11 @@ export async function serveBlkStream(
       });
     const info = (await call("info", {})) as { sectors: number; readonly: boolean };
     const value =
-      r.op === "blk-write" ? await writeIn(s, r, info, call, rest) : await readOut(s, r, info, call);
+      r.op === "blk-read"
+        ? await readOut(s, r, info, call)
+        : r.path !== undefined
+          ? await writeFromFile(s, r, r.path, info, call)
+          : await writeIn(s, r, info, call, rest);
     reply({ ok: true, value });
   } catch (e) {
     if (r.op === "blk-read" && !s.destroyed) s.write(frameHeader(0));
@@ -281,6 +291,75 @@ function writeIn(
     if (rest.length > 0) reader.push(rest);
     if (!ended && !failed && inflight < DEPTH) s.resume();
   });
+}
+
+/**
+ * A regular file into the disk from `r.sector`, read by the host into the shared chunks (no
+ * socket, no copy on the host's thread: the thread pool's pread fills them), DEPTH requests in
+ * flight; a progress line per chunk; resolves after the flush.
+ */
+async function writeFromFile(
+  s: Socket,
+  r: BlkWriteRequest,
+  path: string,
+  info: { sectors: number; readonly: boolean },
+  call: Call,
+): Promise<{ bytes: number }> {
+  if (info.readonly) throw new Error(`${r.vdev} is read-only`);
+  const fh = await open(path, "r");
+  try {
+    const size = (await fh.stat()).size;
+    const need = Math.ceil(size / SECTOR);
+    if (!(Number.isInteger(r.sector) && r.sector >= 0 && r.sector + need <= info.sectors))
+      throw new Error(
+        `the data does not fit in ${r.vdev}: it has ${info.sectors} sectors, the copy needs sector ${r.sector + need - 1}`,
+      );
+    const chunks = new SharedChunks();
+    const inflight = new Set<Promise<void>>();
+    let failure: unknown;
+    const track = (p: Promise<unknown>, buf: Buffer | null): void => {
+      const t: Promise<void> = p.then(
+        () => {
+          if (buf !== null) chunks.give(buf);
+        },
+        (e: unknown) => {
+          failure ??= e;
+        },
+      );
+      inflight.add(t);
+      void t.then(() => inflight.delete(t));
+    };
+    let sector = r.sector;
+    for (let pos = 0; pos < size && failure === undefined; ) {
+      const buf = chunks.take();
+      const n = Math.min(CHUNK, size - pos);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(buf, got, n - got, pos + got);
+        if (bytesRead === 0) throw new Error(`${path} became shorter during the copy`);
+        got += bytesRead;
+      }
+      pos += n;
+      const whole = n - (n % SECTOR);
+      if (whole > 0) track(call("write", { sector, data: buf.subarray(0, whole) }), buf);
+      sector += whole / SECTOR;
+      if (whole < n) {
+        // The file's last, partial sector: keep the rest of what the disk held there.
+        const at = sector;
+        const old = Buffer.from((await call("read", { sector: at, count: 1 })) as Uint8Array);
+        buf.copy(old, 0, whole, n);
+        track(call("write", { sector: at, data: old }), null);
+      }
+      if (!s.destroyed) s.write(`${JSON.stringify({ progress: pos })}\n`);
+      while (inflight.size >= DEPTH) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+    if (failure !== undefined) throw failure;
+    await call("flush", {});
+    return { bytes: size };
+  } finally {
+    await fh.close();
+  }
 }
 
 /** `r.count` sectors from `r.sector` out as frames, in disk order, DEPTH requests in flight. */
