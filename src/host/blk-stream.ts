@@ -152,7 +152,11 @@ export async function serveBlkStream(
     const who = `domain ${d.name} (${d.domid})`;
     const call = (cmd: string, arg: Record<string, unknown>): Promise<unknown> =>
       host.hv.call(r.domid, "xen_blkfront", cmd, { vdev: r.vdev, ...arg }).catch((e: unknown) => {
-        throw new Error(`${who}: ${errorMessage(e)}`);
+        const msg = errorMessage(e);
+        const fix = msg.includes("(ENOMEM)")
+          ? `; give it more than its ${d.maxPages * 4} KiB: 'xenlab create NAME --memory 1024'`
+          : "";
+        throw new Error(`${who}: ${msg}${fix}`);
       });
     const info = (await call("info", {})) as { sectors: number; readonly: boolean };
     const value =

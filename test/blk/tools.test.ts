@@ -252,6 +252,20 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     assert.equal((await xenlab("destroy", id!)).code, 0);
   });
 
+  it("blk-cp to a guest with a ring but no page for the pool fails with ENOMEM and the fix", async () => {
+    // Three pages: the store page, the console's and the ring's; none left for blkfront's pool.
+    assert.equal((await xenlab("create", "small", "--memory", "12")).code, 0);
+    const a = await xenlab("block-attach", "small", "vdev=xvda,target=disk.img");
+    assert.equal(a.code, 0, a.stderr);
+    oneLine(
+      await xenlab("blk-cp", "--bytes", "512", "small:xvda", "small.bin"),
+      /^xenlab blk-cp: domain small \(\d+\): xvda: no memory for 1 pages \(ENOMEM\).*'xenlab create NAME --memory 1024'$/m,
+    );
+    assert.equal((await xenlab("block-detach", "small", "xvda")).code, 0);
+    const id = /^small +(\d+) /m.exec((await xenlab("list")).stdout)?.[1];
+    assert.equal((await xenlab("destroy", id!)).code, 0);
+  });
+
   it("blk-cp refuses a copy past the end of the disk", async () => {
     writeFileSync(join(dir, "big.bin"), Buffer.alloc(4096));
     const r = await xenlab("blk-cp", "big.bin", "1:xvda:4095");
