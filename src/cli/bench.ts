@@ -34,6 +34,10 @@ const BENCHES: CommandTable = {
       "4 KiB random and 1 MiB sequential I/O through a guest's PV disk vs node:fs on the same image",
       () => import("../bench/blk.ts"),
     ),
+    "blk-cp": command(
+      "xenlab blk-cp of a file into a guest's disk vs cp of the same file onto an image",
+      () => import("../bench/blk-cp.ts"),
+    ),
   },
 };
 

@@ -1,7 +1,8 @@
 /**
  * `xenlab blk-cp SRC DST`: copies a local file into a guest's disk, or a region of the disk out
- * to a local file, through the guest's own blkfront (the host's `blkfront` control request, a
- * host call into the guest's xen_blkfront module), 1 MiB per request:
+ * to a local file, through the guest's own blkfront: the data streams over the control socket
+ * (src/host/blk-stream.ts), and the host keeps several 1 MiB requests in flight to the guest's
+ * xen_blkfront module (host calls):
  *
  *   xenlab blk-cp FILE DOMAIN:VDEV[:SECTOR]               FILE into the disk from SECTOR (default 0)
  *   xenlab blk-cp DOMAIN:VDEV[:SECTOR[+COUNT]] FILE       COUNT sectors from SECTOR (default: to the
@@ -13,11 +14,26 @@
  * 512 ends with a read-modify-write of its last sector (the rest of that sector keeps what the
  * disk held), and the copy ends with a flush (the guest's cache flush, blkback's fdatasync), as
  * `dd conv=fsync` would. `--bytes N` copies out N bytes (not whole sectors), e.g. a file's exact
- * size. Exit 0, or 1 with the reason on stderr.
+ * size. Exit 0, or 1 with the reason on stderr in one line (a missing file, a directory, a disk
+ * that is not there, a copy that does not fit: all checked before any byte is written where they
+ * can be). On a terminal (stderr, and stdout unless it carries the data) a progress bar shows
+ * the bytes copied; otherwise nothing is printed but errors.
  */
-import { createReadStream, createWriteStream } from "node:fs";
+import { constants } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { resolve as resolvePath } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { controlCall, controlPath } from "../host/control.ts";
+import cliProgress from "cli-progress";
+import {
+  type BlkStreamRequest,
+  CHUNK,
+  drained,
+  FrameReader,
+  frameHeader,
+  SECTOR,
+} from "../host/blk-stream.ts";
+import { type ControlReply, controlCall, controlPath } from "../host/control.ts";
 import { commandArgs } from "./args.ts";
 import { domainId } from "./block.ts";
 import { socketPath } from "./xenstored.ts";
@@ -29,9 +45,6 @@ Copies FILE into a guest's disk from SECTOR (default 0), or COUNT sectors from S
 to the end of the disk; --bytes N: exactly N bytes) out to FILE, through the guest's blkfront.
 Sectors are 512 bytes; FILE - is stdin or stdout.
 `;
-
-const SECTOR = 512;
-const CHUNK = 1 << 20;
 
 export interface DiskRef {
   readonly domain: string;
@@ -59,27 +72,15 @@ interface DiskInfo {
   readonly?: boolean;
 }
 
-/** Chunks of exactly `size` bytes (the last one shorter) from a stream. */
-async function* chunks(input: Readable, size: number): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let have = 0;
-  for await (const d of input as AsyncIterable<Buffer>) {
-    pending.push(d);
-    have += d.length;
-    while (have >= size) {
-      const all = Buffer.concat(pending);
-      yield all.subarray(0, size);
-      pending = [all.subarray(size)];
-      have -= size;
-    }
-  }
-  if (have > 0) yield Buffer.concat(pending);
-}
+/** A user's mistake or a refusal: its message is the whole story, printed as one line. */
+class CopyError extends Error {}
 
-function write(out: Writable, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    out.write(data, (e) => (e ? reject(e) : resolve()));
-  });
+/** `verb 'file': no such file or directory` from a failed open/stat/read/write. */
+function fileError(verb: string, file: string, e: unknown): CopyError {
+  const err = e as NodeJS.ErrnoException;
+  // Node's message is "ENOENT: no such file or directory, open '/x'": keep the description.
+  const what = /^[A-Z0-9]+: ([^,]+)/.exec(err.message)?.[1] ?? err.message;
+  return new CopyError(`${verb} '${file}': ${what}${err.code === undefined ? "" : ` (${err.code})`}`);
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -112,75 +113,302 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const domid = await domainId(ctl, ref.domain);
     if (domid === undefined) return fail(`${ref.domain} is an invalid domain identifier`);
-    const call = (cmd: string, arg: Record<string, unknown>): Promise<unknown> =>
-      controlCall(ctl, { op: "blkfront", domid, cmd, arg: { vdev: ref.vdev, ...arg } });
-    const info = (await call("info", {})) as DiskInfo;
+    const info = (await controlCall(ctl, {
+      op: "blkfront",
+      domid,
+      cmd: "info",
+      arg: { vdev: ref.vdev },
+    })) as DiskInfo;
     if (ref.sector > info.sectors)
       return fail(`sector ${ref.sector} is past the end of ${ref.vdev} (${info.sectors} sectors)`);
-    if (to !== null) await copyIn(src, to, info, call);
-    else await copyOut(from!, dst, info, bytesOpt, call);
+    if (to !== null) await copyIn(ctl, domid, src, to, info);
+    else await copyOut(ctl, domid, from!, dst, info, bytesOpt);
     return 0;
   } catch (e) {
     return fail((e as Error).message);
   }
 }
 
-type Call = (cmd: string, arg: Record<string, unknown>) => Promise<unknown>;
+/** A bar on stderr while `total` bytes go, only on a terminal; update(n) adds n bytes. */
+function progress(total: number | undefined, stdoutIsData: boolean): { add(n: number): void; stop(): void } {
+  const tty = process.stderr.isTTY === true && (stdoutIsData || process.stdout.isTTY === true);
+  if (!tty || total === undefined || total === 0) return { add: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: " {bar} {percentage}% | {done}/{size} MiB | {rate} MB/s",
+      hideCursor: true,
+      barsize: 30,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const start = performance.now();
+  const mib = (n: number): string => (n / (1 << 20)).toFixed(1);
+  let done = 0;
+  const payload = () => ({
+    done: mib(done),
+    size: mib(total),
+    rate: (done / 1e6 / Math.max((performance.now() - start) / 1000, 1e-3)).toFixed(0),
+  });
+  bar.start(total, 0, payload());
+  return {
+    add(n) {
+      done += n;
+      bar.update(done, payload());
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
 
-async function copyIn(file: string, to: DiskRef, info: DiskInfo, call: Call): Promise<void> {
-  if (info.readonly === true) throw new Error(`${to.vdev} is read-only`);
-  const input = file === "-" ? process.stdin : createReadStream(file, { highWaterMark: CHUNK });
-  let sector = to.sector;
-  for await (const chunk of chunks(input, CHUNK)) {
-    const whole = Math.floor(chunk.length / SECTOR) * SECTOR;
-    const need = Math.ceil(chunk.length / SECTOR);
-    if (sector + need > info.sectors)
-      throw new Error(
-        `${file} does not fit in ${to.vdev}: it has ${info.sectors} sectors, the copy needs sector ${sector + need - 1}`,
-      );
-    if (whole > 0) {
-      await call("write", { sector, data: chunk.subarray(0, whole).toString("base64") });
-      sector += whole / SECTOR;
-    }
-    if (whole < chunk.length) {
-      // The file's last, partial sector: keep the rest of what the disk held there.
-      const old = Buffer.from(String(await call("read", { sector, count: 1 })), "base64");
-      chunk.subarray(whole).copy(old);
-      await call("write", { sector, data: old.toString("base64") });
-      sector += 1;
-    }
+/** Opens the control socket for a streaming request and sends its line. */
+function openStream(ctl: string, req: BlkStreamRequest): Socket {
+  const s = connect(ctl);
+  s.write(`${JSON.stringify(req)}\n`);
+  return s;
+}
+
+/** The host's reply line, when `text` holds a whole one. */
+function replyOf(text: string): ControlReply | undefined {
+  const nl = text.indexOf("\n");
+  return nl < 0 ? undefined : (JSON.parse(text.slice(0, nl)) as ControlReply);
+}
+
+/** The socket's failure as the user's line: no host, or the host went away. */
+function socketError(ctl: string, e: NodeJS.ErrnoException): Error {
+  if (e.code === "ENOENT" || e.code === "ECONNREFUSED")
+    return new CopyError(`No xenlab host at ${ctl}: start one with 'xenlab up'`);
+  return new CopyError(`the host closed the connection (${e.code ?? e.message})`);
+}
+
+async function openInput(file: string): Promise<{ input: Readable; size?: number; fh?: FileHandle }> {
+  if (file === "-") return { input: process.stdin };
+  let fh: FileHandle;
+  try {
+    fh = await open(file, constants.O_RDONLY);
+  } catch (e) {
+    throw fileError("cannot open", file, e);
   }
-  await call("flush", {});
+  const st = await fh.stat();
+  if (st.isDirectory()) {
+    await fh.close();
+    throw new CopyError(`'${file}' is a directory: blk-cp copies a file`);
+  }
+  return {
+    input: fh.createReadStream({ highWaterMark: CHUNK, autoClose: false }),
+    ...(st.isFile() ? { size: st.size } : {}),
+    fh,
+  };
+}
+
+async function copyIn(ctl: string, domid: number, file: string, to: DiskRef, info: DiskInfo): Promise<void> {
+  if (info.readonly === true) throw new CopyError(`${to.vdev} is read-only`);
+  const { input, size, fh } = await openInput(file);
+  try {
+    if (size !== undefined && to.sector + Math.ceil(size / SECTOR) > info.sectors)
+      throw new CopyError(
+        `${file} does not fit in ${to.vdev}: it has ${info.sectors} sectors, the copy needs sector ${to.sector + Math.ceil(size / SECTOR) - 1}`,
+      );
+    const bar = progress(size, false);
+    const req = { op: "blk-write", domid, vdev: to.vdev, sector: to.sector } as const;
+    try {
+      // A regular file the host reads itself (the bytes skip the socket); anything else streams.
+      if (size !== undefined) await writeByPath(ctl, { ...req, path: resolvePath(file) }, bar);
+      else await sendFrames(ctl, req, input, file, bar);
+    } finally {
+      bar.stop();
+    }
+  } finally {
+    await fh?.close();
+  }
+}
+
+/**
+ * Sends `input` as frames after the request and resolves with the host's reply (after its
+ * flush); a reply that comes early, an error, stops the sending.
+ */
+function sendFrames(
+  ctl: string,
+  req: BlkStreamRequest,
+  input: Readable,
+  file: string,
+  bar: { add(n: number): void },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = openStream(ctl, req);
+    let text = "";
+    let reply: ControlReply | undefined;
+    let sockErr: NodeJS.ErrnoException | undefined;
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      text += d;
+      reply ??= replyOf(text);
+      if (reply !== undefined) {
+        input.destroy();
+        s.end();
+      }
+    });
+    s.on("error", (e: NodeJS.ErrnoException) => {
+      sockErr ??= e;
+    });
+    s.on("close", () => {
+      if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
+      else if (reply.ok) resolve();
+      else reject(new CopyError(reply.error));
+    });
+    void (async () => {
+      try {
+        for await (const chunk of input as AsyncIterable<Buffer>) {
+          if (reply !== undefined || s.destroyed) return;
+          s.write(frameHeader(chunk.length));
+          const room = s.write(chunk);
+          bar.add(chunk.length);
+          if (!room) await drained(s);
+        }
+        if (reply === undefined && !s.destroyed) s.write(frameHeader(0));
+      } catch (e) {
+        if (reply !== undefined) return;
+        reject(fileError("cannot read", file, e));
+        s.destroy();
+      }
+    })();
+  });
+}
+
+/** A write the host reads from the file itself: its progress lines, then its reply. */
+function writeByPath(ctl: string, req: BlkStreamRequest, bar: { add(n: number): void }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = openStream(ctl, req);
+    let text = "";
+    let done = 0;
+    let reply: ControlReply | undefined;
+    let sockErr: NodeJS.ErrnoException | undefined;
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      text += d;
+      for (let nl = text.indexOf("\n"); nl >= 0 && reply === undefined; nl = text.indexOf("\n")) {
+        const line = JSON.parse(text.slice(0, nl)) as ControlReply | { progress: number };
+        text = text.slice(nl + 1);
+        if ("progress" in line) {
+          bar.add(line.progress - done);
+          done = line.progress;
+        } else reply = line;
+      }
+    });
+    s.on("error", (e: NodeJS.ErrnoException) => {
+      sockErr ??= e;
+    });
+    s.on("close", () => {
+      if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
+      else if (reply.ok) resolve();
+      else reject(new CopyError(reply.error));
+    });
+  });
+}
+
+async function openOutput(file: string): Promise<{ out: Writable; fh?: FileHandle }> {
+  if (file === "-") return { out: process.stdout };
+  let fh: FileHandle;
+  try {
+    fh = await open(file, "w");
+  } catch (e) {
+    throw fileError("cannot create", file, e);
+  }
+  return { out: fh.createWriteStream({ autoClose: false, highWaterMark: CHUNK }), fh };
 }
 
 async function copyOut(
+  ctl: string,
+  domid: number,
   from: DiskRef,
   file: string,
   info: DiskInfo,
   bytes: number | undefined,
-  call: Call,
 ): Promise<void> {
   const count = from.count ?? info.sectors - from.sector;
   if (from.sector + count > info.sectors)
-    throw new Error(
+    throw new CopyError(
       `sectors ${from.sector}+${count} run past the end of ${from.vdev} (${info.sectors} sectors)`,
     );
-  let left = bytes === undefined ? count * SECTOR : Math.min(bytes, count * SECTOR);
-  const out: Writable = file === "-" ? process.stdout : createWriteStream(file);
-  let sector = from.sector;
+  const total = bytes === undefined ? count * SECTOR : Math.min(bytes, count * SECTOR);
+  const { out, fh } = await openOutput(file);
+  const bar = progress(total, file === "-");
   try {
-    while (left > 0) {
-      const n = Math.min(CHUNK / SECTOR, Math.ceil(left / SECTOR));
-      const data = Buffer.from(String(await call("read", { sector, count: n })), "base64");
-      const keep = data.subarray(0, Math.min(left, data.length));
-      await write(out, keep);
-      left -= keep.length;
-      sector += n;
-    }
-  } finally {
+    await receiveFrames(
+      ctl,
+      { op: "blk-read", domid, vdev: from.vdev, sector: from.sector, count, bytes: total },
+      out,
+      file,
+      bar,
+    );
     if (out !== process.stdout)
       await new Promise<void>((resolve, reject) =>
-        out.end((e?: Error | null) => (e ? reject(e) : resolve())),
+        out.end((e?: Error | null) => (e ? reject(fileError("cannot write", file, e)) : resolve())),
       );
+  } finally {
+    bar.stop();
+    await fh?.close();
   }
+}
+
+/** Writes the frames the host sends to `out`, pausing the socket while `out` is full. */
+function receiveFrames(
+  ctl: string,
+  req: BlkStreamRequest,
+  out: Writable,
+  file: string,
+  bar: { add(n: number): void },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = openStream(ctl, req);
+    let outErr: Error | undefined;
+    let sockErr: NodeJS.ErrnoException | undefined;
+    let reply: ControlReply | undefined;
+    // Pieces of the socket's chunks gathered into CHUNK-sized writes.
+    let buf = Buffer.allocUnsafe(CHUNK);
+    let fill = 0;
+    const flush = (): void => {
+      if (fill === 0) return;
+      if (!out.write(buf.subarray(0, fill))) {
+        s.pause();
+        out.once("drain", () => s.resume());
+      }
+      buf = Buffer.allocUnsafe(CHUNK);
+      fill = 0;
+    };
+    const reader = new FrameReader(
+      (piece) => {
+        bar.add(piece.length);
+        for (let at = 0; at < piece.length; ) {
+          const n = Math.min(CHUNK - fill, piece.length - at);
+          piece.copy(buf, fill, at, at + n);
+          fill += n;
+          at += n;
+          if (fill === CHUNK) flush();
+        }
+      },
+      () => flush(),
+    );
+    const onError = (e: Error): void => {
+      outErr ??= e;
+      s.destroy();
+    };
+    out.on("error", onError);
+    s.on("data", (d: Buffer) => {
+      reader.push(d);
+      if (reader.ended) reply ??= replyOf(reader.rest().toString("utf8"));
+    });
+    s.on("error", (e: NodeJS.ErrnoException) => {
+      sockErr ??= e;
+    });
+    s.on("close", () => {
+      out.off("error", onError);
+      if (outErr !== undefined) reject(fileError("cannot write", file, outErr));
+      else if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
+      else if (!reply.ok) reject(new CopyError(reply.error));
+      else if (out.writableNeedDrain) out.once("drain", () => resolve());
+      else resolve();
+    });
+  });
 }

@@ -16,10 +16,11 @@
  *                 list), as a dom0 tool makes an ioctl: what `blk-cp` is built on. Sector data
  *                 crosses the JSON control socket as base64.
  */
+
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
-import type { XsOps } from "../xenstore/client.ts";
-import { attachDisk, detachDisk } from "./disk.ts";
+import { errorMessage } from "../lib/errors.ts";
+import { attachDisk, detachDisk, pathCleanup } from "./disk.ts";
 import { diskSpecOf, parseDiskSpecLenient } from "./disk-spec.ts";
 import type { Host } from "./host.ts";
 
@@ -74,16 +75,6 @@ export async function blockDetach(host: Host, domid: number, vdev: string, force
   }
 }
 
-/** libxl__xs_path_cleanup: removes `path`, then each parent whose value is "" and has no children. */
-async function pathCleanup(t: XsOps, path: string): Promise<void> {
-  await t.rm(path).catch(() => {});
-  for (let p = path.slice(0, path.lastIndexOf("/")); p.length > 0; p = p.slice(0, p.lastIndexOf("/"))) {
-    const v = await t.tryRead(p);
-    if (v !== "" || (await t.directory(p)).length !== 0) break;
-    await t.rm(p);
-  }
-}
-
 export async function blockList(host: Host, domid: number): Promise<BlockListRow[]> {
   requireDomain(host, domid);
   // libxl_device_disk_list: the toolstack's own record of the disks, /libxl/<domid>/device/vbd.
@@ -130,6 +121,8 @@ export async function blkfrontCall(
   if (!(BLKFRONT_COMMANDS as readonly string[]).includes(cmd))
     throw new RangeError(`Unknown blkfront command '${cmd}'`);
   const a = cmd === "write" ? { ...arg, data: Buffer.from(String(arg.data), "base64") } : arg;
-  const r = await host.hv.call(domid, "xen_blkfront", cmd, a);
+  const r = await host.hv.call(domid, "xen_blkfront", cmd, a).catch((e: unknown) => {
+    throw new Error(`domain ${host.hv.info(domid)?.name ?? "?"} (${domid}): ${errorMessage(e)}`);
+  });
   return r instanceof Uint8Array ? Buffer.from(r.buffer, r.byteOffset, r.byteLength).toString("base64") : r;
 }

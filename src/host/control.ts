@@ -10,7 +10,9 @@
  *
  * One request, `{"op":"console","domid":N}`, turns the connection into a console's byte stream
  * after its reply line (src/console/stream.ts); another, `{"op":"dmesg","domid":N,"follow":true}`,
- * into the domain's kernel log, one JSON string a line, until the domain is destroyed.
+ * into the domain's kernel log, one JSON string a line, until the domain is destroyed; two,
+ * `blk-write` and `blk-read`, into a stream of a guest disk's bytes for `xenlab blk-cp`
+ * (src/host/blk-stream.ts).
  */
 
 import { connect, createServer, type Server, type Socket } from "node:net";
@@ -19,6 +21,7 @@ import type { DomainInfo } from "../hv/hypervisor.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { closeUnix, listenUnix, type UnixListener } from "../lib/unix-socket.ts";
 import type { DeviceEnd } from "../xenbus/why-stuck.ts";
+import { parseBlkStreamRequest, serveBlkStream } from "./blk-stream.ts";
 import { blkfrontCall, blockAttach, blockDetach, blockList } from "./blk-tools.ts";
 import { listDevices } from "./devices.ts";
 import { createGuest } from "./guest.ts";
@@ -79,6 +82,13 @@ export class ControlServer {
           if (stream !== undefined) {
             s.off("data", onData);
             void serveConsole(this.#host.console, this.#host.hv.list(), s, stream, buf);
+            return;
+          }
+          // `xenlab blk-cp`: after this request come the disk's bytes, framed (blk-stream.ts).
+          const blk = parseBlkStreamRequest(line);
+          if (blk !== undefined) {
+            s.off("data", onData);
+            void serveBlkStream(this.#host, s, blk, buf);
             return;
           }
           void this.#handle(line).then((r) => {

@@ -15,8 +15,11 @@
  *
  * and libxl's own copy under /libxl/<domid>/device/vbd/<devid> (frontend, backend). No hotplug
  * script runs: blkback opens `params` itself (Linux's blkback waits for the script's
- * `physical-device`). It resolves once the guest's frontend is Connected, and fails (after removing
- * what it wrote) when either end reaches Closing/Closed first or 10 s pass.
+ * `physical-device`). It resolves once the guest's frontend is Connected, and fails when either end
+ * reaches Closing/Closed first, with the reason that end's devFatal left in its error node (the
+ * guest's blkfront: `ENOMEM` when the guest has no page for the ring; blkback: `ENOENT` for a
+ * missing image), naming the guest; or when 10 s pass, with both ends' states. Either way it then
+ * removes what it wrote and the error nodes, as libxl__xs_path_cleanup (empty parents go too).
  *
  * detachDisk is Host.detachDevice's dance: backend `online` 0 and `state` Closing, wait for the
  * backend's Closed, remove both directories (and libxl's copy). Forced (`xl block-detach -f`,
@@ -28,9 +31,10 @@
  */
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
-import { parseXenbusState, XenbusState } from "../xen/xenbus-abi.ts";
+import { parseXenbusState, XenbusState, xenbusStateName } from "../xen/xenbus-abi.ts";
 import { devicePaths } from "../xenbus/bus-type.ts";
 import { domainPath, errorPath, XenbusKey as K } from "../xenbus/keys.ts";
+import type { XsOps } from "../xenstore/client.ts";
 import type { Host } from "./host.ts";
 
 const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
@@ -108,6 +112,11 @@ export async function attachDisk(
     await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
     await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
   });
+  const dom = host.hv.info(domid);
+  const who = `domain ${dom?.name ?? "?"} (${domid})`;
+  const feError = `${domainPath(domid)}/${errorPath(fe.slice(`${domainPath(domid)}/`.length))}`;
+  const beError = `${domainPath(0)}/${errorPath(be.slice(`${domainPath(0)}/`.length))}`;
+  const timeout = AbortSignal.timeout(timeoutMs);
   try {
     await host.xs.wait(
       [`${fe}/${K.state}`, `${be}/${K.state}`],
@@ -121,22 +130,59 @@ export async function attachDisk(
           parseXenbusState(f) >= XenbusState.Closing ||
           parseXenbusState(b) >= XenbusState.Closing
         ) {
-          // blkback's devFatal leaves its reason in dom0's error directory, keyed by its nodename.
-          const err = await xs.tryRead(`${domainPath(0)}/${errorPath(be.slice(`${domainPath(0)}/`.length))}`);
+          // Each end's devFatal leaves "<errno> <reason>" in its own domain's error directory,
+          // keyed by its nodename: the guest's blkfront under its home, blkback under dom0's. The
+          // frontend's comes first: when it fails, the backend closes because it did.
+          const feErr = await xs.tryRead(feError);
+          const beErr = feErr === undefined ? await xs.tryRead(beError) : undefined;
           throw new Error(
-            `Cannot attach disk ${spec.vdev}: the device closed (${err ?? `frontend ${f}, backend ${b}`})`,
+            `Cannot attach disk ${spec.vdev} to ${who}: ${
+              feErr !== undefined
+                ? `the guest's blkfront failed: ${feErr}${feErr.startsWith("ENOMEM ") ? outOfMemory(dom?.maxPages) : ""}`
+                : beErr !== undefined
+                  ? `blkback failed: ${beErr}`
+                  : `the device closed (frontend ${stateName(f)}, backend ${stateName(b)})`
+            }`,
           );
         }
         return false;
       },
-      { signal: AbortSignal.timeout(timeoutMs) },
+      { signal: timeout },
     );
   } catch (e) {
-    await host.xs.rm(fe).catch(() => {});
-    await host.xs.rm(be).catch(() => {});
-    await host.xs.rm(libxl).catch(() => {});
-    throw e;
+    let err = e;
+    if (timeout.aborted) {
+      const f = await host.xs.tryRead(`${fe}/${K.state}`).catch(() => undefined);
+      const b = await host.xs.tryRead(`${be}/${K.state}`).catch(() => undefined);
+      err = new Error(
+        `Cannot attach disk ${spec.vdev} to ${who}: not connected after ${timeoutMs / 1000} s (frontend ${stateName(f)}, backend ${stateName(b)}); 'xenlab dmesg -d ${domid}' shows the guest's log`,
+      );
+    }
+    // libxl removes a failed device's paths with libxl__xs_path_cleanup: parents left empty go too.
+    for (const p of [fe, be, libxl, feError, beError])
+      await host.xs.transaction((t) => pathCleanup(t, p)).catch(() => {});
+    throw err;
   }
+}
+
+/** libxl__xs_path_cleanup: removes `path`, then each parent whose value is "" and has no children. */
+export async function pathCleanup(t: XsOps, path: string): Promise<void> {
+  await t.rm(path).catch(() => {});
+  for (let p = path.slice(0, path.lastIndexOf("/")); p.length > 0; p = p.slice(0, p.lastIndexOf("/"))) {
+    const v = await t.tryRead(p);
+    if (v !== "" || (await t.directory(p)).length !== 0) break;
+    await t.rm(p);
+  }
+}
+
+function stateName(s: string | undefined): string {
+  return s === undefined ? "gone" : xenbusStateName(parseXenbusState(s));
+}
+
+/** What an ENOMEM from the guest means, and the fix. */
+function outOfMemory(maxPages: number | undefined): string {
+  const kib = maxPages === undefined ? "" : ` of its ${maxPages * 4} KiB`;
+  return ` (the guest has no page left${kib} for the disk's ring and page pool: create it with more, e.g. 'xenlab create NAME --memory 1024')`;
 }
 
 /** `xl block-detach [-f] <domid> <vdev>`. */

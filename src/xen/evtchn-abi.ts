@@ -85,6 +85,7 @@ export const XEN_ERRNO = {
   EPERM: 1,
   ENOENT: 2,
   ESRCH: 3,
+  ENOMEM: 12,
   EBUSY: 16,
   EEXIST: 17,
   EINVAL: 22,

@@ -2,8 +2,12 @@
  * The block tools end to end, from the command line against `xenlab up` (from source): xl's
  * `block-attach` (the disk appears in the guest, in `xenstore-ls` with libxl's keys, in
  * `block-list`), `blk-cp` in and out (byte-exact round trip, the image holds the bytes at the
- * sector given, a partial last sector keeps the disk's bytes after it), xl's error messages, and
- * `block-detach` leaving no XenStore node behind (libxl's path clean-up).
+ * sector given, a partial last sector keeps the disk's bytes after it; several MiB through stdin
+ * and stdout), xl's error messages, and `block-detach` leaving no XenStore node behind (libxl's
+ * path clean-up). A user's mistake or a guest's failure is one line on stderr and exit 1, at once:
+ * a guest too small for a disk (blkfront's ENOMEM), a missing or unwritable file, a directory, a
+ * disk or domain that is not there. blk-cp prints nothing on success unless on a terminal, where
+ * it shows a progress bar (run under script(1) for a pseudo-terminal).
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -22,25 +26,28 @@ const MiB = 1 << 20;
 function runIn(
   cwd: string,
   args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  stdin?: Buffer,
+): Promise<{ code: number | null; stdout: string; stderr: string; out: Buffer }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", TSX, ...args], {
       cwd,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
-    let stdout = "";
+    if (stdin !== undefined) child.stdin!.end(stdin);
+    const outs: Buffer[] = [];
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
+    child.stdout!.on("data", (d: Buffer) => {
+      outs.push(d);
     });
-    child.stderr.on("data", (d: Buffer) => {
+    child.stderr!.on("data", (d: Buffer) => {
       stderr += d.toString();
     });
     const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     child.once("error", reject);
     child.once("close", (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      const out = Buffer.concat(outs);
+      resolve({ code, stdout: out.toString(), stderr, out });
     });
   });
 }
@@ -53,6 +60,15 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
   let disk: Buffer;
   /** A xenlab command run in `dir` (relative paths resolve there). */
   const xenlab = (...args: string[]) => runIn(dir, [MAIN, ...args, "--socket", socket]);
+  const xenlabIn = (stdin: Buffer, ...args: string[]) =>
+    runIn(dir, [MAIN, ...args, "--socket", socket], stdin);
+  /** One line on stderr, no stack trace, exit 1. */
+  const oneLine = (r: { code: number | null; stderr: string }, re: RegExp): void => {
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.match(r.stderr, re);
+  };
   const xsls = (path: string) => runTool("xenstore-ls", ["-f", path], { env: { XENSTORED_PATH: socket } });
 
   before(async () => {
@@ -148,6 +164,106 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     const three = await xenlab("blk-cp", "1:xvda:16+3", "three.bin");
     assert.equal(three.code, 0, three.stderr);
     assert.ok(readFileSync(join(dir, "three.bin")).equals(file.subarray(0, 3 * 512)));
+  });
+
+  it("blk-cp prints nothing off a terminal, and moves several MiB through stdin and stdout", async () => {
+    // A guest of its own: blkfront's pool keeps the pages a copy took, and domU's 1 MiB has none
+    // left for a second disk after the copies above.
+    assert.equal((await xenlab("create", "big", "--memory", "4096")).code, 0);
+    writeFileSync(join(dir, "big.img"), Buffer.alloc(8 * MiB));
+    const a = await xenlab("block-attach", "big", "vdev=xvdc,target=big.img");
+    assert.equal(a.code, 0, a.stderr);
+    const file = randomBytes(5 * MiB + 100);
+    const cpIn = await xenlabIn(file, "blk-cp", "-", "big:xvdc:1");
+    assert.equal(cpIn.code, 0, cpIn.stderr);
+    assert.equal(cpIn.stdout + cpIn.stderr, "");
+    assert.ok(
+      readFileSync(join(dir, "big.img"))
+        .subarray(512, 512 + file.length)
+        .equals(file),
+    );
+    const cpOut = await xenlab("blk-cp", "--bytes", String(file.length), "big:xvdc:1", "-");
+    assert.equal(cpOut.code, 0, cpOut.stderr);
+    assert.equal(cpOut.stderr, "");
+    assert.ok(cpOut.out.equals(file), "round trip through stdout differs");
+    const toFile = await xenlab("blk-cp", "big:xvdc", "all.bin");
+    assert.equal(toFile.code, 0, toFile.stderr);
+    assert.equal(toFile.stdout + toFile.stderr, "");
+    assert.ok(readFileSync(join(dir, "all.bin")).equals(readFileSync(join(dir, "big.img"))));
+  });
+
+  it("blk-cp shows a progress bar on a terminal", async (t) => {
+    if (!requirePeer(t, "script(1) from util-linux", hasCommand("script"))) return;
+    const cmd = [process.execPath, "--import", TSX, MAIN, "blk-cp", "big:xvdc", "tty.bin", "--socket", socket]
+      .map((a) => `'${a}'`)
+      .join(" ");
+    const r = await runTool("script", ["-qec", `cd '${dir}' && ${cmd}`, "/dev/null"]);
+    assert.equal(r.code, 0, r.stdout);
+    assert.match(r.stdout, /100% \| 8\.0\/8\.0 MiB \| \d+ MB\/s/);
+  });
+
+  it("block-detach and destroy of the second guest leave domU's disk alone", async () => {
+    assert.equal((await xenlab("block-detach", "big", "xvdc")).code, 0);
+    const list = await xenlab("list");
+    const id = /^big +(\d+) /m.exec(list.stdout)?.[1];
+    assert.ok(id !== undefined, list.stdout);
+    assert.equal((await xenlab("destroy", id)).code, 0);
+    assert.match((await xenlab("block-list", "domU")).stdout, /^51712 /m);
+  });
+
+  it("blk-cp says what is wrong in one line: files, directories, domains, disks", async () => {
+    oneLine(
+      await xenlab("blk-cp", "domU:xvda", "/nonexistent/dir/x"),
+      /^xenlab blk-cp: cannot create '\/nonexistent\/dir\/x': no such file or directory \(ENOENT\)$/m,
+    );
+    oneLine(await xenlab("blk-cp", "domU:xvda", dir), /^xenlab blk-cp: cannot create '.*': .* \(EISDIR\)$/m);
+    oneLine(
+      await xenlab("blk-cp", "no-such-file", "domU:xvda"),
+      /^xenlab blk-cp: cannot open 'no-such-file': no such file or directory \(ENOENT\)$/m,
+    );
+    oneLine(
+      await xenlab("blk-cp", dir, "domU:xvda"),
+      /^xenlab blk-cp: '.*' is a directory: blk-cp copies a file$/m,
+    );
+    oneLine(
+      await xenlab("blk-cp", "nosuch:xvda", "x.bin"),
+      /^xenlab blk-cp: nosuch is an invalid domain identifier$/m,
+    );
+    oneLine(await xenlab("blk-cp", "99:xvda", "x.bin"), /^xenlab blk-cp: No domain 99$/m);
+    oneLine(
+      await xenlab("blk-cp", "domU:xvdz", "x.bin"),
+      /^xenlab blk-cp: domain domU \(1\): No disk xvdz connected$/m,
+    );
+    const usage = await xenlab("blk-cp", "domU:", "x.bin");
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /^xenlab blk-cp: exactly one of SRC and DST must be DOMAIN:VDEV/);
+  });
+
+  it("block-attach to a guest too small for the disk fails at once with the guest's ENOMEM", async () => {
+    const c = await xenlab("create", "tiny", "--memory", "8");
+    assert.equal(c.code, 0, c.stderr);
+    const r = await xenlab("block-attach", "tiny", "vdev=xvda,target=disk.img");
+    oneLine(
+      r,
+      /^xenlab block-attach: Cannot attach disk xvda to domain tiny \(\d+\): the guest's blkfront failed: ENOMEM .*'xenlab create NAME --memory 1024'\)$/m,
+    );
+    assert.doesNotMatch(r.stderr, /timeout|not connected after/);
+    const id = /^tiny +(\d+) /m.exec((await xenlab("list")).stdout)?.[1];
+    assert.equal((await xenlab("destroy", id!)).code, 0);
+  });
+
+  it("blk-cp to a guest with a ring but no page for the pool fails with ENOMEM and the fix", async () => {
+    // Three pages: the store page, the console's and the ring's; none left for blkfront's pool.
+    assert.equal((await xenlab("create", "small", "--memory", "12")).code, 0);
+    const a = await xenlab("block-attach", "small", "vdev=xvda,target=disk.img");
+    assert.equal(a.code, 0, a.stderr);
+    oneLine(
+      await xenlab("blk-cp", "--bytes", "512", "small:xvda", "small.bin"),
+      /^xenlab blk-cp: domain small \(\d+\): xvda: no memory for 1 pages \(ENOMEM\).*'xenlab create NAME --memory 1024'$/m,
+    );
+    assert.equal((await xenlab("block-detach", "small", "xvda")).code, 0);
+    const id = /^small +(\d+) /m.exec((await xenlab("list")).stdout)?.[1];
+    assert.equal((await xenlab("destroy", id!)).code, 0);
   });
 
   it("blk-cp refuses a copy past the end of the disk", async () => {

@@ -197,7 +197,6 @@ class BlkfrontDriver implements XenbusDriver {
       });
       await dev.switchState(XenbusState.Initialised);
     } catch (e) {
-      k.printk(`xen-blkfront: ${dev.nodename}: talking to the backend failed: ${(e as Error).message}`);
       if (dev.data === undefined) {
         if (port >= 0) k.closePort(port);
         for (const r of ringPages) {
@@ -205,7 +204,10 @@ class BlkfrontDriver implements XenbusDriver {
           k.freePage(r.gfn);
         }
       }
-      throw e;
+      // As Linux's talk_to_blkback: the reason goes where the toolstack reads it (the errno first:
+      // ENOMEM when the guest has no page left for the ring), and the device goes Closing, so a
+      // `block-attach` waiting for Connected fails at once with it.
+      await dev.devFatal(e, `talking to the backend: ${(e as Error).message}`);
     }
   }
 
@@ -349,7 +351,10 @@ function disk(k: Kernel, vdev: unknown): BlockDevice {
 
 /**
  * Host calls (Hypervisor.call, as a dom0 tool's ioctl on the guest's disk): `list`, `info`,
- * `read`, `write`, `flush`, `discard`: what `blk-cp` is built on (docs/blk-tools.md).
+ * `read`, `write`, `flush`, `discard`: what `blk-cp` is built on (docs/blk-tools.md). `read`
+ * takes `into`, a buffer to fill: a caller that passes one over a SharedArrayBuffer (blk-cp's
+ * host side) gets the data with no copy through postMessage, as `write`'s `data` over one is
+ * read where it lies.
  */
 export async function call(k: Kernel, cmd: string, a: unknown): Promise<unknown> {
   const o = (a ?? {}) as {
@@ -357,6 +362,7 @@ export async function call(k: Kernel, cmd: string, a: unknown): Promise<unknown>
     sector?: unknown;
     count?: unknown;
     data?: unknown;
+    into?: unknown;
     zeroCopy?: unknown;
   };
   switch (cmd) {
@@ -376,7 +382,9 @@ export async function call(k: Kernel, cmd: string, a: unknown): Promise<unknown>
     }
     case "read":
       if (o.zeroCopy === true) return readZeroCopy(disk(k, o.vdev), Number(o.sector), Number(o.count));
-      return disk(k, o.vdev).read(Number(o.sector), Number(o.count));
+      if (o.into !== undefined && !(o.into instanceof Uint8Array))
+        throw new TypeError("read: into must be a Uint8Array");
+      return disk(k, o.vdev).read(Number(o.sector), Number(o.count), o.into);
     case "write": {
       if (!(o.data instanceof Uint8Array)) throw new TypeError("write: data must be a Uint8Array");
       if (o.zeroCopy === true) await writeZeroCopy(disk(k, o.vdev), Number(o.sector), o.data);

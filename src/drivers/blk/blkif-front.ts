@@ -195,7 +195,12 @@ export class BlkifFront {
       if (pages === null) {
         if (this.inflight === 0) {
           this.#queue.shift();
-          c.reject(new BlockIOError(`${this.#o.name}: no memory for ${nseg + nind} pages`, -1));
+          c.reject(
+            new BlockIOError(
+              `${this.info?.vdev ?? this.#o.name}: no memory for ${nseg + nind} pages (ENOMEM): the guest has no page left for blkfront's pool`,
+              -1,
+            ),
+          );
           continue;
         }
         break; // wait for a response to return pages
