@@ -5,8 +5,8 @@
  *   xenlab    a host (Host and its control socket, as `xenlab up` runs them) with one guest of
  *             --guest-kib (default 1024 KiB, `xenlab up`'s domU) and a raw image of --size MiB
  *             attached as xvda; the real command runs as a child process (this build's
- *             cli/main, from source through tsx), and its copy ends with the guest's flush
- *             (blkback's fdatasync), as the command always does.
+ *             cli/main: dist/ when the bench runs from dist/, else the source through tsx),
+ *             without --sync, as cp: the data ends in dom0's page cache, not flushed.
  *   cp        `cp FILE COPY` onto another image of the same size: the coreutils copy the user
  *             would make of the file onto an image file, without a flush.
  *
@@ -31,7 +31,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ControlServer, controlPath } from "../host/control.ts";
+import { ControlServer } from "../host/control.ts";
+import { controlPath } from "../host/control-client.ts";
 import { attachDisk } from "../host/disk.ts";
 import { Host } from "../host/host.ts";
 import { createLogger } from "../lib/log.ts";
@@ -70,8 +71,8 @@ const OPTIONS: OptionTable<Options> = {
 
 const HELP = `usage: xenlab bench blk-cp [--json] [--runs N] [--size MIB] [--guest-kib KIB] [--quick]
 
-'xenlab blk-cp FILE DOMAIN:xvda' (a child process, into a guest's PV disk, ending with its flush)
-against 'cp FILE COPY' onto an image of the same size, page cache warm, in the same runs.
+'xenlab blk-cp FILE DOMAIN:xvda' (a child process, into a guest's PV disk, no --sync) against
+'cp FILE COPY' onto an image of the same size, page cache warm, in the same runs.
 
   --runs N         runs, each measuring both (default 3)
   --size MIB       the file and the images (default 256)

@@ -12,7 +12,8 @@
  * disk when it reads DOMAIN:VDEV[...] and has no `/` (write `./a:b` for a local file named
  * `a:b`); exactly one side must be a disk. Copying in, a file whose size is not a multiple of
  * 512 ends with a read-modify-write of its last sector (the rest of that sector keeps what the
- * disk held), and the copy ends with a flush (the guest's cache flush, blkback's fdatasync), as
+ * disk held). As with `cp`, the data is in the image file (dom0's page cache) when the command
+ * ends; `--sync` also ends the copy with a flush (the guest's cache flush, blkback's fdatasync), as
  * `dd conv=fsync` would. `--bytes N` copies out N bytes (not whole sectors), e.g. a file's exact
  * size. Exit 0, or 1 with the reason on stderr in one line (a missing file, a directory, a disk
  * that is not there, a copy that does not fit: all checked before any byte is written where they
@@ -24,7 +25,6 @@ import { type FileHandle, open } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import cliProgress from "cli-progress";
 import {
   type BlkStreamRequest,
   CHUNK,
@@ -33,17 +33,19 @@ import {
   frameHeader,
   SECTOR,
 } from "../host/blk-stream.ts";
-import { type ControlReply, controlCall, controlPath } from "../host/control.ts";
+import { type ControlReply, controlCall, controlPath } from "../host/control-client.ts";
+import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
 import { domainId } from "./block.ts";
-import { socketPath } from "./xenstored.ts";
 
-const USAGE = `usage: xenlab blk-cp [--socket PATH] FILE DOMAIN:VDEV[:SECTOR]
+const USAGE = `usage: xenlab blk-cp [--socket PATH] [--sync] FILE DOMAIN:VDEV[:SECTOR]
        xenlab blk-cp [--socket PATH] [--bytes N] DOMAIN:VDEV[:SECTOR[+COUNT]] FILE
 
 Copies FILE into a guest's disk from SECTOR (default 0), or COUNT sectors from SECTOR (default:
 to the end of the disk; --bytes N: exactly N bytes) out to FILE, through the guest's blkfront.
-Sectors are 512 bytes; FILE - is stdin or stdout.
+Sectors are 512 bytes; FILE - is stdin or stdout. Copying in, --sync ends with the guest's cache
+flush (blkback's fdatasync), as dd conv=fsync; without it the data is in the image's page cache, as
+after cp.
 `;
 
 export interface DiskRef {
@@ -88,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
     "xenlab blk-cp",
     USAGE,
     argv,
-    { socket: { type: "string" }, bytes: { type: "string" } },
+    { socket: { type: "string" }, bytes: { type: "string" }, sync: { type: "boolean" } },
     true,
   );
   if (typeof args === "number") return args;
@@ -112,7 +114,7 @@ export async function run(argv: string[]): Promise<number> {
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   try {
     const domid = await domainId(ctl, ref.domain);
-    if (domid === undefined) return fail(`${ref.domain} is an invalid domain identifier`);
+    if (domid === undefined) return fail(`${ref.domain} is an invalid domain identifier (rc=-6)`);
     const info = (await controlCall(ctl, {
       op: "blkfront",
       domid,
@@ -121,7 +123,7 @@ export async function run(argv: string[]): Promise<number> {
     })) as DiskInfo;
     if (ref.sector > info.sectors)
       return fail(`sector ${ref.sector} is past the end of ${ref.vdev} (${info.sectors} sectors)`);
-    if (to !== null) await copyIn(ctl, domid, src, to, info);
+    if (to !== null) await copyIn(ctl, domid, src, to, info, values.sync === true);
     else await copyOut(ctl, domid, from!, dst, info, bytesOpt);
     return 0;
   } catch (e) {
@@ -130,9 +132,14 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** A bar on stderr while `total` bytes go, only on a terminal; update(n) adds n bytes. */
-function progress(total: number | undefined, stdoutIsData: boolean): { add(n: number): void; stop(): void } {
+async function progress(
+  total: number | undefined,
+  stdoutIsData: boolean,
+): Promise<{ add(n: number): void; stop(): void }> {
   const tty = process.stderr.isTTY === true && (stdoutIsData || process.stdout.isTTY === true);
   if (!tty || total === undefined || total === 0) return { add: () => {}, stop: () => {} };
+  // Loaded only for a terminal: off one, the copy does not pay for it.
+  const { default: cliProgress } = await import("cli-progress");
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
@@ -202,7 +209,14 @@ async function openInput(file: string): Promise<{ input: Readable; size?: number
   };
 }
 
-async function copyIn(ctl: string, domid: number, file: string, to: DiskRef, info: DiskInfo): Promise<void> {
+async function copyIn(
+  ctl: string,
+  domid: number,
+  file: string,
+  to: DiskRef,
+  info: DiskInfo,
+  sync: boolean,
+): Promise<void> {
   if (info.readonly === true) throw new CopyError(`${to.vdev} is read-only`);
   const { input, size, fh } = await openInput(file);
   try {
@@ -210,8 +224,8 @@ async function copyIn(ctl: string, domid: number, file: string, to: DiskRef, inf
       throw new CopyError(
         `${file} does not fit in ${to.vdev}: it has ${info.sectors} sectors, the copy needs sector ${to.sector + Math.ceil(size / SECTOR) - 1}`,
       );
-    const bar = progress(size, false);
-    const req = { op: "blk-write", domid, vdev: to.vdev, sector: to.sector } as const;
+    const bar = await progress(size, false);
+    const req = { op: "blk-write", domid, vdev: to.vdev, sector: to.sector, sync } as const;
     try {
       // A regular file the host reads itself (the bytes skip the socket); anything else streams.
       if (size !== undefined) await writeByPath(ctl, { ...req, path: resolvePath(file) }, bar);
@@ -333,7 +347,7 @@ async function copyOut(
     );
   const total = bytes === undefined ? count * SECTOR : Math.min(bytes, count * SECTOR);
   const { out, fh } = await openOutput(file);
-  const bar = progress(total, file === "-");
+  const bar = await progress(total, file === "-");
   try {
     await receiveFrames(
       ctl,

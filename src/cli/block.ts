@@ -13,10 +13,10 @@
  */
 
 import type { BlockListRow } from "../host/blk-tools.ts";
-import { type ControlRequest, controlCall, controlPath } from "../host/control.ts";
+import { type ControlRequest, controlCall, controlPath } from "../host/control-client.ts";
 import type { DomainInfo } from "../hv/hypervisor.ts";
+import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { socketPath } from "./xenstored.ts";
 
 const USAGES = {
   "block-attach": "xenlab block-attach <Domain> <disk-spec-component(s)>... [--socket PATH]",
@@ -72,7 +72,7 @@ async function main(cmd: BlockCommand, argv: string[]): Promise<number> {
       for (const q of positionals) {
         const domid = await domainId(ctl, q);
         if (domid === undefined) {
-          process.stderr.write(`${q} is an invalid domain identifier\n`);
+          process.stderr.write(`${q} is an invalid domain identifier (rc=-6)\n`);
           bad = true;
           continue;
         }
@@ -84,7 +84,7 @@ async function main(cmd: BlockCommand, argv: string[]): Promise<number> {
     const [q, ...rest] = positionals as [string, ...string[]];
     const domid = await domainId(ctl, q);
     if (domid === undefined) {
-      process.stderr.write(`${q} is an invalid domain identifier\n`);
+      process.stderr.write(`${q} is an invalid domain identifier (rc=-6)\n`);
       return 1;
     }
     const req: ControlRequest =

@@ -16,9 +16,9 @@
  */
 
 import { openConsole } from "../console/stream.ts";
-import { controlPath } from "../host/control.ts";
+import { controlPath } from "../host/control-client.ts";
+import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { socketPath } from "./xenstored.ts";
 
 const USAGE = `usage: xenlab console [options] DOMAIN
 

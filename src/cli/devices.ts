@@ -7,11 +7,17 @@
  *   domU (1)      Domain-0 (0)  alice_dev  0      Initialising (1)  InitWait (2)
  *     frontend Initialising: no driver for alice_dev in domain 1
  */
-import { controlCall, controlPath, type DeviceEndSummary, type DeviceSummary } from "../host/control.ts";
+
+import {
+  controlCall,
+  controlPath,
+  type DeviceEndSummary,
+  type DeviceSummary,
+} from "../host/control-client.ts";
 import { stateText } from "../xenbus/why-stuck.ts";
+import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
 import { domainId } from "./block.ts";
-import { socketPath } from "./xenstored.ts";
 
 const USAGE = "usage: xenlab devices [DOMAIN] [--socket PATH]\n";
 

@@ -26,13 +26,13 @@ import {
   controlPath,
   followKernelLog,
   type ListedDomain,
-} from "../host/control.ts";
+} from "../host/control-client.ts";
 import { GuestConfigError, guestConfig } from "../host/guest-config.ts";
 import { parseXlConfig, XlConfigError } from "../host/xl-cfg.ts";
 import type { DomainInfo } from "../hv/hypervisor.ts";
 import { errorMessage } from "../lib/errors.ts";
+import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { socketPath } from "./xenstored.ts";
 
 const USAGES: Record<string, string> = {
   create: "xenlab create [-f] FILE [KEY=VALUE...] [-q] | create NAME [--memory KIB]  [--socket PATH]",

@@ -32,11 +32,11 @@ const XENLAB: CommandTable = {
     rmmod: domctl("unload a driver module: rmmod -d DOMAIN NAME"),
     lsmod: domctl("a domain's loaded modules: lsmod -d DOMAIN"),
     dmesg: domctl("a domain's kernel log: dmesg -d DOMAIN [-n N] [-f]"),
-    "block-attach": block("attach a disk (as xl block-attach): block-attach ID DISK-SPEC...", "attach"),
-    "block-detach": block("detach a disk: block-detach ID VDEV", "detach"),
-    "block-list": block("a guest's disks: block-list ID...", "list"),
+    "block-attach": block("attach a disk (as xl block-attach): block-attach DOMAIN DISK-SPEC...", "attach"),
+    "block-detach": block("detach a disk: block-detach DOMAIN VDEV", "detach"),
+    "block-list": block("a guest's disks: block-list DOMAIN...", "list"),
     "blk-cp": command(
-      "copy a file into or out of a guest's disk: blk-cp FILE ID:VDEV[:SECTOR] | ID:VDEV[:S[+N]] FILE",
+      "copy a file into or out of a guest's disk: blk-cp FILE DOMAIN:VDEV[:SECTOR] | DOMAIN:VDEV[:S[+N]] FILE",
       () => import("./blk-cp.ts"),
     ),
     console: command(

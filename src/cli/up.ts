@@ -6,14 +6,15 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { ControlServer, controlPath } from "../host/control.ts";
+import { ControlServer } from "../host/control.ts";
+import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
+import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { socketPath } from "./xenstored.ts";
 
 const USAGE = `usage: xenlab up [options]
 

@@ -5,13 +5,14 @@
  * /var/run/xenstored/socket.
  */
 import { mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
 import { DEFAULT_MAX_JOURNAL_BYTES, Journal } from "../xenstore/journal.ts";
 import { DEFAULT_QUOTAS, type Quotas } from "../xenstore/quota.ts";
+import { socketPath } from "../xenstore/socket-path.ts";
 import { DirStateFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
 import { Trace } from "../xenstore/trace.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
@@ -59,12 +60,6 @@ interface XenstoredOptions {
   "log-level"?: string;
   "log-format"?: string;
   [flag: string]: string | string[] | boolean | undefined;
-}
-
-export function socketPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  if (explicit) return explicit;
-  if (env.XENSTORED_PATH) return env.XENSTORED_PATH;
-  return join(env.XENSTORED_RUNDIR || "/var/run/xenstored", "socket");
 }
 
 function intArg(flag: string, v: string): number {

@@ -5,7 +5,7 @@
  * reply is one of the control socket's reply lines:
  *
  *   → {"op":"blk-write","domid":1,"vdev":"xvda","sector":16}  frames…  0-frame
- *                                   ← {"ok":true,"value":{"bytes":N}}  after the guest's flush
+ *                                   ← {"ok":true,"value":{"bytes":N}}  (after the guest's flush with "sync":true)
  *   → {"op":"blk-read","domid":1,"vdev":"xvda","sector":16,"count":2048,"bytes":N}
  *                                   ← frames…  0-frame  {"ok":true,"value":{"bytes":N}}
  *
@@ -18,8 +18,9 @@
  * drain). blkfront splits each into ring requests and waits for pool pages when the guest is
  * small, so the queue depth here bounds the memory of the copy, not the guest's. Reads reach the
  * socket in disk order. Copying in, a partial last sector is a read-modify-write (the rest of the
- * sector keeps what the disk held), and the copy ends with the guest's flush (blkback's
- * fdatasync), as `dd conv=fsync`.
+ * sector keeps what the disk held). The data is in the image (dom0's page cache) when the reply
+ * comes, as after `cp`; with `sync` the copy ends with the guest's flush (blkback's fdatasync), as
+ * `dd conv=fsync`, so it also survives a power cut.
  */
 import { open } from "node:fs/promises";
 import type { Socket } from "node:net";
@@ -42,6 +43,8 @@ export interface BlkWriteRequest {
    * the socket, and the host sends a progress line `{"progress":N}` per CHUNK before its reply.
    */
   readonly path?: string;
+  /** End with the guest's cache flush (blkback's fdatasync), as `dd conv=fsync`; default no, as `cp`. */
+  readonly sync?: boolean;
 }
 
 export interface BlkReadRequest {
@@ -228,7 +231,7 @@ function writeIn(
     };
     const done = (): void => {
       if (failed || !ended || inflight > 0) return;
-      call("flush", {}).then(() => resolve({ bytes }), fail);
+      (r.sync === true ? call("flush", {}) : Promise.resolve()).then(() => resolve({ bytes }), fail);
     };
     const submit = (buf: Buffer, length: number): void => {
       const n = length / SECTOR;
@@ -359,7 +362,7 @@ async function writeFromFile(
     }
     await Promise.all(inflight);
     if (failure !== undefined) throw failure;
-    await call("flush", {});
+    if (r.sync === true) await call("flush", {});
     return { bytes: size };
   } finally {
     await fh.close();

@@ -95,7 +95,7 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     assert.match(q.stderr, /format qcow2 is not served/);
     const n = await xenlab("block-attach", "nosuch", "vdev=xvda,target=disk.img");
     assert.equal(n.code, 1);
-    assert.equal(n.stderr, "nosuch is an invalid domain identifier\n");
+    assert.equal(n.stderr, "nosuch is an invalid domain identifier (rc=-6)\n");
   });
 
   it("attaches a relative target by domain name; the guest and XenStore see it", async () => {
@@ -166,6 +166,14 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     assert.ok(readFileSync(join(dir, "three.bin")).equals(file.subarray(0, 3 * 512)));
   });
 
+  it("blk-cp --sync ends the copy with the guest's flush and holds the same bytes", async () => {
+    const file = randomBytes(64 * 1024 + 7);
+    writeFileSync(join(dir, "sync.bin"), file);
+    const r = await xenlab("blk-cp", "--sync", "sync.bin", "1:xvda:3000");
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(readFileSync(image).subarray(3000 * 512, 3000 * 512 + file.length).equals(file));
+  });
+
   it("blk-cp prints nothing off a terminal, and moves several MiB through stdin and stdout", async () => {
     // A guest of its own: blkfront's pool keeps the pages a copy took, and domU's 1 MiB has none
     // left for a second disk after the copies above.
@@ -227,7 +235,7 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     );
     oneLine(
       await xenlab("blk-cp", "nosuch:xvda", "x.bin"),
-      /^xenlab blk-cp: nosuch is an invalid domain identifier$/m,
+      /^xenlab blk-cp: nosuch is an invalid domain identifier \(rc=-6\)$/m,
     );
     oneLine(await xenlab("blk-cp", "99:xvda", "x.bin"), /^xenlab blk-cp: No domain 99$/m);
     oneLine(
