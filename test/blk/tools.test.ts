@@ -166,12 +166,22 @@ describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab u
     assert.ok(readFileSync(join(dir, "three.bin")).equals(file.subarray(0, 3 * 512)));
   });
 
+  it("blk-cp out to a stdout its reader closed ends with 141 (SIGPIPE's status), quietly", async () => {
+    const cmd = `"${process.execPath}" --import "${TSX}" "${MAIN}" blk-cp 1:xvda - --socket "${socket}" | head -c 100 >/dev/null; echo "status \${PIPESTATUS[0]}" >&2`;
+    const r = await runTool("bash", ["-c", cmd]);
+    assert.equal(r.stderr, "status 141\n");
+  });
+
   it("blk-cp --sync ends the copy with the guest's flush and holds the same bytes", async () => {
     const file = randomBytes(64 * 1024 + 7);
     writeFileSync(join(dir, "sync.bin"), file);
     const r = await xenlab("blk-cp", "--sync", "sync.bin", "1:xvda:3000");
     assert.equal(r.code, 0, r.stderr);
-    assert.ok(readFileSync(image).subarray(3000 * 512, 3000 * 512 + file.length).equals(file));
+    assert.ok(
+      readFileSync(image)
+        .subarray(3000 * 512, 3000 * 512 + file.length)
+        .equals(file),
+    );
   });
 
   it("blk-cp prints nothing off a terminal, and moves several MiB through stdin and stdout", async () => {
