@@ -36,7 +36,7 @@ import {
 import { type ControlReply, controlCall, controlPath } from "../host/control-client.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { domainId } from "./block.ts";
+import { domainId, invalidDomain } from "./domain-id.ts";
 
 const USAGE = `usage: xenlab blk-cp [--socket PATH] [--sync] FILE DOMAIN:VDEV[:SECTOR]
        xenlab blk-cp [--socket PATH] [--bytes N] DOMAIN:VDEV[:SECTOR[+COUNT]] FILE
@@ -114,7 +114,7 @@ export async function run(argv: string[]): Promise<number> {
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   try {
     const domid = await domainId(ctl, ref.domain);
-    if (domid === undefined) return fail(`${ref.domain} is an invalid domain identifier (rc=-6)`);
+    if (domid === undefined) return fail(invalidDomain(ref.domain));
     const info = (await controlCall(ctl, {
       op: "blkfront",
       domid,

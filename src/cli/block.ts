@@ -14,9 +14,9 @@
 
 import type { BlockListRow } from "../host/blk-tools.ts";
 import { type ControlRequest, controlCall, controlPath } from "../host/control-client.ts";
-import type { DomainInfo } from "../hv/hypervisor.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
+import { domainId, invalidDomain } from "./domain-id.ts";
 
 const USAGES = {
   "block-attach": "xenlab block-attach <Domain> <disk-spec-component(s)>... [--socket PATH]",
@@ -24,13 +24,6 @@ const USAGES = {
   "block-list": "xenlab block-list <Domain(s)> [--socket PATH]",
 } as const;
 type BlockCommand = keyof typeof USAGES;
-
-/** libxl_domain_qualifier_to_domid: a domid, or the domain of that name; undefined if neither. */
-export async function domainId(ctl: string, q: string): Promise<number | undefined> {
-  if (/^\d+$/.test(q)) return Number(q);
-  const list = (await controlCall(ctl, { op: "list" })) as DomainInfo[];
-  return list.find((d) => d.name === q)?.domid;
-}
 
 /** xl block-list's table. */
 export function formatBlockList(rows: readonly BlockListRow[]): string {
@@ -72,7 +65,7 @@ async function main(cmd: BlockCommand, argv: string[]): Promise<number> {
       for (const q of positionals) {
         const domid = await domainId(ctl, q);
         if (domid === undefined) {
-          process.stderr.write(`${q} is an invalid domain identifier (rc=-6)\n`);
+          process.stderr.write(`${invalidDomain(q)}\n`);
           bad = true;
           continue;
         }
@@ -84,7 +77,7 @@ async function main(cmd: BlockCommand, argv: string[]): Promise<number> {
     const [q, ...rest] = positionals as [string, ...string[]];
     const domid = await domainId(ctl, q);
     if (domid === undefined) {
-      process.stderr.write(`${q} is an invalid domain identifier (rc=-6)\n`);
+      process.stderr.write(`${invalidDomain(q)}\n`);
       return 1;
     }
     const req: ControlRequest =

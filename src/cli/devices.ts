@@ -17,7 +17,7 @@ import {
 import { stateText } from "../xenbus/why-stuck.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { domainId } from "./block.ts";
+import { domainId, invalidDomain } from "./domain-id.ts";
 
 const USAGE = "usage: xenlab devices [DOMAIN] [--socket PATH]\n";
 
@@ -57,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     if (positionals[0] !== undefined) {
       domid = await domainId(ctl, positionals[0]);
       if (domid === undefined) {
-        process.stderr.write(`${positionals[0]} is an invalid domain identifier (rc=-6)\n`);
+        process.stderr.write(`${invalidDomain(positionals[0])}\n`);
         return 1;
       }
     }

@@ -33,6 +33,7 @@ import type { DomainInfo } from "../hv/hypervisor.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
+import { domainId, invalidDomain } from "./domain-id.ts";
 
 const USAGES: Record<string, string> = {
   create: "xenlab create [-f] FILE [KEY=VALUE...] [-q] | create NAME [--memory KIB]  [--socket PATH]",
@@ -77,13 +78,11 @@ class UsageError extends RangeError {}
 class InvalidDomainError extends Error {}
 
 /** libxl_domain_qualifier_to_domid: all digits is a domid, anything else a name. */
-async function domainId(ctl: string, q: string | undefined, what: string): Promise<number> {
+async function domainOf(ctl: string, q: string | undefined, what: string): Promise<number> {
   if (q === undefined || q === "") throw new UsageError(`${what} (a domid or a name) is required`);
-  if (/^\d+$/.test(q)) return Number(q);
-  const list = (await controlCall(ctl, { op: "list" })) as DomainInfo[];
-  const d = list.find((x) => x.name === q);
-  if (d === undefined) throw new InvalidDomainError(`${q} is an invalid domain identifier (rc=-6)`);
-  return d.domid;
+  const domid = await domainId(ctl, q);
+  if (domid === undefined) throw new InvalidDomainError(invalidDomain(q));
+  return domid;
 }
 
 export async function run(cmd: string, argv: string[]): Promise<number> {
@@ -114,17 +113,17 @@ export async function run(cmd: string, argv: string[]): Promise<number> {
       case "list": {
         let list = (await controlCall(ctl, { op: "list" })) as ListedDomain[];
         if (positionals[0] !== undefined) {
-          const domid = await domainId(ctl, positionals[0], "DOMAIN");
+          const domid = await domainOf(ctl, positionals[0], "DOMAIN");
           list = list.filter((d) => d.domid === domid);
         }
         process.stdout.write(formatList(list));
         return 0;
       }
       case "destroy":
-        await controlCall(ctl, { op: "destroy", domid: await domainId(ctl, positionals[0], "DOMAIN") });
+        await controlCall(ctl, { op: "destroy", domid: await domainOf(ctl, positionals[0], "DOMAIN") });
         return 0;
       case "insmod": {
-        const domid = await domainId(ctl, values.domain as string | undefined, "-d DOMAIN");
+        const domid = await domainOf(ctl, values.domain as string | undefined, "-d DOMAIN");
         const file = positionals[0];
         if (file === undefined) throw new UsageError("FILE is required");
         const url = pathToFileURL(resolve(file)).href;
@@ -132,21 +131,21 @@ export async function run(cmd: string, argv: string[]): Promise<number> {
         return 0;
       }
       case "rmmod": {
-        const domid = await domainId(ctl, values.domain as string | undefined, "-d DOMAIN");
+        const domid = await domainOf(ctl, values.domain as string | undefined, "-d DOMAIN");
         const name = positionals[0];
         if (name === undefined) throw new UsageError("NAME is required");
         await controlCall(ctl, { op: "rmmod", domid, name });
         return 0;
       }
       case "lsmod": {
-        const domid = await domainId(ctl, values.domain as string | undefined, "-d DOMAIN");
+        const domid = await domainOf(ctl, values.domain as string | undefined, "-d DOMAIN");
         const names = (await controlCall(ctl, { op: "lsmod", domid })) as string[];
         // One name a line, in load order, as the guest shell's own lsmod prints them.
         process.stdout.write(names.map((n) => `${n}\n`).join(""));
         return 0;
       }
       case "dmesg": {
-        const domid = await domainId(ctl, values.domain as string | undefined, "-d DOMAIN");
+        const domid = await domainOf(ctl, values.domain as string | undefined, "-d DOMAIN");
         if (values.follow === true) {
           // Until the domain is destroyed or the user interrupts (SIGINT ends the process); a
           // reader that goes away (`| head`) ends it too, quietly, as it ends `dmesg -w`.
