@@ -92,12 +92,17 @@ export const BUSY_HELP = `  --busy N       N CPU-bound threads spin beside both 
                  neighbours on a shared machine (default 0)
 `;
 
-/** What a busy neighbour runs: it says it has started, then spins on integer arithmetic for good. */
+/**
+ * What a busy neighbour runs: it says it has started, then spins on integer arithmetic for good.
+ * A dynamic import, which both a script and a module may use (an eval'd worker is a module when
+ * the process runs with --input-type=module).
+ */
 const SPIN = `
-const { parentPort } = require("node:worker_threads");
-parentPort.postMessage("spinning");
-let x = 1;
-for (;;) x = (Math.imul(x, 1103515245) + 12345) | 0;
+import("node:worker_threads").then(({ parentPort }) => {
+  parentPort.postMessage("spinning");
+  let x = 1;
+  for (;;) x = (Math.imul(x, 1103515245) + 12345) | 0;
+});
 `;
 
 /**
@@ -105,8 +110,8 @@ for (;;) x = (Math.imul(x, 1103515245) + 12345) | 0;
  * job's threads on a shared CI machine. They are all spinning before `fn` starts (so the xenlab
  * side and its baseline both run beside them, from the first measurement to the last) and are
  * terminated when it ends, however it ends (terminate() stops a worker even in an endless loop).
- * They are unref'd, so they never keep the process alive; on SIGINT they end with it, being its
- * threads. n = 0 runs `fn` alone.
+ * Once started they are unref'd, so they never keep the process alive; on SIGINT they end with
+ * it, being its threads. n = 0 runs `fn` alone.
  */
 export async function withBusy<T>(n: number, fn: () => Promise<T>): Promise<T> {
   const workers: Worker[] = [];
@@ -114,8 +119,8 @@ export async function withBusy<T>(n: number, fn: () => Promise<T>): Promise<T> {
   try {
     const started: Promise<void>[] = [];
     for (let i = 0; i < n; i++) {
-      const w = new Worker(SPIN, { eval: true });
-      w.unref();
+      // No execArgv: a plain thread, without the loaders (tsx) the process may run with.
+      const w = new Worker(SPIN, { eval: true, execArgv: [] });
       workers.push(w);
       started.push(
         new Promise((resolve, reject) => {
@@ -129,6 +134,9 @@ export async function withBusy<T>(n: number, fn: () => Promise<T>): Promise<T> {
       });
     }
     await Promise.all(started);
+    // Held until they have started (else the process might leave while it waits for them), then
+    // let go: they are no reason for the process to stay.
+    for (const w of workers) w.unref();
     const r = await fn();
     if (failed !== undefined) throw new Error(`A busy neighbour failed: ${errorMessage(failed)}`);
     return r;
