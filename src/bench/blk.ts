@@ -51,6 +51,10 @@ import type { GuestResult, GuestRun } from "./blk-guest.ts";
 import type { LoadResult, LoadSpec, Pattern } from "./blk-load.ts";
 import {
   alignColumns,
+  BUSY_HELP,
+  BUSY_OPTION,
+  type BusyOption,
+  busyHeader,
   eachRun,
   fmtRate,
   median,
@@ -58,9 +62,10 @@ import {
   parseOptions,
   rateLine,
   runBench,
+  withBusy,
 } from "./common.ts";
 
-export interface Options {
+export interface Options extends BusyOption {
   json: boolean;
   runs: number;
   /** Timed seconds per measurement. */
@@ -90,6 +95,7 @@ const DEFAULTS: Options = {
   seqQd: 1,
   frontArgs: [],
   backArgs: [],
+  busy: 0,
 };
 const QUICK: Partial<Options> = { runs: 1, seconds: 0.3, warmup: 0.1, sizeMiB: 16 };
 const MIB = 1024 * 1024;
@@ -131,7 +137,7 @@ image in the page cache (read in full before each measurement, fdatasync'ed afte
   --back-args A  xen_blkback's module arguments in dom0, space-separated (default none)
   --halt-poll-us N
                  each domain's halt-polling window, µs (default the host's, 1000; 0: off)
-  --quick        --runs ${QUICK.runs} --seconds ${QUICK.seconds} --warmup ${QUICK.warmup} --size ${QUICK.sizeMiB}
+${BUSY_HELP}  --quick        --runs ${QUICK.runs} --seconds ${QUICK.seconds} --warmup ${QUICK.warmup} --size ${QUICK.sizeMiB}
 `;
 
 function seconds(flag: string, v: string | undefined): number {
@@ -148,6 +154,7 @@ function moduleArgs(flag: string, v: string | undefined): string[] {
 }
 
 const OPTIONS: OptionTable<Options> = {
+  ...BUSY_OPTION,
   "--runs": (o, arg) => {
     o.runs = arg.int(1);
   },
@@ -339,6 +346,7 @@ function table(
   cs: readonly Case[],
   samples: Map<string, Record<Variant, number[]>>,
   costs: Map<string, Costs[]>,
+  busy: number,
 ): string {
   const rows: string[][] = [
     [
@@ -384,6 +392,7 @@ function table(
   }
   return [
     "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
+    ...busyHeader(busy),
     "medians over the runs; ratio: the median of each run's xenlab / node:fs; page cache warm and clean",
     "  for every measurement",
     "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
@@ -445,47 +454,50 @@ async function bench(o: Options): Promise<number> {
       [c, "xenlab"],
       [c, "node-fs"],
     ]);
-    await eachRun(o, order, async ([c, v]) => {
-      const spec = specOf(c, o);
-      await settleImage(image, false);
-      const limit = (o.warmup + o.seconds) * 1000 + SLACK_MS;
-      let r: LoadResult;
-      if (v === "xenlab") {
-        const b0 = await backStats();
-        const h0 = await halts();
-        const g = (await withTimeout(
-          h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec, buffers: c.buffers } satisfies GuestRun),
-          limit,
-          `${c.name} in the guest`,
-        )) as GuestResult;
-        const b1 = await backStats();
-        const h1 = await halts();
-        const n = Math.max(1, g.allOps);
-        costs.get(c.name)!.push({
-          reqs: g.front.requests / n,
-          kicksFront: g.front.kicks / n,
-          kicksBack: (b1.kicks - b0.kicks) / n,
-          ioCalls: (b1.ioCalls - b0.ioCalls) / n,
-          sleepsGuest: (h1.guest.slept - h0.guest.slept) / n,
-          sleepsDom0: (h1.dom0.slept - h0.dom0.slept) / n,
-        });
-        r = g;
-      } else {
-        r = await withTimeout(f.run(spec), limit, `${c.name} with node:fs`);
-      }
-      if (c.pattern.endsWith("write")) await settleImage(image, true);
-      samples.get(c.name)![v].push(figure(c, r));
-    });
+    // The neighbours spin from the first measurement to the last, not while the host starts.
+    await withBusy(o.busy, () =>
+      eachRun(o, order, async ([c, v]) => {
+        const spec = specOf(c, o);
+        await settleImage(image, false);
+        const limit = (o.warmup + o.seconds) * 1000 + SLACK_MS;
+        let r: LoadResult;
+        if (v === "xenlab") {
+          const b0 = await backStats();
+          const h0 = await halts();
+          const g = (await withTimeout(
+            h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec, buffers: c.buffers } satisfies GuestRun),
+            limit,
+            `${c.name} in the guest`,
+          )) as GuestResult;
+          const b1 = await backStats();
+          const h1 = await halts();
+          const n = Math.max(1, g.allOps);
+          costs.get(c.name)!.push({
+            reqs: g.front.requests / n,
+            kicksFront: g.front.kicks / n,
+            kicksBack: (b1.kicks - b0.kicks) / n,
+            ioCalls: (b1.ioCalls - b0.ioCalls) / n,
+            sleepsGuest: (h1.guest.slept - h0.guest.slept) / n,
+            sleepsDom0: (h1.dom0.slept - h0.dom0.slept) / n,
+          });
+          r = g;
+        } else {
+          r = await withTimeout(f.run(spec), limit, `${c.name} with node:fs`);
+        }
+        if (c.pattern.endsWith("write")) await settleImage(image, true);
+        samples.get(c.name)![v].push(figure(c, r));
+      }),
+    );
 
     if (o.json) {
       for (const c of cs) {
         const s = samples.get(c.name)!;
         process.stdout.write(
-          `${rateLine("blk", c.name, c.unit, median(s.xenlab), median(s["node-fs"]), "node-fs", pairedRatio(s))}\n`,
+          `${rateLine("blk", c.name, c.unit, median(s.xenlab), median(s["node-fs"]), "node-fs", pairedRatio(s), o.busy)}\n`,
         );
       }
     } else {
-      process.stdout.write(`${table(cs, samples, costs)}\n`);
+      process.stdout.write(`${table(cs, samples, costs, o.busy)}\n`);
     }
     return 0;
   } finally {

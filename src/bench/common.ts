@@ -1,10 +1,11 @@
-import { errorMessage } from "../lib/errors.ts";
 /**
  * What the `xenlab bench …` commands share: the command line (-h/--help, --json, --quick, unknown
  * options, whole-number values; exit code 2 on a bad option), the run order that alternates
- * between runs, medians, the rate format of the tables, column alignment, and the `--json` line
- * every benchmark prints.
+ * between runs, the busy neighbours of --busy, medians, the rate format of the tables, column
+ * alignment, and the `--json` line every benchmark prints.
  */
+import { Worker } from "node:worker_threads";
+import { errorMessage } from "../lib/errors.ts";
 
 /** The option being read and the arguments after it. */
 export interface OptionArgs {
@@ -73,6 +74,81 @@ export const TIMED_ROUNDS: OptionTable<TimedRounds> = {
     o.warmup = arg.int(0);
   },
 };
+
+/** Options of a benchmark that can run beside busy neighbours (--busy N). */
+export interface BusyOption {
+  busy: number;
+}
+
+/** --busy N: that many CPU-bound threads beside the measurement (withBusy). */
+export const BUSY_OPTION: OptionTable<BusyOption> = {
+  "--busy": (o, arg) => {
+    o.busy = arg.int(0);
+  },
+};
+
+/** The --busy line of a benchmark's --help. */
+export const BUSY_HELP = `  --busy N       N CPU-bound threads spin beside both sides' measurement, as busy
+                 neighbours on a shared machine (default 0)
+`;
+
+/**
+ * What a busy neighbour runs: it says it has started, then spins on integer arithmetic for good.
+ * A dynamic import, which both a script and a module may use (an eval'd worker is a module when
+ * the process runs with --input-type=module).
+ */
+const SPIN = `
+import("node:worker_threads").then(({ parentPort }) => {
+  parentPort.postMessage("spinning");
+  let x = 1;
+  for (;;) x = (Math.imul(x, 1103515245) + 12345) | 0;
+});
+`;
+
+/**
+ * Runs `fn` beside `n` busy neighbours: plain worker threads spinning on arithmetic, as another
+ * job's threads on a shared CI machine. They are all spinning before `fn` starts (so the xenlab
+ * side and its baseline both run beside them, from the first measurement to the last) and are
+ * terminated when it ends, however it ends (terminate() stops a worker even in an endless loop).
+ * Once started they are unref'd, so they never keep the process alive; on SIGINT they end with
+ * it, being its threads. n = 0 runs `fn` alone.
+ */
+export async function withBusy<T>(n: number, fn: () => Promise<T>): Promise<T> {
+  const workers: Worker[] = [];
+  let failed: Error | undefined;
+  try {
+    const started: Promise<void>[] = [];
+    for (let i = 0; i < n; i++) {
+      // No execArgv: a plain thread, without the loaders (tsx) the process may run with.
+      const w = new Worker(SPIN, { eval: true, execArgv: [] });
+      workers.push(w);
+      started.push(
+        new Promise((resolve, reject) => {
+          w.once("message", () => resolve());
+          w.once("error", reject);
+        }),
+      );
+      // A neighbour that fails after it started would leave the figures without their load.
+      w.on("error", (e) => {
+        failed ??= e;
+      });
+    }
+    await Promise.all(started);
+    // Held until they have started (else the process might leave while it waits for them), then
+    // let go: they are no reason for the process to stay.
+    for (const w of workers) w.unref();
+    const r = await fn();
+    if (failed !== undefined) throw new Error(`A busy neighbour failed: ${errorMessage(failed)}`);
+    return r;
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+/** The header line that says a benchmark ran beside busy neighbours; none without them. */
+export function busyHeader(n: number): string[] {
+  return n > 0 ? [`busy neighbours: ${n}`] : [];
+}
 
 /**
  * A benchmark's `run`: its options from `argv` (exit code 2 and the message on stderr if they are
@@ -156,7 +232,11 @@ export function alignColumns(rows: readonly string[][], left: (i: number, n: num
   );
 }
 
-/** One `--json` line of a benchmark; every benchmark prints these keys in this order. */
+/**
+ * One `--json` line of a benchmark; every benchmark prints these keys in this order, then `busy`
+ * (the number of busy neighbours) only when it ran beside some, so that a plain run's lines stay
+ * as they were.
+ */
 export interface BenchLine {
   bench: string;
   case: string;
@@ -165,6 +245,7 @@ export interface BenchLine {
   baseline: number | null;
   baseline_name: string;
   ratio: number | null;
+  busy?: number;
 }
 
 export function jsonLine(l: BenchLine): string {
@@ -176,6 +257,7 @@ export function jsonLine(l: BenchLine): string {
     baseline: l.baseline,
     baseline_name: l.baseline_name,
     ratio: l.ratio,
+    ...(l.busy !== undefined && l.busy > 0 ? { busy: l.busy } : {}),
   });
 }
 
@@ -191,13 +273,15 @@ function caseLine(
   xenlab: number,
   baseline: number,
   ratio: number,
+  busy = 0,
 ): string {
-  return jsonLine({ bench, case: name, unit, xenlab, baseline, baseline_name: baselineName, ratio });
+  return jsonLine({ bench, case: name, unit, xenlab, baseline, baseline_name: baselineName, ratio, busy });
 }
 
 /**
  * The `--json` line of a rate (higher is better): whole rates, ratio to 3 places: xenlab / baseline,
- * unless the bench gives its own (`bench blk`: the median of each run's ratio).
+ * unless the bench gives its own (`bench blk`: the median of each run's ratio); `busy`: the busy
+ * neighbours it ran beside.
  */
 export function rateLine(
   bench: string,
@@ -207,8 +291,9 @@ export function rateLine(
   b: number,
   baselineName: string,
   ratio: number = x / b,
+  busy = 0,
 ): string {
-  return caseLine(bench, name, unit, baselineName, Math.round(x), Math.round(b), places3(ratio));
+  return caseLine(bench, name, unit, baselineName, Math.round(x), Math.round(b), places3(ratio), busy);
 }
 
 /**

@@ -19,6 +19,10 @@
  */
 import {
   alignColumns,
+  BUSY_HELP,
+  BUSY_OPTION,
+  type BusyOption,
+  busyHeader,
   eachRun,
   fmtRate,
   fmtRuns,
@@ -29,15 +33,16 @@ import {
   runBench,
   TIMED_ROUNDS,
   type TimedRounds,
+  withBusy,
 } from "./common.ts";
 import type { PeerConfig, PeerReply, PeerSide } from "./evtchn-peer.ts";
 import { connectedDomains, runPeers } from "./pair.ts";
 
-export interface Options extends TimedRounds {
+export interface Options extends TimedRounds, BusyOption {
   json: boolean;
 }
 
-const DEFAULTS: Options = { json: false, runs: 9, warmup: 1000, rounds: 10000 };
+const DEFAULTS: Options = { json: false, runs: 9, warmup: 1000, rounds: 10000, busy: 0 };
 const QUICK: Partial<Options> = { runs: 3, warmup: 500, rounds: 3000 };
 const TIMEOUT_MS = 10_000;
 
@@ -60,11 +65,11 @@ against a bare Atomics.wait/notify ping-pong between two plain workers, in the s
   --runs N       runs, medians reported (default ${DEFAULTS.runs})
   --rounds N     timed round trips per run and variant (default ${DEFAULTS.rounds})
   --warmup N     untimed round trips first (default ${DEFAULTS.warmup})
-  --quick        --runs ${QUICK.runs} --rounds ${QUICK.rounds} --warmup ${QUICK.warmup}
+${BUSY_HELP}  --quick        --runs ${QUICK.runs} --rounds ${QUICK.rounds} --warmup ${QUICK.warmup}
 `;
 
 export function parseArgs(argv: readonly string[]): Options | "help" {
-  return parseOptions("evtchn", argv, DEFAULTS, QUICK, TIMED_ROUNDS);
+  return parseOptions("evtchn", argv, DEFAULTS, QUICK, { ...TIMED_ROUNDS, ...BUSY_OPTION });
 }
 
 /** One round of one variant in two fresh workers: round trips per second. */
@@ -92,7 +97,7 @@ async function measure(v: VariantId, o: Options): Promise<number> {
   return o.rounds / rp.seconds;
 }
 
-function table(samples: Map<VariantId, number[]>): string {
+function table(samples: Map<VariantId, number[]>, busy: number): string {
   const rows: string[][] = [
     ["case", "xenlab rt/s", "µs/rt", "baseline rt/s", "µs/rt", "ratio", "paired", "runs (xenlab)"],
   ];
@@ -115,6 +120,7 @@ function table(samples: Map<VariantId, number[]>): string {
   const base = median(samples.get("atomics")!);
   return [
     "evtchn: notify round trips between two workers; baseline: bare Atomics.wait/notify ping-pong",
+    ...busyHeader(busy),
     ...alignColumns(rows, (i, n) => i === 0 || i === n - 1),
     `baseline runs: ${fmtRuns(samples.get("atomics")!)} (median ${fmtRate(base)})`,
     "goal: ratio ≥ 0.77 (within 1.3× of the baseline)",
@@ -127,17 +133,19 @@ export function run(argv: string[]): Promise<number> {
 
 async function bench(o: Options): Promise<number> {
   const samples = new Map<VariantId, number[]>(VARIANTS.map((v) => [v, []]));
-  await eachRun(o, VARIANTS, async (v) => {
-    samples.get(v)!.push(await measure(v, o));
-  });
+  await withBusy(o.busy, () =>
+    eachRun(o, VARIANTS, async (v) => {
+      samples.get(v)!.push(await measure(v, o));
+    }),
+  );
   if (o.json) {
     for (const c of CASES) {
       const x = median(samples.get(c.xenlab)!);
       const b = median(samples.get(c.baseline)!);
-      process.stdout.write(`${rateLine("evtchn", c.name, "rt/s", x, b, "atomics")}\n`);
+      process.stdout.write(`${rateLine("evtchn", c.name, "rt/s", x, b, "atomics", x / b, o.busy)}\n`);
     }
   } else {
-    process.stdout.write(`${table(samples)}\n`);
+    process.stdout.write(`${table(samples, o.busy)}\n`);
   }
   return 0;
 }

@@ -26,6 +26,10 @@ import { ringSize } from "../ring/ring.ts";
 import { XEN_PAGE_SIZE } from "../xen/xen.ts";
 import {
   alignColumns,
+  BUSY_HELP,
+  BUSY_OPTION,
+  type BusyOption,
+  busyHeader,
   eachRun,
   fmtRate,
   fmtRuns,
@@ -37,16 +41,17 @@ import {
   runBench,
   TIMED_ROUNDS,
   type TimedRounds,
+  withBusy,
 } from "./common.ts";
 import { connectedDomains, runPeers } from "./pair.ts";
 import type { RingPeerConfig, RingPeerReply, RingPeerSide } from "./ring-peer.ts";
 
-export interface Options extends TimedRounds {
+export interface Options extends TimedRounds, BusyOption {
   json: boolean;
   batches: number[];
 }
 
-const DEFAULTS: Options = { json: false, runs: 9, warmup: 500, rounds: 5000, batches: [1, 8, 32] };
+const DEFAULTS: Options = { json: false, runs: 9, warmup: 500, rounds: 5000, batches: [1, 8, 32], busy: 0 };
 const QUICK: Partial<Options> = { runs: 1, warmup: 50, rounds: 300 };
 const TIMEOUT_MS = 10_000;
 const SIZES = [64, 112] as const;
@@ -72,11 +77,12 @@ between two plain workers, in the same run. Synchronous batches: B requests, the
   --rounds N     timed batches per run and variant (default ${DEFAULTS.rounds})
   --warmup N     untimed batches first (default ${DEFAULTS.warmup})
   --batches LIST batch sizes, comma-separated, each 1 to the ring's 32 slots (default ${DEFAULTS.batches.join(",")})
-  --quick        --runs ${QUICK.runs} --rounds ${QUICK.rounds} --warmup ${QUICK.warmup}
+${BUSY_HELP}  --quick        --runs ${QUICK.runs} --rounds ${QUICK.rounds} --warmup ${QUICK.warmup}
 `;
 
 const OPTIONS: OptionTable<Options> = {
   ...TIMED_ROUNDS,
+  ...BUSY_OPTION,
   "--batches": (o, arg) => {
     const list = (arg.next() ?? "").split(",").map(Number);
     const slots = Math.min(...SIZES.map((s) => ringSize(XEN_PAGE_SIZE, s)));
@@ -150,7 +156,7 @@ type Samples = Map<string, { xenlab: Sample[]; base: Sample[] }>;
 
 const rates = (xs: readonly Sample[]): number[] => xs.map((x) => x.rate);
 
-function table(cs: readonly Case[], samples: Samples): string {
+function table(cs: readonly Case[], samples: Samples, busy: number): string {
   const rows: string[][] = [
     [
       "case",
@@ -183,6 +189,7 @@ function table(cs: readonly Case[], samples: Samples): string {
   }
   return [
     "ring: requests + responses through a one-page ring between two domains; baseline: bare SAB SPSC queues",
+    ...busyHeader(busy),
     "ops/s = requests completed per second; batchB = B requests published at once, then their B responses",
     "kicks, sleeps: per request, both sides, xenlab|baseline (medians; paired = median of per-run ratios)",
     ...alignColumns(rows, (i, n) => i === 0 || i >= n - 2).map((l) => l.trimEnd()),
@@ -202,19 +209,21 @@ async function bench(o: Options): Promise<number> {
     [c, "xenlab"],
     [c, "sab-spsc"],
   ]);
-  await eachRun(o, order, async ([c, v]) => {
-    const s = samples.get(c.name)!;
-    (v === "xenlab" ? s.xenlab : s.base).push(await measure(c, v, o));
-  });
+  await withBusy(o.busy, () =>
+    eachRun(o, order, async ([c, v]) => {
+      const s = samples.get(c.name)!;
+      (v === "xenlab" ? s.xenlab : s.base).push(await measure(c, v, o));
+    }),
+  );
   if (o.json) {
     for (const c of cs) {
       const s = samples.get(c.name)!;
       const x = median(rates(s.xenlab));
       const b = median(rates(s.base));
-      process.stdout.write(`${rateLine("ring", c.name, "ops/s", x, b, "sab-spsc")}\n`);
+      process.stdout.write(`${rateLine("ring", c.name, "ops/s", x, b, "sab-spsc", x / b, o.busy)}\n`);
     }
   } else {
-    process.stdout.write(`${table(cs, samples)}\n`);
+    process.stdout.write(`${table(cs, samples, o.busy)}\n`);
   }
   return 0;
 }

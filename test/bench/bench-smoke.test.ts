@@ -1,6 +1,7 @@
 /**
- * Smoke test of `xenlab bench xenstore`: a --quick --json run against the reference C
- * xenstored, checking the shape of the output only. Timings never go in tests.
+ * Smoke tests of `xenlab bench xenstore` (a --quick --json run against the reference C xenstored)
+ * and of --busy in the data-path benchmarks (ring, evtchn, blk), checking the shape of the output
+ * only. Timings never go in tests.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -49,5 +50,31 @@ describe("xenlab bench xenstore", () => {
     const r = await runBench(["xenstore", "--no-such-option"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /Unknown option '--no-such-option'/);
+  });
+});
+
+describe("xenlab bench ring|evtchn|blk --busy", () => {
+  for (const bench of ["ring", "evtchn", "blk"]) {
+    it(`${bench}: every JSON line carries busy: 1 with --quick --busy 1 --json`, {
+      timeout: 120_000,
+    }, async () => {
+      const r = await runBench([bench, "--quick", "--busy", "1", "--json"]);
+      assert.equal(r.code, 0, `bench failed:\n${r.err}`);
+      const lines = r.out.trim().split("\n");
+      assert.ok(lines.length > 0);
+      for (const line of lines) {
+        const o = JSON.parse(line) as Record<string, unknown>;
+        assert.deepEqual(Object.keys(o), [...BENCH_JSON_KEYS, "busy"]);
+        assert.equal(o.bench, bench);
+        assert.equal(o.busy, 1);
+        for (const k of ["xenlab", "baseline", "ratio"]) assert.ok(Number.isFinite(o[k]), `${k} in ${line}`);
+      }
+    });
+  }
+
+  it("rejects a --busy that is not a whole number with exit code 2", async () => {
+    const r = await runBench(["ring", "--busy", "-1"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /Option '--busy' needs a whole number/);
   });
 });
