@@ -5,8 +5,9 @@
  * `{ ok: false, error }`).
  */
 import type { MessagePort, Worker } from "node:worker_threads";
-import { type DomainEventsBoot, EventChannels } from "../hv/evtchn.ts";
+import { EventChannels } from "../hv/evtchn.ts";
 import { siblingModule, spawnWorker } from "../lib/spawn.ts";
+import type { DomainEventsBoot } from "../xen/evtchn-abi.ts";
 import { DOMID_SELF } from "../xen/xen.ts";
 
 /** One domain's end of the event channel: its boot record and its port. */

@@ -68,16 +68,6 @@ import {
 } from "../xen/evtchn-abi.ts";
 import { DOMID_FIRST_RESERVED, DOMID_SELF } from "../xen/xen.ts";
 
-export {
-  type DomainEventsBoot,
-  EVTCHN_2L_NR_CHANNELS,
-  EVTCHN_LAYOUT,
-  EVTCHN_MAX_VCPUS,
-  EVTCHNSTAT,
-  type EvtchnStat,
-  XEN_ERRNO,
-} from "../xen/evtchn-abi.ts";
-
 /** `NR_VIRQS` of xen.h. */
 export const NR_VIRQS = 24;
 

@@ -37,10 +37,11 @@ import {
   type KernelMessage,
   SCHED,
 } from "../xen/domain-boot.ts";
+import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { GNTTAB_RESERVED, GrantTableFrames, grantForeignAccess } from "../xen/grant-table-abi.ts";
 import { type HypercallRequest, HypercallServer, newControlWord } from "../xen/hypercall.ts";
 import { DOMID_FIRST_RESERVED, XEN_PAGE_SIZE } from "../xen/xen.ts";
-import { EventChannels, XEN_ERRNO } from "./evtchn.ts";
+import { EventChannels } from "./evtchn.ts";
 import { type GrantDomain, GrantTables } from "./grant-table.ts";
 
 /** Default memory of a domain: 1 MiB (256 pages), populated on demand. */
@@ -406,19 +407,14 @@ export class Hypervisor {
       case "insmod-done":
       case "rmmod-done":
       case "call-done":
-      case "attribute-done": {
-        const r = d.requests.get(m.id);
-        if (r === undefined) return;
-        d.requests.delete(m.id);
-        if (m.error !== undefined) r.reject(new Error(m.error));
-        else r.resolve(m.kind === "insmod-done" ? m.name : m.kind === "rmmod-done" ? undefined : m.result);
-        return;
-      }
+      case "attribute-done":
       case "lsmod-done": {
         const r = d.requests.get(m.id);
         if (r === undefined) return;
         d.requests.delete(m.id);
-        r.resolve(m.names);
+        if (m.kind === "lsmod-done") r.resolve(m.names);
+        else if (m.error !== undefined) r.reject(new Error(m.error));
+        else r.resolve(m.kind === "insmod-done" ? m.name : m.kind === "rmmod-done" ? undefined : m.result);
         return;
       }
     }

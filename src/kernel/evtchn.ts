@@ -82,8 +82,6 @@ import {
   XEN_ERRNO,
 } from "../xen/evtchn-abi.ts";
 
-export { EVTCHNSTAT, XEN_ERRNO } from "../xen/evtchn-abi.ts";
-
 export type EventHandler = (port: number) => void;
 
 /** A vCPU's event-channel boot record, as the guest sees it (`DomainEventsBoot`). */

@@ -11,17 +11,17 @@ import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { Worker } from "node:worker_threads";
+import { EventChannels } from "../../src/hv/evtchn.ts";
+import { EventChannelUpcall } from "../../src/kernel/evtchn.ts";
+import { spawnWorker } from "../../src/lib/spawn.ts";
 import {
   type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
   EVTCHN_LAYOUT,
   EVTCHN_MAX_VCPUS,
   EVTCHNSTAT,
-  EventChannels,
   XEN_ERRNO,
-} from "../../src/hv/evtchn.ts";
-import { EventChannelUpcall } from "../../src/kernel/evtchn.ts";
-import { spawnWorker } from "../../src/lib/spawn.ts";
+} from "../../src/xen/evtchn-abi.ts";
 import { DOMID_SELF } from "../../src/xen/xen.ts";
 import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
 import type { VcpuPeerData, VcpuPeerResult } from "./fixtures/evtchn-vcpu-peer.ts";

@@ -6,15 +6,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
+import { EventChannels } from "../../src/hv/evtchn.ts";
+import { EventChannelUpcall } from "../../src/kernel/evtchn.ts";
 import {
   type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
+  EVTCHN_LAYOUT,
   EVTCHNSTAT,
-  EventChannels,
   XEN_ERRNO,
-} from "../../src/hv/evtchn.ts";
-import { EventChannelUpcall } from "../../src/kernel/evtchn.ts";
-import { EVTCHN_LAYOUT } from "../../src/xen/evtchn-abi.ts";
+} from "../../src/xen/evtchn-abi.ts";
 import { DOMID_SELF } from "../../src/xen/xen.ts";
 import type { PeerData, PeerResult } from "./fixtures/evtchn-peer.ts";
 

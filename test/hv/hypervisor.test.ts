@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import type { Host } from "../../src/host/host.ts";
-import { EVTCHNSTAT } from "../../src/hv/evtchn.ts";
+import { EVTCHNSTAT } from "../../src/xen/evtchn-abi.ts";
 import { GNTST } from "../../src/xen/grant-table-abi.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
 import { startHost, type TestHost } from "../helpers/host.ts";
