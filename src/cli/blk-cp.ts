@@ -404,9 +404,7 @@ function receiveFrames(
       },
       () => flush(),
     );
-    const onError = (e: NodeJS.ErrnoException): void => {
-      // A reader that closed stdout (`blk-cp … - | head`): leave as a killed writer does (main.ts).
-      if (out === process.stdout && e.code === "EPIPE") process.exit(128 + 13);
+    const onError = (e: Error): void => {
       outErr ??= e;
       s.destroy();
     };
