@@ -40,11 +40,14 @@ function listDomains(h: Host): ListedDomain[] {
 export class ControlServer {
   readonly #host: Host;
   readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
   #listener: UnixListener | null = null;
 
   constructor(host: Host) {
     this.#host = host;
     this.#server = createServer((s) => {
+      this.#sockets.add(s);
+      s.on("close", () => this.#sockets.delete(s));
       let buf = Buffer.alloc(0);
       const onData = (d: Buffer): void => {
         buf = Buffer.concat([buf, d]);
@@ -86,7 +89,12 @@ export class ControlServer {
     this.#listener = await listenUnix(this.#server, path);
   }
 
+  /**
+   * Stops listening and ends every connection: a stream (`dmesg -f`, `console`, `blk-cp`) would
+   * otherwise hold the server open, and with it the host's exit, as long as its client waits.
+   */
   close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
     return closeUnix(this.#server, this.#listener);
   }
 
