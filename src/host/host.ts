@@ -146,7 +146,15 @@ export class Host {
    * `targetKib` is the memory target written for the guest (default: all its pages). A name
    * must be given and not be another domain's, as libxl__domain_rename insists.
    */
-  async createDomain(opts: CreateOptions & { readonly targetKib?: number }): Promise<DomainInfo> {
+  async createDomain(
+    opts: CreateOptions & {
+      readonly targetKib?: number;
+      /** Runs before the unpause (a restore adds the saved devices there, as libxl does). */
+      readonly beforeUnpause?: (domid: number) => Promise<void>;
+      /** Leave it paused (a migration's receiver, until the sender clears it). */
+      readonly paused?: boolean;
+    },
+  ): Promise<DomainInfo> {
     if (opts.name === "") throw new RangeError("Domain name must be specified.");
     if (this.hv.list().some((d) => d.name === opts.name))
       throw new RangeError(`Domain with name "${opts.name}" already exists.`);
@@ -157,8 +165,11 @@ export class Host {
       await this.xs.introduce(domid, info.store.gfn, info.store.port);
       // libxl's domcreate_launch_dm: the primary console, which xenconsoled then connects.
       await this.xs.transaction((t) => addPrimaryConsole(t, domid, info.console));
-      this.hv.unpause(domid);
-      await this.hv.ready(domid);
+      await opts.beforeUnpause?.(domid);
+      if (opts.paused !== true) {
+        this.hv.unpause(domid);
+        await this.hv.ready(domid);
+      }
     } catch (e) {
       await this.destroyDomain(domid);
       throw e;

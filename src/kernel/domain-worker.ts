@@ -10,6 +10,7 @@ import { errorMessage } from "../lib/errors.ts";
 import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
 import { Kernel } from "./kernel.ts";
 import { GuestShell } from "./shell.ts";
+import { watchShutdown } from "./suspend.ts";
 
 const boot = workerData as DomainBoot;
 const port = parentPort;
@@ -84,13 +85,26 @@ port.on("message", (m: HostMessage) => {
   }
 });
 
-for (const url of boot.modules) {
-  try {
-    await kernel.insmod(url);
-  } catch (e) {
-    kernel.printk(`insmod ${url}: ${errorMessage(e)}`);
+if (boot.restore === undefined) {
+  for (const url of boot.modules) {
+    try {
+      await kernel.insmod(url);
+    } catch (e) {
+      kernel.printk(`insmod ${url}: ${errorMessage(e)}`);
+    }
+  }
+} else {
+  // A restored domain: its modules come back from the image (src/kernel/suspend.ts).
+  kernel.printk(`xen:manage: restored: ${boot.restore.modules.length} module(s) resuming`);
+  for (const m of boot.restore.modules) {
+    try {
+      await kernel.restoreModule(m);
+    } catch (e) {
+      kernel.printk(`restore of ${m.name}: ${errorMessage(e)}`);
+    }
   }
 }
+if (!boot.privileged) watchShutdown(kernel);
 // A guest's getty on hvc0, last, as init starts it after the drivers.
 if (kernel.console !== null) new GuestShell(kernel).start();
 post({ kind: "ready" });

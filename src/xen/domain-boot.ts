@@ -42,6 +42,32 @@ export interface DomainBoot {
   /** One int32 shared by every domain: threads polling now; at most `pollLimit` may. */
   readonly pollers: SharedArrayBuffer;
   readonly pollLimit: number;
+  /**
+   * Set when the domain is a restored one (`xenlab restore`, a migration's receiver): its pages
+   * are the saved ones, and instead of booting its modules afresh the kernel loads each saved
+   * module again and hands it what it saved (docs/save-format.md).
+   */
+  readonly restore?: KernelImage;
+}
+
+/** A module as the kernel saved it at suspend: how to load it again and what it asked to keep. */
+export interface SavedModule {
+  readonly name: string;
+  readonly url: string;
+  readonly args: readonly string[];
+  /** What the module's `save()` returned; null: it has none (it is loaded anew with `init`). */
+  readonly state: Uint8Array | null;
+}
+
+/**
+ * What a kernel keeps across save and restore beyond its pages. Linux keeps a driver's state in
+ * guest memory, which the save file carries; a worker's heap is not guest memory, so each module
+ * and each kernel subsystem (XenBus) puts what it must keep into bytes at suspend.
+ */
+export interface KernelImage {
+  readonly modules: readonly SavedModule[];
+  /** By subsystem name (`xenbus`). */
+  readonly subsystems: Readonly<Record<string, Uint8Array>>;
 }
 
 /**
@@ -62,6 +88,12 @@ export interface Hypercalls {
   memory_populate(): unknown;
   /** XENMEM_decrease_reservation for one page. */
   memory_release(gfn: number): number;
+  /**
+   * SCHEDOP_shutdown(SHUTDOWN_suspend) with what the kernel keeps: the vCPU stops here while the
+   * toolstack saves the domain. Returns 1 when the domain goes on where it was (a checkpoint, or
+   * a cancelled save or migration); a saved domain is destroyed and never returns.
+   */
+  sched_suspend(image: KernelImage): number;
 }
 
 export type HypercallName = keyof Hypercalls;
