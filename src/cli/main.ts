@@ -16,6 +16,11 @@ function block(summary: string, fn: "attach" | "detach" | "list"): Subcommand {
   return { summary, run: async (_name, argv) => (await import("./block.ts"))[fn](argv) };
 }
 
+/** A save, restore or migrate command: src/cli/save.ts exports one function a command. */
+function saveCmd(summary: string, fn: "save" | "restore" | "migrate"): Subcommand {
+  return { summary, run: async (_name, argv) => (await import("./save.ts"))[fn](argv) };
+}
+
 const XENLAB: CommandTable = {
   prog: "xenlab",
   args: "<command> [args]",
@@ -43,6 +48,9 @@ const XENLAB: CommandTable = {
       "attach to a guest's PV console: console DOMAIN (Ctrl-] detaches)",
       () => import("./console.ts"),
     ),
+    save: saveCmd("save a guest to a file (as xl save): save [-c] DOMAIN FILE", "save"),
+    restore: saveCmd("restore a saved guest (as xl restore): restore FILE", "restore"),
+    migrate: saveCmd("send a guest to another xenlab host (as xl migrate): migrate DOMAIN HOST", "migrate"),
     devices: command(
       "every XenBus device, both ends' states and why it is stuck: devices [DOMAIN]",
       () => import("./devices.ts"),

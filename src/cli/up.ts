@@ -10,6 +10,7 @@ import { ControlServer } from "../host/control.ts";
 import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
+import { listenMigration } from "../host/migrate.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -33,6 +34,10 @@ const USAGE = `usage: xenlab up [options]
                       (default: the socket's directory/console)
   --halt-poll-us N    each domain polls up to N µs for an event before it sleeps,
                       adapting as KVM's halt_poll_ns (default 1000; 0: never)
+  --migrate-listen [HOST:]PORT
+                      also take guests sent with 'xenlab migrate DOMAIN HOST:PORT' on
+                      this TCP port (HOST default 127.0.0.1); the control socket takes
+                      them from 'xenlab migrate DOMAIN SOCKET' always
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -45,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
     "log-format": { type: "string" },
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
+    "migrate-listen": { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
@@ -85,11 +91,15 @@ export async function run(argv: string[]): Promise<number> {
   });
   honourShutdownActions(host, (msg) => log.warn(msg));
   const control = new ControlServer(host);
+  const migrateAt = values["migrate-listen"] as string | undefined;
+  let migration: Awaited<ReturnType<typeof listenMigration>> | null = null;
   try {
     await host.listen(socket);
     await control.listen(ctl);
+    if (migrateAt !== undefined) migration = await listenMigration(host, migrateAt);
   } catch (e) {
     // Another daemon won the path since the check: stop, removing only our own socket.
+    migration?.close();
     await control.close();
     await host.stop();
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
@@ -105,11 +115,13 @@ export async function run(argv: string[]): Promise<number> {
         .map((d) => `${d.name} (${d.domid})`)
         .join(", ")} running (pid ${process.pid})\n`,
   );
+  if (migration !== null) process.stdout.write(`xenlab up: taking migrations on ${migrateAt}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
+  migration?.close();
   await control.close();
   await host.stop();
   return 0;

@@ -4,8 +4,9 @@
  * save leaves no half file; any failure after the suspend resumes the guest where it was
  * (libxl's "Failed to save domain, resuming domain"). A file that does not decode builds nothing.
  */
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { constants } from "node:fs";
+import { access, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { errorMessage } from "../lib/errors.ts";
 import type { Host } from "./host.ts";
 import {
@@ -36,6 +37,14 @@ export async function saveToFile(
 ): Promise<SaveResult> {
   const { name } = requireGuest(host, domid, "save");
   const path = resolve(opts.cwd ?? process.cwd(), file);
+  // As xl opens the file first: a place it cannot be written leaves the guest untouched.
+  try {
+    await access(dirname(path), constants.W_OK);
+  } catch (e) {
+    throw new Error(
+      `Cannot save ${name} (${domid}): cannot write in ${dirname(path)}: ${(e as NodeJS.ErrnoException).code}`,
+    );
+  }
   await suspendGuest(host, domid);
   const t0 = performance.now();
   let bytes: Uint8Array;

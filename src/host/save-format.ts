@@ -138,7 +138,7 @@ function lengthPrefixed(head: Uint8Array, rest: Uint8Array): Uint8Array {
 /** Decodes a save file; a SaveFileError says what is wrong with it. */
 export function decodeSaveFile(bytes: Uint8Array): SaveFile {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.byteLength < HEADER + TRAILER || dec.decode(bytes.subarray(0, 16)) !== SAVE_MAGIC)
+  if (bytes.byteLength < HEADER + TRAILER || !enc.encode(SAVE_MAGIC).every((b, i) => bytes[i] === b))
     throw new SaveFileError("Cannot restore: not a xenlab save file (no 'xenlab saved dom' header)");
   const version = v.getUint32(16, true);
   if (version !== SAVE_VERSION)
