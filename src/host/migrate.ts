@@ -230,8 +230,9 @@ async function receive(host: Host, s: Socket, r: StreamReader): Promise<void> {
     send(s, { msg: MIGRATE.result, status: 0, domid });
     domid = null;
   } catch (e) {
-    send(s, { msg: MIGRATE.result, status: 1, error: errorMessage(e) });
+    // Its copy gone first, so that a sender told so may take its own back at once.
     if (domid !== null) await host.destroyDomain(domid).catch(() => {});
+    send(s, { msg: MIGRATE.result, status: 1, error: errorMessage(e) });
   } finally {
     s.end();
   }

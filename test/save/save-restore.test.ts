@@ -6,7 +6,7 @@
  * writes go on. A checkpoint (-c) keeps the guest running, its devices untouched.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Host } from "../../src/host/host.ts";
@@ -98,5 +98,34 @@ describe("save and restore a guest with a console, a disk and alice_dev", () => 
       assert.deepEqual(disk.subarray(i * 512, (i + 1) * 512), Buffer.from(pattern(i)), `sector ${i}`);
     }
     fx = { ...fx, domU: domid };
+  });
+
+  it("refuses a truncated or corrupted file, or a taken name, and builds nothing", async () => {
+    const file = join(fx.dir, "busy.save");
+    const bytes = readFileSync(file);
+    const names = () => host.hv.list().map((d) => `${d.domid}:${d.name}`);
+    const was = names();
+    // The saved guest was restored and still runs: xl's answer, and how to get past it.
+    await assert.rejects(
+      restoreFromFile(host, file),
+      /^RangeError: Cannot restore busy: Domain with name "busy" already exists\. \(xenlab destroy it first\)$/,
+    );
+    const cut = join(fx.dir, "cut.save");
+    writeFileSync(cut, bytes.subarray(0, bytes.length - 5000));
+    await assert.rejects(
+      restoreFromFile(host, cut),
+      /the save file is truncated \(\d+ bytes, its header says \d+\)/,
+    );
+    const bad = Buffer.from(bytes);
+    bad[bad.length >> 1] = (bad[bad.length >> 1] ?? 0) ^ 0x40;
+    const corrupt = join(fx.dir, "corrupt.save");
+    writeFileSync(corrupt, bad);
+    await assert.rejects(
+      restoreFromFile(host, corrupt),
+      /the save file is corrupted \(its SHA-256 does not match\)/,
+    );
+    writeFileSync(corrupt, "not a save file at all\n");
+    await assert.rejects(restoreFromFile(host, corrupt), /not a xenlab save file/);
+    assert.deepEqual(names(), was, "nothing was created");
   });
 });
