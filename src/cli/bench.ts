@@ -34,6 +34,10 @@ const BENCHES: CommandTable = {
       "4 KiB random and 1 MiB sequential I/O through a guest's PV disk vs node:fs on the same image",
       () => import("../bench/blk.ts"),
     ),
+    migrate: command(
+      "a guest's downtime when migrated (and saved and restored) vs creating it with its disk",
+      () => import("../bench/migrate.ts"),
+    ),
     "blk-cp": command(
       "xenlab blk-cp of a file into a guest's disk vs cp of the same file onto an image",
       () => import("../bench/blk-cp.ts"),
