@@ -150,7 +150,7 @@ export async function waitDevicesConnected(host: Host, domid: number, timeoutMs 
     if (left.length === 0) return;
     if (Date.now() > deadline)
       throw new Error(
-        `Devices of domain ${domid} not Connected after ${timeoutMs / 1000} s: ${left.join(", ")}`,
+        `Devices of domain ${domid} not Connected after ${timeoutMs / 1000} s: ${left.join(", ")} (is each backend's driver loaded in dom0? 'xenlab devices' says why)`,
       );
     await new Promise((r) => setTimeout(r, 20));
   }
