@@ -125,6 +125,8 @@ export async function restoreGuest(host: Host, f: SaveFile, opts: RestoreOptions
     },
   });
   if (domain.config !== undefined) host.configs.set(info.domid, domain.config);
+  // Paused (a migration's receiver): ready to unpause only once its modules are read in.
+  if (opts.paused === true) await host.hv.built(info.domid);
   return info;
 }
 

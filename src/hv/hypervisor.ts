@@ -144,6 +144,8 @@ interface Dom extends GrantDomain {
   state: DomainState;
   /** Resolves when the kernel says it booted (or rejects if it died first). */
   readonly ready: Promise<void>;
+  /** Resolves when its worker has read in its code and waits for the first unpause. */
+  readonly built: Promise<void>;
   readonly requests: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
   readonly exited: Promise<void>;
   /** While suspended: what the kernel saved, and how to let its vCPU go on (1: in place). */
@@ -252,6 +254,9 @@ export class Hypervisor {
       readyReject = rej;
     });
     ready.catch(() => {});
+    let builtResolve!: () => void;
+    const built = Promise.race([new Promise<void>((res) => (builtResolve = res)), ready]);
+    built.catch(() => {});
     const d: Dom = {
       domid,
       name: opts.name,
@@ -271,6 +276,7 @@ export class Hypervisor {
       onSuspend: new Set(),
       state: "paused",
       ready,
+      built,
       requests: new Map(),
       exited: exitCode.then((code) => {
         const byItself = d.state !== "dying";
@@ -291,7 +297,9 @@ export class Hypervisor {
       this.#log.error({ domid, err: err.message }, `domain ${domid} (${d.name}) crashed`);
       this.#kernelLog(d, `Kernel panic: ${err.message}`);
     });
-    worker.on("message", (m: KernelMessage) => this.#kernelMessage(d, m, readyResolve));
+    worker.on("message", (m: KernelMessage) =>
+      m.kind === "built" ? builtResolve() : this.#kernelMessage(d, m, readyResolve),
+    );
     this.#domains.set(domid, d);
     this.#log.info({ domid, domain: opts.name }, `domain ${domid} (${opts.name}) created`);
     return this.#info(d);
@@ -366,6 +374,11 @@ export class Hypervisor {
   /** Renames a domain (libxl_domain_rename; the toolstack writes its XenStore `name`). */
   rename(domid: number, name: string): void {
     this.#get(domid).name = name;
+  }
+
+  /** Resolves once a paused domain's worker has read in its code (a restored one's modules). */
+  built(domid: number): Promise<void> {
+    return this.#get(domid).built;
   }
 
   /** Resolves once the domain's kernel has booted (run unpause() first). */

@@ -7,6 +7,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { errorMessage } from "../lib/errors.ts";
+import { loadModule } from "../lib/module-loader.ts";
 import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
 import { Kernel } from "./kernel.ts";
 import { GuestShell } from "./shell.ts";
@@ -38,6 +39,13 @@ const post = (m: KernelMessage): void => {
   port.postMessage(m);
 };
 
+// A restored domain's modules are read in while it is still being built, as their code is part
+// of the image the receiver loads before it may be unpaused: the kernel's loads below (numbered
+// from 1, in the same order) then find them ready, and the unpause does not wait for them.
+if (boot.restore !== undefined)
+  await Promise.allSettled(boot.restore.modules.map((m, i) => loadModule(m.url, i + 1)));
+
+post({ kind: "built" });
 // Created paused: no kernel code runs before the first unpause.
 const sched = new Int32Array(boot.sched);
 while (Atomics.load(sched, 0) === SCHED.paused) Atomics.wait(sched, 0, SCHED.paused);

@@ -103,6 +103,8 @@ export type KernelMessage =
   /** Kernel log lines, oldest first (a worker batches the lines of one turn into one message). */
   | { readonly kind: "log"; readonly lines: readonly string[] }
   | { readonly kind: "ready" }
+  /** Its code is in (a restored domain's modules read): it waits for the first unpause. */
+  | { readonly kind: "built" }
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
   /** The names of the loaded modules, in load order (`lsmod`). */
