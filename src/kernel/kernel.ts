@@ -340,11 +340,6 @@ export class Kernel {
     return this.#boot.restore?.subsystems[name];
   }
 
-  /** True in a domain built from a save file. */
-  get isRestored(): boolean {
-    return this.#boot.restore !== undefined;
-  }
-
   /**
    * Linux's do_suspend up to the hypercall: the subsystems' suspend (the drivers' callbacks), then
    * what each module and subsystem keeps. Returns the image for `schedSuspend`.
