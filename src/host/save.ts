@@ -45,6 +45,8 @@ export function requireGuest(host: Host, domid: number, what: string): DomainInf
 export async function suspendGuest(host: Host, domid: number, timeoutMs = SUSPEND_TIMEOUT_MS): Promise<void> {
   const d = requireGuest(host, domid, "save");
   const key = `${domainPath(domid)}/control/shutdown`;
+  if ((await host.xs.tryRead(key)) === "suspend")
+    throw new Error(`Cannot save ${d.name} (${domid}): a suspend request is pending already (another save?)`);
   const suspended = host.hv.suspended(domid, AbortSignal.timeout(timeoutMs));
   suspended.catch(() => {});
   await host.xs.write(key, "suspend");
