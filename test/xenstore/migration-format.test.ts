@@ -275,15 +275,13 @@ const record = (version: number): fc.Arbitrary<StateRecord> =>
     }),
   );
 
-const stream: fc.Arbitrary<StateStream> = fc
-  .integer({ min: 1, max: 2 })
-  .chain((version) =>
-    fc.record({
-      version: fc.constant(version),
-      bigEndian: fc.boolean(),
-      records: fc.array(record(version), { maxLength: 12 }),
-    }),
-  );
+const stream: fc.Arbitrary<StateStream> = fc.integer({ min: 1, max: 2 }).chain((version) =>
+  fc.record({
+    version: fc.constant(version),
+    bigEndian: fc.boolean(),
+    records: fc.array(record(version), { maxLength: 12 }),
+  }),
+);
 
 describe("the migration stream codec (property)", () => {
   it("decodes what it encodes, in both byte orders and versions", () => {
