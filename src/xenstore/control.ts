@@ -209,6 +209,7 @@ function controlDumpState(d: Daemon, args: readonly string[]): string {
 interface ControlCommand {
   cmd: string;
   pars: string;
+  hidden?: boolean;
   run(d: Daemon, args: readonly string[]): string;
 }
 
@@ -250,7 +251,9 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
   },
   {
     cmd: "dump-state",
-    pars: "[-v 1|2] <file>\n    Write the whole state to <file> in Xen's migration stream format (xenlab).",
+    pars: "[-v 1|2] <file>",
+    // xenlab's own: `help` lists C's commands only, so its answer stays the same as C's.
+    hidden: true,
     run: controlDumpState,
   },
   {
@@ -297,7 +300,9 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
     pars: "",
     run(_d, args) {
       if (args.length !== 0) throw new XsError("EINVAL");
-      return `${CONTROL_COMMANDS.map((c) => `${c.cmd}\t${c.pars}\n`).join("")}\0`;
+      return `${CONTROL_COMMANDS.filter((c) => !c.hidden)
+        .map((c) => `${c.cmd}\t${c.pars}\n`)
+        .join("")}\0`;
     },
   },
 ];

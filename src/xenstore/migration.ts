@@ -92,6 +92,22 @@ export function dumpState(d: Daemon, opts: { readonly version?: number } = {}): 
   const records: StateRecord[] = [{ type: "global", socketFd: -1, evtchnFd: -1 }];
   if (version >= 2) records.push({ type: "global-quota", domain: globalQuotas(d.quotas), global: [] });
   let transactions = 0;
+  const dom0 = d.domains.get(0);
+  if (dom0 !== undefined && dom0.conn === null) {
+    // C xenstored always has dom0's ring (it maps dom0's page at start), and its reader needs
+    // dom0 known before any node dom0 owns: a daemon without one writes it, with no watches.
+    let id = 1;
+    for (const c of d.connections) id = Math.max(id, c.id + 1);
+    records.push({
+      type: "connection",
+      connId: id,
+      spec: { kind: "ring", domid: 0, tdomid: DOMID_INVALID, evtchn: dom0.port },
+      inData: new Uint8Array(0),
+      outRespLen: 0,
+      outData: new Uint8Array(0),
+      uniqueId: null,
+    });
+  }
   for (const conn of d.connections) {
     const domain = d.domains.get(conn.domid);
     const ring = domain !== undefined && domain.conn === conn;
@@ -207,8 +223,10 @@ function request(
 }
 
 function permStrings(perms: readonly StatePerm[]): string[] {
-  // A stale entry (its domain went away) is ignored by C's checks and hidden by GET_PERMS;
-  // the owner stays whatever it is.
+  // A stale entry (its domain went away): C keeps it, ignores it when checking, and still
+  // lists it in GET_PERMS. xenlab removes a gone domain from every ACL when it releases it
+  // (domain.ts), so that the next domain given that domid gets none of its rights; a stale
+  // entry is dropped here likewise. The owner stays whatever it is.
   return perms
     .filter((p, i) => i === 0 || !p.ignore)
     .map((p) => formatPerm({ id: p.domid, perms: p.access }));

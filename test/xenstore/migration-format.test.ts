@@ -166,7 +166,8 @@ describe("encodeStateStream()", () => {
     });
     assert.equal(
       hex(b.subarray(0, 32)),
-      `${hex(text("xenstore"))}0000000200000001` + "0000000100000008ffffffff00000005",
+      // preamble: version 2, flags 1 | GLOBAL, length 8: -1, 5
+      `${hex(text("xenstore"))}00000002000000010000000100000008ffffffff00000005`,
     );
   });
 
