@@ -255,7 +255,16 @@ export async function run(argv: string[]): Promise<number> {
   if (values.load !== undefined) {
     const file = values.load;
     try {
-      const r = loadState(core, decodeStateStream(readFileSync(file)));
+      let bytes: Uint8Array;
+      try {
+        bytes = readFileSync(file);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new Error(
+          code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : errorMessage(e),
+        );
+      }
+      const r = loadState(core, decodeStateStream(bytes));
       for (const what of r.dropped) log.warn({ file, what }, `load: not restored: ${what}`);
       log.info(
         { file, nodes: r.nodes, domains: r.domains, watches: r.watches },
@@ -265,7 +274,10 @@ export async function run(argv: string[]): Promise<number> {
       journal?.close();
       process.off("SIGHUP", onHup);
       trace.close();
-      process.stderr.write(`xenlab xenstored: cannot load ${file}: ${errorMessage(e)}\n`);
+      process.stderr.write(
+        `xenlab xenstored: cannot load ${file}: ${errorMessage(e)}; give --load a dump written by ` +
+          "'xenlab xenstored dump' or by C xenstored's live update\n",
+      );
       return 1;
     }
   }

@@ -582,16 +582,17 @@ function decodeBody(code: number, b: Body, version: number): StateRecord {
  * is not a multiple of 8, a field runs past its record, there is no END, or bytes follow it.
  */
 export function decodeStateStream(bytes: Uint8Array): StateStream {
+  // The ident first, so that a short file of something else is named for what it is not.
+  const ident = fromLatin1(bytes, 0, Math.min(8, bytes.byteLength));
+  if (!STATE_IDENT.startsWith(ident))
+    throw new StateStreamError(
+      `Not a XenStore migration stream: it starts with ${JSON.stringify(ident)}, not "${STATE_IDENT}"`,
+    );
   if (bytes.byteLength < PREAMBLE_SIZE)
     throw new StateStreamError(
       `Cannot read the preamble: need ${PREAMBLE_SIZE} bytes, got ${bytes.byteLength}`,
     );
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const ident = fromLatin1(bytes, 0, 8);
-  if (ident !== STATE_IDENT)
-    throw new StateStreamError(
-      `Not a XenStore migration stream: it starts with ${JSON.stringify(ident)}, not "${STATE_IDENT}"`,
-    );
   const version = v.getUint32(8, false);
   if (version < 1 || version > STATE_VERSION_MAX)
     throw new StateStreamError(
