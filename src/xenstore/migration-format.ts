@@ -57,17 +57,10 @@ export const StateRecordType = {
   WATCH_EXTENDED: 8,
 } as const;
 
-const TYPE_NAMES = [
-  "END",
-  "GLOBAL_DATA",
-  "CONNECTION_DATA",
-  "WATCH_DATA",
-  "TRANSACTION_DATA",
-  "NODE_DATA",
-  "GLOBAL_QUOTA_DATA",
-  "DOMAIN_DATA",
-  "WATCH_DATA_EXTENDED",
-];
+const TYPE_NAMES = (
+  "END GLOBAL_DATA CONNECTION_DATA WATCH_DATA TRANSACTION_DATA NODE_DATA GLOBAL_QUOTA_DATA DOMAIN_DATA " +
+  "WATCH_DATA_EXTENDED"
+).split(" ");
 
 export const ConnType = { RING: 0, SOCKET: 1 } as const;
 
@@ -191,40 +184,34 @@ class Writer {
     this.#view = new DataView(b.buffer);
   }
 
+  #put(n: number, set: (at: number) => void): void {
+    this.#room(n);
+    set(this.#len);
+    this.#len += n;
+  }
+
   u8(v: number): void {
-    this.#room(1);
-    this.#view.setUint8(this.#len, v);
-    this.#len += 1;
+    this.#put(1, (at) => this.#view.setUint8(at, v));
   }
 
   u16(v: number): void {
-    this.#room(2);
-    this.#view.setUint16(this.#len, v, this.#le);
-    this.#len += 2;
+    this.#put(2, (at) => this.#view.setUint16(at, v, this.#le));
   }
 
   u32(v: number): void {
-    this.#room(4);
-    this.#view.setUint32(this.#len, v >>> 0, this.#le);
-    this.#len += 4;
+    this.#put(4, (at) => this.#view.setUint32(at, v >>> 0, this.#le));
   }
 
   u32be(v: number): void {
-    this.#room(4);
-    this.#view.setUint32(this.#len, v >>> 0, false);
-    this.#len += 4;
+    this.#put(4, (at) => this.#view.setUint32(at, v >>> 0, false));
   }
 
   i32(v: number): void {
-    this.#room(4);
-    this.#view.setInt32(this.#len, v, this.#le);
-    this.#len += 4;
+    this.#put(4, (at) => this.#view.setInt32(at, v, this.#le));
   }
 
   u64(v: bigint): void {
-    this.#room(8);
-    this.#view.setBigUint64(this.#len, v, this.#le);
-    this.#len += 8;
+    this.#put(8, (at) => this.#view.setBigUint64(at, v, this.#le));
   }
 
   bytes(b: Uint8Array): void {
@@ -414,37 +401,32 @@ class Body {
       );
   }
 
+  /** Reads `n` bytes of field at the cursor with `get`, and moves past them. */
+  #take<T>(n: number, get: (at: number) => T): T {
+    this.need(n, "a field");
+    const v = get(this.pos);
+    this.pos += n;
+    return v;
+  }
+
   u8(): number {
-    this.need(1, "a field");
-    return this.#v.getUint8(this.pos++);
+    return this.#take(1, (at) => this.#v.getUint8(at));
   }
 
   u16(): number {
-    this.need(2, "a field");
-    const v = this.#v.getUint16(this.pos, this.#le);
-    this.pos += 2;
-    return v;
+    return this.#take(2, (at) => this.#v.getUint16(at, this.#le));
   }
 
   u32(): number {
-    this.need(4, "a field");
-    const v = this.#v.getUint32(this.pos, this.#le);
-    this.pos += 4;
-    return v;
+    return this.#take(4, (at) => this.#v.getUint32(at, this.#le));
   }
 
   i32(): number {
-    this.need(4, "a field");
-    const v = this.#v.getInt32(this.pos, this.#le);
-    this.pos += 4;
-    return v;
+    return this.#take(4, (at) => this.#v.getInt32(at, this.#le));
   }
 
   u64(): bigint {
-    this.need(8, "a field");
-    const v = this.#v.getBigUint64(this.pos, this.#le);
-    this.pos += 8;
-    return v;
+    return this.#take(8, (at) => this.#v.getBigUint64(at, this.#le));
   }
 
   bytes(n: number, what: string): Uint8Array {
