@@ -308,12 +308,18 @@ export function loadState(core: LoadTarget, stream: StateStream): LoadResult {
           if (r.perms.length === 0)
             throw new StateStreamError(`Cannot restore ${r.path}: it has no permissions`);
           const perms = permStrings(r.perms);
-          if (!r.path.startsWith("@")) {
+          let have: Perms | undefined;
+          if (r.path.startsWith("@")) {
+            have = core.specialPerms.get(r.path);
+          } else {
             inStream.add(r.path);
             request(core, conn, XsType.WRITE, [r.path], r.path, r.value);
+            have = core.store.nodes.get(r.path)?.perms;
             nodes++;
           }
-          request(core, conn, XsType.SET_PERMS, [r.path, ...perms], `the permissions of ${r.path}`);
+          // A new node has its parent's permissions already, most often the ones it should have.
+          if (have === undefined || have.map(formatPerm).join(",") !== perms.join(","))
+            request(core, conn, XsType.SET_PERMS, [r.path, ...perms], `the permissions of ${r.path}`);
           break;
         }
         case "domain":
