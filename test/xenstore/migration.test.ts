@@ -61,6 +61,9 @@ function busyScenario(): Scenario {
   ok("dom0", "SET_TARGET", "6|5|");
   ok("dom0", "SET_QUOTA", "nodes|500|");
   ok("dom0", "SET_QUOTA", "5|watches|7|");
+  // The root's value and permissions are state too.
+  ok("dom0", "WRITE", "/|root");
+  ok("dom0", "SET_PERMS", "/|n0|r5");
   return s;
 }
 
