@@ -3,17 +3,17 @@
  * what C xenstored's live update dumps (lu.c `lu_dump_state`) and reads (`lu_read_state`).
  * docs/xenstore-migration.md says what is kept, what is not, and why.
  *
- * Dump, in C's order: GLOBAL, GLOBAL_QUOTA (version 2), each connection with its watches,
- * the special nodes, every node parents first (children in their order), DOMAIN records
- * (version 2). Version 1 holds only the record types Xen 4.17 knows (0–5), so its daemon can
+ * Dump, in C's order: GLOBAL, GLOBAL_QUOTA (version 2), dom0's ring connection when dom0 has
+ * none (C's reader needs dom0 before the nodes it owns), each connection with its watches, the
+ * special nodes, every node parents first (children in their order), DOMAIN records (version 2). Version 1 holds only the record types Xen 4.17 knows (0–5), so its daemon can
  * read it. As in C no TRANSACTION record is written; open transactions are counted and lost.
  *
  * Load, into a running core, through the same requests a privileged client would send (a
- * private socket connection): INTRODUCE for each ring connection's domain, WRITE and
- * SET_PERMS for each node, SET_PERMS for the special nodes, SET_TARGET, and then RM of any
- * node the stream does not hold. So the quotas, the journal (`--state`) and the node counters
- * see a load as they see any change, and a privileged writer meets no quota, as C's restore
- * (`no_quota_check`). Watches are added to their domain's connection without an initial
+ * private socket connection): INTRODUCE for each ring connection's domain, WRITE for each node
+ * and SET_PERMS where its inherited permissions are not the stream's, SET_PERMS for the special
+ * nodes, SET_TARGET, and then RM of any node the stream does not hold. So the quotas, the
+ * journal (`--state`) and the node counters see a load as they see any change, and a
+ * privileged writer meets no quota, as C's restore (`no_quota_check`). Watches are added to their domain's connection without an initial
  * event, as C restores them. What the stream holds that a new process cannot take over is
  * reported, not loaded: socket connections (their fds belonged to the old process) and their
  * watches, bytes in flight on a connection, nodes and records of transactions.
