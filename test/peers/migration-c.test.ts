@@ -225,8 +225,11 @@ describe("the XenStore migration stream against C xenstored 4.17", () => {
         log += d.toString("latin1");
       });
       cpid = child.pid ?? null;
+      const deadline = Date.now() + 20_000;
       const cc = await (async () => {
         for (;;) {
+          if (Date.now() > deadline)
+            assert.fail(`C xenstored -U does not answer on ${socket}:\n${log.slice(0, 2000)}`);
           if (child.exitCode !== null || child.signalCode !== null)
             assert.fail(
               `C xenstored -U exited (${child.exitCode ?? child.signalCode}):\n${log.slice(0, 2000)}`,
