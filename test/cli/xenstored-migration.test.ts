@@ -10,7 +10,7 @@ import { describe, it } from "node:test";
 import { connectXenstore } from "../../src/xenstore/transport-socket-client.ts";
 import { startXenlab, tempDir } from "../helpers/peers.ts";
 import { runTool } from "../helpers/tools.ts";
-import { MAIN } from "../helpers/up.ts";
+import { MAIN, startUp } from "../helpers/up.ts";
 
 function xenlab(args: string[]) {
   return runTool(process.execPath, ["--import", "tsx", MAIN, ...args], { timeoutMs: 60_000 });
@@ -81,6 +81,27 @@ describe("xenlab xenstored dump / --load", () => {
       1,
       /Truncated stream: record 1 at byte 16/,
     );
+  });
+
+  it("xenlab up's xenstored dumps too: the guest's nodes load into a lone daemon", async () => {
+    const dir = tempDir("xenlab-xsmig-up-");
+    const up = await startUp(join(dir, "socket"));
+    const file = join(dir, "dump");
+    try {
+      const r = await xenlab(["xenstored", "dump", "--socket", join(dir, "socket"), file]);
+      assert.equal(r.code, 0, r.stderr);
+    } finally {
+      await up.stop();
+    }
+    const b = await startXenlab(["--load", file]);
+    try {
+      const bc = await connectXenstore(b.socket);
+      assert.equal(await bc.read("/local/domain/1/name"), "domU");
+      assert.equal(await bc.isDomainIntroduced(1), true);
+      bc.close();
+    } finally {
+      await b.stop();
+    }
   });
 
   it("says in one line when no daemon answers a dump request", async () => {
