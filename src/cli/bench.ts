@@ -26,6 +26,10 @@ const BENCHES: CommandTable = {
       "the write path of xenstored --state vs fs.writeSync appends of the same record bytes",
       () => import("../bench/journal.ts"),
     ),
+    migration: command(
+      "dump and load of xenstored's whole state in Xen's migration stream vs --state's snapshot format",
+      () => import("../bench/migration.ts"),
+    ),
     domains: command(
       "RSS per idle domain and domains per 24 GiB vs bare worker threads",
       () => import("../bench/domains.ts"),
@@ -34,9 +38,9 @@ const BENCHES: CommandTable = {
       "4 KiB random and 1 MiB sequential I/O through a guest's PV disk vs node:fs on the same image",
       () => import("../bench/blk.ts"),
     ),
-    migrate: command(
+    "guest-migrate": command(
       "a guest's downtime when migrated (and saved and restored) vs creating it with its disk",
-      () => import("../bench/migrate.ts"),
+      () => import("../bench/guest-migrate.ts"),
     ),
     "blk-cp": command(
       "xenlab blk-cp of a file into a guest's disk vs cp of the same file onto an image",

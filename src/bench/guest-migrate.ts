@@ -1,5 +1,5 @@
 /**
- * `xenlab bench migrate`: how long a guest with a disk is down when it moves, against building the
+ * `xenlab bench guest-migrate`: how long a guest with a disk is down when it moves, against building the
  * same guest from nothing in the same run.
  *
  *   migrate       two hosts in this process, each with its control socket; a guest with one
@@ -35,7 +35,7 @@ interface Options {
 const DEFAULTS: Options = { json: false, runs: 5 };
 const QUICK: Partial<Options> = { runs: 2 };
 
-const HELP = `usage: xenlab bench migrate [options]
+const HELP = `usage: xenlab bench guest-migrate [options]
 
 The downtime of a guest with one disk moved between two hosts (and saved and restored on one),
 against creating the same guest with the same disk, in the same run.
@@ -52,7 +52,13 @@ const OPTIONS: OptionTable<Options> = {
 };
 
 export function run(argv: string[]): Promise<number> {
-  return runBench("migrate", argv, (a) => parseOptions("migrate", a, DEFAULTS, QUICK, OPTIONS), HELP, bench);
+  return runBench(
+    "guest-migrate",
+    argv,
+    (a) => parseOptions("guest-migrate", a, DEFAULTS, QUICK, OPTIONS),
+    HELP,
+    bench,
+  );
 }
 
 type Case = "migrate" | "save-restore" | "create";
@@ -104,7 +110,9 @@ async function bench(o: Options): Promise<number> {
   const lines = (["migrate", "save-restore"] as const).map((c) => ({ c, x: median(times[c]) }));
   if (o.json) {
     for (const { c, x } of lines)
-      process.stdout.write(`${timeLine("migrate", `${c}-downtime`, "ms", x, base, "xl-create-with-disk")}\n`);
+      process.stdout.write(
+        `${timeLine("guest-migrate", `${c}-downtime`, "ms", x, base, "xl-create-with-disk")}\n`,
+      );
     return 0;
   }
   process.stdout.write("case                     unit    xenlab   create+disk   ratio\n");
