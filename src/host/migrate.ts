@@ -55,8 +55,11 @@ class StreamReader {
   #buf: Buffer = Buffer.alloc(0);
   #closed: string | null = null;
   #wake: (() => void) | null = null;
+  /** How long a read waits for the peer, ms; past it the read fails. */
+  readonly timeoutMs: number;
 
-  constructor(s: Socket, initial: Buffer = Buffer.alloc(0)) {
+  constructor(s: Socket, timeoutMs: number, initial: Buffer = Buffer.alloc(0)) {
+    this.timeoutMs = timeoutMs;
     this.#buf = initial;
     s.on("data", (d: Buffer) => {
       this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
@@ -72,11 +75,17 @@ class StreamReader {
   }
 
   async #until(ready: () => boolean): Promise<void> {
+    const deadline = performance.now() + this.timeoutMs;
     while (!ready()) {
       if (this.#closed !== null) throw new Error(this.#closed);
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`no answer in ${this.timeoutMs / 1000} s`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((r) => {
         this.#wake = r;
+        timer = setTimeout(r, left);
       });
+      clearTimeout(timer);
       this.#wake = null;
     }
   }
@@ -155,7 +164,15 @@ async function rename(host: Host, domid: number, name: string): Promise<void> {
 }
 
 /** The sender's side (see the module comment). */
-export async function migrateGuest(host: Host, domid: number, to: string): Promise<MigrateResult> {
+/** How long each side waits for the other's next message (libxl waits 60 s for a suspend). */
+export const MIGRATE_TIMEOUT_MS = 60_000;
+
+export async function migrateGuest(
+  host: Host,
+  domid: number,
+  to: string,
+  opts: { readonly timeoutMs?: number } = {},
+): Promise<MigrateResult> {
   const { name } = requireGuest(host, domid, "migrate");
   const fail = (why: string) => new Error(`Cannot migrate ${name} (${domid}) to ${to}: ${why}`);
   let s: Socket;
@@ -164,7 +181,7 @@ export async function migrateGuest(host: Host, domid: number, to: string): Promi
   } catch (e) {
     throw fail(errorMessage(e));
   }
-  const r = new StreamReader(s);
+  const r = new StreamReader(s, opts.timeoutMs ?? MIGRATE_TIMEOUT_MS);
   try {
     s.write(`${JSON.stringify({ op: "migrate-receive" })}\n`);
     const banner = await r.msg().catch((e: unknown) => ({ error: errorMessage(e) }) as Msg);
@@ -186,7 +203,9 @@ export async function migrateGuest(host: Host, domid: number, to: string): Promi
       await rename(host, domid, `${name}--migratedaway`);
       renamed = true;
       send(s, { msg: MIGRATE.cleared });
-      result = await r.msg();
+      result = await r.msg().catch((e: unknown) => {
+        throw new Error(`${errorMessage(e)} after it was cleared (it may run the guest too: check there)`);
+      });
       if (result.msg !== MIGRATE.result || result.status !== 0)
         throw new Error(`the receiver could not run it: ${result.error ?? `status ${result.status}`}`);
     } catch (e) {
@@ -207,7 +226,7 @@ export async function migrateGuest(host: Host, domid: number, to: string): Promi
  * that line). Resolves when the migration is over, whichever way.
  */
 export function receiveMigration(host: Host, s: Socket, rest: Buffer = Buffer.alloc(0)): Promise<void> {
-  return receive(host, s, new StreamReader(s, rest));
+  return receive(host, s, new StreamReader(s, MIGRATE_TIMEOUT_MS, rest));
 }
 
 async function receive(host: Host, s: Socket, r: StreamReader): Promise<void> {
@@ -244,7 +263,7 @@ export function listenMigration(host: Host, addr: string): Promise<Server> {
   if (m === null) throw new RangeError(`Invalid --migrate-listen '${addr}': give [HOST:]PORT`);
   const server = createServer((s) => {
     s.on("error", () => {});
-    const r = new StreamReader(s);
+    const r = new StreamReader(s, MIGRATE_TIMEOUT_MS);
     void r
       .line()
       .then(async (l) => {

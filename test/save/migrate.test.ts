@@ -3,8 +3,9 @@
  * in the middle of disk writes and pings: the guest ends on the receiver with every device
  * Connected, the disk (shared, as Xen's migration assumes) holding every acknowledged write, the
  * pings and writes going on; the sender's copy is gone. Faults: a receiver that dies mid-stream
- * (a scripted fake peer) and one that cannot run the guest after it was cleared (the name is
- * taken there): each time the sender's guest goes on where it was, under its name.
+ * and one that stops answering (scripted fake peers), and one that cannot run the guest after it
+ * was cleared (the name is taken there): each time the sender's guest goes on where it was, under
+ * its name.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -82,6 +83,24 @@ describe("migrate a guest with a console, a disk and alice_dev between two hosts
       "pings go on after the failed migration",
       async () => (await pings(a.host, d)).answered > p0 + 5,
     );
+  });
+
+  it("a receiver that stops answering: after the time-out the guest goes on on the sender", async () => {
+    const path = join(b.dir, "hangs.ctl");
+    const hang = createServer((s) => {
+      s.once("data", () => s.write(`${JSON.stringify({ msg: MIGRATE.banner })}\n`));
+      s.on("data", () => {});
+    });
+    await new Promise<void>((r) => hang.listen(path, r));
+    const d = a.domU;
+    await assert.rejects(
+      migrateGuest(a.host, d, path, { timeoutMs: 500 }),
+      /Cannot migrate mover \(\d+\) to .*: no answer in 0\.5 s; mover goes on here$/,
+    );
+    hang.close();
+    assert.equal(a.host.hv.info(d)?.state, "running");
+    const p0 = (await pings(a.host, d)).answered;
+    await until("pings go on", async () => (await pings(a.host, d)).answered > p0 + 5);
   });
 
   it("a receiver that cannot run it after it was cleared: the sender takes its copy back", async () => {
