@@ -52,8 +52,10 @@ export interface KernelModule {
   /**
    * At suspend, after its drivers' `suspend` callbacks: what the module must keep to go on in a
    * restored domain (its worker's heap is not saved; docs/writing-a-driver.md). Undefined: nothing.
+   * Synchronous: every module and subsystem is saved in one turn, right before the vCPU stops, so
+   * that no I/O completes between one's snapshot and another's (Linux's stop_machine).
    */
-  save?(kernel: Kernel): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  save?(kernel: Kernel): Uint8Array | undefined;
   /**
    * In a restored domain, instead of `init`: the module starts again from what `save` returned.
    * A module without `restore`, or that saved nothing, is loaded with `init`.
@@ -65,8 +67,8 @@ export interface KernelModule {
 export interface SuspendHook {
   /** Before the modules save: the drivers' suspend callbacks. */
   suspend(): Promise<void>;
-  /** What the subsystem keeps, handed back by `Kernel.restored(name)` after a restore. */
-  save(): Promise<Uint8Array | undefined>;
+  /** What the subsystem keeps (synchronous, as a module's `save`), back from `Kernel.restored(name)`. */
+  save(): Uint8Array | undefined;
 }
 
 /** A foreign page mapped through a grant. */
@@ -340,31 +342,29 @@ export class Kernel {
     return this.#boot.restore?.subsystems[name];
   }
 
-  /**
-   * Linux's do_suspend up to the hypercall: the subsystems' suspend (the drivers' callbacks), then
-   * what each module and subsystem keeps. Returns the image for `schedSuspend`.
-   */
-  async prepareSuspend(): Promise<KernelImage> {
+  /** Linux's dpm_suspend_start: each subsystem's suspend (XenBus: the drivers' callbacks). */
+  async suspendDevices(): Promise<void> {
     for (const h of this.#suspendHooks.values()) await h.suspend();
-    const modules: SavedModule[] = [];
-    for (const [name, m] of this.#modules) {
-      const state = (await m.mod.save?.(this)) ?? null;
-      modules.push({ name, url: m.url, args: m.args, state });
-    }
-    const subsystems: Record<string, Uint8Array> = {};
-    for (const [name, h] of this.#suspendHooks) {
-      const b = await h.save();
-      if (b !== undefined) subsystems[name] = b;
-    }
-    return { modules, subsystems };
   }
 
   /**
-   * SCHEDOP_shutdown(suspend): the vCPU stops here until the toolstack decides. Returns true when
-   * the domain goes on where it was (a checkpoint or a cancelled save); a saved domain is
-   * destroyed here and never returns.
+   * The rest of do_suspend, in one turn: what each module and subsystem keeps (the image), then
+   * SCHEDOP_shutdown(suspend) at once, so nothing runs between the snapshots and the stop. The
+   * vCPU stops in the hypercall until the toolstack decides. Returns true when the domain goes on
+   * where it was (a checkpoint or a cancelled save); a saved domain is destroyed there and never
+   * returns.
    */
-  schedSuspend(image: KernelImage): boolean {
+  suspendAndSave(): boolean {
+    const modules: SavedModule[] = [];
+    for (const [name, m] of this.#modules) {
+      modules.push({ name, url: m.url, args: m.args, state: m.mod.save?.(this) ?? null });
+    }
+    const subsystems: Record<string, Uint8Array> = {};
+    for (const [name, h] of this.#suspendHooks) {
+      const b = h.save();
+      if (b !== undefined) subsystems[name] = b;
+    }
+    const image: KernelImage = { modules, subsystems };
     const r = this.#call("sched_suspend", image);
     if (typeof r === "number" && r < 0) throw new HypercallError("sched_suspend", -r);
     return r === 1;

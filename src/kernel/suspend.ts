@@ -5,8 +5,9 @@
  * `poweroff` is left for the toolstack to see unanswered), then:
  *
  *   1. the subsystems' suspend: XenBus runs each device's driver `suspend` (dpm_suspend_start);
- *   2. each module's `save()` and each subsystem's state become the kernel image (what Linux
- *      leaves in guest memory, which here is a worker's heap and so must be bytes);
+ *   2. in one turn (nothing else runs in between, as under Linux's stop_machine): each module's
+ *      `save()` and each subsystem's state become the kernel image (what Linux leaves in guest
+ *      memory, which here is a worker's heap and so must be bytes), and
  *   3. SCHEDOP_shutdown(suspend) with that image: the vCPU stops while the toolstack writes the
  *      domain out. It answers 1 when the domain goes on where it was (`save -c`, a cancelled
  *      save or a failed migration): the devices stay connected, as Linux's xenbus_dev_cancel
@@ -37,14 +38,13 @@ async function shutdownRequested(kernel: Kernel): Promise<void> {
   });
   if (cmd !== "suspend") return;
   kernel.printk("xen:manage: suspending: freezing devices");
-  let image: Awaited<ReturnType<Kernel["prepareSuspend"]>>;
   try {
-    image = await kernel.prepareSuspend();
+    await kernel.suspendDevices();
   } catch (e) {
     // Linux: "dpm_suspend_start failed": the suspend is abandoned and the guest goes on.
     kernel.printk(`xen:manage: suspend failed: ${errorMessage(e)}; going on`);
     return;
   }
-  const cancelled = kernel.schedSuspend(image);
+  const cancelled = kernel.suspendAndSave();
   if (cancelled) kernel.printk("xen:manage: suspend cancelled (checkpoint): devices stay connected");
 }

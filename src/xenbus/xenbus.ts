@@ -265,21 +265,22 @@ export class XenBus {
     kernel.onSuspend("xenbus", { suspend: () => this.suspend(), save: () => this.#save() });
   }
 
-  /** The devices and their drivers' `save()`, taken on each bus's queue (after `suspend`). */
-  async #save(): Promise<Uint8Array> {
+  /**
+   * The devices and their drivers' `save()`, synchronously (the kernel saves everything in one
+   * turn before the vCPU stops; `suspend` ran on each bus's queue before).
+   */
+  #save(): Uint8Array {
     const out: SavedDevice[] = [];
     for (const b of Object.values(this.#buses)) {
-      await this.#enqueue(b, async () => {
-        for (const dev of b.devices.values()) {
-          const st = dev.driver.save?.(dev);
-          out.push({
-            bus: b.type.kind,
-            nodename: dev.nodename,
-            driver: dev.driver.name,
-            ...(st === undefined ? {} : { state: Buffer.from(st).toString("base64") }),
-          });
-        }
-      });
+      for (const dev of b.devices.values()) {
+        const st = dev.driver.save?.(dev);
+        out.push({
+          bus: b.type.kind,
+          nodename: dev.nodename,
+          driver: dev.driver.name,
+          ...(st === undefined ? {} : { state: Buffer.from(st).toString("base64") }),
+        });
+      }
     }
     return new TextEncoder().encode(JSON.stringify(out));
   }
