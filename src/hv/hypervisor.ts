@@ -53,9 +53,9 @@ const GRANT_FRAMES = 4;
 /** Kernel log lines kept per domain (the host's `dmesg` buffer). */
 const LOG_LINES = 4096;
 
-/** `suspended`: the guest acknowledged a save and its vCPU waits in SCHEDOP_shutdown(suspend). */
 export type { DomainImage } from "./domain-image.ts";
 
+/** `suspended`: the guest acknowledged a save and its vCPU waits in SCHEDOP_shutdown(suspend). */
 export type DomainState = "paused" | "running" | "suspended" | "crashed" | "dying";
 
 export interface CreateOptions {
