@@ -85,6 +85,11 @@ export async function restoreFromFile(
   }
   const saved = decodeSaveFile(bytes);
   const info = await restoreGuest(host, saved);
-  await waitDevicesConnected(host, info.domid);
+  try {
+    await waitDevicesConnected(host, info.domid);
+  } catch (e) {
+    // It runs: say so, then what is wrong with its devices.
+    throw new Error(`Restored ${info.name} as domain ${info.domid}, but: ${errorMessage(e)}`);
+  }
   return { domid: info.domid, name: info.name };
 }
