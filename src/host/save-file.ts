@@ -72,7 +72,7 @@ export async function saveToFile(
 export async function restoreFromFile(
   host: Host,
   file: string,
-  opts: { readonly cwd?: string } = {},
+  opts: { readonly cwd?: string; readonly connectTimeoutMs?: number } = {},
 ): Promise<{ domid: number; name: string }> {
   const path = resolve(opts.cwd ?? process.cwd(), file);
   let bytes: Uint8Array;
@@ -86,7 +86,7 @@ export async function restoreFromFile(
   const saved = decodeSaveFile(bytes);
   const info = await restoreGuest(host, saved);
   try {
-    await waitDevicesConnected(host, info.domid);
+    await waitDevicesConnected(host, info.domid, opts.connectTimeoutMs);
   } catch (e) {
     // It runs: say so, then what is wrong with its devices.
     throw new Error(`Restored ${info.name} as domain ${info.domid}, but: ${errorMessage(e)}`);
