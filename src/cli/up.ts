@@ -33,6 +33,10 @@ const USAGE = `usage: xenlab up [options]
                       (default: the socket's directory/console)
   --halt-poll-us N    each domain polls up to N µs for an event before it sleeps,
                       adapting as KVM's halt_poll_ns (default 1000; 0: never)
+  --pcap DIR          capture into DIR (created if missing; files replaced):
+                      xenstore.pcapng, every XenStore request and reply, and
+                      vifD.H.pcapng, each vif's Ethernet frames; open them with
+                      wireshark -X lua_script:wireshark/xenstore.lua (README)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -45,6 +49,7 @@ export async function run(argv: string[]): Promise<number> {
     "log-format": { type: "string" },
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
+    pcap: { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
@@ -76,13 +81,25 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 1;
   }
-  const host = await Host.start({
-    log,
-    xenstored: { keepOrphans: values["keep-orphans"] === true },
-    onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
-    consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
-    ...(haltPollUs === undefined ? {} : { haltPollUs }),
-  });
+  const pcapDir = values.pcap as string | undefined;
+  if (pcapDir === "") {
+    process.stderr.write("xenlab up: --pcap wants a directory to capture into, e.g. --pcap ./pcap\n");
+    return 2;
+  }
+  let host: Host;
+  try {
+    host = await Host.start({
+      log,
+      xenstored: { keepOrphans: values["keep-orphans"] === true },
+      onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
+      consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
+      ...(haltPollUs === undefined ? {} : { haltPollUs }),
+      ...(pcapDir === undefined ? {} : { pcapDir }),
+    });
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   honourShutdownActions(host, (msg) => log.warn(msg));
   const control = new ControlServer(host);
   try {
@@ -98,6 +115,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values["no-domu"] !== true) {
     await host.createDomain({ name: (values["domu-name"] as string | undefined) ?? "domU" });
   }
+  if (host.capture !== null) process.stdout.write(`xenlab up: capturing into ${host.capture.dir}\n`);
   process.stdout.write(
     `xenlab up: xenstored on ${socket}, control on ${ctl}; ` +
       `${host.hv

@@ -1,0 +1,115 @@
+/**
+ * `xenlab up --pcap DIR`: the host's captures. `DIR/xenstore.pcapng` gets every XenStore request
+ * and every packet xenstored sends (replies and watch events), of every connection: Unix-socket
+ * clients (Debian's xenstore-* tools), the toolstack's own, and every domain's ring. Each is one
+ * packet on a LINKTYPE_USER0 interface: the record of src/xenstore/capture.ts (domid, connection,
+ * direction, then the message as on the wire), with the connection's label as the packet's
+ * comment (`dom1`, `socket#3`), which Wireshark shows even without wireshark/xenstore.lua.
+ *
+ * The per-vif captures (`DIR/vif<domid>.<handle>.pcapng`) are netback's: the host publishes DIR
+ * at PCAP_DIR_KEY for it (src/drivers/net/vif-capture.ts).
+ */
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { PCAP_DIR_KEY } from "../drivers/net/vif-capture.ts";
+import { errorMessage } from "../lib/errors.ts";
+import { Direction, LinkType } from "../lib/pcapng.ts";
+import { fileSink, PcapngWriter, type PcapngWriterOptions } from "../lib/pcapng-file.ts";
+import { captureRecord } from "../xenstore/capture.ts";
+import type { XsOps } from "../xenstore/client.ts";
+import type { XenStoreCore } from "../xenstore/core.ts";
+import type { Connection, PacketTap } from "../xenstore/daemon.ts";
+import type { XsPacket } from "../xenstore/wire.ts";
+
+export const XENSTORE_CAPTURE_FILE = "xenstore.pcapng";
+
+/** XenStore packets as a pcapng capture: a PacketTap for the core. */
+export class XenstoreCapture implements PacketTap {
+  readonly #w: PcapngWriter;
+
+  constructor(w: PcapngWriter) {
+    this.#w = w;
+  }
+
+  /** A capture into `file` (replaced if it exists). */
+  static create(file: string, opts: Pick<PcapngWriterOptions, "now" | "onError"> = {}): XenstoreCapture {
+    const w = new PcapngWriter(fileSink(file), {
+      ...opts,
+      section: {
+        application: "xenlab",
+        comment: "XenStore requests and replies; open with wireshark/xenstore.lua",
+      },
+      interfaces: [
+        {
+          linkType: LinkType.USER0,
+          name: "xenstore",
+          description: "xenstored: every request, reply and watch event, with the connection's domid",
+        },
+      ],
+    });
+    return new XenstoreCapture(w);
+  }
+
+  get packets(): number {
+    return this.#w.packets;
+  }
+
+  packet(dir: "IN" | "OUT", conn: Connection, p: XsPacket): void {
+    this.#w.packet(0, captureRecord(dir, conn, p), {
+      direction: dir === "IN" ? Direction.inbound : Direction.outbound,
+      comment: conn.label,
+    });
+  }
+
+  close(): void {
+    this.#w.close();
+  }
+}
+
+/** The captures of one host run. */
+export class HostCapture {
+  readonly dir: string;
+  readonly xenstore: XenstoreCapture;
+  readonly #core: XenStoreCore;
+
+  private constructor(dir: string, core: XenStoreCore, xenstore: XenstoreCapture) {
+    this.dir = dir;
+    this.#core = core;
+    this.xenstore = xenstore;
+  }
+
+  /**
+   * Creates `dir` if needed, starts the XenStore capture on `core` and publishes `dir` for
+   * netback. Throws an Error naming the directory or file when it cannot be written.
+   */
+  static async start(
+    dir: string,
+    core: XenStoreCore,
+    xs: XsOps,
+    log: { warn(obj: object, msg: string): void },
+  ): Promise<HostCapture> {
+    const abs = resolve(dir);
+    try {
+      mkdirSync(abs, { recursive: true });
+    } catch (e) {
+      throw new Error(`Cannot create capture directory '${abs}': ${errorMessage(e)}`);
+    }
+    let started: XenstoreCapture | null = null;
+    const xenstore = XenstoreCapture.create(join(abs, XENSTORE_CAPTURE_FILE), {
+      onError: (err) => {
+        log.warn({ err: err.message }, "XenStore capture stopped: write failed");
+        if (started !== null && core.tap === started) core.tap = null;
+      },
+    });
+    started = xenstore;
+    core.tap = xenstore;
+    await xs.write(PCAP_DIR_KEY, abs);
+    return new HostCapture(abs, core, xenstore);
+  }
+
+  /** Stops the XenStore capture and writes what is left. */
+  close(): void {
+    if (this.#core.tap === this.xenstore) this.#core.tap = null;
+    this.xenstore.close();
+  }
+}
