@@ -6,6 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { captureDirectory } from "../host/capture.ts";
 import { ControlServer } from "../host/control.ts";
 import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
@@ -81,10 +82,17 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 1;
   }
-  const pcapDir = values.pcap as string | undefined;
+  let pcapDir = values.pcap as string | undefined;
   if (pcapDir === "") {
     process.stderr.write("xenlab up: --pcap wants a directory to capture into, e.g. --pcap ./pcap\n");
     return 2;
+  }
+  try {
+    // Before anything starts: a bad directory is one line, not a host started and stopped.
+    if (pcapDir !== undefined) pcapDir = captureDirectory(pcapDir);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
   }
   let host: Host;
   try {

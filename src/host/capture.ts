@@ -12,9 +12,8 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PCAP_DIR_KEY } from "../drivers/net/vif-capture.ts";
-import { errorMessage } from "../lib/errors.ts";
 import { Direction, LinkType } from "../lib/pcapng.ts";
-import { fileSink, PcapngWriter, type PcapngWriterOptions } from "../lib/pcapng-file.ts";
+import { fileSink, fsReason, PcapngWriter, type PcapngWriterOptions } from "../lib/pcapng-file.ts";
 import { captureRecord } from "../xenstore/capture.ts";
 import type { XsOps } from "../xenstore/client.ts";
 import type { XenStoreCore } from "../xenstore/core.ts";
@@ -22,6 +21,25 @@ import type { Connection, PacketTap } from "../xenstore/daemon.ts";
 import type { XsPacket } from "../xenstore/wire.ts";
 
 export const XENSTORE_CAPTURE_FILE = "xenstore.pcapng";
+
+/**
+ * Makes `dir` (and its parents) if missing and returns its absolute path. Throws an Error
+ * naming the path and what to do when it is not a directory or cannot be made.
+ */
+export function captureDirectory(dir: string): string {
+  const abs = resolve(dir);
+  try {
+    mkdirSync(abs, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST" || code === "ENOTDIR")
+      throw new Error(
+        `Cannot capture into '${abs}': not a directory; give --pcap a directory (made if missing)`,
+      );
+    throw new Error(`Cannot create capture directory '${abs}': ${fsReason(e)}`);
+  }
+  return abs;
+}
 
 /** XenStore packets as a pcapng capture: a PacketTap for the core. */
 export class XenstoreCapture implements PacketTap {
@@ -88,12 +106,7 @@ export class HostCapture {
     xs: XsOps,
     log: { warn(obj: object, msg: string): void },
   ): Promise<HostCapture> {
-    const abs = resolve(dir);
-    try {
-      mkdirSync(abs, { recursive: true });
-    } catch (e) {
-      throw new Error(`Cannot create capture directory '${abs}': ${errorMessage(e)}`);
-    }
+    const abs = captureDirectory(dir);
     let started: XenstoreCapture | null = null;
     const xenstore = XenstoreCapture.create(join(abs, XENSTORE_CAPTURE_FILE), {
       onError: (err) => {

@@ -30,6 +30,13 @@ export function wallClockUs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
 }
 
+/** A file-system error without the path Node appends: `EACCES: permission denied`. */
+export function fsReason(e: unknown): string {
+  const m = errorMessage(e);
+  const code = (e as NodeJS.ErrnoException).code;
+  return code !== undefined && m.startsWith(`${code}: `) ? m.split(", ")[0]! : m;
+}
+
 /**
  * A file, created or emptied (a capture starts afresh, as dumpcap's `-w`), with mode 0644.
  * Throws an Error naming the file and the cause when it cannot be created.
@@ -39,7 +46,7 @@ export function fileSink(path: string): ByteSink {
   try {
     fd = openSync(path, "w", 0o644);
   } catch (e) {
-    throw new Error(`Cannot create capture file '${path}': ${errorMessage(e)}`);
+    throw new Error(`Cannot create capture file '${path}': ${fsReason(e)}`);
   }
   return {
     write(bytes) {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connectXenstore } from "../../src/xenstore/transport-socket-client.ts";
@@ -207,5 +207,35 @@ describe("xenlab up --pcap, decoded by tshark with wireshark/xenstore.lua", () =
     const r = exchange((x) => x["xenstore.op"] === "READ" && x["xenstore.path"] === "data/nope");
     assert.equal(r.req["xenstore.domid"], "1");
     assert.equal(r.rep["xenstore.error"], "ENOENT");
+  });
+});
+
+describe("xenlab up --pcap, given what a newcomer may give it", () => {
+  const up = (dir: string, ...args: string[]) =>
+    runTool(
+      process.execPath,
+      ["--import", "tsx", MAIN, "up", "--socket", join(dir, "s"), "--no-domu", ...args],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+
+  it("refuses a file for a directory in one line, before starting anything", async () => {
+    const dir = tempDir("xenlab-pcap-args-");
+    writeFileSync(join(dir, "file"), "");
+    const r = await up(dir, "--pcap", join(dir, "file"));
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `xenlab up: Cannot capture into '${join(dir, "file")}': not a directory; give --pcap a directory (made if missing)\n`,
+    );
+    assert.equal(r.stdout, "");
+  });
+
+  it("asks for the directory when none is given", async () => {
+    const dir = tempDir("xenlab-pcap-args-");
+    const r = await up(dir, "--pcap=");
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "xenlab up: --pcap wants a directory to capture into, e.g. --pcap ./pcap\n");
   });
 });
