@@ -1,5 +1,5 @@
 -- XenStore in a xenlab capture (`xenlab up --pcap DIR`, DIR/xenstore.pcapng), for Wireshark
--- and tshark 3.6 or later:
+-- and tshark (checked with Debian bookworm's 4.0):
 --
 --   wireshark -X lua_script:wireshark/xenstore.lua DIR/xenstore.pcapng
 --   tshark -X lua_script:wireshark/xenstore.lua -r DIR/xenstore.pcapng
