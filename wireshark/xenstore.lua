@@ -89,9 +89,10 @@ local function parts(tvb, off, len)
   return out
 end
 
+-- A part as text; a NUL inside it (only a value can hold one) is shown as \0.
 local function str(tvb, p)
   if p[2] == 0 then return "" end
-  return tvb(p[1], p[2]):string(ENC_UTF_8)
+  return (tvb(p[1], p[2]):raw():gsub("\0", "\\0"))
 end
 
 local function add(tree, field, tvb, p, label)

@@ -13,8 +13,14 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PCAP_DIR_KEY } from "../drivers/net/vif-capture.ts";
 import { Direction, LinkType } from "../lib/pcapng.ts";
-import { fileSink, fsReason, PcapngWriter, type PcapngWriterOptions } from "../lib/pcapng-file.ts";
-import { captureRecord } from "../xenstore/capture.ts";
+import {
+  fileSink,
+  fsReason,
+  type PacketFill,
+  PcapngWriter,
+  type PcapngWriterOptions,
+} from "../lib/pcapng-file.ts";
+import { captureRecordLength, writeCaptureRecord } from "../xenstore/capture.ts";
 import type { XsOps } from "../xenstore/client.ts";
 import type { XenStoreCore } from "../xenstore/core.ts";
 import type { Connection, PacketTap } from "../xenstore/daemon.ts";
@@ -44,13 +50,24 @@ export function captureDirectory(dir: string): string {
 /** XenStore packets as a pcapng capture: a PacketTap for the core. */
 export class XenstoreCapture implements PacketTap {
   readonly #w: PcapngWriter;
+  /** Each connection's label, encoded once: the packets' comment. */
+  readonly #labels = new WeakMap<Connection, Uint8Array>();
+  // The packet being written, for #fill: no closure per packet.
+  #dir: "IN" | "OUT" = "IN";
+  #conn: Connection | null = null;
+  #p: XsPacket | null = null;
+  readonly #fill: PacketFill = (bytes, dv, off) =>
+    writeCaptureRecord(bytes, dv, off, this.#dir, this.#conn!, this.#p!);
 
   constructor(w: PcapngWriter) {
     this.#w = w;
   }
 
   /** A capture into `file` (replaced if it exists). */
-  static create(file: string, opts: Pick<PcapngWriterOptions, "now" | "onError"> = {}): XenstoreCapture {
+  static create(
+    file: string,
+    opts: Pick<PcapngWriterOptions, "now" | "onError" | "flushDelayMs"> = {},
+  ): XenstoreCapture {
     const w = new PcapngWriter(fileSink(file), {
       ...opts,
       section: {
@@ -73,10 +90,23 @@ export class XenstoreCapture implements PacketTap {
   }
 
   packet(dir: "IN" | "OUT", conn: Connection, p: XsPacket): void {
-    this.#w.packet(0, captureRecord(dir, conn, p), {
-      direction: dir === "IN" ? Direction.inbound : Direction.outbound,
-      comment: conn.label,
-    });
+    let label = this.#labels.get(conn);
+    if (label === undefined) {
+      label = new TextEncoder().encode(conn.label);
+      this.#labels.set(conn, label);
+    }
+    this.#dir = dir;
+    this.#conn = conn;
+    this.#p = p;
+    const direction = dir === "IN" ? Direction.inbound : Direction.outbound;
+    this.#w.packetInPlace(0, captureRecordLength(p), direction, label, this.#fill);
+    this.#conn = null;
+    this.#p = null;
+  }
+
+  /** Writes what is queued now. */
+  flush(): void {
+    this.#w.flush();
   }
 
   close(): void {

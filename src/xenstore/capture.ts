@@ -20,7 +20,7 @@
  * 6e 61 6d 65 00`: 33 bytes.
  */
 import type { Connection } from "./daemon.ts";
-import { HEADER_SIZE, writeHeader, type XsPacket } from "./wire.ts";
+import { HEADER_SIZE, type XsPacket } from "./wire.ts";
 
 export const CAPTURE_VERSION = 1;
 export const CAPTURE_HEADER_SIZE = 12;
@@ -28,17 +28,42 @@ export const CAPTURE_HEADER_SIZE = 12;
 export const CaptureDirection = { toXenstored: 0, fromXenstored: 1 } as const;
 export const CaptureTransport = { socket: 0, ring: 1 } as const;
 
-/** The capture record of `p`, seen going `dir` on `conn` (`IN`: a request, `OUT`: sent to it). */
-export function captureRecord(dir: "IN" | "OUT", conn: Connection, p: XsPacket): Uint8Array {
+/** The length of `p`'s capture record. */
+export function captureRecordLength(p: XsPacket): number {
+  return CAPTURE_HEADER_SIZE + HEADER_SIZE + p.payload.byteLength;
+}
+
+/**
+ * Writes `p`'s capture record, seen going `dir` on `conn` (`IN`: a request, `OUT`: sent to it),
+ * at `off` of `bytes` (`dv` over the same buffer), `captureRecordLength(p)` bytes.
+ */
+export function writeCaptureRecord(
+  bytes: Uint8Array,
+  dv: DataView,
+  off: number,
+  dir: "IN" | "OUT",
+  conn: Connection,
+  p: XsPacket,
+): void {
   const len = p.payload.byteLength;
-  const rec = new Uint8Array(CAPTURE_HEADER_SIZE + HEADER_SIZE + len);
-  const dv = new DataView(rec.buffer);
-  rec[0] = CAPTURE_VERSION;
-  rec[1] = dir === "IN" ? CaptureDirection.toXenstored : CaptureDirection.fromXenstored;
-  rec[2] = conn.ring ? CaptureTransport.ring : CaptureTransport.socket;
-  dv.setUint16(4, conn.domid, true);
-  dv.setUint32(8, conn.id, true);
-  writeHeader(rec, CAPTURE_HEADER_SIZE, p.type, p.reqId, p.txId, len);
-  rec.set(p.payload, CAPTURE_HEADER_SIZE + HEADER_SIZE);
+  dv.setUint8(off, CAPTURE_VERSION);
+  dv.setUint8(off + 1, dir === "IN" ? CaptureDirection.toXenstored : CaptureDirection.fromXenstored);
+  dv.setUint8(off + 2, conn.ring ? CaptureTransport.ring : CaptureTransport.socket);
+  dv.setUint8(off + 3, 0);
+  dv.setUint16(off + 4, conn.domid, true);
+  dv.setUint16(off + 6, 0, true);
+  dv.setUint32(off + 8, conn.id, true);
+  const h = off + CAPTURE_HEADER_SIZE;
+  dv.setUint32(h, p.type >>> 0, true);
+  dv.setUint32(h + 4, p.reqId >>> 0, true);
+  dv.setUint32(h + 8, p.txId >>> 0, true);
+  dv.setUint32(h + 12, len, true);
+  bytes.set(p.payload, h + HEADER_SIZE);
+}
+
+/** The capture record of `p`, seen going `dir` on `conn`, in a new array. */
+export function captureRecord(dir: "IN" | "OUT", conn: Connection, p: XsPacket): Uint8Array {
+  const rec = new Uint8Array(captureRecordLength(p));
+  writeCaptureRecord(rec, new DataView(rec.buffer), 0, dir, conn, p);
   return rec;
 }

@@ -113,6 +113,8 @@ export function readCapture(file: Uint8Array): ReadCapture {
       const captured = b.body.getUint32(12, true);
       const interfaceId = b.body.getUint32(0, true);
       assert.ok(interfaceId < interfaces.length, "a packet names an interface described before it");
+      for (let i = captured; i < ((captured + 3) & ~3); i++)
+        assert.equal(b.body.getUint8(20 + i), 0, "packet data padding is zero");
       packets.push({
         interfaceId,
         timestampUs: (BigInt(b.body.getUint32(4, true)) << 32n) | BigInt(b.body.getUint32(8, true)),

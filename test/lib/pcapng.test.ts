@@ -1,7 +1,7 @@
 /**
  * The pcapng encoders and writer (src/lib/pcapng.ts, src/lib/pcapng-file.ts), read back with the
  * test's own reader (test/helpers/pcapng-read.ts): block framing, options and their padding,
- * 64-bit timestamps, snap lengths, batching by turn, and a failed write.
+ * 64-bit timestamps, snap lengths, batching in one reused buffer, and a failed write.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -33,8 +33,6 @@ function memSink(): ByteSink & { writes: Uint8Array[]; closed: boolean; all(): U
   };
   return s;
 }
-
-const turn = () => new Promise<void>((r) => setImmediate(r));
 
 describe("sectionHeaderBlock()", () => {
   it("writes version 1.0, the little-endian magic, an unknown section length and its options", () => {
@@ -74,7 +72,7 @@ describe("enhancedPacketBlock()", () => {
   it("is 104 bytes for a 60-byte inbound frame with no comment (the worked example)", () => {
     const b = enhancedPacketBlock({
       interfaceId: 0,
-      timestampUs: 0n,
+      timestampUs: 0,
       data: new Uint8Array(60),
       direction: Direction.inbound,
     });
@@ -82,7 +80,7 @@ describe("enhancedPacketBlock()", () => {
   });
 
   it("splits a 64-bit timestamp into high and low words and pads odd data with zeros", () => {
-    const ts = 1_796_397_237_910_831n;
+    const ts = 1_796_397_237_910_831;
     const data = Uint8Array.of(1, 2, 3, 4, 5);
     const file = new Uint8Array([
       ...sectionHeaderBlock(),
@@ -96,7 +94,7 @@ describe("enhancedPacketBlock()", () => {
       }),
     ]);
     const p = readCapture(file).packets[0]!;
-    assert.equal(p.timestampUs, ts);
+    assert.equal(p.timestampUs, BigInt(ts));
     assert.deepEqual([...p.data], [1, 2, 3, 4, 5]);
     assert.equal(p.capturedLength, 5);
     assert.equal(p.originalLength, 5);
@@ -112,7 +110,7 @@ describe("enhancedPacketBlock()", () => {
       () =>
         enhancedPacketBlock({
           interfaceId: 0,
-          timestampUs: 0n,
+          timestampUs: 0,
           data: new Uint8Array(1),
           comment: "x".repeat(70000),
         }),
@@ -131,13 +129,13 @@ describe("PcapngWriter", () => {
     assert.equal(c.packets.length, 0);
   });
 
-  it("writes the packets of one turn with one write, stamped by its clock", async () => {
+  it("writes queued packets together on flush(), stamped by its clock", () => {
     const s = memSink();
-    let t = 1000n;
+    let t = 1000;
     const w = new PcapngWriter(s, { interfaces: [{ linkType: LinkType.ETHERNET }], now: () => t++ });
     for (let i = 0; i < 5; i++) w.packet(0, Uint8Array.of(i));
-    assert.equal(s.writes.length, 1, "nothing written before the turn ends");
-    await turn();
+    assert.equal(s.writes.length, 1, "nothing written before the flush");
+    w.flush();
     assert.equal(s.writes.length, 2);
     const c = readCapture(s.all());
     assert.deepEqual(
@@ -145,14 +143,40 @@ describe("PcapngWriter", () => {
       [0, 1, 2, 3, 4].map((i) => [i, 1000n + BigInt(i)]),
     );
     assert.equal(w.packets, 5);
+    w.close();
   });
 
-  it("numbers interfaces added later after the first ones", async () => {
+  it("writes by itself flushDelayMs after the first packet queued", async () => {
+    const s = memSink();
+    const w = new PcapngWriter(s, { interfaces: [{ linkType: LinkType.ETHERNET }], flushDelayMs: 1 });
+    w.packet(0, Uint8Array.of(1));
+    w.packet(0, Uint8Array.of(2));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(s.writes.length, 2);
+    assert.equal(readCapture(s.all()).packets.length, 2);
+    w.close();
+  });
+
+  it("writes when its 64 KiB buffer fills, and grows it for a larger packet; reused space is padded with zeros", () => {
+    const s = memSink();
+    const w = new PcapngWriter(s, { interfaces: [{ linkType: LinkType.ETHERNET }] });
+    for (let i = 0; i < 100; i++) w.packet(0, new Uint8Array(1001).fill(0xff));
+    assert.ok(s.writes.length >= 2, "a full buffer was written before the flush");
+    w.packet(0, new Uint8Array(100_001).fill(7));
+    w.packet(0, Uint8Array.of(1, 2, 3));
+    w.close();
+    const c = readCapture(s.all());
+    assert.equal(c.packets.length, 102);
+    assert.equal(c.packets[100]!.data.byteLength, 100_001);
+    assert.deepEqual([...c.packets[101]!.data], [1, 2, 3]);
+  });
+
+  it("numbers interfaces added later after the first ones", () => {
     const s = memSink();
     const w = new PcapngWriter(s, { interfaces: [{ linkType: LinkType.USER0 }] });
     assert.equal(w.addInterface({ linkType: LinkType.ETHERNET, name: "later" }), 1);
     w.packet(1, Uint8Array.of(9));
-    await turn();
+    w.close();
     const c = readCapture(s.all());
     assert.equal(c.interfaces[1]!.linkType, 1);
     assert.equal(c.packets[0]!.interfaceId, 1);
@@ -184,7 +208,7 @@ describe("PcapngWriter", () => {
     assert.equal(w.packets, 1);
   });
 
-  it("stops capturing after a failed write and reports it once", async () => {
+  it("stops capturing after a failed write and reports it once", () => {
     let fail = false;
     const errors: string[] = [];
     const s = memSink();
@@ -200,9 +224,9 @@ describe("PcapngWriter", () => {
     );
     fail = true;
     w.packet(0, Uint8Array.of(1));
-    await turn();
+    w.flush();
     w.packet(0, Uint8Array.of(2));
-    await turn();
+    w.flush();
     assert.deepEqual(errors, ["ENOSPC: no space left on device"]);
     assert.ok(w.closed && s.closed);
   });

@@ -64,7 +64,7 @@ function udpToGuest(payload: string): Uint8Array {
 describe("VifCapture", () => {
   it("writes vif<domid>.<handle>.pcapng: one Ethernet interface named as Linux's vif, each frame and its direction", () => {
     const dir = tempDir("xenlab-vifcap-");
-    let t = 5_000_000n;
+    let t = 5_000_000;
     const cap = VifCapture.create(dir, 3, 1, { now: () => t++ });
     const arp = arpRequest();
     const udp = udpToGuest("hello");

@@ -7,16 +7,23 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { XenstoreCapture } from "../../src/host/capture.ts";
+import { PcapngWriter } from "../../src/lib/pcapng-file.ts";
+import { CAPTURE_HEADER_SIZE, captureRecord } from "../../src/xenstore/capture.ts";
+import { Connection } from "../../src/xenstore/daemon.ts";
 import { connectXenstore } from "../../src/xenstore/transport-socket-client.ts";
-import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
+import { decodeHeader, typeName, XsType } from "../../src/xenstore/wire.ts";
+import { readCapture } from "../helpers/pcapng-read.ts";
+import { hasCommand, REPO, requirePeer, startXenlab, tempDir } from "../helpers/peers.ts";
 import { runTool } from "../helpers/tools.ts";
 import { until } from "../helpers/until.ts";
 import { MAIN, type RunningHost, startUp } from "../helpers/up.ts";
 
 const LUA = join(REPO, "wireshark/xenstore.lua");
+const ascii = (s: string) => new TextEncoder().encode(s);
 const FIELDS = [
   "frame.number",
   "xenstore.dir",
@@ -49,10 +56,10 @@ async function atConsole(socket: string, lines: readonly [string, RegExp][]): Pr
   child.stderr!.resume();
   const exited = new Promise((r) => child.once("exit", r));
   child.stdin!.write("\r");
-  await until("the guest's prompt", () => out.includes("root@domU:~# "), { ms: 30_000, detail: () => out });
+  await until("the guest's prompt", () => out.includes("root@domU:~# "), { ms: 90_000, detail: () => out });
   for (const [line, done] of lines) {
     child.stdin!.write(`${line}\r`);
-    await until(`the answer to '${line}'`, () => done.test(out), { ms: 30_000, detail: () => out });
+    await until(`the answer to '${line}'`, () => done.test(out), { ms: 90_000, detail: () => out });
   }
   child.stdin!.write("\x1d");
   await exited;
@@ -237,5 +244,67 @@ describe("xenlab up --pcap, given what a newcomer may give it", () => {
     const r = await up(dir, "--pcap=");
     assert.equal(r.code, 2);
     assert.equal(r.stderr, "xenlab up: --pcap wants a directory to capture into, e.g. --pcap ./pcap\n");
+  });
+});
+
+describe("wireshark/xenstore.lua on records a daemon would not write", () => {
+  it("marks short and inconsistent records, names unknown types, and never fails in Lua", async (t) => {
+    if (!requirePeer(t, "tshark (Debian package tshark)", hasCommand("tshark"))) return;
+    const file = join(tempDir("xenlab-pcap-odd-"), "odd.pcapng");
+    const cap = XenstoreCapture.create(file);
+    const ring = new Connection(9, 3, false, "dom3", true);
+    const p = (type: number, payload: string, reqId = 1) => ({
+      type,
+      reqId,
+      txId: 0,
+      payload: ascii(payload),
+    });
+    cap.packet("IN", ring, p(XsType.WRITE, "no-nul-at-all"));
+    cap.packet("IN", ring, p(999, "x\0"));
+    cap.packet("OUT", ring, p(XsType.READ, "", 2));
+    cap.packet("OUT", ring, p(XsType.DIRECTORY, "", 3));
+    cap.packet("IN", ring, p(XsType.WRITE, "/a\0with\0nul"));
+    cap.close();
+    // Two records by hand: 5 bytes, and a header announcing 100 bytes with 3 behind it.
+    const w = new PcapngWriter(
+      { write: (b) => appendFileSync(file, b), close: () => {} },
+      { interfaces: [{ linkType: 147 }] },
+    );
+    w.packet(0, Uint8Array.of(1, 0, 1, 0, 3));
+    const lying = captureRecord("IN", ring, p(XsType.READ, "abc"));
+    new DataView(lying.buffer).setUint32(CAPTURE_HEADER_SIZE + 12, 100, true);
+    w.packet(0, lying);
+    w.close();
+    const r = await runTool("tshark", ["-X", `lua_script:${LUA}`, "-r", file, "-V"], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout + r.stderr, /Lua Error|Lua: error/);
+    assert.match(r.stdout, /Value: no-nul-at-all|Path: no-nul-at-all/);
+    assert.match(r.stdout, /Type name: TYPE999/);
+    assert.match(r.stdout, /Value: with\\0nul/);
+    assert.match(r.stdout, /Record shorter than its headers/);
+    assert.match(r.stdout, /len does not match the bytes captured/);
+  });
+});
+
+describe("xenlab xenstored --pcap FILE", () => {
+  it("captures each request and reply of a socket client, written out when the daemon stops", async () => {
+    const file = join(tempDir("xenlab-pcap-xsd-"), "xs.pcapng");
+    const d = await startXenlab(["--pcap", file]);
+    try {
+      const xs = await connectXenstore(d.socket);
+      await xs.write("/cap", "v");
+      await assert.rejects(xs.read("/cap/none"), /ENOENT/);
+      await xs.close();
+    } finally {
+      await d.stop();
+    }
+    const c = readCapture(readFileSync(file));
+    assert.equal(c.interfaces[0]!.linkType, 147);
+    const records = c.packets.map((p) => {
+      const h = decodeHeader(p.data, CAPTURE_HEADER_SIZE);
+      const payload = new TextDecoder().decode(p.data.subarray(CAPTURE_HEADER_SIZE + 16));
+      return `${p.data[1]} ${typeName(h.type)} ${payload}`;
+    });
+    assert.deepEqual(records, ["0 WRITE /cap\0v", "1 WRITE OK\0", "0 READ /cap/none\0", "1 ERROR ENOENT\0"]);
   });
 });

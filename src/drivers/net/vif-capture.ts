@@ -60,7 +60,7 @@ export class VifCapture implements FrameTap {
     dir: string,
     domid: number,
     handle: number,
-    opts: Pick<PcapngWriterOptions, "now" | "onError"> = {},
+    opts: Pick<PcapngWriterOptions, "now" | "onError" | "flushDelayMs"> = {},
   ): VifCapture {
     const name = vifName(domid, handle);
     const w = new PcapngWriter(fileSink(vifCaptureFile(dir, domid, handle)), {
@@ -82,7 +82,8 @@ export class VifCapture implements FrameTap {
   }
 
   onFrame(direction: FrameDirection, frame: Uint8Array): void {
-    this.#w.packet(0, frame.slice(), {
+    // Copied into the writer's buffer now: the caller may reuse `frame` once this returns.
+    this.#w.packet(0, frame, {
       direction: direction === "from-guest" ? Direction.inbound : Direction.outbound,
     });
   }
@@ -100,7 +101,7 @@ export async function openVifCapture(
   xs: XsOps,
   domid: number,
   handle: number,
-  opts: Pick<PcapngWriterOptions, "now" | "onError"> = {},
+  opts: Pick<PcapngWriterOptions, "now" | "onError" | "flushDelayMs"> = {},
 ): Promise<FrameTap | null> {
   let dir: string;
   try {
