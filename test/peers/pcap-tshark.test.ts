@@ -205,6 +205,15 @@ describe("xenlab up --pcap, decoded by tshark with wireshark/xenstore.lua", () =
     );
   });
 
+  it("starts with the host publishing the capture directory for netback, before dom0 boots", async (t) => {
+    if ((await decoded(t)) === null) return;
+    const first = rows[0]!;
+    assert.deepEqual(
+      [first["xenstore.op"], first["xenstore.path"], first["xenstore.value"]],
+      ["WRITE", "/tool/xenlab/pcap", join(dir, "pcap")],
+    );
+  });
+
   it("shows the guest's requests over its ring with domid 1, its ENOENT included", async (t) => {
     if ((await decoded(t)) === null) return;
     const w = exchange((r) => r["xenstore.op"] === "WRITE" && r["xenstore.path"] === "data/greeting");
