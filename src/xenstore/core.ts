@@ -19,6 +19,7 @@ import {
   OK,
   type PacketTap,
   type RequestContext,
+  type StateDumpFiles,
   type StateJournal,
   type XsLogger,
 } from "./daemon.ts";
@@ -85,6 +86,8 @@ export interface CoreOptions {
   hooks?: DomainHooks;
   /** The trace file (`xenstored -T`); without one the trace stays closed. */
   trace?: Trace;
+  /** Where CONTROL `dump-state` writes the migration stream (`xenlab xenstored`). */
+  dumpFiles?: StateDumpFiles;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -120,6 +123,7 @@ export class XenStoreCore implements Daemon {
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
   readonly trace: Trace;
+  readonly dumpFiles: StateDumpFiles | null;
   /**
    * Where every request and reply is copied (`xenlab up --pcap`), or null. The transports see
    * each packet through `io()`, which costs one test of this field while no capture is on.
@@ -140,6 +144,7 @@ export class XenStoreCore implements Daemon {
     this.hooks = opts.hooks ?? {};
     this.journal = opts.journal ?? null;
     this.trace = opts.trace ?? new Trace(null);
+    this.dumpFiles = opts.dumpFiles ?? null;
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
     this.writeRate = new WriteRateLimit(this.log);
