@@ -589,6 +589,8 @@ export async function benchXenstore(o: Options): Promise<number> {
   checkPeers(o);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const xl = xenlabArgv(o);
+  if (xl === null && o.pcap)
+    throw new Error("Cannot capture with --xenlab ref: --pcap is xenlab's daemon's option");
   const dir = mkdtempSync(join(tmpdir(), "xenlab-bench-"));
   const started: Daemon[] = [];
   const cleanup = async () => {
