@@ -75,17 +75,16 @@ end
 -- counts as well, as WRITE's value and READ's reply have none).
 local function parts(tvb, off, len)
   local out = {}
-  local stop = off + len
-  local start = off
-  local pos = off
-  while pos < stop do
-    if tvb(pos, 1):uint() == 0 then
-      out[#out + 1] = { start, pos - start }
-      start = pos + 1
-    end
-    pos = pos + 1
+  if len <= 0 then return out end
+  local raw = tvb(off, len):raw()
+  local start = 1
+  while true do
+    local z = string.find(raw, "\0", start, true)
+    if not z then break end
+    out[#out + 1] = { off + start - 1, z - start }
+    start = z + 1
   end
-  if start < stop then out[#out + 1] = { start, stop - start } end
+  if start <= len then out[#out + 1] = { off + start - 1, len - start + 1 } end
   return out
 end
 
@@ -102,8 +101,8 @@ local function add(tree, field, tvb, p, label)
   return tree:add(field, r, s)
 end
 
--- The whole rest of the payload from `from` as one string (a value may hold NULs).
-local function rest(tvb, from, stop)
+-- The bytes from `from` to `stop` as one part (a value may hold NULs).
+local function span(from, stop)
   return { from, stop - from }
 end
 
@@ -120,7 +119,7 @@ local function request(tree, tvb, ty, off, len)
     if ps[1] then
       add(tree, f.path, tvb, ps[1])
       local vstart = ps[1][1] + ps[1][2] + 1
-      local v = rest(tvb, vstart, off + len)
+      local v = span(vstart, off + len)
       if v[2] >= 0 and vstart <= off + len then add(tree, f.value, tvb, v) end
       return str(tvb, ps[1]) .. " = " .. (v[2] > 0 and str(tvb, v) or "")
     end
@@ -170,7 +169,7 @@ local function reply(tree, tvb, ty, off, len)
     if ps[2] then add(tree, f.token, tvb, ps[2]) end
     if ps[1] then return str(tvb, ps[1]) .. (ps[2] and (" token " .. str(tvb, ps[2])) or "") end
   elseif ty == T.READ or ty == T.CONTROL or ty == T.GET_FEATURE or ty == T.GET_QUOTA then
-    local v = rest(tvb, off, off + len)
+    local v = span(off, off + len)
     add(tree, f.value, tvb, v)
     return str(tvb, v)
   elseif ty == T.DIRECTORY then
