@@ -34,7 +34,7 @@ const USAGE = `usage: xenlab up [options]
                       (default: the socket's directory/console)
   --halt-poll-us N    each domain polls up to N µs for an event before it sleeps,
                       adapting as KVM's halt_poll_ns (default 1000; 0: never)
-  --pcap DIR          capture into DIR (created if missing; files replaced):
+  --pcap DIR          capture into DIR (made if missing; earlier captures replaced):
                       xenstore.pcapng, every XenStore request and reply, and
                       vifD.H.pcapng, each vif's Ethernet frames; open them with
                       wireshark -X lua_script:wireshark/xenstore.lua (README)

@@ -6,12 +6,12 @@
  * direction, then the message as on the wire), with the connection's label as the packet's
  * comment (`dom1`, `socket#3`), which Wireshark shows even without wireshark/xenstore.lua.
  *
- * The per-vif captures (`DIR/vif<domid>.<handle>.pcapng`) are netback's: the host publishes DIR
- * at PCAP_DIR_KEY for it (src/drivers/net/vif-capture.ts).
+ * The per-vif captures (`DIR/vif<domid>.<handle>.pcapng`) are netback's: the host removes those
+ * of an earlier run and publishes DIR at PCAP_DIR_KEY for it (src/drivers/net/vif-capture.ts).
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PCAP_DIR_KEY } from "../drivers/net/vif-capture.ts";
+import { isVifCaptureFile, PCAP_DIR_KEY } from "../drivers/net/vif-capture.ts";
 import { Direction, LinkType } from "../lib/pcapng.ts";
 import {
   fileSink,
@@ -137,6 +137,9 @@ export class HostCapture {
     log: { warn(obj: object, msg: string): void },
   ): Promise<HostCapture> {
     const abs = captureDirectory(dir);
+    // netback appends to a vif's file (a reconnect is a new section): a file of an earlier
+    // run would mix two runs.
+    for (const name of readdirSync(abs)) if (isVifCaptureFile(name)) rmSync(join(abs, name), { force: true });
     let started: XenstoreCapture | null = null;
     const xenstore = XenstoreCapture.create(join(abs, XENSTORE_CAPTURE_FILE), {
       onError: (err) => {

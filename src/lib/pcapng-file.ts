@@ -45,13 +45,14 @@ export function fsReason(e: unknown): string {
 }
 
 /**
- * A file, created or emptied (a capture starts afresh, as dumpcap's `-w`), with mode 0644.
- * Throws an Error naming the file and the cause when it cannot be created.
+ * A file with mode 0644: created or emptied (a capture starts afresh, as dumpcap's `-w`), or with
+ * `append` created or added to (a second section after the first: pcapng readers read every
+ * section of a file). Throws an Error naming the file and the cause when it cannot be opened.
  */
-export function fileSink(path: string): ByteSink {
+export function fileSink(path: string, opts: { readonly append?: boolean } = {}): ByteSink {
   let fd: number;
   try {
-    fd = openSync(path, "w", 0o644);
+    fd = openSync(path, opts.append === true ? "a" : "w", 0o644);
   } catch (e) {
     throw new Error(`Cannot create capture file '${path}': ${fsReason(e)}`);
   }

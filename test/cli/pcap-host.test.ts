@@ -4,7 +4,7 @@
  * directory that cannot be used fails the start with its reason and leaves nothing running.
  */
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import pino from "pino";
@@ -18,9 +18,14 @@ import { readCapture } from "../helpers/pcapng-read.ts";
 import { tempDir } from "../helpers/peers.ts";
 
 describe("Host.start({ pcapDir })", () => {
-  it("captures from the publishing of the directory to the host's stop, the guest's introduction included", async () => {
+  it("captures from the publishing of the directory to the host's stop, the guest's introduction included; an earlier run's vif captures are removed", async () => {
     const pcap = join(tempDir("xenlab-pcap-host-"), "pcap");
+    // An earlier run's files: its vif captures go (netback appends to them), the rest stays.
+    mkdirSync(pcap);
+    writeFileSync(join(pcap, "vif7.0.pcapng"), "old");
+    writeFileSync(join(pcap, "notes.txt"), "mine");
     const fx = await startHost({ pcapDir: pcap, guest: { name: "g" } });
+    assert.deepEqual(readdirSync(pcap).sort(), ["notes.txt", XENSTORE_CAPTURE_FILE]);
     assert.equal(await fx.host.xs.read(PCAP_DIR_KEY), pcap);
     await fx.host.xs.write("/last", "1");
     await fx.stop();

@@ -89,22 +89,28 @@ export const optText = (opts: RawOption[], code: number): string | undefined => 
   return o === undefined ? undefined : new TextDecoder().decode(o.value);
 };
 
-export function readCapture(file: Uint8Array): ReadCapture {
+/** Every section of a file, in order (a file may hold several, one after the other). */
+export function readSections(file: Uint8Array): ReadCapture[] {
   const bs = blocks(file);
-  const shb = bs[0];
-  assert.ok(shb !== undefined && shb.type === 0x0a0d0d0a, "starts with a Section Header Block");
-  assert.equal(shb.body.getUint32(0, true), 0x1a2b3c4d, "byte-order magic, little-endian");
-  const section = {
-    major: shb.body.getUint16(4, true),
-    minor: shb.body.getUint16(6, true),
-    sectionLength: shb.body.getBigInt64(8, true),
-    options: options(shb.body, 16),
-  };
-  const interfaces: ReadInterface[] = [];
-  const packets: ReadPacket[] = [];
-  for (const b of bs.slice(1)) {
-    if (b.type === 1) {
-      interfaces.push({
+  assert.ok(bs[0] !== undefined && bs[0].type === 0x0a0d0d0a, "starts with a Section Header Block");
+  const out: ReadCapture[] = [];
+  let cur: ReadCapture | null = null;
+  for (const b of bs) {
+    if (b.type === 0x0a0d0d0a) {
+      assert.equal(b.body.getUint32(0, true), 0x1a2b3c4d, "byte-order magic, little-endian");
+      cur = {
+        section: {
+          major: b.body.getUint16(4, true),
+          minor: b.body.getUint16(6, true),
+          sectionLength: b.body.getBigInt64(8, true),
+          options: options(b.body, 16),
+        },
+        interfaces: [],
+        packets: [],
+      };
+      out.push(cur);
+    } else if (b.type === 1) {
+      cur!.interfaces.push({
         linkType: b.body.getUint16(0, true),
         snapLen: b.body.getUint32(4, true),
         options: options(b.body, 8),
@@ -112,10 +118,10 @@ export function readCapture(file: Uint8Array): ReadCapture {
     } else if (b.type === 6) {
       const captured = b.body.getUint32(12, true);
       const interfaceId = b.body.getUint32(0, true);
-      assert.ok(interfaceId < interfaces.length, "a packet names an interface described before it");
+      assert.ok(interfaceId < cur!.interfaces.length, "a packet names an interface described before it");
       for (let i = captured; i < ((captured + 3) & ~3); i++)
         assert.equal(b.body.getUint8(20 + i), 0, "packet data padding is zero");
-      packets.push({
+      cur!.packets.push({
         interfaceId,
         timestampUs: (BigInt(b.body.getUint32(4, true)) << 32n) | BigInt(b.body.getUint32(8, true)),
         capturedLength: captured,
@@ -125,5 +131,12 @@ export function readCapture(file: Uint8Array): ReadCapture {
       });
     } else assert.fail(`unexpected block type 0x${b.type.toString(16)}`);
   }
-  return { section, interfaces, packets };
+  return out;
+}
+
+/** The one section of a file. */
+export function readCapture(file: Uint8Array): ReadCapture {
+  const sections = readSections(file);
+  assert.equal(sections.length, 1, "one section");
+  return sections[0]!;
 }

@@ -19,7 +19,7 @@ import { Opt } from "../../src/lib/pcapng.ts";
 import { XsClient } from "../../src/xenstore/client.ts";
 import { XenStoreCore } from "../../src/xenstore/core.ts";
 import { LocalChannel } from "../../src/xenstore/transport-local.ts";
-import { optText, readCapture } from "../helpers/pcapng-read.ts";
+import { optText, readCapture, readSections } from "../helpers/pcapng-read.ts";
 import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
 
 const GUEST_MAC = [0x00, 0x16, 0x3e, 0x12, 0x34, 0x56];
@@ -90,6 +90,32 @@ describe("VifCapture", () => {
       ],
     );
     assert.equal(cap.frames, 2);
+  });
+
+  it("adds a section to the vif's file when the vif reconnects: the frames of both connections are kept", (t) => {
+    const dir = tempDir("xenlab-vifcap-");
+    const first = VifCapture.create(dir, 4, 0);
+    first.onFrame("from-guest", arpRequest());
+    first.close();
+    const second = VifCapture.create(dir, 4, 0);
+    second.onFrame("to-guest", udpToGuest("again"));
+    second.onFrame("from-guest", arpRequest());
+    second.close();
+    const sections = readSections(readFileSync(vifCaptureFile(dir, 4, 0)));
+    assert.deepEqual(
+      sections.map((s) => s.packets.length),
+      [1, 2],
+    );
+    if (!requirePeer(t, "tshark (Debian package tshark)", hasCommand("tshark"))) return;
+    const out = execFileSync(
+      "tshark",
+      ["-r", vifCaptureFile(dir, 4, 0), "-T", "fields", "-e", "frame.interface_name"],
+      {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      },
+    );
+    assert.deepEqual(out.trim().split("\n"), ["vif4.0", "vif4.0", "vif4.0"]);
   });
 
   it("is read by tshark as Ethernet: ARP from the guest inbound, UDP to it outbound", (t) => {

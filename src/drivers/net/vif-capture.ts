@@ -12,7 +12,8 @@
  *   tap?.onFrame("from-guest", frame);   // a frame the guest sent (its TX ring), whole
  *   tap?.onFrame("to-guest", frame);     // a frame given to the guest (its RX ring), whole
  *   ...
- *   tap?.close();                        // on disconnect: the file stays readable
+ *   tap?.close();                        // on disconnect: the file stays readable; a
+ *                                        // reconnect adds a section to the same file
  *
  * `frame` is the Ethernet frame from its destination MAC on (no FCS), as passt and a TAP carry
  * it; the tap copies it before returning, so the caller may reuse the buffer. Directions are
@@ -47,6 +48,11 @@ export function vifCaptureFile(dir: string, domid: number, handle: number): stri
   return join(dir, `${vifName(domid, handle)}.pcapng`);
 }
 
+/** Whether a file name is a vif capture's (`vif<domid>.<handle>.pcapng`). */
+export function isVifCaptureFile(name: string): boolean {
+  return /^vif\d+\.\d+\.pcapng$/.test(name);
+}
+
 /** One vif's capture: a pcapng file with one Ethernet interface. */
 export class VifCapture implements FrameTap {
   readonly #w: PcapngWriter;
@@ -55,7 +61,11 @@ export class VifCapture implements FrameTap {
     this.#w = w;
   }
 
-  /** A new capture of vif `domid`.`handle` in `dir` (the file replaced if it exists). */
+  /**
+   * A capture of vif `domid`.`handle` in `dir`: a new section at the end of its file, so a vif
+   * that reconnects keeps its earlier frames (the host empties `dir` of vif captures when it
+   * starts: the file is this run's).
+   */
   static create(
     dir: string,
     domid: number,
@@ -63,7 +73,7 @@ export class VifCapture implements FrameTap {
     opts: Pick<PcapngWriterOptions, "now" | "onError" | "flushDelayMs"> = {},
   ): VifCapture {
     const name = vifName(domid, handle);
-    const w = new PcapngWriter(fileSink(vifCaptureFile(dir, domid, handle)), {
+    const w = new PcapngWriter(fileSink(vifCaptureFile(dir, domid, handle), { append: true }), {
       ...opts,
       section: { application: "xenlab", comment: `Ethernet frames of ${name}, as dom0's netback moved them` },
       interfaces: [
