@@ -62,7 +62,10 @@ async function atConsole(socket: string, lines: readonly [string, RegExp][]): Pr
     await until(`the answer to '${line}'`, () => done.test(out), { ms: 90_000, detail: () => out });
   }
   child.stdin!.write("\x1d");
+  // Ctrl-] detaches; a client that does not is killed rather than holding the test.
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
   await exited;
+  clearTimeout(timer);
 }
 
 describe("xenlab up --pcap, decoded by tshark with wireshark/xenstore.lua", () => {
