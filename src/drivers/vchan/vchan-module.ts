@@ -12,6 +12,8 @@
  *   drain   {id, chunk, timeoutMs?}            → {bytes, sha256, seconds}  read to the end
  *   close   {id}  ·  list → [{id, path, peer, server, open}]
  *
+ * `timeoutMs` defaults to DEFAULT_TIMEOUT_MS; 0 waits for as long as it takes.
+ *
  * `pump` and `drain` stay in the domain for the whole stream (the two-guest tests and
  * `xenlab bench vchan` use them): the bytes never cross to the host.
  */
@@ -66,7 +68,8 @@ interface Args {
 export async function call(k: Kernel, cmd: string, raw: unknown): Promise<unknown> {
   const t = table(k);
   const a = (raw ?? {}) as Args;
-  const timeout = a.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  // 0: no timeout (a stream's data may pause for as long as its source does).
+  const timeout = a.timeoutMs === 0 ? undefined : (a.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   switch (cmd) {
     case "server": {
       const v = await Vchan.server(t.platform, {
@@ -128,7 +131,7 @@ export async function call(k: Kernel, cmd: string, raw: unknown): Promise<unknow
  * not read, so "not there yet" and "not for us" look alike until the timeout, which names the key
  * and both causes.
  */
-async function waitForServer(k: Kernel, path: string, timeoutMs: number): Promise<void> {
+async function waitForServer(k: Kernel, path: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
   const keys = [`${path}/ring-ref`, `${path}/event-channel`] as const;
   let stuck: { key: string; denied: boolean } = { key: keys[0], denied: false };
   const present = async () => {
@@ -169,7 +172,7 @@ function pattern(seed: number, chunk: number): Uint8Array {
   return b;
 }
 
-async function pump(v: Vchan, bytes: number, chunk: number, seed: number, timeoutMs: number) {
+async function pump(v: Vchan, bytes: number, chunk: number, seed: number, timeoutMs: number | undefined) {
   const data = pattern(seed, chunk);
   const h = createHash("sha256");
   const t0 = performance.now();
@@ -184,7 +187,7 @@ async function pump(v: Vchan, bytes: number, chunk: number, seed: number, timeou
   return { bytes, sha256: h.digest("hex"), seconds };
 }
 
-async function drain(v: Vchan, chunk: number, timeoutMs: number) {
+async function drain(v: Vchan, chunk: number, timeoutMs: number | undefined) {
   const buf = new Uint8Array(chunk);
   const h = createHash("sha256");
   let bytes = 0;
