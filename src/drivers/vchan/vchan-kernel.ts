@@ -46,6 +46,10 @@ export class KernelVchanPlatform implements VchanPlatform {
     this.#k.bindEvent(port, fn);
   }
 
+  block(timeoutMs: number): void {
+    this.#k.events.block(timeoutMs);
+  }
+
   sharePage(peer: number, notify?: UnmapNotify): { ref: number; page: Uint8Array } {
     const k = this.#k;
     let gfn: number;

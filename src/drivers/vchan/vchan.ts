@@ -74,6 +74,8 @@ export interface VchanPlatform {
   /** Writes the nodes and their permissions in one transaction (retried on EAGAIN). */
   xsWrite(entries: readonly VchanXsEntry[]): Promise<void>;
   xsRm(path: string): Promise<void>;
+  /** Sleeps until an event is due and runs the domain's upcall (SCHEDOP_block); optional. */
+  block?(timeoutMs: number): void;
 }
 
 /** A vchan could not be set up: `key` names what was missing or wrong when there is one. */
@@ -344,26 +346,67 @@ export class Vchan {
    */
   async read(buf: Uint8Array, timeoutMs?: number): Promise<number> {
     for (;;) {
-      this.#checkOpen();
-      const avail = this.end.readyFor(buf.length);
-      if (avail > 0) return this.end.read(buf);
-      if (!this.end.isOpen()) return 0;
+      const n = this.#readStep(buf);
+      if (n !== undefined) return n;
       await this.wait(timeoutMs);
     }
   }
 
   /** `libxenvchan_write` with blocking set: all of `data`; VchanClosedError if the peer goes. */
   async write(data: Uint8Array, timeoutMs?: number): Promise<void> {
-    let pos = 0;
-    for (;;) {
-      this.#checkOpen();
-      if (!this.end.isOpen())
-        throw new VchanClosedError(`Cannot write to vchan ${this.path}: the peer is gone`);
-      const avail = Math.min(this.end.spaceFor(data.length - pos), data.length - pos);
-      if (avail > 0) pos += this.end.write(data.subarray(pos, pos + avail));
-      if (pos === data.length) return;
+    for (let pos = this.#writeStep(data, 0); pos < data.length; pos = this.#writeStep(data, pos)) {
       await this.wait(timeoutMs);
     }
+  }
+
+  /**
+   * read() that waits in the caller's thread, as libxenvchan's blocking read of the event-channel
+   * device does: the domain's vCPU blocks (SCHEDOP_block) until an event, runs its upcall, and
+   * nothing else of the domain runs meanwhile. For a loop that owns the domain (xen_vchan's pump
+   * and drain); needs a platform with `block`.
+   */
+  readSync(buf: Uint8Array, timeoutMs?: number): number {
+    for (;;) {
+      const n = this.#readStep(buf);
+      if (n !== undefined) return n;
+      this.#waitSync(timeoutMs);
+    }
+  }
+
+  /** write() that waits in the caller's thread (see readSync). */
+  writeSync(data: Uint8Array, timeoutMs?: number): void {
+    for (let pos = this.#writeStep(data, 0); pos < data.length; pos = this.#writeStep(data, pos)) {
+      this.#waitSync(timeoutMs);
+    }
+  }
+
+  // One try of a blocking read: the bytes read, 0 at end of stream, undefined to wait.
+  #readStep(buf: Uint8Array): number | undefined {
+    this.#checkOpen();
+    if (this.end.readyFor(buf.length) > 0) return this.end.read(buf);
+    return this.end.isOpen() ? undefined : 0;
+  }
+
+  // One try of a blocking write from `pos`: the new position (data.length when done).
+  #writeStep(data: Uint8Array, pos: number): number {
+    this.#checkOpen();
+    if (!this.end.isOpen())
+      throw new VchanClosedError(`Cannot write to vchan ${this.path}: the peer is gone`);
+    const avail = Math.min(this.end.spaceFor(data.length - pos), data.length - pos);
+    return avail > 0 ? pos + this.end.write(data.subarray(pos, pos + avail)) : pos;
+  }
+
+  #waitSync(timeoutMs?: number): void {
+    const block = this.#p.block?.bind(this.#p);
+    if (block === undefined) throw new TypeError("This vchan platform cannot wait synchronously");
+    const t0 = performance.now();
+    while (this.#events === 0) {
+      const left = timeoutMs === undefined ? Number.POSITIVE_INFINITY : timeoutMs - (performance.now() - t0);
+      if (left <= 0)
+        throw new VchanTimeoutError(`Timed out after ${timeoutMs} ms waiting on vchan ${this.path}`);
+      block(left);
+    }
+    this.#events = 0;
   }
 
   /** Resolves once a client has connected (cli_live left 2), for a server. */
