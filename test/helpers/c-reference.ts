@@ -11,6 +11,8 @@ import type { TestContext } from "node:test";
 import { hasCommand, requirePeer, tempDir } from "./peers.ts";
 
 export interface CReference {
+  /** The built program, for a test that drives it interactively. */
+  readonly bin: string;
   /** Runs the program on `script` (one line each) and returns its output lines. */
   run(script: readonly string[]): string[];
 }
@@ -51,6 +53,7 @@ export function cReference(t: TestContext, spec: CReferenceSpec): CReference | u
   }
   const program = bin;
   return {
+    bin: program,
     run(script) {
       const r = spawnSync(program, [], {
         input: `${script.join("\n")}\n`,

@@ -3,6 +3,7 @@
  * recording fake of the grant, event-channel and XenStore calls, printing what
  * test/vchan/c/vchan_diff.c prints for Debian's libxenvchan over its stubs, line for line.
  */
+import { readSync, writeSync } from "node:fs";
 import {
   type UnmapNotify,
   Vchan,
@@ -15,13 +16,42 @@ export const SIM_PATH = "/local/domain/0/data/vchan/1/5";
 const SRV_PORT = 7;
 const CLI_PORT = 9;
 
-/** Both domains' shared state: the pages by ref, the notifies armed, the store, the output. */
+/**
+ * Both domains' shared state: the pages by ref, the store, the output. With `fd`, the pages are
+ * also those of a file, ref r at offset (r - 8) × 4096, as vchan_diff.c's under VCHAN_SHM: a
+ * page not yet known is read from it, load() rereads them all and store() writes them back, so
+ * the C program can be one of the ends in lockstep.
+ */
 class World {
   readonly out: string[] = [];
   readonly pages = new Map<number, Uint8Array>();
   readonly kv = new Map<string, string>();
+  readonly fd: number | undefined;
   nextRef = 8;
-  ctrlRef = -1;
+  ctrlRef = 8;
+
+  constructor(fd?: number) {
+    this.fd = fd;
+  }
+
+  page(ref: number): Uint8Array | undefined {
+    const known = this.pages.get(ref);
+    if (known !== undefined || this.fd === undefined) return known;
+    const page = new Uint8Array(new SharedArrayBuffer(4096));
+    readSync(this.fd, page, 0, 4096, (ref - 8) * 4096);
+    this.pages.set(ref, page);
+    return page;
+  }
+
+  load(): void {
+    if (this.fd === undefined) return;
+    for (const [ref, page] of this.pages) readSync(this.fd, page, 0, 4096, (ref - 8) * 4096);
+  }
+
+  store(): void {
+    if (this.fd === undefined) return;
+    for (const [ref, page] of this.pages) writeSync(this.fd, page, 0, 4096, (ref - 8) * 4096);
+  }
 }
 
 class SimPlatform implements VchanPlatform {
@@ -58,7 +88,6 @@ class SimPlatform implements VchanPlatform {
     if (notify !== undefined) {
       this.#w.out.push(`notify-on-unshare ${ref} byte ${notify.offset} port ${notify.port}`);
       this.#shareNotify.set(ref, notify);
-      this.#w.ctrlRef = ref;
     }
     return { ref, page };
   }
@@ -71,7 +100,7 @@ class SimPlatform implements VchanPlatform {
     this.#shareNotify.delete(ref);
   }
   mapPage(_peer: number, ref: number, writable: boolean, notify?: UnmapNotify) {
-    const page = this.#w.pages.get(ref);
+    const page = this.#w.page(ref);
     if (page === undefined) throw new Error(`map: no ref ${ref}`);
     const rw = writable ? "rw" : "ro";
     this.#w.out.push(
@@ -116,30 +145,35 @@ function fnv(bytes: Uint8Array): string {
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
-/** Runs a vchan_diff.c script on the TypeScript vchan; returns the lines C would print. */
-export async function runSim(script: readonly string[]): Promise<string[]> {
-  const w = new World();
-  const srvP = new SimPlatform(w, 0);
-  const cliP = new SimPlatform(w, 1);
-  let srv: Vchan | undefined;
-  let cli: Vchan | undefined;
-  const ctrl = () => w.pages.get(w.ctrlRef);
-  const ring = (order: number, firstGrant: number): Uint8Array => {
-    const c = ctrl()!;
-    if (order === 10) return c.subarray(1024, 2048);
-    if (order === 11) return c.subarray(2048, 4096);
-    const ref = new DataView(c.buffer).getUint32(VCHAN.grants + 4 * firstGrant, true);
-    const bytes = new Uint8Array(2 ** order);
-    for (let i = 0; i < ringPages(order); i++) bytes.set(w.pages.get(ref + i)!, i * 4096);
-    return bytes;
-  };
-  for (const line of script) {
+/**
+ * The TypeScript side of a vchan_diff.c script, one line at a time: the server (domain 0) and the
+ * client (domain 1) over one World. step() returns the lines C would print for the line, dump()
+ * the page's lines.
+ */
+export class SimRun {
+  readonly world: World;
+  readonly #srvP: SimPlatform;
+  readonly #cliP: SimPlatform;
+  #srv: Vchan | undefined;
+  #cli: Vchan | undefined;
+
+  /** `fd`: the file vchan_diff.c shares its pages through (VCHAN_SHM), for a mixed pair. */
+  constructor(fd?: number) {
+    this.world = new World(fd);
+    this.#srvP = new SimPlatform(this.world, 0);
+    this.#cliP = new SimPlatform(this.world, 1);
+  }
+
+  async step(line: string): Promise<string[]> {
+    const w = this.world;
     const f = line.split(" ");
     const a = Number(f[2] ?? 0);
     const b = Number(f[3] ?? 0);
+    const start = w.out.length;
+    w.load();
     if (f[0] === "server") {
       try {
-        srv = await Vchan.server(srvP, {
+        this.#srv = await Vchan.server(this.#srvP, {
           peer: 1,
           path: SIM_PATH,
           leftMin: Number(f[1]),
@@ -151,16 +185,16 @@ export async function runSim(script: readonly string[]): Promise<string[]> {
       }
     } else if (f[0] === "client") {
       try {
-        cli = await Vchan.client(cliP, { peer: 0, path: SIM_PATH });
+        this.#cli = await Vchan.client(this.#cliP, { peer: 0, path: SIM_PATH });
         w.out.push("ret 0");
       } catch {
         w.out.push("ret -1");
       }
     } else if (f[0] === "poke") {
-      ctrl()!.set(Buffer.from(f[2]!, "hex"), Number(f[1]));
+      w.page(w.ctrlRef)!.set(Buffer.from(f[2]!, "hex"), Number(f[1]));
       w.out.push("ret 0");
     } else {
-      const v = f[0] === "S" ? srv! : cli!;
+      const v = f[0] === "S" ? this.#srv! : this.#cli!;
       switch (f[1]) {
         case "read":
         case "recv": {
@@ -193,14 +227,37 @@ export async function runSim(script: readonly string[]): Promise<string[]> {
           throw new Error(`bad op ${line}`);
       }
     }
-    const c = ctrl();
-    if (c !== undefined) {
-      const h = decodeHeader(c);
-      const lp = ringPages(h.leftOrder);
-      const rp = ringPages(h.rightOrder);
-      w.out.push(`hdr ${hex(c.subarray(0, 24 + 4 * (lp + rp)))}`);
-      w.out.push(`rings ${fnv(ring(h.leftOrder, 0))} ${fnv(ring(h.rightOrder, lp))}`);
-    }
+    w.store();
+    return w.out.slice(start);
   }
-  return w.out;
+
+  /** The "hdr" and "rings" lines of the control page as it is now (none before it exists). */
+  dump(): string[] {
+    const w = this.world;
+    const c = w.pages.get(w.ctrlRef);
+    if (c === undefined) return [];
+    const h = decodeHeader(c);
+    const lp = ringPages(h.leftOrder);
+    const rp = ringPages(h.rightOrder);
+    const ring = (order: number, firstGrant: number): Uint8Array => {
+      if (order === 10) return c.subarray(1024, 2048);
+      if (order === 11) return c.subarray(2048, 4096);
+      const ref = new DataView(c.buffer).getUint32(VCHAN.grants + 4 * firstGrant, true);
+      const bytes = new Uint8Array(2 ** order);
+      for (let i = 0; i < ringPages(order); i++) bytes.set(w.page(ref + i)!, i * 4096);
+      return bytes;
+    };
+    return [
+      `hdr ${hex(c.subarray(0, 24 + 4 * (lp + rp)))}`,
+      `rings ${fnv(ring(h.leftOrder, 0))} ${fnv(ring(h.rightOrder, lp))}`,
+    ];
+  }
+}
+
+/** Runs a vchan_diff.c script on the TypeScript vchan; returns the lines C would print. */
+export async function runSim(script: readonly string[]): Promise<string[]> {
+  const run = new SimRun();
+  const out: string[] = [];
+  for (const line of script) out.push(...(await run.step(line)), ...run.dump());
+  return out;
 }

@@ -12,15 +12,24 @@
  *   S|C write N SEED | send N SEED   bytes (SEED*7 + i) & 255
  *   S|C ready | space | open | close
  *   poke OFF HEX            writes bytes into the control page
+ *   xsset PATH VALUE        puts a key in the stub XenStore (what a server elsewhere wrote)
+ *   dump                    prints the page and rings only
  * stdout: what the stubs saw (share/map/notify/xs lines), then "ret N", "data HEX" for reads,
  * "hdr HEX" (the 24-byte header and the grants) and "rings L R" (FNV-1a of each ring).
+ *
+ * With VCHAN_SHM=FILE the grants are pages of FILE instead (ref r at offset (r - 8) * 4096), so
+ * another process can be the peer in lockstep: it reads and writes the same pages of the file
+ * between our steps. Each command's output then ends with a line "end" and is flushed.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <libxenvchan.h>
 #include <xenstore.h>
 
@@ -33,6 +42,22 @@ struct grant { uint8_t *base; uint32_t count; }; /* ref -> region start, pages i
 static struct grant grants[1024];
 static uint32_t next_ref = 8;
 static uint8_t *witness_ctrl;
+static int shm_fd = -1;
+
+/* VCHAN_SHM: `count` pages of the file from grant `ref`, a mapping of their own */
+static uint8_t *file_map(uint32_t ref, uint32_t count)
+{
+	void *p = mmap(NULL, (size_t)count * PG, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, (off_t)(ref - 8) * PG);
+	if (p == MAP_FAILED) { perror("mmap file"); exit(2); }
+	return p;
+}
+
+/* Where we print grant `ref` from: its region, or in VCHAN_SHM mode a mapping of its file page. */
+static uint8_t *page_of(uint32_t ref)
+{
+	if (!grants[ref].base && shm_fd >= 0) grants[ref] = (struct grant){ file_map(ref, 1), 1 };
+	return grants[ref].base;
+}
 struct notify { void *addr; uint32_t off; uint32_t port; };
 static struct notify notifies[64];
 static int nnotifies;
@@ -66,8 +91,14 @@ int xengntshr_close(xengntshr_handle *h) { (void)h; return 0; }
 
 static void *share(int count, uint32_t *refs)
 {
-	uint8_t *base = mmap(NULL, (size_t)count * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED) { perror("mmap"); exit(2); }
+	uint8_t *base;
+	if (shm_fd >= 0) {
+		if (ftruncate(shm_fd, (off_t)(next_ref - 8 + (uint32_t)count) * PG)) { perror("ftruncate"); exit(2); }
+		base = file_map(next_ref, (uint32_t)count);
+	} else {
+		base = mmap(NULL, (size_t)count * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (base == MAP_FAILED) { perror("mmap"); exit(2); }
+	}
 	for (int i = 0; i < count; i++) {
 		refs[i] = next_ref++;
 		grants[refs[i]] = (struct grant){ base + (size_t)i * PG, (uint32_t)(count - i) };
@@ -110,7 +141,7 @@ void *xengnttab_map_grant_ref_notify(xengnttab_handle *h, uint32_t domid, uint32
                                      uint32_t off, evtchn_port_t port)
 {
 	(void)h; (void)domid;
-	if (ref >= 1024 || !grants[ref].base) return NULL;
+	if (ref >= 1024 || !page_of(ref)) return NULL;
 	printf("map %u %s notify byte %u port %u\n", ref, (prot & PROT_WRITE) ? "rw" : "ro", off, port);
 	void *p = dup_map(grants[ref].base, PG);
 	add_notify(p, off, port);
@@ -120,6 +151,14 @@ void *xengnttab_map_grant_ref_notify(xengnttab_handle *h, uint32_t domid, uint32
 void *xengnttab_map_domain_grant_refs(xengnttab_handle *h, uint32_t count, uint32_t domid, uint32_t *refs, int prot)
 {
 	(void)h; (void)domid;
+	if (shm_fd >= 0) {
+		/* the file holds consecutive refs side by side */
+		for (uint32_t i = 0; i < count; i++) {
+			if (refs[i] != refs[0] + i) return NULL;
+			printf("map %u %s\n", refs[i], (prot & PROT_WRITE) ? "rw" : "ro");
+		}
+		return file_map(refs[0], count);
+	}
 	for (uint32_t i = 0; i < count; i++) {
 		if (refs[i] >= 1024 || !grants[refs[i]].base) return NULL;
 		/* our shares are contiguous regions: the refs must follow one another in one */
@@ -211,24 +250,31 @@ bool xs_rm(struct xs_handle *h, xs_transaction_t t, const char *path)
 }
 
 /* ---- the driver */
-static uint32_t fnv(const uint8_t *p, size_t n)
+static uint32_t fnv_more(uint32_t h, const uint8_t *p, size_t n)
 {
-	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
 	return h;
 }
+
+static uint32_t fnv(const uint8_t *p, size_t n) { return fnv_more(2166136261u, p, n); }
 
 static uint32_t ring_hash(int order, uint32_t first_grant)
 {
 	if (order == 10) return fnv(witness_ctrl + 1024, 1024);
 	if (order == 11) return fnv(witness_ctrl + 2048, 2048);
-	uint32_t ref;
+	uint32_t ref, h = 2166136261u;
 	memcpy(&ref, witness_ctrl + 24 + 4 * first_grant, 4);
-	return fnv(grants[ref].base, (size_t)1 << order);
+	/* the ring's refs are consecutive (both servers allocate them so) */
+	for (uint32_t i = 0; i < 1u << (order - 12); i++) h = fnv_more(h, page_of(ref + i), PG);
+	return h;
 }
 
 static void dump(void)
 {
+	if (!witness_ctrl && shm_fd >= 0 && grants[8].base == NULL) {
+		struct stat st;
+		if (fstat(shm_fd, &st) == 0 && st.st_size >= PG) witness_ctrl = dup_map(page_of(8), PG);
+	}
 	if (!witness_ctrl) return;
 	struct vchan_interface *v = (void *)witness_ctrl;
 	int lo = v->left_order, ro = v->right_order;
@@ -244,6 +290,11 @@ int main(void)
 	char line[4096];
 	static uint8_t buf[1 << 21];
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	const char *shm = getenv("VCHAN_SHM");
+	if (shm) {
+		shm_fd = open(shm, O_RDWR | O_CREAT, 0600);
+		if (shm_fd < 0) { perror(shm); return 2; }
+	}
 	while (fgets(line, sizeof line, stdin)) {
 		char who, op[16];
 		unsigned long a = 0, b = 0;
@@ -256,6 +307,12 @@ int main(void)
 			cli = libxenvchan_client_init(NULL, 0, PATH);
 			if (cli) cli->blocking = 0;
 			printf("ret %d\n", cli ? 0 : -1);
+		} else if (sscanf(line, "xsset %3999s %15s", hex, op) == 2) {
+			kv_k[nkv] = strdup(hex);
+			kv_v[nkv] = strdup(op);
+			nkv++;
+		} else if (!strncmp(line, "dump", 4)) {
+			/* the page and rings, below */
 		} else if (sscanf(line, "poke %lu %3999s", &a, hex) == 2) {
 			for (size_t i = 0; hex[2 * i]; i++) {
 				unsigned x;
@@ -294,6 +351,10 @@ int main(void)
 			return 2;
 		}
 		dump();
+		if (shm_fd >= 0) {
+			printf("end\n");
+			fflush(stdout);
+		}
 	}
 	return 0;
 }
