@@ -145,7 +145,6 @@ export class Vchan {
   readonly port: number;
   readonly path: string;
   readonly peer: number;
-  /** libxenvchan's `blocking`: what the blocking calls (readAsync, ...) are for. */
   readonly #p: VchanPlatform;
   readonly #ctrlRef: number;
   readonly #ctrlHandle: number;
