@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Host } from "../../src/host/host.ts";
 import { vchanCall, vchanPath } from "../../src/host/vchan.ts";
+import { joinStrings, XsType } from "../../src/xenstore/wire.ts";
 import { type GuestHost, startHost } from "../helpers/host.ts";
 
 interface Stream {
@@ -144,6 +145,31 @@ describe("vchan between domains", () => {
     })) as {
       id: number;
     };
+    await call(c, "close", { id: s.id });
+  });
+
+  it("names the XenStore permission and quota a setup runs into", async () => {
+    await assert.rejects(
+      call(b, "server", { peer: a, path: vchanPath(a, b, 50) }),
+      new RegExp(
+        `domain ${b} may not write there \\(EACCES\\); a guest's server publishes under its own /local/domain/${b}/`,
+      ),
+    );
+    // Domain c at its nodes quota (SET_QUOTA for it alone): its server cannot publish.
+    const setNodes = (n: number) =>
+      host.xs.request(XsType.SET_QUOTA, 0, joinStrings([String(c), "nodes", String(n)]));
+    await setNodes(1);
+    try {
+      await assert.rejects(
+        call(c, "server", { peer: a, path: vchanPath(c, a, 51) }),
+        new RegExp(
+          `domain ${c} is at a XenStore quota \\(ENOSPC: nodes, node size or transactions\\); see 'xenstore-control quota ${c}'`,
+        ),
+      );
+    } finally {
+      await setNodes(1000);
+    }
+    const s = (await call(c, "server", { peer: a, path: vchanPath(c, a, 52) })) as { id: number };
     await call(c, "close", { id: s.id });
   });
 

@@ -76,11 +76,14 @@ export async function call(k: Kernel, cmd: string, raw: unknown): Promise<unknow
   const timeout = a.timeoutMs === 0 ? undefined : (a.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   switch (cmd) {
     case "server": {
+      const path = str(a.path, "path");
       const v = await Vchan.server(t.platform, {
         peer: num(a.peer, "peer"),
-        path: str(a.path, "path"),
+        path,
         leftMin: a.leftMin ?? 0,
         rightMin: a.rightMin ?? 0,
+      }).catch((e: unknown) => {
+        throw xsProblem(e, k.domid, `Cannot publish vchan ${path}`);
       });
       const id = t.next++;
       t.open.set(id, v);
@@ -89,7 +92,9 @@ export async function call(k: Kernel, cmd: string, raw: unknown): Promise<unknow
     case "client": {
       const peer = num(a.peer, "peer");
       const path = str(a.path, "path");
-      await waitForServer(k, path, timeout);
+      await waitForServer(k, path, timeout).catch((e: unknown) => {
+        throw xsProblem(e, k.domid, `Cannot wait for vchan ${path}`);
+      });
       const v = await Vchan.client(t.platform, { peer, path });
       const id = t.next++;
       t.open.set(id, v);
@@ -168,6 +173,32 @@ async function waitForServer(k: Kernel, path: string, timeoutMs = DEFAULT_TIMEOU
     throw new VchanTimeoutError(
       `Cannot connect to vchan ${path} within ${timeoutMs} ms: ${why}; start the server for peer ${k.domid} first (xenlab vchan server)`,
     );
+  }
+}
+
+/**
+ * A XenStore refusal during setup, said with the quota or permission behind it (xenstored's
+ * errno alone does not say which; `xenstore-control quota DOMID` shows a domain's use); any
+ * other error as it was.
+ */
+function xsProblem(e: unknown, domid: number, what: string): unknown {
+  if (!(e instanceof XsError)) return e;
+  const fix = `see 'xenstore-control quota ${domid}'`;
+  switch (e.errno) {
+    case "E2BIG":
+      return new Error(`${what}: domain ${domid} is at its XenStore watch quota (E2BIG); ${fix}`);
+    case "ENOSPC":
+      return new Error(
+        `${what}: domain ${domid} is at a XenStore quota (ENOSPC: nodes, node size or transactions); ${fix}`,
+      );
+    case "ENOMEM":
+      return new Error(`${what}: domain ${domid} is at its XenStore memory quota (ENOMEM); ${fix}`);
+    case "EACCES":
+      return new Error(
+        `${what}: domain ${domid} may not write there (EACCES); a guest's server publishes under its own /local/domain/${domid}/`,
+      );
+    default:
+      return new Error(`${what}: XenStore answered ${e.errno}`);
   }
 }
 
