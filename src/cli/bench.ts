@@ -30,6 +30,10 @@ const BENCHES: CommandTable = {
       "the write path of xenstored --state vs fs.writeSync appends of the same record bytes",
       () => import("../bench/journal.ts"),
     ),
+    migration: command(
+      "dump and load of xenstored's whole state in Xen's migration stream vs --state's snapshot format",
+      () => import("../bench/migration.ts"),
+    ),
     domains: command(
       "RSS per idle domain and domains per 24 GiB vs bare worker threads",
       () => import("../bench/domains.ts"),

@@ -33,7 +33,7 @@ import { domainPath, XenbusKey } from "../xenbus/keys.ts";
 import { XsClient, type XsOps } from "../xenstore/client.ts";
 import { type CoreOptions, XenStoreCore } from "../xenstore/core.ts";
 import { deliver } from "../xenstore/daemon.ts";
-import { NodeTraceFiles } from "../xenstore/state-files.ts";
+import { NodeDumpFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
 import { Trace } from "../xenstore/trace.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
@@ -88,7 +88,14 @@ export class Host {
     // Closed until `xenstore-control logfile FILE` opens one, as C xenstored without -T; memreport
     // FILE writes its report either way.
     const trace = new Trace(new NodeTraceFiles(), { log: opts.log });
-    this.core = new XenStoreCore({ ...opts.xenstored, log: opts.log, hooks: this.xenstored, trace });
+    // `xenstore-control dump-state FILE` writes Xen's migration stream (docs/xenstore-migration.md).
+    this.core = new XenStoreCore({
+      ...opts.xenstored,
+      log: opts.log,
+      hooks: this.xenstored,
+      trace,
+      dumpFiles: new NodeDumpFiles(),
+    });
     this.xenstored.attach(this.core);
     this.xs = new XsClient(new LocalChannel(this.core));
     this.console = new ConsoleBackend({

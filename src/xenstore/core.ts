@@ -18,6 +18,7 @@ import {
   type DomainHooks,
   OK,
   type RequestContext,
+  type StateDumpFiles,
   type StateJournal,
   type XsLogger,
 } from "./daemon.ts";
@@ -84,6 +85,8 @@ export interface CoreOptions {
   hooks?: DomainHooks;
   /** The trace file (`xenstored -T`); without one the trace stays closed. */
   trace?: Trace;
+  /** Where CONTROL `dump-state` writes the migration stream (`xenlab xenstored`). */
+  dumpFiles?: StateDumpFiles;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -119,6 +122,7 @@ export class XenStoreCore implements Daemon {
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
   readonly trace: Trace;
+  readonly dumpFiles: StateDumpFiles | null;
   /** "Privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
     ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
@@ -134,6 +138,7 @@ export class XenStoreCore implements Daemon {
     this.hooks = opts.hooks ?? {};
     this.journal = opts.journal ?? null;
     this.trace = opts.trace ?? new Trace(null);
+    this.dumpFiles = opts.dumpFiles ?? null;
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
     this.writeRate = new WriteRateLimit(this.log);

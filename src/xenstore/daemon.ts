@@ -133,6 +133,15 @@ export interface StateJournal {
   commit(): void;
 }
 
+/**
+ * Where CONTROL `dump-state` writes the migration stream (migration.ts): the xenstore layer
+ * does no I/O, so the daemon's files come through this (state-files.ts over node:fs).
+ */
+export interface StateDumpFiles {
+  /** Writes `bytes` to `path` whole (mode 0600, replacing it); throws on failure. */
+  write(path: string, bytes: Uint8Array): void;
+}
+
 /** Every connection's watches (watch.ts `WatchTable`). */
 export interface Watches {
   /** Registers a watch; the caller has checked it against the quotas. */
@@ -169,6 +178,8 @@ export interface Daemon {
   readonly journal: StateJournal | null;
   /** The trace file (`-T`), which CONTROL `log`, `logfile` and `memreport` act on. */
   readonly trace: Trace;
+  /** Where CONTROL `dump-state` writes; null: the command is not available. */
+  readonly dumpFiles: StateDumpFiles | null;
   connectDomain(domid: number): Connection;
   disconnect(conn: Connection): void;
   /** Drops a connection's watches and transactions but keeps it open. */
