@@ -8,7 +8,8 @@
  * page stays granted and a later unshare or close retries it.
  */
 import { HypercallError, type Kernel } from "../../kernel/kernel.ts";
-import { type UnmapNotify, type VchanPlatform, VchanSetupError, type VchanXsEntry } from "./vchan.ts";
+import { VchanSetupError } from "./errors.ts";
+import type { UnmapNotify, VchanPlatform, VchanXsEntry } from "./vchan.ts";
 
 const ENOMEM = 12;
 const ENOSPC = 28;

@@ -23,7 +23,8 @@
 import { createHash } from "node:crypto";
 import type { Kernel } from "../../kernel/kernel.ts";
 import { XsError } from "../../xenstore/errors.ts";
-import { Vchan, VchanTimeoutError } from "./vchan.ts";
+import { VchanTimeoutError } from "./errors.ts";
+import { Vchan } from "./vchan.ts";
 import { KernelVchanPlatform } from "./vchan-kernel.ts";
 
 export const name = "xen_vchan";

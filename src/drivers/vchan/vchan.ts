@@ -24,6 +24,7 @@
  * a domain's kernel in xenlab (vchan-kernel.ts), or a recording fake in the tests.
  */
 import { XEN_PAGE_SIZE } from "../../xen/xen.ts";
+import { VchanClosedError, VchanSetupError, VchanTimeoutError } from "./errors.ts";
 import {
   decodeHeader,
   orderProblem,
@@ -76,32 +77,6 @@ export interface VchanPlatform {
   xsRm(path: string): Promise<void>;
   /** Sleeps until an event is due and runs the domain's upcall (SCHEDOP_block); optional. */
   block?(timeoutMs: number): void;
-}
-
-/** A vchan could not be set up: `key` names what was missing or wrong when there is one. */
-export class VchanSetupError extends Error {
-  readonly key: string | undefined;
-  constructor(message: string, key?: string) {
-    super(message);
-    this.name = "VchanSetupError";
-    this.key = key;
-  }
-}
-
-/** The peer closed or died while a blocking call waited. */
-export class VchanClosedError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "VchanClosedError";
-  }
-}
-
-/** A blocking call waited longer than its timeout. */
-export class VchanTimeoutError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "VchanTimeoutError";
-  }
 }
 
 export interface VchanServerOptions {
