@@ -8,6 +8,7 @@
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { XenstoreCapture } from "../host/capture.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -41,6 +42,8 @@ const USAGE = `usage: xenlab xenstored [options]
   -T, --trace-file FILE      log every request and reply to FILE (C xenstored's format;
                              SIGHUP reopens it, xenstore-control log/logfile switch it)
   -N, --no-fork              accepted for compatibility (always foreground)
+  --pcap FILE                capture every request and reply into FILE (pcapng; open it
+                             with wireshark -X lua_script:wireshark/xenstore.lua, README)
   --state DIR                keep the store in DIR (snapshot + journal): every acknowledged
                              change survives a kill -9 and a restart serves it again
   --state-sync               also fdatasync each journal record (survives a power cut)
@@ -62,6 +65,7 @@ interface XenstoredOptions {
   timeout?: string[];
   "keep-orphans"?: boolean;
   "trace-file"?: string;
+  pcap?: string;
   state?: string;
   "state-sync"?: boolean;
   "state-max-journal"?: string;
@@ -185,6 +189,7 @@ export async function run(argv: string[]): Promise<number> {
     "keep-orphans": { type: "boolean", short: "K" },
     "trace-file": { type: "string", short: "T" },
     "no-fork": { type: "boolean", short: "N" },
+    pcap: { type: "string" },
     state: { type: "string" },
     "state-sync": { type: "boolean" },
     "state-max-journal": { type: "string" },
@@ -281,6 +286,24 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  let capture: XenstoreCapture | null = null;
+  if (values.pcap !== undefined) {
+    try {
+      capture = XenstoreCapture.create(values.pcap, {
+        onError: (err) => {
+          log.warn({ err: err.message }, "capture stopped: write failed");
+          core.tap = null;
+        },
+      });
+    } catch (e) {
+      journal?.close();
+      process.off("SIGHUP", onHup);
+      trace.close();
+      process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+      return 1;
+    }
+    core.tap = capture;
+  }
   const transport = new SocketTransport(core);
   try {
     await transport.listen(path);
@@ -289,6 +312,7 @@ export async function run(argv: string[]): Promise<number> {
     journal?.close();
     process.off("SIGHUP", onHup);
     trace.close();
+    capture?.close();
     process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
     return 1;
   }
@@ -307,6 +331,7 @@ export async function run(argv: string[]): Promise<number> {
   journal?.close();
   process.off("SIGHUP", onHup);
   trace.close();
+  capture?.close();
   log.flush();
   return 0;
 }

@@ -12,7 +12,8 @@
  * after its reply line (src/console/stream.ts); another, `{"op":"dmesg","domid":N,"follow":true}`,
  * into the domain's kernel log, one JSON string a line, until the domain is destroyed; two,
  * `blk-write` and `blk-read`, into a stream of a guest disk's bytes for `xenlab blk-cp`
- * (src/host/blk-stream.ts); and `migrate-receive` into a migration's receiving end (migrate.ts).
+ * (src/host/blk-stream.ts); `vchan`, into one direction of a vchan for `xenlab vchan`
+ * (src/host/vchan-stream.ts); and `migrate-receive` into a migration's receiving end (migrate.ts).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
@@ -34,6 +35,7 @@ import { createGuest } from "./guest.ts";
 import type { Host } from "./host.ts";
 import { migrateGuest, receiveMigration } from "./migrate.ts";
 import { restoreFromFile, saveToFile } from "./save-file.ts";
+import { parseVchanStreamRequest, serveVchanStream } from "./vchan-stream.ts";
 
 function listDomains(h: Host): ListedDomain[] {
   return h.hv.list().map((d) => ({ ...d, memKib: h.configs.get(d.domid)?.memoryKib ?? d.maxPages * 4 }));
@@ -81,6 +83,13 @@ export class ControlServer {
           if (isMigrateReceive(line)) {
             s.off("data", onData);
             void receiveMigration(this.#host, s, buf);
+            return;
+          }
+          // `xenlab vchan`: after this request the connection is one direction of a vchan.
+          const vchan = parseVchanStreamRequest(line);
+          if (vchan !== undefined) {
+            s.off("data", onData);
+            void serveVchanStream(this.#host, s, vchan, buf);
             return;
           }
           void this.#handle(line).then((r) => {

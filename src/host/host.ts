@@ -37,6 +37,7 @@ import { NodeDumpFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
 import { Trace } from "../xenstore/trace.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
+import { HostCapture } from "./capture.ts";
 import type { GuestConfig } from "./guest-config.ts";
 import { XenstoredDomains } from "./xenstored-domains.ts";
 
@@ -54,6 +55,11 @@ export interface HostOptions {
   readonly consoleLogDir?: string;
   /** Each domain's longest halt-polling window, µs (default HALT_POLL_US_DEFAULT; 0: off). */
   readonly haltPollUs?: number;
+  /**
+   * Capture into this directory from the start (`xenlab up --pcap`): every XenStore packet in
+   * xenstore.pcapng, and the directory published for netback's per-vif captures (capture.ts).
+   */
+  readonly pcapDir?: string;
 }
 
 export class Host {
@@ -76,6 +82,8 @@ export class Host {
   readonly #logWatchers = new Set<(domid: number, line: string | null) => void>();
   #loop: Promise<void> | null = null;
   #socket: SocketTransport | null = null;
+  /** The captures (`pcapDir`), or null. */
+  capture: HostCapture | null = null;
 
   private constructor(opts: HostOptions, hv: Hypervisor) {
     this.#log = opts.log;
@@ -127,6 +135,16 @@ export class Host {
     host = new Host(opts, hv);
     host.#loop = host.#vcpu1.start();
     host.#loop.catch(() => {});
+    // Before dom0's ring is attached, so the capture sees its first request.
+    if (opts.pcapDir !== undefined) {
+      try {
+        host.capture = await HostCapture.start(opts.pcapDir, host.core, host.xs, opts.log);
+      } catch (e) {
+        await hv.shutdown();
+        await host.#vcpu1.stop();
+        throw e;
+      }
+    }
     host.xenstored.attachDom0();
     // What xen-init-dom0 writes.
     await host.xs.write("/local/domain/0/domid", "0");
@@ -250,6 +268,7 @@ export class Host {
     await this.hv.shutdown();
     await this.#vcpu1.stop();
     await this.xs.close();
+    this.capture?.close();
   }
 
   /** libxl__domain_make + libxl__build_post, in one transaction. */

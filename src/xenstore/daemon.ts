@@ -58,14 +58,25 @@ export class Connection {
   readonly label: string;
   /** The transport this connection's packets go to; null drops them (no ring attached). */
   sink: PacketSink | null = null;
+  /** A domain's shared ring (else a Unix-socket client, or the host's in-process one). */
+  readonly ring: boolean;
 
-  constructor(id: number, domid: number, privileged: boolean, label: string) {
+  constructor(id: number, domid: number, privileged: boolean, label: string, ring = false) {
     this.id = id;
     this.domid = domid;
     this.privileged = privileged;
     this.home = `/local/domain/${domid}`;
     this.label = label;
+    this.ring = ring;
   }
+}
+
+/**
+ * Sees every request a connection sent (`IN`) and every packet sent to it (`OUT`: replies and
+ * watch events), from every transport, as the trace does: a capture (`xenlab up --pcap`).
+ */
+export interface PacketTap {
+  packet(dir: "IN" | "OUT", conn: Connection, p: XsPacket): void;
 }
 
 export interface Delivery {
