@@ -6,6 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { LiveRecorder } from "../host/live.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -40,6 +41,9 @@ const USAGE = `usage: xenlab xenstored [options]
   --state-sync               also fdatasync each journal record (survives a power cut)
   --state-max-journal BYTES  compact the journal past max(BYTES, 2 × snapshot)
                              (default ${DEFAULT_MAX_JOURNAL_BYTES})
+  --live-trace               record every request as \`xenlab up --http\` does (the live
+                             view's recorder, docs/live-view.md), with nobody to show it to:
+                             what \`bench xenstore --trace\` measures
   -V, --verbose              debug logging
   --log-level LEVEL          pino level (default info)
   --log-format pretty|json   log lines on stderr: pretty on a terminal, JSON lines otherwise
@@ -57,6 +61,7 @@ interface XenstoredOptions {
   "state-sync"?: boolean;
   "state-max-journal"?: string;
   verbose?: boolean;
+  "live-trace"?: boolean;
   "log-level"?: string;
   "log-format"?: string;
   [flag: string]: string | string[] | boolean | undefined;
@@ -121,6 +126,7 @@ export async function run(argv: string[]): Promise<number> {
     "state-sync": { type: "boolean" },
     "state-max-journal": { type: "string" },
     verbose: { type: "boolean", short: "V" },
+    "live-trace": { type: "boolean" },
     "log-level": { type: "string" },
     "log-format": { type: "string" },
   });
@@ -182,6 +188,10 @@ export async function run(argv: string[]): Promise<number> {
     ...(journal ? { journal } : {}),
   });
   journal?.attach(core);
+  if (values["live-trace"] === true) {
+    const recorder = new LiveRecorder(core.store);
+    core.tracer.subscribe((e) => recorder.event(e));
+  }
   const transport = new SocketTransport(core);
   try {
     await transport.listen(path);

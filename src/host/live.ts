@@ -1,0 +1,390 @@
+/**
+ * The live view's aggregator (docs/live-view.md): it subscribes to the host's one trace stream,
+ * xenstored's requests and watch events and the hypervisor's hypercalls and domain changes, and
+ * keeps only what the page needs that no table holds: counters, the last requests (a bounded
+ * log), who last wrote each node, which nodes changed in which tick, and each device's timeline.
+ * Everything else (the tree, the watches, grants, ports, rings, domains) it reads from the live
+ * structures when a snapshot is taken, so its cost per traced event is a few map updates.
+ *
+ * Guests' XenBus state changes are traced where they land: every `state` write reaches
+ * xenstored as a request of the guest's connection, and a ring's indexes are read from its
+ * page (live-rings.ts), so a guest's worker carries no tracing at all.
+ *
+ * Writes inside a transaction are held per (connection, transaction) and recorded when it
+ * commits; an aborted transaction's writes are dropped, as xenstored drops them.
+ */
+import type { HvTraceEvent } from "../hv/hypervisor.ts";
+import type { Tracer } from "../lib/tracer.ts";
+import type {
+  LiveCounters,
+  LiveDevice,
+  LiveGrant,
+  LiveNode,
+  LivePort,
+  LiveRing,
+  LiveState,
+  LogEntry,
+  TimelineEntry,
+} from "../web/protocol.ts";
+import { EVTCHNSTAT } from "../xen/evtchn-abi.ts";
+import { GTF } from "../xen/grant-table-abi.ts";
+import { parseXenbusState, xenbusStateName } from "../xen/xenbus-abi.ts";
+import { XenbusKey } from "../xenbus/keys.ts";
+import { formatPerm } from "../xenstore/perms.ts";
+import type { Store } from "../xenstore/store.ts";
+import type { XsTraceEvent } from "../xenstore/trace-events.ts";
+import { fromLatin1 } from "../xenstore/wire.ts";
+import { listDevices } from "./devices.ts";
+import type { Host } from "./host.ts";
+import { domainRings, ioRing } from "./live-rings.ts";
+
+/** The one trace stream of a host: xenstored's events and the hypervisor's. */
+export type TraceEvent = XsTraceEvent | HvTraceEvent;
+
+/** Subscribes `fn` to both sources; returns the function that stops it. */
+export function subscribeHost(host: Host, fn: (e: TraceEvent) => void): () => void {
+  const sources: Tracer<TraceEvent>[] = [
+    host.core.tracer as Tracer<TraceEvent>,
+    host.hv.tracer as Tracer<TraceEvent>,
+  ];
+  const offs = sources.map((t) => t.subscribe(fn));
+  return () => {
+    for (const off of offs) off();
+  };
+}
+
+const LOG_KEEP = 1000;
+const TIMELINE_KEEP = 200;
+const CONSOLE_LINES = 60;
+
+const FRONT = /^\/local\/domain\/(\d+)\/device\/([^/]+)\/([^/]+)(?:\/(.+))?$/;
+const BACK = /^\/local\/domain\/(\d+)\/backend\/([^/]+)\/(\d+)\/([^/]+)(?:\/(.+))?$/;
+
+/** The device a path belongs to: its id (`type/frontend domid/devid`), the side, the key. */
+export function deviceOf(path: string): { id: string; side: "frontend" | "backend"; key: string } | null {
+  let m = FRONT.exec(path);
+  if (m !== null) return { id: `${m[2]}/${m[1]}/${m[3]}`, side: "frontend", key: m[4] ?? "" };
+  m = BACK.exec(path);
+  if (m !== null) return { id: `${m[2]}/${m[3]}/${m[4]}`, side: "backend", key: m[5] ?? "" };
+  return null;
+}
+
+const MODIFY = new Set(["WRITE", "MKDIR", "RM", "SET_PERMS"]);
+
+/** The GTF_* names of a v1 entry's flags. */
+export function grantFlagNames(flags: number): string[] {
+  const type = flags & GTF.type_mask;
+  const names = [["invalid", "permit_access", "accept_transfer", "transitive"][type]!];
+  for (const f of ["readonly", "reading", "writing", "sub_page"] as const) if (flags & GTF[f]) names.push(f);
+  return names;
+}
+
+const PORT_STATE = new Map<number, string>(Object.entries(EVTCHNSTAT).map(([k, v]) => [v, k]));
+
+interface Pending {
+  readonly path: string;
+  readonly type: string;
+  readonly label: string;
+  readonly domid: number;
+}
+
+/**
+ * What the live view records of the trace stream, per event: counters, the request log, last
+ * writers, changed ticks and device timelines. It needs only xenstored's store (to read the value
+ * a committed write left), so a bare daemon (`xenlab xenstored --live-trace`) can carry it too.
+ */
+export class LiveRecorder {
+  readonly #store: Store;
+  /** The tick the next snapshot will have (LiveView moves it). */
+  nextTick = 1;
+  #seq = 0;
+  readonly #log: LogEntry[] = [];
+  readonly writers = new Map<string, string>();
+  readonly changed = new Map<string, number>();
+  readonly timelines = new Map<string, TimelineEntry[]>();
+  readonly #pending = new Map<string, Pending[]>();
+  #xsRequests = 0;
+  #xsErrors = 0;
+  #watchEvents = 0;
+  readonly #hypercalls = new Map<string, number>();
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  get counters(): LiveCounters {
+    return {
+      xsRequests: this.#xsRequests,
+      xsErrors: this.#xsErrors,
+      watchEvents: this.#watchEvents,
+      hypercalls: Object.fromEntries(this.#hypercalls),
+    };
+  }
+
+  /** The last requests with a sequence number above `seq`, oldest first, at most `max`. */
+  logSince(seq: number, max: number): LogEntry[] {
+    const i = this.#log.findIndex((e) => e.seq > seq);
+    if (i === -1) return [];
+    return this.#log.slice(Math.max(i, this.#log.length - max));
+  }
+
+  get lastSeq(): number {
+    return this.#seq;
+  }
+
+  event(e: TraceEvent): void {
+    switch (e.kind) {
+      case "xs-request":
+        this.#request(e);
+        return;
+      case "xs-watch-event": {
+        this.#watchEvents++;
+        const dev = deviceOf(e.path);
+        if (dev !== null)
+          this.#timeline(dev.id, dev.side, "watch", `event ${e.path} → ${e.label} (${e.token})`);
+        return;
+      }
+      case "hv-hypercall":
+        this.#hypercalls.set(e.op, (this.#hypercalls.get(e.op) ?? 0) + 1);
+        return;
+      default:
+        return;
+    }
+  }
+
+  #request(e: XsTraceEvent & { kind: "xs-request" }): void {
+    this.#xsRequests++;
+    if (e.result !== "OK") this.#xsErrors++;
+    this.#log.push({
+      seq: ++this.#seq,
+      t: Date.now(),
+      conn: e.label,
+      domid: e.domid,
+      type: e.type,
+      path: e.path,
+      result: e.result,
+    });
+    if (this.#log.length > LOG_KEEP) this.#log.splice(0, this.#log.length - LOG_KEEP);
+    const txKey = `${e.conn}:${e.tx}`;
+    if (e.type === "TRANSACTION_END") {
+      const held = this.#pending.get(txKey);
+      this.#pending.delete(txKey);
+      if (e.result === "OK" && held !== undefined) for (const p of held) this.#modified(p);
+      return;
+    }
+    if (e.result !== "OK" || !MODIFY.has(e.type)) return;
+    const p = { path: e.path, type: e.type, label: e.label, domid: e.domid };
+    if (e.tx === 0) this.#modified(p);
+    else {
+      const held = this.#pending.get(txKey);
+      if (held === undefined) this.#pending.set(txKey, [p]);
+      else held.push(p);
+    }
+  }
+
+  /** A node changed (committed): its writer, its tick, and its device's timeline. */
+  #modified(p: Pending): void {
+    if (p.type === "RM") this.writers.delete(p.path);
+    else this.writers.set(p.path, p.label);
+    this.changed.set(p.path, this.nextTick);
+    const dev = deviceOf(p.path);
+    if (dev === null || dev.key === "" || p.type === "RM") return;
+    const node = this.#store.nodes.get(p.path);
+    const value = node === undefined ? "" : fromLatin1(node.value);
+    if (dev.key === XenbusKey.state) {
+      const s = parseXenbusState(value);
+      this.#timeline(dev.id, dev.side, "state", `${xenbusStateName(s)} (${s}) by ${p.label}`, s);
+    } else {
+      this.#timeline(dev.id, dev.side, "key", `${dev.key} = ${value} by ${p.label}`);
+    }
+  }
+
+  #timeline(
+    id: string,
+    side: "frontend" | "backend",
+    kind: TimelineEntry["kind"],
+    text: string,
+    state?: number,
+  ): void {
+    let tl = this.timelines.get(id);
+    if (tl === undefined) {
+      tl = [];
+      this.timelines.set(id, tl);
+    }
+    tl.push({ t: Date.now(), side, kind, text, ...(state === undefined ? {} : { state }) });
+    if (tl.length > TIMELINE_KEEP) tl.splice(0, tl.length - TIMELINE_KEEP);
+  }
+}
+
+export class LiveView {
+  readonly #host: Host;
+  readonly recorder: LiveRecorder;
+  #off: (() => void) | null = null;
+  #tick = 0;
+  #last: { tick: number; json: string; body: string } | null = null;
+
+  constructor(host: Host) {
+    this.#host = host;
+    this.recorder = new LiveRecorder(host.core.store);
+  }
+
+  start(): void {
+    if (this.#off === null) this.#off = subscribeHost(this.#host, (e) => this.recorder.event(e));
+  }
+
+  stop(): void {
+    this.#off?.();
+    this.#off = null;
+  }
+
+  /**
+   * Everything the page shows, read now, as the JSON of a LiveState: its `tick` moves only when
+   * something in it changed, so the server sends a state only when it differs.
+   */
+  async snapshot(): Promise<{ tick: number; json: string }> {
+    const body = JSON.stringify(await this.#read());
+    if (this.#last !== null && this.#last.body === body) return this.#last;
+    const tick = ++this.#tick;
+    this.recorder.nextTick = tick + 1;
+    this.#last = { tick, body, json: `{"tick":${tick},${body.slice(1)}` };
+    return this.#last;
+  }
+
+  async #read(): Promise<Omit<LiveState, "tick">> {
+    const h = this.#host;
+    const hv = h.hv;
+    const domains = hv.list().filter((d) => d.state !== "dying");
+    const domids = domains.map((d) => d.domid);
+
+    const nodes: LiveNode[] = [];
+    /** `domid:value` of each device's grant-ref and port keys → the key's path. */
+    const refKeys = new Map<string, string>();
+    const portKeys = new Map<string, string>();
+    for (const n of [...h.core.store.nodes.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const value = fromLatin1(n.value);
+      const writer = this.recorder.writers.get(n.name);
+      nodes.push({
+        path: n.name,
+        value,
+        perms: n.perms.map(formatPerm),
+        ...(writer === undefined ? {} : { writer }),
+        changed: this.recorder.changed.get(n.name) ?? 0,
+      });
+      const dev = deviceOf(n.name);
+      const owner = /^\/local\/domain\/(\d+)\//.exec(n.name)?.[1];
+      if (owner === undefined) continue;
+      if (dev !== null && /(^|-)ring-ref(\d*)$/.test(dev.key)) refKeys.set(`${owner}:${value}`, n.name);
+      if (dev !== null && /^event-channel/.test(dev.key)) portKeys.set(`${owner}:${value}`, n.name);
+      if (n.name.endsWith("/store/port") || n.name.endsWith("/console/port"))
+        portKeys.set(`${owner}:${value}`, n.name);
+    }
+
+    const watches = [...h.core.connections].flatMap((c) =>
+      c.watches.map((w) => ({ conn: c.label, domid: c.domid, path: w.node, token: w.token })),
+    );
+
+    const grants: LiveGrant[] = [];
+    const rings: LiveRing[] = [];
+    for (const domid of domids) {
+      const mappers = new Map<number, number[]>();
+      for (const u of hv.grants.usesOf(domid)) {
+        const list = mappers.get(u.ref) ?? [];
+        list.push(u.mapper);
+        mappers.set(u.ref, list);
+      }
+      for (const g of hv.grantEntries(domid)) {
+        const key = refKeys.get(`${domid}:${g.ref}`);
+        grants.push({
+          domid,
+          ref: g.ref,
+          flags: g.flags,
+          flagNames: grantFlagNames(g.flags),
+          grantee: g.domid,
+          frame: g.frame,
+          mappedBy: mappers.get(g.ref) ?? [],
+          ...(key === undefined ? {} : { key }),
+        });
+        const dev = key === undefined ? null : deviceOf(key);
+        const page = hv.page(domid, g.frame);
+        if (dev !== null && key !== undefined && page !== undefined) {
+          rings.push(ioRing(page, dev.id.split("/")[0]!, dev.id, domid, `gref ${g.ref} of dom${domid}`, key));
+        }
+      }
+      rings.push(...domainRings(hv, domid));
+    }
+
+    const ports: LivePort[] = [];
+    for (const domid of domids) {
+      for (const p of hv.events.openPorts(domid)) {
+        const s = p.status;
+        const remote =
+          "port" in s
+            ? `dom${s.dom} port ${s.port}`
+            : "dom" in s
+              ? `dom${s.dom}`
+              : "virq" in s
+                ? `virq ${s.virq}`
+                : "";
+        const key = portKeys.get(`${domid}:${p.port}`);
+        ports.push({
+          domid,
+          port: p.port,
+          state: PORT_STATE.get(s.status) ?? String(s.status),
+          remote,
+          pending: p.pending,
+          masked: p.masked,
+          ...(key === undefined ? {} : { key }),
+        });
+      }
+    }
+
+    const reports = await listDevices({
+      xs: h.xs,
+      domids: () => domids,
+      attribute: (id, path) => hv.attribute(id, path),
+    }).catch(() => []);
+    const devices: LiveDevice[] = reports.map((d) => {
+      const id = `${d.type}/${d.frontend.domid}/${d.devid}`;
+      const end = (e: typeof d.frontend) => ({
+        domid: e.domid,
+        path: e.path,
+        state: e.state === undefined ? "missing" : `${xenbusStateName(e.state)} (${e.state})`,
+        driver: e.hasDriver ?? null,
+      });
+      return {
+        id,
+        type: d.type,
+        devid: d.devid,
+        frontend: end(d.frontend),
+        backend: end(d.backend),
+        why: d.why,
+        timeline: this.recorder.timelines.get(id) ?? [],
+      };
+    });
+
+    const consoles = domains.map((d) => ({
+      domid: d.domid,
+      name: d.name,
+      lines: hv.dmesg(d.domid).slice(-CONSOLE_LINES),
+    }));
+
+    return {
+      domains: domains.map((d) => ({
+        domid: d.domid,
+        name: d.name,
+        state: d.state,
+        pages: d.pages,
+        maxPages: d.maxPages,
+        vcpus: d.vcpus,
+      })),
+      nodes,
+      watches,
+      devices,
+      grants,
+      ports,
+      rings,
+      consoles,
+      counters: this.recorder.counters,
+    };
+  }
+}
