@@ -62,6 +62,7 @@ const BACK = /^\/local\/domain\/(\d+)\/backend\/([^/]+)\/(\d+)\/([^/]+)(?:\/(.+)
 
 /** The device a path belongs to: its id (`type/frontend domid/devid`), the side, the key. */
 export function deviceOf(path: string): { id: string; side: "frontend" | "backend"; key: string } | null {
+  if (!path.startsWith("/local/domain/")) return null;
   let m = FRONT.exec(path);
   if (m !== null) return { id: `${m[2]}/${m[1]}/${m[3]}`, side: "frontend", key: m[4] ?? "" };
   m = BACK.exec(path);
@@ -98,7 +99,8 @@ export class LiveRecorder {
   /** The tick the next snapshot will have (LiveView moves it). */
   nextTick = 1;
   #seq = 0;
-  readonly #log: LogEntry[] = [];
+  /** The last LOG_KEEP requests, request `seq` at `seq % LOG_KEEP` (no shifting per request). */
+  readonly #log: (LogEntry | undefined)[] = new Array(LOG_KEEP);
   readonly writers = new Map<string, string>();
   readonly changed = new Map<string, number>();
   readonly timelines = new Map<string, TimelineEntry[]>();
@@ -123,9 +125,10 @@ export class LiveRecorder {
 
   /** The last requests with a sequence number above `seq`, oldest first, at most `max`. */
   logSince(seq: number, max: number): LogEntry[] {
-    const i = this.#log.findIndex((e) => e.seq > seq);
-    if (i === -1) return [];
-    return this.#log.slice(Math.max(i, this.#log.length - max));
+    const out: LogEntry[] = [];
+    const first = Math.max(seq + 1, this.#seq - LOG_KEEP + 1, this.#seq - max + 1, 1);
+    for (let i = first; i <= this.#seq; i++) out.push(this.#log[i % LOG_KEEP]!);
+    return out;
   }
 
   get lastSeq(): number {
@@ -155,18 +158,18 @@ export class LiveRecorder {
   #request(e: XsTraceEvent & { kind: "xs-request" }): void {
     this.#xsRequests++;
     if (e.result !== "OK") this.#xsErrors++;
-    this.#log.push({
-      seq: ++this.#seq,
+    const seq = ++this.#seq;
+    this.#log[seq % LOG_KEEP] = {
+      seq,
       t: Date.now(),
       conn: e.label,
       domid: e.domid,
       type: e.type,
       path: e.path,
       result: e.result,
-    });
-    if (this.#log.length > LOG_KEEP) this.#log.splice(0, this.#log.length - LOG_KEEP);
-    const txKey = `${e.conn}:${e.tx}`;
+    };
     if (e.type === "TRANSACTION_END") {
+      const txKey = `${e.conn}:${e.tx}`;
       const held = this.#pending.get(txKey);
       this.#pending.delete(txKey);
       if (e.result === "OK" && held !== undefined) for (const p of held) this.#modified(p);
@@ -176,6 +179,7 @@ export class LiveRecorder {
     const p = { path: e.path, type: e.type, label: e.label, domid: e.domid };
     if (e.tx === 0) this.#modified(p);
     else {
+      const txKey = `${e.conn}:${e.tx}`;
       const held = this.#pending.get(txKey);
       if (held === undefined) this.#pending.set(txKey, [p]);
       else held.push(p);
@@ -188,7 +192,8 @@ export class LiveRecorder {
     else this.writers.set(p.path, p.label);
     this.changed.set(p.path, this.nextTick);
     const dev = deviceOf(p.path);
-    if (dev === null || dev.key === "" || p.type === "RM") return;
+    // The timeline shows values written; a permission change or a mkdir changes no value.
+    if (dev === null || dev.key === "" || p.type !== "WRITE") return;
     const node = this.#store.nodes.get(p.path);
     const value = node === undefined ? "" : fromLatin1(node.value);
     if (dev.key === XenbusKey.state) {

@@ -60,8 +60,16 @@ export function traceStep(
   const c = path.charCodeAt(0);
   if (PATH_TYPES.has(req.type) && path !== "" && c !== SLASH && c !== AT) path = `${conn.home}/${path}`;
   const result = reply.type === XsType.ERROR ? firstString(reply.payload) : "OK";
-  const who = { conn: conn.id, domid: conn.domid, label: conn.label };
-  t.emit({ kind: "xs-request", ...who, type: typeName(req.type), path, tx: req.txId, result });
+  t.emit({
+    kind: "xs-request",
+    conn: conn.id,
+    domid: conn.domid,
+    label: conn.label,
+    type: typeName(req.type),
+    path,
+    tx: req.txId,
+    result,
+  });
   for (const d of events) {
     if (d.packet.type !== XsType.WATCH_EVENT) continue;
     const [p = "", token = ""] = getStrings(d.packet.payload);
