@@ -10,6 +10,7 @@ import { ControlServer } from "../host/control.ts";
 import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
+import { LiveServer, parseListen } from "../host/live-server.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -33,6 +34,8 @@ const USAGE = `usage: xenlab up [options]
                       (default: the socket's directory/console)
   --halt-poll-us N    each domain polls up to N µs for an event before it sleeps,
                       adapting as KVM's halt_poll_ns (default 1000; 0: never)
+  --http [HOST:]PORT  serve the live view (docs/live-view.md) on HOST (default
+                      127.0.0.1), read-only; prints its URL with its access token
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -45,6 +48,7 @@ export async function run(argv: string[]): Promise<number> {
     "log-format": { type: "string" },
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
+    http: { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
@@ -66,6 +70,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab up: --halt-poll-us wants a whole number of µs >= 0, not '${pollText}'\n`);
     return 2;
   }
+  let http: { host: string; port: number } | undefined;
+  try {
+    if (values.http !== undefined) http = parseListen(values.http as string);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 2;
+  }
   mkdirSync(dirname(socket), { recursive: true });
   const ctl = controlPath(socket);
   try {
@@ -85,11 +96,14 @@ export async function run(argv: string[]): Promise<number> {
   });
   honourShutdownActions(host, (msg) => log.warn(msg));
   const control = new ControlServer(host);
+  let live: LiveServer | null = null;
   try {
     await host.listen(socket);
     await control.listen(ctl);
+    if (http !== undefined) live = await LiveServer.start(host, http, { socket });
   } catch (e) {
-    // Another daemon won the path since the check: stop, removing only our own socket.
+    // Another daemon won the path since the check, or the HTTP port is taken: stop, removing
+    // only our own socket.
     await control.close();
     await host.stop();
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
@@ -105,11 +119,13 @@ export async function run(argv: string[]): Promise<number> {
         .map((d) => `${d.name} (${d.domid})`)
         .join(", ")} running (pid ${process.pid})\n`,
   );
+  if (live !== null) process.stdout.write(`xenlab up: live view on ${live.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
+  await live?.close();
   await control.close();
   await host.stop();
   return 0;
