@@ -118,8 +118,15 @@ export class LiveServer {
     return self;
   }
 
-  get viewers(): number {
-    return this.#viewers.size;
+  /** Viewers connected, those behind (not read from since their socket refused a write), and the bytes queued for them all. */
+  get stats(): { viewers: number; behind: number; queuedBytes: number; resyncs: number } {
+    let behind = 0;
+    let queuedBytes = 0;
+    for (const v of this.#viewers) {
+      if (v.behind) behind++;
+      queuedBytes += v.res.writableLength;
+    }
+    return { viewers: this.#viewers.size, behind, queuedBytes, resyncs: this.resyncs };
   }
 
   async close(): Promise<void> {
