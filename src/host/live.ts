@@ -147,6 +147,11 @@ export class LiveRecorder {
           this.#timeline(dev.id, dev.side, "watch", `event ${e.path} → ${e.label} (${e.token})`);
         return;
       }
+      case "xs-connection":
+        // A connection that went away ends its transactions unfinished.
+        if (!e.open)
+          for (const k of this.#pending.keys()) if (k.startsWith(`${e.conn}:`)) this.#pending.delete(k);
+        return;
       case "hv-hypercall":
         this.#hypercalls.set(e.op, (this.#hypercalls.get(e.op) ?? 0) + 1);
         return;
@@ -191,6 +196,9 @@ export class LiveRecorder {
     if (p.type === "RM") this.writers.delete(p.path);
     else this.writers.set(p.path, p.label);
     this.changed.set(p.path, this.nextTick);
+    // An RM takes a subtree with it: entries of nodes gone are dropped once the maps hold twice
+    // as many paths as the store has nodes, so their size stays bounded at O(1) amortised cost.
+    if (this.changed.size > 2 * this.#store.nodes.size + 64) this.#prune();
     const dev = deviceOf(p.path);
     // The timeline shows values written; a permission change or a mkdir changes no value.
     if (dev === null || dev.key === "" || p.type !== "WRITE") return;
@@ -201,6 +209,15 @@ export class LiveRecorder {
       this.#timeline(dev.id, dev.side, "state", `${xenbusStateName(s)} (${s}) by ${p.label}`, s);
     } else {
       this.#timeline(dev.id, dev.side, "key", `${dev.key} = ${value} by ${p.label}`);
+    }
+  }
+
+  #prune(): void {
+    const nodes = this.#store.nodes;
+    for (const path of this.changed.keys()) {
+      if (nodes.has(path)) continue;
+      this.changed.delete(path);
+      this.writers.delete(path);
     }
   }
 

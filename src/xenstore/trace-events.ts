@@ -4,7 +4,7 @@
  */
 import type { Tracer } from "../lib/tracer.ts";
 import type { Connection, Delivery } from "./daemon.ts";
-import { firstString, getStrings, typeName, type XsPacket, XsType } from "./wire.ts";
+import { firstString, fromLatin1, getStrings, typeName, type XsPacket, XsType } from "./wire.ts";
 
 /** A connection, as the events name it. */
 export interface XsTraceConn {
@@ -27,6 +27,12 @@ export type XsTraceEvent =
   /** A watch event queued for a connection (C `fire_watches` → `send_event`). */
   | (XsTraceConn & { readonly kind: "xs-watch-event"; readonly path: string; readonly token: string })
   | (XsTraceConn & { readonly kind: "xs-connection"; readonly open: boolean });
+
+/** The first argument as the daemon reads it, one char per byte (a path as the store keys it). */
+function latin1Arg(b: Uint8Array): string {
+  const end = b.indexOf(0);
+  return fromLatin1(b, 0, end === -1 ? b.byteLength : end);
+}
 
 const SLASH = 47;
 const AT = 64;
@@ -56,7 +62,7 @@ export function traceStep(
   events: readonly Delivery[],
 ): void {
   const noPath = req.type === XsType.TRANSACTION_START || req.type === XsType.TRANSACTION_END;
-  let path = noPath ? "" : firstString(req.payload);
+  let path = noPath ? "" : latin1Arg(req.payload);
   const c = path.charCodeAt(0);
   if (PATH_TYPES.has(req.type) && path !== "" && c !== SLASH && c !== AT) path = `${conn.home}/${path}`;
   const result = reply.type === XsType.ERROR ? firstString(reply.payload) : "OK";
