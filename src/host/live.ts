@@ -360,8 +360,18 @@ export class LiveView {
       }
     }
 
+    // Read from the store itself, not through a connection: the view's own reads would otherwise
+    // fill the request log it shows.
+    const store = h.core.store.nodes;
+    const reader = {
+      directory: async (path: string) => [...(store.get(path)?.children ?? [])],
+      tryRead: async (path: string) => {
+        const n = store.get(path);
+        return n === undefined ? undefined : fromLatin1(n.value);
+      },
+    };
     const reports = await listDevices({
-      xs: h.xs,
+      xs: reader,
       domids: () => domids,
       attribute: (id, path) => hv.attribute(id, path),
     }).catch(() => []);
