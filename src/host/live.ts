@@ -99,8 +99,17 @@ export class LiveRecorder {
   /** The tick the next snapshot will have (LiveView moves it). */
   nextTick = 1;
   #seq = 0;
-  /** The last LOG_KEEP requests, request `seq` at `seq % LOG_KEEP` (no shifting per request). */
-  readonly #log: (LogEntry | undefined)[] = new Array(LOG_KEEP);
+  /**
+   * The last LOG_KEEP requests, request `seq` at `seq % LOG_KEEP`, as columns: no object per
+   * request and no shifting, so a request leaves only its path string behind (the rest are
+   * numbers or strings shared by every request of a kind).
+   */
+  readonly #logT = new Float64Array(LOG_KEEP);
+  readonly #logDomid = new Int32Array(LOG_KEEP);
+  readonly #logConn: string[] = new Array<string>(LOG_KEEP).fill("");
+  readonly #logType: string[] = new Array<string>(LOG_KEEP).fill("");
+  readonly #logPath: string[] = new Array<string>(LOG_KEEP).fill("");
+  readonly #logResult: string[] = new Array<string>(LOG_KEEP).fill("");
   readonly writers = new Map<string, string>();
   readonly changed = new Map<string, number>();
   readonly timelines = new Map<string, TimelineEntry[]>();
@@ -127,7 +136,18 @@ export class LiveRecorder {
   logSince(seq: number, max: number): LogEntry[] {
     const out: LogEntry[] = [];
     const first = Math.max(seq + 1, this.#seq - LOG_KEEP + 1, this.#seq - max + 1, 1);
-    for (let i = first; i <= this.#seq; i++) out.push(this.#log[i % LOG_KEEP]!);
+    for (let seq = first; seq <= this.#seq; seq++) {
+      const i = seq % LOG_KEEP;
+      out.push({
+        seq,
+        t: this.#logT[i]!,
+        conn: this.#logConn[i]!,
+        domid: this.#logDomid[i]!,
+        type: this.#logType[i]!,
+        path: this.#logPath[i]!,
+        result: this.#logResult[i]!,
+      });
+    }
     return out;
   }
 
@@ -164,15 +184,13 @@ export class LiveRecorder {
     this.#xsRequests++;
     if (e.result !== "OK") this.#xsErrors++;
     const seq = ++this.#seq;
-    this.#log[seq % LOG_KEEP] = {
-      seq,
-      t: Date.now(),
-      conn: e.label,
-      domid: e.domid,
-      type: e.type,
-      path: e.path,
-      result: e.result,
-    };
+    const i = seq % LOG_KEEP;
+    this.#logT[i] = Date.now();
+    this.#logDomid[i] = e.domid;
+    this.#logConn[i] = e.label;
+    this.#logType[i] = e.type;
+    this.#logPath[i] = e.path;
+    this.#logResult[i] = e.result;
     if (e.type === "TRANSACTION_END") {
       const txKey = `${e.conn}:${e.tx}`;
       const held = this.#pending.get(txKey);
