@@ -30,7 +30,7 @@ const blkif: Decode = (slot, request) => {
     const r = decodeRequest(slot);
     const op = OP_NAMES.get(r.operation) ?? String(r.operation);
     const sector = "sectorNumber" in r ? ` sector ${r.sectorNumber}` : "";
-    const segs = "segments" in r && Array.isArray(r.segments) ? ` ${r.segments.length} seg` : "";
+    const segs = "nrSegments" in r ? ` ${r.nrSegments} seg` : "";
     return `req id ${r.id} ${op}${sector}${segs}`;
   }
   const r = decodeResponse(slot);
