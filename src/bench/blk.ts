@@ -481,6 +481,7 @@ async function bench(o: Options): Promise<number> {
         // --trace: the baseline is the same guest with the live view on, as `xenlab up --http` with a
         // viewer connected: every event recorded, a snapshot every tick.
         const live = v === "baseline" && o.trace === true ? new LiveView(h) : null;
+        if (live !== null) live.recorder.full = true;
         live?.start();
         const ticker = live === null ? null : setInterval(() => void live.snapshot(), LIVE_TICK_MS);
         if (v === "xenlab" || o.trace === true) {

@@ -138,7 +138,7 @@ options:
   --state MODE         none (default); journal: xenlab's daemon runs with --state DIR (docs/journal.md);
                        sync: --state DIR --state-sync
   --trace              the baseline becomes xenlab's own daemon with tracing on (--live-trace:
-                       the live view's recorder subscribed, as with \`xenlab up --http\`):
+                       the live view's recorder subscribed, as \`xenlab up --http\` with no viewer):
                        ratio = tracing off ÷ on, so 1.00 means tracing costs nothing
 `;
 

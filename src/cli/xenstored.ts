@@ -41,9 +41,9 @@ const USAGE = `usage: xenlab xenstored [options]
   --state-sync               also fdatasync each journal record (survives a power cut)
   --state-max-journal BYTES  compact the journal past max(BYTES, 2 × snapshot)
                              (default ${DEFAULT_MAX_JOURNAL_BYTES})
-  --live-trace               record every request as \`xenlab up --http\` does (the live
-                             view's recorder, docs/live-view.md), with nobody to show it to:
-                             what \`bench xenstore --trace\` measures
+  --live-trace               trace as \`xenlab up --http\` does with no viewer connected
+                             (the live view's recorder keeping the devices' timelines,
+                             docs/live-view.md): what \`bench xenstore --trace\` measures
   -V, --verbose              debug logging
   --log-level LEVEL          pino level (default info)
   --log-format pretty|json   log lines on stderr: pretty on a terminal, JSON lines otherwise

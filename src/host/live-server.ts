@@ -185,6 +185,8 @@ export class LiveServer {
   #attach(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): void {
     res.writeHead(200, { ...headers, "content-type": "text/event-stream", connection: "keep-alive" });
     res.write(": xenlab live view\n\n");
+    // With a viewer, everything is recorded; without one, only the devices' timelines (live.ts).
+    this.live.recorder.full = true;
     const v: Viewer = {
       res,
       lastSeq: Math.max(0, this.live.recorder.lastSeq - LOG_BATCH),
@@ -198,7 +200,10 @@ export class LiveServer {
       v.lastTick = -1; // a fresh snapshot on the next tick
       this.resyncs++;
     });
-    req.on("close", () => this.#viewers.delete(v));
+    req.on("close", () => {
+      this.#viewers.delete(v);
+      if (this.#viewers.size === 0) this.live.recorder.full = false;
+    });
     if (this.#timer === null) this.#timer = setInterval(() => void this.#tick(), TICK_MS);
   }
 

@@ -61,8 +61,13 @@ const FRONT = /^\/local\/domain\/(\d+)\/device\/([^/]+)\/([^/]+)(?:\/(.+))?$/;
 const BACK = /^\/local\/domain\/(\d+)\/backend\/([^/]+)\/(\d+)\/([^/]+)(?:\/(.+))?$/;
 
 /** The device a path belongs to: its id (`type/frontend domid/devid`), the side, the key. */
+/** A cheap first test of deviceOf(): a path under some domain's `device/` or `backend/`. */
+function isDevicePath(path: string): boolean {
+  return path.startsWith("/local/domain/") && (path.includes("/device/") || path.includes("/backend/"));
+}
+
 export function deviceOf(path: string): { id: string; side: "frontend" | "backend"; key: string } | null {
-  if (!path.startsWith("/local/domain/")) return null;
+  if (!isDevicePath(path)) return null;
   let m = FRONT.exec(path);
   if (m !== null) return { id: `${m[2]}/${m[1]}/${m[3]}`, side: "frontend", key: m[4] ?? "" };
   m = BACK.exec(path);
@@ -98,6 +103,12 @@ export class LiveRecorder {
   readonly #store: Store;
   /** The tick the next snapshot will have (LiveView moves it). */
   nextTick = 1;
+  /**
+   * Full: every request is logged and counted and every node's last writer kept (while a viewer
+   * is connected). Otherwise only what a viewer opening the page later could not rebuild: the
+   * devices' timelines (their `state` and other keys written, the watch events under them).
+   */
+  full = false;
   #seq = 0;
   /**
    * The last LOG_KEEP requests, request `seq` at `seq % LOG_KEEP`, as columns: no object per
@@ -161,7 +172,7 @@ export class LiveRecorder {
         this.#request(e);
         return;
       case "xs-watch-event": {
-        this.#watchEvents++;
+        if (this.full) this.#watchEvents++;
         const dev = deviceOf(e.path);
         if (dev !== null)
           this.#timeline(dev.id, dev.side, "watch", `event ${e.path} → ${e.label} (${e.token})`);
@@ -173,7 +184,7 @@ export class LiveRecorder {
           for (const k of this.#pending.keys()) if (k.startsWith(`${e.conn}:`)) this.#pending.delete(k);
         return;
       case "hv-hypercall":
-        this.#hypercalls.set(e.op, (this.#hypercalls.get(e.op) ?? 0) + 1);
+        if (this.full) this.#hypercalls.set(e.op, (this.#hypercalls.get(e.op) ?? 0) + 1);
         return;
       default:
         return;
@@ -181,16 +192,20 @@ export class LiveRecorder {
   }
 
   #request(e: XsTraceEvent & { kind: "xs-request" }): void {
-    this.#xsRequests++;
-    if (e.result !== "OK") this.#xsErrors++;
-    const seq = ++this.#seq;
-    const i = seq % LOG_KEEP;
-    this.#logT[i] = Date.now();
-    this.#logDomid[i] = e.domid;
-    this.#logConn[i] = e.label;
-    this.#logType[i] = e.type;
-    this.#logPath[i] = e.path;
-    this.#logResult[i] = e.result;
+    // Without a viewer: only writes under a device directory and the commits that may hold them.
+    if (!this.full && e.type !== "TRANSACTION_END" && (e.type !== "WRITE" || !isDevicePath(e.path))) return;
+    if (this.full) {
+      this.#xsRequests++;
+      if (e.result !== "OK") this.#xsErrors++;
+      const seq = ++this.#seq;
+      const i = seq % LOG_KEEP;
+      this.#logT[i] = Date.now();
+      this.#logDomid[i] = e.domid;
+      this.#logConn[i] = e.label;
+      this.#logType[i] = e.type;
+      this.#logPath[i] = e.path;
+      this.#logResult[i] = e.result;
+    }
     if (e.type === "TRANSACTION_END") {
       const txKey = `${e.conn}:${e.tx}`;
       const held = this.#pending.get(txKey);
@@ -211,12 +226,20 @@ export class LiveRecorder {
 
   /** A node changed (committed): its writer, its tick, and its device's timeline. */
   #modified(p: Pending): void {
+    if (!this.full) {
+      this.#timelineOf(p);
+      return;
+    }
     if (p.type === "RM") this.writers.delete(p.path);
     else this.writers.set(p.path, p.label);
     this.changed.set(p.path, this.nextTick);
     // An RM takes a subtree with it: entries of nodes gone are dropped once the maps hold twice
     // as many paths as the store has nodes, so their size stays bounded at O(1) amortised cost.
     if (this.changed.size > 2 * this.#store.nodes.size + 64) this.#prune();
+    this.#timelineOf(p);
+  }
+
+  #timelineOf(p: Pending): void {
     const dev = deviceOf(p.path);
     // The timeline shows values written; a permission change or a mkdir changes no value.
     if (dev === null || dev.key === "" || p.type !== "WRITE") return;

@@ -45,6 +45,7 @@ describe("LiveRecorder", () => {
   it("records last writers, and a device's state writes as its timeline, a transaction's at its commit", () => {
     const s = new Scenario();
     const rec = new LiveRecorder(s.core.store);
+    rec.full = true;
     s.core.tracer.subscribe((e) => rec.event(e));
     const be = "/local/domain/0/backend/alice_dev/1/0";
     s.send("dom0", "WRITE", `${be}/state|2`);
@@ -67,5 +68,21 @@ describe("LiveRecorder", () => {
       rec.logSince(0, 2).map((e) => e.type),
       ["WRITE", "TRANSACTION_END"],
     );
+  });
+
+  it("without a viewer keeps only the devices' timelines: no log, no counters, no last writers", () => {
+    const s = new Scenario();
+    const rec = new LiveRecorder(s.core.store);
+    s.core.tracer.subscribe((e) => rec.event(e));
+    s.send("dom0", "WRITE", "/a|1");
+    s.send("dom0", "READ", "/a|");
+    s.send("dom0", "WRITE", "/local/domain/0/backend/alice_dev/1/0/state|2");
+    assert.deepEqual(
+      rec.timelines.get("alice_dev/1/0")?.map((e) => e.text),
+      ["InitWait (2) by socket#1"],
+    );
+    assert.equal(rec.writers.size, 0);
+    assert.equal(rec.counters.xsRequests, 0);
+    assert.deepEqual(rec.logSince(0, 10), []);
   });
 });
