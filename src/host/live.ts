@@ -14,7 +14,6 @@
  * commits; an aborted transaction's writes are dropped, as xenstored drops them.
  */
 import type { HvTraceEvent } from "../hv/hypervisor.ts";
-import type { Tracer } from "../lib/tracer.ts";
 import type {
   LiveCounters,
   LiveDevice,
@@ -43,11 +42,7 @@ export type TraceEvent = XsTraceEvent | HvTraceEvent;
 
 /** Subscribes `fn` to both sources; returns the function that stops it. */
 export function subscribeHost(host: Host, fn: (e: TraceEvent) => void): () => void {
-  const sources: Tracer<TraceEvent>[] = [
-    host.core.tracer as Tracer<TraceEvent>,
-    host.hv.tracer as Tracer<TraceEvent>,
-  ];
-  const offs = sources.map((t) => t.subscribe(fn));
+  const offs = [host.core.tracer.subscribe(fn), host.hv.tracer.subscribe(fn)];
   return () => {
     for (const off of offs) off();
   };
