@@ -29,6 +29,7 @@ import { EVTCHNSTAT } from "../xen/evtchn-abi.ts";
 import { GTF } from "../xen/grant-table-abi.ts";
 import { parseXenbusState, xenbusStateName } from "../xen/xenbus-abi.ts";
 import { XenbusKey } from "../xenbus/keys.ts";
+import { RINGS_ATTRIBUTE, type RingIndexes } from "../xenbus/xenbus.ts";
 import { formatPerm } from "../xenstore/perms.ts";
 import type { Store } from "../xenstore/store.ts";
 import type { XsTraceEvent } from "../xenstore/trace-events.ts";
@@ -369,6 +370,24 @@ export class LiveView {
         }
       }
       rings.push(...domainRings(hv, domid));
+    }
+
+    // Each end's private indexes, from the drivers that show their rings.
+    const pvt = new Map<string, { front?: Record<string, number>; back?: Record<string, number> }>();
+    for (const domid of domids) {
+      const shown = await hv.attribute(domid, RINGS_ATTRIBUTE).catch(() => undefined);
+      if (!Array.isArray(shown)) continue;
+      for (const r of shown as RingIndexes[]) {
+        const dev = deviceOf(`/local/domain/${domid}/${r.nodename}`);
+        if (dev === null) continue;
+        const entry = pvt.get(dev.id) ?? {};
+        entry[r.end] = { ...r.indexes };
+        pvt.set(dev.id, entry);
+      }
+    }
+    for (let i = 0; i < rings.length; i++) {
+      const p = pvt.get(rings[i]!.id);
+      if (p !== undefined && rings[i]!.kind === "io") rings[i] = { ...rings[i]!, pvt: p };
     }
 
     const ports: LivePort[] = [];

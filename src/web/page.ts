@@ -5,7 +5,7 @@
  * between panels (a grant → the key that published it → back) select their target and scroll
  * it into view.
  */
-import type { LiveNode, LiveState, LogEntry } from "./protocol.ts";
+import type { LiveNode, LiveRing, LiveState, LogEntry } from "./protocol.ts";
 import { startTour } from "./tour.ts";
 
 const LOG_ROWS = 400;
@@ -137,6 +137,24 @@ function renderDevices(s: LiveState): void {
   setHtml(body("devices"), cards.join("") || `<p class="ev">no XenBus devices yet</p>`);
 }
 
+/** A ring's indexes as one row: the shared ones, then each end's private ones, then size and free. */
+function ringTable(r: LiveRing): string {
+  const cols: [string, number, string][] = Object.entries(r.indexes).map(([k, v]) => [
+    k,
+    v,
+    `data-index="${esc(k)}"`,
+  ]);
+  for (const end of ["front", "back"] as const) {
+    for (const [k, v] of Object.entries(r.pvt?.[end] ?? {}))
+      cols.push([`${end} ${k}`, v, `data-pvt="${end}.${esc(k)}"`]);
+  }
+  cols.push(["size", r.size, ""], ["free", r.free, ""]);
+  return (
+    `<table><tr>${cols.map(([k]) => `<th>${esc(k)}</th>`).join("")}</tr>` +
+    `<tr>${cols.map(([, v, a]) => `<td ${a}>${v}</td>`).join("")}</tr></table>`
+  );
+}
+
 function renderTables(s: LiveState): void {
   setHtml(
     body("domains"),
@@ -195,22 +213,11 @@ function renderTables(s: LiveState): void {
       .map(
         (r) =>
           `<div class="device" data-ring="${esc(r.id)}"><b>${esc(r.id)}</b> <span class="ev">${esc(r.kind)} ring, ${esc(r.where)}</span> ${keyLink(r.key)}` +
-          table(
-            [...Object.keys(r.indexes), "size", "free"],
-            [[...Object.values(r.indexes).map((v) => String(v)), String(r.size), String(r.free)]],
-            [],
-          ) +
+          ringTable(r) +
           `<pre>${r.last.map(esc).join("\n")}</pre></div>`,
       )
       .join(""),
   );
-  for (const r of s.rings) {
-    const el = document.querySelector(`[data-ring="${CSS.escape(r.id)}"] table`);
-    const cells = el?.querySelectorAll("td") ?? [];
-    Object.keys(r.indexes).forEach((k, i) => {
-      cells[i]?.setAttribute("data-index", k);
-    });
-  }
   setHtml(
     body("consoles"),
     s.consoles

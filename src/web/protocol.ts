@@ -94,6 +94,14 @@ export interface LiveRing {
   readonly key?: string;
   /** Index name → value: req_prod, req_event, rsp_prod, rsp_event (io) or each byte ring's cons/prod. */
   readonly indexes: Readonly<Record<string, number>>;
+  /**
+   * Each end's private indexes, when its driver shows its ring (XenbusDevice.showRing):
+   * `front` req_prod_pvt and rsp_cons, `back` req_cons and rsp_prod_pvt.
+   */
+  readonly pvt?: {
+    readonly front?: Readonly<Record<string, number>>;
+    readonly back?: Readonly<Record<string, number>>;
+  };
   readonly size: number;
   readonly free: number;
   /** The last slots decoded, newest last. */

@@ -158,6 +158,9 @@ describe("the live view (xenlab up --http) in chromium", () => {
     await waitText(`${ring} [data-index="req_prod"]`, /^8$/);
     await waitText(`${ring} [data-index="rsp_prod"]`, /^8$/);
     assert.match(await text(`${ring} pre`), /rsp id 7 status 0 value 71/);
+    // Each end's private indexes, shown by the alice drivers.
+    await waitText(`${ring} [data-pvt="front.rsp_cons"]`, /^8$/);
+    assert.equal(await text(`${ring} [data-pvt="back.req_cons"]`), "8");
     assert.match(await text(`[data-port] a.link[data-go="${FE}/event-channel"]`), /event-channel/);
     const shot = process.env.XENLAB_SCREENSHOT;
     if (shot !== undefined && shot !== "") {
