@@ -170,4 +170,16 @@ describe("the live view (xenlab up --http) in chromium", () => {
       await page.screenshot({ path: shot, fullPage: false });
     }
   });
+
+  it("follows the tour's close: both ends Closed, the ring's grant no longer mapped", async (t) => {
+    if (!ready) return t.skip("no browser");
+    await run("xenstore-write", [`${BE}/state`, "5"], { env: env() });
+    await waitText(`${DEV} .why`, /^closed: waits for the toolstack to remove the device$/);
+    const lane = await page.locator(`${DEV} [data-side="frontend"][data-kind="state"]`).allTextContents();
+    assert.match(lane.at(-1) ?? "", /Closed \(6\)/);
+    await until(
+      "the ring grant ended",
+      async () => (await page.locator('[data-ring="alice_dev/1/0"]').count()) === 0,
+    );
+  });
 });
