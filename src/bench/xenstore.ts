@@ -75,6 +75,8 @@ export interface Options {
   state: "none" | "journal" | "sync";
   /** The baseline is xenlab's own daemon with the live view's recorder on (`--live-trace`). */
   trace: boolean;
+  /** xenlab's daemon with `--pcap FILE`: every request and reply captured (docs/capture.md). */
+  pcap: boolean;
 }
 
 const DEFAULTS: Options = {
@@ -95,6 +97,7 @@ const DEFAULTS: Options = {
   warmupRun: true,
   state: "none",
   trace: false,
+  pcap: false,
 };
 
 const QUICK: Partial<Options> = {
@@ -140,6 +143,7 @@ options:
   --trace              the baseline becomes xenlab's own daemon with tracing on (--live-trace:
                        the live view's recorder subscribed, as \`xenlab up --http\` with no viewer):
                        ratio = tracing off ÷ on, so 1.00 means tracing costs nothing
+  --pcap               xenlab's daemon captures every request and reply (--pcap FILE, docs/capture.md)
 `;
 
 function positive(flag: string, v: string | undefined, allowZero = false): number {
@@ -216,6 +220,9 @@ const OPTIONS: OptionTable<Options> = {
       throw new RangeError(`Invalid value for --state: '${v ?? ""}'; expected none, journal or sync`);
     }
     o.state = v;
+  },
+  "--pcap": (o) => {
+    o.pcap = true;
   },
 };
 
@@ -593,6 +600,8 @@ export async function benchXenstore(o: Options): Promise<number> {
   checkPeers(o);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const xl = xenlabArgv(o);
+  if (xl === null && o.pcap)
+    throw new Error("Cannot capture with --xenlab ref: --pcap is xenlab's daemon's option");
   const dir = mkdtempSync(join(tmpdir(), "xenlab-bench-"));
   const started: Daemon[] = [];
   const cleanup = async () => {
@@ -625,9 +634,14 @@ export async function benchXenstore(o: Options): Promise<number> {
         : await startReference(REFXS, join(dir, "ref/socket"));
     started.push(baseline);
     const xlArgv =
-      xl === null || o.state === "none"
-        ? xl?.argv
-        : [...xl.argv, "--state", join(dir, "xl/state"), ...(o.state === "sync" ? ["--state-sync"] : [])];
+      xl === null
+        ? undefined
+        : [
+            ...xl.argv,
+            ...(o.state === "none" ? [] : ["--state", join(dir, "xl/state")]),
+            ...(o.state === "sync" ? ["--state-sync"] : []),
+            ...(o.pcap ? ["--pcap", join(dir, "xl/xenstore.pcapng")] : []),
+          ];
     const xenlab =
       xl === null || xlArgv === undefined
         ? await startReference(REFXS, join(dir, "xl/socket"), `${BASELINE_NAME} (as xenlab)`)
@@ -635,7 +649,7 @@ export async function benchXenstore(o: Options): Promise<number> {
     started.push(xenlab);
     const daemons = { xenlab, baseline };
     log(
-      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}${o.state === "none" ? "" : ` (--state: ${o.state})`}; baseline: ${baselineName} pid ${baseline.pid}`,
+      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}${o.state === "none" ? "" : ` (--state: ${o.state})`}${o.pcap ? " (--pcap)" : ""}; baseline: ${baselineName} pid ${baseline.pid}`,
     );
     if (o.pin) {
       await pin(baseline.pid, DAEMON_CPU);

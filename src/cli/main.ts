@@ -39,6 +39,10 @@ const XENLAB: CommandTable = {
       "copy a file into or out of a guest's disk: blk-cp FILE DOMAIN:VDEV[:SECTOR] | DOMAIN:VDEV[:S[+N]] FILE",
       () => import("./blk-cp.ts"),
     ),
+    vchan: command(
+      "a libxenvchan stream end in a domain (as vchan-node): vchan server|client read|write PEER PATH",
+      () => import("./vchan.ts"),
+    ),
     console: command(
       "attach to a guest's PV console: console DOMAIN (Ctrl-] detaches)",
       () => import("./console.ts"),

@@ -6,6 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { captureDirectory } from "../host/capture.ts";
 import { ControlServer } from "../host/control.ts";
 import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
@@ -36,6 +37,10 @@ const USAGE = `usage: xenlab up [options]
                       adapting as KVM's halt_poll_ns (default 1000; 0: never)
   --http [HOST:]PORT  serve the live view (docs/live-view.md) on HOST (default
                       127.0.0.1), read-only; prints its URL with its access token
+  --pcap DIR          capture into DIR (made if missing; earlier captures replaced):
+                      xenstore.pcapng, every XenStore request and reply, and
+                      vifD.H.pcapng, each vif's Ethernet frames; open them with
+                      wireshark -X lua_script:wireshark/xenstore.lua (README)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -49,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
     http: { type: "string" },
+    pcap: { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
@@ -87,13 +93,32 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 1;
   }
-  const host = await Host.start({
-    log,
-    xenstored: { keepOrphans: values["keep-orphans"] === true },
-    onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
-    consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
-    ...(haltPollUs === undefined ? {} : { haltPollUs }),
-  });
+  let pcapDir = values.pcap as string | undefined;
+  if (pcapDir === "") {
+    process.stderr.write("xenlab up: --pcap wants a directory to capture into, e.g. --pcap ./pcap\n");
+    return 2;
+  }
+  try {
+    // Before anything starts: a bad directory is one line, not a host started and stopped.
+    if (pcapDir !== undefined) pcapDir = captureDirectory(pcapDir);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
+  let host: Host;
+  try {
+    host = await Host.start({
+      log,
+      xenstored: { keepOrphans: values["keep-orphans"] === true },
+      onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
+      consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
+      ...(haltPollUs === undefined ? {} : { haltPollUs }),
+      ...(pcapDir === undefined ? {} : { pcapDir }),
+    });
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   honourShutdownActions(host, (msg) => log.warn(msg));
   const control = new ControlServer(host);
   let live: LiveServer | null = null;
@@ -112,6 +137,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values["no-domu"] !== true) {
     await host.createDomain({ name: (values["domu-name"] as string | undefined) ?? "domU" });
   }
+  if (host.capture !== null) process.stdout.write(`xenlab up: capturing into ${host.capture.dir}\n`);
   process.stdout.write(
     `xenlab up: xenstored on ${socket}, control on ${ctl}; ` +
       `${host.hv

@@ -12,7 +12,8 @@
  * after its reply line (src/console/stream.ts); another, `{"op":"dmesg","domid":N,"follow":true}`,
  * into the domain's kernel log, one JSON string a line, until the domain is destroyed; two,
  * `blk-write` and `blk-read`, into a stream of a guest disk's bytes for `xenlab blk-cp`
- * (src/host/blk-stream.ts).
+ * (src/host/blk-stream.ts); and `vchan`, into one direction of a vchan for `xenlab vchan`
+ * (src/host/vchan-stream.ts).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
@@ -32,6 +33,7 @@ import type {
 import { listDevices } from "./devices.ts";
 import { createGuest } from "./guest.ts";
 import type { Host } from "./host.ts";
+import { parseVchanStreamRequest, serveVchanStream } from "./vchan-stream.ts";
 
 function listDomains(h: Host): ListedDomain[] {
   return h.hv.list().map((d) => ({ ...d, memKib: h.configs.get(d.domid)?.memoryKib ?? d.maxPages * 4 }));
@@ -73,6 +75,13 @@ export class ControlServer {
           if (blk !== undefined) {
             s.off("data", onData);
             void serveBlkStream(this.#host, s, blk, buf);
+            return;
+          }
+          // `xenlab vchan`: after this request the connection is one direction of a vchan.
+          const vchan = parseVchanStreamRequest(line);
+          if (vchan !== undefined) {
+            s.off("data", onData);
+            void serveVchanStream(this.#host, s, vchan, buf);
             return;
           }
           void this.#handle(line).then((r) => {

@@ -42,7 +42,8 @@ const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
 export const BLKBACK_MODULE = new URL(`../drivers/blk/blkback${EXT}`, import.meta.url).href;
 export const BLKFRONT_MODULE = new URL(`../drivers/blk/blkfront${EXT}`, import.meta.url).href;
 
-async function ensureModule(host: Host, domid: number, name: string, url: string): Promise<void> {
+/** Loads `url` into `domid` unless a module `name` is loaded there. */
+export async function ensureModule(host: Host, domid: number, name: string, url: string): Promise<void> {
   // Loaded already (by an earlier attach, or by hand): nothing to do, and nothing in the log.
   if ((await host.hv.lsmod(domid)).includes(name)) return;
   try {

@@ -169,7 +169,9 @@ export class Hypervisor {
   constructor(opts: HypervisorOptions) {
     this.#opts = opts;
     this.#log = opts.log;
-    this.grants = new GrantTables((domid) => this.#domains.get(domid));
+    this.grants = new GrantTables((domid) => this.#domains.get(domid), {
+      sendEvent: (domid, port) => void this.events.send(domid, port),
+    });
   }
 
   /**
@@ -333,6 +335,7 @@ export class Hypervisor {
     await d.exited;
     d.hypercalls.close();
     const unmapped = this.grants.releaseMappings(domid);
+    this.grants.releaseShares(domid);
     this.events.destroyDomain(domid);
     this.#domains.delete(domid);
     this.#log.info({ domid, unmapped }, `domain ${domid} (${d.name}) destroyed`);
@@ -493,6 +496,12 @@ export class Hypervisor {
         return this.grants.mapGrantRef(caller, { flags: num(a[0]), ref: num(a[1]), dom: num(a[2]) });
       case "grant_unmap":
         return this.grants.unmapGrantRef(caller, num(a[0]));
+      case "grant_set_unmap_notify":
+        return this.grants.setUnmapNotify(caller, num(a[0]), { offset: num(a[1]), port: num(a[2]) });
+      case "gntshr_set_notify":
+        return this.grants.setShareNotify(caller, num(a[0]), { offset: num(a[1]), port: num(a[2]) });
+      case "gntshr_end_notify":
+        return this.grants.endShareNotify(caller, num(a[0]), req.args[1] === true);
       case "grant_copy":
         return this.grants.copy(caller, req.args[0] as Parameters<GrantTables["copy"]>[1]);
       case "memory_populate":

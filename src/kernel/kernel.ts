@@ -236,6 +236,31 @@ export class Kernel {
     if (st !== GNTST.okay) throw new GrantOpError(`unmap of handle ${handle}`, st);
   }
 
+  /**
+   * gntdev's SET_UNMAP_NOTIFY on mapping `handle` (writable): when it is unmapped, or this domain
+   * dies, byte `offset` of the page becomes 0 and this domain signals its `port`.
+   */
+  setUnmapNotify(handle: number, offset: number, port: number): void {
+    const st = this.#call("grant_set_unmap_notify", handle, offset, port) as number;
+    if (st !== GNTST.okay) throw new GrantOpError(`unmap notify on handle ${handle}`, st);
+  }
+
+  /**
+   * gntalloc's SET_UNMAP_NOTIFY on our page shared in `ref`: when the share ends
+   * (`endShareNotify(ref, true)`) or this domain dies, byte `offset` becomes 0 and this domain
+   * signals its `port`.
+   */
+  setShareNotify(ref: number, offset: number, port: number): void {
+    const st = this.#call("gntshr_set_notify", ref, offset, port) as number;
+    if (st !== GNTST.okay) throw new GrantOpError(`unmap notify on ref ${ref}`, st);
+  }
+
+  /** Ends the notification set on `ref`, firing it first when `fire`. */
+  endShareNotify(ref: number, fire: boolean): void {
+    const st = this.#call("gntshr_end_notify", ref, fire) as number;
+    if (st !== GNTST.okay) throw new GrantOpError(`end of unmap notify on ref ${ref}`, st);
+  }
+
   // ------------------------------------------------------------------ event channels
 
   /** EVTCHNOP_alloc_unbound: a port of ours that `remoteDom` may bind. */

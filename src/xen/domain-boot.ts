@@ -58,6 +58,12 @@ export interface Hypercalls {
   grant_map(flags: number, ref: number, dom: number): unknown;
   grant_unmap(handle: number): number;
   grant_copy(op: unknown): number;
+  /** gntdev's SET_UNMAP_NOTIFY on a mapping: on unmap or death, zero byte `offset`, signal `port`. */
+  grant_set_unmap_notify(handle: number, offset: number, port: number): number;
+  /** gntalloc's SET_UNMAP_NOTIFY on a page the caller shares in `ref`. */
+  gntshr_set_notify(ref: number, offset: number, port: number): number;
+  /** Ends the share's notification on `ref`, firing it when `fire` is true (the share is freed). */
+  gntshr_end_notify(ref: number, fire: boolean): number;
   /** XENMEM_populate_physmap for one page: `{ gfn, page }`, or a negative errno. */
   memory_populate(): unknown;
   /** XENMEM_decrease_reservation for one page. */

@@ -131,7 +131,7 @@ describe("xenlab and xenlab bench", () => {
     assert.match(help.stdout, /^usage: xenlab bench <name> \[--help \| args\]\n\nbenchmarks:\n/);
     assert.deepEqual(
       rows(help.stdout).map((x) => x.name),
-      ["xenstore", "evtchn", "ring", "journal", "domains", "blk", "blk-cp"],
+      ["xenstore", "evtchn", "ring", "vchan", "journal", "migration", "domains", "blk", "blk-cp"],
     );
     const bad = await xenlab(["bench", "nope"]);
     assert.equal(bad.code, 2);
