@@ -79,6 +79,7 @@ async function talkToBackend(dev: XenbusDevice): Promise<void> {
   const k = dev.kernel;
   const { gfn, page } = k.allocPage();
   const ring = FrontRing.init(new Uint8Array(page), ENTRY_SIZE);
+  dev.showRing(ring); // its private indexes, for the live view
   const ref = await dev.grantRing(gfn);
   const port = await dev.allocEvtchn();
   const was = carried.get(dev.nodename);
@@ -100,6 +101,7 @@ function release(dev: XenbusDevice): void {
   if (f === undefined) return;
   const k = dev.kernel;
   k.closePort(f.port);
+  dev.hideRing(f.ring);
   if (k.endAccess(f.ref)) {
     k.freePage(f.gfn);
     dev.data = undefined;

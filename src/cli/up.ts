@@ -12,6 +12,7 @@ import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
 import { listenMigration } from "../host/migrate.ts";
+import { LiveServer, parseListen } from "../host/live-server.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -39,6 +40,8 @@ const USAGE = `usage: xenlab up [options]
                       also take guests sent with 'xenlab migrate DOMAIN HOST:PORT' on
                       this TCP port (HOST default 127.0.0.1); the control socket takes
                       them from 'xenlab migrate DOMAIN SOCKET' always
+  --http [HOST:]PORT  serve the live view (docs/live-view.md) on HOST (default
+                      127.0.0.1), read-only; prints its URL with its access token
   --pcap DIR          capture into DIR (made if missing; earlier captures replaced):
                       xenstore.pcapng, every XenStore request and reply, and
                       vifD.H.pcapng, each vif's Ethernet frames; open them with
@@ -56,6 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
     "migrate-listen": { type: "string" },
+    http: { type: "string" },
     pcap: { type: "string" },
   });
   if (typeof args === "number") return args;
@@ -76,6 +80,13 @@ export async function run(argv: string[]): Promise<number> {
   const haltPollUs = pollText === undefined ? undefined : Number(pollText);
   if (haltPollUs !== undefined && !(pollText !== "" && Number.isInteger(haltPollUs) && haltPollUs >= 0)) {
     process.stderr.write(`xenlab up: --halt-poll-us wants a whole number of µs >= 0, not '${pollText}'\n`);
+    return 2;
+  }
+  let http: { host: string; port: number } | undefined;
+  try {
+    if (values.http !== undefined) http = parseListen(values.http as string);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 2;
   }
   mkdirSync(dirname(socket), { recursive: true });
@@ -118,12 +129,15 @@ export async function run(argv: string[]): Promise<number> {
   const control = new ControlServer(host);
   const migrateAt = values["migrate-listen"] as string | undefined;
   let migration: Awaited<ReturnType<typeof listenMigration>> | null = null;
+  let live: LiveServer | null = null;
   try {
     await host.listen(socket);
     await control.listen(ctl);
     if (migrateAt !== undefined) migration = await listenMigration(host, migrateAt);
+    if (http !== undefined) live = await LiveServer.start(host, http, { socket });
   } catch (e) {
-    // Another daemon won the path since the check: stop, removing only our own socket.
+    // Another daemon won the path since the check, or a TCP port (migration, HTTP) is taken:
+    // stop, removing only our own socket.
     migration?.close();
     await control.close();
     await host.stop();
@@ -142,12 +156,14 @@ export async function run(argv: string[]): Promise<number> {
         .join(", ")} running (pid ${process.pid})\n`,
   );
   if (migration !== null) process.stdout.write(`xenlab up: taking migrations on ${migrateAt}\n`);
+  if (live !== null) process.stdout.write(`xenlab up: live view on ${live.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
   migration?.close();
+  await live?.close();
   await control.close();
   await host.stop();
   return 0;

@@ -9,6 +9,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { XenstoreCapture } from "../host/capture.ts";
+import { LiveRecorder } from "../host/live.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -49,6 +50,9 @@ const USAGE = `usage: xenlab xenstored [options]
   --state-sync               also fdatasync each journal record (survives a power cut)
   --state-max-journal BYTES  compact the journal past max(BYTES, 2 × snapshot)
                              (default ${DEFAULT_MAX_JOURNAL_BYTES})
+  --live-trace               trace as \`xenlab up --http\` does with no viewer connected
+                             (the live view's recorder keeping the devices' timelines,
+                             docs/live-view.md): what \`bench xenstore --trace\` measures
   --load FILE                start from FILE, a XenStore migration stream (Xen's
                              docs/designs/xenstore-migration.md; C xenstored's live-update
                              state_dump): nodes, permissions, domains, their watches, quotas
@@ -71,6 +75,7 @@ interface XenstoredOptions {
   "state-max-journal"?: string;
   load?: string;
   verbose?: boolean;
+  "live-trace"?: boolean;
   "log-level"?: string;
   "log-format"?: string;
   [flag: string]: string | string[] | boolean | undefined;
@@ -195,6 +200,7 @@ export async function run(argv: string[]): Promise<number> {
     "state-max-journal": { type: "string" },
     load: { type: "string" },
     verbose: { type: "boolean", short: "V" },
+    "live-trace": { type: "boolean" },
     "log-level": { type: "string" },
     "log-format": { type: "string" },
   });
@@ -257,6 +263,10 @@ export async function run(argv: string[]): Promise<number> {
     ...(journal ? { journal } : {}),
   });
   journal?.attach(core);
+  if (values["live-trace"] === true) {
+    const recorder = new LiveRecorder(core.store);
+    core.tracer.subscribe((e) => recorder.event(e));
+  }
   if (values.load !== undefined) {
     const file = values.load;
     try {

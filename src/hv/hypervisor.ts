@@ -30,6 +30,7 @@ import { availableParallelism } from "node:os";
 import { MessageChannel, type Worker } from "node:worker_threads";
 import type { Logger } from "../lib/log.ts";
 import { siblingModule, spawnWorker } from "../lib/spawn.ts";
+import { Tracer } from "../lib/tracer.ts";
 import {
   type DomainBoot,
   type HostMessage,
@@ -57,6 +58,21 @@ export type { DomainImage } from "./domain-image.ts";
 
 /** `suspended`: the guest acknowledged a save and its vCPU waits in SCHEDOP_shutdown(suspend). */
 export type DomainState = "paused" | "running" | "suspended" | "crashed" | "dying";
+
+/**
+ * The hypervisor's trace events (src/lib/tracer.ts), built only while a subscriber listens: each
+ * hypercall a domain made (grant map/unmap/copy, event-channel operations, memory) with its
+ * result (a number: 0, a port, a handle or a negative errno; 0 when the result is a record), and
+ * each change of a domain's state.
+ */
+export type HvTraceEvent =
+  | { readonly kind: "hv-hypercall"; readonly domid: number; readonly op: string; readonly result: number }
+  | {
+      readonly kind: "hv-domain";
+      readonly domid: number;
+      readonly name: string;
+      readonly state: DomainState | "destroyed";
+    };
 
 export interface CreateOptions {
   readonly name: string;
@@ -156,6 +172,8 @@ interface Dom extends GrantDomain {
 
 export class Hypervisor {
   readonly events = new EventChannels();
+  /** The live view's events: off, one field check per hypercall, until subscribed. */
+  readonly tracer = new Tracer<HvTraceEvent>();
   readonly grants: GrantTables;
   readonly #domains = new Map<number, Dom>();
   readonly #log: Logger;
@@ -286,6 +304,7 @@ export class Hypervisor {
           this.#log.warn({ domid, code }, `domain ${domid} (${d.name}) exited by itself`);
           this.#kernelLog(d, `domain exited with code ${code}`);
           d.state = "crashed";
+          this.#traceDomain(d);
         }
         readyReject(new Error(`Domain ${domid} exited before it was ready`));
         for (const w of d.onSuspend) w(new Error(`Domain ${domid} (${d.name}) exited before it suspended`));
@@ -304,6 +323,7 @@ export class Hypervisor {
     );
     this.#domains.set(domid, d);
     this.#log.info({ domid, domain: opts.name }, `domain ${domid} (${opts.name}) created`);
+    this.#traceDomain(d);
     return this.#info(d);
   }
 
@@ -314,6 +334,7 @@ export class Hypervisor {
     d.state = "running";
     Atomics.store(d.sched, 0, SCHED.running);
     Atomics.notify(d.sched, 0);
+    this.#traceDomain(d);
   }
 
   /** Pauses a domain at its next delivery point (see the module comment). */
@@ -322,6 +343,7 @@ export class Hypervisor {
     if (d.state !== "running") return;
     d.state = "paused";
     Atomics.store(d.sched, 0, SCHED.paused);
+    this.#traceDomain(d);
   }
 
   /**
@@ -403,6 +425,7 @@ export class Hypervisor {
     this.events.destroyDomain(domid);
     this.#domains.delete(domid);
     this.#log.info({ domid, unmapped }, `domain ${domid} (${d.name}) destroyed`);
+    this.#traceDomain(d, "destroyed");
     this.#opts.onDestroyed?.(domid);
   }
 
@@ -470,6 +493,22 @@ export class Hypervisor {
     return this.#domains.get(domid)?.pages[gfn];
   }
 
+  /**
+   * The grant entries of a domain that are in use (flags not 0), as `xl debug-keys g` lists them:
+   * ref, GTF_* flags, the grantee and the frame.
+   */
+  grantEntries(domid: number): { ref: number; flags: number; domid: number; frame: number }[] {
+    const d = this.#domains.get(domid);
+    if (d === undefined) return [];
+    const t = new GrantTableFrames(d.grantFrames);
+    const out: { ref: number; flags: number; domid: number; frame: number }[] = [];
+    for (let ref = 0; ref < t.nrEntries; ref++) {
+      const flags = t.flags(ref);
+      if (flags !== 0) out.push({ ref, flags, domid: t.domid(ref), frame: t.frame(ref) });
+    }
+    return out;
+  }
+
   #request(domid: number, make: (id: number) => HostMessage): Promise<unknown> {
     const d = this.#get(domid);
     if (d.state === "dying") return Promise.reject(new Error(`Domain ${domid} is dying`));
@@ -517,6 +556,15 @@ export class Hypervisor {
 
   /** A hypercall from domain `d`'s worker; `d` is `current`, never taken from the arguments. */
   #hypercall(d: Dom, req: HypercallRequest): unknown {
+    const result = this.#dispatch(d, req);
+    if (this.tracer.on) {
+      const r = typeof result === "number" ? result : 0;
+      this.tracer.emit({ kind: "hv-hypercall", domid: d.domid, op: req.op, result: r });
+    }
+    return result;
+  }
+
+  #dispatch(d: Dom, req: HypercallRequest): unknown {
     const a = req.args as number[];
     const caller = d.domid;
     switch (req.op as HypercallName) {
@@ -576,6 +624,10 @@ export class Hypervisor {
     d.pages[gfn] = page;
     d.populated++;
     return { gfn, page };
+  }
+
+  #traceDomain(d: Dom, state: DomainState | "destroyed" = d.state): void {
+    if (this.tracer.on) this.tracer.emit({ kind: "hv-domain", domid: d.domid, name: d.name, state });
   }
 
   #info(d: Dom): DomainInfo {

@@ -26,6 +26,7 @@
 import { constants as osConstants } from "node:os";
 import { HypercallError, type Kernel, type MappedPage } from "../kernel/kernel.ts";
 import { errorMessage } from "../lib/errors.ts";
+import type { BackRing, FrontRing } from "../ring/ring.ts";
 import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { parseXenbusState, XenbusState, type XenbusStateValue } from "../xen/xenbus-abi.ts";
 import type { XsWatch } from "../xenstore/client-watch.ts";
@@ -93,6 +94,8 @@ export class XenbusDevice {
   data: unknown;
   /** @internal watches to drop on remove */
   readonly _watches: XsWatch[] = [];
+  /** The rings shown with showRing(), whose private indexes the `xenbus/rings` attribute reads. */
+  readonly rings = new Set<FrontRing | BackRing>();
 
   constructor(
     kernel: Kernel,
@@ -131,6 +134,20 @@ export class XenbusDevice {
   /** Reads a key of the other end's directory. */
   readOtherend(key: string): Promise<string> {
     return this.kernel.xs.read(`${this.otherend}/${key}`);
+  }
+
+  /**
+   * Shows a ring's private indexes (req_prod_pvt and rsp_cons of a front ring, req_cons and
+   * rsp_prod_pvt of a back ring) to the host through the `xenbus/rings` attribute, as Linux's
+   * netback shows its own in debugfs (`io_ring_qN`): the live view reads them (docs/live-view.md).
+   * Reading costs the ring nothing; hideRing() (or the device's removal) stops it.
+   */
+  showRing(ring: FrontRing | BackRing): void {
+    this.rings.add(ring);
+  }
+
+  hideRing(ring: FrontRing | BackRing): void {
+    this.rings.delete(ring);
   }
 
   /** `xenbus_grant_ring`: grants our page `gfn` to the other end; returns the ref. */
@@ -228,6 +245,23 @@ const XEN_ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
   Object.entries(XEN_ERRNO).map(([name, n]) => [n, name]),
 );
 
+/** The kernel attribute listing the shown rings' private indexes (XenbusDevice.showRing). */
+export const RINGS_ATTRIBUTE = "xenbus/rings";
+
+/** One shown ring's private indexes, by the device's nodename (relative to its domain's home). */
+export interface RingIndexes {
+  readonly nodename: string;
+  readonly end: "front" | "back";
+  readonly indexes: Readonly<Record<string, number>>;
+}
+
+/** By shape, not instanceof: a reloaded module's ring class is another class object (module-loader.ts). */
+function ringIndexes(nodename: string, r: FrontRing | BackRing): RingIndexes {
+  return "reqProdPvt" in r
+    ? { nodename, end: "front", indexes: { req_prod_pvt: r.reqProdPvt, rsp_cons: r.rspCons } }
+    : { nodename, end: "back", indexes: { req_cons: r.reqCons, rsp_prod_pvt: r.rspProdPvt } };
+}
+
 /** A bus of this kernel: its record, and what the core keeps for it. */
 interface BusState {
   readonly type: XenbusType;
@@ -263,6 +297,11 @@ export class XenBus {
     const saved = kernel.restored("xenbus");
     this.#saved = saved === undefined ? [] : (JSON.parse(new TextDecoder().decode(saved)) as SavedDevice[]);
     kernel.onSuspend("xenbus", { suspend: () => this.suspend(), save: () => this.#save() });
+    kernel.expose(RINGS_ATTRIBUTE, () =>
+      Object.values(this.#buses).flatMap((b) =>
+        [...b.devices.values()].flatMap((d) => [...d.rings].map((r) => ringIndexes(d.nodename, r))),
+      ),
+    );
   }
 
   /**

@@ -8,6 +8,7 @@
  * what comes out.
  */
 
+import { Tracer } from "../lib/tracer.ts";
 import { DOMID_FIRST_RESERVED } from "../xen/xen.ts";
 import { checkStore, doControl } from "./control.ts";
 import {
@@ -49,6 +50,7 @@ import {
 } from "./quota.ts";
 import { childrenBytes, commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
 import { Trace } from "./trace.ts";
+import { traceStep, type XsTraceEvent } from "./trace-events.ts";
 import { doResetWatches, doUnwatch, doWatch, WatchTable } from "./watch.ts";
 import {
   atoi,
@@ -123,6 +125,8 @@ export class XenStoreCore implements Daemon {
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
   readonly trace: Trace;
+  /** The live view's events (src/lib/tracer.ts): off, one field check per request, until subscribed. */
+  readonly tracer = new Tracer<XsTraceEvent>();
   readonly dumpFiles: StateDumpFiles | null;
   /**
    * Where every request and reply is copied (`xenlab up --pcap`), or null. The transports see
@@ -188,6 +192,7 @@ export class XenStoreCore implements Daemon {
     const conn = new Connection(id, 0, true, `socket#${id}`);
     this.connections.add(conn);
     this.trace.connection("CREATE", id);
+    this.#traceConnection(conn, true);
     return conn;
   }
 
@@ -208,6 +213,7 @@ export class XenStoreCore implements Daemon {
     const conn = new Connection(id, domid, domid === 0, `dom${domid}`, true);
     this.connections.add(conn);
     this.trace.connection("CREATE", id);
+    this.#traceConnection(conn, true);
     return conn;
   }
 
@@ -240,6 +246,12 @@ export class XenStoreCore implements Daemon {
     this.#dropTransactions(conn);
     this.connections.delete(conn);
     this.trace.connection("DESTROY", conn.id);
+    this.#traceConnection(conn, false);
+  }
+
+  #traceConnection(conn: Connection, open: boolean): void {
+    if (this.tracer.on)
+      this.tracer.emit({ kind: "xs-connection", conn: conn.id, domid: conn.domid, label: conn.label, open });
   }
 
   /**
@@ -263,7 +275,9 @@ export class XenStoreCore implements Daemon {
     const finish = (reply: XsPacket): StepResult => {
       this.journal?.commit();
       const out = [...before, { conn, packet: reply }, ...after];
-      return { reply, events: [...before, ...after], out };
+      const events = [...before, ...after];
+      if (this.tracer.on) traceStep(this.tracer, conn, req, reply, events);
+      return { reply, events, out };
     };
     const error = (errno: XsErrorName) =>
       finish({ type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: latin1(`${errno}\0`) });

@@ -243,6 +243,7 @@ class BlkfrontDriver implements XenbusDriver {
         front: new BlkifFront({ ring, pool, name: dev.nodename, notify: () => k.notify(c.port), log }),
       };
       dev.data = c;
+      dev.showRing(ring); // its private indexes, for the live view
       k.bindEvent(port, () => c.front.onEvent());
       await k.xs.transaction(async (t) => {
         const n = dev.nodename;
@@ -351,6 +352,7 @@ class BlkfrontDriver implements XenbusDriver {
     const c = dev.data as Connection | undefined;
     if (c === undefined) return;
     const k = dev.kernel;
+    dev.hideRing(c.front.ring);
     if (c.port >= 0) {
       try {
         k.closePort(c.port);
