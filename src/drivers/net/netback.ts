@@ -1,0 +1,371 @@
+/**
+ * xen_netback: the network backend, a kernel module for dom0 serving device type `vif` (Linux's
+ * drivers/net/xen-netback/xenbus.c; the rings themselves are netif-back.ts). Each vif's frames go to
+ * its uplink: a passt process of its own (passt.ts), or nowhere with `bridge=none`.
+ *
+ * The handshake, as Linux's netback does it (docs/net.md has the keys):
+ *
+ *   probe        read `handle`, `mac`; in one transaction `feature-sg` 1, `feature-gso-tcpv4` 1,
+ *                `feature-gso-tcpv6` 1, `feature-ipv6-csum-offload` 1, `feature-rx-copy` 1,
+ *                `feature-rx-flip` 0; then `feature-split-event-channels` 1,
+ *                `multi-queue-max-queues` 1; → InitWait
+ *   frontend Connected (netfront goes there straight from Initialising)
+ *                read `multi-queue-num-queues` (more than 1: fatal), `request-rx-copy` (must be 1:
+ *                else fatal EOPNOTSUPP), `feature-rx-notify`, `feature-sg`, `feature-gso-tcpv4`,
+ *                `tx-ring-ref`, `rx-ring-ref`, `event-channel-tx` + `event-channel-rx` or
+ *                `event-channel`; map both rings, bind the port(s), start the uplink; → Connected
+ *   frontend Closing → Closing; Closed → disconnect (uplink closed, rings unmapped, ports
+ *                closed) → Closed; Initialising while Closed → InitWait (a reconnect)
+ *
+ * No hotplug script runs: xenlab's toolstack writes no `hotplug-status` and netback connects the
+ * uplink itself, so Connected is not held back (Linux waits for the script's "connected").
+ *
+ * A frontend's fatal TX error (netif-back.ts lists them) disables that vif as Linux's
+ * xenvif_fatal_tx_err does: its rings are no longer read, `stats` shows it `disabled`, and it comes
+ * back only when the frontend connects again. Other vifs carry on.
+ *
+ * The frame tap (for captures): `setFrameTap(kernel, fn)` calls fn(vif, "tx" | "rx", frame) with
+ * every frame a guest sends (tx, after netback's checks) and every frame it is given (rx, before
+ * the ring), for every vif of this dom0; `null` removes it.
+ *
+ * Module arguments: `fatal_skb_slots=N` (default 20, as Linux).
+ */
+import type { Kernel } from "../../kernel/kernel.ts";
+import { BackRing } from "../../ring/ring.ts";
+import { GNTCOPY } from "../../xen/grant-table-abi.ts";
+import { DOMID_SELF } from "../../xen/xen.ts";
+import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
+import { uintParam } from "../blk/module-params.ts";
+import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
+import { FATAL_SKB_SLOTS_DEFAULT, NetifBack, type NetifBackStats } from "./netif-back.ts";
+import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
+import { PasstUplink } from "./passt.ts";
+
+export const name = "xen_netback";
+
+/** The frame tap: every frame of every vif, as it crosses netback. */
+export type FrameTap = (vif: string, dir: "tx" | "rx", frame: Uint8Array) => void;
+
+/** The uplink a vif's `bridge` key names. */
+export const BRIDGE_NONE = "none";
+
+interface Connection {
+  readonly maps: number[];
+  readonly ports: number[];
+  readonly back: NetifBack;
+  /** dom0's page that grant copies go through. */
+  readonly bounce: { gfn: number; page: Uint8Array };
+  uplink: PasstUplink | null;
+}
+
+interface Vif {
+  /** `vif<domid>.<handle>`, Linux's netdev name. */
+  readonly ifname: string;
+  readonly mac: Uint8Array;
+  readonly bridge: string;
+  conn: Connection | null;
+  /** The last connection's counters, kept after it goes. */
+  lastStats: NetifBackStats | null;
+  disabled: boolean;
+}
+
+class NetbackDriver implements XenbusDriver {
+  readonly name = "xen_netback";
+  readonly ids = ["vif"];
+  readonly fatalSkbSlots: number;
+  tap: FrameTap | null = null;
+  unloading = false;
+
+  constructor(fatalSkbSlots: number) {
+    this.fatalSkbSlots = fatalSkbSlots;
+  }
+
+  async probe(dev: XenbusDevice): Promise<void> {
+    const k = dev.kernel;
+    const handle = (await k.xs.tryRead(`${dev.nodename}/${BE.handle}`)) ?? dev.nodename.split("/").pop()!;
+    const macText = await k.xs.tryRead(`${dev.nodename}/${BE.mac}`);
+    const mac = parseMac(macText);
+    if (mac === undefined) {
+      await dev.devFatal("EINVAL", `parsing ${dev.nodename}/mac`);
+      throw new Error(`${dev.nodename}: bad mac ${macText ?? "(none)"}`);
+    }
+    const bridge = (await k.xs.tryRead(`${dev.nodename}/${BE.bridge}`)) ?? "";
+    const vif: Vif = {
+      ifname: `vif${dev.otherendId}.${handle}`,
+      mac,
+      bridge,
+      conn: null,
+      lastStats: null,
+      disabled: false,
+    };
+    dev.data = vif;
+    const n = dev.nodename;
+    await k.xs.transaction(async (t) => {
+      await t.write(`${n}/${BE.featureSg}`, "1");
+      await t.write(`${n}/${BE.featureGsoTcpv4}`, "1");
+      await t.write(`${n}/${BE.featureGsoTcpv6}`, "1");
+      await t.write(`${n}/${BE.featureIpv6CsumOffload}`, "1");
+      await t.write(`${n}/${BE.featureRxCopy}`, "1");
+      await t.write(`${n}/${BE.featureRxFlip}`, "0");
+    });
+    await k.xs.write(`${n}/${BE.featureSplitEventChannels}`, "1");
+    await k.xs.write(`${n}/${BE.multiQueueMaxQueues}`, "1");
+    k.printk(`xen-netback: ${vif.ifname}: ${formatMac(mac)}, uplink ${uplinkName(bridge)}`);
+    await dev.switchState(XenbusState.InitWait);
+  }
+
+  async otherendChanged(dev: XenbusDevice, state: number): Promise<void> {
+    const vif = dev.data as Vif | undefined;
+    if (vif === undefined) return;
+    switch (state) {
+      case XenbusState.Initialising:
+        if (dev.state === XenbusState.Closed) {
+          dev.kernel.printk(`xen-netback: ${vif.ifname}: prepare for reconnect`);
+          await dev.switchState(XenbusState.InitWait);
+        }
+        return;
+      case XenbusState.Connected:
+        if (dev.state === XenbusState.Connected) return;
+        await this.#disconnect(dev, vif);
+        await this.#connect(dev, vif);
+        return;
+      case XenbusState.Closing:
+        await dev.switchState(XenbusState.Closing);
+        return;
+      case XenbusState.Closed:
+        await this.#disconnect(dev, vif);
+        await dev.switchState(XenbusState.Closed);
+        return;
+      default:
+        return;
+    }
+  }
+
+  async remove(dev: XenbusDevice): Promise<void> {
+    const vif = dev.data as Vif | undefined;
+    if (vif === undefined) return;
+    await this.#disconnect(dev, vif);
+    dev.data = undefined;
+  }
+
+  /** connect(): read the frontend's keys, map, bind, start the uplink, → Connected. */
+  async #connect(dev: XenbusDevice, vif: Vif): Promise<void> {
+    const k = dev.kernel;
+    const fe = dev.otherend;
+    const read = (key: string) => k.xs.tryRead(`${fe}/${key}`);
+    const flag = async (key: string, dflt: number) => {
+      const v = await read(key);
+      return v === undefined || !/^\d+$/.test(v) ? dflt : Number(v);
+    };
+    const queues = await flag(FE.multiQueueNumQueues, 1);
+    if (queues > 1) {
+      await dev.devFatal("EINVAL", `guest requested ${queues} queues, exceeding the maximum of 1.`);
+      return;
+    }
+    if ((await flag(FE.requestRxCopy, 0)) !== 1) {
+      await dev.devFatal(
+        "EOPNOTSUPP",
+        "reading request-rx-copy: the frontend must support the copying receive path",
+      );
+      return;
+    }
+    const rxNotify = (await flag(FE.featureRxNotify, 0)) === 1;
+    const sg = (await flag(FE.featureSg, 0)) === 1;
+    const refs: number[] = [];
+    for (const key of [FE.txRingRef, FE.rxRingRef]) {
+      const v = await read(key);
+      if (v === undefined || !/^\d+$/.test(v)) {
+        await dev.devFatal("EINVAL", `reading ${fe}/${key}`);
+        return;
+      }
+      refs.push(Number(v));
+    }
+    // Split event channels first, as Linux: event-channel-tx and -rx, else event-channel.
+    const evTx = await read(FE.eventChannelTx);
+    const evRx = await read(FE.eventChannelRx);
+    const ev = await read(FE.eventChannel);
+    const remotePorts =
+      evTx !== undefined && evRx !== undefined ? [evTx, evRx] : ev !== undefined ? [ev] : [];
+    if (remotePorts.length === 0 || !remotePorts.every((p) => /^\d+$/.test(p))) {
+      await dev.devFatal("EINVAL", `reading ${fe}/event-channel(-tx/-rx)`);
+      return;
+    }
+    const maps: number[] = [];
+    const ports: number[] = [];
+    let bounce: { gfn: number; page: Uint8Array } | null = null;
+    try {
+      const txMap = k.mapGrant(dev.otherendId, refs[0]!);
+      maps.push(txMap.handle);
+      const rxMap = k.mapGrant(dev.otherendId, refs[1]!);
+      maps.push(rxMap.handle);
+      const tx = BackRing.attach(new Uint8Array(txMap.page), NETIF_TX_ENTRY_SIZE);
+      const rx = BackRing.attach(new Uint8Array(rxMap.page), NETIF_RX_ENTRY_SIZE);
+      const p = k.allocPage();
+      const b = { gfn: p.gfn, page: new Uint8Array(p.page) };
+      bounce = b;
+      const domid = dev.otherendId;
+      const conn: Connection = {
+        maps,
+        ports,
+        bounce: b,
+        uplink: null,
+        back: new NetifBack({
+          tx,
+          rx,
+          sg,
+          fatalSkbSlots: this.fatalSkbSlots,
+          copyFromGuest: (ref, offset, len, into, at) => {
+            const st = k.grantCopy({
+              source: { u: ref, domid, offset },
+              dest: { u: b.gfn, domid: DOMID_SELF, offset: 0 },
+              len,
+              flags: GNTCOPY.source_gref,
+            });
+            if (st === 0) into.set(b.page.subarray(0, len), at);
+            return st;
+          },
+          copyToGuest: (ref, offset, data) => {
+            b.page.set(data);
+            return k.grantCopy({
+              source: { u: b.gfn, domid: DOMID_SELF, offset: 0 },
+              dest: { u: ref, domid, offset },
+              len: data.length,
+              flags: GNTCOPY.dest_gref,
+            });
+          },
+          notifyTx: () => k.notify(ports[0]!),
+          notifyRx: () => k.notify(ports[ports.length - 1]!),
+          deliver: (frame) => {
+            this.tap?.(vif.ifname, "tx", frame);
+            conn.uplink?.send(frame);
+          },
+          fatal: () => {
+            vif.disabled = true;
+          },
+          log: (line) => k.printk(`xen-netback: ${vif.ifname}: ${line}`),
+        }),
+      };
+      if (vif.bridge !== BRIDGE_NONE) {
+        conn.uplink = await PasstUplink.start({
+          name: vif.ifname,
+          onFrame: (frame) => {
+            this.tap?.(vif.ifname, "rx", frame);
+            conn.back.receive(frame);
+          },
+          onClose: (reason) => k.printk(`xen-netback: ${vif.ifname}: uplink closed: ${reason}`),
+        });
+      }
+      for (const rp of remotePorts) {
+        const port = k.bindInterdomain(dev.otherendId, Number(rp));
+        ports.push(port);
+        k.bindEvent(port, () => conn.back.onEvent());
+      }
+      vif.conn = conn;
+      vif.disabled = false;
+      k.printk(
+        `xen-netback: ${vif.ifname}: connected: tx-ring-ref ${refs[0]}, rx-ring-ref ${refs[1]}, event channel(s) ${remotePorts.join("/")}${sg ? ", sg" : ""}${rxNotify ? "" : ", no rx-notify"}${conn.uplink ? `, passt pid ${conn.uplink.pid}` : ""}`,
+      );
+      // Frames the frontend queued before we bound the port.
+      conn.back.onEvent();
+    } catch (e) {
+      for (const p of ports) k.closePort(p);
+      for (const h of maps) k.unmapGrant(h);
+      if (bounce !== null) k.freePage(bounce.gfn);
+      await dev.devFatal(e, `connecting ${vif.ifname}: ${(e as Error).message}`);
+      return;
+    }
+    await dev.switchState(XenbusState.Connected);
+  }
+
+  /** xenvif_disconnect: idempotent. */
+  async #disconnect(dev: XenbusDevice, vif: Vif): Promise<void> {
+    const c = vif.conn;
+    if (c === null) return;
+    vif.conn = null;
+    const k = dev.kernel;
+    c.back.stop();
+    vif.lastStats = { ...c.back.stats };
+    for (const p of c.ports) {
+      try {
+        k.closePort(p);
+      } catch {
+        // the frontend may have closed its end already
+      }
+    }
+    await c.uplink?.close();
+    for (const h of c.maps) {
+      try {
+        k.unmapGrant(h);
+      } catch (e) {
+        k.printk(`xen-netback: ${vif.ifname}: unmapping ring: ${(e as Error).message}`);
+      }
+    }
+    k.freePage(c.bounce.gfn);
+    const s = c.back.stats;
+    k.printk(
+      `xen-netback: ${vif.ifname}: disconnected (tx ${s.txPackets} packets, ${s.txErrors} errors; rx ${s.rxPackets} packets, ${s.rxDropped} dropped)`,
+    );
+  }
+}
+
+function uplinkName(bridge: string): string {
+  return bridge === BRIDGE_NONE ? "none" : "passt";
+}
+
+const drivers = new WeakMap<Kernel, NetbackDriver>();
+
+export async function init(k: Kernel, args: readonly string[]): Promise<void> {
+  const d = new NetbackDriver(uintParam(name, args, "fatal_skb_slots", FATAL_SKB_SLOTS_DEFAULT));
+  drivers.set(k, d);
+  k.printk("xen-netback: initialised");
+  await xenbus(k).registerBackend(d);
+}
+
+/** Sets (or with null removes) the frame tap of this dom0's netback. */
+export function setFrameTap(k: Kernel, tap: FrameTap | null): void {
+  const d = drivers.get(k);
+  if (d === undefined) throw new Error("xen_netback is not loaded");
+  d.tap = tap;
+}
+
+/** What `stats` tells of one vif. */
+export interface VifStats extends NetifBackStats {
+  readonly vif: string;
+  readonly mac: string;
+  readonly connected: boolean;
+  /** A fatal error from the frontend disabled the vif. */
+  readonly disabled: boolean;
+  readonly uplink: string;
+  readonly passtPid: number | null;
+}
+
+/** Host calls: `stats`, each vif's counters keyed by the backend's node name. */
+export function call(k: Kernel, cmd: string): Record<string, VifStats> {
+  if (cmd !== "stats") throw new Error(`xen_netback: unknown call ${cmd}`);
+  const out: Record<string, VifStats> = {};
+  for (const dev of xenbus(k).devices("backend")) {
+    if (dev.driver.name !== "xen_netback") continue;
+    const vif = dev.data as Vif | undefined;
+    if (vif === undefined) continue;
+    const s = vif.conn?.back.stats ??
+      vif.lastStats ?? { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
+    out[dev.nodename] = {
+      ...s,
+      vif: vif.ifname,
+      mac: formatMac(vif.mac),
+      connected: vif.conn !== null,
+      disabled: vif.disabled,
+      uplink: uplinkName(vif.bridge),
+      passtPid: vif.conn?.uplink?.pid ?? null,
+    };
+  }
+  return out;
+}
+
+export async function exit(k: Kernel): Promise<void> {
+  const d = drivers.get(k);
+  if (d === undefined) return;
+  d.unloading = true;
+  await xenbus(k).unregister(d);
+  drivers.delete(k);
+}
