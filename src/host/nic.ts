@@ -118,12 +118,19 @@ export function randomMac(): string {
   return formatMac(b);
 }
 
+export interface AttachNicOptions {
+  /** How long to wait for Connected (default 10 s). */
+  readonly timeoutMs?: number;
+  /** Load xen_netfront into the guest when it is not loaded (default true; false for a guest with a frontend of its own). */
+  readonly loadFrontend?: boolean;
+}
+
 /** `xl network-attach <domid> <spec>`: resolves with the devid once the vif is Connected. */
 export async function attachNic(
   host: Host,
   domid: number,
   spec: NicSpec,
-  timeoutMs = 10_000,
+  { timeoutMs = 10_000, loadFrontend = true }: AttachNicOptions = {},
 ): Promise<number> {
   if (host.hv.info(domid) === undefined) throw new RangeError(`Cannot attach nic: no domain ${domid}`);
   const used = new Set((await host.xs.directory(`/libxl/${domid}/device/vif`).catch(() => [])).map(Number));
@@ -135,7 +142,7 @@ export async function attachNic(
   const mac = spec.mac ?? randomMac();
   const { fe, be, libxl } = paths(domid, devid);
   await ensureModule(host, 0, "xen_netback", NETBACK_MODULE);
-  await ensureModule(host, domid, "xen_netfront", NETFRONT_MODULE);
+  if (loadFrontend) await ensureModule(host, domid, "xen_netfront", NETFRONT_MODULE);
   await host.xs.transaction(async (t) => {
     await t.write(fe, "");
     await t.setPerms(fe, [`n${domid}`, "r0"]);

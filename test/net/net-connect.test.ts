@@ -11,20 +11,10 @@ import { attachNic, detachNic, listNics } from "../../src/host/nic.ts";
 import { type GuestHost, startHost } from "../helpers/host.ts";
 import { hasCommand, requirePeer } from "../helpers/peers.ts";
 import { until } from "../helpers/until.ts";
+import { arpRequest, isArpReply } from "./frames.ts";
 
 const RAW = new URL("./fixtures/raw-eth.ts", import.meta.url).href;
 const MAC = "00:16:3e:12:34:56";
-
-/** An ARP who-has `target` from `mac` (sender address 0.0.0.0, as a probe). */
-export function arpRequest(mac: string, target: readonly number[]): string {
-  const m = mac.split(":").join("");
-  return (
-    `ffffffffffff${m}0806` +
-    `000108000604` +
-    `0001${m}00000000` +
-    `000000000000${Buffer.from(target).toString("hex")}`
-  );
-}
 
 describe("netfront ↔ netback ↔ passt", () => {
   let fx: GuestHost;
@@ -81,7 +71,7 @@ describe("netfront ↔ netback ↔ passt", () => {
     let reply: { hex: string } | undefined;
     await until("passt's ARP reply", async () => {
       for (const f of (await call("recv")) as { hex: string }[]) {
-        if (f.hex.slice(24, 28) === "0806" && f.hex.slice(40, 44) === "0002") reply = f;
+        if (isArpReply(f.hex)) reply = f;
       }
       return reply !== undefined;
     });
