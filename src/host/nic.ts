@@ -3,7 +3,8 @@
  * libxl does them (libxl_nic.c libxl__set_xenstore_nic, libxl_device.c), and xl's vif spec
  * (`mac=…,bridge=…`, xl-network-configuration(5)).
  *
- * attachNic loads xen_netback into dom0 and xen_netfront into the guest when they are not loaded,
+ * attachNic loads xen_netback into dom0, and xen_netfront and the IPv4 stack (`inet`) into the guest,
+ * when they are not loaded,
  * then writes, in one transaction, the backend directory /local/domain/0/backend/vif/<domid>/<devid>
  * and the frontend directory /local/domain/<domid>/device/vif/<devid> with libxl's keys:
  *
@@ -26,6 +27,8 @@ import type { Host } from "./host.ts";
 const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
 export const NETBACK_MODULE = new URL(`../drivers/net/netback${EXT}`, import.meta.url).href;
 export const NETFRONT_MODULE = new URL(`../drivers/net/netfront${EXT}`, import.meta.url).href;
+/** The guest's IPv4 stack, loaded with netfront (as a distro's kernel has it built in). */
+export const INET_MODULE = new URL(`../drivers/net/stack/inet${EXT}`, import.meta.url).href;
 
 /** libxl's default script, recorded in the backend directory (xenlab runs none). */
 export const DEFAULT_SCRIPT = "/etc/xen/scripts/vif-bridge";
@@ -142,7 +145,10 @@ export async function attachNic(
   const mac = spec.mac ?? randomMac();
   const { fe, be, libxl } = paths(domid, devid);
   await ensureModule(host, 0, "xen_netback", NETBACK_MODULE);
-  if (loadFrontend) await ensureModule(host, domid, "xen_netfront", NETFRONT_MODULE);
+  if (loadFrontend) {
+    await ensureModule(host, domid, "xen_netfront", NETFRONT_MODULE);
+    await ensureModule(host, domid, "inet", INET_MODULE);
+  }
   await host.xs.transaction(async (t) => {
     await t.write(fe, "");
     await t.setPerms(fe, [`n${domid}`, "r0"]);

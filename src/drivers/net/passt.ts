@@ -9,7 +9,7 @@
  * that dies leaves no passt behind; close() also ends it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -85,23 +85,28 @@ export class PasstUplink {
     void exited.then((r) => {
       exitReason = r;
     });
+    // passt binds its socket before it listens: ENOENT, then ECONNREFUSED, until it is ready.
     const deadline = Date.now() + (o.timeoutMs ?? 5000);
-    while (!existsSync(socketPath)) {
+    let sock: Socket | null = null;
+    while (sock === null) {
       if (exitReason !== null) throw new PasstError(exitReason);
       if (Date.now() > deadline) {
         child.kill("SIGKILL");
         throw new PasstError(`${bin} did not open its socket ${socketPath} within ${o.timeoutMs ?? 5000} ms`);
       }
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(socketPath);
-      s.once("connect", () => resolve(s));
-      s.once("error", (e) => {
-        child.kill("SIGKILL");
-        reject(new PasstError(`cannot connect to passt's socket ${socketPath}: ${e.message}`));
+      sock = await new Promise<Socket | null>((resolve, reject) => {
+        const s = connect(socketPath);
+        s.once("connect", () => resolve(s));
+        s.once("error", (e: NodeJS.ErrnoException) => {
+          s.destroy();
+          if (e.code === "ENOENT" || e.code === "ECONNREFUSED") setTimeout(() => resolve(null), 5);
+          else {
+            child.kill("SIGKILL");
+            reject(new PasstError(`cannot connect to passt's socket ${socketPath}: ${e.message}`));
+          }
+        });
       });
-    });
+    }
     sock.setNoDelay(true);
     const up = new PasstUplink(socketPath, child, sock);
     const reader = new StreamFrameReader();
