@@ -32,6 +32,7 @@ import type {
 import { listDevices } from "./devices.ts";
 import { createGuest } from "./guest.ts";
 import type { Host } from "./host.ts";
+import { attachNic, detachNic, listNics, parseNicSpec } from "./nic.ts";
 
 function listDomains(h: Host): ListedDomain[] {
   return h.hv.list().map((d) => ({ ...d, memKib: h.configs.get(d.domid)?.memoryKib ?? d.maxPages * 4 }));
@@ -163,6 +164,14 @@ export class ControlServer {
         return blkfrontCall(h, r.domid, r.cmd, r.arg);
       case "devices":
         return devicesOf(h, r.domid);
+      case "network-attach":
+        if (h.hv.info(r.domid) === undefined) throw new Error(`No domain ${r.domid}`);
+        return attachNic(h, r.domid, parseNicSpec(r.spec));
+      case "network-detach":
+        await detachNic(h, r.domid, r.which);
+        return null;
+      case "network-list":
+        return listNics(h, r.domid);
       default:
         throw new Error(`Unknown control request '${(r as { op: string }).op}'`);
     }

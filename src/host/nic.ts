@@ -33,6 +33,10 @@ export const INET_MODULE = new URL(`../drivers/net/stack/inet${EXT}`, import.met
 /** libxl's default script, recorded in the backend directory (xenlab runs none). */
 export const DEFAULT_SCRIPT = "/etc/xen/scripts/vif-bridge";
 
+/** What an ENOMEM from the guest's netfront means, and the fix. */
+const NO_MEMORY =
+  " (a vif takes about 100 of the guest's pages for its rings and buffers: create the guest with more, e.g. 'xenlab create NAME --memory 1024')";
+
 /** A parsed vif spec: what xl network-attach takes. */
 export interface NicSpec {
   /** `00:16:3e:…`; libxl makes one up (Xen's OUI, three random bytes) when absent. */
@@ -209,7 +213,7 @@ export async function attachNic(
           throw new Error(
             `Cannot attach nic ${devid} to ${who}: ${
               feErr !== undefined
-                ? `the guest's netfront failed: ${feErr}`
+                ? `the guest's netfront failed: ${feErr}${feErr.startsWith("ENOMEM ") ? NO_MEMORY : ""}`
                 : beErr !== undefined
                   ? `netback failed: ${beErr}`
                   : `the device closed (frontend ${stateName(f)}, backend ${stateName(b)})`
