@@ -4,14 +4,16 @@
  * asks DHCP for its address, and adds the shell's network commands (commands.ts).
  *
  * Host calls: `sh {line}` runs one of those commands and returns what it prints (what the console
- * shows); `ifaces` the interfaces and their addresses.
+ * shows); `ifaces` the interfaces and their addresses; `tcp-send {host, port, bytes}` and
+ * `udp-rtt {host, port, count}` the measurements of probe.ts (`xenlab bench net`).
  */
 import type { Kernel } from "../../../kernel/kernel.ts";
 import { shellCommands, splitWords } from "../../../kernel/shell.ts";
 import { watchNetDevices } from "../netdev.ts";
 import { networkCommands } from "./commands.ts";
+import { tcpSend, udpRtt } from "./probe.ts";
 import { NetStack } from "./stack.ts";
-import { formatIp4 } from "./wire.ts";
+import { formatIp4, parseIp4 } from "./wire.ts";
 
 export const name = "inet";
 
@@ -64,6 +66,17 @@ export async function call(k: Kernel, cmd: string, arg: unknown): Promise<unknow
       mtu: i.mtu,
       dhcp: i.dhcp,
     }));
+  }
+  if (cmd === "tcp-send" || cmd === "udp-rtt") {
+    const a = arg as { host: string; port: number; bytes?: number; count?: number };
+    const dst =
+      a.host === "gateway"
+        ? [...s.stack.ifaces.values()].find((i) => i.gateway !== 0)?.gateway
+        : parseIp4(a.host);
+    if (dst === undefined) throw new Error(`inet: no address for ${a.host}`);
+    return cmd === "tcp-send"
+      ? tcpSend(s.stack, dst, a.port, a.bytes ?? 0)
+      : udpRtt(s.stack, dst, a.port, a.count ?? 1);
   }
   throw new Error(`inet: unknown call ${cmd}`);
 }
