@@ -197,6 +197,12 @@ async function bench(o: Options): Promise<number> {
       );
     }
     return 0;
+  } catch (e) {
+    // What the kernels said is the clue: netback's and the guest's last lines.
+    if (process.env.XENLAB_DEBUG) {
+      for (const d of [0, 1]) process.stderr.write(`${host.hv.dmesg(d).slice(-15).join("\n")}\n`);
+    }
+    throw e;
   } finally {
     await node.close();
     await host.stop();

@@ -31,22 +31,6 @@ import { EventChannelUpcall, type EventHandler } from "./evtchn.ts";
 import { endForeignAccess, GrantRefAllocator } from "./grant-table.ts";
 import { ConsoleFront } from "./hvc.ts";
 
-/** One side of a GNTTABOP_copy: a grant ref of `domid`, or a gfn of ours with DOMID_SELF. */
-export interface GrantCopyPtr {
-  readonly u: number;
-  readonly domid: number;
-  readonly offset: number;
-}
-
-/** `struct gnttab_copy`'s inputs. */
-export interface GrantCopyOp {
-  readonly source: GrantCopyPtr;
-  readonly dest: GrantCopyPtr;
-  readonly len: number;
-  /** GNTCOPY_source_gref | GNTCOPY_dest_gref. */
-  readonly flags: number;
-}
-
 /** A loaded driver module's exports. */
 export interface KernelModule {
   readonly name?: string;
@@ -250,15 +234,6 @@ export class Kernel {
   unmapGrant(handle: number): void {
     const st = this.#call("grant_unmap", handle) as number;
     if (st !== GNTST.okay) throw new GrantOpError(`unmap of handle ${handle}`, st);
-  }
-
-  /**
-   * GNTTABOP_copy: `len` bytes between a grant of another domain and a page of ours (a side with
-   * its GNTCOPY_*_gref flag names a grant ref of `domid`, else one of our gfns with DOMID_SELF).
-   * Returns the GNTST_* status (netback's copy paths check it per slot, as Linux does).
-   */
-  grantCopy(op: GrantCopyOp): number {
-    return this.#call("grant_copy", op) as number;
   }
 
   // ------------------------------------------------------------------ event channels

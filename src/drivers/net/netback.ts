@@ -28,14 +28,16 @@
  * every frame a guest sends (tx, after netback's checks) and every frame it is given (rx, before
  * the ring), for every vif of this dom0; `null` removes it.
  *
+ * Data pages: Linux copies each slot with GNTTABOP_copy; netback here maps each grant ref once and
+ * copies through the mapping (grant-cache.ts), since a hypercall costs a thread wake-up.
+ *
  * Module arguments: `fatal_skb_slots=N` (default 20, as Linux).
  */
 import type { Kernel } from "../../kernel/kernel.ts";
 import { BackRing } from "../../ring/ring.ts";
-import { GNTCOPY } from "../../xen/grant-table-abi.ts";
-import { DOMID_SELF } from "../../xen/xen.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { uintParam } from "../blk/module-params.ts";
+import { GrantCache } from "./grant-cache.ts";
 import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
 import { FATAL_SKB_SLOTS_DEFAULT, NetifBack, type NetifBackStats } from "./netif-back.ts";
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
@@ -53,8 +55,8 @@ interface Connection {
   readonly maps: number[];
   readonly ports: number[];
   readonly back: NetifBack;
-  /** dom0's page that grant copies go through. */
-  readonly bounce: { gfn: number; page: Uint8Array };
+  /** The frontend's data pages, mapped as they are first named. */
+  readonly grants: GrantCache;
   uplink: PasstUplink | null;
 }
 
@@ -192,7 +194,7 @@ class NetbackDriver implements XenbusDriver {
     }
     const maps: number[] = [];
     const ports: number[] = [];
-    let bounce: { gfn: number; page: Uint8Array } | null = null;
+    let cache: GrantCache | null = null;
     try {
       const txMap = k.mapGrant(dev.otherendId, refs[0]!);
       maps.push(txMap.handle);
@@ -200,14 +202,12 @@ class NetbackDriver implements XenbusDriver {
       maps.push(rxMap.handle);
       const tx = BackRing.attach(new Uint8Array(txMap.page), NETIF_TX_ENTRY_SIZE);
       const rx = BackRing.attach(new Uint8Array(rxMap.page), NETIF_RX_ENTRY_SIZE);
-      const p = k.allocPage();
-      const b = { gfn: p.gfn, page: new Uint8Array(p.page) };
-      bounce = b;
-      const domid = dev.otherendId;
+      const grants = new GrantCache(k, dev.otherendId);
+      cache = grants;
       const conn: Connection = {
         maps,
         ports,
-        bounce: b,
+        grants,
         uplink: null,
         back: new NetifBack({
           tx,
@@ -215,23 +215,16 @@ class NetbackDriver implements XenbusDriver {
           sg,
           fatalSkbSlots: this.fatalSkbSlots,
           copyFromGuest: (ref, offset, len, into, at) => {
-            const st = k.grantCopy({
-              source: { u: ref, domid, offset },
-              dest: { u: b.gfn, domid: DOMID_SELF, offset: 0 },
-              len,
-              flags: GNTCOPY.source_gref,
-            });
-            if (st === 0) into.set(b.page.subarray(0, len), at);
-            return st;
+            const page = grants.page(ref, true);
+            if (typeof page === "number") return page;
+            into.set(page.subarray(offset, offset + len), at);
+            return 0;
           },
           copyToGuest: (ref, offset, data) => {
-            b.page.set(data);
-            return k.grantCopy({
-              source: { u: b.gfn, domid: DOMID_SELF, offset: 0 },
-              dest: { u: ref, domid, offset },
-              len: data.length,
-              flags: GNTCOPY.dest_gref,
-            });
+            const page = grants.page(ref, false);
+            if (typeof page === "number") return page;
+            page.set(data, offset);
+            return 0;
           },
           notifyTx: () => k.notify(ports[0]!),
           notifyRx: () => k.notify(ports[ports.length - 1]!),
@@ -270,7 +263,7 @@ class NetbackDriver implements XenbusDriver {
     } catch (e) {
       for (const p of ports) k.closePort(p);
       for (const h of maps) k.unmapGrant(h);
-      if (bounce !== null) k.freePage(bounce.gfn);
+      cache?.clear();
       await dev.devFatal(e, `connecting ${vif.ifname}: ${(e as Error).message}`);
       return;
     }
@@ -300,7 +293,7 @@ class NetbackDriver implements XenbusDriver {
         k.printk(`xen-netback: ${vif.ifname}: unmapping ring: ${(e as Error).message}`);
       }
     }
-    k.freePage(c.bounce.gfn);
+    c.grants.clear();
     const s = c.back.stats;
     k.printk(
       `xen-netback: ${vif.ifname}: disconnected (tx ${s.txPackets} packets, ${s.txErrors} errors; rx ${s.rxPackets} packets, ${s.rxDropped} dropped)`,

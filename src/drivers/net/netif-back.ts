@@ -23,14 +23,14 @@
  *   a fragment larger than what remains of the frame     dropped: ERROR for every slot
  *   offset + size of any slot past the page's end        fatal ("Cross page boundary")
  *   a frame shorter than an Ethernet header (14)         dropped: ERROR for every slot
- *   a grant copy that fails (a ref not granted to dom0)  dropped: ERROR for that slot, OKAY for the others
+ *   a slot whose grant cannot be had (not granted to dom0) dropped: ERROR for that slot, OKAY for the others
  *
  * Fatal is xenvif_fatal_tx_err: the vif is disabled (carrier off) and its rings are no longer read
  * until the frontend connects again; other vifs carry on.
  *
  * RX: a frame from the uplink waits in a bounded queue until the frontend has posted enough RX
  * requests (one per 4 KiB of frame; without feature-sg a frame over a page is dropped). Each slot's
- * bytes are grant-copied to the request's page at offset 0; the response goes in the request's own
+ * bytes are copied to the request's granted page at offset 0 (netback.ts: through its grant-cache.ts); the response goes in the request's own
  * slot (netif.h: frontends rely on it) with the request's id, status = the bytes in the slot, and
  * NETRXF_more_data while the frame goes on. A copy that fails turns that slot's status to ERROR.
  * Lacking requests, it sets req_event = req_prod + 1 and waits for the frontend's kick.
@@ -78,9 +78,9 @@ export interface NetifBackStats {
 export interface NetifBackOptions {
   readonly tx: BackRing;
   readonly rx: BackRing;
-  /** GNTTABOP_copy of `len` bytes of the frontend's `ref` at `offset` into `into` at `at`: GNTST_*. */
+  /** Copies `len` bytes of the frontend's granted `ref` at `offset` into `into` at `at`: GNTST_*. */
   copyFromGuest(ref: number, offset: number, len: number, into: Uint8Array, at: number): number;
-  /** GNTTABOP_copy of `data` to the frontend's `ref` at `offset`: GNTST_*. */
+  /** Copies `data` to the frontend's granted `ref` at `offset`: GNTST_*. */
   copyToGuest(ref: number, offset: number, data: Uint8Array): number;
   /** Kicks the frontend for TX responses (the one port, or event-channel-tx). */
   notifyTx(): void;

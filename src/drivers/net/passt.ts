@@ -42,6 +42,7 @@ export class PasstUplink {
   readonly #child: ChildProcess;
   readonly #sock: Socket;
   #closed = false;
+  #corked = false;
 
   private constructor(socketPath: string, child: ChildProcess, sock: Socket) {
     this.socketPath = socketPath;
@@ -127,9 +128,17 @@ export class PasstUplink {
     return up;
   }
 
-  /** One frame to passt. */
+  /** One frame to passt; the frames of one tick go out in one write (cork until the next tick). */
   send(frame: Uint8Array): void {
     if (this.#closed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#sock.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.#sock.uncork();
+      });
+    }
     this.#sock.write(encodeStreamFrame(frame));
   }
 
