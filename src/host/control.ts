@@ -32,7 +32,8 @@ import type {
 import { listDevices } from "./devices.ts";
 import { createGuest } from "./guest.ts";
 import type { Host } from "./host.ts";
-import { attachNic, detachNic, listNics, parseNicSpec } from "./nic.ts";
+import { attachNic, detachNic, listNics } from "./nic.ts";
+import { parseNicSpec } from "./nic-spec.ts";
 
 function listDomains(h: Host): ListedDomain[] {
   return h.hv.list().map((d) => ({ ...d, memKib: h.configs.get(d.domid)?.memoryKib ?? d.maxPages * 4 }));
