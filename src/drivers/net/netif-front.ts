@@ -112,9 +112,13 @@ export class NetifFront {
         return false;
       }
       this.#txQueue.push(frame);
+      // Short of pages: ask for TX completions (see #txGc), and take those already there.
+      this.#txGc();
+      this.#flushQueue();
       return true;
     }
     if (this.#o.tx.pushRequestsAndCheckNotify()) this.#o.notify();
+    if (this.#freeTx.length < this.#o.txBufs.length / 2) this.#txGc();
     return true;
   }
 
@@ -168,9 +172,15 @@ export class NetifFront {
     this.#o.log(`${why}; device broken`);
   }
 
-  /** xennet_tx_buf_gc: each response frees its page; an id not in flight breaks the device. */
+  /**
+   * xennet_tx_buf_gc: each response frees its page; an id not in flight breaks the device. It asks
+   * for an event on the next TX response (rsp_event) only while short of pages or with frames
+   * waiting: otherwise completions are collected at the next RX event or send, and the backend's
+   * TX responses do not wake the guest (Linux re-arms always; a wake-up costs far more here).
+   */
   #txGc(): void {
     const tx = this.#o.tx;
+    const short = () => this.#txQueue.length > 0 || this.#freeTx.length < this.#o.txBufs.length / 2;
     do {
       const prod = tx.shared.rspProd; // once; acquire
       if (tx.responseProdOverflow(prod)) {
@@ -192,7 +202,7 @@ export class NetifFront {
         this.#txInFlight[id] = 0;
         this.#freeTx.push(id);
       }
-    } while (tx.finalCheckForResponses());
+    } while (short() && tx.finalCheckForResponses());
   }
 
   /** xennet_poll: whole frames out of the RX slots, then the pages posted again. */
