@@ -42,7 +42,7 @@ describe("netfront ↔ netback ↔ passt", () => {
       ["feature-rx-flip", "0"],
       ["feature-sg", "1"],
       ["feature-gso-tcpv4", "1"],
-      ["multi-queue-max-queues", "1"],
+      ["multi-queue-max-queues", "4"],
       ["mac", MAC],
       ["handle", "0"],
     ])

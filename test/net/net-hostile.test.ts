@@ -110,6 +110,39 @@ describe("a hostile netfront next to a good one", () => {
     await goodStillWorks();
   });
 
+  it("serves a frontend's queues (multi-queue-num-queues 2, keys under queue-N/); a fatal error on one disables the vif", async () => {
+    const mq = (await host.createDomain({ name: "mq", maxPages: 1024 })).domid;
+    await host.hv.insmod(mq, HOSTILE, ["queues=2"]);
+    await attachNic(host, mq, { bridge: "none" }, { loadFrontend: false });
+    const m = (cmd: string, arg: Record<string, unknown>) => host.hv.call(mq, "net_hostile", cmd, arg);
+    const r = ((await m("grant", { n: 1 })) as number[])[0]!;
+    for (const queue of [0, 1]) {
+      await m("submit", { queue, entries: [txreq(r, 0, 0, 7 + queue, 60)] });
+      assert.deepEqual(await m("responses", { queue, n: 1 }), [{ id: 7 + queue, status: okay }]);
+    }
+    const be = `/local/domain/0/backend/vif/${mq}/0`;
+    assert.equal(await host.xs.read(`${be}/multi-queue-max-queues`), "4");
+    assert.equal(await host.xs.read(`/local/domain/${mq}/device/vif/0/multi-queue-num-queues`), "2");
+    await m("submit", { queue: 1, entries: [txreq(r, 4000, 0, 9, 200)] });
+    const st = async () =>
+      ((await host.hv.call(0, "xen_netback", "stats", undefined)) as Record<string, VifStats>)[
+        `backend/vif/${mq}/0`
+      ]!;
+    await until("the two-queue vif disabled", async () => (await st()).disabled);
+    await m("submit", { queue: 0, entries: [txreq(r, 0, 0, 10, 60)] });
+    assert.deepEqual(await m("responses", { queue: 0, n: 0 }), []);
+    assert.equal((await st()).txPackets, 2);
+    await goodStillWorks();
+  });
+
+  it("refuses more queues than it offers, as Linux: the attach fails naming why", async () => {
+    const many = (await host.createDomain({ name: "many", maxPages: 1024 })).domid;
+    await host.hv.insmod(many, HOSTILE, ["queues=5"]);
+    await assert.rejects(attachNic(host, many, { bridge: "none" }, { loadFrontend: false }), {
+      message: /netback failed: EINVAL guest requested 5 queues, exceeding the maximum of 4\.$/,
+    });
+  });
+
   const fatal: [string, number, (dev: number) => Promise<unknown>][] = [
     ["a slot crossing its page (offset 4000, size 200)", 1, (d) => submit(d, [txreq(ref, 4000, 0, 1, 200)])],
     ["req_prod more than a ring ahead", 2, (d) => h("set-req-prod", { dev: d, value: 1000 })],

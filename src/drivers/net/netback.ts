@@ -8,12 +8,14 @@
  *   probe        read `handle`, `mac`; in one transaction `feature-sg` 1, `feature-gso-tcpv4` 1,
  *                `feature-gso-tcpv6` 1, `feature-ipv6-csum-offload` 1, `feature-rx-copy` 1,
  *                `feature-rx-flip` 0; then `feature-split-event-channels` 1,
- *                `multi-queue-max-queues` 1; → InitWait
+ *                `multi-queue-max-queues` (max_queues, default 4); → InitWait
  *   frontend Connected (netfront goes there straight from Initialising)
- *                read `multi-queue-num-queues` (more than 1: fatal), `request-rx-copy` (must be 1:
- *                else fatal EOPNOTSUPP), `feature-rx-notify`, `feature-sg`, `feature-gso-tcpv4`,
- *                `tx-ring-ref`, `rx-ring-ref`, `event-channel-tx` + `event-channel-rx` or
- *                `event-channel`; map both rings, bind the port(s), start the uplink; → Connected
+ *                read `multi-queue-num-queues` (more than max_queues: fatal), `request-rx-copy`
+ *                (must be 1: else fatal EOPNOTSUPP), `feature-rx-notify`, `feature-sg`; per
+ *                queue (flat keys for one, `queue-N/` for more) `tx-ring-ref`, `rx-ring-ref`,
+ *                `event-channel-tx` + `event-channel-rx` or `event-channel`; map the rings, bind
+ *                the port(s), start the uplink; → Connected. A frame from the uplink goes to the
+ *                queue its flow hashes to (rxQueue).
  *   frontend Closing → Closing; Closed → disconnect (uplink closed, rings unmapped, ports
  *                closed) → Closed; Initialising while Closed → InitWait (a reconnect)
  *
@@ -31,7 +33,7 @@
  * Data pages: Linux copies each slot with GNTTABOP_copy; netback here maps each grant ref once and
  * copies through the mapping (grant-cache.ts), since a hypercall costs a thread wake-up.
  *
- * Module arguments: `fatal_skb_slots=N` (default 20, as Linux).
+ * Module arguments: `fatal_skb_slots=N` (default 20, as Linux), `max_queues=N` (default 4).
  */
 import type { Kernel } from "../../kernel/kernel.ts";
 import { BackRing } from "../../ring/ring.ts";
@@ -48,13 +50,17 @@ export const name = "xen_netback";
 /** The frame tap: every frame of every vif, as it crosses netback. */
 export type FrameTap = (vif: string, dir: "tx" | "rx", frame: Uint8Array) => void;
 
+/** `max_queues`'s default: Linux's is the number of dom0's CPUs; dom0 here serves every queue in one thread. */
+export const MAX_QUEUES_DEFAULT = 4;
+
 /** The uplink a vif's `bridge` key names. */
 export const BRIDGE_NONE = "none";
 
 interface Connection {
   readonly maps: number[];
   readonly ports: number[];
-  readonly back: NetifBack;
+  /** One ring engine per queue. */
+  readonly queues: NetifBack[];
   /** The frontend's data pages, mapped as they are first named. */
   readonly grants: GrantCache;
   uplink: PasstUplink | null;
@@ -75,11 +81,13 @@ class NetbackDriver implements XenbusDriver {
   readonly name = "xen_netback";
   readonly ids = ["vif"];
   readonly fatalSkbSlots: number;
+  readonly maxQueues: number;
   tap: FrameTap | null = null;
   unloading = false;
 
-  constructor(fatalSkbSlots: number) {
+  constructor(fatalSkbSlots: number, maxQueues: number) {
     this.fatalSkbSlots = fatalSkbSlots;
+    this.maxQueues = maxQueues;
   }
 
   async probe(dev: XenbusDevice): Promise<void> {
@@ -111,7 +119,7 @@ class NetbackDriver implements XenbusDriver {
       await t.write(`${n}/${BE.featureRxFlip}`, "0");
     });
     await k.xs.write(`${n}/${BE.featureSplitEventChannels}`, "1");
-    await k.xs.write(`${n}/${BE.multiQueueMaxQueues}`, "1");
+    await k.xs.write(`${n}/${BE.multiQueueMaxQueues}`, String(this.maxQueues));
     k.printk(`xen-netback: ${vif.ifname}: ${formatMac(mac)}, uplink ${uplinkName(bridge)}`);
     await dev.switchState(XenbusState.InitWait);
   }
@@ -150,18 +158,44 @@ class NetbackDriver implements XenbusDriver {
     dev.data = undefined;
   }
 
+  /** The keys of one queue (connect_data_rings): ring refs and event channel(s), or a fatal. */
+  async #queueKeys(dev: XenbusDevice, dir: string): Promise<{ refs: number[]; ports: string[] } | null> {
+    const read = (key: string) => dev.kernel.xs.tryRead(`${dir}/${key}`);
+    const refs: number[] = [];
+    for (const key of [FE.txRingRef, FE.rxRingRef]) {
+      const v = await read(key);
+      if (v === undefined || !/^\d+$/.test(v)) {
+        await dev.devFatal("EINVAL", `reading ${dir}/${key}`);
+        return null;
+      }
+      refs.push(Number(v));
+    }
+    // Split event channels first, as Linux: event-channel-tx and -rx, else event-channel.
+    const evTx = await read(FE.eventChannelTx);
+    const evRx = await read(FE.eventChannelRx);
+    const ev = await read(FE.eventChannel);
+    const ports = evTx !== undefined && evRx !== undefined ? [evTx, evRx] : ev !== undefined ? [ev] : [];
+    if (ports.length === 0 || !ports.every((p) => /^\d+$/.test(p))) {
+      await dev.devFatal("EINVAL", `reading ${dir}/event-channel(-tx/-rx)`);
+      return null;
+    }
+    return { refs, ports };
+  }
+
   /** connect(): read the frontend's keys, map, bind, start the uplink, → Connected. */
   async #connect(dev: XenbusDevice, vif: Vif): Promise<void> {
     const k = dev.kernel;
     const fe = dev.otherend;
-    const read = (key: string) => k.xs.tryRead(`${fe}/${key}`);
     const flag = async (key: string, dflt: number) => {
-      const v = await read(key);
+      const v = await k.xs.tryRead(`${fe}/${key}`);
       return v === undefined || !/^\d+$/.test(v) ? dflt : Number(v);
     };
-    const queues = await flag(FE.multiQueueNumQueues, 1);
-    if (queues > 1) {
-      await dev.devFatal("EINVAL", `guest requested ${queues} queues, exceeding the maximum of 1.`);
+    const nq = await flag(FE.multiQueueNumQueues, 1);
+    if (nq < 1 || nq > this.maxQueues) {
+      await dev.devFatal(
+        "EINVAL",
+        `guest requested ${nq} queues, exceeding the maximum of ${this.maxQueues}.`,
+      );
       return;
     }
     if ((await flag(FE.requestRxCopy, 0)) !== 1) {
@@ -173,45 +207,30 @@ class NetbackDriver implements XenbusDriver {
     }
     const rxNotify = (await flag(FE.featureRxNotify, 0)) === 1;
     const sg = (await flag(FE.featureSg, 0)) === 1;
-    const refs: number[] = [];
-    for (const key of [FE.txRingRef, FE.rxRingRef]) {
-      const v = await read(key);
-      if (v === undefined || !/^\d+$/.test(v)) {
-        await dev.devFatal("EINVAL", `reading ${fe}/${key}`);
-        return;
-      }
-      refs.push(Number(v));
+    // One queue: the keys are flat; more: under queue-N/ (Linux's connect_data_rings).
+    const keys: { refs: number[]; ports: string[] }[] = [];
+    for (let q = 0; q < nq; q++) {
+      const kq = await this.#queueKeys(dev, nq === 1 ? fe : `${fe}/queue-${q}`);
+      if (kq === null) return;
+      keys.push(kq);
     }
-    // Split event channels first, as Linux: event-channel-tx and -rx, else event-channel.
-    const evTx = await read(FE.eventChannelTx);
-    const evRx = await read(FE.eventChannelRx);
-    const ev = await read(FE.eventChannel);
-    const remotePorts =
-      evTx !== undefined && evRx !== undefined ? [evTx, evRx] : ev !== undefined ? [ev] : [];
-    if (remotePorts.length === 0 || !remotePorts.every((p) => /^\d+$/.test(p))) {
-      await dev.devFatal("EINVAL", `reading ${fe}/event-channel(-tx/-rx)`);
-      return;
-    }
-    const maps: number[] = [];
-    const ports: number[] = [];
-    let cache: GrantCache | null = null;
+    const grants = new GrantCache(k, dev.otherendId);
+    const conn: Connection = { maps: [], ports: [], queues: [], grants, uplink: null };
+    const fatal = () => {
+      // xenvif_fatal_tx_err disables the whole vif, every queue.
+      vif.disabled = true;
+      for (const q of conn.queues) q.stop();
+    };
     try {
-      const txMap = k.mapGrant(dev.otherendId, refs[0]!);
-      maps.push(txMap.handle);
-      const rxMap = k.mapGrant(dev.otherendId, refs[1]!);
-      maps.push(rxMap.handle);
-      const tx = BackRing.attach(new Uint8Array(txMap.page), NETIF_TX_ENTRY_SIZE);
-      const rx = BackRing.attach(new Uint8Array(rxMap.page), NETIF_RX_ENTRY_SIZE);
-      const grants = new GrantCache(k, dev.otherendId);
-      cache = grants;
-      const conn: Connection = {
-        maps,
-        ports,
-        grants,
-        uplink: null,
-        back: new NetifBack({
-          tx,
-          rx,
+      for (const { refs, ports } of keys) {
+        const txMap = k.mapGrant(dev.otherendId, refs[0]!);
+        conn.maps.push(txMap.handle);
+        const rxMap = k.mapGrant(dev.otherendId, refs[1]!);
+        conn.maps.push(rxMap.handle);
+        const qPorts: number[] = [];
+        const back = new NetifBack({
+          tx: BackRing.attach(new Uint8Array(txMap.page), NETIF_TX_ENTRY_SIZE),
+          rx: BackRing.attach(new Uint8Array(rxMap.page), NETIF_RX_ENTRY_SIZE),
           sg,
           fatalSkbSlots: this.fatalSkbSlots,
           copyFromGuest: (ref, offset, len, into, at) => {
@@ -226,44 +245,45 @@ class NetbackDriver implements XenbusDriver {
             page.set(data, offset);
             return 0;
           },
-          notifyTx: () => k.notify(ports[0]!),
-          notifyRx: () => k.notify(ports[ports.length - 1]!),
+          notifyTx: () => k.notify(qPorts[0]!),
+          notifyRx: () => k.notify(qPorts[qPorts.length - 1]!),
           deliver: (frame) => {
             this.tap?.(vif.ifname, "tx", frame);
             conn.uplink?.send(frame);
           },
-          fatal: () => {
-            vif.disabled = true;
-          },
+          fatal,
           log: (line) => k.printk(`xen-netback: ${vif.ifname}: ${line}`),
-        }),
-      };
+        });
+        conn.queues.push(back);
+        for (const rp of ports) {
+          const port = k.bindInterdomain(dev.otherendId, Number(rp));
+          qPorts.push(port);
+          conn.ports.push(port);
+          k.bindEvent(port, () => back.onEvent());
+        }
+      }
       if (vif.bridge !== BRIDGE_NONE) {
         conn.uplink = await PasstUplink.start({
           name: vif.ifname,
           onFrame: (frame) => {
             this.tap?.(vif.ifname, "rx", frame);
-            conn.back.receive(frame);
+            conn.queues[rxQueue(frame, conn.queues.length)]!.receive(frame);
           },
           onClose: (reason) => k.printk(`xen-netback: ${vif.ifname}: uplink closed: ${reason}`),
         });
       }
-      for (const rp of remotePorts) {
-        const port = k.bindInterdomain(dev.otherendId, Number(rp));
-        ports.push(port);
-        k.bindEvent(port, () => conn.back.onEvent());
-      }
       vif.conn = conn;
       vif.disabled = false;
+      const rings = keys.map((q) => `${q.refs.join("/")} ev ${q.ports.join("/")}`).join("; ");
       k.printk(
-        `xen-netback: ${vif.ifname}: connected: tx-ring-ref ${refs[0]}, rx-ring-ref ${refs[1]}, event channel(s) ${remotePorts.join("/")}${sg ? ", sg" : ""}${rxNotify ? "" : ", no rx-notify"}${conn.uplink ? `, passt pid ${conn.uplink.pid}` : ""}`,
+        `xen-netback: ${vif.ifname}: connected: ${nq} queue(s), tx/rx-ring-ref ${rings}${sg ? ", sg" : ""}${rxNotify ? "" : ", no rx-notify"}${conn.uplink ? `, passt pid ${conn.uplink.pid}` : ""}`,
       );
-      // Frames the frontend queued before we bound the port.
-      conn.back.onEvent();
+      // Frames the frontend queued before we bound the ports.
+      for (const q of conn.queues) q.onEvent();
     } catch (e) {
-      for (const p of ports) k.closePort(p);
-      for (const h of maps) k.unmapGrant(h);
-      cache?.clear();
+      for (const p of conn.ports) k.closePort(p);
+      for (const h of conn.maps) k.unmapGrant(h);
+      grants.clear();
       await dev.devFatal(e, `connecting ${vif.ifname}: ${(e as Error).message}`);
       return;
     }
@@ -276,8 +296,8 @@ class NetbackDriver implements XenbusDriver {
     if (c === null) return;
     vif.conn = null;
     const k = dev.kernel;
-    c.back.stop();
-    vif.lastStats = { ...c.back.stats };
+    for (const q of c.queues) q.stop();
+    vif.lastStats = sumStats(c.queues);
     for (const p of c.ports) {
       try {
         k.closePort(p);
@@ -294,11 +314,29 @@ class NetbackDriver implements XenbusDriver {
       }
     }
     c.grants.clear();
-    const s = c.back.stats;
+    const s = vif.lastStats;
     k.printk(
       `xen-netback: ${vif.ifname}: disconnected (tx ${s.txPackets} packets, ${s.txErrors} errors; rx ${s.rxPackets} packets, ${s.rxDropped} dropped)`,
     );
   }
+}
+
+/** The counters of every queue, summed. */
+function sumStats(queues: readonly NetifBack[]): NetifBackStats {
+  const t: NetifBackStats = { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
+  for (const q of queues) for (const k of Object.keys(t) as (keyof NetifBackStats)[]) t[k] += q.stats[k];
+  return t;
+}
+
+/**
+ * The queue an RX frame goes to: one flow, one queue (Linux picks by the frame's flow hash). The
+ * hash is of an IPv4 frame's addresses and ports (bytes 26..37), else queue 0.
+ */
+export function rxQueue(frame: Uint8Array, n: number): number {
+  if (n === 1 || frame.length < 38 || frame[12] !== 0x08 || frame[13] !== 0x00) return 0;
+  let h = 0;
+  for (let i = 26; i < 38; i++) h = (Math.imul(h, 31) + frame[i]!) >>> 0;
+  return h % n;
 }
 
 function uplinkName(bridge: string): string {
@@ -308,7 +346,9 @@ function uplinkName(bridge: string): string {
 const drivers = new WeakMap<Kernel, NetbackDriver>();
 
 export async function init(k: Kernel, args: readonly string[]): Promise<void> {
-  const d = new NetbackDriver(uintParam(name, args, "fatal_skb_slots", FATAL_SKB_SLOTS_DEFAULT));
+  const maxQueues = uintParam(name, args, "max_queues", MAX_QUEUES_DEFAULT);
+  if (maxQueues < 1) throw new RangeError(`Cannot load ${name}: max_queues must be at least 1`);
+  const d = new NetbackDriver(uintParam(name, args, "fatal_skb_slots", FATAL_SKB_SLOTS_DEFAULT), maxQueues);
   drivers.set(k, d);
   k.printk("xen-netback: initialised");
   await xenbus(k).registerBackend(d);
@@ -340,7 +380,7 @@ export function call(k: Kernel, cmd: string): Record<string, VifStats> {
     if (dev.driver.name !== "xen_netback") continue;
     const vif = dev.data as Vif | undefined;
     if (vif === undefined) continue;
-    const s = vif.conn?.back.stats ??
+    const s = (vif.conn !== null ? sumStats(vif.conn.queues) : undefined) ??
       vif.lastStats ?? { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
     out[dev.nodename] = {
       ...s,
