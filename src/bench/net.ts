@@ -158,7 +158,12 @@ async function bench(o: Options): Promise<number> {
     const rtt: Record<"xenlab" | "node", number[]> = { xenlab: [], node: [] };
     const warm = Math.min(bytes, 1 << 20);
     await guest("tcp-send", { host: "gateway", port: svc.tcpPort, bytes: warm }).catch(() => {});
-    await eachRun(o, ["xenlab", "node"] as const, async (side) => {
+    await eachRun(o, ["xenlab", "node"] as const, (side) =>
+      measure(side).catch((e: unknown) => {
+        throw new Error(`${side === "xenlab" ? "the guest" : "the Node client"}: ${(e as Error).message}`);
+      }),
+    );
+    async function measure(side: "xenlab" | "node"): Promise<void> {
       if (side === "xenlab") {
         const ms = (await guest("tcp-send", { host: "gateway", port: svc.tcpPort, bytes })) as number;
         tput.xenlab.push(bytes / 1e6 / (ms / 1000));
@@ -174,7 +179,7 @@ async function bench(o: Options): Promise<number> {
         const us = await udpRtt(node.stack, node.gateway, svc.udpPort, o.rtts);
         rtt.node.push(1e6 / median(us.filter((x) => !Number.isNaN(x))));
       }
-    });
+    }
     const cases = [
       { name: `tcp-${o.mib}MiB`, unit: "MB/s", x: tput.xenlab, b: tput.node },
       { name: "udp-rtt-64B", unit: "rt/s", x: rtt.xenlab, b: rtt.node },
