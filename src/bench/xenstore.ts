@@ -71,6 +71,8 @@ export interface Options {
   warmupRun: boolean;
   /** xenlab's daemon with `--state DIR` (journal), plus `--state-sync` (sync), or neither. */
   state: "none" | "journal" | "sync";
+  /** xenlab's daemon with `--pcap FILE`: every request and reply captured (docs/capture.md). */
+  pcap: boolean;
 }
 
 const DEFAULTS: Options = {
@@ -90,6 +92,7 @@ const DEFAULTS: Options = {
   pin: true,
   warmupRun: true,
   state: "none",
+  pcap: false,
 };
 
 const QUICK: Partial<Options> = {
@@ -132,6 +135,7 @@ options:
                        cannot pass test-xenstore, e.g. bench/floor-xenstored.mjs with --cases b)
   --state MODE         none (default); journal: xenlab's daemon runs with --state DIR (docs/journal.md);
                        sync: --state DIR --state-sync
+  --pcap               xenlab's daemon captures every request and reply (--pcap FILE, docs/capture.md)
 `;
 
 function positive(flag: string, v: string | undefined, allowZero = false): number {
@@ -205,6 +209,9 @@ const OPTIONS: OptionTable<Options> = {
       throw new RangeError(`Invalid value for --state: '${v ?? ""}'; expected none, journal or sync`);
     }
     o.state = v;
+  },
+  "--pcap": (o) => {
+    o.pcap = true;
   },
 };
 
@@ -582,6 +589,8 @@ export async function benchXenstore(o: Options): Promise<number> {
   checkPeers(o);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const xl = xenlabArgv(o);
+  if (xl === null && o.pcap)
+    throw new Error("Cannot capture with --xenlab ref: --pcap is xenlab's daemon's option");
   const dir = mkdtempSync(join(tmpdir(), "xenlab-bench-"));
   const started: Daemon[] = [];
   const cleanup = async () => {
@@ -603,9 +612,14 @@ export async function benchXenstore(o: Options): Promise<number> {
     const baseline = await startReference(REFXS, join(dir, "ref/socket"));
     started.push(baseline);
     const xlArgv =
-      xl === null || o.state === "none"
-        ? xl?.argv
-        : [...xl.argv, "--state", join(dir, "xl/state"), ...(o.state === "sync" ? ["--state-sync"] : [])];
+      xl === null
+        ? undefined
+        : [
+            ...xl.argv,
+            ...(o.state === "none" ? [] : ["--state", join(dir, "xl/state")]),
+            ...(o.state === "sync" ? ["--state-sync"] : []),
+            ...(o.pcap ? ["--pcap", join(dir, "xl/xenstore.pcapng")] : []),
+          ];
     const xenlab =
       xl === null || xlArgv === undefined
         ? await startReference(REFXS, join(dir, "xl/socket"), `${BASELINE_NAME} (as xenlab)`)
@@ -613,7 +627,7 @@ export async function benchXenstore(o: Options): Promise<number> {
     started.push(xenlab);
     const daemons = { xenlab, baseline };
     log(
-      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}${o.state === "none" ? "" : ` (--state: ${o.state})`}; baseline: ${BASELINE_NAME} pid ${baseline.pid}`,
+      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}${o.state === "none" ? "" : ` (--state: ${o.state})`}${o.pcap ? " (--pcap)" : ""}; baseline: ${BASELINE_NAME} pid ${baseline.pid}`,
     );
     if (o.pin) {
       await pin(baseline.pid, DAEMON_CPU);

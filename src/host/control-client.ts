@@ -25,7 +25,10 @@ export type ControlRequest =
   | { op: "network-attach"; domid: number; spec: string[] }
   | { op: "network-detach"; domid: number; which: string }
   | { op: "network-list"; domid: number }
-  | { op: "devices"; domid?: number };
+  | { op: "devices"; domid?: number }
+  | { op: "save"; domid: number; file: string; checkpoint: boolean; cwd: string }
+  | { op: "restore"; file: string; cwd: string }
+  | { op: "migrate"; domid: number; to: string };
 
 export type ControlReply = { ok: true; value: unknown } | { ok: false; error: string };
 

@@ -34,6 +34,7 @@ import {
   type DomainBoot,
   type HostMessage,
   type HypercallName,
+  type KernelImage,
   type KernelMessage,
   SCHED,
 } from "../xen/domain-boot.ts";
@@ -41,6 +42,7 @@ import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { GNTTAB_RESERVED, GrantTableFrames, grantForeignAccess } from "../xen/grant-table-abi.ts";
 import { type HypercallRequest, HypercallServer, newControlWord } from "../xen/hypercall.ts";
 import { DOMID_FIRST_RESERVED, XEN_PAGE_SIZE } from "../xen/xen.ts";
+import { type DomainImage, restoreImage } from "./domain-image.ts";
 import { EventChannels } from "./evtchn.ts";
 import { type GrantDomain, GrantTables } from "./grant-table.ts";
 
@@ -51,7 +53,10 @@ const GRANT_FRAMES = 4;
 /** Kernel log lines kept per domain (the host's `dmesg` buffer). */
 const LOG_LINES = 4096;
 
-export type DomainState = "paused" | "running" | "crashed" | "dying";
+export type { DomainImage } from "./domain-image.ts";
+
+/** `suspended`: the guest acknowledged a save and its vCPU waits in SCHEDOP_shutdown(suspend). */
+export type DomainState = "paused" | "running" | "suspended" | "crashed" | "dying";
 
 export interface CreateOptions {
   readonly name: string;
@@ -65,6 +70,12 @@ export interface CreateOptions {
   readonly modules?: readonly string[];
   /** The longest halt-polling window of the domain's event loop, µs (default: the hypervisor's). */
   readonly haltPollUs?: number;
+  /**
+   * Build the domain from a saved image (xc_domain_restore): its pages and grant entries as
+   * saved, except the XenStore and console pages, which start empty as their daemons attach anew,
+   * and no entry marked in use (no domain maps the new domain's pages yet).
+   */
+  readonly restore?: DomainImage;
 }
 
 export interface DomainInfo {
@@ -117,7 +128,7 @@ export const HALT_POLL_US_DEFAULT = 1000;
 
 interface Dom extends GrantDomain {
   readonly domid: number;
-  readonly name: string;
+  name: string;
   readonly privileged: boolean;
   readonly vcpus: number;
   readonly pages: (SharedArrayBuffer | undefined)[];
@@ -133,8 +144,14 @@ interface Dom extends GrantDomain {
   state: DomainState;
   /** Resolves when the kernel says it booted (or rejects if it died first). */
   readonly ready: Promise<void>;
+  /** Resolves when its worker has read in its code and waits for the first unpause. */
+  readonly built: Promise<void>;
   readonly requests: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
   readonly exited: Promise<void>;
+  /** While suspended: what the kernel saved, and how to let its vCPU go on (1: in place). */
+  suspend: { readonly image: KernelImage; readonly wake: (cancelled: number) => void } | null;
+  /** Waiters for the domain's suspend (Hypervisor.suspended). */
+  readonly onSuspend: Set<(image: KernelImage | Error) => void>;
 }
 
 export class Hypervisor {
@@ -151,7 +168,9 @@ export class Hypervisor {
   constructor(opts: HypervisorOptions) {
     this.#opts = opts;
     this.#log = opts.log;
-    this.grants = new GrantTables((domid) => this.#domains.get(domid));
+    this.grants = new GrantTables((domid) => this.#domains.get(domid), {
+      sendEvent: (domid, port) => void this.events.send(domid, port),
+    });
   }
 
   /**
@@ -186,6 +205,8 @@ export class Hypervisor {
     pages[console.gfn] = consolePage;
     const grantFrames = Array.from({ length: GRANT_FRAMES }, () => new SharedArrayBuffer(XEN_PAGE_SIZE));
     const table = new GrantTableFrames(grantFrames);
+    const restore = opts.restore;
+    if (restore !== undefined) restoreImage(restore, pages, grantFrames, table, [store.gfn, console.gfn]);
     // xc_dom_gnttab_init: the two reserved refs, granted to the backend domain (dom0).
     grantForeignAccess(table, GNTTAB_RESERVED.console, 0, console.gfn, false);
     grantForeignAccess(table, GNTTAB_RESERVED.xenstore, 0, store.gfn, false);
@@ -208,10 +229,7 @@ export class Hypervisor {
       domid,
       name: opts.name,
       privileged,
-      pages: new Map([
-        [store.gfn, storePage],
-        [console.gfn, consolePage],
-      ]),
+      pages: new Map(pages.flatMap((p, gfn) => (p === undefined ? [] : [[gfn, p] as const]))),
       maxPages,
       grantFrames,
       events,
@@ -224,6 +242,7 @@ export class Hypervisor {
       haltPollUs: opts.haltPollUs ?? this.#opts.haltPollUs ?? HALT_POLL_US_DEFAULT,
       pollers: this.#pollers,
       pollLimit: availableParallelism(),
+      ...(restore === undefined ? {} : { restore: restore.kernel }),
     };
     const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "../kernel/domain-worker");
     const worker = spawnWorker(entry, boot, [events.peers, port2]);
@@ -237,6 +256,9 @@ export class Hypervisor {
       readyReject = rej;
     });
     ready.catch(() => {});
+    let builtResolve!: () => void;
+    const built = Promise.race([new Promise<void>((res) => (builtResolve = res)), ready]);
+    built.catch(() => {});
     const d: Dom = {
       domid,
       name: opts.name,
@@ -251,9 +273,12 @@ export class Hypervisor {
       worker,
       hypercalls: new HypercallServer(port1, control, (req) => this.#hypercall(d, req)),
       log: [],
-      populated: 2,
+      populated: pages.filter((p) => p !== undefined).length,
+      suspend: null,
+      onSuspend: new Set(),
       state: "paused",
       ready,
+      built,
       requests: new Map(),
       exited: exitCode.then((code) => {
         const byItself = d.state !== "dying";
@@ -263,6 +288,8 @@ export class Hypervisor {
           d.state = "crashed";
         }
         readyReject(new Error(`Domain ${domid} exited before it was ready`));
+        for (const w of d.onSuspend) w(new Error(`Domain ${domid} (${d.name}) exited before it suspended`));
+        d.onSuspend.clear();
         for (const r of d.requests.values()) r.reject(new Error(`Domain ${domid} is gone`));
         d.requests.clear();
         if (byItself) this.#opts.onExited?.(domid, code !== 0);
@@ -272,7 +299,9 @@ export class Hypervisor {
       this.#log.error({ domid, err: err.message }, `domain ${domid} (${d.name}) crashed`);
       this.#kernelLog(d, `Kernel panic: ${err.message}`);
     });
-    worker.on("message", (m: KernelMessage) => this.#kernelMessage(d, m, readyResolve));
+    worker.on("message", (m: KernelMessage) =>
+      m.kind === "built" ? builtResolve() : this.#kernelMessage(d, m, readyResolve),
+    );
     this.#domains.set(domid, d);
     this.#log.info({ domid, domain: opts.name }, `domain ${domid} (${opts.name}) created`);
     return this.#info(d);
@@ -295,6 +324,65 @@ export class Hypervisor {
     Atomics.store(d.sched, 0, SCHED.paused);
   }
 
+  /**
+   * Resolves with what the domain's kernel keeps once it has suspended itself (SCHEDOP_shutdown
+   * suspend, after its drivers' suspend callbacks); rejects if it ends first or on `signal`.
+   */
+  suspended(domid: number, signal?: AbortSignal): Promise<KernelImage> {
+    const d = this.#get(domid);
+    if (d.suspend !== null) return Promise.resolve(d.suspend.image);
+    return new Promise((resolve, reject) => {
+      const done = (r: KernelImage | Error): void => {
+        d.onSuspend.delete(done);
+        signal?.removeEventListener("abort", abort);
+        if (r instanceof Error) reject(r);
+        else resolve(r);
+      };
+      const abort = (): void => done(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+      if (signal?.aborted) return abort();
+      signal?.addEventListener("abort", abort, { once: true });
+      d.onSuspend.add(done);
+    });
+  }
+
+  /**
+   * xc_domain_resume (fast): a suspended domain goes on where it was, its suspend hypercall
+   * answering 1 (a checkpoint, or a save or migration that failed).
+   */
+  resumeSuspended(domid: number): void {
+    const d = this.#get(domid);
+    const s = d.suspend;
+    if (s === null) return;
+    d.suspend = null;
+    d.state = "running";
+    s.wake(1);
+  }
+
+  /** A suspended domain's pages and grant frames, copied, with what its kernel keeps. */
+  image(domid: number): DomainImage {
+    const d = this.#get(domid);
+    if (d.suspend === null) throw new Error(`Cannot save domain ${domid}: it is not suspended`);
+    const pages = new Map<number, Uint8Array>();
+    d.pages.forEach((p, gfn) => {
+      if (p !== undefined) pages.set(gfn, new Uint8Array(p).slice());
+    });
+    return {
+      pages,
+      grantFrames: d.grantFrames.map((f) => new Uint8Array(f).slice()),
+      kernel: d.suspend.image,
+    };
+  }
+
+  /** Renames a domain (libxl_domain_rename; the toolstack writes its XenStore `name`). */
+  rename(domid: number, name: string): void {
+    this.#get(domid).name = name;
+  }
+
+  /** Resolves once a paused domain's worker has read in its code (a restored one's modules). */
+  built(domid: number): Promise<void> {
+    return this.#get(domid).built;
+  }
+
   /** Resolves once the domain's kernel has booted (run unpause() first). */
   ready(domid: number): Promise<void> {
     return this.#get(domid).ready;
@@ -311,6 +399,7 @@ export class Hypervisor {
     await d.exited;
     d.hypercalls.close();
     const unmapped = this.grants.releaseMappings(domid);
+    this.grants.releaseShares(domid);
     this.events.destroyDomain(domid);
     this.#domains.delete(domid);
     this.#log.info({ domid, unmapped }, `domain ${domid} (${d.name}) destroyed`);
@@ -445,10 +534,18 @@ export class Hypervisor {
         return this.grants.mapGrantRef(caller, { flags: num(a[0]), ref: num(a[1]), dom: num(a[2]) });
       case "grant_unmap":
         return this.grants.unmapGrantRef(caller, num(a[0]));
+      case "grant_set_unmap_notify":
+        return this.grants.setUnmapNotify(caller, num(a[0]), { offset: num(a[1]), port: num(a[2]) });
+      case "gntshr_set_notify":
+        return this.grants.setShareNotify(caller, num(a[0]), { offset: num(a[1]), port: num(a[2]) });
+      case "gntshr_end_notify":
+        return this.grants.endShareNotify(caller, num(a[0]), req.args[1] === true);
       case "grant_copy":
         return this.grants.copy(caller, req.args[0] as Parameters<GrantTables["copy"]>[1]);
       case "memory_populate":
         return this.#populate(d);
+      case "sched_suspend":
+        return this.#suspend(d, req.args[0] as KernelImage);
       case "memory_release": {
         const gfn = num(a[0]);
         if (d.pages[gfn] === undefined) return -XEN_ERRNO.EINVAL;
@@ -459,6 +556,16 @@ export class Hypervisor {
       default:
         throw new Error(`Unknown hypercall '${req.op}'`);
     }
+  }
+
+  #suspend(d: Dom, image: KernelImage): Promise<number> {
+    if (d.suspend !== null || d.state !== "running") return Promise.resolve(-XEN_ERRNO.EINVAL);
+    return new Promise((wake) => {
+      d.suspend = { image, wake };
+      d.state = "suspended";
+      this.#log.info({ domid: d.domid }, `domain ${d.domid} (${d.name}) suspended`);
+      for (const w of [...d.onSuspend]) w(image);
+    });
   }
 
   #populate(d: Dom): { gfn: number; page: SharedArrayBuffer } | number {

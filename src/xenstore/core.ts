@@ -17,7 +17,9 @@ import {
   type Domain,
   type DomainHooks,
   OK,
+  type PacketTap,
   type RequestContext,
+  type StateDumpFiles,
   type StateJournal,
   type XsLogger,
 } from "./daemon.ts";
@@ -84,6 +86,8 @@ export interface CoreOptions {
   hooks?: DomainHooks;
   /** The trace file (`xenstored -T`); without one the trace stays closed. */
   trace?: Trace;
+  /** Where CONTROL `dump-state` writes the migration stream (`xenlab xenstored`). */
+  dumpFiles?: StateDumpFiles;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -119,6 +123,12 @@ export class XenStoreCore implements Daemon {
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
   readonly trace: Trace;
+  readonly dumpFiles: StateDumpFiles | null;
+  /**
+   * Where every request and reply is copied (`xenlab up --pcap`), or null. The transports see
+   * each packet through `io()`, which costs one test of this field while no capture is on.
+   */
+  tap: PacketTap | null = null;
   /** "Privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
     ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
@@ -134,6 +144,7 @@ export class XenStoreCore implements Daemon {
     this.hooks = opts.hooks ?? {};
     this.journal = opts.journal ?? null;
     this.trace = opts.trace ?? new Trace(null);
+    this.dumpFiles = opts.dumpFiles ?? null;
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
     this.writeRate = new WriteRateLimit(this.log);
@@ -194,7 +205,7 @@ export class XenStoreCore implements Daemon {
   /** A domain's ring connection (used by the hypervisor side). */
   connectDomain(domid: number): Connection {
     const id = ++this.#connSeq;
-    const conn = new Connection(id, domid, domid === 0, `dom${domid}`);
+    const conn = new Connection(id, domid, domid === 0, `dom${domid}`, true);
     this.connections.add(conn);
     this.trace.connection("CREATE", id);
     return conn;
@@ -229,6 +240,15 @@ export class XenStoreCore implements Daemon {
     this.#dropTransactions(conn);
     this.connections.delete(conn);
     this.trace.connection("DESTROY", conn.id);
+  }
+
+  /**
+   * A request read (`IN`) or a packet about to be written (`OUT`) on `conn`: the default
+   * trace hook of every transport, for the trace file and the capture.
+   */
+  io(dir: "IN" | "OUT", conn: Connection, p: XsPacket): void {
+    this.trace.io(dir, conn.id, p);
+    if (this.tap !== null) this.tap.packet(dir, conn, p);
   }
 
   // ---------------------------------------------------------------- the step
