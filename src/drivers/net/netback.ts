@@ -26,9 +26,9 @@
  * xenvif_fatal_tx_err does: its rings are no longer read, `stats` shows it `disabled`, and it comes
  * back only when the frontend connects again. Other vifs carry on.
  *
- * The frame tap (for captures): `setFrameTap(kernel, fn)` calls fn(vif, "tx" | "rx", frame) with
- * every frame a guest sends (tx, after netback's checks) and every frame it is given (rx, before
- * the ring), for every vif of this dom0; `null` removes it.
+ * Captures (`xenlab up --pcap DIR`): at connect netback opens the vif's capture (vif-capture.ts,
+ * null when the host captures nothing) and hands it every frame the guest sent (after netback's
+ * checks) and every frame it is given (before the ring); it closes it at disconnect.
  *
  * Data pages: Linux copies each slot with GNTTABOP_copy; netback here maps each grant ref once and
  * copies through the mapping (grant-cache.ts), since a hypercall costs a thread wake-up.
@@ -44,11 +44,9 @@ import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
 import { FATAL_SKB_SLOTS_DEFAULT, NetifBack, type NetifBackStats } from "./netif-back.ts";
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
 import { PasstUplink } from "./passt.ts";
+import { type FrameTap, openVifCapture, vifName } from "./vif-capture.ts";
 
 export const name = "xen_netback";
-
-/** The frame tap: every frame of every vif, as it crosses netback. */
-export type FrameTap = (vif: string, dir: "tx" | "rx", frame: Uint8Array) => void;
 
 /** `max_queues`'s default: Linux's is the number of dom0's CPUs; dom0 here serves every queue in one thread. */
 export const MAX_QUEUES_DEFAULT = 4;
@@ -63,10 +61,13 @@ interface Connection {
   readonly queues: NetifBack[];
   /** The frontend's data pages, mapped as they are first named. */
   readonly grants: GrantCache;
+  /** The vif's capture, when the host captures. */
+  readonly capture: FrameTap | null;
   uplink: PasstUplink | null;
 }
 
 interface Vif {
+  readonly handle: number;
   /** `vif<domid>.<handle>`, Linux's netdev name. */
   readonly ifname: string;
   readonly mac: Uint8Array;
@@ -82,7 +83,6 @@ class NetbackDriver implements XenbusDriver {
   readonly ids = ["vif"];
   readonly fatalSkbSlots: number;
   readonly maxQueues: number;
-  tap: FrameTap | null = null;
   unloading = false;
 
   constructor(fatalSkbSlots: number, maxQueues: number) {
@@ -92,7 +92,8 @@ class NetbackDriver implements XenbusDriver {
 
   async probe(dev: XenbusDevice): Promise<void> {
     const k = dev.kernel;
-    const handle = (await k.xs.tryRead(`${dev.nodename}/${BE.handle}`)) ?? dev.nodename.split("/").pop()!;
+    const handleText = (await k.xs.tryRead(`${dev.nodename}/${BE.handle}`)) ?? dev.nodename.split("/").pop()!;
+    const handle = /^\d+$/.test(handleText) ? Number(handleText) : Number(dev.nodename.split("/").pop());
     const macText = await k.xs.tryRead(`${dev.nodename}/${BE.mac}`);
     const mac = parseMac(macText);
     if (mac === undefined) {
@@ -101,7 +102,8 @@ class NetbackDriver implements XenbusDriver {
     }
     const bridge = (await k.xs.tryRead(`${dev.nodename}/${BE.bridge}`)) ?? "";
     const vif: Vif = {
-      ifname: `vif${dev.otherendId}.${handle}`,
+      handle,
+      ifname: vifName(dev.otherendId, handle),
       mac,
       bridge,
       conn: null,
@@ -215,7 +217,14 @@ class NetbackDriver implements XenbusDriver {
       keys.push(kq);
     }
     const grants = new GrantCache(k, dev.otherendId);
-    const conn: Connection = { maps: [], ports: [], queues: [], grants, uplink: null };
+    let capture: FrameTap | null;
+    try {
+      capture = await openVifCapture(k.xs, dev.otherendId, vif.handle);
+    } catch (e) {
+      await dev.devFatal(e, `opening the capture of ${vif.ifname}: ${(e as Error).message}`);
+      return;
+    }
+    const conn: Connection = { maps: [], ports: [], queues: [], grants, capture, uplink: null };
     const fatal = () => {
       // xenvif_fatal_tx_err disables the whole vif, every queue.
       vif.disabled = true;
@@ -248,7 +257,7 @@ class NetbackDriver implements XenbusDriver {
           notifyTx: () => k.notify(qPorts[0]!),
           notifyRx: () => k.notify(qPorts[qPorts.length - 1]!),
           deliver: (frame) => {
-            this.tap?.(vif.ifname, "tx", frame);
+            capture?.onFrame("from-guest", frame);
             conn.uplink?.send(frame);
           },
           fatal,
@@ -266,7 +275,7 @@ class NetbackDriver implements XenbusDriver {
         conn.uplink = await PasstUplink.start({
           name: vif.ifname,
           onFrame: (frame) => {
-            this.tap?.(vif.ifname, "rx", frame);
+            capture?.onFrame("to-guest", frame);
             conn.queues[rxQueue(frame, conn.queues.length)]!.receive(frame);
           },
           onClose: (reason) => k.printk(`xen-netback: ${vif.ifname}: uplink closed: ${reason}`),
@@ -284,6 +293,7 @@ class NetbackDriver implements XenbusDriver {
       for (const p of conn.ports) k.closePort(p);
       for (const h of conn.maps) k.unmapGrant(h);
       grants.clear();
+      capture?.close();
       await dev.devFatal(e, `connecting ${vif.ifname}: ${(e as Error).message}`);
       return;
     }
@@ -314,6 +324,7 @@ class NetbackDriver implements XenbusDriver {
       }
     }
     c.grants.clear();
+    c.capture?.close();
     const s = vif.lastStats;
     k.printk(
       `xen-netback: ${vif.ifname}: disconnected (tx ${s.txPackets} packets, ${s.txErrors} errors; rx ${s.rxPackets} packets, ${s.rxDropped} dropped)`,
@@ -352,13 +363,6 @@ export async function init(k: Kernel, args: readonly string[]): Promise<void> {
   drivers.set(k, d);
   k.printk("xen-netback: initialised");
   await xenbus(k).registerBackend(d);
-}
-
-/** Sets (or with null removes) the frame tap of this dom0's netback. */
-export function setFrameTap(k: Kernel, tap: FrameTap | null): void {
-  const d = drivers.get(k);
-  if (d === undefined) throw new Error("xen_netback is not loaded");
-  d.tap = tap;
 }
 
 /** What `stats` tells of one vif. */
