@@ -68,25 +68,21 @@ describe("netfront ↔ netback ↔ passt", () => {
   it("carries a frame to passt and passt's answer back: ARP who-has is answered", async (t) => {
     if (!requirePeer(t, "passt (Debian package passt)", hasCommand("passt"))) return;
     assert.equal(await call("send", { hex: arpRequest(MAC, [198, 51, 100, 7]) }), true);
-    let detail = "";
-    const timer = setInterval(async () => {
-      const st = await host.hv.call(0, "xen_netback", "stats", undefined).catch(() => null);
-      const fs = await call("stats").catch(() => null);
-      detail = JSON.stringify({ st, fs, d0: host.hv.dmesg(0).slice(-8), dU: host.hv.dmesg(domU).slice(-8) });
-    }, 1000);
-    timer.unref();
+    // Asked again every half second, as a stack does: passt drops an ARP request that reaches it
+    // in one read with an IPv4 frame before it (docs/net.md).
+    let sent = Date.now();
     let reply: { hex: string } | undefined;
-    await until(
-      "passt's ARP reply",
-      async () => {
-        for (const f of (await call("recv")) as { hex: string }[]) {
-          // The guest's own stack (inet) may have asked for the gateway meanwhile: ours is for .7.
-          if (isArpReply(f.hex) && f.hex.slice(56, 64) === "c6336407") reply = f;
-        }
-        return reply !== undefined;
-      },
-      { detail: () => detail },
-    );
+    await until("passt's ARP reply", async () => {
+      if (Date.now() - sent > 500) {
+        sent = Date.now();
+        await call("send", { hex: arpRequest(MAC, [198, 51, 100, 7]) });
+      }
+      for (const f of (await call("recv")) as { hex: string }[]) {
+        // The guest's own stack (inet) may have asked for the gateway meanwhile: ours is for .7.
+        if (isArpReply(f.hex) && f.hex.slice(56, 64) === "c6336407") reply = f;
+      }
+      return reply !== undefined;
+    });
     const h = reply!.hex;
     assert.equal(h.slice(0, 12), MAC.split(":").join(""), "to our mac");
     assert.equal(h.slice(56, 64), "c6336407", "198.51.100.7 is at passt's mac");

@@ -41,12 +41,18 @@ describe("a hostile netfront next to a good one", () => {
 
   async function goodStillWorks(): Promise<void> {
     if (!hasCommand("passt")) return;
-    await host.hv.call(good, "raw_eth", "send", { hex: arpRequest(GOOD_MAC, [198, 51, 100, 9]) });
-    await until("passt's ARP reply to the good guest", async () =>
-      ((await host.hv.call(good, "raw_eth", "recv", undefined)) as { hex: string }[]).some((f) =>
+    // Asked again every half second, as a stack does: passt drops an ARP request that reaches it
+    // in one read with an IPv4 frame before it (docs/net.md).
+    let sent = 0;
+    await until("passt's ARP reply to the good guest", async () => {
+      if (Date.now() - sent > 500) {
+        sent = Date.now();
+        await host.hv.call(good, "raw_eth", "send", { hex: arpRequest(GOOD_MAC, [198, 51, 100, 9]) });
+      }
+      return ((await host.hv.call(good, "raw_eth", "recv", undefined)) as { hex: string }[]).some((f) =>
         isArpReply(f.hex),
-      ),
-    );
+      );
+    });
   }
 
   before(async () => {

@@ -5,6 +5,9 @@
  * the guest's TCP and UDP to the host's sockets; the gateway address it hands out by DHCP reaches
  * the host's loopback (passt's default, undone by --no-map-gw). docs/net.md has the details.
  *
+ * Frames are written one by one: Debian's passt 2023-03-09 drops an ARP request that reaches it in
+ * the same read as an IPv4 frame before it (checked here), so batching writes loses ARP.
+ *
  * passt is started with `--one-off`: it exits when its one client (this uplink) goes, so a dom0
  * that dies leaves no passt behind; close() also ends it.
  */
@@ -42,7 +45,6 @@ export class PasstUplink {
   readonly #child: ChildProcess;
   readonly #sock: Socket;
   #closed = false;
-  #corked = false;
 
   private constructor(socketPath: string, child: ChildProcess, sock: Socket) {
     this.socketPath = socketPath;
@@ -128,28 +130,10 @@ export class PasstUplink {
     return up;
   }
 
-  /** One frame to passt; the frames of one tick go out in one write (cork until the next tick). */
+  /** One frame to passt. */
   send(frame: Uint8Array): void {
     if (this.#closed) return;
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#sock.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.#sock.uncork();
-      });
-    }
     this.#sock.write(encodeStreamFrame(frame));
-  }
-
-  /** Several frames in one write. */
-  sendAll(frames: readonly Uint8Array[]): void {
-    if (this.#closed || frames.length === 0) return;
-    if (frames.length === 1) {
-      this.send(frames[0]!);
-      return;
-    }
-    this.#sock.write(Buffer.concat(frames.map(encodeStreamFrame)));
   }
 
   /** Ends the connection and passt (which exits by itself once its one client goes). */
