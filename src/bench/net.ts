@@ -45,6 +45,8 @@ export interface Options {
   mib: number;
   rtts: number;
   guestKib: number;
+  /** The host's halt-polling window, µs (undefined: the host's default). */
+  haltPollUs?: number;
 }
 
 const DEFAULTS: Options = { json: false, runs: 3, mib: 16, rtts: 300, guestKib: 8192 };
@@ -63,6 +65,9 @@ const OPTIONS: OptionTable<Options> = {
   "--guest-kib": (o, a) => {
     o.guestKib = a.int(1);
   },
+  "--halt-poll-us": (o, a) => {
+    o.haltPollUs = a.int(0);
+  },
 };
 
 const HELP = `usage: xenlab bench net [--json] [--runs N] [--mib N] [--rtts N] [--guest-kib KIB] [--quick]
@@ -74,6 +79,7 @@ IPv4 stack in this process writing its frames straight to a passt socket (docs/n
   --mib N          MiB each TCP transfer sends (default ${DEFAULTS.mib})
   --rtts N         UDP round trips per run (default ${DEFAULTS.rtts})
   --guest-kib KIB  the guest's memory (default ${DEFAULTS.guestKib})
+  --halt-poll-us N each domain's halt-polling window, µs (default the host's, 1000; 0: off)
   --quick          one short run (${QUICK.mib} MiB, ${QUICK.rtts} round trips)
   --json           one JSON line per case
 `;
@@ -143,7 +149,10 @@ async function nodeClient(): Promise<{ stack: NetStack; gateway: number; close()
 async function bench(o: Options): Promise<number> {
   const bytes = o.mib * 1024 * 1024;
   const svc = await services(() => bytes);
-  const host = await Host.start({ log: createLogger("bench-net", "silent") });
+  const host = await Host.start({
+    log: createLogger("bench-net", "silent"),
+    ...(o.haltPollUs === undefined ? {} : { haltPollUs: o.haltPollUs }),
+  });
   const node = await nodeClient();
   try {
     const domU = (await host.createDomain({ name: "netbench", maxPages: Math.ceil(o.guestKib / 4) })).domid;
