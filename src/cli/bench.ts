@@ -50,6 +50,10 @@ const BENCHES: CommandTable = {
       "xenlab blk-cp of a file into a guest's disk vs cp of the same file onto an image",
       () => import("../bench/blk-cp.ts"),
     ),
+    net: command(
+      "a guest's TCP throughput and UDP round trips through netfront/netback/passt vs a Node client on passt",
+      () => import("../bench/net.ts"),
+    ),
   },
 };
 

@@ -16,6 +16,11 @@ function block(summary: string, fn: "attach" | "detach" | "list"): Subcommand {
   return { summary, run: async (_name, argv) => (await import("./block.ts"))[fn](argv) };
 }
 
+/** A NIC command: src/cli/network.ts exports one function a command. */
+function network(summary: string, fn: "attach" | "detach" | "list"): Subcommand {
+  return { summary, run: async (_name, argv) => (await import("./network.ts"))[fn](argv) };
+}
+
 /** A save, restore or migrate command: src/cli/save.ts exports one function a command. */
 function saveCmd(summary: string, fn: "save" | "restore" | "migrate"): Subcommand {
   return { summary, run: async (_name, argv) => (await import("./save.ts"))[fn](argv) };
@@ -40,6 +45,12 @@ const XENLAB: CommandTable = {
     "block-attach": block("attach a disk (as xl block-attach): block-attach DOMAIN DISK-SPEC...", "attach"),
     "block-detach": block("detach a disk: block-detach DOMAIN VDEV", "detach"),
     "block-list": block("a guest's disks: block-list DOMAIN...", "list"),
+    "network-attach": network(
+      "attach a PV NIC (as xl network-attach): network-attach DOMAIN [mac=…,bridge=…]",
+      "attach",
+    ),
+    "network-detach": network("detach a NIC: network-detach DOMAIN DEVID|MAC", "detach"),
+    "network-list": network("a guest's NICs: network-list DOMAIN...", "list"),
     "blk-cp": command(
       "copy a file into or out of a guest's disk: blk-cp FILE DOMAIN:VDEV[:SECTOR] | DOMAIN:VDEV[:S[+N]] FILE",
       () => import("./blk-cp.ts"),

@@ -22,6 +22,9 @@ export type ControlRequest =
   | { op: "block-detach"; domid: number; vdev: string; force?: boolean }
   | { op: "block-list"; domid: number }
   | { op: "blkfront"; domid: number; cmd: string; arg: Record<string, unknown> }
+  | { op: "network-attach"; domid: number; spec: string[] }
+  | { op: "network-detach"; domid: number; which: string }
+  | { op: "network-list"; domid: number }
   | { op: "devices"; domid?: number }
   | { op: "save"; domid: number; file: string; checkpoint: boolean; cwd: string }
   | { op: "restore"; file: string; cwd: string }

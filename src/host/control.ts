@@ -34,6 +34,8 @@ import { listDevices } from "./devices.ts";
 import { createGuest } from "./guest.ts";
 import type { Host } from "./host.ts";
 import { migrateGuest, receiveMigration } from "./migrate.ts";
+import { attachNic, detachNic, listNics } from "./nic.ts";
+import { parseNicSpec } from "./nic-spec.ts";
 import { restoreFromFile, saveToFile } from "./save-file.ts";
 import { parseVchanStreamRequest, serveVchanStream } from "./vchan-stream.ts";
 
@@ -180,6 +182,14 @@ export class ControlServer {
         return blkfrontCall(h, r.domid, r.cmd, r.arg);
       case "devices":
         return devicesOf(h, r.domid);
+      case "network-attach":
+        if (h.hv.info(r.domid) === undefined) throw new Error(`No domain ${r.domid}`);
+        return attachNic(h, r.domid, parseNicSpec(r.spec));
+      case "network-detach":
+        await detachNic(h, r.domid, r.which);
+        return null;
+      case "network-list":
+        return listNics(h, r.domid);
       case "save":
         return saveToFile(h, r.domid, r.file, { checkpoint: r.checkpoint, cwd: r.cwd });
       case "restore":

@@ -9,6 +9,8 @@
  *   vcpus = 2                             below 1 reads as 1, as in xl
  *   disk = [ "guest.img,raw,xvda,rw" ]    xl's disk specs (src/host/disk-spec.ts), attached
  *                                         once the domain is built, as xl does
+ *   vif = [ "mac=…,bridge=…" ]            xl's vif specs (src/host/nic-spec.ts), attached after
+ *                                         the disks (src/host/nic.ts)
  *   on_poweroff / on_reboot / on_crash    xl's actions; an unknown one is
  *                                         `Unknown on_crash action "x" specified`
  *   xenlab_modules = [ "front.ts a=1" ]   xenlab's own: driver modules loaded into the guest
@@ -22,6 +24,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { DiskSpec } from "../drivers/blk/blockdev.ts";
 import { DiskSpecError, diskSpecOf, parseDiskSpec } from "./disk-spec.ts";
+import { type NicSpec, parseNicSpec } from "./nic-spec.ts";
 import type { XlConfig } from "./xl-cfg.ts";
 
 /** xl's actions on a guest's shutdown (action_on_shutdown_names in xl_parse.c). */
@@ -50,6 +53,8 @@ export interface GuestConfig extends GuestActions {
   readonly maxmemKib?: number;
   readonly vcpus: number;
   readonly disks: readonly DiskSpec[];
+  /** xl's `vif` specs, attached after the disks (absent: none). */
+  readonly nics?: readonly NicSpec[];
   /** Module URLs and their arguments, loaded in this order after the disks. */
   readonly modules: readonly { readonly url: string; readonly args: readonly string[] }[];
 }
@@ -95,6 +100,16 @@ export function guestConfig(cfg: XlConfig, file: string, cwd: string): GuestConf
       );
     }
   }
+  const nics: NicSpec[] = [];
+  for (const spec of cfg.list("vif") ?? []) {
+    if (spec === null) break;
+    try {
+      nics.push(parseNicSpec([spec]));
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new GuestConfigError(`${cfg.source}: vif: ${e.message}`);
+    }
+  }
   const modules = [];
   for (const entry of cfg.list("xenlab_modules") ?? []) {
     if (entry === null) break;
@@ -111,6 +126,7 @@ export function guestConfig(cfg: XlConfig, file: string, cwd: string): GuestConf
     ...(maxmem === undefined ? {} : { maxmemKib: maxmem * 1024 }),
     vcpus: l === undefined || l < 1 ? 1 : l,
     disks,
+    ...(nics.length === 0 ? {} : { nics }),
     modules,
     onPoweroff,
     onReboot,

@@ -20,6 +20,7 @@ import { errorMessage } from "../lib/errors.ts";
 import { attachDisk } from "./disk.ts";
 import type { GuestConfig, ShutdownAction } from "./guest-config.ts";
 import type { Host } from "./host.ts";
+import { attachNic } from "./nic.ts";
 
 /** One page, 4 KiB: xenlab's memory unit. */
 const PAGE_KIB = 4;
@@ -36,6 +37,7 @@ export async function createGuest(host: Host, cfg: GuestConfig): Promise<DomainI
   host.configs.set(domid, cfg);
   try {
     for (const disk of cfg.disks) await attachDisk(host, domid, disk);
+    for (const nic of cfg.nics ?? []) await attachNic(host, domid, nic);
     for (const m of cfg.modules) await host.hv.insmod(domid, m.url, m.args);
   } catch (e) {
     await host.destroyDomain(domid);

@@ -21,7 +21,24 @@ import type { Kernel } from "./kernel.ts";
 export type ShellKernel = Pick<Kernel, "domid" | "name" | "xs" | "uptime" | "modules"> & {
   readonly console: ConsoleFront | null;
   dmesg(): readonly string[];
+  /** Where modules' commands are found (shellCommands); a kernel without it has the built-ins only. */
+  subsystem?: Kernel["subsystem"];
 };
+
+/** A command a module adds to the shell: its arguments in, what it prints out. */
+export interface ShellCommand {
+  /** One line for `help`: the usage and what it does. */
+  readonly help: string;
+  run(args: readonly string[]): Promise<string> | string;
+}
+
+/** The commands modules added (the network's `ip`, `ping`, `nc`...), by name. */
+export class ShellCommands extends Map<string, ShellCommand> {}
+
+/** The kernel's table of module commands: a module adds its own at init and removes them at exit. */
+export function shellCommands(k: Pick<Kernel, "subsystem">): ShellCommands {
+  return k.subsystem(ShellCommands, () => new ShellCommands());
+}
 
 const BS = 0x08;
 const DEL = 0x7f;
@@ -120,7 +137,7 @@ export class GuestShell {
     const k = this.#k;
     switch (cmd) {
       case "help":
-        return HELP;
+        return HELP + [...this.#extra().values()].map((c) => `  ${c.help}\n`).join("");
       case "echo":
         return `${args.join(" ")}\n`;
       case "uname": {
@@ -184,9 +201,16 @@ export class GuestShell {
           return `xenstore-ls: couldn't list path ${p}\n`;
         }
       }
-      default:
-        return `${cmd}: command not found\n`;
+      default: {
+        const c = this.#extra().get(cmd);
+        return c === undefined ? `${cmd}: command not found\n` : await c.run(args);
+      }
     }
+  }
+
+  #extra(): ReadonlyMap<string, ShellCommand> {
+    const k = this.#k;
+    return k.subsystem === undefined ? new Map() : shellCommands({ subsystem: k.subsystem.bind(k) });
   }
 
   /** xenstore-ls's layout: one space of indent per level, `name = "value"`. */

@@ -32,6 +32,12 @@ describe("guestConfig()", () => {
     });
   });
 
+  it("reads xl's vif specs, and names a bad one against the file", () => {
+    const { guest } = read('name = "g"\nvif = [ "mac=00:16:3e:00:00:01,bridge=xenbr0", "bridge=none" ]\n');
+    assert.deepEqual(guest.nics, [{ mac: "00:16:3e:00:00:01", bridge: "xenbr0" }, { bridge: "none" }]);
+    refused('name = "g"\nvif = [ "mac=nope" ]\n', "guest.cfg: vif: Invalid mac address: nope");
+  });
+
   it("reads memory and maxmem in MiB, vcpus below 1 as 1, and ignores keys it does not know", () => {
     const { guest, warnings } = read('name="g"\nmemory=64\nmaxmem=0x80\nvcpus=0\nkernel="/boot/x"\n');
     assert.equal(guest.memoryKib, 64 * 1024);

@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import { parseConsoleKeys } from "../../src/console/keys.ts";
 import { OutputBuffer } from "../../src/console/output-buffer.ts";
 import { ConsoleFront } from "../../src/kernel/hvc.ts";
-import { GuestShell, type ShellKernel, splitWords } from "../../src/kernel/shell.ts";
+import { GuestShell, type ShellKernel, shellCommands, splitWords } from "../../src/kernel/shell.ts";
 import { ConsoleInterface } from "../../src/ring/byte-ring.ts";
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString("latin1");
@@ -196,6 +196,25 @@ describe("GuestShell (the getty on hvc0)", () => {
     assert.ok(o.includes(`junk${erase.repeat(4)}echo d\r\nd\r\n`), JSON.stringify(o));
     assert.match(o, /nope\^C\r\nroot@guest3:~# $/);
     assert.doesNotMatch(o, /command not found/);
+  });
+
+  it("runs the commands modules add (shellCommands), and lists them in help", async () => {
+    const { k } = fakeKernel();
+    const subsystems = new Map<unknown, unknown>();
+    const withTable = Object.assign(k, {
+      subsystem: <T>(cls: abstract new (...a: never[]) => T, make: () => T): T => {
+        if (!subsystems.has(cls)) subsystems.set(cls, make());
+        return subsystems.get(cls) as T;
+      },
+    }) as ShellKernel;
+    shellCommands(withTable as Required<Pick<ShellKernel, "subsystem">>).set("hello", {
+      help: "hello [NAME]              greets",
+      run: (args) => `hello ${args[0] ?? "world"}\n`,
+    });
+    const sh = new GuestShell(withTable);
+    assert.equal(await sh.execute("hello xen"), "hello xen\n");
+    assert.match(await sh.execute("help"), /\n {2}hello \[NAME\] {14}greets\n$/);
+    assert.equal(await sh.execute("nope"), "nope: command not found\n");
   });
 
   it("reads and lists XenStore, relative paths and all, and says what it cannot", async () => {

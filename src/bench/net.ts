@@ -1,0 +1,225 @@
+/**
+ * `xenlab bench net`: a guest's network through netfront, netback and passt against a plain Node
+ * client talking to passt over the same kind of socket, in the same run.
+ *
+ *   xenlab    a host with one guest (--guest-kib, default 8192) and a vif attached as
+ *             `network-attach` does (its own passt); the guest's IPv4 stack (inet) makes the
+ *             measurements itself: its frames cross the TX/RX rings, grant copies and event
+ *             channels to dom0's netback, then passt's Unix socket.
+ *   node      the same IPv4 stack and the same measurement code (stack/probe.ts) in this process,
+ *             its Ethernet frames written straight to another passt's Unix socket in QEMU's
+ *             stream framing (the same passt binary and options, one per client as netback runs
+ *             them): everything but the PV path.
+ *
+ * Cases: TCP throughput, --mib MiB sent to a sink on the host's loopback (reached through the
+ * gateway address, which passt maps to 127.0.0.1) that answers once it has them all (MB/s =
+ * 10^6 bytes over connect-to-answer); UDP round trips, --rtts sequential 64-byte echoes from a UDP
+ * echo server on the host's loopback (round trips/s = 1 / the median). Each run measures both
+ * sides, odd runs in reverse order; figures are medians over --runs and the ratio is the median of
+ * each run's xenlab / node.
+ */
+import { createSocket } from "node:dgram";
+import { createServer, type Server } from "node:net";
+import type { NetDevice } from "../drivers/net/netdev.ts";
+import { PasstUplink } from "../drivers/net/passt.ts";
+import { tcpSend, udpRtt } from "../drivers/net/stack/probe.ts";
+import { NetStack } from "../drivers/net/stack/stack.ts";
+import { Host } from "../host/host.ts";
+import { attachNic } from "../host/nic.ts";
+import { createLogger } from "../lib/log.ts";
+import {
+  alignColumns,
+  eachRun,
+  fmtRate,
+  median,
+  type OptionTable,
+  pairedRatio,
+  parseOptions,
+  rateLine,
+  runBench,
+} from "./common.ts";
+
+export interface Options {
+  json: boolean;
+  runs: number;
+  mib: number;
+  rtts: number;
+  guestKib: number;
+  /** The host's halt-polling window, µs (undefined: the host's default). */
+  haltPollUs?: number;
+}
+
+const DEFAULTS: Options = { json: false, runs: 3, mib: 16, rtts: 300, guestKib: 8192 };
+const QUICK: Partial<Options> = { runs: 1, mib: 2, rtts: 50 };
+
+const OPTIONS: OptionTable<Options> = {
+  "--runs": (o, a) => {
+    o.runs = a.int(1);
+  },
+  "--mib": (o, a) => {
+    o.mib = a.int(1);
+  },
+  "--rtts": (o, a) => {
+    o.rtts = a.int(1);
+  },
+  "--guest-kib": (o, a) => {
+    o.guestKib = a.int(1);
+  },
+  "--halt-poll-us": (o, a) => {
+    o.haltPollUs = a.int(0);
+  },
+};
+
+const HELP = `usage: xenlab bench net [--json] [--runs N] [--mib N] [--rtts N] [--guest-kib KIB] [--quick]
+
+A guest's TCP throughput and UDP round trips through netfront, netback and passt, against the same
+IPv4 stack in this process writing its frames straight to a passt socket (docs/net.md).
+
+  --runs N         runs, each measuring both sides (default ${DEFAULTS.runs})
+  --mib N          MiB each TCP transfer sends (default ${DEFAULTS.mib})
+  --rtts N         UDP round trips per run (default ${DEFAULTS.rtts})
+  --guest-kib KIB  the guest's memory (default ${DEFAULTS.guestKib})
+  --halt-poll-us N each domain's halt-polling window, µs (default the host's, 1000; 0: off)
+  --quick          one short run (${QUICK.mib} MiB, ${QUICK.rtts} round trips)
+  --json           one JSON line per case
+`;
+
+export function run(argv: string[]): Promise<number> {
+  return runBench("net", argv, (a) => parseOptions("net", a, DEFAULTS, QUICK, OPTIONS), HELP, bench);
+}
+
+/** The host's loopback services: a TCP sink that answers "ok" once it has `expect` bytes, a UDP echo. */
+async function services(expect: () => number): Promise<{ tcpPort: number; udpPort: number; close(): void }> {
+  const tcp: Server = createServer((s) => {
+    let got = 0;
+    s.on("data", (d) => {
+      got += d.length;
+      if (got >= expect()) s.end("ok");
+    });
+    s.on("error", () => {});
+  });
+  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", () => r()));
+  const udp = createSocket("udp4");
+  udp.on("message", (m, r) => udp.send(m, r.port, r.address));
+  await new Promise<void>((r) => udp.bind(0, "127.0.0.1", () => r()));
+  return {
+    tcpPort: (tcp.address() as { port: number }).port,
+    udpPort: udp.address().port,
+    close() {
+      tcp.close();
+      udp.close();
+    },
+  };
+}
+
+/** The baseline: our stack in this process on a device whose frames go straight to passt. */
+async function nodeClient(): Promise<{ stack: NetStack; gateway: number; close(): Promise<void> }> {
+  let dev: NetDevice | null = null;
+  const uplink = await PasstUplink.start({
+    name: "bench",
+    onFrame: (f) => dev?.onReceive?.(f),
+    onClose: () => {},
+  });
+  const d: NetDevice = {
+    name: "eth0",
+    mac: new Uint8Array([0x00, 0x16, 0x3e, 0x7e, 0x57, 0x01]),
+    mtu: 1500,
+    onReceive: null,
+    send: (f) => {
+      uplink.send(f);
+      return true;
+    },
+    stats: () => ({
+      txPackets: 0,
+      txBytes: 0,
+      txErrors: 0,
+      txDropped: 0,
+      rxPackets: 0,
+      rxBytes: 0,
+      rxErrors: 0,
+    }),
+  };
+  dev = d;
+  const stack = new NetStack({ log: () => {}, hostname: "bench" });
+  const iface = stack.attach(d, false);
+  await stack.dhcp(iface);
+  return { stack, gateway: iface.gateway, close: () => uplink.close() };
+}
+
+async function bench(o: Options): Promise<number> {
+  const bytes = o.mib * 1024 * 1024;
+  const svc = await services(() => bytes);
+  const host = await Host.start({
+    log: createLogger("bench-net", "silent"),
+    ...(o.haltPollUs === undefined ? {} : { haltPollUs: o.haltPollUs }),
+  });
+  const node = await nodeClient();
+  try {
+    const domU = (await host.createDomain({ name: "netbench", maxPages: Math.ceil(o.guestKib / 4) })).domid;
+    await attachNic(host, domU, { mac: "00:16:3e:7e:57:02" });
+    const guest = (cmd: string, arg: unknown) => host.hv.call(domU, "inet", cmd, arg);
+    const leased = async () =>
+      ((await guest("ifaces", undefined)) as { gateway: string | null }[])[0]?.gateway != null;
+    for (let i = 0; i < 100 && !(await leased()); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!(await leased())) throw new Error("the guest got no DHCP lease from passt");
+
+    const tput: Record<"xenlab" | "node", number[]> = { xenlab: [], node: [] };
+    const rtt: Record<"xenlab" | "node", number[]> = { xenlab: [], node: [] };
+    const warm = Math.min(bytes, 1 << 20);
+    await guest("tcp-send", { host: "gateway", port: svc.tcpPort, bytes: warm }).catch(() => {});
+    await eachRun(o, ["xenlab", "node"] as const, (side) =>
+      measure(side).catch((e: unknown) => {
+        throw new Error(`${side === "xenlab" ? "the guest" : "the Node client"}: ${(e as Error).message}`);
+      }),
+    );
+    async function measure(side: "xenlab" | "node"): Promise<void> {
+      if (side === "xenlab") {
+        const ms = (await guest("tcp-send", { host: "gateway", port: svc.tcpPort, bytes })) as number;
+        tput.xenlab.push(bytes / 1e6 / (ms / 1000));
+        const us = (await guest("udp-rtt", {
+          host: "gateway",
+          port: svc.udpPort,
+          count: o.rtts,
+        })) as number[];
+        rtt.xenlab.push(1e6 / median(us.filter((x) => !Number.isNaN(x))));
+      } else {
+        const ms = await tcpSend(node.stack, node.gateway, svc.tcpPort, bytes);
+        tput.node.push(bytes / 1e6 / (ms / 1000));
+        const us = await udpRtt(node.stack, node.gateway, svc.udpPort, o.rtts);
+        rtt.node.push(1e6 / median(us.filter((x) => !Number.isNaN(x))));
+      }
+    }
+    const cases = [
+      { name: `tcp-${o.mib}MiB`, unit: "MB/s", x: tput.xenlab, b: tput.node },
+      { name: "udp-rtt-64B", unit: "rt/s", x: rtt.xenlab, b: rtt.node },
+    ];
+    if (o.json) {
+      for (const c of cases) {
+        process.stdout.write(
+          `${rateLine("net", c.name, c.unit, median(c.x), median(c.b), "node-passt", pairedRatio(c.x, c.b))}\n`,
+        );
+      }
+    } else {
+      const rows = [["case", "xenlab", "node→passt", "ratio", "unit"]];
+      for (const c of cases) {
+        const f = (v: number) => (c.unit === "MB/s" ? v.toFixed(1) : fmtRate(v));
+        rows.push([c.name, f(median(c.x)), f(median(c.b)), pairedRatio(c.x, c.b).toFixed(2), c.unit]);
+      }
+      process.stdout.write(`${alignColumns(rows, (i) => i === 0 || i === 4).join("\n")}\n`);
+      process.stdout.write(
+        `udp round trip, median µs: xenlab ${(1e6 / median(rtt.xenlab)).toFixed(0)}, node ${(1e6 / median(rtt.node)).toFixed(0)}\n`,
+      );
+    }
+    return 0;
+  } catch (e) {
+    // What the kernels said is the clue: netback's and the guest's last lines.
+    if (process.env.XENLAB_DEBUG) {
+      for (const d of [0, 1]) process.stderr.write(`${host.hv.dmesg(d).slice(-15).join("\n")}\n`);
+    }
+    throw e;
+  } finally {
+    await node.close();
+    await host.stop();
+    svc.close();
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The guest's Ethernet devices: what netfront registers (one per connected vif, `eth<devid>`) and
+ * what the IP stack (stack/) sends and receives through. A registry per kernel, as blockDevices is.
+ */
+import type { Kernel } from "../../kernel/kernel.ts";
+
+export interface NetDeviceStats {
+  readonly txPackets: number;
+  readonly txBytes: number;
+  readonly txErrors: number;
+  readonly txDropped: number;
+  readonly rxPackets: number;
+  readonly rxBytes: number;
+  readonly rxErrors: number;
+}
+
+export interface NetDevice {
+  /** `eth0`, ... */
+  readonly name: string;
+  readonly mac: Uint8Array;
+  /** The toolstack's `mtu` key, else 1500. */
+  readonly mtu: number;
+  /** Sends one Ethernet frame; false when it was dropped. */
+  send(frame: Uint8Array): boolean;
+  /** Where received frames go; set by the IP stack (frames are dropped while null). */
+  onReceive: ((frame: Uint8Array) => void) | null;
+  stats(): NetDeviceStats;
+}
+
+interface Registry {
+  readonly devices: Map<string, NetDevice>;
+  readonly listeners: Set<(dev: NetDevice, up: boolean) => void>;
+}
+
+const registries = new WeakMap<Kernel, Registry>();
+
+function registry(k: Kernel): Registry {
+  let r = registries.get(k);
+  if (r === undefined) {
+    r = { devices: new Map(), listeners: new Set() };
+    registries.set(k, r);
+  }
+  return r;
+}
+
+/** The domain's Ethernet devices, by name. */
+export function netDevices(k: Kernel): ReadonlyMap<string, NetDevice> {
+  return registry(k).devices;
+}
+
+/** Called for each device registered (up) or removed (down), and at once for each one there is. */
+export function watchNetDevices(k: Kernel, fn: (dev: NetDevice, up: boolean) => void): () => void {
+  const r = registry(k);
+  r.listeners.add(fn);
+  for (const d of r.devices.values()) fn(d, true);
+  return () => r.listeners.delete(fn);
+}
+
+export function registerNetDevice(k: Kernel, dev: NetDevice): void {
+  const r = registry(k);
+  r.devices.set(dev.name, dev);
+  for (const fn of r.listeners) fn(dev, true);
+}
+
+export function unregisterNetDevice(k: Kernel, name: string): void {
+  const r = registry(k);
+  const dev = r.devices.get(name);
+  if (dev === undefined) return;
+  r.devices.delete(name);
+  for (const fn of r.listeners) fn(dev, false);
+}

@@ -1,0 +1,38 @@
+/**
+ * Smoke test of `xenlab bench net`: a --quick --json run prints one line per case with the bench's
+ * keys. The shape only: timings never go in tests.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { BENCH_JSON_KEYS, runBench } from "../helpers/bench.ts";
+import { hasCommand, requirePeer } from "../helpers/peers.ts";
+
+describe("xenlab bench net", () => {
+  it("prints a TCP and a UDP case with --quick --json", { timeout: 180_000 }, async (t) => {
+    if (!requirePeer(t, "passt (Debian package passt)", hasCommand("passt"))) return;
+    const r = await runBench(["net", "--quick", "--json", "--mib", "1", "--rtts", "10"]);
+    assert.equal(r.code, 0, `bench failed:\n${r.err}`);
+    const lines = r.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      lines.map((o) => [o.case, o.unit, o.baseline_name]),
+      [
+        ["tcp-1MiB", "MB/s", "node-passt"],
+        ["udp-rtt-64B", "rt/s", "node-passt"],
+      ],
+    );
+    for (const o of lines) {
+      assert.deepEqual(Object.keys(o), BENCH_JSON_KEYS);
+      for (const k of ["xenlab", "baseline", "ratio"])
+        assert.ok(Number.isFinite(o[k]), `${k}: ${String(o[k])}`);
+    }
+  });
+
+  it("refuses an unknown option with exit 2", async () => {
+    const r = await runBench(["net", "--nope"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /^xenlab bench net: Unknown option '--nope'; see 'xenlab bench net --help'\n$/);
+  });
+});
