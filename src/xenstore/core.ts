@@ -9,6 +9,7 @@
  */
 
 import { DOMID_FIRST_RESERVED } from "../xen/xen.ts";
+import { type ChildEdit, ChildList } from "./children.ts";
 import { checkStore, doControl } from "./control.ts";
 import {
   Connection,
@@ -45,7 +46,7 @@ import {
   type Quotas,
   WriteRateLimit,
 } from "./quota.ts";
-import { childrenBytes, commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
+import { commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
 import { Trace } from "./trace.ts";
 import { doResetWatches, doUnwatch, doWatch, WatchTable } from "./watch.ts";
 import {
@@ -332,9 +333,13 @@ export class XenStoreCore implements Daemon {
     return name === null ? null : canonicalize(ctx.conn.home, name);
   }
 
-  #checkNodeSize(ctx: RequestContext, rec: Pick<Node, "value" | "perms" | "children">): void {
+  #checkNodeSize(
+    ctx: RequestContext,
+    rec: Pick<Node, "value" | "perms" | "children">,
+    edit?: ChildEdit,
+  ): void {
     const limit = this.accounts.limit(ctx.conn.domid, "nodeSize");
-    if (!ctx.conn.privileged && nodeRecordSize(rec) >= limit) {
+    if (!ctx.conn.privileged && nodeRecordSize(rec, edit) >= limit) {
       this.#quotaHit(ctx.conn, "node-size", limit);
       throw new XsError("ENOSPC");
     }
@@ -367,25 +372,23 @@ export class XenStoreCore implements Daemon {
     let perms: Perms = parent.perms;
     if (!conn.privileged) perms = [{ id: conn.domid, perms: perms[0]!.perms }, ...perms.slice(1)];
     // Check every record first, so a quota failure leaves nothing half-written.
-    const parentRec = { ...parent, children: [...parent.children, baseOf(missing[0]!)] };
-    this.#checkNodeSize(ctx, parentRec);
+    const addToParent: ChildEdit = { add: true, name: baseOf(missing[0]!) };
+    this.#checkNodeSize(ctx, parent, addToParent);
+    const listOf = (i: number) =>
+      i === missing.length - 1 ? ChildList.EMPTY : ChildList.of([baseOf(missing[i + 1]!)], null);
     for (let i = 0; i < missing.length; i++) {
       const last = i === missing.length - 1;
-      this.#checkNodeSize(ctx, {
-        value: last ? value : EMPTY,
-        perms,
-        children: last ? [] : [baseOf(missing[i + 1]!)],
-      });
+      this.#checkNodeSize(ctx, { value: last ? value : EMPTY, perms, children: listOf(i) });
     }
     if (view.tx) view.tx.nodeCreated = true;
     let node: Node | null = null;
     for (let i = missing.length - 1; i >= 0; i--) {
       const last = i === missing.length - 1;
-      const n = view.write(missing[i]!, last ? value : EMPTY, perms, last ? [] : [baseOf(missing[i + 1]!)]);
+      const n = view.write(missing[i]!, last ? value : EMPTY, perms, listOf(i));
       if (last) node = n;
       view.entry(perms[0]!.id, 1);
     }
-    view.write(parentName, parent.value, parent.perms, parentRec.children);
+    view.write(parentName, parent.value, parent.perms, parent.children, addToParent);
     return node!;
   }
 
@@ -416,16 +419,11 @@ export class XenStoreCore implements Daemon {
     if (node !== null) this.#rmSubtree(view, node, name);
     // The parent was read before the walk: the walk changes nothing above `name`.
     const base = baseOf(name);
-    if (!parent.children.includes(base)) {
+    if (!parent.children.has(base)) {
       this.log.warn({ node: name }, `rm: ${base} is not a child of ${parentName} in this view`);
       throw new XsError("EIO");
     }
-    view.write(
-      parentName,
-      parent.value,
-      parent.perms,
-      parent.children.filter((c) => c !== base),
-    );
+    view.write(parentName, parent.value, parent.perms, parent.children, { add: false, name: base });
   }
 
   /**
@@ -446,7 +444,8 @@ export class XenStoreCore implements Daemon {
         removed++;
       }
     } catch (e) {
-      if (removed > 0) view.write(n.name, n.value, n.perms, n.children.slice(removed));
+      if (removed > 0)
+        view.write(n.name, n.value, n.perms, n.children.withoutFirst(removed, view.tx ?? view.store));
       throw e;
     }
     view.delete(n.name);
@@ -497,7 +496,7 @@ export class XenStoreCore implements Daemon {
   }
 
   #directory(ctx: RequestContext): Uint8Array {
-    return childrenBytes(this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).children);
+    return this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).children.wire();
   }
 
   #directoryPart(ctx: RequestContext): Uint8Array {
@@ -505,7 +504,7 @@ export class XenStoreCore implements Daemon {
     if (args.length !== 2) throw new XsError("EINVAL");
     const node = this.#getNode(ctx, this.#canon(ctx, args[0]!), Perm.READ);
     const off = atoi(args[1]!) >>> 0;
-    const all = childrenBytes(node.children);
+    const all = node.children.wire();
     const gen = `${node.generation}\0`;
     if (off >= all.byteLength) return latin1(`${gen}\0`);
     // Whole names only, as many as fit with the generation and the final empty string.

@@ -24,6 +24,7 @@
  * Creating a node reads its parent (to inherit permissions) and rewrites it (child list),
  * so two transactions adding children to the same directory conflict, as in Xen.
  */
+import { type ChildEdit, ChildList } from "./children.ts";
 import { XsError } from "./errors.ts";
 import type { Perms } from "./perms.ts";
 
@@ -33,8 +34,8 @@ export interface Node {
   readonly name: string;
   readonly value: Uint8Array;
   readonly perms: Perms;
-  /** Child base names in insertion order (C xenstored keeps them so). */
-  readonly children: readonly string[];
+  /** Child base names in C xenstored's order (src/xenstore/children.ts). */
+  readonly children: ChildList;
   readonly generation: number;
 }
 
@@ -45,24 +46,18 @@ const EMPTY = new Uint8Array(0);
  * with its padding), 8 bytes per permission, the value, the child names with their NULs.
  * The node-size quota applies to this.
  */
-export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">): number {
-  let childlen = 0;
-  for (const c of n.children) childlen += c.length + 1;
+export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">, edit?: ChildEdit): number {
+  const childlen = edit === undefined ? n.children.bytes : n.children.bytesAfter(edit);
   return 24 + 8 * n.perms.length + n.value.byteLength + childlen;
 }
 
-/** Children as the wire carries them: each name NUL-terminated. */
-export function childrenBytes(children: readonly string[]): Uint8Array {
-  let len = 0;
-  for (const c of children) len += c.length + 1;
-  const out = new Uint8Array(len);
-  let pos = 0;
-  for (const c of children) {
-    for (let i = 0; i < c.length; i++) out[pos++] = c.charCodeAt(i);
-    out[pos++] = 0;
-  }
-  return out;
-}
+/**
+ * What a request did to one node, for the journal: replaced or removed it (WHOLE), or only
+ * changed its child list by these edits (and maybe its value or permissions), so that a record
+ * for a new child in a wide directory does not carry the whole list.
+ */
+export const WHOLE = "whole";
+export type NodeChange = typeof WHOLE | ChildEdit[];
 
 /**
  * The node table. With `changes` set (a journal is attached, src/xenstore/journal.ts) every
@@ -70,20 +65,35 @@ export function childrenBytes(children: readonly string[]): Uint8Array {
  * however the change was made: a plain write, a transaction commit, a released domain.
  */
 export class NodeMap extends Map<string, Node> {
-  changes: Set<string> | null = null;
+  changes: Map<string, NodeChange> | null = null;
 
   override set(name: string, node: Node): this {
-    this.changes?.add(name);
+    this.changes?.set(name, WHOLE);
     return super.set(name, node);
   }
 
+  /**
+   * set() of a record whose child list is the previous record's, with `edit` (if any) applied,
+   * maybe in place: `oldBytes` is the list's size before (for the memory accounts,
+   * src/xenstore/quota.ts).
+   */
+  setEdited(name: string, node: Node, edit: ChildEdit | null, _oldBytes: number): void {
+    const changes = this.changes;
+    if (changes !== null) {
+      const c = changes.get(name);
+      if (c === undefined) changes.set(name, !super.has(name) ? WHOLE : edit === null ? [] : [edit]);
+      else if (c !== WHOLE && edit !== null) c.push(edit);
+    }
+    super.set(name, node);
+  }
+
   override delete(name: string): boolean {
-    this.changes?.add(name);
+    this.changes?.set(name, WHOLE);
     return super.delete(name);
   }
 
   override clear(): void {
-    if (this.changes !== null) for (const name of this.keys()) this.changes.add(name);
+    if (this.changes !== null) for (const name of this.keys()) this.changes.set(name, WHOLE);
     super.clear();
   }
 }
@@ -95,21 +105,16 @@ export class Store {
 
   constructor() {
     const n0: Perms = [{ id: 0, perms: 0 }];
-    this.nodes.set("/", { name: "/", value: EMPTY, perms: n0, children: ["tool"], generation: 0 });
-    this.nodes.set("/tool", {
-      name: "/tool",
+    const node = (name: string, children: string[]): Node => ({
+      name,
       value: EMPTY,
       perms: n0,
-      children: ["xenstored"],
+      children: ChildList.of(children, this),
       generation: 0,
     });
-    this.nodes.set("/tool/xenstored", {
-      name: "/tool/xenstored",
-      value: EMPTY,
-      perms: n0,
-      children: [],
-      generation: 0,
-    });
+    this.nodes.set("/", node("/", ["tool"]));
+    this.nodes.set("/tool", node("/tool", ["xenstored"]));
+    this.nodes.set("/tool/xenstored", node("/tool/xenstored", []));
   }
 
   nextGeneration(): number {
@@ -184,13 +189,26 @@ export class View {
     if (a !== undefined) return a.node;
     const node = this.store.nodes.get(name) ?? null;
     this.#record(tx, name, node, node, true);
+    // The transaction keeps this record: the store must copy its list before changing it.
+    node?.children.freeze();
     return node;
   }
 
-  /** Writes (creates or replaces) a node record; stamps a new generation. */
-  write(name: string, value: Uint8Array, perms: Perms, children: readonly string[]): Node {
-    const node: Node = { name, value, perms, children, generation: this.store.nextGeneration() };
-    this.#modify(name, node);
+  /**
+   * Writes (creates or replaces) a node record; stamps a new generation. With `edit`, the
+   * record's child list is `children` with that edit applied (in place when this view's store
+   * or transaction owns the list: src/xenstore/children.ts).
+   */
+  write(name: string, value: Uint8Array, perms: Perms, children: ChildList, edit?: ChildEdit): Node {
+    const oldBytes = children.bytes;
+    const list = edit === undefined ? children : children.edited(edit, this.tx ?? this.store);
+    const node: Node = { name, value, perms, children: list, generation: this.store.nextGeneration() };
+    const nodes = this.store.nodes;
+    // Outside a transaction, a record that keeps the list it had, or edits it, is journaled
+    // without the list (NodeChange).
+    if (this.tx === null && (edit !== undefined || nodes.get(name)?.children === children))
+      nodes.setEdited(name, node, edit ?? null, oldBytes);
+    else this.#modify(name, node);
     return node;
   }
 
@@ -280,6 +298,7 @@ export function commit(store: Store, tx: Transaction): FireRequest[] {
   for (const [name, a] of tx.accessed) {
     if (!a.modified) continue;
     if (a.node !== null) {
+      a.node.children.adopt(tx, store);
       store.nodes.set(name, { ...a.node, generation: store.nextGeneration() });
     } else {
       store.nodes.delete(name);
