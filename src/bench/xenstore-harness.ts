@@ -52,6 +52,14 @@ export interface Options {
   pin: boolean;
   /** The unrecorded test-xenstore -i 1000 warm-up on each side (JIT) before the cases. */
   warmupRun: boolean;
+  /** Guests written in case d. */
+  guests: number;
+  /** Children of the one directory in case e. */
+  wide: number;
+  /** Store sizes (nodes) at which case f reads the resident set. */
+  memNodes: number[];
+  /** Case f stops filling a daemon after this many seconds. */
+  memSeconds: number;
   /** xenlab's daemon with `--state DIR` (journal), plus `--state-sync` (sync), or neither. */
   state: "none" | "journal" | "sync";
 }

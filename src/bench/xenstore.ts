@@ -45,6 +45,9 @@ import {
   table,
   testXenstore,
 } from "./xenstore-harness.ts";
+import { caseD, caseE, caseF, kilo } from "./xenstore-scale.ts";
+
+const CASES: readonly CaseId[] = ["a", "b", "c", "d", "e", "f"];
 
 const DEFAULTS: Options = {
   json: false,
@@ -62,6 +65,10 @@ const DEFAULTS: Options = {
   xenlabCmd: null,
   pin: true,
   warmupRun: true,
+  guests: 1000,
+  wide: 50_000,
+  memNodes: [100_000, 1_000_000],
+  memSeconds: 900,
   state: "none",
 };
 
@@ -73,6 +80,10 @@ const QUICK: Partial<Options> = {
   warmupMs: 200,
   durationMs: 300,
   idleDurationMs: 200,
+  guests: 20,
+  wide: 2_000,
+  memNodes: [5_000],
+  memSeconds: 30,
 };
 
 export const USAGE = `usage: xenlab bench xenstore [options]
@@ -82,6 +93,12 @@ Runs the same loads against xenlab's xenstored and the reference C xenstored
   a  test-xenstore -i N, daemon and client pinned to CPU ${DAEMON_CPU}
   b  N clients, read/write/transaction mix, one request outstanding each
   c  the single-client loads with N idle connections open
+  d  a host's store (the nodes xl create writes for --guests guests, each with a console,
+     two disks and a vif), then test-xenstore (as a) and the clients of b on it
+  e  --wide children created in one directory, against as many nodes 100 per directory:
+     the write rate up to 10k and up to --wide
+  f  the daemon's resident set per node, filling a store to each size of --mem-nodes
+  (d, e and f fill a store once per daemon and take minutes: select them with --cases)
 
 options:
   --json               one JSON line per case instead of the table
@@ -95,7 +112,12 @@ options:
   --warmup S           load-generator warm-up per daemon (default ${DEFAULTS.warmupMs / 1000})
   --clients N          clients in case b (default ${DEFAULTS.clients})
   --idle N             idle connections in case c (default ${DEFAULTS.idle})
-  --cases LIST         e.g. a,c (default a,b,c)
+  --cases LIST         e.g. a,c or e (default a,b,c)
+  --guests N           guests written in case d (default ${DEFAULTS.guests})
+  --wide N             children of the one directory in case e (default ${DEFAULTS.wide})
+  --mem-nodes LIST     store sizes for case f (default ${DEFAULTS.memNodes.join(",")})
+  --mem-seconds S      case f stops filling a daemon after S seconds and reports the sizes it
+                       reached (default ${DEFAULTS.memSeconds})
   --xenlab KIND        dist: node dist/cli/main.js xenstored (default; npm run build first)
                        src:  the daemon from source through tsx (slower start, same code)
                        ref:  a second reference C xenstored (to check the bench itself)
@@ -148,10 +170,26 @@ const OPTIONS: OptionTable<Options> = {
   "--cases": (o, arg) => {
     const v = arg.next() ?? "";
     const list = v.split(",").filter((s) => s !== "");
-    if (list.length === 0 || !list.every((s): s is CaseId => s === "a" || s === "b" || s === "c")) {
-      throw new RangeError(`Invalid value for --cases: '${v}'; expected a comma-separated subset of a,b,c`);
+    if (list.length === 0 || !list.every((s): s is CaseId => CASES.includes(s as CaseId))) {
+      throw new RangeError(
+        `Invalid value for --cases: '${v}'; expected a comma-separated subset of ${CASES.join(",")}`,
+      );
     }
     o.cases = new Set(list);
+  },
+  "--guests": (o, arg) => {
+    o.guests = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--wide": (o, arg) => {
+    o.wide = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--mem-nodes": (o, arg) => {
+    const v = arg.next() ?? "";
+    const list = v.split(",").map((x) => Math.floor(positive(arg.flag, x)));
+    o.memNodes = [...new Set(list)].sort((a, b) => a - b);
+  },
+  "--mem-seconds": (o, arg) => {
+    o.memSeconds = positive(arg.flag, arg.next());
   },
   "--xenlab": (o, arg) => {
     const v = arg.next();
@@ -283,7 +321,7 @@ function checkPeers(o: Options): void {
   if (!existsSync(join(REFXS, "start.sh"))) {
     throw new Error(`Cannot find the reference daemon's start.sh in '${REFXS}'`);
   }
-  if ((o.cases.has("a") || o.cases.has("c")) && !existsSync(TEST_XENSTORE)) {
+  if ((o.cases.has("a") || o.cases.has("c") || o.cases.has("d")) && !existsSync(TEST_XENSTORE)) {
     throw new Error(
       `Cannot find '${TEST_XENSTORE}': start the reference once (../shared/refxs/start.sh) to fill its cache`,
     );
@@ -340,13 +378,22 @@ export async function benchXenstore(o: Options): Promise<number> {
     for (const side of ["xenlab", "baseline"] as const) {
       if (o.warmupRun) await testXenstore(o, daemons[side].socket, Math.min(1000, o.iterations));
     }
+    // f first, on daemons that hold nothing yet; e removes what it writes; d's guests stay.
+    if (o.cases.has("f")) await caseF(ctx);
+    if (o.cases.has("e")) await caseE(ctx);
     if (o.cases.has("a")) await caseA(ctx);
     if (o.cases.has("b")) await caseB(ctx);
     if (o.cases.has("c")) await caseC(ctx);
+    if (o.cases.has("d")) await caseD(ctx);
+    const d = `d/${o.guests}-guests`;
     const goals: Goal[] = [
       { name: "a/test-xenstore", min: 1 },
       { name: `b/${o.clients}-clients`, min: 1 },
       { name: `c/${o.idle}-idle/test-xenstore`, min: 3 },
+      { name: `${d}/test-xenstore`, min: 2 },
+      { name: `${d}/${o.clients}-clients`, min: 2 },
+      { name: `e/wide at ${kilo(o.wide)}`, min: 10 },
+      ...o.memNodes.map((n) => ({ name: `f/rss per node at ${kilo(n)}`, min: 1 })),
     ];
     if (o.json) {
       for (const row of ctx.res.rows.values()) if (row.json) process.stdout.write(`${jsonRow(row)}\n`);
@@ -361,6 +408,13 @@ export async function benchXenstore(o: Options): Promise<number> {
         o.cases.has("c")
           ? `c: ${o.idle} idle connections, test-xenstore -i ${o.idleIterations} and 1 client in windows of ${o.idleDurationMs / 1000} s${pinA}`
           : "",
+        o.cases.has("d")
+          ? `d: ${o.guests} guests as xl create writes them, then test-xenstore -i ${o.iterations}${pinA} and ${o.clients} clients`
+          : "",
+        o.cases.has("e")
+          ? `e: ${o.wide} writes into one directory and 100 per directory, 64 outstanding`
+          : "",
+        o.cases.has("f") ? `f: VmRSS growth ÷ nodes, 16-byte values 100 per directory` : "",
       ].filter((x) => x !== "");
       process.stdout.write(
         `\nMedian (min–max) of ${o.runs} test-xenstore run(s) or ${o.windows} load window(s) per daemon; ratio > 1: xenlab ahead.\n${what.join("; ")}.\n`,
