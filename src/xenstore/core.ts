@@ -97,7 +97,7 @@ interface WireFunc {
   readonly noTx?: boolean;
 }
 
-const EMPTY = new Uint8Array(0);
+const EMPTY = "";
 
 /**
  * The daemon: its connections, the dispatch of each request through a table keyed by type
@@ -349,7 +349,7 @@ export class XenStoreCore implements Daemon {
    * Creates `name` and any missing ancestors (C `construct_node` + `create_node`). New nodes
    * copy their parent's permissions; a guest owns what it creates.
    */
-  #create(ctx: RequestContext, name: string, value: Uint8Array): Node {
+  #create(ctx: RequestContext, name: string, value: string): Node {
     const { view, conn } = ctx;
     const missing: string[] = [name];
     let parentName = parentOf(name);
@@ -492,7 +492,7 @@ export class XenStoreCore implements Daemon {
   // ---------------------------------------------------------------- handlers
 
   #read(ctx: RequestContext): Uint8Array {
-    return this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).value;
+    return latin1(this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).value);
   }
 
   #directory(ctx: RequestContext): Uint8Array {
@@ -535,7 +535,7 @@ export class XenStoreCore implements Daemon {
     const nul = p.indexOf(0);
     if (nul < 0) throw new XsError("EINVAL");
     const name = canonicalize(ctx.conn.home, fromLatin1(p, 0, nul));
-    const value = p.slice(nul + 1);
+    const value = fromLatin1(p, nul + 1);
     let node: Node;
     const cur = this.#lookup(ctx, name, Perm.WRITE);
     if (cur === "ENOENT") {

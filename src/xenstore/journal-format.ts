@@ -66,7 +66,7 @@ export interface Meta {
 /** A node whose child list changed by `edits` (op 2): everything else as it is now. */
 export interface NodeEdit {
   readonly name: string;
-  readonly value: Uint8Array;
+  readonly value: string;
   readonly perms: Perms;
   readonly generation: number;
   readonly edits: readonly ChildEdit[];
@@ -169,11 +169,14 @@ export class FrameWriter {
     this.#pos = pos + n;
   }
 
-  bytes(b: Uint8Array): void {
-    this.#room(4 + b.byteLength);
-    this.#buf.writeUInt32LE(b.byteLength, this.#pos);
-    this.#buf.set(b, this.#pos + 4);
-    this.#pos += 4 + b.byteLength;
+  /** A value: u32 length, then its bytes (a latin1 string, one byte per char). */
+  str32(s: string): void {
+    const n = s.length;
+    this.#room(4 + n);
+    this.#buf.writeUInt32LE(n, this.#pos);
+    if (n <= 64) for (let i = 0; i < n; i++) this.#buf[this.#pos + 4 + i] = s.charCodeAt(i);
+    else this.#buf.write(s, this.#pos + 4, n, "latin1");
+    this.#pos += 4 + n;
   }
 
   perms(p: Perms): void {
@@ -190,7 +193,7 @@ export class FrameWriter {
     this.str16(n.name);
     this.f64(n.generation);
     this.perms(n.perms);
-    this.bytes(n.value);
+    this.str32(n.value);
     this.u32(n.children.size);
     for (const c of n.children) this.str16(c);
   }
@@ -201,7 +204,7 @@ export class FrameWriter {
     this.str16(n.name);
     this.f64(n.generation);
     this.perms(n.perms);
-    this.bytes(n.value);
+    this.str32(n.value);
     this.u32(edits.length);
     for (const e of edits) {
       this.u8(e.add ? 1 : 0);
@@ -313,7 +316,7 @@ export function decodeDelta(payload: Uint8Array, owner: ListOwner | null = null)
     const p = perms();
     const vlen = u32();
     need(vlen);
-    const value = new Uint8Array(b.subarray(pos, pos + vlen)); // a copy: the file buffer goes away
+    const value = b.toString("latin1", pos, pos + vlen);
     pos += vlen;
     const n = u32();
     if (op === 1) {

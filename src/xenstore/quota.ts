@@ -449,7 +449,7 @@ export class AccountedView extends View {
     return n;
   }
 
-  override write(name: string, value: Uint8Array, perms: Perms, children: ChildList, edit?: ChildEdit): Node {
+  override write(name: string, value: string, perms: Perms, children: ChildList, edit?: ChildEdit): Node {
     const tx = this.tx;
     const size = nodeMemory({ name, value, perms, children }, edit);
     let delta: number;
