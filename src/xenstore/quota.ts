@@ -393,14 +393,14 @@ export function chargeNodes(nodes: NodeMap, accounts: Accounts): void {
     recharge(old, old === undefined ? 0 : nodeMemory(old), node);
     return set.call(nodes, name, node);
   };
-  charged.setEdited = (name: string, node: Node, edit: ChildEdit | null, oldBytes: number): void => {
+  charged.setEdited = (name: string, node: Node, edits: readonly ChildEdit[], oldBytes: number): void => {
     const old = nodes.get(name);
     const oldMem =
       old === undefined
         ? 0
         : nodeMemory(old) - (old.children === node.children ? old.children.bytes - oldBytes : 0);
     recharge(old, oldMem, node);
-    setEdited.call(nodes, name, node, edit, oldBytes);
+    setEdited.call(nodes, name, node, edits, oldBytes);
   };
   charged.delete = (name: string): boolean => {
     const old = nodes.get(name);

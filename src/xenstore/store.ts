@@ -78,16 +78,16 @@ export class NodeMap extends Map<string, Node> {
   }
 
   /**
-   * set() of a record whose child list is the previous record's, with `edit` (if any) applied,
-   * maybe in place: `oldBytes` is the list's size before (for the memory accounts,
+   * set() of a record whose child list is the previous record's with `edits` applied, maybe
+   * in place: `oldBytes` is the list's size before (for the memory accounts,
    * src/xenstore/quota.ts).
    */
-  setEdited(name: string, node: Node, edit: ChildEdit | null, _oldBytes: number): void {
+  setEdited(name: string, node: Node, edits: readonly ChildEdit[], _oldBytes: number): void {
     const changes = this.changes;
     if (changes !== null) {
       const c = changes.get(name);
-      if (c === undefined) changes.set(name, !super.has(name) ? WHOLE : edit === null ? [] : [edit]);
-      else if (c !== WHOLE && edit !== null) c.push(edit);
+      if (c === undefined) changes.set(name, !super.has(name) ? WHOLE : [...edits]);
+      else if (c !== WHOLE) c.push(...edits);
     }
     super.set(name, node);
   }
@@ -139,6 +139,11 @@ interface Accessed {
   watchExact: boolean;
   /** Permissions of the node when first accessed, for watch checks at commit. */
   perms: Perms | null;
+  /**
+   * How this transaction changed the node's child list since it first read it: by these
+   * edits, or (null) otherwise (replaced, deleted, created, or first met by a write).
+   */
+  edits: ChildEdit[] | null;
 }
 
 export class Transaction {
@@ -211,14 +216,27 @@ export class View {
     const nodes = this.store.nodes;
     // Outside a transaction, a record that keeps the list it had, or edits it, is journaled
     // without the list (NodeChange).
-    if (this.tx === null && (edit !== undefined || nodes.get(name)?.children === children))
-      nodes.setEdited(name, node, edit ?? null, oldBytes);
-    else this.#modify(name, node);
+    const tx = this.tx;
+    if (tx === null) {
+      if (edit !== undefined || nodes.get(name)?.children === children)
+        nodes.setEdited(name, node, edit === undefined ? [] : [edit], oldBytes);
+      else nodes.set(name, node);
+      return node;
+    }
+    // In a transaction: remember the edits, for commit() to apply to the store's own list.
+    const a = tx.accessed.get(name);
+    if (a !== undefined && a.edits !== null) {
+      if (edit !== undefined) a.edits.push(edit);
+      else if (a.node === null || a.node.children !== children) a.edits = null;
+    }
+    this.#modify(name, node);
     return node;
   }
 
   delete(name: string): void {
     this.store.nextGeneration();
+    const a = this.tx?.accessed.get(name);
+    if (a !== undefined) a.edits = null;
     this.#modify(name, null);
   }
 
@@ -281,6 +299,7 @@ export class View {
       fireWatch: false,
       watchExact: false,
       perms: cur ? cur.perms : null,
+      edits: checkGen && node !== null ? [] : null,
     };
     tx.accessed.set(name, a);
     return a;
@@ -302,7 +321,21 @@ export function commit(store: Store, tx: Transaction): FireRequest[] {
   const fires: FireRequest[] = [];
   for (const [name, a] of tx.accessed) {
     if (!a.modified) continue;
-    if (a.node !== null) {
+    const cur = store.nodes.get(name);
+    if (a.node !== null && a.edits !== null && cur !== undefined) {
+      // The store's record is the one this transaction first read (its generation was just
+      // checked): its list with the transaction's edits is the transaction's list, and the
+      // journal records the edits alone.
+      const oldBytes = cur.children.bytes;
+      let children = cur.children;
+      for (const e of a.edits) children = children.edited(e, store);
+      store.nodes.setEdited(
+        name,
+        { ...a.node, children, generation: store.nextGeneration() },
+        a.edits,
+        oldBytes,
+      );
+    } else if (a.node !== null) {
       a.node.children.adopt(tx, store);
       store.nodes.set(name, { ...a.node, generation: store.nextGeneration() });
     } else {

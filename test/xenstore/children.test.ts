@@ -155,6 +155,39 @@ describe("journal records of a wide directory", () => {
     assert.equal(r.core.store.nodes.get("/wide")!.children, after.children);
   });
 
+  it("records a transaction's new and removed children as edits of the store's list", () => {
+    const files = new MemFiles();
+    const s = journaled(files);
+    for (let i = 0; i < 300; i++) s.send("dom0", "WRITE", `/local/domain/${i + 1}/name|g${i}`);
+    const lastRecord = () => decodeDelta(readFrames(files.bytes(JOURNAL_FILE), HEADER_SIZE).payloads.at(-1)!);
+    s.run([
+      { who: "dom0", op: "TRANSACTION_START", arg: "|", expect: "=T" },
+      { who: "dom0", tx: "T", op: "WRITE", arg: "/local/domain/900/name|new", expect: "OK|" },
+      { who: "dom0", tx: "T", op: "RM", arg: "/local/domain/7|", expect: "OK|" },
+      { who: "dom0", tx: "T", op: "TRANSACTION_END", arg: "T|", expect: "OK|" },
+    ]);
+    const d = lastRecord();
+    assert.deepEqual(
+      d.edited.map((e) => [e.name, e.edits]),
+      [
+        [
+          "/local/domain",
+          [
+            { add: true, name: "900" },
+            { add: false, name: "7" },
+          ],
+        ],
+      ],
+    );
+    assert.ok(d.set.every((n) => n.children.size <= 1));
+    const want = s.core.store.nodes.get("/local/domain")!.children.toArray();
+    assert.equal(want.at(-1), "900");
+    assert.ok(!want.includes("7"));
+    const r = journaled(files);
+    assert.deepEqual(r.core.store.nodes.get("/local/domain")!.children.toArray(), want);
+    assert.deepEqual(r.core.check(), []);
+  });
+
   it("reads a version 1 state directory, and refuses a newer version with one clear line", () => {
     const files = new MemFiles();
     const s = journaled(files);

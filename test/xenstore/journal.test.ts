@@ -318,7 +318,20 @@ describe("Journal", () => {
     assert.equal(j.stats.records, 1);
     const payload = readFrames(files.bytes(JOURNAL_FILE), HEADER_SIZE).payloads[0]!;
     const d = decodeDelta(payload);
-    assert.deepEqual(d.set.map((n) => n.name).sort(), ["/", "/t", "/t/1", "/t/2"]);
+    assert.deepEqual(d.set.map((n) => n.name).sort(), ["/t", "/t/1", "/t/2"]);
+    // "/" gained t and lost tool: an edit of its list, not the list.
+    assert.deepEqual(
+      d.edited.map((e) => [e.name, e.edits]),
+      [
+        [
+          "/",
+          [
+            { add: true, name: "t" },
+            { add: false, name: "tool" },
+          ],
+        ],
+      ],
+    );
     assert.deepEqual([...d.deleted].sort(), ["/tool", "/tool/xenstored"]);
 
     send(s, ["TRANSACTION_START", "|"]);
