@@ -149,6 +149,7 @@ async function fillRates(
 }
 
 export function kilo(n: number): string {
+  if (n % 1_000_000 === 0) return `${n / 1_000_000}M`;
   return n % 1000 === 0 ? `${n / 1000}k` : String(n);
 }
 
@@ -235,8 +236,10 @@ export async function caseF(ctx: Ctx): Promise<void> {
         }
         await p.pump(reqs(), DEPTH);
         if (stopped) {
+          await sleep(1000);
+          const perNode = (rssBytes(d.pid) - rss0) / memNodes(written);
           ctx.log(
-            `[f] ${side}: stopped after ${o.memSeconds} s at ${memNodes(written)} nodes, short of ${target}: no figure at ${kilo(target)} for ${side}`,
+            `[f] ${side}: stopped after ${o.memSeconds} s at ${memNodes(written)} nodes, short of ${target}: no figure at ${kilo(target)} for ${side} (${perNode.toFixed(0)} B per node where it stopped)`,
           );
           return;
         }
