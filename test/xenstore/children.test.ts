@@ -100,6 +100,29 @@ describe("child lists in the store", () => {
     assert.deepEqual(s.core.check(), []);
   });
 
+  it("counts the children's names in the node-size quota to the byte, as they come and go", () => {
+    const s = new Scenario();
+    s.send("dom0", "INTRODUCE", "5|1|105|");
+    s.send("dom0", "MKDIR", "/local/domain/5/d|");
+    s.send("dom0", "SET_PERMS", "/local/domain/5/d|n5|");
+    // The record of d: 24 + 8 per permission + value + each child's name and NUL; refused at 2048.
+    const name = (i: number) => `c${String(i).padStart(98, "0")}`; // 99 characters: 100 bytes listed
+    let i = 0;
+    while (s.send("dom5", "WRITE", `/local/domain/5/d/${name(i)}|`).reply === "OK|") i++;
+    const d = s.core.store.nodes.get("/local/domain/5/d")!;
+    assert.equal(d.children.size, i);
+    assert.equal(24 + 8 + i * 100, 2032); // one more child would make 2132 ≥ 2048
+    const x = (n: number) => "x".repeat(n);
+    s.run([
+      { who: "dom5", op: "WRITE", arg: `/local/domain/5/d/${x(15)}|`, expect: "!ENOSPC", note: "2048" },
+      { who: "dom5", op: "WRITE", arg: `/local/domain/5/d/${x(14)}|`, expect: "OK|", note: "2047" },
+      { who: "dom5", op: "WRITE", arg: "/local/domain/5/d/y|", expect: "!ENOSPC", note: "2049" },
+      { who: "dom5", op: "RM", arg: `/local/domain/5/d/${name(0)}|`, expect: "OK|", note: "1947" },
+      { who: "dom5", op: "WRITE", arg: `/local/domain/5/d/${x(99)}|`, expect: "OK|", note: "2047" },
+      { who: "dom5", op: "WRITE", arg: "/local/domain/5/d/y|", expect: "!ENOSPC" },
+    ]);
+  });
+
   it("charges a domain exactly for its directories as they grow and shrink", () => {
     const s = new Scenario();
     s.send("dom0", "INTRODUCE", "5|1|105|");
