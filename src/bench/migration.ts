@@ -123,6 +123,7 @@ function measure(o: Options): Sample {
   const snap = encodeDelta({
     generation: core.store.generation,
     set: [...core.store.nodes.values()],
+    edited: [],
     deleted: [],
     meta,
   });
@@ -134,11 +135,13 @@ function measure(o: Options): Sample {
   const load = ms(t0);
   t0 = process.hrtime.bigint();
   const base = new XenStoreCore();
-  const d = decodeDelta(readFrames(snap, 0).payloads[0]!);
+  const owner = {};
+  const d = decodeDelta(readFrames(snap, 0).payloads[0]!, owner);
   const nodes = new Map(d.set.map((n) => [n.name, n]));
   restoreState(base, {
     epoch: 0,
     nodes,
+    owner,
     generation: d.generation,
     meta: d.meta,
     records: 0,

@@ -17,67 +17,39 @@
  * for a rate, baseline/xenlab for a latency or a CPU cost. "daemon cpu per op" is the
  * daemon's user + system time from /proc over the requests it served.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { siblingModule } from "../lib/spawn.ts";
-import { inRunOrder, jsonLine, median, type OptionTable, parseOptions, runBench } from "./common.ts";
+import { median, type OptionTable, parseOptions, runBench } from "./common.ts";
 import { type Daemon, hasTaskset, pin, startCommand, startReference, tail } from "./daemons.ts";
-import { type Conn, type LoadConfig, type LoadResult, openIdle, type WindowResult } from "./loadgen.ts";
-import { cpuSeconds } from "./procstat.ts";
+import { type Conn, openIdle } from "./loadgen.ts";
+import {
+  addTestXenstore,
+  BASELINE_NAME,
+  type CaseId,
+  CLIENT_CPU,
+  type Ctx,
+  DAEMON_CPU,
+  fmt,
+  type Goal,
+  jsonRow,
+  loadWindows,
+  measuredCpu,
+  type Options,
+  order,
+  REFXS,
+  REPO,
+  Results,
+  ratio,
+  type Side,
+  TEST_XENSTORE,
+  TRACED_NAME,
+  table,
+  testXenstore,
+} from "./xenstore-harness.ts";
+import { caseD, caseE, caseF, kilo } from "./xenstore-scale.ts";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
-const FROM_SOURCE = import.meta.url.endsWith(".ts");
-/** $XENLAB_SHARED/refxs (set by .ci/run), else ../shared/refxs beside the checkout. */
-const REFXS = join(process.env.XENLAB_SHARED ?? join(REPO, "../shared"), "refxs");
-const REFXS_CACHE = process.env.REFXS_CACHE ?? "/var/tmp/refxs-cache";
-const TEST_XENSTORE = join(REFXS_CACHE, "root/usr/lib/xen-4.17/bin/test-xenstore");
-const REFXS_LIB = join(REFXS_CACHE, "root/usr/lib/x86_64-linux-gnu");
-
-/** Requests per `test-xenstore` iteration of all 12 tests, and for its final cleanup. */
-const TEST_XENSTORE_REQS_PER_ITER = 76;
-const TEST_XENSTORE_REQS_FIXED = 5;
-
-const DAEMON_CPU = 0;
-const CLIENT_CPU = 1;
-const BASELINE_NAME = "cxenstored";
-/** The baseline's name in the output: cxenstored, or xenlab's daemon traced (--trace). */
-const TRACED_NAME = "xenlab+trace";
-
-type CaseId = "a" | "b" | "c";
-type Side = "xenlab" | "baseline";
-type XenlabKind = "dist" | "src" | "ref";
-
-export interface Options {
-  json: boolean;
-  runs: number;
-  /** Load-generator windows per daemon (cases b and c). */
-  windows: number;
-  /** test-xenstore -i for case a. */
-  iterations: number;
-  /** test-xenstore -i for case c. */
-  idleIterations: number;
-  warmupMs: number;
-  durationMs: number;
-  /** 1-client load of case c. */
-  idleDurationMs: number;
-  clients: number;
-  idle: number;
-  cases: ReadonlySet<CaseId>;
-  xenlab: XenlabKind;
-  xenlabCmd: string[] | null;
-  pin: boolean;
-  /** The unrecorded test-xenstore -i 1000 warm-up on each side (JIT) before the cases. */
-  warmupRun: boolean;
-  /** xenlab's daemon with `--state DIR` (journal), plus `--state-sync` (sync), or neither. */
-  state: "none" | "journal" | "sync";
-  /** The baseline is xenlab's own daemon with the live view's recorder on (`--live-trace`). */
-  trace: boolean;
-  /** xenlab's daemon with `--pcap FILE`: every request and reply captured (docs/capture.md). */
-  pcap: boolean;
-}
+const CASES: readonly CaseId[] = ["a", "b", "c", "d", "e", "f"];
 
 const DEFAULTS: Options = {
   json: false,
@@ -95,6 +67,10 @@ const DEFAULTS: Options = {
   xenlabCmd: null,
   pin: true,
   warmupRun: true,
+  guests: 1000,
+  wide: 50_000,
+  memNodes: [100_000, 1_000_000],
+  memSeconds: 900,
   state: "none",
   trace: false,
   pcap: false,
@@ -108,6 +84,10 @@ const QUICK: Partial<Options> = {
   warmupMs: 200,
   durationMs: 300,
   idleDurationMs: 200,
+  guests: 20,
+  wide: 2_000,
+  memNodes: [5_000],
+  memSeconds: 30,
 };
 
 export const USAGE = `usage: xenlab bench xenstore [options]
@@ -117,6 +97,12 @@ Runs the same loads against xenlab's xenstored and the reference C xenstored
   a  test-xenstore -i N, daemon and client pinned to CPU ${DAEMON_CPU}
   b  N clients, read/write/transaction mix, one request outstanding each
   c  the single-client loads with N idle connections open
+  d  a host's store (the nodes xl create writes for --guests guests, each with a console,
+     two disks and a vif), then test-xenstore (as a) and the clients of b on it
+  e  --wide children created in one directory, against as many nodes 100 per directory:
+     the write rate up to 10k and up to --wide
+  f  the daemon's resident set per node, filling a store to each size of --mem-nodes
+  (d, e and f fill a store once per daemon and take minutes: select them with --cases)
 
 options:
   --json               one JSON line per case instead of the table
@@ -130,7 +116,12 @@ options:
   --warmup S           load-generator warm-up per daemon (default ${DEFAULTS.warmupMs / 1000})
   --clients N          clients in case b (default ${DEFAULTS.clients})
   --idle N             idle connections in case c (default ${DEFAULTS.idle})
-  --cases LIST         e.g. a,c (default a,b,c)
+  --cases LIST         e.g. a,c or e (default a,b,c)
+  --guests N           guests written in case d (default ${DEFAULTS.guests})
+  --wide N             children of the one directory in case e (default ${DEFAULTS.wide})
+  --mem-nodes LIST     store sizes for case f (default ${DEFAULTS.memNodes.join(",")})
+  --mem-seconds S      case f stops filling a daemon after S seconds and reports the sizes it
+                       reached (default ${DEFAULTS.memSeconds})
   --xenlab KIND        dist: node dist/cli/main.js xenstored (default; npm run build first)
                        src:  the daemon from source through tsx (slower start, same code)
                        ref:  a second reference C xenstored (to check the bench itself)
@@ -187,10 +178,26 @@ const OPTIONS: OptionTable<Options> = {
   "--cases": (o, arg) => {
     const v = arg.next() ?? "";
     const list = v.split(",").filter((s) => s !== "");
-    if (list.length === 0 || !list.every((s): s is CaseId => s === "a" || s === "b" || s === "c")) {
-      throw new RangeError(`Invalid value for --cases: '${v}'; expected a comma-separated subset of a,b,c`);
+    if (list.length === 0 || !list.every((s): s is CaseId => CASES.includes(s as CaseId))) {
+      throw new RangeError(
+        `Invalid value for --cases: '${v}'; expected a comma-separated subset of ${CASES.join(",")}`,
+      );
     }
     o.cases = new Set(list);
+  },
+  "--guests": (o, arg) => {
+    o.guests = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--wide": (o, arg) => {
+    o.wide = Math.floor(positive(arg.flag, arg.next()));
+  },
+  "--mem-nodes": (o, arg) => {
+    const v = arg.next() ?? "";
+    const list = v.split(",").map((x) => Math.floor(positive(arg.flag, x)));
+    o.memNodes = [...new Set(list)].sort((a, b) => a - b);
+  },
+  "--mem-seconds": (o, arg) => {
+    o.memSeconds = positive(arg.flag, arg.next());
   },
   "--xenlab": (o, arg) => {
     const v = arg.next();
@@ -214,15 +221,15 @@ const OPTIONS: OptionTable<Options> = {
   "--trace": (o) => {
     o.trace = true;
   },
+  "--pcap": (o) => {
+    o.pcap = true;
+  },
   "--state": (o, arg) => {
     const v = arg.next();
     if (v !== "none" && v !== "journal" && v !== "sync") {
       throw new RangeError(`Invalid value for --state: '${v ?? ""}'; expected none, journal or sync`);
     }
     o.state = v;
-  },
-  "--pcap": (o) => {
-    o.pcap = true;
   },
 };
 
@@ -237,265 +244,6 @@ export function parseArgs(argv: readonly string[]): Options | "help" {
     null,
     OPTIONS,
   );
-}
-
-// ---------------------------------------------------------------------------------------
-// Results: one row per case, one sample per run and side.
-
-type Better = "higher" | "lower";
-
-interface Row {
-  name: string;
-  unit: string;
-  better: Better;
-  /** In the --json output (else only in the table, e.g. the generator's own CPU use). */
-  json: boolean;
-  samples: Record<Side, number[]>;
-}
-
-interface Goal {
-  name: string;
-  min: number;
-}
-
-class Results {
-  readonly rows = new Map<string, Row>();
-
-  add(name: string, unit: string, better: Better, side: Side, value: number, json = true): void {
-    let row = this.rows.get(name);
-    if (row === undefined) {
-      row = { name, unit, better, json, samples: { xenlab: [], baseline: [] } };
-      this.rows.set(name, row);
-    }
-    row.samples[side].push(value);
-  }
-}
-
-function ratio(row: Row): number {
-  const x = median(row.samples.xenlab);
-  const b = median(row.samples.baseline);
-  return row.better === "higher" ? x / b : b / x;
-}
-
-function round(x: number, digits: number): number | null {
-  if (!Number.isFinite(x)) return null;
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-function jsonRow(row: Row, baselineName: string): string {
-  const x = median(row.samples.xenlab);
-  const b = median(row.samples.baseline);
-  const digits = row.unit === "ops/s" ? 0 : 2;
-  return jsonLine({
-    bench: "xenstore",
-    case: row.name,
-    unit: row.unit,
-    xenlab: round(x, digits),
-    baseline: round(b, digits),
-    baseline_name: baselineName,
-    ratio: round(ratio(row), 3),
-  });
-}
-
-function fmt(x: number, unit: string): string {
-  if (!Number.isFinite(x)) return "-";
-  if (unit === "ops/s") return x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
-  if (unit === "%") return `${x.toFixed(0)}%`;
-  return x >= 100 ? x.toFixed(0) : x.toFixed(1);
-}
-
-function cell(xs: readonly number[], unit: string): string {
-  const m = fmt(median(xs), unit);
-  if (xs.length < 2) return m;
-  return `${m} (${fmt(Math.min(...xs), unit)}–${fmt(Math.max(...xs), unit)})`;
-}
-
-function table(res: Results, goals: readonly Goal[], xenlabLabel: string, baselineName: string): string {
-  const head = ["case", "unit", xenlabLabel, baselineName, "ratio", "goal"];
-  const lines = [...res.rows.values()].map((row) => {
-    const r = ratio(row);
-    const goal = goals.find((g) => g.name === row.name);
-    const informative = !row.json;
-    return [
-      row.name,
-      row.unit,
-      cell(row.samples.xenlab, row.unit),
-      cell(row.samples.baseline, row.unit),
-      informative || !Number.isFinite(r) ? "" : r.toFixed(2),
-      goal === undefined ? "" : `≥${goal.min} ${r >= goal.min ? "met" : "MISSED"}`,
-    ];
-  });
-  const all = [head, ...lines];
-  const width = head.map((_, i) => Math.max(...all.map((l) => l[i]!.length)));
-  const fmtLine = (l: string[]) =>
-    l
-      .map((c, i) => (i === 0 || i === 1 ? c.padEnd(width[i]!) : c.padStart(width[i]!)))
-      .join("  ")
-      .trimEnd();
-  return [fmtLine(head), width.map((w) => "-".repeat(w)).join("  "), ...lines.map(fmtLine)].join("\n");
-}
-
-// ---------------------------------------------------------------------------------------
-// Loads.
-
-interface TestXenstoreRun {
-  seconds: number;
-  ops: number;
-  /** Average ns of each test's timed part, by test name. */
-  tests: Map<string, number>;
-}
-
-function runProcess(
-  argv: readonly string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((res, rej) => {
-    const [cmd, ...args] = argv;
-    if (cmd === undefined) {
-      rej(new RangeError("Cannot run an empty command"));
-      return;
-    }
-    const child = spawn(cmd, args, { env, cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on("error", rej);
-    child.on("close", (code, signal) => res({ code: code ?? (signal ? 128 : 1), out, err }));
-  });
-}
-
-function pinned(o: Options, cpu: number, argv: string[]): string[] {
-  return o.pin ? ["taskset", "-c", String(cpu), ...argv] : argv;
-}
-
-/** One `test-xenstore -i n` run against `socket`, timed from spawn to exit. */
-async function testXenstore(o: Options, socket: string, n: number): Promise<TestXenstoreRun> {
-  const env = { ...process.env, LD_LIBRARY_PATH: REFXS_LIB, XENSTORED_PATH: socket };
-  const t0 = performance.now();
-  const r = await runProcess(pinned(o, DAEMON_CPU, [TEST_XENSTORE, "-i", String(n)]), env);
-  const seconds = (performance.now() - t0) / 1e3;
-  if (r.code !== 0 || r.out.includes("failed")) {
-    throw new Error(`test-xenstore -i ${n} on '${socket}' failed (exit code ${r.code}):\n${r.out}${r.err}`);
-  }
-  const tests = new Map<string, number>();
-  for (const line of r.out.split("\n")) {
-    // "read 1    : avg: 28106 ns (26011 ns .. 97019 ns)", or "read 1    : 28106 ns" for -i 1.
-    const m = /^(.{10}): (?:avg: )?(\d+) ns/.exec(line);
-    if (m) tests.set(m[1]!.trim(), Number(m[2]));
-  }
-  return { seconds, ops: TEST_XENSTORE_REQS_PER_ITER * n + TEST_XENSTORE_REQS_FIXED, tests };
-}
-
-/** One loadgen run in its own process, pinned to `cpu`. */
-async function loadgen(o: Options, cfg: LoadConfig, cpu: number): Promise<LoadResult> {
-  const child = fileURLToPath(siblingModule(import.meta.url, "loadgen-child"));
-  const node = [process.execPath, ...(FROM_SOURCE ? ["--import", "tsx"] : []), child, JSON.stringify(cfg)];
-  const r = await runProcess(pinned(o, cpu, node), process.env);
-  const line = r.out.trim().split("\n").pop() ?? "";
-  if (r.code !== 0 || !line.startsWith("{")) {
-    const on = cfg.targets.map((t) => `'${t.socket}'`).join(", ");
-    throw new Error(`Load generator failed on ${on} (exit code ${r.code}):\n${r.err}${r.out}`);
-  }
-  return JSON.parse(line) as LoadResult;
-}
-
-// ---------------------------------------------------------------------------------------
-
-interface Ctx {
-  o: Options;
-  daemons: Record<Side, Daemon>;
-  res: Results;
-  log: (s: string) => void;
-  seq: number;
-}
-
-/** The order of the two sides in run `r` (0-based): alternate who goes first. */
-function order(r: number): Side[] {
-  return inRunOrder(SIDES, r);
-}
-
-async function measuredCpu<T>(pid: number, f: () => Promise<T>): Promise<{ value: T; cpu: number }> {
-  const c0 = cpuSeconds(pid);
-  const value = await f();
-  return { value, cpu: cpuSeconds(pid) - c0 };
-}
-
-function addTestXenstore(
-  ctx: Ctx,
-  prefix: string,
-  side: Side,
-  run: TestXenstoreRun,
-  cpu: number,
-  perTest: boolean,
-): void {
-  ctx.res.add(prefix, "ops/s", "higher", side, run.ops / run.seconds);
-  if (perTest) {
-    for (const [test, ns] of run.tests) ctx.res.add(`${prefix}/${test} avg`, "us", "lower", side, ns / 1e3);
-  }
-  ctx.res.add(`${prefix}/daemon cpu per op`, "us", "lower", side, (cpu / run.ops) * 1e6);
-}
-
-const SIDES: readonly Side[] = ["xenlab", "baseline"];
-const SETTLE_MS = 150;
-
-function addWindow(
-  ctx: Ctx,
-  prefix: string,
-  side: Side,
-  r: WindowResult,
-  kinds: readonly ("all" | "read" | "write" | "tx")[],
-): void {
-  ctx.res.add(prefix, "ops/s", "higher", side, r.opsPerSec);
-  for (const k of kinds) {
-    ctx.res.add(`${prefix}/${k} p50`, "us", "lower", side, r.latency[k].p50Us);
-    ctx.res.add(`${prefix}/${k} p99`, "us", "lower", side, r.latency[k].p99Us);
-  }
-  ctx.res.add(`${prefix}/daemon cpu per op`, "us", "lower", side, (r.daemonCpu / r.ops) * 1e6);
-  ctx.res.add(`${prefix}/loadgen cpu`, "%", "lower", side, r.cpu * 100, false);
-  if (r.conflicts > 0) ctx.log(`[${prefix}] ${side}: ${r.conflicts} transactions retried after EAGAIN`);
-}
-
-/**
- * One load-generator process driving both daemons in alternating windows (loadgen.ts),
- * pinned to `cpu`; each window becomes one sample.
- */
-async function loadWindows(
-  ctx: Ctx,
-  prefix: string,
-  clients: number,
-  windowMs: number,
-  cpu: number,
-  kinds: readonly ("all" | "read" | "write" | "tx")[],
-): Promise<void> {
-  const { o } = ctx;
-  ctx.seq++;
-  const cfg: LoadConfig = {
-    targets: SIDES.map((side) => ({ socket: ctx.daemons[side].socket, daemonPid: ctx.daemons[side].pid })),
-    clients,
-    warmupMs: o.warmupMs,
-    settleMs: SETTLE_MS,
-    windowMs,
-    windows: o.windows,
-    tag: `r${process.pid}x${ctx.seq}`,
-    seed: 12345,
-  };
-  const result = await loadgen(o, cfg, cpu);
-  for (const w of result.windows) {
-    const side = SIDES[w.target]!;
-    addWindow(ctx, prefix, side, w, kinds);
-  }
-  for (const side of SIDES) {
-    const ws = result.windows.filter((w) => SIDES[w.target] === side);
-    const rates = ws.map((w) => fmt(w.opsPerSec, "ops/s")).join(" ");
-    const gen = median(ws.map((w) => w.cpu * 100)).toFixed(0);
-    ctx.log(`[${prefix}] ${side}: ${rates} ops/s; loadgen cpu ${gen}%`);
-  }
 }
 
 async function caseA(ctx: Ctx): Promise<void> {
@@ -587,7 +335,7 @@ function checkPeers(o: Options): void {
   if (!existsSync(join(REFXS, "start.sh"))) {
     throw new Error(`Cannot find the reference daemon's start.sh in '${REFXS}'`);
   }
-  if ((o.cases.has("a") || o.cases.has("c")) && !existsSync(TEST_XENSTORE)) {
+  if ((o.cases.has("a") || o.cases.has("c") || o.cases.has("d")) && !existsSync(TEST_XENSTORE)) {
     throw new Error(
       `Cannot find '${TEST_XENSTORE}': start the reference once (../shared/refxs/start.sh) to fill its cache`,
     );
@@ -662,13 +410,22 @@ export async function benchXenstore(o: Options): Promise<number> {
     for (const side of ["xenlab", "baseline"] as const) {
       if (o.warmupRun) await testXenstore(o, daemons[side].socket, Math.min(1000, o.iterations));
     }
+    // f first, on daemons that hold nothing yet; e removes what it writes; d's guests stay.
+    if (o.cases.has("f")) await caseF(ctx);
+    if (o.cases.has("e")) await caseE(ctx);
     if (o.cases.has("a")) await caseA(ctx);
     if (o.cases.has("b")) await caseB(ctx);
     if (o.cases.has("c")) await caseC(ctx);
+    if (o.cases.has("d")) await caseD(ctx);
+    const d = `d/${o.guests}-guests`;
     const goals: Goal[] = [
       { name: "a/test-xenstore", min: 1 },
       { name: `b/${o.clients}-clients`, min: 1 },
       { name: `c/${o.idle}-idle/test-xenstore`, min: 3 },
+      { name: `${d}/test-xenstore`, min: 2 },
+      { name: `${d}/${o.clients}-clients`, min: 2 },
+      { name: `e/wide at ${kilo(o.wide)}`, min: 10 },
+      ...o.memNodes.map((n) => ({ name: `f/rss per node at ${kilo(n)}`, min: 1 })),
     ];
     if (o.json) {
       for (const row of ctx.res.rows.values())
@@ -690,6 +447,13 @@ export async function benchXenstore(o: Options): Promise<number> {
         o.cases.has("c")
           ? `c: ${o.idle} idle connections, test-xenstore -i ${o.idleIterations} and 1 client in windows of ${o.idleDurationMs / 1000} s${pinA}`
           : "",
+        o.cases.has("d")
+          ? `d: ${o.guests} guests as xl create writes them, then test-xenstore -i ${o.iterations}${pinA} and ${o.clients} clients`
+          : "",
+        o.cases.has("e")
+          ? `e: ${o.wide} writes into one directory and 100 per directory, 64 outstanding`
+          : "",
+        o.cases.has("f") ? `f: VmRSS growth ÷ nodes, 16-byte values 100 per directory` : "",
       ].filter((x) => x !== "");
       process.stdout.write(
         `\nMedian (min–max) of ${o.runs} test-xenstore run(s) or ${o.windows} load window(s) per daemon; ratio > 1: xenlab ahead.\n${what.join("; ")}.\n`,

@@ -12,6 +12,7 @@
 import { XenStoreCore } from "../xenstore/core.ts";
 import type { Connection } from "../xenstore/daemon.ts";
 import { DEFAULT_QUOTAS } from "../xenstore/quota.ts";
+import type { NodeChange } from "../xenstore/store.ts";
 import { encodePacket, fromLatin1, latin1, PacketReader, type XsPacket, XsType } from "../xenstore/wire.ts";
 import { eventProblem, FuzzFailure, replyProblem } from "./check.ts";
 import { StreamModel } from "./frame.ts";
@@ -133,7 +134,7 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
     for (const p of got) {
       if (cl.conn.closed) break;
       let r: ReturnType<XenStoreCore["step"]>;
-      const changes = new Set<string>();
+      const changes = new Map<string, NodeChange>();
       core.store.nodes.changes = changes;
       try {
         r = core.step(cl.conn, p);
@@ -147,7 +148,7 @@ export async function fuzzCore(o: TargetOptions): Promise<void> {
       // A request that fails changes nothing (the core checks every record before writing).
       if (r.reply.type === XsType.ERROR && changes.size > 0) {
         fail(
-          `${Buffer.from(r.reply.payload)} reply, yet ${[...changes].slice(0, 3).join(", ")} changed (request ${hex(encodePacket(p))})`,
+          `${Buffer.from(r.reply.payload)} reply, yet ${[...changes.keys()].slice(0, 3).join(", ")} changed (request ${hex(encodePacket(p))})`,
         );
       }
       stats.reply(p, r.reply);

@@ -33,7 +33,6 @@ import { RINGS_ATTRIBUTE, type RingIndexes } from "../xenbus/xenbus.ts";
 import { formatPerm } from "../xenstore/perms.ts";
 import type { Store } from "../xenstore/store.ts";
 import type { XsTraceEvent } from "../xenstore/trace-events.ts";
-import { fromLatin1 } from "../xenstore/wire.ts";
 import { listDevices } from "./devices.ts";
 import type { Host } from "./host.ts";
 import { domainRings, ioRing } from "./live-rings.ts";
@@ -240,7 +239,7 @@ export class LiveRecorder {
     // The timeline shows values written; a permission change or a mkdir changes no value.
     if (dev === null || dev.key === "" || p.type !== "WRITE") return;
     const node = this.#store.nodes.get(p.path);
-    const value = node === undefined ? "" : fromLatin1(node.value);
+    const value = node === undefined ? "" : node.value;
     if (dev.key === XenbusKey.state) {
       const s = parseXenbusState(value);
       this.#timeline(dev.id, dev.side, "state", `${xenbusStateName(s)} (${s}) by ${p.label}`, s);
@@ -320,7 +319,7 @@ export class LiveView {
     const refKeys = new Map<string, string>();
     const portKeys = new Map<string, string>();
     for (const n of [...h.core.store.nodes.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const value = fromLatin1(n.value);
+      const value = n.value;
       const writer = this.recorder.writers.get(n.name);
       nodes.push({
         path: n.name,
@@ -422,7 +421,7 @@ export class LiveView {
       directory: async (path: string) => [...(store.get(path)?.children ?? [])],
       tryRead: async (path: string) => {
         const n = store.get(path);
-        return n === undefined ? undefined : fromLatin1(n.value);
+        return n === undefined ? undefined : n.value;
       },
     };
     const reports = await listDevices({

@@ -35,8 +35,7 @@ export function checkStore(d: Daemon): string[] {
     }
     if (name !== "/") {
       const p = nodes.get(parentOf(name));
-      if (p === undefined || !p.children.includes(baseOf(name)))
-        problems.push(`${name} is not in its parent`);
+      if (p === undefined || !p.children.has(baseOf(name))) problems.push(`${name} is not in its parent`);
     }
   }
   for (const [domid, n] of counts) {

@@ -10,6 +10,7 @@
 
 import { Tracer } from "../lib/tracer.ts";
 import { DOMID_FIRST_RESERVED } from "../xen/xen.ts";
+import { type ChildEdit, ChildList } from "./children.ts";
 import { checkStore, doControl } from "./control.ts";
 import {
   Connection,
@@ -48,7 +49,7 @@ import {
   type Quotas,
   WriteRateLimit,
 } from "./quota.ts";
-import { childrenBytes, commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
+import { commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
 import { Trace } from "./trace.ts";
 import { traceStep, type XsTraceEvent } from "./trace-events.ts";
 import { doResetWatches, doUnwatch, doWatch, WatchTable } from "./watch.ts";
@@ -102,7 +103,7 @@ interface WireFunc {
   readonly noTx?: boolean;
 }
 
-const EMPTY = new Uint8Array(0);
+const EMPTY = "";
 
 /**
  * The daemon: its connections, the dispatch of each request through a table keyed by type
@@ -366,9 +367,13 @@ export class XenStoreCore implements Daemon {
     return name === null ? null : canonicalize(ctx.conn.home, name);
   }
 
-  #checkNodeSize(ctx: RequestContext, rec: Pick<Node, "value" | "perms" | "children">): void {
+  #checkNodeSize(
+    ctx: RequestContext,
+    rec: Pick<Node, "value" | "perms" | "children">,
+    edit?: ChildEdit,
+  ): void {
     const limit = this.accounts.limit(ctx.conn.domid, "nodeSize");
-    if (!ctx.conn.privileged && nodeRecordSize(rec) >= limit) {
+    if (!ctx.conn.privileged && nodeRecordSize(rec, edit) >= limit) {
       this.#quotaHit(ctx.conn, "node-size", limit);
       throw new XsError("ENOSPC");
     }
@@ -378,7 +383,7 @@ export class XenStoreCore implements Daemon {
    * Creates `name` and any missing ancestors (C `construct_node` + `create_node`). New nodes
    * copy their parent's permissions; a guest owns what it creates.
    */
-  #create(ctx: RequestContext, name: string, value: Uint8Array): Node {
+  #create(ctx: RequestContext, name: string, value: string): Node {
     const { view, conn } = ctx;
     const missing: string[] = [name];
     let parentName = parentOf(name);
@@ -401,25 +406,23 @@ export class XenStoreCore implements Daemon {
     let perms: Perms = parent.perms;
     if (!conn.privileged) perms = [{ id: conn.domid, perms: perms[0]!.perms }, ...perms.slice(1)];
     // Check every record first, so a quota failure leaves nothing half-written.
-    const parentRec = { ...parent, children: [...parent.children, baseOf(missing[0]!)] };
-    this.#checkNodeSize(ctx, parentRec);
+    const addToParent: ChildEdit = { add: true, name: baseOf(missing[0]!) };
+    this.#checkNodeSize(ctx, parent, addToParent);
+    const listOf = (i: number) =>
+      i === missing.length - 1 ? ChildList.EMPTY : ChildList.of([baseOf(missing[i + 1]!)], null);
     for (let i = 0; i < missing.length; i++) {
       const last = i === missing.length - 1;
-      this.#checkNodeSize(ctx, {
-        value: last ? value : EMPTY,
-        perms,
-        children: last ? [] : [baseOf(missing[i + 1]!)],
-      });
+      this.#checkNodeSize(ctx, { value: last ? value : EMPTY, perms, children: listOf(i) });
     }
     if (view.tx) view.tx.nodeCreated = true;
     let node: Node | null = null;
     for (let i = missing.length - 1; i >= 0; i--) {
       const last = i === missing.length - 1;
-      const n = view.write(missing[i]!, last ? value : EMPTY, perms, last ? [] : [baseOf(missing[i + 1]!)]);
+      const n = view.write(missing[i]!, last ? value : EMPTY, perms, listOf(i));
       if (last) node = n;
       view.entry(perms[0]!.id, 1);
     }
-    view.write(parentName, parent.value, parent.perms, parentRec.children);
+    view.write(parentName, parent.value, parent.perms, parent.children, addToParent);
     return node!;
   }
 
@@ -450,16 +453,11 @@ export class XenStoreCore implements Daemon {
     if (node !== null) this.#rmSubtree(view, node, name);
     // The parent was read before the walk: the walk changes nothing above `name`.
     const base = baseOf(name);
-    if (!parent.children.includes(base)) {
+    if (!parent.children.has(base)) {
       this.log.warn({ node: name }, `rm: ${base} is not a child of ${parentName} in this view`);
       throw new XsError("EIO");
     }
-    view.write(
-      parentName,
-      parent.value,
-      parent.perms,
-      parent.children.filter((c) => c !== base),
-    );
+    view.write(parentName, parent.value, parent.perms, parent.children, { add: false, name: base });
   }
 
   /**
@@ -480,7 +478,8 @@ export class XenStoreCore implements Daemon {
         removed++;
       }
     } catch (e) {
-      if (removed > 0) view.write(n.name, n.value, n.perms, n.children.slice(removed));
+      if (removed > 0)
+        view.write(n.name, n.value, n.perms, n.children.withoutFirst(removed, view.tx ?? view.store));
       throw e;
     }
     view.delete(n.name);
@@ -527,11 +526,11 @@ export class XenStoreCore implements Daemon {
   // ---------------------------------------------------------------- handlers
 
   #read(ctx: RequestContext): Uint8Array {
-    return this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).value;
+    return latin1(this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).value);
   }
 
   #directory(ctx: RequestContext): Uint8Array {
-    return childrenBytes(this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).children);
+    return this.#getNode(ctx, this.#canon(ctx, onearg(ctx.payload)), Perm.READ).children.wire();
   }
 
   #directoryPart(ctx: RequestContext): Uint8Array {
@@ -539,7 +538,7 @@ export class XenStoreCore implements Daemon {
     if (args.length !== 2) throw new XsError("EINVAL");
     const node = this.#getNode(ctx, this.#canon(ctx, args[0]!), Perm.READ);
     const off = atoi(args[1]!) >>> 0;
-    const all = childrenBytes(node.children);
+    const all = node.children.wire();
     const gen = `${node.generation}\0`;
     if (off >= all.byteLength) return latin1(`${gen}\0`);
     // Whole names only, as many as fit with the generation and the final empty string.
@@ -570,7 +569,7 @@ export class XenStoreCore implements Daemon {
     const nul = p.indexOf(0);
     if (nul < 0) throw new XsError("EINVAL");
     const name = canonicalize(ctx.conn.home, fromLatin1(p, 0, nul));
-    const value = p.slice(nul + 1);
+    const value = fromLatin1(p, nul + 1);
     let node: Node;
     const cur = this.#lookup(ctx, name, Perm.WRITE);
     if (cur === "ENOENT") {

@@ -184,7 +184,8 @@ export function releaseDomain(d: Daemon, domid: number): Delivery[] {
           return;
         }
       }
-      for (const c of n.children) visit(childPath(name, c));
+      // A copy: removing a child changes the list being walked.
+      for (const c of n.children.toArray()) visit(childPath(name, c));
     };
     visit("/");
   }

@@ -2,8 +2,9 @@
  * The byte format of xenstored's state directory (`xenlab xenstored --state DIR`): a pure
  * codec, no I/O (src/xenstore/journal.ts does the files). docs/journal.md has the picture.
  *
- * Both files start with a 16-byte header: an 8-byte magic (`XLSNAP\0\1` for the snapshot,
- * `XLJRNL\0\1` for the journal), the epoch (u32), and the CRC32 of those 12 bytes. After
+ * Both files start with a 16-byte header: an 8-byte magic (`XLSNAP\0` for the snapshot,
+ * `XLJRNL\0` for the journal, then the format version byte, now 2), the epoch (u32), and the
+ * CRC32 of those 12 bytes. After
  * it come frames, `u32 length | u32 crc32(payload) | payload` (little-endian): the snapshot
  * holds exactly one, the journal one per acknowledged change. A frame whose length runs
  * past the end of the file, or whose CRC does not match, is where a kill -9 cut a write
@@ -14,18 +15,29 @@
  *
  *   u8  flags                 bit 0: the meta part follows the nodes
  *   f64 generation            the store's generation counter after the change
- *   u32 count, then count ×   u8 op (0 delete, 1 set) | str16 path
+ *   u32 count, then count ×   u8 op (0 delete, 1 set, 2 edit) | str16 path
  *                             set: f64 generation | perms | u32 len, value | u32 n, n × str16 child
+ *                             edit: f64 generation | perms | u32 len, value | u32 n, n × (u8 1 add
+ *                                   or 0 remove | str16 child), applied in order to the node's
+ *                                   children as the records before left them
  *   meta (bit 0):             u32 n, n × (u32 domid | str16 gfn | u32 port)        the domains
  *                             u32 n, n × (str16 name | perms)                       special nodes
  *   perms = u16 n, n × (u32 domid | u8 READ/WRITE bits); str16 = u16 length, latin1 bytes
  *
  * A snapshot is the delta that builds the whole tree from nothing: every node as a set,
  * meta included. A journal record holds each node the request changed, as it is after the
- * request (so replaying a record is idempotent), and the meta part when domains or special
- * permissions changed.
+ * request, and the meta part when domains or special permissions changed. A node whose child
+ * list only gained or lost names (a directory given a new child) is an edit: its value and
+ * permissions, and the names added and removed, not the whole list, so a record's size does
+ * not grow with the directory. Replaying a set is idempotent, an edit is not: a record is
+ * applied once, in order, on top of the snapshot whose epoch the journal carries.
+ *
+ * Versions: 1 had no edit op; a version 1 file is read as it is (its payloads are valid
+ * version 2 payloads) and the first compaction rewrites it as version 2. A newer version is
+ * refused with a message that names it.
  */
 import { crc32 } from "node:zlib";
+import { type ChildEdit, ChildList, type ListOwner } from "./children.ts";
 import type { PermEntry, Perms } from "./perms.ts";
 import type { Node } from "./store.ts";
 
@@ -34,8 +46,10 @@ export const FRAME_HEADER_SIZE = 8;
 /** No record comes near this (a request payload is at most 4096 bytes); a larger length is damage. */
 export const MAX_FRAME = 1 << 30;
 
-export const SNAPSHOT_MAGIC = "XLSNAP\0\x01";
-export const JOURNAL_MAGIC = "XLJRNL\0\x01";
+export const SNAPSHOT_MAGIC = "XLSNAP\0";
+export const JOURNAL_MAGIC = "XLJRNL\0";
+/** The version this code writes; it reads every version from 1 up to it. */
+export const FORMAT_VERSION = 2;
 
 /** A domain as the journal keeps it: what INTRODUCE said. */
 export interface DomainRecord {
@@ -49,9 +63,19 @@ export interface Meta {
   readonly special: readonly { readonly name: string; readonly perms: Perms }[];
 }
 
+/** A node whose child list changed by `edits` (op 2): everything else as it is now. */
+export interface NodeEdit {
+  readonly name: string;
+  readonly value: string;
+  readonly perms: Perms;
+  readonly generation: number;
+  readonly edits: readonly ChildEdit[];
+}
+
 export interface Delta {
   readonly generation: number;
   readonly set: readonly Node[];
+  readonly edited: readonly NodeEdit[];
   readonly deleted: readonly string[];
   readonly meta: Meta | null;
 }
@@ -145,11 +169,14 @@ export class FrameWriter {
     this.#pos = pos + n;
   }
 
-  bytes(b: Uint8Array): void {
-    this.#room(4 + b.byteLength);
-    this.#buf.writeUInt32LE(b.byteLength, this.#pos);
-    this.#buf.set(b, this.#pos + 4);
-    this.#pos += 4 + b.byteLength;
+  /** A value: u32 length, then its bytes (a latin1 string, one byte per char). */
+  str32(s: string): void {
+    const n = s.length;
+    this.#room(4 + n);
+    this.#buf.writeUInt32LE(n, this.#pos);
+    if (n <= 64) for (let i = 0; i < n; i++) this.#buf[this.#pos + 4 + i] = s.charCodeAt(i);
+    else this.#buf.write(s, this.#pos + 4, n, "latin1");
+    this.#pos += 4 + n;
   }
 
   perms(p: Perms): void {
@@ -166,9 +193,23 @@ export class FrameWriter {
     this.str16(n.name);
     this.f64(n.generation);
     this.perms(n.perms);
-    this.bytes(n.value);
-    this.u32(n.children.length);
+    this.str32(n.value);
+    this.u32(n.children.size);
     for (const c of n.children) this.str16(c);
+  }
+
+  /** A node as an `edit` entry: its list changed by `edits` since the last record of it. */
+  editNode(n: Pick<Node, "name" | "generation" | "perms" | "value">, edits: readonly ChildEdit[]): void {
+    this.u8(2);
+    this.str16(n.name);
+    this.f64(n.generation);
+    this.perms(n.perms);
+    this.str32(n.value);
+    this.u32(edits.length);
+    for (const e of edits) {
+      this.u8(e.add ? 1 : 0);
+      this.str16(e.name);
+    }
   }
 
   deleteNode(name: string): void {
@@ -204,15 +245,19 @@ export function encodeDelta(d: Delta, w = new FrameWriter()): Buffer {
   w.begin();
   w.u8(d.meta ? 1 : 0);
   w.f64(d.generation);
-  w.u32(d.set.length + d.deleted.length);
+  w.u32(d.set.length + d.edited.length + d.deleted.length);
   for (const n of d.set) w.setNode(n);
+  for (const e of d.edited) w.editNode(e, e.edits);
   for (const name of d.deleted) w.deleteNode(name);
   if (d.meta) w.meta(d.meta);
   return w.frame();
 }
 
-/** Reads a delta payload; JournalFormatError if it is cut short or has bytes left over. */
-export function decodeDelta(payload: Uint8Array): Delta {
+/**
+ * Reads a delta payload; JournalFormatError if it is cut short or has bytes left over. The
+ * child lists it makes belong to `owner` (src/xenstore/children.ts).
+ */
+export function decodeDelta(payload: Uint8Array, owner: ListOwner | null = null): Delta {
   const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
   let pos = 0;
   const need = (n: number) => {
@@ -256,6 +301,7 @@ export function decodeDelta(payload: Uint8Array): Delta {
   const generation = f64();
   const count = u32();
   const set: Node[] = [];
+  const edited: NodeEdit[] = [];
   const deleted: string[] = [];
   for (let i = 0; i < count; i++) {
     const op = u8();
@@ -264,17 +310,24 @@ export function decodeDelta(payload: Uint8Array): Delta {
       deleted.push(name);
       continue;
     }
-    if (op !== 1) throw new JournalFormatError(`Cannot decode delta: unknown op ${op} for "${name}"`);
+    if (op !== 1 && op !== 2)
+      throw new JournalFormatError(`Cannot decode delta: unknown op ${op} for "${name}"`);
     const gen = f64();
     const p = perms();
     const vlen = u32();
     need(vlen);
-    const value = new Uint8Array(b.subarray(pos, pos + vlen)); // a copy: the file buffer goes away
+    const value = b.toString("latin1", pos, pos + vlen);
     pos += vlen;
-    const nchildren = u32();
-    const children: string[] = [];
-    for (let j = 0; j < nchildren; j++) children.push(str16());
-    set.push({ name, value, perms: p, children, generation: gen });
+    const n = u32();
+    if (op === 1) {
+      const children: string[] = [];
+      for (let j = 0; j < n; j++) children.push(str16());
+      set.push({ name, value, perms: p, children: ChildList.of(children, owner), generation: gen });
+    } else {
+      const edits: ChildEdit[] = [];
+      for (let j = 0; j < n; j++) edits.push({ add: u8() === 1, name: str16() });
+      edited.push({ name, value, perms: p, generation: gen, edits });
+    }
   }
   let meta: Meta | null = null;
   if (flags & 1) {
@@ -288,12 +341,13 @@ export function decodeDelta(payload: Uint8Array): Delta {
   }
   if (pos !== b.length)
     throw new JournalFormatError(`Cannot decode delta: ${b.length - pos} bytes left over at offset ${pos}`);
-  return { generation, set, deleted, meta };
+  return { generation, set, edited, deleted, meta };
 }
 
 export function encodeHeader(magic: string, epoch: number): Buffer {
   const h = Buffer.alloc(HEADER_SIZE);
-  h.write(magic, 0, 8, "latin1");
+  h.write(magic, 0, 7, "latin1");
+  h[7] = FORMAT_VERSION;
   h.writeUInt32LE(epoch >>> 0, 8);
   h.writeUInt32LE(crc32(h.subarray(0, 12)), 12);
   return h;
@@ -306,10 +360,15 @@ export function decodeHeader(file: Uint8Array, magic: string, what: string): num
       `Cannot read ${what}: header needs ${HEADER_SIZE} bytes, file has ${file.byteLength}`,
     );
   const h = Buffer.from(file.buffer, file.byteOffset, HEADER_SIZE);
-  if (h.toString("latin1", 0, 8) !== magic)
+  if (h.toString("latin1", 0, 7) !== magic)
     throw new JournalFormatError(`Cannot read ${what}: not a xenlab ${what} file`);
   if (h.readUInt32LE(12) !== crc32(h.subarray(0, 12)))
     throw new JournalFormatError(`Cannot read ${what}: header checksum does not match`);
+  const version = h[7]!;
+  if (version < 1 || version > FORMAT_VERSION)
+    throw new JournalFormatError(
+      `Cannot read ${what}: format version ${version}, this xenlab reads 1 to ${FORMAT_VERSION}; run the xenlab that wrote it, or start from an empty --state directory`,
+    );
   return h.readUInt32LE(8);
 }
 

@@ -6,7 +6,8 @@
  *
  * Write path. The core calls commit() at the end of each request (and of a domain release),
  * before it hands the reply or any watch event to a transport. commit() writes one record,
- * every node the request changed as it now is, with one `write` to the journal file. When
+ * every node the request changed as it now is (a directory that only gained or lost children:
+ * its edits, not its whole list), with one `write` to the journal file. When
  * `write` returns, the bytes are in the kernel's page cache, and a kill -9 ends the process
  * but does not lose them: no fsync is needed for this guarantee. `sync: true`
  * (`--state-sync`) adds an fdatasync per record, for a machine that may lose power. A failed
@@ -47,6 +48,8 @@
  * reconnect, as with C xenstored when it restarts), quotas changed at run time (they come
  * from the command line again), SET_TARGET (a property of a domain's connection).
  */
+
+import type { ListOwner } from "./children.ts";
 import type { XenStoreCore } from "./core.ts";
 import type { StateJournal, XsLogger } from "./daemon.ts";
 import {
@@ -64,7 +67,7 @@ import {
   SNAPSHOT_MAGIC,
 } from "./journal-format.ts";
 import type { Perms } from "./perms.ts";
-import { type Node, Store } from "./store.ts";
+import { type Node, type NodeChange, Store, WHOLE } from "./store.ts";
 
 export const SNAPSHOT_FILE = "snapshot";
 export const JOURNAL_FILE = "journal";
@@ -115,6 +118,8 @@ export interface JournalOptions {
 export interface LoadedState {
   readonly epoch: number;
   readonly nodes: Map<string, Node>;
+  /** Who owns the child lists of `nodes` (restoreState hands them to the core's store). */
+  readonly owner: ListOwner;
   readonly generation: number;
   /** Null when nothing was ever recorded about domains: the core's defaults stand. */
   readonly meta: Meta | null;
@@ -130,15 +135,25 @@ export class StateDirError extends Error {
   override readonly name = "StateDirError";
 }
 
-function applyDelta(nodes: Map<string, Node>, d: Delta): void {
+function applyDelta(nodes: Map<string, Node>, d: Delta, owner: ListOwner): void {
   for (const n of d.set) nodes.set(n.name, n);
+  for (const e of d.edited) {
+    const cur = nodes.get(e.name);
+    if (cur === undefined)
+      throw new JournalFormatError(`Cannot replay an edit of "${e.name}": no such node before it`);
+    let children = cur.children;
+    for (const edit of e.edits) children = children.edited(edit, owner);
+    nodes.set(e.name, { name: e.name, value: e.value, perms: e.perms, children, generation: e.generation });
+  }
   for (const name of d.deleted) nodes.delete(name);
 }
 
 /** Reads the directory (nothing there: the initial tree). Throws StateDirError on a damaged or inconsistent pair. */
 export function loadState(files: StateFiles): LoadedState {
   const dir = files.where;
-  const nodes = new Map<string, Node>(new Store().nodes);
+  const initial = new Store();
+  const owner: ListOwner = initial;
+  const nodes = new Map<string, Node>(initial.nodes);
   let generation = 0;
   let meta: Meta | null = null;
   let epoch = 0;
@@ -151,9 +166,9 @@ export function loadState(files: StateFiles): LoadedState {
         throw new JournalFormatError(
           `Cannot read snapshot: ${f.stop ?? `${f.payloads.length} frames, want 1`}`,
         );
-      const d = decodeDelta(f.payloads[0]!);
+      const d = decodeDelta(f.payloads[0]!, owner);
       nodes.clear();
-      applyDelta(nodes, d);
+      applyDelta(nodes, d, owner);
       generation = d.generation;
       meta = d.meta;
     }
@@ -170,8 +185,8 @@ export function loadState(files: StateFiles): LoadedState {
       if (jepoch === epoch) {
         const f = readFrames(jrnl, HEADER_SIZE);
         for (const p of f.payloads) {
-          const d = decodeDelta(p);
-          applyDelta(nodes, d);
+          const d = decodeDelta(p, owner);
+          applyDelta(nodes, d, owner);
           generation = d.generation;
           if (d.meta !== null) meta = d.meta;
           records++;
@@ -180,7 +195,7 @@ export function loadState(files: StateFiles): LoadedState {
         droppedBytes = jrnl.length - f.end;
       }
     }
-    return { epoch, nodes, generation, meta, records, tornTail, droppedBytes };
+    return { epoch, nodes, owner, generation, meta, records, tornTail, droppedBytes };
   } catch (e) {
     if (e instanceof JournalFormatError) throw new StateDirError(`Cannot load ${dir}: ${e.message}`);
     throw e;
@@ -191,7 +206,10 @@ export function loadState(files: StateFiles): LoadedState {
 export function restoreState(core: XenStoreCore, s: LoadedState): void {
   const nodes = core.store.nodes;
   nodes.clear();
-  for (const [name, n] of s.nodes) nodes.set(name, n);
+  for (const [name, n] of s.nodes) {
+    n.children.adopt(s.owner, core.store);
+    nodes.set(name, n);
+  }
   let maxGen = s.generation;
   for (const n of nodes.values()) if (n.generation > maxGen) maxGen = n.generation;
   core.store.generation = maxGen;
@@ -249,7 +267,7 @@ export class Journal implements StateJournal {
   readonly #log: XsLogger | null;
   readonly #w = new FrameWriter();
   #core: XenStoreCore | null = null;
-  #changes: Set<string> | null = null;
+  #changes: Map<string, NodeChange> | null = null;
   #metaDirty = false;
   #file: StateFile | null = null;
   /** Set when a write failed: nothing more may be acknowledged, so every later commit throws. */
@@ -288,7 +306,7 @@ export class Journal implements StateJournal {
       `state: ${l.nodes.size} nodes from ${where} (snapshot epoch ${l.epoch} + ${l.records} journal records)`,
     );
     this.compact();
-    this.#changes = new Set();
+    this.#changes = new Map();
     core.store.nodes.changes = this.#changes;
   }
 
@@ -308,10 +326,11 @@ export class Journal implements StateJournal {
     w.u8(this.#metaDirty ? 1 : 0);
     w.f64(core.store.generation);
     w.u32(changes.size);
-    for (const name of changes) {
+    for (const [name, change] of changes) {
       const n = nodes.get(name);
       if (n === undefined) w.deleteNode(name);
-      else w.setNode(n);
+      else if (change === WHOLE) w.setNode(n);
+      else w.editNode(n, change);
     }
     if (this.#metaDirty) w.meta(metaOf(core));
     changes.clear();
@@ -357,6 +376,7 @@ export class Journal implements StateJournal {
     const snap = encodeDelta({
       generation: core.store.generation,
       set: [...core.store.nodes.values()],
+      edited: [],
       deleted: [],
       meta: metaOf(core),
     });

@@ -31,7 +31,7 @@ import {
 import { childPath } from "./paths.ts";
 import { formatPerm, type Perms } from "./perms.ts";
 import { HARD_QUOTAS, type Quotas, SOFT_QUOTAS } from "./quota.ts";
-import { fromLatin1, joinStrings, type XsPacket, XsType } from "./wire.ts";
+import { fromLatin1, joinStrings, latin1, type XsPacket, XsType } from "./wire.ts";
 
 /** Special nodes, in the order C dumps them. */
 const SPECIAL_NODES = ["@releaseDomain", "@introduceDomain"] as const;
@@ -155,7 +155,7 @@ export function dumpState(d: Daemon, opts: { readonly version?: number } = {}): 
       txId: 0,
       access: 0,
       path: name,
-      value: n.value,
+      value: latin1(n.value),
       perms: statePerms(name, n.perms),
     });
     for (const c of n.children) walk(childPath(name, c));

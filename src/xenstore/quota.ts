@@ -34,9 +34,18 @@
  * except removals); per-domain quotas are overrides of the global value, so `quota set` still
  * changes every domain that has no override of its own.
  */
+import type { ChildEdit, ChildList } from "./children.ts";
 import { XsError } from "./errors.ts";
 import type { Perms } from "./perms.ts";
-import { type EntryHook, type Node, nodeRecordSize, type Store, type Transaction, View } from "./store.ts";
+import {
+  type EntryHook,
+  type Node,
+  type NodeMap,
+  nodeRecordSize,
+  type Store,
+  type Transaction,
+  View,
+} from "./store.ts";
 
 export interface Quotas {
   /** Nodes owned per domain (-E, `nodes`). */
@@ -116,8 +125,8 @@ export interface QuotaLogger {
 }
 
 /** Memory charged to a node: its record plus its path (C: tdb data + key). */
-export function nodeMemory(n: Pick<Node, "name" | "value" | "perms" | "children">): number {
-  return nodeRecordSize(n) + n.name.length;
+export function nodeMemory(n: Pick<Node, "name" | "value" | "perms" | "children">, edit?: ChildEdit): number {
+  return nodeRecordSize(n, edit) + n.name.length;
 }
 
 function ownerOf(perms: Perms): number {
@@ -360,24 +369,38 @@ export class Accounts {
  * makes the change (a request, a commit, a released domain, a journal replay). The map's own
  * methods are wrapped on the instance, so whatever class the store uses keeps its behaviour.
  */
-export function chargeNodes(nodes: Map<string, Node>, accounts: Accounts): void {
+export function chargeNodes(nodes: NodeMap, accounts: Accounts): void {
   for (const n of nodes.values()) accounts.memoryAdd(ownerOf(n.perms), nodeMemory(n), false);
   const set = nodes.set;
+  const setEdited = nodes.setEdited;
   const del = nodes.delete;
   const clear = nodes.clear;
-  const charged = nodes as Map<string, Node> & Record<"set" | "delete" | "clear", unknown>;
-  charged.set = (name: string, node: Node): Map<string, Node> => {
-    const old = nodes.get(name);
+  const charged = nodes as NodeMap & Record<"set" | "setEdited" | "delete" | "clear", unknown>;
+  /** `oldMem`: what `old` was charged (its list may have changed in place since). */
+  const recharge = (old: Node | undefined, oldMem: number, node: Node): void => {
     const owner = ownerOf(node.perms);
     if (old === undefined) {
       accounts.memoryAdd(owner, nodeMemory(node), false);
     } else if (ownerOf(old.perms) === owner) {
-      accounts.memoryAdd(owner, nodeMemory(node) - nodeMemory(old), false);
+      accounts.memoryAdd(owner, nodeMemory(node) - oldMem, false);
     } else {
-      accounts.memoryAdd(ownerOf(old.perms), -nodeMemory(old), false);
+      accounts.memoryAdd(ownerOf(old.perms), -oldMem, false);
       accounts.memoryAdd(owner, nodeMemory(node), false);
     }
+  };
+  charged.set = (name: string, node: Node): NodeMap => {
+    const old = nodes.get(name);
+    recharge(old, old === undefined ? 0 : nodeMemory(old), node);
     return set.call(nodes, name, node);
+  };
+  charged.setEdited = (name: string, node: Node, edits: readonly ChildEdit[], oldBytes: number): void => {
+    const old = nodes.get(name);
+    const oldMem =
+      old === undefined
+        ? 0
+        : nodeMemory(old) - (old.children === node.children ? old.children.bytes - oldBytes : 0);
+    recharge(old, oldMem, node);
+    setEdited.call(nodes, name, node, edits, oldBytes);
   };
   charged.delete = (name: string): boolean => {
     const old = nodes.get(name);
@@ -426,9 +449,9 @@ export class AccountedView extends View {
     return n;
   }
 
-  override write(name: string, value: Uint8Array, perms: Perms, children: readonly string[]): Node {
+  override write(name: string, value: string, perms: Perms, children: ChildList, edit?: ChildEdit): Node {
     const tx = this.tx;
-    const size = nodeMemory({ name, value, perms, children });
+    const size = nodeMemory({ name, value, perms, children }, edit);
     let delta: number;
     let domid: number;
     if (tx === null) {
@@ -446,7 +469,7 @@ export class AccountedView extends View {
       this.#accounts.memoryAdd(domid, delta, true);
       throw new XsError("ENOMEM", `memory quota of domain ${domid} reached`);
     }
-    const node = super.write(name, value, perms, children);
+    const node = super.write(name, value, perms, children, edit);
     if (tx !== null) this.#accounts.txCharge(tx, domid, delta);
     else this.modified++;
     return node;

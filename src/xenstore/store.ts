@@ -24,6 +24,7 @@
  * Creating a node reads its parent (to inherit permissions) and rewrites it (child list),
  * so two transactions adding children to the same directory conflict, as in Xen.
  */
+import { type ChildEdit, ChildList } from "./children.ts";
 import { XsError } from "./errors.ts";
 import type { Perms } from "./perms.ts";
 
@@ -31,38 +32,37 @@ export const NO_GENERATION = -1;
 
 export interface Node {
   readonly name: string;
-  readonly value: Uint8Array;
+  /**
+   * The value's bytes as a latin1 string (one char per byte, exact for any byte): a short
+   * string costs ~40 bytes of heap where a Uint8Array of the same bytes costs ~220 (measured on
+   * Node 20; docs/speed.md, bench xenstore case f), and a host's store is mostly short values.
+   */
+  readonly value: string;
   readonly perms: Perms;
-  /** Child base names in insertion order (C xenstored keeps them so). */
-  readonly children: readonly string[];
+  /** Child base names in C xenstored's order (src/xenstore/children.ts). */
+  readonly children: ChildList;
   readonly generation: number;
 }
 
-const EMPTY = new Uint8Array(0);
+const EMPTY = "";
 
 /**
  * Size of a node's record as C xenstored stores it: `struct xs_tdb_record_hdr` (24 bytes
  * with its padding), 8 bytes per permission, the value, the child names with their NULs.
  * The node-size quota applies to this.
  */
-export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">): number {
-  let childlen = 0;
-  for (const c of n.children) childlen += c.length + 1;
-  return 24 + 8 * n.perms.length + n.value.byteLength + childlen;
+export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">, edit?: ChildEdit): number {
+  const childlen = edit === undefined ? n.children.bytes : n.children.bytesAfter(edit);
+  return 24 + 8 * n.perms.length + n.value.length + childlen;
 }
 
-/** Children as the wire carries them: each name NUL-terminated. */
-export function childrenBytes(children: readonly string[]): Uint8Array {
-  let len = 0;
-  for (const c of children) len += c.length + 1;
-  const out = new Uint8Array(len);
-  let pos = 0;
-  for (const c of children) {
-    for (let i = 0; i < c.length; i++) out[pos++] = c.charCodeAt(i);
-    out[pos++] = 0;
-  }
-  return out;
-}
+/**
+ * What a request did to one node, for the journal: replaced or removed it (WHOLE), or only
+ * changed its child list by these edits (and maybe its value or permissions), so that a record
+ * for a new child in a wide directory does not carry the whole list.
+ */
+export const WHOLE = "whole";
+export type NodeChange = typeof WHOLE | ChildEdit[];
 
 /**
  * The node table. With `changes` set (a journal is attached, src/xenstore/journal.ts) every
@@ -70,20 +70,35 @@ export function childrenBytes(children: readonly string[]): Uint8Array {
  * however the change was made: a plain write, a transaction commit, a released domain.
  */
 export class NodeMap extends Map<string, Node> {
-  changes: Set<string> | null = null;
+  changes: Map<string, NodeChange> | null = null;
 
   override set(name: string, node: Node): this {
-    this.changes?.add(name);
+    this.changes?.set(name, WHOLE);
     return super.set(name, node);
   }
 
+  /**
+   * set() of a record whose child list is the previous record's with `edits` applied, maybe
+   * in place: `oldBytes` is the list's size before (for the memory accounts,
+   * src/xenstore/quota.ts).
+   */
+  setEdited(name: string, node: Node, edits: readonly ChildEdit[], _oldBytes: number): void {
+    const changes = this.changes;
+    if (changes !== null) {
+      const c = changes.get(name);
+      if (c === undefined) changes.set(name, !super.has(name) ? WHOLE : [...edits]);
+      else if (c !== WHOLE) c.push(...edits);
+    }
+    super.set(name, node);
+  }
+
   override delete(name: string): boolean {
-    this.changes?.add(name);
+    this.changes?.set(name, WHOLE);
     return super.delete(name);
   }
 
   override clear(): void {
-    if (this.changes !== null) for (const name of this.keys()) this.changes.add(name);
+    if (this.changes !== null) for (const name of this.keys()) this.changes.set(name, WHOLE);
     super.clear();
   }
 }
@@ -95,21 +110,16 @@ export class Store {
 
   constructor() {
     const n0: Perms = [{ id: 0, perms: 0 }];
-    this.nodes.set("/", { name: "/", value: EMPTY, perms: n0, children: ["tool"], generation: 0 });
-    this.nodes.set("/tool", {
-      name: "/tool",
+    const node = (name: string, children: string[]): Node => ({
+      name,
       value: EMPTY,
       perms: n0,
-      children: ["xenstored"],
+      children: ChildList.of(children, this),
       generation: 0,
     });
-    this.nodes.set("/tool/xenstored", {
-      name: "/tool/xenstored",
-      value: EMPTY,
-      perms: n0,
-      children: [],
-      generation: 0,
-    });
+    this.nodes.set("/", node("/", ["tool"]));
+    this.nodes.set("/tool", node("/tool", ["xenstored"]));
+    this.nodes.set("/tool/xenstored", node("/tool/xenstored", []));
   }
 
   nextGeneration(): number {
@@ -129,6 +139,11 @@ interface Accessed {
   watchExact: boolean;
   /** Permissions of the node when first accessed, for watch checks at commit. */
   perms: Perms | null;
+  /**
+   * How this transaction changed the node's child list since it first read it: by these
+   * edits, or (null) otherwise (replaced, deleted, created, or first met by a write).
+   */
+  edits: ChildEdit[] | null;
 }
 
 export class Transaction {
@@ -184,18 +199,44 @@ export class View {
     if (a !== undefined) return a.node;
     const node = this.store.nodes.get(name) ?? null;
     this.#record(tx, name, node, node, true);
+    // The transaction keeps this record: the store must copy its list before changing it.
+    node?.children.freeze();
     return node;
   }
 
-  /** Writes (creates or replaces) a node record; stamps a new generation. */
-  write(name: string, value: Uint8Array, perms: Perms, children: readonly string[]): Node {
-    const node: Node = { name, value, perms, children, generation: this.store.nextGeneration() };
+  /**
+   * Writes (creates or replaces) a node record; stamps a new generation. With `edit`, the
+   * record's child list is `children` with that edit applied (in place when this view's store
+   * or transaction owns the list: src/xenstore/children.ts).
+   */
+  write(name: string, value: string, perms: Perms, children: ChildList, edit?: ChildEdit): Node {
+    const oldBytes = children.bytes;
+    const list = edit === undefined ? children : children.edited(edit, this.tx ?? this.store);
+    const node: Node = { name, value, perms, children: list, generation: this.store.nextGeneration() };
+    const nodes = this.store.nodes;
+    // Outside a transaction, a record that keeps the list it had, or edits it, is journaled
+    // without the list (NodeChange).
+    const tx = this.tx;
+    if (tx === null) {
+      if (edit !== undefined || nodes.get(name)?.children === children)
+        nodes.setEdited(name, node, edit === undefined ? [] : [edit], oldBytes);
+      else nodes.set(name, node);
+      return node;
+    }
+    // In a transaction: remember the edits, for commit() to apply to the store's own list.
+    const a = tx.accessed.get(name);
+    if (a !== undefined && a.edits !== null) {
+      if (edit !== undefined) a.edits.push(edit);
+      else if (a.node === null || a.node.children !== children) a.edits = null;
+    }
     this.#modify(name, node);
     return node;
   }
 
   delete(name: string): void {
     this.store.nextGeneration();
+    const a = this.tx?.accessed.get(name);
+    if (a !== undefined) a.edits = null;
     this.#modify(name, null);
   }
 
@@ -258,6 +299,7 @@ export class View {
       fireWatch: false,
       watchExact: false,
       perms: cur ? cur.perms : null,
+      edits: checkGen && node !== null ? [] : null,
     };
     tx.accessed.set(name, a);
     return a;
@@ -279,7 +321,22 @@ export function commit(store: Store, tx: Transaction): FireRequest[] {
   const fires: FireRequest[] = [];
   for (const [name, a] of tx.accessed) {
     if (!a.modified) continue;
-    if (a.node !== null) {
+    const cur = store.nodes.get(name);
+    if (a.node !== null && a.edits !== null && cur !== undefined) {
+      // The store's record is the one this transaction first read (its generation was just
+      // checked): its list with the transaction's edits is the transaction's list, and the
+      // journal records the edits alone.
+      const oldBytes = cur.children.bytes;
+      let children = cur.children;
+      for (const e of a.edits) children = children.edited(e, store);
+      store.nodes.setEdited(
+        name,
+        { ...a.node, children, generation: store.nextGeneration() },
+        a.edits,
+        oldBytes,
+      );
+    } else if (a.node !== null) {
+      a.node.children.adopt(tx, store);
       store.nodes.set(name, { ...a.node, generation: store.nextGeneration() });
     } else {
       store.nodes.delete(name);

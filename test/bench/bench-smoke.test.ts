@@ -46,6 +46,41 @@ describe("xenlab bench xenstore", () => {
     }
   });
 
+  it("prints the host-scale cases d, e and f with --quick --cases d,e,f --json", {
+    timeout: 180_000,
+  }, async (t) => {
+    const present = refxsAvailable() && existsSync(TEST_XENSTORE) && hasCommand("taskset");
+    if (!requirePeer(t, "reference C xenstored, test-xenstore and taskset", present)) return;
+    const r = await runBench(["xenstore", "--quick", "--json", "--xenlab", "src", "--cases", "d,e,f"]);
+    assert.equal(r.code, 0, `bench failed:\n${r.err}`);
+    const rows = new Map<string, Record<string, unknown>>();
+    for (const line of r.out.trim().split("\n")) {
+      const o = JSON.parse(line) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(o), BENCH_JSON_KEYS);
+      for (const k of ["xenlab", "baseline", "ratio"]) assert.ok(Number.isFinite(o[k]), `${k} in ${line}`);
+      rows.set(String(o.case), o);
+    }
+    // --quick: 20 guests, 2,000 children, 5,000 nodes.
+    for (const c of [
+      "d/20-guests/xl create fill",
+      "d/20-guests/test-xenstore",
+      "d/20-guests/32-clients",
+      "e/wide at 2k",
+      "e/nested at 2k",
+      "f/rss per node at 5k",
+    ])
+      assert.ok(rows.has(c), `missing case ${c} in ${[...rows.keys()].join(", ")}`);
+    assert.equal(rows.get("f/rss per node at 5k")!.unit, "B");
+    assert.ok(![...rows.keys()].some((c) => c.startsWith("a/") || c.startsWith("b/")));
+  });
+
+  it("names the cases it knows when --cases has one it does not", async () => {
+    const r = await runBench(["xenstore", "--cases", "a,g"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /expected a comma-separated subset of a,b,c,d,e,f/);
+    assert.equal(r.err.trim().split("\n").length, 1);
+  });
+
   it("rejects an unknown option with exit code 2", async () => {
     const r = await runBench(["xenstore", "--no-such-option"]);
     assert.equal(r.code, 2);

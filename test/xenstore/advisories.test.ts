@@ -313,8 +313,8 @@ describe("XenStore advisories, attacked through a guest's ring", () => {
   function accountsAgree(): void {
     const count = new Map<number, number>();
     for (const n of host.core.store.nodes.values()) {
-      const size = 24 + 8 * n.perms.length + n.value.byteLength;
-      const kids = n.children.reduce((s, c) => s + c.length + 1, 0);
+      const size = 24 + 8 * n.perms.length + n.value.length;
+      const kids = n.children.toArray().reduce((s, c) => s + c.length + 1, 0);
       count.set(n.perms[0]!.id, (count.get(n.perms[0]!.id) ?? 0) + size + kids + n.name.length);
     }
     for (const c of host.core.connections) {

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { crc32 } from "node:zlib";
+import { ChildList } from "../../src/xenstore/children.ts";
 import { XenStoreCore } from "../../src/xenstore/core.ts";
 import {
   JOURNAL_FILE,
@@ -38,9 +39,9 @@ import { Scenario } from "./scenario.ts";
 function stateOf(core: XenStoreCore): string[] {
   const out: string[] = [];
   for (const n of core.store.nodes.values()) {
-    const value = Buffer.from(n.value).toString("latin1");
+    const value = n.value;
     out.push(
-      `${n.name} = ${JSON.stringify(value)} (${n.perms.map(formatPerm).join(",")}) [${n.children.join(",")}] g${n.generation}`,
+      `${n.name} = ${JSON.stringify(value)} (${n.perms.map(formatPerm).join(",")}) [${n.children.toArray().join(",")}] g${n.generation}`,
     );
   }
   out.sort();
@@ -113,21 +114,39 @@ function send(s: Scenario, [op, arg, tx]: Req): string {
 }
 
 describe("journal format", () => {
-  it("decodes what it encodes, nodes, deletions and meta", () => {
+  it("decodes what it encodes, nodes, child-list edits, deletions and meta", () => {
     const d: Delta = {
       generation: 2 ** 40 + 3,
       set: [
         {
           name: "/a",
-          value: Uint8Array.from([0, 255, 1]),
+          value: "\x00\xff\x01",
           perms: [
             { id: 5, perms: 1 },
             { id: 0xfffffffb, perms: 3 },
           ],
-          children: ["b", "c"],
+          children: ChildList.of(["b", "c"], null),
           generation: 7,
         },
-        { name: "/é", value: new Uint8Array(0), perms: [{ id: 0, perms: 0 }], children: [], generation: 0 },
+        {
+          name: "/é",
+          value: "",
+          perms: [{ id: 0, perms: 0 }],
+          children: ChildList.EMPTY,
+          generation: 0,
+        },
+      ],
+      edited: [
+        {
+          name: "/dir",
+          value: "\x07",
+          perms: [{ id: 0, perms: 2 }],
+          generation: 9,
+          edits: [
+            { add: true, name: "new" },
+            { add: false, name: "old" },
+          ],
+        },
       ],
       deleted: ["/gone", "/x/y"],
       meta: {
@@ -139,7 +158,9 @@ describe("journal format", () => {
     const f = readFrames(frame, 0);
     assert.equal(f.stop, null);
     assert.equal(f.payloads.length, 1);
-    assert.deepEqual(decodeDelta(f.payloads[0]!), d);
+    // Child lists compare by their names (their fields are private).
+    const plain = (x: Delta) => ({ ...x, set: x.set.map((n) => ({ ...n, children: n.children.toArray() })) });
+    assert.deepEqual(plain(decodeDelta(f.payloads[0]!)), plain(d));
   });
 
   it("checksums with zlib's CRC-32, short and long", () => {
@@ -297,7 +318,20 @@ describe("Journal", () => {
     assert.equal(j.stats.records, 1);
     const payload = readFrames(files.bytes(JOURNAL_FILE), HEADER_SIZE).payloads[0]!;
     const d = decodeDelta(payload);
-    assert.deepEqual(d.set.map((n) => n.name).sort(), ["/", "/t", "/t/1", "/t/2"]);
+    assert.deepEqual(d.set.map((n) => n.name).sort(), ["/t", "/t/1", "/t/2"]);
+    // "/" gained t and lost tool: an edit of its list, not the list.
+    assert.deepEqual(
+      d.edited.map((e) => [e.name, e.edits]),
+      [
+        [
+          "/",
+          [
+            { add: true, name: "t" },
+            { add: false, name: "tool" },
+          ],
+        ],
+      ],
+    );
     assert.deepEqual([...d.deleted].sort(), ["/tool", "/tool/xenstored"]);
 
     send(s, ["TRANSACTION_START", "|"]);

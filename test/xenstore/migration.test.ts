@@ -23,7 +23,7 @@ function tree(d: Daemon): string[] {
     const n = d.store.nodes.get(name);
     if (n === undefined) return;
     out.push(
-      `${name} ${Buffer.from(n.value).toString("hex")} ${n.perms.map(formatPerm).join(",")} [${n.children.join(",")}]`,
+      `${name} ${Buffer.from(n.value, "latin1").toString("hex")} ${n.perms.map(formatPerm).join(",")} [${[...n.children].join(",")}]`,
     );
     for (const c of n.children) walk(childPath(name, c));
   };
