@@ -347,6 +347,7 @@ function table(
   samples: Map<string, Record<Variant, number[]>>,
   costs: Map<string, Costs[]>,
   busy: number,
+  polling: string,
 ): string {
   const rows: string[][] = [
     [
@@ -393,6 +394,7 @@ function table(
   return [
     "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
     ...busyHeader(busy),
+    polling,
     "medians over the runs; ratio: the median of each run's xenlab / node:fs; page cache warm and clean",
     "  for every measurement",
     "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
@@ -403,6 +405,15 @@ function table(
 
 export function run(argv: string[]): Promise<number> {
   return runBench("blk", argv, parseArgs, HELP, bench);
+}
+
+/** How often the host let its domains halt-poll during the bench (src/host/poll-governor.ts). */
+function pollingLine(h: Host): string {
+  const g = h.pollGovernor;
+  if (g === null) return "halt polling: off";
+  if (g.samples === 0) return "halt polling: on (the machine's load could not be read)";
+  const pct = Math.round((100 * (g.samples - g.contendedSamples)) / g.samples);
+  return `halt polling: allowed in ${pct}% of the host's load samples (all cores wanted in the others)`;
 }
 
 async function bench(o: Options): Promise<number> {
@@ -497,7 +508,7 @@ async function bench(o: Options): Promise<number> {
         );
       }
     } else {
-      process.stdout.write(`${table(cs, samples, costs, o.busy)}\n`);
+      process.stdout.write(`${table(cs, samples, costs, o.busy, pollingLine(h))}\n`);
     }
     return 0;
   } finally {

@@ -38,6 +38,7 @@ import { Trace } from "../xenstore/trace.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
 import type { GuestConfig } from "./guest-config.ts";
+import { PollGovernor } from "./poll-governor.ts";
 import { XenstoredDomains } from "./xenstored-domains.ts";
 
 export interface HostOptions {
@@ -54,6 +55,11 @@ export interface HostOptions {
   readonly consoleLogDir?: string;
   /** Each domain's longest halt-polling window, µs (default HALT_POLL_US_DEFAULT; 0: off). */
   readonly haltPollUs?: number;
+  /**
+   * Whether polling stops while every core is wanted by a thread with work (poll-governor.ts);
+   * default true. false leaves one polling thread per core allowed whatever the load.
+   */
+  readonly governPolling?: boolean;
 }
 
 export class Host {
@@ -65,6 +71,8 @@ export class Host {
   /** The console daemon (xenconsoled), beside xenstored on dom0's vCPU 1. */
   readonly console: ConsoleBackend;
   readonly #vcpu1: EventChannelUpcall;
+  /** Stops halt polling while the cores are all wanted; null with polling off or ungoverned. */
+  readonly pollGovernor: PollGovernor | null;
   readonly #log: Logger;
   /**
    * What the toolstack does when a guest's kernel ends by itself (`crashed`: of an error),
@@ -80,6 +88,8 @@ export class Host {
   private constructor(opts: HostOptions, hv: Hypervisor) {
     this.#log = opts.log;
     this.hv = hv;
+    this.pollGovernor =
+      opts.governPolling === false || opts.haltPollUs === 0 ? null : new PollGovernor({ target: hv });
     // Dom0's vCPU 1 runs here: xenstored's event channels are bound to it.
     this.#vcpu1 = new EventChannelUpcall(hv.events.vcpuBoot(0, 1), {
       onError: (err, port) => this.#log.error({ port, err: errorMessage(err) }, "xenstored event failed"),
@@ -120,6 +130,7 @@ export class Host {
     host = new Host(opts, hv);
     host.#loop = host.#vcpu1.start();
     host.#loop.catch(() => {});
+    host.pollGovernor?.start();
     host.xenstored.attachDom0();
     // What xen-init-dom0 writes.
     await host.xs.write("/local/domain/0/domid", "0");
@@ -226,6 +237,7 @@ export class Host {
 
   /** Stops every domain (dom0 last) and the event loop of dom0's vCPU 1. */
   async stop(): Promise<void> {
+    this.pollGovernor?.stop();
     await this.#socket?.close();
     this.#socket = null;
     await this.console.stop();

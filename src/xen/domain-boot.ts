@@ -12,6 +12,9 @@ import type { MessagePort } from "node:worker_threads";
 import type { DomainEventsBoot } from "./evtchn-abi.ts";
 
 /** The scheduler word: written by the hypervisor, waited on by the domain at delivery points. */
+/** The words of DomainBoot.pollers: threads polling now, and how many may poll now. */
+export const POLLERS = { polling: 0, limit: 1, bytes: 8 } as const;
+
 export const SCHED = { running: 0, paused: 1, dying: 2 } as const;
 
 export interface DomainBoot {
@@ -39,9 +42,11 @@ export interface DomainBoot {
   readonly modules: readonly string[];
   /** The longest halt-polling window of the kernel's event loop, µs; 0: never poll. */
   readonly haltPollUs: number;
-  /** One int32 shared by every domain: threads polling now; at most `pollLimit` may. */
+  /**
+   * Two int32s shared by every domain (POLLERS): the threads halt-polling now, and how many may
+   * poll now (the hypervisor lowers it to 0 while the machine's cores are all wanted).
+   */
   readonly pollers: SharedArrayBuffer;
-  readonly pollLimit: number;
 }
 
 /**
