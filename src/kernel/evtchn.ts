@@ -61,21 +61,20 @@
  * Giving way on a contended core. Polling pays only while the poller and its peer each have a
  * core; when another runnable thread wants the core (a busy neighbour, or the very peer the poll
  * waits for, on a 2-vCPU machine), a poll holds that thread off for a scheduler slice (ms) and
- * every request waits for it: `bench blk --busy 1` fell to a tenth of node:fs. A poll sees that
- * happen to itself: two looks, normally microseconds apart, are more than CONTENDED_GAP_US apart
- * when the thread lost its core in between (the kernel's steal, seen from inside). Such a poll
- * ends at once and the halt sleeps; the vCPU then stops polling for a back-off (10 ms, doubling
- * while polls keep losing their core, up to 1 s; a poll that keeps its core resets it) and spends
- * its window in a blocking Atomics.wait instead: a thread asleep in the kernel leaves the core to
- * whoever wants it, and a blocking wait is the cheapest wake-up Node has (docs/platform.md §1;
- * waitAsync costs 7–16 µs more). A halt longer than the window still ends in waitAsync, where
- * the event loop runs. While blocked the worker's event loop does not run: timers, messages and
- * I/O callbacks wait at most one window (haltPollUs), as on a vCPU that halted.
+ * every request waits for it: `bench blk --busy 1` fell to a tenth of node:fs. Two guards:
+ * - The host's poll governor (src/host/poll-governor.ts) sets the limit of polling threads
+ *   (`pollers`) to 0 while every core of the machine is wanted by a thread with work.
+ * - A poll sees it lose its core itself: two looks, normally microseconds apart, are more than
+ *   CONTENDED_GAP_US apart (the kernel's steal, seen from inside). Such a poll ends and the halt
+ *   sleeps; the vCPU then does not poll for a back-off (10 ms, doubling while polls keep losing
+ *   their core, up to 1 s; a poll that keeps its core resets it).
+ * Without polling a halt sleeps in waitAsync at once. (A blocking Atomics.wait for the window
+ * was tried instead, the cheaper wake-up: it stalls the worker's event loop, and `bench blk
+ * --busy 1` sequential fell further, to 0.14 against waitAsync's 0.33.)
  *
  * Worked example (haltPollUs 1000): window 1000 µs; a look at t and the next at t + 3 ms → the
- * poll ends, contended = 1, back-off 10 ms; for the next 10 ms every halt blocks for up to the
- * window; the first poll after that which keeps its core resets the back-off to 10 ms; one that
- * loses it again backs off 20 ms.
+ * poll ends, contended + 1, no polling until t + 13 ms; the first poll after that which keeps its
+ * core resets the back-off to 10 ms; one that loses it again backs off 20 ms.
  */
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import { POLLERS } from "../xen/domain-boot.ts";
