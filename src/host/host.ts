@@ -84,6 +84,8 @@ export class Host {
   readonly #logWatchers = new Set<(domid: number, line: string | null) => void>();
   #loop: Promise<void> | null = null;
   #socket: SocketTransport | null = null;
+  /** ensureModule's loads in progress, by "domid url": concurrent callers share one. */
+  readonly #loading = new Map<string, Promise<void>>();
 
   private constructor(opts: HostOptions, hv: Hypervisor) {
     this.#log = opts.log;
@@ -175,6 +177,29 @@ export class Host {
       throw e;
     }
     return this.hv.info(domid)!;
+  }
+
+  /**
+   * Loads module `name` from `url` into `domid` unless it is loaded (by an earlier call, or by
+   * hand: then nothing happens, and nothing is logged). Concurrent calls for one module share one
+   * load: a guest boot storm attaches many disks at once, and a second insmod of xen_blkback
+   * while the first one runs fails ("vbd already has a driver").
+   */
+  ensureModule(domid: number, name: string, url: string): Promise<void> {
+    const key = `${domid} ${url}`;
+    const loading = this.#loading.get(key);
+    if (loading !== undefined) return loading;
+    const load = (async () => {
+      if ((await this.hv.lsmod(domid)).includes(name)) return;
+      try {
+        await this.hv.insmod(domid, url);
+      } catch (e) {
+        // Loaded meanwhile by another path (insmod by hand).
+        if (!/already loaded/.test((e as Error).message)) throw e;
+      }
+    })().finally(() => this.#loading.delete(key));
+    this.#loading.set(key, load);
+    return load;
   }
 
   /**
