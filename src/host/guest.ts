@@ -24,7 +24,14 @@ import type { Host } from "./host.ts";
 /** One page, 4 KiB: xenlab's memory unit. */
 const PAGE_KIB = 4;
 
-export async function createGuest(host: Host, cfg: GuestConfig): Promise<DomainInfo> {
+/** The steps of createGuest, in order: built and booted, disks Connected, modules loaded. */
+export type GuestStep = "booted" | "disks" | "modules";
+
+export async function createGuest(
+  host: Host,
+  cfg: GuestConfig,
+  onStep?: (step: GuestStep, domid: number) => void,
+): Promise<DomainInfo> {
   const maxKib = Math.max(cfg.maxmemKib ?? 0, cfg.memoryKib ?? 0);
   const info = await host.createDomain({
     name: cfg.name,
@@ -34,9 +41,12 @@ export async function createGuest(host: Host, cfg: GuestConfig): Promise<DomainI
   });
   const { domid } = info;
   host.configs.set(domid, cfg);
+  onStep?.("booted", domid);
   try {
     for (const disk of cfg.disks) await attachDisk(host, domid, disk);
+    onStep?.("disks", domid);
     for (const m of cfg.modules) await host.hv.insmod(domid, m.url, m.args);
+    onStep?.("modules", domid);
   } catch (e) {
     await host.destroyDomain(domid);
     throw e;
