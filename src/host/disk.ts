@@ -67,7 +67,7 @@ export async function attachDisk(
   await host.ensureModule(domid, "xen_blkfront", BLKFRONT_MODULE);
   const rw = spec.access === "rw" && spec.devtype !== "cdrom";
   const deviceType = spec.devtype === "cdrom" ? "cdrom" : "disk";
-  await host.xs.transaction(async (t) => {
+  await host.transaction(async (t) => {
     await t.write(fe, "");
     await t.setPerms(fe, [`n${domid}`, "r0"]);
     await t.write(be, "");

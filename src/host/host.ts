@@ -84,6 +84,8 @@ export class Host {
   readonly #logWatchers = new Set<(domid: number, line: string | null) => void>();
   #loop: Promise<void> | null = null;
   #socket: SocketTransport | null = null;
+  /** The tail of the toolstack's transactions, run one at a time (transaction()). */
+  #txTail: Promise<unknown> = Promise.resolve();
   /** ensureModule's loads in progress, by "domid url": concurrent callers share one. */
   readonly #loading = new Map<string, Promise<void>>();
 
@@ -169,7 +171,7 @@ export class Host {
       await this.#describe(info, opts.targetKib);
       await this.xs.introduce(domid, info.store.gfn, info.store.port);
       // libxl's domcreate_launch_dm: the primary console, which xenconsoled then connects.
-      await this.xs.transaction((t) => addPrimaryConsole(t, domid, info.console));
+      await this.transaction((t) => addPrimaryConsole(t, domid, info.console));
       this.hv.unpause(domid);
       await this.hv.ready(domid);
     } catch (e) {
@@ -177,6 +179,19 @@ export class Host {
       throw e;
     }
     return this.hv.info(domid)!;
+  }
+
+  /**
+   * A toolstack transaction (XsClient.transaction), after the toolstack's earlier ones have
+   * ended, as one xl process runs its transactions one after the other. Run side by side they
+   * conflict: each guest's directory and devices are new children of the same parents
+   * (/local/domain, backend/vbd), so all but one end in EAGAIN and are retried with every write
+   * sent again; a storm of 20 guests created at once made about 10 attempts per transaction.
+   */
+  transaction<T>(fn: (t: XsOps) => Promise<T>): Promise<T> {
+    const run = this.#txTail.then(() => this.xs.transaction(fn));
+    this.#txTail = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -213,7 +228,7 @@ export class Host {
   async attachDevice(type: string, domid: number, devid = 0): Promise<void> {
     const { frontend: fe, backend: be } = devicePaths(type, domid, devid);
     const K = XenbusKey;
-    await this.xs.transaction(async (t) => {
+    await this.transaction(async (t) => {
       await t.write(fe, "");
       await t.setPerms(fe, [`n${domid}`, "r0"]);
       await t.write(be, "");
@@ -277,7 +292,7 @@ export class Host {
     const dom = domainPath(domid);
     const ro = [`n0`, `r${domid}`];
     const rw = [`n${domid}`];
-    await this.xs.transaction(async (t: XsOps) => {
+    await this.transaction(async (t: XsOps) => {
       await t.rm(dom).catch(() => {});
       const mknod = async (path: string, perms: string[]): Promise<void> => {
         await t.write(path, "");
