@@ -117,7 +117,9 @@ export async function storm(n: number): Promise<StormResult> {
           phases.console.push(performance.now() - booted);
         });
       };
-      await createGuest(host, cfg, onStep);
+      // libxl's 10 s for a disk to connect is too short for every guest of a storm of hundreds on
+      // two cores: each guest may take MS_PER_GUEST per guest in the storm.
+      await createGuest(host, cfg, { onStep, attachTimeoutMs: n * MS_PER_GUEST });
       phases.disk.push(performance.now() - booted);
       await console;
     };

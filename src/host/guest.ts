@@ -27,11 +27,19 @@ const PAGE_KIB = 4;
 /** The steps of createGuest, in order: built and booted, disks Connected, modules loaded. */
 export type GuestStep = "booted" | "disks" | "modules";
 
+export interface CreateGuestOptions {
+  /** Called as each step ends. */
+  readonly onStep?: (step: GuestStep, domid: number) => void;
+  /** How long each disk may take to connect (attachDisk's timeout; default its 10 s, libxl's). */
+  readonly attachTimeoutMs?: number;
+}
+
 export async function createGuest(
   host: Host,
   cfg: GuestConfig,
-  onStep?: (step: GuestStep, domid: number) => void,
+  opts: CreateGuestOptions = {},
 ): Promise<DomainInfo> {
+  const { onStep } = opts;
   const maxKib = Math.max(cfg.maxmemKib ?? 0, cfg.memoryKib ?? 0);
   const info = await host.createDomain({
     name: cfg.name,
@@ -43,7 +51,7 @@ export async function createGuest(
   host.configs.set(domid, cfg);
   onStep?.("booted", domid);
   try {
-    for (const disk of cfg.disks) await attachDisk(host, domid, disk);
+    for (const disk of cfg.disks) await attachDisk(host, domid, disk, opts.attachTimeoutMs);
     onStep?.("disks", domid);
     for (const m of cfg.modules) await host.hv.insmod(domid, m.url, m.args);
     onStep?.("modules", domid);
