@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { availableParallelism } from "node:os";
 import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
-import { PollGovernor, type PollTarget, runnableThreads, WINDOW } from "../../src/host/poll-governor.ts";
+import { PollGovernor, type PollTarget, RunnableThreads, WINDOW } from "../../src/host/poll-governor.ts";
 
 function target(polling = 0): PollTarget & { pollingThreads: number } {
   return { pollingThreads: polling, pollLimit: 2 };
@@ -62,8 +62,24 @@ describe("PollGovernor", () => {
     assert.equal(t.pollLimit, 2);
   });
 
+  it("reads the runnable threads from /proc/loadavg as its fourth field's count", (ctx) => {
+    const proc = new RunnableThreads();
+    try {
+      const n = proc.read();
+      if (n === undefined) {
+        ctx.skip("/proc/loadavg is not readable here (not Linux)");
+        return;
+      }
+      // This thread is running while it reads: at least 1.
+      assert.ok(Number.isInteger(n) && n >= 1, `read ${n}`);
+    } finally {
+      proc.close();
+    }
+  });
+
   it("on this machine: stops polling while a CPU-bound thread runs on every core", async (ctx) => {
-    if (runnableThreads() === undefined) {
+    const proc = new RunnableThreads();
+    if (proc.read() === undefined) {
       ctx.skip("/proc/loadavg is not readable here (not Linux)");
       return;
     }
@@ -84,8 +100,10 @@ describe("PollGovernor", () => {
         g.step();
         await new Promise((r) => setTimeout(r, 2));
       }
-      assert.equal(t.pollLimit, 0, `runnable threads seen: ${runnableThreads()}`);
+      assert.equal(t.pollLimit, 0, `runnable threads seen: ${proc.read()}`);
+      g.stop();
     } finally {
+      proc.close();
       await Promise.all(spinners.map((w) => w.terminate()));
     }
   });
