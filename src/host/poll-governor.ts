@@ -4,23 +4,26 @@
  *
  * A poll pays only while the poller has a core nobody else wants. So the host samples, every
  * SAMPLE_MS, the machine's runnable threads (the fourth field of /proc/loadavg, "running/total":
- * every thread running or waiting for a core, ours and everyone else's) and takes away the
- * threads that are only polling (the hypervisor's count) and itself (the sampling thread):
+ * every thread running or waiting for a core, ours and everyone else's) and the domain threads
+ * awake now (working or polling: the kernels count themselves, POLLERS.awake), and splits them:
  *
- *   working = runnable − polling − 1
+ *   others = runnable − awake − 1          (the 1: the sampling thread itself)
+ *   demand = median(others) + max(awake)   over the last WINDOW samples (max(awake) at least 1:
+ *                                          a domain that wakes up to poll wants a core too)
  *
- * If, in any of the last WINDOW samples, `working` was at least the number of cores, every core
- * was wanted by a thread with work, and a poll would only have held one of them off: the limit of
- * polling threads goes to 0 and every halt sleeps (in a blocking wait for its window first, the
- * cheapest wake-up). Otherwise one thread per core may poll, as before. The maximum over the
- * window is there because a sample sees an instant: a busy neighbour is in every sample, a domain
- * serving a request in some.
+ * Polling is allowed (one thread per core, as before) while demand ≤ cores: the busy domains
+ * could each keep a core, polling between requests, beside what the other threads want; else no
+ * domain polls and every halt sleeps at once. `others` is a median so that a thread that runs for
+ * an instant (a daemon, a GC helper) does not stop polling, while a busy neighbour, there in every
+ * sample, does; `awake` is a maximum, since two domains that pass requests to each other are
+ * rarely awake in the same instant once they sleep, but both want a core as soon as they poll.
  *
- * Worked example, 2 cores. A guest polls while dom0 serves its request: runnable 2 (+1 sampler),
- * polling 1 → working 1 < 2: polling stays allowed. The same beside a busy neighbour: runnable 3
- * (+1), polling 1 → working 2: no polling. With polling off and the neighbour there, the guest
- * and dom0 take turns: working is 1 or 2, and the 2s keep it off; when the neighbour stops,
- * working stays at 1 or below for a window, and polling comes back.
+ * Worked example, 2 cores. A guest streams from dom0: both awake (polling or working), nobody
+ * else: demand 0 + 2 = 2 → polling allowed. The same beside one busy neighbour: 1 + 2 = 3 → no
+ * polling. The machine loaded by other people's builds: others ≥ 2 → no polling whatever ours do.
+ * With polling off beside the neighbour, the guest and dom0 take turns; if no sample catches them
+ * awake together for a window, polling comes back and they are (3 > 2) switched off again: the
+ * cost is one window of polling now and then.
  *
  * Where /proc/loadavg cannot be read (not Linux), the limit stays one per core.
  */
@@ -64,8 +67,8 @@ export class RunnableThreads {
   }
 }
 
-/** What the governor needs of the hypervisor: its count of polling threads and their limit. */
-export type PollTarget = Pick<Hypervisor, "pollingThreads" | "pollLimit">;
+/** What the governor needs of the hypervisor: its count of awake domain threads, the limit. */
+export type PollTarget = Pick<Hypervisor, "awakeThreads" | "pollLimit">;
 
 export interface PollGovernorOptions {
   readonly target: PollTarget;
@@ -80,11 +83,12 @@ export class PollGovernor {
   readonly #cores: number;
   readonly #sample: () => number | undefined;
   readonly #proc: RunnableThreads | undefined;
-  /** The last WINDOW samples of `working`, a ring. */
-  readonly #working: number[] = [];
+  /** The last WINDOW samples of `others` and `awake`, rings. */
+  readonly #others: number[] = [];
+  readonly #awake: number[] = [];
   #next = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
-  /** Samples that found every core wanted, and all samples taken (for `xenlab bench`). */
+  /** Samples after which polling was off, and all samples taken (for `xenlab bench`). */
   contendedSamples = 0;
   samples = 0;
 
@@ -102,13 +106,16 @@ export class PollGovernor {
   step(): void {
     const runnable = this.#sample();
     if (runnable === undefined) return;
-    const working = Math.max(0, runnable - this.#target.pollingThreads - 1);
-    this.samples++;
-    if (working >= this.#cores) this.contendedSamples++;
-    this.#working[this.#next] = working;
+    const awake = this.#target.awakeThreads;
+    const others = Math.max(0, runnable - awake - 1);
+    this.#others[this.#next] = others;
+    this.#awake[this.#next] = awake;
     this.#next = (this.#next + 1) % WINDOW;
-    const busiest = Math.max(...this.#working);
-    const limit = busiest >= this.#cores ? 0 : this.#cores;
+    // At least 1: a domain that wakes up to poll wants a core too.
+    const demand = median(this.#others) + Math.max(1, ...this.#awake);
+    this.samples++;
+    if (demand > this.#cores) this.contendedSamples++;
+    const limit = demand > this.#cores ? 0 : this.#cores;
     if (this.#target.pollLimit !== limit) this.#target.pollLimit = limit;
   }
 
@@ -125,4 +132,10 @@ export class PollGovernor {
     this.#proc?.close();
     this.#target.pollLimit = this.#cores;
   }
+}
+
+/** The median of a short list (the lower middle one of an even count). */
+function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s[(s.length - 1) >> 1]!;
 }

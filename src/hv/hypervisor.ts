@@ -156,9 +156,9 @@ export class Hypervisor {
     this.#pollers[POLLERS.limit] = availableParallelism();
   }
 
-  /** Domain threads halt-polling now. */
-  get pollingThreads(): number {
-    return Atomics.load(this.#pollers, POLLERS.polling);
+  /** Domain threads whose event loop is awake now: working or polling, not asleep. */
+  get awakeThreads(): number {
+    return Atomics.load(this.#pollers, POLLERS.awake);
   }
 
   /** How many domain threads may halt-poll at once (default: one per core; 0: none). */

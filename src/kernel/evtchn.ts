@@ -413,6 +413,9 @@ export class EventChannelUpcall {
   /** The async loop; on a handler's uncaught error it drops its keep-alive and ends. */
   async #run(generation: number): Promise<void> {
     const live = (): boolean => this.#running && this.#generation === generation;
+    // The host's count of awake domain threads (POLLERS.awake): this one, but while it sleeps.
+    const awake = this.#pollers;
+    if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
     try {
       while (live()) {
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
@@ -432,6 +435,8 @@ export class EventChannelUpcall {
         this.#keepAlive = undefined;
       }
       throw err;
+    } finally {
+      if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
     }
   }
 
@@ -463,7 +468,15 @@ export class EventChannelUpcall {
     const seen = Atomics.load(this.#words, this.#wakeWord);
     if (!live() || Atomics.load(this.#bytes, this.#upcallByte) !== 0) return false;
     const r = waitAsync(this.#words, this.#wakeWord, seen);
-    if (r.async) await r.value;
+    if (r.async) {
+      const p = this.#pollers;
+      if (p !== undefined) Atomics.sub(p, POLLERS.awake, 1);
+      try {
+        await r.value;
+      } finally {
+        if (p !== undefined) Atomics.add(p, POLLERS.awake, 1);
+      }
+    }
     return true;
   }
 

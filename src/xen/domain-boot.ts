@@ -12,8 +12,11 @@ import type { MessagePort } from "node:worker_threads";
 import type { DomainEventsBoot } from "./evtchn-abi.ts";
 
 /** The scheduler word: written by the hypervisor, waited on by the domain at delivery points. */
-/** The words of DomainBoot.pollers: threads polling now, and how many may poll now. */
-export const POLLERS = { polling: 0, limit: 1, bytes: 8 } as const;
+/**
+ * The words of DomainBoot.pollers: threads polling now, how many may poll now, and the domain
+ * threads whose event loop is awake now (working or polling, not asleep).
+ */
+export const POLLERS = { polling: 0, limit: 1, awake: 2, bytes: 12 } as const;
 
 export const SCHED = { running: 0, paused: 1, dying: 2 } as const;
 
@@ -43,8 +46,8 @@ export interface DomainBoot {
   /** The longest halt-polling window of the kernel's event loop, µs; 0: never poll. */
   readonly haltPollUs: number;
   /**
-   * Two int32s shared by every domain (POLLERS): the threads halt-polling now, and how many may
-   * poll now (the hypervisor lowers it to 0 while the machine's cores are all wanted).
+   * Int32s shared by every domain (POLLERS): the threads halt-polling now, how many may poll
+   * now, and the domain threads awake now (the hypervisor lowers it to 0 while the machine's cores are all wanted).
    */
   readonly pollers: SharedArrayBuffer;
 }

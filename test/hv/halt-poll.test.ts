@@ -14,6 +14,7 @@ import {
   nextPollWindow,
   type UpcallOptions,
 } from "../../src/kernel/evtchn.ts";
+import { POLLERS } from "../../src/xen/domain-boot.ts";
 
 describe("nextPollWindow (KVM's halt_poll_ns rule, in µs)", () => {
   it("grows a window that missed a halt shorter than the max: from 10 µs, doubling, capped", () => {
@@ -123,7 +124,7 @@ describe("the async loop with halt polling", () => {
   });
 
   it("sleeps instead of polling when the host's limit of polling threads is reached", async () => {
-    const count = new Int32Array(new SharedArrayBuffer(8));
+    const count = new Int32Array(new SharedArrayBuffer(POLLERS.bytes));
     count[0] = 1; // another thread is polling
     count[1] = 1; // and one may
     const t = looping({ haltPollUs: 1_000_000, pollers: count });
@@ -140,7 +141,7 @@ describe("the async loop with halt polling", () => {
   });
 
   it("counts itself among the polling threads while it polls, and ends a poll on stop()", async () => {
-    const count = new Int32Array(new SharedArrayBuffer(8));
+    const count = new Int32Array(new SharedArrayBuffer(POLLERS.bytes));
     count[1] = 2;
     const t = looping({ haltPollUs: 1_000_000, pollers: count });
     try {

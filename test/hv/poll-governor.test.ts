@@ -9,45 +9,69 @@ import { describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
 import { PollGovernor, type PollTarget, RunnableThreads, WINDOW } from "../../src/host/poll-governor.ts";
 
-function target(polling = 0): PollTarget & { pollingThreads: number } {
-  return { pollingThreads: polling, pollLimit: 2 };
+function target(awake = 0): PollTarget & { awakeThreads: number } {
+  return { awakeThreads: awake, pollLimit: 2 };
 }
 
 /** A governor of 2 cores fed `samples` of runnable threads, one per step. */
 function fed(t: PollTarget, samples: number[]): PollGovernor {
-  const g = new PollGovernor({ target: t, cores: 2, sample: () => samples.shift() });
-  return g;
+  return new PollGovernor({ target: t, cores: 2, sample: () => samples.shift() });
 }
 
 describe("PollGovernor", () => {
-  it("lets one thread per core poll while fewer threads than cores have work", () => {
-    // A guest polls while dom0 serves it: 2 runnable + the sampler, 1 of them polling.
-    const t = target(1);
-    const g = fed(t, [3, 3, 2]);
+  it("lets one thread per core poll while the busy domains and the others fit in the cores", () => {
+    // A guest streams from dom0, both awake (polling or working): 2 runnable + the sampler.
+    const t = target(2);
+    const g = fed(t, [3, 3, 3]);
     for (let i = 0; i < 3; i++) g.step();
     assert.equal(t.pollLimit, 2);
     assert.equal(g.contendedSamples, 0);
   });
 
-  it("takes polling away when every core is wanted by a thread with work", () => {
-    // The same beside a busy neighbour: 3 runnable + the sampler, 1 polling → 2 working.
-    const t = target(1);
+  it("takes polling away beside a busy neighbour", () => {
+    // The same beside one CPU-bound thread: 3 runnable + the sampler, 2 of them ours.
+    const t = target(2);
     const g = fed(t, [4]);
     g.step();
     assert.equal(t.pollLimit, 0);
     assert.equal(g.contendedSamples, 1);
   });
 
-  it(`gives polling back only after ${WINDOW} samples without contention`, () => {
+  it("takes polling away when other threads want every core, whatever the domains do", () => {
+    // 2 others + the sampler, no domain awake: one that wakes to poll would be a third.
     const t = target(0);
-    const g = fed(t, [3, ...Array<number>(WINDOW).fill(1)]);
-    g.step();
+    const g = fed(t, [3, 3, 3]);
+    for (let i = 0; i < 3; i++) g.step();
     assert.equal(t.pollLimit, 0);
+    // 1 other: a domain may poll beside it.
+    const h = fed(t, Array<number>(WINDOW).fill(2));
+    for (let i = 0; i < WINDOW; i++) h.step();
+    assert.equal(t.pollLimit, 2);
+  });
+
+  it("does not stop polling for another thread that runs for an instant", () => {
+    const t = target(2);
+    // One sample of 5 sees a third thread: the median of the others stays 0.
+    const g = fed(t, [3, 4, 3, 3, 3]);
+    for (let i = 0; i < WINDOW; i++) {
+      g.step();
+      assert.equal(t.pollLimit, 2, `after sample ${i + 1}`);
+    }
+  });
+
+  it(`gives polling back only when ${WINDOW} samples have not seen the domains' peak demand`, () => {
+    const t = target(2);
+    // The neighbour and 2 awake domains (+ the sampler), then the neighbour and 1.
+    const g = fed(t, [4, ...Array<number>(WINDOW).fill(3)]);
+    g.step(); // 1 other + 2 awake: contended
+    assert.equal(t.pollLimit, 0);
+    // The neighbour stays, the domains now sleep in turn: 1 awake at a time.
+    t.awakeThreads = 1;
     for (let i = 1; i < WINDOW; i++) {
       g.step();
-      assert.equal(t.pollLimit, 0, `after ${i} quiet samples`);
+      assert.equal(t.pollLimit, 0, `after ${i} samples with 1 awake`);
     }
-    g.step();
+    g.step(); // the sample with 2 awake has left the window: 1 + 1 ≤ 2
     assert.equal(t.pollLimit, 2);
   });
 
