@@ -44,6 +44,7 @@ async function connect(dev: XenbusDevice): Promise<void> {
   const evtchn = Number(await dev.readOtherend(AliceKey.eventChannel));
   const map = await dev.mapRing(ref);
   const ring = BackRing.attach(new Uint8Array(map.page), ENTRY_SIZE);
+  dev.showRing(ring); // its private indexes, for the live view
   const b: Back = { map, port: 0, ring, served: 0 };
   dev.data = b;
   b.port = await dev.bindEvtchn(evtchn, () => onEvent(dev, b));
@@ -57,6 +58,7 @@ function disconnect(dev: XenbusDevice): void {
   const b = dev.data as Back | undefined;
   if (b === undefined) return;
   dev.data = undefined;
+  dev.hideRing(b.ring);
   dev.kernel.closePort(b.port);
   dev.kernel.unmapGrant(b.map.handle);
   dev.kernel.printk(`Dom0: Disconnected from domain ${dev.otherendId} after ${b.served} requests.`);

@@ -5,6 +5,12 @@
  * argument, default 8) over the ring; the responses come back on the event channel. When the
  * backend closes, it goes Closed (as Linux's xenbus_frontend_closed) and, once the backend has
  * unmapped the ring, ends the grant.
+ *
+ * With `every_ms=M` it sends one ping every M ms instead of all at once (`pings=0`: for ever), so
+ * a save or migration can happen in the middle of them. Saved and restored (docs/save-restore.md),
+ * the device keeps its counts and its old ring's page and grant: `resume` ends that grant and frees
+ * the page (the new domain's backend is a new one), and the pings sent but not answered go again
+ * on the new ring once Connected. `call(k, "stats")` answers `{ sent, answered }`.
  */
 import type { Kernel } from "../../src/kernel/kernel.ts";
 import { FrontRing } from "../../src/ring/ring.ts";
@@ -23,9 +29,25 @@ interface Front {
 }
 
 let pings = 8;
+let everyMs = 0;
+let timer: ReturnType<typeof setInterval> | null = null;
+/** Counts carried from a saved connection to the next one (by nodename). */
+const carried = new Map<string, { sent: number; answered: number }>();
+const devices = new Set<XenbusDevice>();
+
+/** What `save` keeps of a device: its counts and the page and grant of its ring. */
+interface SavedFront {
+  gfn: number;
+  ref: number;
+  answered: number;
+}
+
+function due(f: Front): boolean {
+  return (pings === 0 || f.sent < pings) && !f.ring.full();
+}
 
 function pushPings(dev: XenbusDevice, f: Front): void {
-  while (f.sent < pings && !f.ring.full()) {
+  while (due(f) && (everyMs === 0 || f.sent === f.answered)) {
     const idx = f.ring.reqProdPvt;
     writeMessage(f.ring.getRequest(idx), { id: f.sent, code: ALICE_OP_PING, value: BigInt(f.sent * 10) });
     f.ring.reqProdPvt = idx + 1;
@@ -48,7 +70,7 @@ function onEvent(dev: XenbusDevice, f: Front): void {
   if (f.answered === pings && f.sent === pings) {
     dev.kernel.printk(`DomU: ${pings} pings answered.`);
     f.sent++; // report once
-  } else if (f.sent < pings) {
+  } else if (everyMs === 0 && f.sent < pings) {
     pushPings(dev, f);
   }
 }
@@ -57,9 +79,12 @@ async function talkToBackend(dev: XenbusDevice): Promise<void> {
   const k = dev.kernel;
   const { gfn, page } = k.allocPage();
   const ring = FrontRing.init(new Uint8Array(page), ENTRY_SIZE);
+  dev.showRing(ring); // its private indexes, for the live view
   const ref = await dev.grantRing(gfn);
   const port = await dev.allocEvtchn();
-  const f: Front = { gfn, ref, port, ring, sent: 0, answered: 0 };
+  const was = carried.get(dev.nodename);
+  carried.delete(dev.nodename);
+  const f: Front = { gfn, ref, port, ring, sent: was?.sent ?? 0, answered: was?.answered ?? 0 };
   dev.data = f;
   k.bindEvent(port, () => onEvent(dev, f));
   await k.xs.transaction(async (t) => {
@@ -76,6 +101,7 @@ function release(dev: XenbusDevice): void {
   if (f === undefined) return;
   const k = dev.kernel;
   k.closePort(f.port);
+  dev.hideRing(f.ring);
   if (k.endAccess(f.ref)) {
     k.freePage(f.gfn);
     dev.data = undefined;
@@ -98,6 +124,7 @@ const driver: XenbusDriver = {
         if (dev.state === XenbusState.Connected) return;
         await dev.switchState(XenbusState.Connected);
         dev.kernel.printk("DomU: Connected.");
+        devices.add(dev);
         pushPings(dev, dev.data as Front);
         return;
       case XenbusState.Closing:
@@ -113,17 +140,62 @@ const driver: XenbusDriver = {
     }
   },
   remove(dev) {
+    devices.delete(dev);
     if (dev.data !== undefined) release(dev);
     dev.kernel.printk("DomU: device removed.");
   },
+  suspend(dev) {
+    const f = dev.data as Front | undefined;
+    dev.kernel.printk(`DomU: suspend: ${f?.answered ?? 0} pings answered so far.`);
+  },
+  save(dev) {
+    const f = dev.data as Front | undefined;
+    if (f === undefined) return undefined;
+    const s: SavedFront = { gfn: f.gfn, ref: f.ref, answered: f.answered };
+    return new TextEncoder().encode(JSON.stringify(s));
+  },
+  resume(dev, saved) {
+    if (saved === undefined) return;
+    const s = JSON.parse(new TextDecoder().decode(saved)) as SavedFront;
+    const k = dev.kernel;
+    // The old ring: nobody maps it in this domain, so its grant ends and its page goes.
+    if (k.endAccess(s.ref)) k.freePage(s.gfn);
+    // Pings sent and not answered were lost with the old ring: they go again.
+    carried.set(dev.nodename, { sent: s.answered, answered: s.answered });
+    k.printk(`DomU: resume: ${s.answered} pings answered before the save.`);
+  },
 };
+
+/** One ping on each Connected device, every `every_ms`. */
+function tick(): void {
+  for (const dev of devices) {
+    const f = dev.data as Front | undefined;
+    if (f !== undefined && dev.state === XenbusState.Connected && f.sent === f.answered && due(f)) {
+      const idx = f.ring.reqProdPvt;
+      writeMessage(f.ring.getRequest(idx), { id: f.sent, code: ALICE_OP_PING, value: BigInt(f.sent * 10) });
+      f.ring.reqProdPvt = idx + 1;
+      f.sent++;
+      if (f.ring.pushRequestsAndCheckNotify()) dev.kernel.notify(f.port);
+    }
+  }
+}
 
 export async function init(k: Kernel, args: readonly string[]): Promise<void> {
   for (const a of args) if (a.startsWith("pings=")) pings = Number(a.slice(6));
+  for (const a of args) if (a.startsWith("every_ms=")) everyMs = Number(a.slice(9));
+  if (everyMs > 0) timer = setInterval(tick, everyMs);
   k.printk("DomU: Alice_front inited!");
   await xenbus(k).registerFrontend(driver);
 }
 
 export async function exit(k: Kernel): Promise<void> {
+  if (timer !== null) clearInterval(timer);
   await xenbus(k).unregister(driver);
+}
+
+/** `stats`: the first device's counts, `{ sent, answered }`. */
+export function call(_k: Kernel, cmd: string): unknown {
+  if (cmd !== "stats") throw new Error(`alice_front: unknown call ${cmd}`);
+  const f = [...devices][0]?.data as Front | undefined;
+  return { sent: f?.sent ?? 0, answered: f?.answered ?? 0 };
 }

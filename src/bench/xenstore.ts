@@ -43,6 +43,8 @@ const TEST_XENSTORE_REQS_FIXED = 5;
 const DAEMON_CPU = 0;
 const CLIENT_CPU = 1;
 const BASELINE_NAME = "cxenstored";
+/** The baseline's name in the output: cxenstored, or xenlab's daemon traced (--trace). */
+const TRACED_NAME = "xenlab+trace";
 
 type CaseId = "a" | "b" | "c";
 type Side = "xenlab" | "baseline";
@@ -71,6 +73,10 @@ export interface Options {
   warmupRun: boolean;
   /** xenlab's daemon with `--state DIR` (journal), plus `--state-sync` (sync), or neither. */
   state: "none" | "journal" | "sync";
+  /** The baseline is xenlab's own daemon with the live view's recorder on (`--live-trace`). */
+  trace: boolean;
+  /** xenlab's daemon with `--pcap FILE`: every request and reply captured (docs/capture.md). */
+  pcap: boolean;
 }
 
 const DEFAULTS: Options = {
@@ -90,6 +96,8 @@ const DEFAULTS: Options = {
   pin: true,
   warmupRun: true,
   state: "none",
+  trace: false,
+  pcap: false,
 };
 
 const QUICK: Partial<Options> = {
@@ -132,6 +140,10 @@ options:
                        cannot pass test-xenstore, e.g. bench/floor-xenstored.mjs with --cases b)
   --state MODE         none (default); journal: xenlab's daemon runs with --state DIR (docs/journal.md);
                        sync: --state DIR --state-sync
+  --trace              the baseline becomes xenlab's own daemon with tracing on (--live-trace:
+                       the live view's recorder subscribed, as \`xenlab up --http\` with no viewer):
+                       ratio = tracing off ÷ on, so 1.00 means tracing costs nothing
+  --pcap               xenlab's daemon captures every request and reply (--pcap FILE, docs/capture.md)
 `;
 
 function positive(flag: string, v: string | undefined, allowZero = false): number {
@@ -199,12 +211,18 @@ const OPTIONS: OptionTable<Options> = {
   "--no-warmup-run": (o) => {
     o.warmupRun = false;
   },
+  "--trace": (o) => {
+    o.trace = true;
+  },
   "--state": (o, arg) => {
     const v = arg.next();
     if (v !== "none" && v !== "journal" && v !== "sync") {
       throw new RangeError(`Invalid value for --state: '${v ?? ""}'; expected none, journal or sync`);
     }
     o.state = v;
+  },
+  "--pcap": (o) => {
+    o.pcap = true;
   },
 };
 
@@ -265,7 +283,7 @@ function round(x: number, digits: number): number | null {
   return Math.round(x * f) / f;
 }
 
-function jsonRow(row: Row): string {
+function jsonRow(row: Row, baselineName: string): string {
   const x = median(row.samples.xenlab);
   const b = median(row.samples.baseline);
   const digits = row.unit === "ops/s" ? 0 : 2;
@@ -275,7 +293,7 @@ function jsonRow(row: Row): string {
     unit: row.unit,
     xenlab: round(x, digits),
     baseline: round(b, digits),
-    baseline_name: BASELINE_NAME,
+    baseline_name: baselineName,
     ratio: round(ratio(row), 3),
   });
 }
@@ -293,8 +311,8 @@ function cell(xs: readonly number[], unit: string): string {
   return `${m} (${fmt(Math.min(...xs), unit)}–${fmt(Math.max(...xs), unit)})`;
 }
 
-function table(res: Results, goals: readonly Goal[], xenlabLabel: string): string {
-  const head = ["case", "unit", xenlabLabel, BASELINE_NAME, "ratio", "goal"];
+function table(res: Results, goals: readonly Goal[], xenlabLabel: string, baselineName: string): string {
+  const head = ["case", "unit", xenlabLabel, baselineName, "ratio", "goal"];
   const lines = [...res.rows.values()].map((row) => {
     const r = ratio(row);
     const goal = goals.find((g) => g.name === row.name);
@@ -582,6 +600,8 @@ export async function benchXenstore(o: Options): Promise<number> {
   checkPeers(o);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const xl = xenlabArgv(o);
+  if (xl === null && o.pcap)
+    throw new Error("Cannot capture with --xenlab ref: --pcap is xenlab's daemon's option");
   const dir = mkdtempSync(join(tmpdir(), "xenlab-bench-"));
   const started: Daemon[] = [];
   const cleanup = async () => {
@@ -600,12 +620,28 @@ export async function benchXenstore(o: Options): Promise<number> {
   try {
     mkdirSync(join(dir, "ref"));
     mkdirSync(join(dir, "xl"));
-    const baseline = await startReference(REFXS, join(dir, "ref/socket"));
+    const baselineName = o.trace ? TRACED_NAME : BASELINE_NAME;
+    if (o.trace && xl === null) throw new RangeError("--trace needs xenlab's daemon: not with --xenlab ref");
+    const baseline =
+      o.trace && xl !== null
+        ? await startCommand(
+            [...xl.argv, "--live-trace"],
+            join(dir, "ref/socket"),
+            join(dir, "ref/daemon.log"),
+            TRACED_NAME,
+            REPO,
+          )
+        : await startReference(REFXS, join(dir, "ref/socket"));
     started.push(baseline);
     const xlArgv =
-      xl === null || o.state === "none"
-        ? xl?.argv
-        : [...xl.argv, "--state", join(dir, "xl/state"), ...(o.state === "sync" ? ["--state-sync"] : [])];
+      xl === null
+        ? undefined
+        : [
+            ...xl.argv,
+            ...(o.state === "none" ? [] : ["--state", join(dir, "xl/state")]),
+            ...(o.state === "sync" ? ["--state-sync"] : []),
+            ...(o.pcap ? ["--pcap", join(dir, "xl/xenstore.pcapng")] : []),
+          ];
     const xenlab =
       xl === null || xlArgv === undefined
         ? await startReference(REFXS, join(dir, "xl/socket"), `${BASELINE_NAME} (as xenlab)`)
@@ -613,7 +649,7 @@ export async function benchXenstore(o: Options): Promise<number> {
     started.push(xenlab);
     const daemons = { xenlab, baseline };
     log(
-      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}${o.state === "none" ? "" : ` (--state: ${o.state})`}; baseline: ${BASELINE_NAME} pid ${baseline.pid}`,
+      `bench: xenlab side: ${xenlab.label} pid ${xenlab.pid}${o.state === "none" ? "" : ` (--state: ${o.state})`}${o.pcap ? " (--pcap)" : ""}; baseline: ${baselineName} pid ${baseline.pid}`,
     );
     if (o.pin) {
       await pin(baseline.pid, DAEMON_CPU);
@@ -635,9 +671,16 @@ export async function benchXenstore(o: Options): Promise<number> {
       { name: `c/${o.idle}-idle/test-xenstore`, min: 3 },
     ];
     if (o.json) {
-      for (const row of ctx.res.rows.values()) if (row.json) process.stdout.write(`${jsonRow(row)}\n`);
+      for (const row of ctx.res.rows.values())
+        if (row.json) process.stdout.write(`${jsonRow(row, baselineName)}\n`);
     } else {
-      process.stdout.write(`\n${table(ctx.res, goals, xenlab.label)}\n`);
+      process.stdout.write(`\n${table(ctx.res, o.trace ? [] : goals, xenlab.label, baselineName)}\n`);
+      if (o.trace) {
+        const cost = [...ctx.res.rows.values()]
+          .filter((r) => r.unit === "ops/s" || r.name.endsWith("cpu per op"))
+          .map((r) => `${r.name} ${((ratio(r) - 1) * 100).toFixed(1)}%`);
+        process.stdout.write(`\ntracing on costs (off ÷ on − 1): ${cost.join(", ")}\n`);
+      }
       const pinA = o.pin ? ` pinned to CPU ${DAEMON_CPU}` : "";
       const what = [
         o.cases.has("a") ? `a: test-xenstore -i ${o.iterations}${pinA}` : "",
@@ -666,7 +709,7 @@ export async function benchXenstore(o: Options): Promise<number> {
       if (a && c) {
         const slow = (s: Side) => (median(a.samples[s]) / median(c.samples[s])).toFixed(1);
         process.stdout.write(
-          `slow-down from ${o.idle} idle connections (a ÷ c): xenlab ${slow("xenlab")}×, ${BASELINE_NAME} ${slow("baseline")}×\n`,
+          `slow-down from ${o.idle} idle connections (a ÷ c): xenlab ${slow("xenlab")}×, ${baselineName} ${slow("baseline")}×\n`,
         );
       }
     }

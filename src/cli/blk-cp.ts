@@ -22,21 +22,14 @@
  */
 import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { connect, type Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import {
-  type BlkStreamRequest,
-  CHUNK,
-  drained,
-  FrameReader,
-  frameHeader,
-  SECTOR,
-} from "../host/blk-stream.ts";
+import { type BlkStreamRequest, CHUNK, SECTOR } from "../host/blk-stream.ts";
 import { type ControlReply, controlCall, controlPath } from "../host/control-client.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
 import { domainId, invalidDomain } from "./domain-id.ts";
+import { CopyError, fileError, openStream, receiveFrames, sendFrames, socketError } from "./frame-stream.ts";
 
 const USAGE = `usage: xenlab blk-cp [--socket PATH] [--sync] FILE DOMAIN:VDEV[:SECTOR]
        xenlab blk-cp [--socket PATH] [--bytes N] DOMAIN:VDEV[:SECTOR[+COUNT]] FILE
@@ -72,17 +65,6 @@ export function parseDiskRef(s: string): DiskRef | null {
 interface DiskInfo {
   sectors: number;
   readonly?: boolean;
-}
-
-/** A user's mistake or a refusal: its message is the whole story, printed as one line. */
-class CopyError extends Error {}
-
-/** `verb 'file': no such file or directory` from a failed open/stat/read/write. */
-function fileError(verb: string, file: string, e: unknown): CopyError {
-  const err = e as NodeJS.ErrnoException;
-  // Node's message is "ENOENT: no such file or directory, open '/x'": keep the description.
-  const what = /^[A-Z0-9]+: ([^,]+)/.exec(err.message)?.[1] ?? err.message;
-  return new CopyError(`${verb} '${file}': ${what}${err.code === undefined ? "" : ` (${err.code})`}`);
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -169,26 +151,6 @@ async function progress(
   };
 }
 
-/** Opens the control socket for a streaming request and sends its line. */
-function openStream(ctl: string, req: BlkStreamRequest): Socket {
-  const s = connect(ctl);
-  s.write(`${JSON.stringify(req)}\n`);
-  return s;
-}
-
-/** The host's reply line, when `text` holds a whole one. */
-function replyOf(text: string): ControlReply | undefined {
-  const nl = text.indexOf("\n");
-  return nl < 0 ? undefined : (JSON.parse(text.slice(0, nl)) as ControlReply);
-}
-
-/** The socket's failure as the user's line: no host, or the host went away. */
-function socketError(ctl: string, e: NodeJS.ErrnoException): Error {
-  if (e.code === "ENOENT" || e.code === "ECONNREFUSED")
-    return new CopyError(`No xenlab host at ${ctl}: start one with 'xenlab up'`);
-  return new CopyError(`the host closed the connection (${e.code ?? e.message})`);
-}
-
 async function openInput(file: string): Promise<{ input: Readable; size?: number; fh?: FileHandle }> {
   if (file === "-") return { input: process.stdin };
   let fh: FileHandle;
@@ -236,58 +198,6 @@ async function copyIn(
   } finally {
     await fh?.close();
   }
-}
-
-/**
- * Sends `input` as frames after the request and resolves with the host's reply (after its
- * flush); a reply that comes early, an error, stops the sending.
- */
-function sendFrames(
-  ctl: string,
-  req: BlkStreamRequest,
-  input: Readable,
-  file: string,
-  bar: { add(n: number): void },
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = openStream(ctl, req);
-    let text = "";
-    let reply: ControlReply | undefined;
-    let sockErr: NodeJS.ErrnoException | undefined;
-    s.setEncoding("utf8");
-    s.on("data", (d: string) => {
-      text += d;
-      reply ??= replyOf(text);
-      if (reply !== undefined) {
-        input.destroy();
-        s.end();
-      }
-    });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      sockErr ??= e;
-    });
-    s.on("close", () => {
-      if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
-      else if (reply.ok) resolve();
-      else reject(new CopyError(reply.error));
-    });
-    void (async () => {
-      try {
-        for await (const chunk of input as AsyncIterable<Buffer>) {
-          if (reply !== undefined || s.destroyed) return;
-          s.write(frameHeader(chunk.length));
-          const room = s.write(chunk);
-          bar.add(chunk.length);
-          if (!room) await drained(s);
-        }
-        if (reply === undefined && !s.destroyed) s.write(frameHeader(0));
-      } catch (e) {
-        if (reply !== undefined) return;
-        reject(fileError("cannot read", file, e));
-        s.destroy();
-      }
-    })();
-  });
 }
 
 /** A write the host reads from the file itself: its progress lines, then its reply. */
@@ -364,65 +274,4 @@ async function copyOut(
     bar.stop();
     await fh?.close();
   }
-}
-
-/** Writes the frames the host sends to `out`, pausing the socket while `out` is full. */
-function receiveFrames(
-  ctl: string,
-  req: BlkStreamRequest,
-  out: Writable,
-  file: string,
-  bar: { add(n: number): void },
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = openStream(ctl, req);
-    let outErr: Error | undefined;
-    let sockErr: NodeJS.ErrnoException | undefined;
-    let reply: ControlReply | undefined;
-    // Pieces of the socket's chunks gathered into CHUNK-sized writes.
-    let buf = Buffer.allocUnsafe(CHUNK);
-    let fill = 0;
-    const flush = (): void => {
-      if (fill === 0) return;
-      if (!out.write(buf.subarray(0, fill))) {
-        s.pause();
-        out.once("drain", () => s.resume());
-      }
-      buf = Buffer.allocUnsafe(CHUNK);
-      fill = 0;
-    };
-    const reader = new FrameReader(
-      (piece) => {
-        bar.add(piece.length);
-        for (let at = 0; at < piece.length; ) {
-          const n = Math.min(CHUNK - fill, piece.length - at);
-          piece.copy(buf, fill, at, at + n);
-          fill += n;
-          at += n;
-          if (fill === CHUNK) flush();
-        }
-      },
-      () => flush(),
-    );
-    const onError = (e: Error): void => {
-      outErr ??= e;
-      s.destroy();
-    };
-    out.on("error", onError);
-    s.on("data", (d: Buffer) => {
-      reader.push(d);
-      if (reader.ended) reply ??= replyOf(reader.rest().toString("utf8"));
-    });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      sockErr ??= e;
-    });
-    s.on("close", () => {
-      out.off("error", onError);
-      if (outErr !== undefined) reject(fileError("cannot write", file, outErr));
-      else if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
-      else if (!reply.ok) reject(new CopyError(reply.error));
-      else if (out.writableNeedDrain) out.once("drain", () => resolve());
-      else resolve();
-    });
-  });
 }

@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Host } from "../host/host.ts";
+import { LiveServer, parseListen } from "../host/live-server.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { XsClient } from "../xenstore/client.ts";
@@ -19,11 +20,12 @@ import { LocalChannel } from "../xenstore/transport-local.ts";
 import { commandArgs } from "./args.ts";
 import { run as xs } from "./xs.ts";
 
-const USAGE = `usage: xenlab demo [--pings N] [--socket PATH]
+const USAGE = `usage: xenlab demo [--pings N] [--socket PATH] [--http [HOST:]PORT]
 
 Runs the alice_dev driver pair end to end (host, dom0, a guest, attach, handshake, pings) and
 prints each domain's dmesg and the XenStore tree. --socket also opens xenstored's socket there
-while the demo runs.
+while the demo runs. --http serves the live view (docs/live-view.md) on HOST (default
+127.0.0.1), prints its URL and keeps the host up after the demo until Ctrl-C.
 `;
 
 const EXAMPLES = join(fileURLToPath(new URL("../..", import.meta.url)), "examples/alice-connected");
@@ -32,6 +34,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = commandArgs("xenlab demo", USAGE, argv, {
     pings: { type: "string" },
     socket: { type: "string" },
+    http: { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
@@ -40,9 +43,30 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab demo: --pings needs a positive whole number\n${USAGE}`);
     return 2;
   }
+  let http: { host: string; port: number } | undefined;
+  try {
+    if (typeof values.http === "string") http = parseListen(values.http);
+  } catch (e) {
+    process.stderr.write(`xenlab demo: ${errorMessage(e)}\n`);
+    return 2;
+  }
   const out = (s: string): void => void process.stdout.write(s);
   const host = await Host.start({ log: createLogger("xenlab-demo", process.env.XENLAB_LOG_LEVEL ?? "warn") });
+  let live: LiveServer | null = null;
   try {
+    if (http !== undefined) {
+      try {
+        live = await LiveServer.start(
+          host,
+          http,
+          typeof values.socket === "string" ? { socket: values.socket } : {},
+        );
+      } catch (e) {
+        process.stderr.write(`xenlab demo: ${errorMessage(e)}\n`);
+        return 1;
+      }
+      out(`live view on ${live.url}\n`);
+    }
     if (typeof values.socket === "string") {
       try {
         await host.listen(values.socket);
@@ -71,8 +95,16 @@ export async function run(argv: string[]): Promise<number> {
       stdout: (b) => void process.stdout.write(b),
       columns: undefined,
     });
+    if (live !== null) {
+      out(`\nthe host stays up for the live view on ${live.url} (Ctrl-C to stop)\n`);
+      await new Promise<void>((resolve) => {
+        process.once("SIGTERM", () => resolve());
+        process.once("SIGINT", () => resolve());
+      });
+    }
     return rc;
   } finally {
+    await live?.close();
     await host.stop();
   }
 }

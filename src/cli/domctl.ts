@@ -52,7 +52,7 @@ function stateLetters(d: DomainInfo): string {
     flag(d.state === "running", "r") +
     "-" +
     flag(d.state === "paused", "p") +
-    "-" +
+    flag(d.state === "suspended", "s") +
     flag(d.state === "crashed", "c") +
     flag(d.state === "dying", "d")
   );

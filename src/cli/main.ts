@@ -16,6 +16,11 @@ function block(summary: string, fn: "attach" | "detach" | "list"): Subcommand {
   return { summary, run: async (_name, argv) => (await import("./block.ts"))[fn](argv) };
 }
 
+/** A save, restore or migrate command: src/cli/save.ts exports one function a command. */
+function saveCmd(summary: string, fn: "save" | "restore" | "migrate"): Subcommand {
+  return { summary, run: async (_name, argv) => (await import("./save.ts"))[fn](argv) };
+}
+
 const XENLAB: CommandTable = {
   prog: "xenlab",
   args: "<command> [args]",
@@ -39,10 +44,17 @@ const XENLAB: CommandTable = {
       "copy a file into or out of a guest's disk: blk-cp FILE DOMAIN:VDEV[:SECTOR] | DOMAIN:VDEV[:S[+N]] FILE",
       () => import("./blk-cp.ts"),
     ),
+    vchan: command(
+      "a libxenvchan stream end in a domain (as vchan-node): vchan server|client read|write PEER PATH",
+      () => import("./vchan.ts"),
+    ),
     console: command(
       "attach to a guest's PV console: console DOMAIN (Ctrl-] detaches)",
       () => import("./console.ts"),
     ),
+    save: saveCmd("save a guest to a file (as xl save): save [-c] DOMAIN FILE", "save"),
+    restore: saveCmd("restore a saved guest (as xl restore): restore FILE", "restore"),
+    migrate: saveCmd("send a guest to another xenlab host (as xl migrate): migrate DOMAIN HOST", "migrate"),
     devices: command(
       "every XenBus device, both ends' states and why it is stuck: devices [DOMAIN]",
       () => import("./devices.ts"),

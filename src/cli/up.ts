@@ -6,10 +6,13 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { captureDirectory } from "../host/capture.ts";
 import { ControlServer } from "../host/control.ts";
 import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
+import { LiveServer, parseListen } from "../host/live-server.ts";
+import { listenMigration } from "../host/migrate.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -33,6 +36,16 @@ const USAGE = `usage: xenlab up [options]
                       (default: the socket's directory/console)
   --halt-poll-us N    each domain polls up to N µs for an event before it sleeps,
                       adapting as KVM's halt_poll_ns (default 1000; 0: never)
+  --migrate-listen [HOST:]PORT
+                      also take guests sent with 'xenlab migrate DOMAIN HOST:PORT' on
+                      this TCP port (HOST default 127.0.0.1); the control socket takes
+                      them from 'xenlab migrate DOMAIN SOCKET' always
+  --http [HOST:]PORT  serve the live view (docs/live-view.md) on HOST (default
+                      127.0.0.1), read-only; prints its URL with its access token
+  --pcap DIR          capture into DIR (made if missing; earlier captures replaced):
+                      xenstore.pcapng, every XenStore request and reply, and
+                      vifD.H.pcapng, each vif's Ethernet frames; open them with
+                      wireshark -X lua_script:wireshark/xenstore.lua (README)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -45,6 +58,9 @@ export async function run(argv: string[]): Promise<number> {
     "log-format": { type: "string" },
     "console-log-dir": { type: "string" },
     "halt-poll-us": { type: "string" },
+    "migrate-listen": { type: "string" },
+    http: { type: "string" },
+    pcap: { type: "string" },
   });
   if (typeof args === "number") return args;
   const { values } = args;
@@ -66,6 +82,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab up: --halt-poll-us wants a whole number of µs >= 0, not '${pollText}'\n`);
     return 2;
   }
+  let http: { host: string; port: number } | undefined;
+  try {
+    if (values.http !== undefined) http = parseListen(values.http as string);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 2;
+  }
   mkdirSync(dirname(socket), { recursive: true });
   const ctl = controlPath(socket);
   try {
@@ -76,20 +99,46 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 1;
   }
-  const host = await Host.start({
-    log,
-    xenstored: { keepOrphans: values["keep-orphans"] === true },
-    onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
-    consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
-    ...(haltPollUs === undefined ? {} : { haltPollUs }),
-  });
+  let pcapDir = values.pcap as string | undefined;
+  if (pcapDir === "") {
+    process.stderr.write("xenlab up: --pcap wants a directory to capture into, e.g. --pcap ./pcap\n");
+    return 2;
+  }
+  try {
+    // Before anything starts: a bad directory is one line, not a host started and stopped.
+    if (pcapDir !== undefined) pcapDir = captureDirectory(pcapDir);
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
+  let host: Host;
+  try {
+    host = await Host.start({
+      log,
+      xenstored: { keepOrphans: values["keep-orphans"] === true },
+      onKernelLog: (domid, line) => process.stdout.write(`(d${domid}) ${line}\n`),
+      consoleLogDir: (values["console-log-dir"] as string | undefined) ?? join(dirname(socket), "console"),
+      ...(haltPollUs === undefined ? {} : { haltPollUs }),
+      ...(pcapDir === undefined ? {} : { pcapDir }),
+    });
+  } catch (e) {
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   honourShutdownActions(host, (msg) => log.warn(msg));
   const control = new ControlServer(host);
+  const migrateAt = values["migrate-listen"] as string | undefined;
+  let migration: Awaited<ReturnType<typeof listenMigration>> | null = null;
+  let live: LiveServer | null = null;
   try {
     await host.listen(socket);
     await control.listen(ctl);
+    if (migrateAt !== undefined) migration = await listenMigration(host, migrateAt);
+    if (http !== undefined) live = await LiveServer.start(host, http, { socket });
   } catch (e) {
-    // Another daemon won the path since the check: stop, removing only our own socket.
+    // Another daemon won the path since the check, or a TCP port (migration, HTTP) is taken:
+    // stop, removing only our own socket.
+    migration?.close();
     await control.close();
     await host.stop();
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
@@ -98,6 +147,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values["no-domu"] !== true) {
     await host.createDomain({ name: (values["domu-name"] as string | undefined) ?? "domU" });
   }
+  if (host.capture !== null) process.stdout.write(`xenlab up: capturing into ${host.capture.dir}\n`);
   process.stdout.write(
     `xenlab up: xenstored on ${socket}, control on ${ctl}; ` +
       `${host.hv
@@ -105,11 +155,15 @@ export async function run(argv: string[]): Promise<number> {
         .map((d) => `${d.name} (${d.domid})`)
         .join(", ")} running (pid ${process.pid})\n`,
   );
+  if (migration !== null) process.stdout.write(`xenlab up: taking migrations on ${migrateAt}\n`);
+  if (live !== null) process.stdout.write(`xenlab up: live view on ${live.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
+  migration?.close();
+  await live?.close();
   await control.close();
   await host.stop();
   return 0;

@@ -2,23 +2,31 @@
  * `xenlab xenstored`: the XenStore daemon on a Unix socket, in the foreground.
  * Options follow C xenstored's (-E -S -W -t -A -M -Q -q -w -K -T -N -V); the socket comes
  * from --socket, else $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket, else
- * /var/run/xenstored/socket.
+ * /var/run/xenstored/socket. `--load FILE` starts from a XenStore migration stream (what C
+ * xenstored's live update writes); `xenlab xenstored dump FILE` asks a running daemon to
+ * write one (CONTROL `dump-state`, also `xenstore-control dump-state FILE`).
  */
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { XenstoreCapture } from "../host/capture.ts";
+import { LiveRecorder } from "../host/live.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
 import { DEFAULT_MAX_JOURNAL_BYTES, Journal } from "../xenstore/journal.ts";
+import { loadState } from "../xenstore/migration.ts";
+import { decodeStateStream } from "../xenstore/migration-format.ts";
 import { DEFAULT_QUOTAS, type Quotas } from "../xenstore/quota.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
-import { DirStateFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
+import { DirStateFiles, NodeDumpFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
 import { Trace } from "../xenstore/trace.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
+import { connectXenstore, xenstoredSocketPath } from "../xenstore/transport-socket-client.ts";
 import { commandArgs } from "./args.ts";
 
 const USAGE = `usage: xenlab xenstored [options]
+       xenlab xenstored dump [--socket PATH] [-v 1|2] FILE
 
   --socket PATH              socket to serve (default: $XENSTORED_PATH,
                              else $XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket)
@@ -35,11 +43,19 @@ const USAGE = `usage: xenlab xenstored [options]
   -T, --trace-file FILE      log every request and reply to FILE (C xenstored's format;
                              SIGHUP reopens it, xenstore-control log/logfile switch it)
   -N, --no-fork              accepted for compatibility (always foreground)
+  --pcap FILE                capture every request and reply into FILE (pcapng; open it
+                             with wireshark -X lua_script:wireshark/xenstore.lua, README)
   --state DIR                keep the store in DIR (snapshot + journal): every acknowledged
                              change survives a kill -9 and a restart serves it again
   --state-sync               also fdatasync each journal record (survives a power cut)
   --state-max-journal BYTES  compact the journal past max(BYTES, 2 × snapshot)
                              (default ${DEFAULT_MAX_JOURNAL_BYTES})
+  --live-trace               trace as \`xenlab up --http\` does with no viewer connected
+                             (the live view's recorder keeping the devices' timelines,
+                             docs/live-view.md): what \`bench xenstore --trace\` measures
+  --load FILE                start from FILE, a XenStore migration stream (Xen's
+                             docs/designs/xenstore-migration.md; C xenstored's live-update
+                             state_dump): nodes, permissions, domains, their watches, quotas
   -V, --verbose              debug logging
   --log-level LEVEL          pino level (default info)
   --log-format pretty|json   log lines on stderr: pretty on a terminal, JSON lines otherwise
@@ -53,10 +69,13 @@ interface XenstoredOptions {
   timeout?: string[];
   "keep-orphans"?: boolean;
   "trace-file"?: string;
+  pcap?: string;
   state?: string;
   "state-sync"?: boolean;
   "state-max-journal"?: string;
+  load?: string;
   verbose?: boolean;
+  "live-trace"?: boolean;
   "log-level"?: string;
   "log-format"?: string;
   [flag: string]: string | string[] | boolean | undefined;
@@ -102,7 +121,65 @@ export function parseQuotas(values: Record<string, unknown>): Partial<Quotas> {
   return q;
 }
 
+const DUMP_USAGE = `usage: xenlab xenstored dump [--socket PATH] [-v 1|2] FILE
+
+Asks the running xenstored to write its whole state to FILE in Xen's XenStore migration
+stream format (version 2 by default; -v 1 for Xen 4.17's xenstored). Start a daemon from it
+with: xenlab xenstored --load FILE
+  --socket PATH   the daemon's socket (default: $XENSTORED_PATH, else
+                  $XENSTORED_RUNDIR/socket, else /var/run/xenstored/socket)
+  -v N            stream version, 1 or 2
+`;
+
+/** `xenlab xenstored dump FILE`: CONTROL `dump-state` with FILE made absolute. */
+async function runDump(argv: string[]): Promise<number> {
+  const prog = "xenlab xenstored dump";
+  const args = commandArgs(
+    prog,
+    DUMP_USAGE,
+    argv,
+    { socket: { type: "string" }, version: { type: "string", short: "v" } },
+    true,
+  );
+  if (typeof args === "number") return args;
+  const version = args.values.version as string | undefined;
+  if (args.positionals.length !== 1 || (version !== undefined && version !== "1" && version !== "2")) {
+    process.stderr.write(
+      `${prog}: ${args.positionals.length !== 1 ? "name one FILE to write" : `-v must be 1 or 2, not "${version}"`}\n${DUMP_USAGE}`,
+    );
+    return 2;
+  }
+  const file = resolve(args.positionals[0]!);
+  const where = xenstoredSocketPath(args.values.socket as string | undefined);
+  let client: Awaited<ReturnType<typeof connectXenstore>>;
+  try {
+    client = await connectXenstore(where);
+  } catch (e) {
+    process.stderr.write(
+      `${prog}: no xenstored answers on ${where} (${errorMessage(e)}); start one or pass --socket\n`,
+    );
+    return 1;
+  }
+  try {
+    const reply = await client.control("dump-state", ...(version !== undefined ? ["-v", version] : []), file);
+    if (reply !== "OK") {
+      process.stderr.write(`${prog}: ${reply}\n`);
+      return 1;
+    }
+    process.stdout.write(`${file}\n`);
+    return 0;
+  } catch (e) {
+    process.stderr.write(
+      `${prog}: the daemon on ${where} refused dump-state (${errorMessage(e)}); is it xenlab xenstored?\n`,
+    );
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === "dump") return runDump(argv.slice(1));
   const args = commandArgs("xenlab xenstored", USAGE, argv, {
     socket: { type: "string" },
     "entry-nb": { type: "string", short: "E" },
@@ -117,10 +194,13 @@ export async function run(argv: string[]): Promise<number> {
     "keep-orphans": { type: "boolean", short: "K" },
     "trace-file": { type: "string", short: "T" },
     "no-fork": { type: "boolean", short: "N" },
+    pcap: { type: "string" },
     state: { type: "string" },
     "state-sync": { type: "boolean" },
     "state-max-journal": { type: "string" },
+    load: { type: "string" },
     verbose: { type: "boolean", short: "V" },
+    "live-trace": { type: "boolean" },
     "log-level": { type: "string" },
     "log-format": { type: "string" },
   });
@@ -179,9 +259,61 @@ export async function run(argv: string[]): Promise<number> {
     keepOrphans: values["keep-orphans"] ?? false,
     log,
     trace,
+    dumpFiles: new NodeDumpFiles(),
     ...(journal ? { journal } : {}),
   });
   journal?.attach(core);
+  if (values["live-trace"] === true) {
+    const recorder = new LiveRecorder(core.store);
+    core.tracer.subscribe((e) => recorder.event(e));
+  }
+  if (values.load !== undefined) {
+    const file = values.load;
+    try {
+      let bytes: Uint8Array;
+      try {
+        bytes = readFileSync(file);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new Error(
+          code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : errorMessage(e),
+        );
+      }
+      const r = loadState(core, decodeStateStream(bytes));
+      for (const what of r.dropped) log.warn({ file, what }, `load: not restored: ${what}`);
+      log.info(
+        { file, nodes: r.nodes, domains: r.domains, watches: r.watches },
+        `loaded ${r.nodes} nodes, ${r.domains} domains and ${r.watches} watches from ${file}`,
+      );
+    } catch (e) {
+      journal?.close();
+      process.off("SIGHUP", onHup);
+      trace.close();
+      process.stderr.write(
+        `xenlab xenstored: cannot load ${file}: ${errorMessage(e)}; give --load a dump written by ` +
+          "'xenlab xenstored dump' or by C xenstored's live update\n",
+      );
+      return 1;
+    }
+  }
+  let capture: XenstoreCapture | null = null;
+  if (values.pcap !== undefined) {
+    try {
+      capture = XenstoreCapture.create(values.pcap, {
+        onError: (err) => {
+          log.warn({ err: err.message }, "capture stopped: write failed");
+          core.tap = null;
+        },
+      });
+    } catch (e) {
+      journal?.close();
+      process.off("SIGHUP", onHup);
+      trace.close();
+      process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+      return 1;
+    }
+    core.tap = capture;
+  }
   const transport = new SocketTransport(core);
   try {
     await transport.listen(path);
@@ -190,6 +322,7 @@ export async function run(argv: string[]): Promise<number> {
     journal?.close();
     process.off("SIGHUP", onHup);
     trace.close();
+    capture?.close();
     process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
     return 1;
   }
@@ -208,6 +341,7 @@ export async function run(argv: string[]): Promise<number> {
   journal?.close();
   process.off("SIGHUP", onHup);
   trace.close();
+  capture?.close();
   log.flush();
   return 0;
 }

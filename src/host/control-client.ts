@@ -22,7 +22,10 @@ export type ControlRequest =
   | { op: "block-detach"; domid: number; vdev: string; force?: boolean }
   | { op: "block-list"; domid: number }
   | { op: "blkfront"; domid: number; cmd: string; arg: Record<string, unknown> }
-  | { op: "devices"; domid?: number };
+  | { op: "devices"; domid?: number }
+  | { op: "save"; domid: number; file: string; checkpoint: boolean; cwd: string }
+  | { op: "restore"; file: string; cwd: string }
+  | { op: "migrate"; domid: number; to: string };
 
 export type ControlReply = { ok: true; value: unknown } | { ok: false; error: string };
 

@@ -12,7 +12,8 @@
  * after its reply line (src/console/stream.ts); another, `{"op":"dmesg","domid":N,"follow":true}`,
  * into the domain's kernel log, one JSON string a line, until the domain is destroyed; two,
  * `blk-write` and `blk-read`, into a stream of a guest disk's bytes for `xenlab blk-cp`
- * (src/host/blk-stream.ts).
+ * (src/host/blk-stream.ts); `vchan`, into one direction of a vchan for `xenlab vchan`
+ * (src/host/vchan-stream.ts); and `migrate-receive` into a migration's receiving end (migrate.ts).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
@@ -32,6 +33,9 @@ import type {
 import { listDevices } from "./devices.ts";
 import { createGuest } from "./guest.ts";
 import type { Host } from "./host.ts";
+import { migrateGuest, receiveMigration } from "./migrate.ts";
+import { restoreFromFile, saveToFile } from "./save-file.ts";
+import { parseVchanStreamRequest, serveVchanStream } from "./vchan-stream.ts";
 
 function listDomains(h: Host): ListedDomain[] {
   return h.hv.list().map((d) => ({ ...d, memKib: h.configs.get(d.domid)?.memoryKib ?? d.maxPages * 4 }));
@@ -73,6 +77,19 @@ export class ControlServer {
           if (blk !== undefined) {
             s.off("data", onData);
             void serveBlkStream(this.#host, s, blk, buf);
+            return;
+          }
+          // `xenlab migrate` from another host: after this line come the migration's messages.
+          if (isMigrateReceive(line)) {
+            s.off("data", onData);
+            void receiveMigration(this.#host, s, buf);
+            return;
+          }
+          // `xenlab vchan`: after this request the connection is one direction of a vchan.
+          const vchan = parseVchanStreamRequest(line);
+          if (vchan !== undefined) {
+            s.off("data", onData);
+            void serveVchanStream(this.#host, s, vchan, buf);
             return;
           }
           void this.#handle(line).then((r) => {
@@ -163,9 +180,23 @@ export class ControlServer {
         return blkfrontCall(h, r.domid, r.cmd, r.arg);
       case "devices":
         return devicesOf(h, r.domid);
+      case "save":
+        return saveToFile(h, r.domid, r.file, { checkpoint: r.checkpoint, cwd: r.cwd });
+      case "restore":
+        return restoreFromFile(h, r.file, { cwd: r.cwd });
+      case "migrate":
+        return migrateGuest(h, r.domid, r.to);
       default:
         throw new Error(`Unknown control request '${(r as { op: string }).op}'`);
     }
+  }
+}
+
+function isMigrateReceive(line: string): boolean {
+  try {
+    return (JSON.parse(line) as { op?: unknown }).op === "migrate-receive";
+  } catch {
+    return false;
   }
 }
 

@@ -22,14 +22,15 @@ export interface DeviceReport extends DeviceView {
 
 /** What the collector needs of the host: its XenStore and its domains' kernel attributes. */
 export interface DeviceSources {
-  readonly xs: XsOps;
+  /** Only reads: a client, or the live view's reader of the store itself (src/host/live.ts). */
+  readonly xs: Pick<XsOps, "directory" | "tryRead">;
   /** The domids of the running domains. */
   domids(): readonly number[];
   /** An attribute a domain's kernel publishes (undefined when none, or when the domain is gone). */
   attribute(domid: number, path: string): Promise<unknown>;
 }
 
-async function children(xs: XsOps, path: string): Promise<string[]> {
+async function children(xs: Pick<XsOps, "directory">, path: string): Promise<string[]> {
   try {
     return await xs.directory(path);
   } catch {
@@ -37,7 +38,7 @@ async function children(xs: XsOps, path: string): Promise<string[]> {
   }
 }
 
-async function keysOf(xs: XsOps, dir: string): Promise<Map<string, string>> {
+async function keysOf(xs: Pick<XsOps, "directory" | "tryRead">, dir: string): Promise<Map<string, string>> {
   const keys = new Map<string, string>();
   for (const k of await children(xs, dir)) {
     const v = await xs.tryRead(`${dir}/${k}`);

@@ -59,12 +59,25 @@ export async function attachDisk(
   if (spec.format !== "raw")
     throw new RangeError(`Cannot attach disk: format '${spec.format}' is not served`);
   if (host.hv.info(domid) === undefined) throw new RangeError(`Cannot attach disk: no domain ${domid}`);
-  const { fe, be, libxl } = paths(domid, devid);
+  const { fe, be } = paths(domid, devid);
   if ((await host.xs.exists(fe)) || (await host.xs.exists(be))) {
     throw new Error(`Cannot attach disk: domain ${domid} already has a vbd ${devid} (${spec.vdev})`);
   }
   await host.ensureModule(0, "xen_blkback", BLKBACK_MODULE);
   await host.ensureModule(domid, "xen_blkfront", BLKFRONT_MODULE);
+  await writeDiskKeys(host, domid, spec);
+  await waitConnected(host, domid, spec, timeoutMs);
+}
+
+/**
+ * The disk's two directories and libxl's copy, both states Initialising, in one transaction (see
+ * the module comment); dom0's blkback is loaded if it is not. A restored guest's disks are written
+ * so before it runs: its blkfront comes back with the guest and reconnects on its own.
+ */
+export async function writeDiskKeys(host: Host, domid: number, spec: DiskSpec): Promise<void> {
+  const devid = vdevToDevid(spec.vdev);
+  const { fe, be, libxl } = paths(domid, devid);
+  await host.ensureModule(0, "xen_blkback", BLKBACK_MODULE);
   const rw = spec.access === "rw" && spec.devtype !== "cdrom";
   const deviceType = spec.devtype === "cdrom" ? "cdrom" : "disk";
   await host.transaction(async (t) => {
@@ -101,6 +114,10 @@ export async function attachDisk(
     await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
     await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
   });
+}
+
+async function waitConnected(host: Host, domid: number, spec: DiskSpec, timeoutMs: number): Promise<void> {
+  const { fe, be, libxl } = paths(domid, vdevToDevid(spec.vdev));
   const dom = host.hv.info(domid);
   const who = `domain ${dom?.name ?? "?"} (${domid})`;
   const feError = `${domainPath(domid)}/${errorPath(fe.slice(`${domainPath(domid)}/`.length))}`;

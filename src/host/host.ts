@@ -33,10 +33,11 @@ import { domainPath, XenbusKey } from "../xenbus/keys.ts";
 import { XsClient, type XsOps } from "../xenstore/client.ts";
 import { type CoreOptions, XenStoreCore } from "../xenstore/core.ts";
 import { deliver } from "../xenstore/daemon.ts";
-import { NodeTraceFiles } from "../xenstore/state-files.ts";
+import { NodeDumpFiles, NodeTraceFiles } from "../xenstore/state-files.ts";
 import { Trace } from "../xenstore/trace.ts";
 import { LocalChannel } from "../xenstore/transport-local.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
+import { HostCapture } from "./capture.ts";
 import type { GuestConfig } from "./guest-config.ts";
 import { PollGovernor } from "./poll-governor.ts";
 import { XenstoredDomains } from "./xenstored-domains.ts";
@@ -55,6 +56,11 @@ export interface HostOptions {
   readonly consoleLogDir?: string;
   /** Each domain's longest halt-polling window, µs (default HALT_POLL_US_DEFAULT; 0: off). */
   readonly haltPollUs?: number;
+  /**
+   * Capture into this directory from the start (`xenlab up --pcap`): every XenStore packet in
+   * xenstore.pcapng, and the directory published for netback's per-vif captures (capture.ts).
+   */
+  readonly pcapDir?: string;
   /**
    * Whether polling stops while every core is wanted by a thread with work (poll-governor.ts);
    * default true. false leaves one polling thread per core allowed whatever the load.
@@ -88,6 +94,8 @@ export class Host {
   #txTail: Promise<unknown> = Promise.resolve();
   /** ensureModule's loads in progress, by "domid url": concurrent callers share one. */
   readonly #loading = new Map<string, Promise<void>>();
+  /** The captures (`pcapDir`), or null. */
+  capture: HostCapture | null = null;
 
   private constructor(opts: HostOptions, hv: Hypervisor) {
     this.#log = opts.log;
@@ -102,7 +110,14 @@ export class Host {
     // Closed until `xenstore-control logfile FILE` opens one, as C xenstored without -T; memreport
     // FILE writes its report either way.
     const trace = new Trace(new NodeTraceFiles(), { log: opts.log });
-    this.core = new XenStoreCore({ ...opts.xenstored, log: opts.log, hooks: this.xenstored, trace });
+    // `xenstore-control dump-state FILE` writes Xen's migration stream (docs/xenstore-migration.md).
+    this.core = new XenStoreCore({
+      ...opts.xenstored,
+      log: opts.log,
+      hooks: this.xenstored,
+      trace,
+      dumpFiles: new NodeDumpFiles(),
+    });
     this.xenstored.attach(this.core);
     this.xs = new XsClient(new LocalChannel(this.core));
     this.console = new ConsoleBackend({
@@ -134,6 +149,16 @@ export class Host {
     host = new Host(opts, hv);
     host.#loop = host.#vcpu1.start();
     host.#loop.catch(() => {});
+    // Before dom0's ring is attached, so the capture sees its first request.
+    if (opts.pcapDir !== undefined) {
+      try {
+        host.capture = await HostCapture.start(opts.pcapDir, host.core, host.xs, opts.log);
+      } catch (e) {
+        await hv.shutdown();
+        await host.#vcpu1.stop();
+        throw e;
+      }
+    }
     host.pollGovernor?.start();
     host.xenstored.attachDom0();
     // What xen-init-dom0 writes.
@@ -161,7 +186,15 @@ export class Host {
    * `targetKib` is the memory target written for the guest (default: all its pages). A name
    * must be given and not be another domain's, as libxl__domain_rename insists.
    */
-  async createDomain(opts: CreateOptions & { readonly targetKib?: number }): Promise<DomainInfo> {
+  async createDomain(
+    opts: CreateOptions & {
+      readonly targetKib?: number;
+      /** Runs before the unpause (a restore adds the saved devices there, as libxl does). */
+      readonly beforeUnpause?: (domid: number) => Promise<void>;
+      /** Leave it paused (a migration's receiver, until the sender clears it). */
+      readonly paused?: boolean;
+    },
+  ): Promise<DomainInfo> {
     if (opts.name === "") throw new RangeError("Domain name must be specified.");
     if (this.hv.list().some((d) => d.name === opts.name))
       throw new RangeError(`Domain with name "${opts.name}" already exists.`);
@@ -172,8 +205,11 @@ export class Host {
       await this.xs.introduce(domid, info.store.gfn, info.store.port);
       // libxl's domcreate_launch_dm: the primary console, which xenconsoled then connects.
       await this.transaction((t) => addPrimaryConsole(t, domid, info.console));
-      this.hv.unpause(domid);
-      await this.hv.ready(domid);
+      await opts.beforeUnpause?.(domid);
+      if (opts.paused !== true) {
+        this.hv.unpause(domid);
+        await this.hv.ready(domid);
+      }
     } catch (e) {
       await this.destroyDomain(domid);
       throw e;
@@ -284,6 +320,7 @@ export class Host {
     await this.hv.shutdown();
     await this.#vcpu1.stop();
     await this.xs.close();
+    this.capture?.close();
   }
 
   /** libxl__domain_make + libxl__build_post, in one transaction. */

@@ -416,6 +416,27 @@ export class EventChannels {
     return 0;
   }
 
+  /**
+   * Every port of `domid` that is not closed, with its pending and mask bits (`xl debug-keys e`,
+   * for the live view). Empty for an unknown domain.
+   */
+  openPorts(domid: number): { port: number; status: EvtchnStatus; pending: boolean; masked: boolean }[] {
+    const d = this.#domains.get(domid);
+    const out: { port: number; status: EvtchnStatus; pending: boolean; masked: boolean }[] = [];
+    if (d === undefined) return out;
+    for (let port = 1; port < EVTCHN_2L_NR_CHANNELS; port++) {
+      if (d.state[port] === EVTCHNSTAT.closed) continue;
+      const status = this.status(domid, domid, port) as EvtchnStatus;
+      out.push({
+        port,
+        status,
+        pending: testBit(d.mem, W_PENDING, port),
+        masked: testBit(d.mem, W_MASK, port),
+      });
+    }
+    return out;
+  }
+
   /** Test views for the hypervisor and tests: a port's pending and mask bits. */
   isPending(domid: number, port: number): boolean {
     return this.#bit(domid, W_PENDING, port);

@@ -114,6 +114,18 @@ export interface GrantUse {
 export interface GrantTablesOptions {
   /** Maptrack handles per mapping domain (Xen: 1024 frames × 256). */
   readonly maxMaptrackHandles?: number;
+  /** EVTCHNOP_send by `domid` on its `port`: how an unmap notification signals. */
+  readonly sendEvent?: (domid: number, port: number) => void;
+}
+
+/**
+ * Linux's grant-device unmap notification (gntdev/gntalloc `UNMAP_NOTIFY_CLEAR_BYTE |
+ * UNMAP_NOTIFY_SEND_EVENT`): when the page goes, byte `offset` of it is set to 0 and the domain
+ * signals `port`. libxenvchan puts its live bytes here so that a peer that dies is noticed.
+ */
+export interface UnmapNotify {
+  readonly offset: number;
+  readonly port: number;
 }
 
 // act->pin: four 8-bit counters in one word, as Xen.
@@ -144,6 +156,13 @@ interface Mapping {
   readonly granter: Granter;
   readonly ref: number;
   readonly flags: number;
+  notify?: UnmapNotify;
+}
+
+/** A page a domain shares with an unmap notification armed (gntalloc's side). */
+interface Share {
+  readonly gfn: number;
+  readonly notify: UnmapNotify;
 }
 
 /**
@@ -192,6 +211,13 @@ class Maptrack {
  * `lookup` (Xen keeps a dying domain as a zombie until the last foreign mapping goes). The
  * toolstack destroys a domain with `releaseMappings(domid)` (what it mapped) and keeps its pages
  * until `usesOf(domid)` is empty (what others map); it must not reuse the domid before.
+ *
+ * Unmap notifications. In Linux the grant devices of the dying process's own kernel fire them
+ * (gntdev when a mapping goes, gntalloc when a shared page is freed), so they fire on a process's
+ * crash but not when Xen destroys the whole domain. In xenlab a peer's death is its domain's
+ * destruction, so the hypervisor keeps them: a mapping's fires on its unmap, explicit or by
+ * `releaseMappings()`; a share's fires on `endShareNotify(…, true)` or `releaseShares()`, which
+ * the hypervisor calls before it closes the dying domain's event channels.
  */
 export class GrantTables {
   readonly #lookup: DomainLookup;
@@ -200,10 +226,14 @@ export class GrantTables {
   readonly #inUse = new Set<Granter>();
   readonly #maptracks = new Map<number, Maptrack>();
   readonly #maxHandles: number;
+  readonly #sendEvent: (domid: number, port: number) => void;
+  /** Shares with a notification, by granting domid, then ref. */
+  readonly #shares = new Map<number, Map<number, Share>>();
 
   constructor(lookup: DomainLookup, options: GrantTablesOptions = {}) {
     this.#lookup = lookup;
     this.#maxHandles = options.maxMaptrackHandles ?? 1024 * MAPTRACK_PER_PAGE;
+    this.#sendEvent = options.sendEvent ?? (() => {});
   }
 
   /**
@@ -251,9 +281,72 @@ export class GrantTables {
     let decr = 0;
     if (m.flags & GNTMAP.device_map) decr += ro ? PIN.devr : PIN.devw;
     if (m.flags & GNTMAP.host_map) decr += ro ? PIN.hstr : PIN.hstw;
+    if (m.notify !== undefined) {
+      // gntdev's unmap_grant_pages: clear the byte while the page is still ours, then signal.
+      const act = m.granter.active.get(m.ref);
+      if (act !== undefined) Atomics.store(new Uint8Array(act.page), m.notify.offset, 0);
+      this.#sendEvent(mapper, m.notify.port);
+    }
     this.#unpin(m.granter, m.ref, ro, decr);
     mt.put(handle);
     return GNTST.okay;
+  }
+
+  /**
+   * gntdev's IOCTL_GNTDEV_SET_UNMAP_NOTIFY on `mapper`'s mapping `handle`: on unmap (or the
+   * mapper's death) byte `offset` of the page becomes 0 and `mapper` signals its `port`. The
+   * mapping must be writable (Linux: EINVAL for a read-only one). Replaces an earlier one.
+   */
+  setUnmapNotify(mapper: number, handle: number, notify: UnmapNotify): GrantStatus {
+    checkNotify(notify);
+    const m = this.#maptracks.get(mapper)?.entries[handle];
+    if (m === undefined) return GNTST.bad_handle;
+    if ((m.flags & GNTMAP.readonly) !== 0) return GNTST.general_error;
+    m.notify = notify;
+    return GNTST.okay;
+  }
+
+  /**
+   * gntalloc's IOCTL_GNTALLOC_SET_UNMAP_NOTIFY on `granter`'s own page of grant `ref`: when the
+   * share ends (endShareNotify with fire) or the granter dies, byte `offset` of the page becomes 0
+   * and the granter signals its `port`.
+   */
+  setShareNotify(granter: number, ref: number, notify: UnmapNotify): GrantStatus {
+    checkNotify(notify);
+    const d = this.#lookup(granter);
+    if (d === undefined) return GNTST.bad_domain;
+    const g = this.#granter(d);
+    if (ref >= g.table.nrEntries) return GNTST.bad_gntref;
+    const gfn = g.table.frame(ref);
+    if (d.pages[gfn] === undefined) return GNTST.bad_page;
+    const m = this.#shares.get(granter) ?? new Map<number, Share>();
+    this.#shares.set(granter, m);
+    m.set(ref, { gfn, notify });
+    return GNTST.okay;
+  }
+
+  /** Drops `granter`'s notification on `ref`, firing it first when `fire` (the share is freed). */
+  endShareNotify(granter: number, ref: number, fire: boolean): GrantStatus {
+    const s = this.#shares.get(granter)?.get(ref);
+    if (s === undefined) return GNTST.bad_gntref;
+    this.#shares.get(granter)!.delete(ref);
+    if (fire) this.#fireShare(granter, s);
+    return GNTST.okay;
+  }
+
+  /** Fires and forgets every share notification of `granter` (at its destruction). */
+  releaseShares(granter: number): number {
+    const m = this.#shares.get(granter);
+    if (m === undefined) return 0;
+    this.#shares.delete(granter);
+    for (const s of m.values()) this.#fireShare(granter, s);
+    return m.size;
+  }
+
+  #fireShare(granter: number, s: Share): void {
+    const page = this.#lookup(granter)?.pages[s.gfn];
+    if (page !== undefined) Atomics.store(new Uint8Array(page), s.notify.offset, 0);
+    this.#sendEvent(granter, s.notify.port);
   }
 
   /**
@@ -478,6 +571,14 @@ function reduceStatusForPin(table: GrantTableFrames, ref: number, pin: number, r
   let clear = pin === 0 ? GTF.reading : 0;
   if (!ro && (pin & PIN_WRITE_MASK) === 0) clear |= GTF.writing;
   if (clear !== 0) Atomics.and(table.words(ref), wordIndex(ref), ~clear);
+}
+
+function checkNotify(n: UnmapNotify): void {
+  if (!Number.isInteger(n.offset) || n.offset < 0 || n.offset >= XEN_PAGE_SIZE)
+    throw new RangeError(
+      `Invalid unmap-notify offset: ${n.offset} (a byte of the page, 0..${XEN_PAGE_SIZE - 1})`,
+    );
+  checkU32("unmap-notify port", n.port);
 }
 
 function pinCounts(pin: number): PinCounts {

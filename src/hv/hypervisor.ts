@@ -30,10 +30,12 @@ import { availableParallelism } from "node:os";
 import { MessageChannel, type Worker } from "node:worker_threads";
 import type { Logger } from "../lib/log.ts";
 import { siblingModule, spawnWorker } from "../lib/spawn.ts";
+import { Tracer } from "../lib/tracer.ts";
 import {
   type DomainBoot,
   type HostMessage,
   type HypercallName,
+  type KernelImage,
   type KernelMessage,
   POLLERS,
   SCHED,
@@ -42,6 +44,7 @@ import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { GNTTAB_RESERVED, GrantTableFrames, grantForeignAccess } from "../xen/grant-table-abi.ts";
 import { type HypercallRequest, HypercallServer, newControlWord } from "../xen/hypercall.ts";
 import { DOMID_FIRST_RESERVED, XEN_PAGE_SIZE } from "../xen/xen.ts";
+import { type DomainImage, restoreImage } from "./domain-image.ts";
 import { EventChannels } from "./evtchn.ts";
 import { type GrantDomain, GrantTables } from "./grant-table.ts";
 
@@ -52,7 +55,25 @@ const GRANT_FRAMES = 4;
 /** Kernel log lines kept per domain (the host's `dmesg` buffer). */
 const LOG_LINES = 4096;
 
-export type DomainState = "paused" | "running" | "crashed" | "dying";
+export type { DomainImage } from "./domain-image.ts";
+
+/** `suspended`: the guest acknowledged a save and its vCPU waits in SCHEDOP_shutdown(suspend). */
+export type DomainState = "paused" | "running" | "suspended" | "crashed" | "dying";
+
+/**
+ * The hypervisor's trace events (src/lib/tracer.ts), built only while a subscriber listens: each
+ * hypercall a domain made (grant map/unmap/copy, event-channel operations, memory) with its
+ * result (a number: 0, a port, a handle or a negative errno; 0 when the result is a record), and
+ * each change of a domain's state.
+ */
+export type HvTraceEvent =
+  | { readonly kind: "hv-hypercall"; readonly domid: number; readonly op: string; readonly result: number }
+  | {
+      readonly kind: "hv-domain";
+      readonly domid: number;
+      readonly name: string;
+      readonly state: DomainState | "destroyed";
+    };
 
 export interface CreateOptions {
   readonly name: string;
@@ -66,6 +87,12 @@ export interface CreateOptions {
   readonly modules?: readonly string[];
   /** The longest halt-polling window of the domain's event loop, µs (default: the hypervisor's). */
   readonly haltPollUs?: number;
+  /**
+   * Build the domain from a saved image (xc_domain_restore): its pages and grant entries as
+   * saved, except the XenStore and console pages, which start empty as their daemons attach anew,
+   * and no entry marked in use (no domain maps the new domain's pages yet).
+   */
+  readonly restore?: DomainImage;
 }
 
 export interface DomainInfo {
@@ -118,7 +145,7 @@ export const HALT_POLL_US_DEFAULT = 1000;
 
 interface Dom extends GrantDomain {
   readonly domid: number;
-  readonly name: string;
+  name: string;
   readonly privileged: boolean;
   readonly vcpus: number;
   readonly pages: (SharedArrayBuffer | undefined)[];
@@ -134,12 +161,20 @@ interface Dom extends GrantDomain {
   state: DomainState;
   /** Resolves when the kernel says it booted (or rejects if it died first). */
   readonly ready: Promise<void>;
+  /** Resolves when its worker has read in its code and waits for the first unpause. */
+  readonly built: Promise<void>;
   readonly requests: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
   readonly exited: Promise<void>;
+  /** While suspended: what the kernel saved, and how to let its vCPU go on (1: in place). */
+  suspend: { readonly image: KernelImage; readonly wake: (cancelled: number) => void } | null;
+  /** Waiters for the domain's suspend (Hypervisor.suspended). */
+  readonly onSuspend: Set<(image: KernelImage | Error) => void>;
 }
 
 export class Hypervisor {
   readonly events = new EventChannels();
+  /** The live view's events: off, one field check per hypercall, until subscribed. */
+  readonly tracer = new Tracer<HvTraceEvent>();
   readonly grants: GrantTables;
   readonly #domains = new Map<number, Dom>();
   readonly #log: Logger;
@@ -152,7 +187,9 @@ export class Hypervisor {
   constructor(opts: HypervisorOptions) {
     this.#opts = opts;
     this.#log = opts.log;
-    this.grants = new GrantTables((domid) => this.#domains.get(domid));
+    this.grants = new GrantTables((domid) => this.#domains.get(domid), {
+      sendEvent: (domid, port) => void this.events.send(domid, port),
+    });
     this.#pollers[POLLERS.limit] = availableParallelism();
   }
 
@@ -203,6 +240,8 @@ export class Hypervisor {
     pages[console.gfn] = consolePage;
     const grantFrames = Array.from({ length: GRANT_FRAMES }, () => new SharedArrayBuffer(XEN_PAGE_SIZE));
     const table = new GrantTableFrames(grantFrames);
+    const restore = opts.restore;
+    if (restore !== undefined) restoreImage(restore, pages, grantFrames, table, [store.gfn, console.gfn]);
     // xc_dom_gnttab_init: the two reserved refs, granted to the backend domain (dom0).
     grantForeignAccess(table, GNTTAB_RESERVED.console, 0, console.gfn, false);
     grantForeignAccess(table, GNTTAB_RESERVED.xenstore, 0, store.gfn, false);
@@ -225,10 +264,7 @@ export class Hypervisor {
       domid,
       name: opts.name,
       privileged,
-      pages: new Map([
-        [store.gfn, storePage],
-        [console.gfn, consolePage],
-      ]),
+      pages: new Map(pages.flatMap((p, gfn) => (p === undefined ? [] : [[gfn, p] as const]))),
       maxPages,
       grantFrames,
       events,
@@ -240,6 +276,7 @@ export class Hypervisor {
       modules: opts.modules ?? [],
       haltPollUs: opts.haltPollUs ?? this.#opts.haltPollUs ?? HALT_POLL_US_DEFAULT,
       pollers: this.#pollers.buffer as SharedArrayBuffer,
+      ...(restore === undefined ? {} : { restore: restore.kernel }),
     };
     const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "../kernel/domain-worker");
     const worker = spawnWorker(entry, boot, [events.peers, port2]);
@@ -253,6 +290,9 @@ export class Hypervisor {
       readyReject = rej;
     });
     ready.catch(() => {});
+    let builtResolve!: () => void;
+    const built = Promise.race([new Promise<void>((res) => (builtResolve = res)), ready]);
+    built.catch(() => {});
     const d: Dom = {
       domid,
       name: opts.name,
@@ -267,9 +307,12 @@ export class Hypervisor {
       worker,
       hypercalls: new HypercallServer(port1, control, (req) => this.#hypercall(d, req)),
       log: [],
-      populated: 2,
+      populated: pages.filter((p) => p !== undefined).length,
+      suspend: null,
+      onSuspend: new Set(),
       state: "paused",
       ready,
+      built,
       requests: new Map(),
       exited: exitCode.then((code) => {
         const byItself = d.state !== "dying";
@@ -277,8 +320,11 @@ export class Hypervisor {
           this.#log.warn({ domid, code }, `domain ${domid} (${d.name}) exited by itself`);
           this.#kernelLog(d, `domain exited with code ${code}`);
           d.state = "crashed";
+          this.#traceDomain(d);
         }
         readyReject(new Error(`Domain ${domid} exited before it was ready`));
+        for (const w of d.onSuspend) w(new Error(`Domain ${domid} (${d.name}) exited before it suspended`));
+        d.onSuspend.clear();
         for (const r of d.requests.values()) r.reject(new Error(`Domain ${domid} is gone`));
         d.requests.clear();
         if (byItself) this.#opts.onExited?.(domid, code !== 0);
@@ -288,9 +334,12 @@ export class Hypervisor {
       this.#log.error({ domid, err: err.message }, `domain ${domid} (${d.name}) crashed`);
       this.#kernelLog(d, `Kernel panic: ${err.message}`);
     });
-    worker.on("message", (m: KernelMessage) => this.#kernelMessage(d, m, readyResolve));
+    worker.on("message", (m: KernelMessage) =>
+      m.kind === "built" ? builtResolve() : this.#kernelMessage(d, m, readyResolve),
+    );
     this.#domains.set(domid, d);
     this.#log.info({ domid, domain: opts.name }, `domain ${domid} (${opts.name}) created`);
+    this.#traceDomain(d);
     return this.#info(d);
   }
 
@@ -301,6 +350,7 @@ export class Hypervisor {
     d.state = "running";
     Atomics.store(d.sched, 0, SCHED.running);
     Atomics.notify(d.sched, 0);
+    this.#traceDomain(d);
   }
 
   /** Pauses a domain at its next delivery point (see the module comment). */
@@ -309,6 +359,66 @@ export class Hypervisor {
     if (d.state !== "running") return;
     d.state = "paused";
     Atomics.store(d.sched, 0, SCHED.paused);
+    this.#traceDomain(d);
+  }
+
+  /**
+   * Resolves with what the domain's kernel keeps once it has suspended itself (SCHEDOP_shutdown
+   * suspend, after its drivers' suspend callbacks); rejects if it ends first or on `signal`.
+   */
+  suspended(domid: number, signal?: AbortSignal): Promise<KernelImage> {
+    const d = this.#get(domid);
+    if (d.suspend !== null) return Promise.resolve(d.suspend.image);
+    return new Promise((resolve, reject) => {
+      const done = (r: KernelImage | Error): void => {
+        d.onSuspend.delete(done);
+        signal?.removeEventListener("abort", abort);
+        if (r instanceof Error) reject(r);
+        else resolve(r);
+      };
+      const abort = (): void => done(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+      if (signal?.aborted) return abort();
+      signal?.addEventListener("abort", abort, { once: true });
+      d.onSuspend.add(done);
+    });
+  }
+
+  /**
+   * xc_domain_resume (fast): a suspended domain goes on where it was, its suspend hypercall
+   * answering 1 (a checkpoint, or a save or migration that failed).
+   */
+  resumeSuspended(domid: number): void {
+    const d = this.#get(domid);
+    const s = d.suspend;
+    if (s === null) return;
+    d.suspend = null;
+    d.state = "running";
+    s.wake(1);
+  }
+
+  /** A suspended domain's pages and grant frames, copied, with what its kernel keeps. */
+  image(domid: number): DomainImage {
+    const d = this.#get(domid);
+    if (d.suspend === null) throw new Error(`Cannot save domain ${domid}: it is not suspended`);
+    const pages = new Map<number, Uint8Array>();
+    d.pages.forEach((p, gfn) => {
+      if (p !== undefined) pages.set(gfn, new Uint8Array(p).slice());
+    });
+    return {
+      pages,
+      grantFrames: d.grantFrames.map((f) => new Uint8Array(f).slice()),
+      kernel: d.suspend.image,
+    };
+  }
+
+  /** Renames a domain (libxl_domain_rename; the toolstack writes its XenStore `name`). */
+  rename(domid: number, name: string): void {
+    this.#get(domid).name = name;
+  }
+
+  /** Resolves once a paused domain's worker has read in its code (a restored one's modules). */
+  built(domid: number): Promise<void> {
+    return this.#get(domid).built;
   }
 
   /** Resolves once the domain's kernel has booted (run unpause() first). */
@@ -327,9 +437,11 @@ export class Hypervisor {
     await d.exited;
     d.hypercalls.close();
     const unmapped = this.grants.releaseMappings(domid);
+    this.grants.releaseShares(domid);
     this.events.destroyDomain(domid);
     this.#domains.delete(domid);
     this.#log.info({ domid, unmapped }, `domain ${domid} (${d.name}) destroyed`);
+    this.#traceDomain(d, "destroyed");
     this.#opts.onDestroyed?.(domid);
   }
 
@@ -397,6 +509,22 @@ export class Hypervisor {
     return this.#domains.get(domid)?.pages[gfn];
   }
 
+  /**
+   * The grant entries of a domain that are in use (flags not 0), as `xl debug-keys g` lists them:
+   * ref, GTF_* flags, the grantee and the frame.
+   */
+  grantEntries(domid: number): { ref: number; flags: number; domid: number; frame: number }[] {
+    const d = this.#domains.get(domid);
+    if (d === undefined) return [];
+    const t = new GrantTableFrames(d.grantFrames);
+    const out: { ref: number; flags: number; domid: number; frame: number }[] = [];
+    for (let ref = 0; ref < t.nrEntries; ref++) {
+      const flags = t.flags(ref);
+      if (flags !== 0) out.push({ ref, flags, domid: t.domid(ref), frame: t.frame(ref) });
+    }
+    return out;
+  }
+
   #request(domid: number, make: (id: number) => HostMessage): Promise<unknown> {
     const d = this.#get(domid);
     if (d.state === "dying") return Promise.reject(new Error(`Domain ${domid} is dying`));
@@ -444,6 +572,15 @@ export class Hypervisor {
 
   /** A hypercall from domain `d`'s worker; `d` is `current`, never taken from the arguments. */
   #hypercall(d: Dom, req: HypercallRequest): unknown {
+    const result = this.#dispatch(d, req);
+    if (this.tracer.on) {
+      const r = typeof result === "number" ? result : 0;
+      this.tracer.emit({ kind: "hv-hypercall", domid: d.domid, op: req.op, result: r });
+    }
+    return result;
+  }
+
+  #dispatch(d: Dom, req: HypercallRequest): unknown {
     const a = req.args as number[];
     const caller = d.domid;
     switch (req.op as HypercallName) {
@@ -461,10 +598,18 @@ export class Hypervisor {
         return this.grants.mapGrantRef(caller, { flags: num(a[0]), ref: num(a[1]), dom: num(a[2]) });
       case "grant_unmap":
         return this.grants.unmapGrantRef(caller, num(a[0]));
+      case "grant_set_unmap_notify":
+        return this.grants.setUnmapNotify(caller, num(a[0]), { offset: num(a[1]), port: num(a[2]) });
+      case "gntshr_set_notify":
+        return this.grants.setShareNotify(caller, num(a[0]), { offset: num(a[1]), port: num(a[2]) });
+      case "gntshr_end_notify":
+        return this.grants.endShareNotify(caller, num(a[0]), req.args[1] === true);
       case "grant_copy":
         return this.grants.copy(caller, req.args[0] as Parameters<GrantTables["copy"]>[1]);
       case "memory_populate":
         return this.#populate(d);
+      case "sched_suspend":
+        return this.#suspend(d, req.args[0] as KernelImage);
       case "memory_release": {
         const gfn = num(a[0]);
         if (d.pages[gfn] === undefined) return -XEN_ERRNO.EINVAL;
@@ -477,6 +622,16 @@ export class Hypervisor {
     }
   }
 
+  #suspend(d: Dom, image: KernelImage): Promise<number> {
+    if (d.suspend !== null || d.state !== "running") return Promise.resolve(-XEN_ERRNO.EINVAL);
+    return new Promise((wake) => {
+      d.suspend = { image, wake };
+      d.state = "suspended";
+      this.#log.info({ domid: d.domid }, `domain ${d.domid} (${d.name}) suspended`);
+      for (const w of [...d.onSuspend]) w(image);
+    });
+  }
+
   #populate(d: Dom): { gfn: number; page: SharedArrayBuffer } | number {
     if (d.populated >= d.maxPages) return -12; // ENOMEM
     let gfn = 0;
@@ -485,6 +640,10 @@ export class Hypervisor {
     d.pages[gfn] = page;
     d.populated++;
     return { gfn, page };
+  }
+
+  #traceDomain(d: Dom, state: DomainState | "destroyed" = d.state): void {
+    if (this.tracer.on) this.tracer.emit({ kind: "hv-domain", domid: d.domid, name: d.name, state });
   }
 
   #info(d: Dom): DomainInfo {

@@ -7,9 +7,11 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { errorMessage } from "../lib/errors.ts";
+import { loadModule } from "../lib/module-loader.ts";
 import { type DomainBoot, type HostMessage, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
 import { Kernel } from "./kernel.ts";
 import { GuestShell } from "./shell.ts";
+import { watchShutdown } from "./suspend.ts";
 
 const boot = workerData as DomainBoot;
 const port = parentPort;
@@ -37,6 +39,13 @@ const post = (m: KernelMessage): void => {
   port.postMessage(m);
 };
 
+// A restored domain's modules are read in while it is still being built, as their code is part
+// of the image the receiver loads before it may be unpaused: the kernel's loads below (numbered
+// from 1, in the same order) then find them ready, and the unpause does not wait for them.
+if (boot.restore !== undefined)
+  await Promise.allSettled(boot.restore.modules.map((m, i) => loadModule(m.url, i + 1)));
+
+post({ kind: "built" });
 // Created paused: no kernel code runs before the first unpause.
 const sched = new Int32Array(boot.sched);
 while (Atomics.load(sched, 0) === SCHED.paused) Atomics.wait(sched, 0, SCHED.paused);
@@ -84,13 +93,26 @@ port.on("message", (m: HostMessage) => {
   }
 });
 
-for (const url of boot.modules) {
-  try {
-    await kernel.insmod(url);
-  } catch (e) {
-    kernel.printk(`insmod ${url}: ${errorMessage(e)}`);
+if (boot.restore === undefined) {
+  for (const url of boot.modules) {
+    try {
+      await kernel.insmod(url);
+    } catch (e) {
+      kernel.printk(`insmod ${url}: ${errorMessage(e)}`);
+    }
+  }
+} else {
+  // A restored domain: its modules come back from the image (src/kernel/suspend.ts).
+  kernel.printk(`xen:manage: restored: ${boot.restore.modules.length} module(s) resuming`);
+  for (const m of boot.restore.modules) {
+    try {
+      await kernel.restoreModule(m);
+    } catch (e) {
+      kernel.printk(`restore of ${m.name}: ${errorMessage(e)}`);
+    }
   }
 }
+if (!boot.privileged) watchShutdown(kernel);
 // A guest's getty on hvc0, last, as init starts it after the drivers.
 if (kernel.console !== null) new GuestShell(kernel).start();
 post({ kind: "ready" });

@@ -53,6 +53,16 @@ export class GrantRefAllocator {
     return this.#free.length;
   }
 
+  /** After a restore: every ref whose entry grants access is taken (its driver ends it). */
+  reserveGranted(table: GrantTableFrames): void {
+    for (let ref = GNTTAB_RESERVED.entries; ref < this.#isFree.length; ref++) {
+      if (this.#isFree[ref] === 1 && (table.flags(ref) & GTF.permit_access) !== 0) this.#isFree[ref] = 0;
+    }
+    const still = this.#free.filter((ref) => this.#isFree[ref] === 1);
+    this.#free.length = 0;
+    this.#free.push(...still);
+  }
+
   /** A free ref, or undefined when all are in use (Linux: -ENOSPC). */
   alloc(): number | undefined {
     const ref = this.#free.pop();

@@ -16,7 +16,14 @@
 
 import { errorMessage } from "../lib/errors.ts";
 import { displayPath, loadModule } from "../lib/module-loader.ts";
-import { type DomainBoot, type Hypercalls, type KernelMessage, SCHED } from "../xen/domain-boot.ts";
+import {
+  type DomainBoot,
+  type Hypercalls,
+  type KernelImage,
+  type KernelMessage,
+  type SavedModule,
+  SCHED,
+} from "../xen/domain-boot.ts";
 import {
   GNTMAP,
   GNTST,
@@ -42,6 +49,26 @@ export interface KernelModule {
    * are structured-cloned between threads.
    */
   call?(kernel: Kernel, cmd: string, arg: unknown): unknown;
+  /**
+   * At suspend, after its drivers' `suspend` callbacks: what the module must keep to go on in a
+   * restored domain (its worker's heap is not saved; docs/writing-a-driver.md). Undefined: nothing.
+   * Synchronous: every module and subsystem is saved in one turn, right before the vCPU stops, so
+   * that no I/O completes between one's snapshot and another's (Linux's stop_machine).
+   */
+  save?(kernel: Kernel): Uint8Array | undefined;
+  /**
+   * In a restored domain, instead of `init`: the module starts again from what `save` returned.
+   * A module without `restore`, or that saved nothing, is loaded with `init`.
+   */
+  restore?(kernel: Kernel, state: Uint8Array, args: readonly string[]): void | Promise<void>;
+}
+
+/** A kernel subsystem's part in a save (XenBus: its devices and their drivers' state). */
+export interface SuspendHook {
+  /** Before the modules save: the drivers' suspend callbacks. */
+  suspend(): Promise<void>;
+  /** What the subsystem keeps (synchronous, as a module's `save`), back from `Kernel.restored(name)`. */
+  save(): Uint8Array | undefined;
 }
 
 /** A foreign page mapped through a grant. */
@@ -93,7 +120,8 @@ export class Kernel {
   readonly #hc: HypercallClient;
   readonly #sched: Int32Array;
   readonly #post: Post;
-  readonly #modules = new Map<string, KernelModule>();
+  readonly #modules = new Map<string, { mod: KernelModule; url: string; args: readonly string[] }>();
+  readonly #suspendHooks = new Map<string, SuspendHook>();
   /** The subsystems of higher layers (XenBus), one each, keyed by their class. */
   readonly #subsystems = new Map<abstract new (...args: never[]) => unknown, unknown>();
   /** What subsystems publish for the toolstack to read, by path, as Linux's sysfs files. */
@@ -113,6 +141,9 @@ export class Kernel {
     this.#sched = new Int32Array(boot.sched);
     this.grantTable = new GrantTableFrames(boot.grantFrames);
     this.grantRefs = new GrantRefAllocator(this.grantTable.nrEntries);
+    // A restored domain's grant entries are its own memory: the refs its drivers had stay
+    // theirs until they end them on resume.
+    if (boot.restore !== undefined) this.grantRefs.reserveGranted(this.grantTable);
     this.events = new EventChannelUpcall(boot.events, {
       onError: (err, port) => this.printk(`evtchn: handler of port ${port} failed: ${errorMessage(err)}`),
       haltPollUs: boot.haltPollUs,
@@ -236,6 +267,31 @@ export class Kernel {
     if (st !== GNTST.okay) throw new GrantOpError(`unmap of handle ${handle}`, st);
   }
 
+  /**
+   * gntdev's SET_UNMAP_NOTIFY on mapping `handle` (writable): when it is unmapped, or this domain
+   * dies, byte `offset` of the page becomes 0 and this domain signals its `port`.
+   */
+  setUnmapNotify(handle: number, offset: number, port: number): void {
+    const st = this.#call("grant_set_unmap_notify", handle, offset, port) as number;
+    if (st !== GNTST.okay) throw new GrantOpError(`unmap notify on handle ${handle}`, st);
+  }
+
+  /**
+   * gntalloc's SET_UNMAP_NOTIFY on our page shared in `ref`: when the share ends
+   * (`endShareNotify(ref, true)`) or this domain dies, byte `offset` becomes 0 and this domain
+   * signals its `port`.
+   */
+  setShareNotify(ref: number, offset: number, port: number): void {
+    const st = this.#call("gntshr_set_notify", ref, offset, port) as number;
+    if (st !== GNTST.okay) throw new GrantOpError(`unmap notify on ref ${ref}`, st);
+  }
+
+  /** Ends the notification set on `ref`, firing it first when `fire`. */
+  endShareNotify(ref: number, fire: boolean): void {
+    const st = this.#call("gntshr_end_notify", ref, fire) as number;
+    if (st !== GNTST.okay) throw new GrantOpError(`end of unmap notify on ref ${ref}`, st);
+  }
+
   // ------------------------------------------------------------------ event channels
 
   /** EVTCHNOP_alloc_unbound: a port of ours that `remoteDom` may bind. */
@@ -279,27 +335,77 @@ export class Kernel {
    * shares with the kernel (xenlab's modules, packages) stays one instance (lib/module-hooks.ts).
    */
   async insmod(url: string, args: readonly string[] = []): Promise<string> {
+    return this.#load(url, args, null);
+  }
+
+  /** In a restored domain: loads a saved module again and gives it what it kept (see KernelModule). */
+  restoreModule(m: SavedModule): Promise<string> {
+    return this.#load(m.url, m.args, m.state);
+  }
+
+  async #load(url: string, args: readonly string[], state: Uint8Array | null): Promise<string> {
     const mod = (await loadModule(url, ++this.#loads)) as Partial<KernelModule>;
     const path = displayPath(url);
     if (typeof mod.init !== "function") throw new TypeError(`Cannot load ${path}: it exports no init()`);
     const name = mod.name ?? path.replace(/^.*\//, "").replace(/\.[^.]*$/, "");
     if (this.#modules.has(name)) throw new Error(`Cannot load ${name}: already loaded`);
-    await mod.init(this, args);
-    this.#modules.set(name, mod as KernelModule);
+    if (state !== null && typeof mod.restore === "function") await mod.restore(this, state, args);
+    else await mod.init(this, args);
+    this.#modules.set(name, { mod: mod as KernelModule, url, args: [...args] });
     return name;
+  }
+
+  // ------------------------------------------------------------------ suspend
+
+  /** A subsystem takes part in saves under `name` (one each; see SuspendHook). */
+  onSuspend(name: string, hook: SuspendHook): void {
+    this.#suspendHooks.set(name, hook);
+  }
+
+  /** In a restored domain: what subsystem `name` saved; undefined otherwise. */
+  restored(name: string): Uint8Array | undefined {
+    return this.#boot.restore?.subsystems[name];
+  }
+
+  /** Linux's dpm_suspend_start: each subsystem's suspend (XenBus: the drivers' callbacks). */
+  async suspendDevices(): Promise<void> {
+    for (const h of this.#suspendHooks.values()) await h.suspend();
+  }
+
+  /**
+   * The rest of do_suspend, in one turn: what each module and subsystem keeps (the image), then
+   * SCHEDOP_shutdown(suspend) at once, so nothing runs between the snapshots and the stop. The
+   * vCPU stops in the hypercall until the toolstack decides. Returns true when the domain goes on
+   * where it was (a checkpoint or a cancelled save); a saved domain is destroyed there and never
+   * returns.
+   */
+  suspendAndSave(): boolean {
+    const modules: SavedModule[] = [];
+    for (const [name, m] of this.#modules) {
+      modules.push({ name, url: m.url, args: m.args, state: m.mod.save?.(this) ?? null });
+    }
+    const subsystems: Record<string, Uint8Array> = {};
+    for (const [name, h] of this.#suspendHooks) {
+      const b = h.save();
+      if (b !== undefined) subsystems[name] = b;
+    }
+    const image: KernelImage = { modules, subsystems };
+    const r = this.#call("sched_suspend", image);
+    if (typeof r === "number" && r < 0) throw new HypercallError("sched_suspend", -r);
+    return r === 1;
   }
 
   /** Runs a module's exit and forgets it (`rmmod`). */
   async rmmod(name: string): Promise<void> {
     const mod = this.#modules.get(name);
     if (mod === undefined) throw new Error(`Cannot unload ${name}: not loaded`);
-    await mod.exit?.(this);
+    await mod.mod.exit?.(this);
     this.#modules.delete(name);
   }
 
   /** A host request to a loaded module (its `call` export). */
   async call(module: string, cmd: string, arg: unknown): Promise<unknown> {
-    const mod = this.#modules.get(module);
+    const mod = this.#modules.get(module)?.mod;
     if (mod === undefined) throw new Error(`No module ${module} loaded`);
     if (typeof mod.call !== "function") throw new Error(`Module ${module} takes no calls`);
     return mod.call(this, cmd, arg);

@@ -12,3 +12,11 @@ export class SocketInUseError extends Error {
     this.path = path;
   }
 }
+
+/** A save file (`xenlab save`) that cannot be restored: truncated, corrupted, or of another format. */
+export class SaveFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SaveFileError";
+  }
+}

@@ -46,10 +46,37 @@ export interface DomainBoot {
   /** The longest halt-polling window of the kernel's event loop, µs; 0: never poll. */
   readonly haltPollUs: number;
   /**
-   * Int32s shared by every domain (POLLERS): the threads halt-polling now, how many may poll
-   * now, and the domain threads awake now (the hypervisor lowers it to 0 while the machine's cores are all wanted).
+   * Int32s shared by every domain (POLLERS): the threads halt-polling now, how many may poll now
+   * (the host lowers it to 0 while the machine's cores are all wanted), and the domain threads
+   * awake now.
    */
   readonly pollers: SharedArrayBuffer;
+  /**
+   * Set when the domain is a restored one (`xenlab restore`, a migration's receiver): its pages
+   * are the saved ones, and instead of booting its modules afresh the kernel loads each saved
+   * module again and hands it what it saved (docs/save-format.md).
+   */
+  readonly restore?: KernelImage;
+}
+
+/** A module as the kernel saved it at suspend: how to load it again and what it asked to keep. */
+export interface SavedModule {
+  readonly name: string;
+  readonly url: string;
+  readonly args: readonly string[];
+  /** What the module's `save()` returned; null: it has none (it is loaded anew with `init`). */
+  readonly state: Uint8Array | null;
+}
+
+/**
+ * What a kernel keeps across save and restore beyond its pages. Linux keeps a driver's state in
+ * guest memory, which the save file carries; a worker's heap is not guest memory, so each module
+ * and each kernel subsystem (XenBus) puts what it must keep into bytes at suspend.
+ */
+export interface KernelImage {
+  readonly modules: readonly SavedModule[];
+  /** By subsystem name (`xenbus`). */
+  readonly subsystems: Readonly<Record<string, Uint8Array>>;
 }
 
 /**
@@ -66,10 +93,22 @@ export interface Hypercalls {
   grant_map(flags: number, ref: number, dom: number): unknown;
   grant_unmap(handle: number): number;
   grant_copy(op: unknown): number;
+  /** gntdev's SET_UNMAP_NOTIFY on a mapping: on unmap or death, zero byte `offset`, signal `port`. */
+  grant_set_unmap_notify(handle: number, offset: number, port: number): number;
+  /** gntalloc's SET_UNMAP_NOTIFY on a page the caller shares in `ref`. */
+  gntshr_set_notify(ref: number, offset: number, port: number): number;
+  /** Ends the share's notification on `ref`, firing it when `fire` is true (the share is freed). */
+  gntshr_end_notify(ref: number, fire: boolean): number;
   /** XENMEM_populate_physmap for one page: `{ gfn, page }`, or a negative errno. */
   memory_populate(): unknown;
   /** XENMEM_decrease_reservation for one page. */
   memory_release(gfn: number): number;
+  /**
+   * SCHEDOP_shutdown(SHUTDOWN_suspend) with what the kernel keeps: the vCPU stops here while the
+   * toolstack saves the domain. Returns 1 when the domain goes on where it was (a checkpoint, or
+   * a cancelled save or migration); a saved domain is destroyed and never returns.
+   */
+  sched_suspend(image: KernelImage): number;
 }
 
 export type HypercallName = keyof Hypercalls;
@@ -79,6 +118,8 @@ export type KernelMessage =
   /** Kernel log lines, oldest first (a worker batches the lines of one turn into one message). */
   | { readonly kind: "log"; readonly lines: readonly string[] }
   | { readonly kind: "ready" }
+  /** Its code is in (a restored domain's modules read): it waits for the first unpause. */
+  | { readonly kind: "built" }
   | { readonly kind: "insmod-done"; readonly id: number; readonly error?: string; readonly name?: string }
   | { readonly kind: "rmmod-done"; readonly id: number; readonly error?: string }
   /** The names of the loaded modules, in load order (`lsmod`). */

@@ -63,16 +63,29 @@ export class HypercallServer {
     this.#port = port;
     this.#ctl = new Int32Array(control);
     port.on("message", (req: HypercallRequest) => {
-      let reply: HypercallReply;
+      let value: unknown;
       try {
-        reply = { ok: true, value: handle(req) };
+        value = handle(req);
       } catch (e) {
-        reply = { ok: false, error: errorMessage(e) };
+        this.#reply({ ok: false, error: errorMessage(e) });
+        return;
       }
-      this.#port.postMessage(reply);
-      Atomics.store(this.#ctl, 0, REPLIED);
-      Atomics.notify(this.#ctl, 0);
+      // A hypercall that blocks the vCPU until the hypervisor decides (SCHEDOP_shutdown suspend).
+      if (value instanceof Promise) {
+        value.then(
+          (v: unknown) => this.#reply({ ok: true, value: v }),
+          (e: unknown) => this.#reply({ ok: false, error: errorMessage(e) }),
+        );
+        return;
+      }
+      this.#reply({ ok: true, value });
     });
+  }
+
+  #reply(reply: HypercallReply): void {
+    this.#port.postMessage(reply);
+    Atomics.store(this.#ctl, 0, REPLIED);
+    Atomics.notify(this.#ctl, 0);
   }
 
   close(): void {

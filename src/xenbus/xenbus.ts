@@ -26,6 +26,7 @@
 import { constants as osConstants } from "node:os";
 import { HypercallError, type Kernel, type MappedPage } from "../kernel/kernel.ts";
 import { errorMessage } from "../lib/errors.ts";
+import type { BackRing, FrontRing } from "../ring/ring.ts";
 import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { parseXenbusState, XenbusState, type XenbusStateValue } from "../xen/xenbus-abi.ts";
 import type { XsWatch } from "../xenstore/client-watch.ts";
@@ -54,7 +55,26 @@ export interface XenbusDriver {
   otherendChanged?(dev: XenbusDevice, state: number): void | Promise<void>;
   remove?(dev: XenbusDevice): void | Promise<void>;
   suspend?(dev: XenbusDevice): void | Promise<void>;
-  resume?(dev: XenbusDevice): void | Promise<void>;
+  /**
+   * At a save, after `suspend`: what the device's driver data must keep for `resume` in the
+   * restored domain (ring pages and grant refs to end, requests to resubmit), as bytes.
+   */
+  save?(dev: XenbusDevice): Uint8Array | undefined;
+  /**
+   * After a restore (Linux `xenbus_dev_resume`): the device is Initialising towards a new
+   * backend; `saved` is what `save` returned (the old `data` is gone with the old worker). The
+   * driver then redoes the handshake from the other end's state changes.
+   */
+  resume?(dev: XenbusDevice, saved?: Uint8Array): void | Promise<void>;
+}
+
+/** A device as XenBus saves it: which bus, node and driver, and what its driver kept. */
+interface SavedDevice {
+  readonly bus: BusKind;
+  readonly nodename: string;
+  readonly driver: string;
+  /** base64 of the driver's `save()`. */
+  readonly state?: string;
 }
 
 /** One device on a bus (`struct xenbus_device`). */
@@ -74,6 +94,8 @@ export class XenbusDevice {
   data: unknown;
   /** @internal watches to drop on remove */
   readonly _watches: XsWatch[] = [];
+  /** The rings shown with showRing(), whose private indexes the `xenbus/rings` attribute reads. */
+  readonly rings = new Set<FrontRing | BackRing>();
 
   constructor(
     kernel: Kernel,
@@ -112,6 +134,20 @@ export class XenbusDevice {
   /** Reads a key of the other end's directory. */
   readOtherend(key: string): Promise<string> {
     return this.kernel.xs.read(`${this.otherend}/${key}`);
+  }
+
+  /**
+   * Shows a ring's private indexes (req_prod_pvt and rsp_cons of a front ring, req_cons and
+   * rsp_prod_pvt of a back ring) to the host through the `xenbus/rings` attribute, as Linux's
+   * netback shows its own in debugfs (`io_ring_qN`): the live view reads them (docs/live-view.md).
+   * Reading costs the ring nothing; hideRing() (or the device's removal) stops it.
+   */
+  showRing(ring: FrontRing | BackRing): void {
+    this.rings.add(ring);
+  }
+
+  hideRing(ring: FrontRing | BackRing): void {
+    this.rings.delete(ring);
   }
 
   /** `xenbus_grant_ring`: grants our page `gfn` to the other end; returns the ref. */
@@ -209,6 +245,23 @@ const XEN_ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
   Object.entries(XEN_ERRNO).map(([name, n]) => [n, name]),
 );
 
+/** The kernel attribute listing the shown rings' private indexes (XenbusDevice.showRing). */
+export const RINGS_ATTRIBUTE = "xenbus/rings";
+
+/** One shown ring's private indexes, by the device's nodename (relative to its domain's home). */
+export interface RingIndexes {
+  readonly nodename: string;
+  readonly end: "front" | "back";
+  readonly indexes: Readonly<Record<string, number>>;
+}
+
+/** By shape, not instanceof: a reloaded module's ring class is another class object (module-loader.ts). */
+function ringIndexes(nodename: string, r: FrontRing | BackRing): RingIndexes {
+  return "reqProdPvt" in r
+    ? { nodename, end: "front", indexes: { req_prod_pvt: r.reqProdPvt, rsp_cons: r.rspCons } }
+    : { nodename, end: "back", indexes: { req_cons: r.reqCons, rsp_prod_pvt: r.rspProdPvt } };
+}
+
 /** A bus of this kernel: its record, and what the core keeps for it. */
 interface BusState {
   readonly type: XenbusType;
@@ -223,6 +276,8 @@ interface BusState {
 export class XenBus {
   readonly kernel: Kernel;
   readonly #buses: Record<BusKind, BusState>;
+  /** In a restored domain: devices waiting for their driver to register again. */
+  readonly #saved: SavedDevice[];
 
   constructor(kernel: Kernel) {
     this.kernel = kernel;
@@ -238,6 +293,58 @@ export class XenBus {
     // has a driver for, so the toolstack can tell a device nobody drives from one that is slow.
     for (const b of Object.values(this.#buses)) {
       kernel.expose(b.type.driversAttribute, () => [...b.drivers.keys()].sort());
+    }
+    const saved = kernel.restored("xenbus");
+    this.#saved = saved === undefined ? [] : (JSON.parse(new TextDecoder().decode(saved)) as SavedDevice[]);
+    kernel.onSuspend("xenbus", { suspend: () => this.suspend(), save: () => this.#save() });
+    kernel.expose(RINGS_ATTRIBUTE, () =>
+      Object.values(this.#buses).flatMap((b) =>
+        [...b.devices.values()].flatMap((d) => [...d.rings].map((r) => ringIndexes(d.nodename, r))),
+      ),
+    );
+  }
+
+  /**
+   * The devices and their drivers' `save()`, synchronously (the kernel saves everything in one
+   * turn before the vCPU stops; `suspend` ran on each bus's queue before).
+   */
+  #save(): Uint8Array {
+    const out: SavedDevice[] = [];
+    for (const b of Object.values(this.#buses)) {
+      for (const dev of b.devices.values()) {
+        const st = dev.driver.save?.(dev);
+        out.push({
+          bus: b.type.kind,
+          nodename: dev.nodename,
+          driver: dev.driver.name,
+          ...(st === undefined ? {} : { state: Buffer.from(st).toString("base64") }),
+        });
+      }
+    }
+    return new TextEncoder().encode(JSON.stringify(out));
+  }
+
+  /**
+   * A restored domain's devices of a driver registering again (Linux `xenbus_dev_resume`): each
+   * re-reads its other end's details (`backend`, `backend-id`: a new backend), starts from
+   * Initialising, gets its driver's `resume` with what it saved, then watches the other end.
+   */
+  async #resumeSaved(b: BusState, driver: XenbusDriver): Promise<void> {
+    for (const sd of [...this.#saved]) {
+      if (sd.bus !== b.type.kind || sd.driver !== driver.name) continue;
+      this.#saved.splice(this.#saved.indexOf(sd), 1);
+      const other = await this.#otherend(b, sd.nodename);
+      if (other === undefined) continue;
+      const dev = new XenbusDevice(this.kernel, b.type.kind, sd.nodename, driver, other.id, other.path);
+      b.devices.set(sd.nodename, dev);
+      try {
+        await driver.resume?.(dev, sd.state === undefined ? undefined : Buffer.from(sd.state, "base64"));
+      } catch (e) {
+        b.devices.delete(sd.nodename);
+        this.kernel.printk(`xenbus: resume of ${sd.nodename} failed: ${errorMessage(e)}`);
+        continue;
+      }
+      this.#watchOtherend(b, dev);
     }
   }
 
@@ -304,6 +411,7 @@ export class XenBus {
       if (b.drivers.has(id)) throw new Error(`Cannot register ${driver.name}: ${id} already has a driver`);
     }
     for (const id of driver.ids) b.drivers.set(id, driver);
+    if (this.#saved.length > 0) await this.#enqueue(b, () => this.#resumeSaved(b, driver));
     if (b.watch !== null) {
       // Devices already there for this driver: probe them now (Linux's bus_for_each_dev scan).
       await this.#enqueue(b, () => this.#scan(b));
@@ -370,22 +478,28 @@ export class XenBus {
     await this.#probe(b, node, driver);
   }
 
-  async #probe(b: BusState, node: string, driver: XenbusDriver): Promise<void> {
+  /** talk_to_otherend → xenbus_read_otherend_details; undefined (logged) when they are missing. */
+  async #otherend(b: BusState, node: string): Promise<{ id: number; path: string } | undefined> {
     const xs = this.kernel.xs;
     const { otherendIdKey: idKey, otherendKey: pathKey } = b.type;
-    // talk_to_otherend → xenbus_read_otherend_details
     const id = await xs.tryRead(`${node}/${idKey}`);
     const other = await xs.tryRead(`${node}/${pathKey}`);
     const otherendId = Number(id);
     if (id === undefined || other === undefined || !Number.isInteger(otherendId) || other === "") {
       this.kernel.printk(`xenbus: ${node}: missing ${idKey}/${pathKey}: talk_to_otherend failed`);
-      return;
+      return undefined;
     }
     if (!(await xs.exists(other))) {
       this.kernel.printk(`xenbus: ${node}: other end ${other} does not exist: talk_to_otherend failed`);
-      return;
+      return undefined;
     }
-    const dev = new XenbusDevice(this.kernel, b.type.kind, node, driver, otherendId, other);
+    return { id: otherendId, path: other };
+  }
+
+  async #probe(b: BusState, node: string, driver: XenbusDriver): Promise<void> {
+    const other = await this.#otherend(b, node);
+    if (other === undefined) return;
+    const dev = new XenbusDevice(this.kernel, b.type.kind, node, driver, other.id, other.path);
     b.devices.set(node, dev);
     try {
       await driver.probe(dev);
@@ -394,8 +508,14 @@ export class XenBus {
       this.kernel.printk(`xenbus: probe of ${node} failed: ${errorMessage(e)}`);
       return;
     }
-    // watch_otherend: every change of the other end's state, the first at once.
-    const otherState = `${other}/${XenbusKey.state}`;
+    this.#watchOtherend(b, dev);
+  }
+
+  /** watch_otherend: every change of the other end's state, the first at once. */
+  #watchOtherend(b: BusState, dev: XenbusDevice): void {
+    const xs = this.kernel.xs;
+    const { nodename: node, driver } = dev;
+    const otherState = `${dev.otherend}/${XenbusKey.state}`;
     const w = xs.watch(otherState);
     dev._watches.push(w);
     void pump(

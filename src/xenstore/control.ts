@@ -6,6 +6,8 @@
 
 import { type Connection, type Daemon, OK, type RequestContext } from "./daemon.ts";
 import { XsError } from "./errors.ts";
+import { dumpState } from "./migration.ts";
+import { encodeStateStream } from "./migration-format.ts";
 import { baseOf, childPath, parentOf } from "./paths.ts";
 import { HARD_QUOTAS, SOFT_QUOTAS } from "./quota.ts";
 import { traceConnection } from "./trace.ts";
@@ -168,9 +170,46 @@ export function memoryReport(d: Daemon): string {
   );
 }
 
+/**
+ * CONTROL `dump-state [-v 1|2] <file>` (xenlab's; C writes the same stream only as part of a
+ * live update): the state as migration.ts dumps it, written to `file` by the daemon. Like C's
+ * live-update steps, a failure is answered with a message instead of "OK".
+ */
+function controlDumpState(d: Daemon, args: readonly string[]): string {
+  let version = 2;
+  let rest = args;
+  if (rest[0] === "-v") {
+    if (rest[1] !== "1" && rest[1] !== "2") throw new XsError("EINVAL");
+    version = Number(rest[1]);
+    rest = rest.slice(2);
+  }
+  if (rest.length !== 1 || rest[0] === "") throw new XsError("EINVAL");
+  const file = rest[0]!;
+  if (d.dumpFiles === null) return "dump-state is not available in this daemon\0";
+  let bytes: Uint8Array;
+  let transactions: number;
+  try {
+    const r = dumpState(d, { version });
+    bytes = encodeStateStream(r.stream);
+    transactions = r.transactions;
+  } catch (e) {
+    return `Cannot dump the state: ${e instanceof Error ? e.message : String(e)}\0`;
+  }
+  try {
+    d.dumpFiles.write(file, bytes);
+  } catch (e) {
+    return `Cannot write the state to ${file}: ${e instanceof Error ? e.message : String(e)}\0`;
+  }
+  if (transactions > 0)
+    d.log.warn({ file, transactions }, `dump-state: ${transactions} open transactions are not in the dump`);
+  d.log.info({ file, bytes: bytes.byteLength, version }, `state dumped to ${file}`);
+  return OK;
+}
+
 interface ControlCommand {
   cmd: string;
   pars: string;
+  hidden?: boolean;
   run(d: Daemon, args: readonly string[]): string;
 }
 
@@ -209,6 +248,13 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
       // C xenstored answers a failed live-update step with a message instead of "OK".
       return "Live-update is not supported by xenlab xenstored\0";
     },
+  },
+  {
+    cmd: "dump-state",
+    pars: "[-v 1|2] <file>",
+    // xenlab's own: `help` lists C's commands only, so its answer stays the same as C's.
+    hidden: true,
+    run: controlDumpState,
   },
   {
     cmd: "logfile",
@@ -254,7 +300,9 @@ const CONTROL_COMMANDS: readonly ControlCommand[] = [
     pars: "",
     run(_d, args) {
       if (args.length !== 0) throw new XsError("EINVAL");
-      return `${CONTROL_COMMANDS.map((c) => `${c.cmd}\t${c.pars}\n`).join("")}\0`;
+      return `${CONTROL_COMMANDS.filter((c) => !c.hidden)
+        .map((c) => `${c.cmd}\t${c.pars}\n`)
+        .join("")}\0`;
     },
   },
 ];

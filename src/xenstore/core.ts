@@ -8,6 +8,7 @@
  * what comes out.
  */
 
+import { Tracer } from "../lib/tracer.ts";
 import { DOMID_FIRST_RESERVED } from "../xen/xen.ts";
 import { checkStore, doControl } from "./control.ts";
 import {
@@ -17,7 +18,9 @@ import {
   type Domain,
   type DomainHooks,
   OK,
+  type PacketTap,
   type RequestContext,
+  type StateDumpFiles,
   type StateJournal,
   type XsLogger,
 } from "./daemon.ts";
@@ -47,6 +50,7 @@ import {
 } from "./quota.ts";
 import { childrenBytes, commit, type Node, nodeRecordSize, Store, Transaction, type View } from "./store.ts";
 import { Trace } from "./trace.ts";
+import { traceStep, type XsTraceEvent } from "./trace-events.ts";
 import { doResetWatches, doUnwatch, doWatch, WatchTable } from "./watch.ts";
 import {
   atoi,
@@ -84,6 +88,8 @@ export interface CoreOptions {
   hooks?: DomainHooks;
   /** The trace file (`xenstored -T`); without one the trace stays closed. */
   trace?: Trace;
+  /** Where CONTROL `dump-state` writes the migration stream (`xenlab xenstored`). */
+  dumpFiles?: StateDumpFiles;
 }
 
 type Handler = (ctx: RequestContext) => Uint8Array | string;
@@ -119,6 +125,14 @@ export class XenStoreCore implements Daemon {
   readonly hooks: DomainHooks;
   readonly journal: StateJournal | null;
   readonly trace: Trace;
+  /** The live view's events (src/lib/tracer.ts): off, one field check per request, until subscribed. */
+  readonly tracer = new Tracer<XsTraceEvent>();
+  readonly dumpFiles: StateDumpFiles | null;
+  /**
+   * Where every request and reply is copied (`xenlab up --pcap`), or null. The transports see
+   * each packet through `io()`, which costs one test of this field while no capture is on.
+   */
+  tap: PacketTap | null = null;
   /** "Privileged only" by default. */
   readonly specialPerms = new Map<string, Perms>([
     ["@introduceDomain", [{ id: 0, perms: Perm.NONE }]],
@@ -134,6 +148,7 @@ export class XenStoreCore implements Daemon {
     this.hooks = opts.hooks ?? {};
     this.journal = opts.journal ?? null;
     this.trace = opts.trace ?? new Trace(null);
+    this.dumpFiles = opts.dumpFiles ?? null;
     this.accounts = new Accounts({ quotas: this.quotas, log: this.log });
     chargeNodes(this.store.nodes, this.accounts);
     this.writeRate = new WriteRateLimit(this.log);
@@ -177,6 +192,7 @@ export class XenStoreCore implements Daemon {
     const conn = new Connection(id, 0, true, `socket#${id}`);
     this.connections.add(conn);
     this.trace.connection("CREATE", id);
+    this.#traceConnection(conn, true);
     return conn;
   }
 
@@ -194,9 +210,10 @@ export class XenStoreCore implements Daemon {
   /** A domain's ring connection (used by the hypervisor side). */
   connectDomain(domid: number): Connection {
     const id = ++this.#connSeq;
-    const conn = new Connection(id, domid, domid === 0, `dom${domid}`);
+    const conn = new Connection(id, domid, domid === 0, `dom${domid}`, true);
     this.connections.add(conn);
     this.trace.connection("CREATE", id);
+    this.#traceConnection(conn, true);
     return conn;
   }
 
@@ -229,6 +246,21 @@ export class XenStoreCore implements Daemon {
     this.#dropTransactions(conn);
     this.connections.delete(conn);
     this.trace.connection("DESTROY", conn.id);
+    this.#traceConnection(conn, false);
+  }
+
+  #traceConnection(conn: Connection, open: boolean): void {
+    if (this.tracer.on)
+      this.tracer.emit({ kind: "xs-connection", conn: conn.id, domid: conn.domid, label: conn.label, open });
+  }
+
+  /**
+   * A request read (`IN`) or a packet about to be written (`OUT`) on `conn`: the default
+   * trace hook of every transport, for the trace file and the capture.
+   */
+  io(dir: "IN" | "OUT", conn: Connection, p: XsPacket): void {
+    this.trace.io(dir, conn.id, p);
+    if (this.tap !== null) this.tap.packet(dir, conn, p);
   }
 
   // ---------------------------------------------------------------- the step
@@ -243,7 +275,9 @@ export class XenStoreCore implements Daemon {
     const finish = (reply: XsPacket): StepResult => {
       this.journal?.commit();
       const out = [...before, { conn, packet: reply }, ...after];
-      return { reply, events: [...before, ...after], out };
+      const events = [...before, ...after];
+      if (this.tracer.on) traceStep(this.tracer, conn, req, reply, events);
+      return { reply, events, out };
     };
     const error = (errno: XsErrorName) =>
       finish({ type: XsType.ERROR, reqId: req.reqId, txId: req.txId, payload: latin1(`${errno}\0`) });

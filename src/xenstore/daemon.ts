@@ -58,14 +58,25 @@ export class Connection {
   readonly label: string;
   /** The transport this connection's packets go to; null drops them (no ring attached). */
   sink: PacketSink | null = null;
+  /** A domain's shared ring (else a Unix-socket client, or the host's in-process one). */
+  readonly ring: boolean;
 
-  constructor(id: number, domid: number, privileged: boolean, label: string) {
+  constructor(id: number, domid: number, privileged: boolean, label: string, ring = false) {
     this.id = id;
     this.domid = domid;
     this.privileged = privileged;
     this.home = `/local/domain/${domid}`;
     this.label = label;
+    this.ring = ring;
   }
+}
+
+/**
+ * Sees every request a connection sent (`IN`) and every packet sent to it (`OUT`: replies and
+ * watch events), from every transport, as the trace does: a capture (`xenlab up --pcap`).
+ */
+export interface PacketTap {
+  packet(dir: "IN" | "OUT", conn: Connection, p: XsPacket): void;
 }
 
 export interface Delivery {
@@ -133,6 +144,15 @@ export interface StateJournal {
   commit(): void;
 }
 
+/**
+ * Where CONTROL `dump-state` writes the migration stream (migration.ts): the xenstore layer
+ * does no I/O, so the daemon's files come through this (state-files.ts over node:fs).
+ */
+export interface StateDumpFiles {
+  /** Writes `bytes` to `path` whole (mode 0600, replacing it); throws on failure. */
+  write(path: string, bytes: Uint8Array): void;
+}
+
 /** Every connection's watches (watch.ts `WatchTable`). */
 export interface Watches {
   /** Registers a watch; the caller has checked it against the quotas. */
@@ -169,6 +189,8 @@ export interface Daemon {
   readonly journal: StateJournal | null;
   /** The trace file (`-T`), which CONTROL `log`, `logfile` and `memreport` act on. */
   readonly trace: Trace;
+  /** Where CONTROL `dump-state` writes; null: the command is not available. */
+  readonly dumpFiles: StateDumpFiles | null;
   connectDomain(domid: number): Connection;
   disconnect(conn: Connection): void;
   /** Drops a connection's watches and transactions but keeps it open. */

@@ -87,3 +87,14 @@ export class XsRingError extends ConnectionClosedError {
     this.code = code;
   }
 }
+
+/**
+ * A XenStore migration stream (src/xenstore/migration-format.ts) that cannot be read, or whose
+ * state cannot be loaded: the message names the record and its byte offset.
+ */
+export class StateStreamError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StateStreamError";
+  }
+}

@@ -16,6 +16,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import type { StateDumpFiles } from "./daemon.ts";
 import { type StateFile, type StateFiles, TMP_SUFFIX } from "./journal.ts";
 import type { TraceFile, TraceFiles } from "./trace.ts";
 
@@ -105,5 +106,21 @@ export class NodeTraceFiles implements TraceFiles {
       write: (text) => file.append(Buffer.from(text, "latin1")),
       close: () => file.close(),
     };
+  }
+}
+
+/**
+ * CONTROL `dump-state`'s file: written to `path.tmp` (mode 0600, as C's `state_dump`) and
+ * renamed, so a reader never sees half a dump.
+ */
+export class NodeDumpFiles implements StateDumpFiles {
+  write(path: string, bytes: Uint8Array): void {
+    const fd = openSync(path + TMP_SUFFIX, "w", 0o600);
+    try {
+      writeAll(fd, bytes);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(path + TMP_SUFFIX, path);
   }
 }

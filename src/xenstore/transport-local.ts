@@ -36,6 +36,7 @@ export class LocalChannel implements XsChannel {
   write(bytes: Uint8Array): void {
     for (const p of this.#reader.push(bytes)) {
       if (this.conn.closed) return;
+      this.#core.io("IN", this.conn, p);
       deliver(this.#core.step(this.conn, p).out);
     }
     // A header announcing too much ends the connection, as on the socket.
@@ -57,6 +58,9 @@ export class LocalChannel implements XsChannel {
   #flush(): void {
     const out = this.#out;
     this.#out = [];
-    for (const p of out) this.#sink?.data(encodePacket(p));
+    for (const p of out) {
+      this.#core.io("OUT", this.conn, p);
+      this.#sink?.data(encodePacket(p));
+    }
   }
 }

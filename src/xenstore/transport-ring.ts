@@ -84,7 +84,7 @@ export interface RingServerOptions {
   readonly notify: () => void;
   /** Default: the core's logger. */
   readonly log?: XsLogger;
-  /** Called for each request and reply; default: the core's trace file (`core.trace`). */
+  /** Called for each request and reply; default: the core's trace file and tap (`core.io`). */
   readonly trace?: (dir: "IN" | "OUT", conn: Connection, p: XsPacket) => void;
 }
 
@@ -140,7 +140,7 @@ export class RingServer implements PacketSink {
     this.intf = new XenstoreInterface(opts.page);
     this.#notify = opts.notify;
     this.#log = opts.log ?? opts.core.log;
-    this.#trace = opts.trace ?? ((dir, conn, p) => opts.core.trace.io(dir, conn.id, p));
+    this.#trace = opts.trace ?? ((dir, conn, p) => opts.core.io(dir, conn, p));
     this.conn.sink = this;
     // Back under its hard memory quota (dom0 removed nodes, events timed out): read it again.
     if (!this.conn.privileged) this.#core.accounts.onRelief(this.conn.domid, () => this.#round());

@@ -25,7 +25,7 @@ interface SocketClient {
 }
 
 export interface SocketServerOptions {
-  /** Called for each request and reply; default: the core's trace file (`core.trace`). */
+  /** Called for each request and reply; default: the core's trace file and tap (`core.io`). */
   trace?: (dir: "IN" | "OUT", conn: Connection, p: XsPacket) => void;
 }
 
@@ -40,7 +40,7 @@ export class SocketTransport implements PacketSink {
 
   constructor(core: XenStoreCore, opts: SocketServerOptions = {}) {
     this.#core = core;
-    this.#trace = opts.trace ?? ((dir, conn, p) => core.trace.io(dir, conn.id, p));
+    this.#trace = opts.trace ?? ((dir, conn, p) => core.io(dir, conn, p));
     this.#server = createServer((s) => this.#accept(s));
   }
 

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { attachDisk, detachDisk } from "../../src/host/disk.ts";
 import type { Host } from "../../src/host/host.ts";
+import { RINGS_ATTRIBUTE, type RingIndexes } from "../../src/xenbus/xenbus.ts";
 import { type GuestHost, startHost } from "../helpers/host.ts";
 
 const MiB = 1 << 20;
@@ -103,6 +104,24 @@ describe("blkfront ↔ blkback: attach, I/O, detach", () => {
 
   it("refuses I/O past the end of the disk", async () => {
     await assert.rejects(call("read", { vdev: "xvda", sector: 8190, count: 4 }), /the disk has 8192/);
+  });
+
+  it("shows both ends' private ring indexes (xenbus/rings) after I/O: all consumed", async () => {
+    const shown = async (domid: number) =>
+      ((await host.hv.attribute(domid, RINGS_ATTRIBUTE)) as RingIndexes[]).filter(
+        (r) => r.nodename.includes("vbd/") && r.nodename.endsWith("51712"),
+      );
+    const [front] = await shown(domU);
+    const [back] = await shown(0);
+    assert.equal(front?.nodename, "device/vbd/51712");
+    assert.equal(back?.nodename, `backend/vbd/${domU}/51712`);
+    const f = front!.indexes;
+    const b = back!.indexes;
+    assert.ok(f.req_prod_pvt! > 0, "the reads and writes above went through the ring");
+    assert.deepEqual(
+      [f.rsp_cons, b.req_cons, b.rsp_prod_pvt],
+      [f.req_prod_pvt, f.req_prod_pvt, f.req_prod_pvt],
+    );
   });
 
   it("a read-only disk and a cdrom: info bits, no flush or discard, writes refused", async () => {

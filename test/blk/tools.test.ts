@@ -10,47 +10,15 @@
  * it shows a progress bar (run under script(1) for a pseudo-terminal).
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { hasCommand, REPO, requirePeer, tempDir } from "../helpers/peers.ts";
+import { hasCommand, requirePeer, tempDir } from "../helpers/peers.ts";
 import { runTool } from "../helpers/tools.ts";
-import { MAIN, type RunningHost, startUp } from "../helpers/up.ts";
+import { MAIN, type RunningHost, runIn, startUp, TSX } from "../helpers/up.ts";
 
-const TSX = join(REPO, "node_modules/tsx/dist/esm/index.mjs");
 const MiB = 1 << 20;
-
-/** `node --import tsx args` in `cwd` (runTool runs in ours). */
-function runIn(
-  cwd: string,
-  args: string[],
-  stdin?: Buffer,
-): Promise<{ code: number | null; stdout: string; stderr: string; out: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", TSX, ...args], {
-      cwd,
-      stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-    });
-    if (stdin !== undefined) child.stdin!.end(stdin);
-    const outs: Buffer[] = [];
-    let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      outs.push(d);
-    });
-    child.stderr!.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      const out = Buffer.concat(outs);
-      resolve({ code, stdout: out.toString(), stderr, out });
-    });
-  });
-}
 
 describe("xenlab block-attach, blk-cp, block-list, block-detach against xenlab up", () => {
   let up: RunningHost | undefined;

@@ -111,6 +111,9 @@ describe("xenlab and xenlab bench", () => {
       "block-attach",
       "block-list",
       "blk-cp",
+      "save",
+      "restore",
+      "migrate",
       "bench",
     ]) {
       assert.ok(names.includes(n), `${n} in:\n${r.stdout}`);
@@ -131,7 +134,18 @@ describe("xenlab and xenlab bench", () => {
     assert.match(help.stdout, /^usage: xenlab bench <name> \[--help \| args\]\n\nbenchmarks:\n/);
     assert.deepEqual(
       rows(help.stdout).map((x) => x.name),
-      ["xenstore", "evtchn", "ring", "journal", "domains", "blk", "blk-cp"],
+      [
+        "xenstore",
+        "evtchn",
+        "ring",
+        "vchan",
+        "journal",
+        "migration",
+        "domains",
+        "blk",
+        "guest-migrate",
+        "blk-cp",
+      ],
     );
     const bad = await xenlab(["bench", "nope"]);
     assert.equal(bad.code, 2);

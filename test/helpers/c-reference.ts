@@ -11,6 +11,8 @@ import type { TestContext } from "node:test";
 import { hasCommand, requirePeer, tempDir } from "./peers.ts";
 
 export interface CReference {
+  /** The built program, for a test that drives it interactively. */
+  readonly bin: string;
   /** Runs the program on `script` (one line each) and returns its output lines. */
   run(script: readonly string[]): string[];
 }
@@ -20,6 +22,10 @@ export interface CReferenceSpec {
   readonly source: string;
   /** The Xen headers it includes, checked before building. */
   readonly headers: readonly string[];
+  /** Extra gcc arguments after the source (libraries to link), checked files first. */
+  readonly link?: readonly string[];
+  /** Files the link needs (a static library), checked before building. */
+  readonly libraries?: readonly string[];
 }
 
 const built = new Map<string, string>();
@@ -28,20 +34,26 @@ const built = new Map<string, string>();
 export function cReference(t: TestContext, spec: CReferenceSpec): CReference | undefined {
   let bin = built.get(spec.source);
   if (bin === undefined) {
-    const present = hasCommand("gcc") && spec.headers.every((h) => existsSync(h));
-    const names = spec.headers.map((h) => h.replace(/^.*\/include\/xen\//, "")).join(", ");
+    const files = [...spec.headers, ...(spec.libraries ?? [])];
+    const present = hasCommand("gcc") && files.every((h) => existsSync(h));
+    const names = files.map((h) => h.replace(/^.*\/include\/(xen\/)?/, "")).join(", ");
     if (!requirePeer(t, `gcc and Xen's ${names} (Debian libxen-dev)`, present)) return undefined;
     const name = basename(spec.source, ".c");
     const dir = tempDir(`xenlab-${name}-`);
     bin = join(dir, name);
-    execFileSync("gcc", ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, spec.source], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    execFileSync(
+      "gcc",
+      ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", bin, spec.source, ...(spec.link ?? [])],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     built.set(spec.source, bin);
   }
   const program = bin;
   return {
+    bin: program,
     run(script) {
       const r = spawnSync(program, [], {
         input: `${script.join("\n")}\n`,

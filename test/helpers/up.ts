@@ -51,3 +51,35 @@ export async function startUp(socket: string, args: readonly string[] = []): Pro
     },
   };
 }
+
+export const TSX = join(REPO, "node_modules/tsx/dist/esm/index.mjs");
+
+/** `node --import tsx args` in `cwd` (runTool runs in ours), with `stdin` fed to it; killed after 60 s. */
+export function runIn(
+  cwd: string,
+  args: string[],
+  stdin?: Buffer,
+): Promise<{ code: number | null; stdout: string; stderr: string; out: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", TSX, ...args], {
+      cwd,
+      stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
+    if (stdin !== undefined) child.stdin!.end(stdin);
+    const outs: Buffer[] = [];
+    let stderr = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      outs.push(d);
+    });
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      const out = Buffer.concat(outs);
+      resolve({ code, stdout: out.toString(), stderr, out });
+    });
+  });
+}

@@ -246,6 +246,7 @@ class BlkbackDriver implements XenbusDriver {
       port = k.bindInterdomain(dev.otherendId, Number(evtchnText));
       k.bindEvent(port, () => back.onEvent());
       be.conn = { ringMaps, port, back };
+      dev.showRing(ring); // its private indexes, for the live view
       k.printk(
         `xen-blkback: ${dev.nodename}: ring of ${refs.length} page(s), event channel ${evtchnText}, protocol ${protocol ?? "unspecified, assuming default"}${persistent ? ", persistent grants" : ""}`,
       );
@@ -291,6 +292,7 @@ class BlkbackDriver implements XenbusDriver {
     const c = be.conn;
     if (c === null) return;
     be.conn = null;
+    dev.rings.clear(); // its one ring (showRing in #connect)
     const k = dev.kernel;
     k.events.unbind(c.port);
     await c.back.stop();

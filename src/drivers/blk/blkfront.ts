@@ -25,6 +25,13 @@
  * and IoBuffers) and the disk registered for it (blkfront-disk.ts); this file is the XenBus driver
  * that makes and unmakes them, the module's entry points and its host calls.
  *
+ * Save and restore (docs/save-restore.md), as Linux's blkfront_resume and blkif_recover: `save`
+ * keeps each device's ring and pool pages with their grant refs, and the writes, flushes and
+ * discards in flight or queued (each write with its data); in the restored domain `resume` ends
+ * those grants and frees those pages (no backend maps them there), the handshake runs again with
+ * the new backend, and once Connected the kept requests are resubmitted, so no write is lost. A
+ * checkpoint (`save -c`) leaves the connection as it was.
+ *
  * Module arguments: `max_ring_page_order=N` (default 0, as Linux's blkfront), `feature_persistent`
  * (default 1), `max_indirect_segments=N` (default 32), `max_pages=N` (pool pages per disk,
  * default 1024; the domain's memory may end the pool earlier).
@@ -36,11 +43,12 @@ import { BlkfrontDisk } from "./blkfront-disk.ts";
 import {
   BLKIF_ENTRY_SIZE,
   BLKIF_MAX_SEGMENTS_PER_REQUEST,
+  BLKIF_OP,
   SEGS_PER_INDIRECT_FRAME,
   VDISK,
   XEN_IO_PROTO_ABI_NATIVE,
 } from "./blkif.ts";
-import { BlkifFront, type DiskInfo } from "./blkif-front.ts";
+import { BlkifFront, type DiskInfo, type UnfinishedRequest } from "./blkif-front.ts";
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE, readUnsigned, ringRefN } from "./blkif-keys.ts";
 import { type BlockDevice, blockDevices, devidToVdev } from "./blockdev.ts";
 import { uintParam } from "./module-params.ts";
@@ -90,10 +98,18 @@ function releaseConnection(k: Kernel, c: Connection): boolean {
   return releaseRingPages(k, c.ringPages) && pool;
 }
 
+/** What `save` keeps of a device, as JSON (a write's data in base64). */
+interface SavedVbd {
+  pages: { gfn: number; ref: number }[];
+  requests: { op: number; sector: number; nsec: number; data: string | null }[];
+}
+
 class BlkfrontDriver implements XenbusDriver {
   readonly name = "xen_blkfront";
   readonly ids = ["vbd"];
   readonly params: Params;
+  /** After a restore: requests to resubmit once the device is Connected again, by nodename. */
+  readonly #recover = new Map<string, UnfinishedRequest[]>();
 
   constructor(params: Params) {
     this.params = params;
@@ -151,6 +167,52 @@ class BlkfrontDriver implements XenbusDriver {
     dev.kernel.printk(`xen-blkfront: ${dev.nodename}: removed`);
   }
 
+  save(dev: XenbusDevice): Uint8Array | undefined {
+    const c = dev.data as Connection | undefined;
+    const requests = (c?.front.unfinished() ?? []).map((r) => ({
+      ...r,
+      data: r.data === null ? null : Buffer.from(r.data).toString("base64"),
+    }));
+    const pages = c === undefined ? [] : [...c.ringPages, ...c.front.pool.pages()];
+    const saved: SavedVbd = { pages, requests };
+    return new TextEncoder().encode(JSON.stringify(saved));
+  }
+
+  resume(dev: XenbusDevice, saved?: Uint8Array): void {
+    if (saved === undefined) return;
+    const s = JSON.parse(new TextDecoder().decode(saved)) as SavedVbd;
+    const k = dev.kernel;
+    for (const p of s.pages) {
+      if (p.ref >= 0 && !k.endAccess(p.ref)) continue;
+      if (p.gfn >= 0) k.freePage(p.gfn);
+    }
+    const requests = s.requests.map((r) => ({
+      ...r,
+      data: r.data === null ? null : new Uint8Array(Buffer.from(r.data, "base64")),
+    }));
+    if (requests.length > 0) this.#recover.set(dev.nodename, requests);
+    k.printk(
+      `xen-blkfront: ${dev.nodename}: resuming: ${s.pages.length} old page(s) freed, ${requests.length} request(s) to resubmit`,
+    );
+  }
+
+  /** blkif_recover: the requests a save kept go to the new backend. */
+  #resubmit(dev: XenbusDevice, c: Connection): void {
+    const requests = this.#recover.get(dev.nodename);
+    if (requests === undefined) return;
+    this.#recover.delete(dev.nodename);
+    const log = (line: string) => dev.kernel.printk(`xen-blkfront: ${dev.nodename}: ${line}`);
+    const done = requests.map((r) =>
+      r.op === BLKIF_OP.discard
+        ? c.front.discard(r.sector, r.nsec)
+        : c.front.submit(r.op, r.sector, r.nsec, r.data),
+    );
+    Promise.all(done).then(
+      () => log(`${requests.length} resubmitted request(s) completed`),
+      (e: unknown) => log(`a resubmitted request failed: ${(e as Error).message}`),
+    );
+  }
+
   /** talk_to_blkback: ring, event channel, keys, → Initialised. */
   async #talkToBackend(dev: XenbusDevice): Promise<void> {
     const k = dev.kernel;
@@ -181,6 +243,7 @@ class BlkfrontDriver implements XenbusDriver {
         front: new BlkifFront({ ring, pool, name: dev.nodename, notify: () => k.notify(c.port), log }),
       };
       dev.data = c;
+      dev.showRing(ring); // its private indexes, for the live view
       k.bindEvent(port, () => c.front.onEvent());
       await k.xs.transaction(async (t) => {
         const n = dev.nodename;
@@ -258,6 +321,7 @@ class BlkfrontDriver implements XenbusDriver {
     // The disk first, then Connected (Linux writes Connected first): attachDisk resolves on
     // Connected and promises a usable disk. Someone who finds the disk may see Initialised still.
     blockDevices(k).set(info.vdev, new BlkfrontDisk(c.front, info));
+    this.#resubmit(dev, c);
     await dev.switchState(XenbusState.Connected);
     const feats = [
       info.features.flush ? "flush" : "",
@@ -288,6 +352,7 @@ class BlkfrontDriver implements XenbusDriver {
     const c = dev.data as Connection | undefined;
     if (c === undefined) return;
     const k = dev.kernel;
+    dev.hideRing(c.front.ring);
     if (c.port >= 0) {
       try {
         k.closePort(c.port);

@@ -74,6 +74,14 @@ interface Chunk {
   readonly zc: boolean;
 }
 
+/** A request a save keeps for blkfront to resubmit after the restore. */
+export interface UnfinishedRequest {
+  readonly op: number;
+  readonly sector: number;
+  readonly nsec: number;
+  readonly data: Uint8Array | null;
+}
+
 export class BlkifFront {
   readonly ring: FrontRing;
   readonly pool: PagePool;
@@ -331,6 +339,32 @@ export class BlkifFront {
         status,
       ),
     );
+  }
+
+  /**
+   * At a save: the writes, flushes and discards in flight or queued, each write with its data,
+   * which blkfront resubmits once a restored domain has reconnected (Linux's blkif_recover). A
+   * read is not kept: its caller is gone with the worker's heap.
+   */
+  unfinished(): UnfinishedRequest[] {
+    const out: UnfinishedRequest[] = [];
+    const chunks = [...this.#shadow, ...this.#queue].filter((c) => c !== undefined);
+    for (const c of chunks.sort((a, b) => a.sector - b.sector)) {
+      if (c.op === BLKIF_OP.read) continue;
+      let data: Uint8Array | null = null;
+      if (c.op === BLKIF_OP.write) {
+        data = new Uint8Array(c.nsec * 512);
+        if (c.buf !== null) data.set(c.buf.subarray(0, data.length));
+        else {
+          const d = data;
+          c.pages.forEach((p, i) => {
+            d.set(p.page.subarray(0, Math.min(4096, d.length - i * 4096)), i * 4096);
+          });
+        }
+      }
+      out.push({ op: c.op, sector: c.sector, nsec: c.nsec, data });
+    }
+    return out;
   }
 
   /** The backend misbehaved: fail everything, stop using the ring (BLKIF_STATE_ERROR). */

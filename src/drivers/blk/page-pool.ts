@@ -120,6 +120,11 @@ export class PagePool {
     this.put(pages);
   }
 
+  /** Every page of the pool, with its grant ref (-1: none): what a save keeps to end them. */
+  pages(): { gfn: number; ref: number }[] {
+    return [...this.#all].map((p) => ({ gfn: p.gfn, ref: p.ref }));
+  }
+
   /** The connection is over: pages in flight or in buffers stay out until release(). */
   close(): void {
     this.#closed = true;
