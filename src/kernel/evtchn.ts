@@ -420,7 +420,28 @@ export class EventChannelUpcall {
       while (live()) {
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
           const t0 = performance.now();
-          await this.#halt(t0, live);
+          if (this.#pollUs > 0 && t0 >= this.#quietUntil && (await this.#pollHalt(t0, live))) {
+            this.#halts.polled++;
+          } else {
+            // The sleep itself, inline: this is the path of every halt without polling, and
+            // each async call on it costs the round trip a promise hop.
+            const seen = Atomics.load(this.#words, this.#wakeWord);
+            if (live() && Atomics.load(this.#bytes, this.#upcallByte) === 0) {
+              const r = waitAsync(this.#words, this.#wakeWord, seen);
+              if (r.async) {
+                if (awake === undefined) await r.value;
+                else {
+                  Atomics.sub(awake, POLLERS.awake, 1);
+                  try {
+                    await r.value;
+                  } finally {
+                    Atomics.add(awake, POLLERS.awake, 1);
+                  }
+                }
+              }
+              this.#halts.slept++;
+            }
+          }
           if (!live()) return;
           if (this.#pollMaxUs > 0) {
             this.#pollUs = nextPollWindow(this.#pollUs, (performance.now() - t0) * 1000, this.#pollMaxUs);
@@ -441,43 +462,19 @@ export class EventChannelUpcall {
   }
 
   /**
-   * One halt from `t0` until an upcall is due: poll for the window (or, backing off, wait for it in
-   * a blocking Atomics.wait), then sleep in waitAsync (see the module comment).
+   * A halt's poll, from `t0`, for the current window: true when it caught an upcall (no sleep);
+   * false when the window passed, the host's limit was reached, or the thread lost its core
+   * (then the vCPU backs off from polling, see the module comment).
    */
-  async #halt(t0: number, live: () => boolean): Promise<void> {
-    const h = this.#halts;
-    if (this.#pollUs > 0 && t0 >= this.#quietUntil) {
-      const r = await this.#pollLimited(t0 + this.#pollUs / 1000, live);
-      if (r === "event") {
-        this.#backoffMs = BACKOFF_START_MS;
-        h.polled++;
-        return;
-      }
-      if (r === "window") this.#backoffMs = BACKOFF_START_MS;
-      else if (r === "contended") {
-        h.contended++;
-        this.#quietUntil = performance.now() + this.#backoffMs;
-        this.#backoffMs = Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
-      }
+  async #pollHalt(t0: number, live: () => boolean): Promise<boolean> {
+    const r = await this.#pollLimited(t0 + this.#pollUs / 1000, live);
+    if (r === "event" || r === "window") this.#backoffMs = BACKOFF_START_MS;
+    else if (r === "contended") {
+      this.#halts.contended++;
+      this.#quietUntil = performance.now() + this.#backoffMs;
+      this.#backoffMs = Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
     }
-    if (await this.#sleep(live)) h.slept++;
-  }
-
-  /** Sleeps in waitAsync until this vCPU's wake word moves; false if it did not sleep. */
-  async #sleep(live: () => boolean): Promise<boolean> {
-    const seen = Atomics.load(this.#words, this.#wakeWord);
-    if (!live() || Atomics.load(this.#bytes, this.#upcallByte) !== 0) return false;
-    const r = waitAsync(this.#words, this.#wakeWord, seen);
-    if (r.async) {
-      const p = this.#pollers;
-      if (p !== undefined) Atomics.sub(p, POLLERS.awake, 1);
-      try {
-        await r.value;
-      } finally {
-        if (p !== undefined) Atomics.add(p, POLLERS.awake, 1);
-      }
-    }
-    return true;
+    return r === "event";
   }
 
   /** #poll, if fewer than the limit of threads are polling; else "crowded" at once. */
