@@ -358,6 +358,7 @@ function table(
   samples: Map<string, Record<Variant, number[]>>,
   costs: Map<string, Costs[]>,
   busy: number,
+  polling: string,
   trace: boolean,
 ): string {
   const base = trace ? "xenlab+trace" : "node:fs";
@@ -410,6 +411,7 @@ function table(
       ? "blk: a guest's PV disk (blkfront → blkback → raw image), tracing off vs on (the live view's recorder subscribed and a snapshot every 100 ms, as with a viewer connected)"
       : "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
     ...busyHeader(busy),
+    polling,
     `medians over the runs; ratio: the median of each run's xenlab / ${base}; page cache warm and clean`,
     "  for every measurement",
     "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
@@ -420,6 +422,15 @@ function table(
 
 export function run(argv: string[]): Promise<number> {
   return runBench("blk", argv, parseArgs, HELP, bench);
+}
+
+/** How often the host let its domains halt-poll during the bench (src/host/poll-governor.ts). */
+function pollingLine(h: Host): string {
+  const g = h.pollGovernor;
+  if (g === null) return "halt polling: off";
+  if (g.samples === 0) return "halt polling: on (the machine's load could not be read)";
+  const pct = Math.round((100 * (g.samples - g.contendedSamples)) / g.samples);
+  return `halt polling: allowed in ${pct}% of the host's load samples (all cores wanted in the others)`;
 }
 
 async function bench(o: Options): Promise<number> {
@@ -522,7 +533,7 @@ async function bench(o: Options): Promise<number> {
         );
       }
     } else {
-      process.stdout.write(`${table(cs, samples, costs, o.busy, o.trace === true)}\n`);
+      process.stdout.write(`${table(cs, samples, costs, o.busy, pollingLine(h), o.trace === true)}\n`);
     }
     return 0;
   } finally {

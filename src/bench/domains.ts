@@ -22,14 +22,18 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { pino } from "pino";
 import { type BenchLine, jsonLine, type OptionTable, parseOptions, runBench } from "./common.ts";
+import { type StormResult, storm, stormJson, stormTable } from "./storm.ts";
 
 interface Options {
   json: boolean;
   domains: number;
   settleMs: number;
+  /** --storm N: the boot storm (storm.ts) instead, N guests, `runs` times. */
+  storm?: number;
+  runs: number;
 }
 
-const DEFAULTS: Options = { json: false, domains: 32, settleMs: 1500 };
+const DEFAULTS: Options = { json: false, domains: 32, settleMs: 1500, runs: 1 };
 const QUICK: Partial<Options> = { domains: 4, settleMs: 300 };
 const MACHINE_BYTES = 24 * 1024 ** 3;
 const MIB = 1024 * 1024;
@@ -43,6 +47,11 @@ threads, each variant in a fresh process; and how many domains 24 GiB holds.
   --domains N    guests (and bare workers) per run (default ${DEFAULTS.domains})
   --settle MS    wait before each RSS reading (default ${DEFAULTS.settleMs})
   --quick        --domains ${QUICK.domains} --settle ${QUICK.settleMs}
+
+  --storm N      a boot storm instead: N guests created at once, each with a console and
+                 a disk; the time until every device is Connected (against N bare workers
+                 started at once), XenStore requests per guest and the slowest step
+  --runs R       with --storm: R storms, each in a fresh process (default 1)
 `;
 
 const OPTIONS: OptionTable<Options> = {
@@ -51,6 +60,12 @@ const OPTIONS: OptionTable<Options> = {
   },
   "--settle": (o, arg) => {
     o.settleMs = arg.int(1);
+  },
+  "--storm": (o, arg) => {
+    o.storm = arg.int(1);
+  },
+  "--runs": (o, arg) => {
+    o.runs = arg.int(1);
   },
 };
 
@@ -120,10 +135,10 @@ async function child(variant: string, n: number, settleMs: number): Promise<Chil
   return { base, loaded, mapsBase, mapsLoaded };
 }
 
-function runChild(variant: string, o: Options): Promise<ChildResult> {
+function runChild<R = ChildResult>(variant: string, o: Options, n = o.domains): Promise<R> {
   const self = fileURLToPath(import.meta.url);
   return new Promise((resolve, reject) => {
-    const c = fork(self, ["--child", variant, String(o.domains), String(o.settleMs)], {
+    const c = fork(self, ["--child", variant, String(n), String(o.settleMs)], {
       stdio: ["ignore", "pipe", "inherit", "ipc"],
     });
     let out = "";
@@ -133,7 +148,7 @@ function runChild(variant: string, o: Options): Promise<ChildResult> {
     c.on("error", reject);
     c.on("exit", (code) => {
       if (code !== 0) reject(new Error(`bench domains: the ${variant} child exited with ${code}`));
-      else resolve(JSON.parse(out) as ChildResult);
+      else resolve(JSON.parse(out) as R);
     });
   });
 }
@@ -142,7 +157,27 @@ export function run(argv: string[]): Promise<number> {
   return runBench("domains", argv, parseArgs, HELP, bench);
 }
 
+async function stormBench(o: Options, n: number): Promise<number> {
+  const all: StormResult[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    const r = await runChild<StormResult>("storm", o, n);
+    all.push(r);
+    process.stdout.write(
+      `${o.json ? stormJson(r) : `${o.runs > 1 ? `run ${i + 1}/${o.runs}: ` : ""}${stormTable(r)}\n`}\n`,
+    );
+  }
+  if (o.runs > 1 && !o.json) {
+    const ms = all.map((r) => r.allMs.toFixed(0)).join(" ");
+    const bare = all.map((r) => r.bareMs.toFixed(0)).join(" ");
+    process.stdout.write(
+      `all ${o.runs} runs, ms until every device was Connected: ${ms}; bare workers: ${bare}\n`,
+    );
+  }
+  return 0;
+}
+
 async function bench(o: Options): Promise<number> {
+  if (o.storm !== undefined) return stormBench(o, o.storm);
   const x = await runChild("xenlab", o);
   const b = await runChild("bare", o);
   const perDomain = (x.loaded - x.base) / o.domains;
@@ -206,7 +241,7 @@ function round(v: number): number {
 
 if (process.argv[2] === "--child") {
   const [, , , variant, n, settle] = process.argv;
-  child(variant!, Number(n), Number(settle)).then(
+  (variant === "storm" ? storm(Number(n)) : child(variant!, Number(n), Number(settle))).then(
     (r) => {
       process.stdout.write(JSON.stringify(r));
       process.exit(0);

@@ -42,18 +42,6 @@ const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
 export const BLKBACK_MODULE = new URL(`../drivers/blk/blkback${EXT}`, import.meta.url).href;
 export const BLKFRONT_MODULE = new URL(`../drivers/blk/blkfront${EXT}`, import.meta.url).href;
 
-/** Loads `url` into `domid` unless a module `name` is loaded there. */
-export async function ensureModule(host: Host, domid: number, name: string, url: string): Promise<void> {
-  // Loaded already (by an earlier attach, or by hand): nothing to do, and nothing in the log.
-  if ((await host.hv.lsmod(domid)).includes(name)) return;
-  try {
-    await host.hv.insmod(domid, url);
-  } catch (e) {
-    // Two attaches at once: the other one loaded it first.
-    if (!/already loaded/.test((e as Error).message)) throw e;
-  }
-}
-
 function paths(domid: number, devid: number) {
   const { frontend, backend } = devicePaths("vbd", domid, devid);
   return { fe: frontend, be: backend, libxl: `/libxl/${domid}/device/vbd/${devid}` };
@@ -75,8 +63,8 @@ export async function attachDisk(
   if ((await host.xs.exists(fe)) || (await host.xs.exists(be))) {
     throw new Error(`Cannot attach disk: domain ${domid} already has a vbd ${devid} (${spec.vdev})`);
   }
-  await ensureModule(host, 0, "xen_blkback", BLKBACK_MODULE);
-  await ensureModule(host, domid, "xen_blkfront", BLKFRONT_MODULE);
+  await host.ensureModule(0, "xen_blkback", BLKBACK_MODULE);
+  await host.ensureModule(domid, "xen_blkfront", BLKFRONT_MODULE);
   await writeDiskKeys(host, domid, spec);
   await waitConnected(host, domid, spec, timeoutMs);
 }
@@ -89,10 +77,10 @@ export async function attachDisk(
 export async function writeDiskKeys(host: Host, domid: number, spec: DiskSpec): Promise<void> {
   const devid = vdevToDevid(spec.vdev);
   const { fe, be, libxl } = paths(domid, devid);
-  await ensureModule(host, 0, "xen_blkback", BLKBACK_MODULE);
+  await host.ensureModule(0, "xen_blkback", BLKBACK_MODULE);
   const rw = spec.access === "rw" && spec.devtype !== "cdrom";
   const deviceType = spec.devtype === "cdrom" ? "cdrom" : "disk";
-  await host.xs.transaction(async (t) => {
+  await host.transaction(async (t) => {
     await t.write(fe, "");
     await t.setPerms(fe, [`n${domid}`, "r0"]);
     await t.write(be, "");

@@ -25,7 +25,22 @@ import { attachNic } from "./nic.ts";
 /** One page, 4 KiB: xenlab's memory unit. */
 const PAGE_KIB = 4;
 
-export async function createGuest(host: Host, cfg: GuestConfig): Promise<DomainInfo> {
+/** The steps of createGuest, in order: built and booted, disks Connected, modules loaded. */
+export type GuestStep = "booted" | "disks" | "modules";
+
+export interface CreateGuestOptions {
+  /** Called as each step ends. */
+  readonly onStep?: (step: GuestStep, domid: number) => void;
+  /** How long each disk may take to connect (attachDisk's timeout; default its 10 s, libxl's). */
+  readonly attachTimeoutMs?: number;
+}
+
+export async function createGuest(
+  host: Host,
+  cfg: GuestConfig,
+  opts: CreateGuestOptions = {},
+): Promise<DomainInfo> {
+  const { onStep } = opts;
   const maxKib = Math.max(cfg.maxmemKib ?? 0, cfg.memoryKib ?? 0);
   const info = await host.createDomain({
     name: cfg.name,
@@ -35,10 +50,13 @@ export async function createGuest(host: Host, cfg: GuestConfig): Promise<DomainI
   });
   const { domid } = info;
   host.configs.set(domid, cfg);
+  onStep?.("booted", domid);
   try {
-    for (const disk of cfg.disks) await attachDisk(host, domid, disk);
+    for (const disk of cfg.disks) await attachDisk(host, domid, disk, opts.attachTimeoutMs);
+    onStep?.("disks", domid);
     for (const nic of cfg.nics ?? []) await attachNic(host, domid, nic);
     for (const m of cfg.modules) await host.hv.insmod(domid, m.url, m.args);
+    onStep?.("modules", domid);
   } catch (e) {
     await host.destroyDomain(domid);
     throw e;

@@ -39,6 +39,7 @@ import { LocalChannel } from "../xenstore/transport-local.ts";
 import { SocketTransport } from "../xenstore/transport-socket.ts";
 import { HostCapture } from "./capture.ts";
 import type { GuestConfig } from "./guest-config.ts";
+import { PollGovernor } from "./poll-governor.ts";
 import { XenstoredDomains } from "./xenstored-domains.ts";
 
 export interface HostOptions {
@@ -60,6 +61,11 @@ export interface HostOptions {
    * xenstore.pcapng, and the directory published for netback's per-vif captures (capture.ts).
    */
   readonly pcapDir?: string;
+  /**
+   * Whether polling stops while every core is wanted by a thread with work (poll-governor.ts);
+   * default true. false leaves one polling thread per core allowed whatever the load.
+   */
+  readonly governPolling?: boolean;
 }
 
 export class Host {
@@ -71,6 +77,8 @@ export class Host {
   /** The console daemon (xenconsoled), beside xenstored on dom0's vCPU 1. */
   readonly console: ConsoleBackend;
   readonly #vcpu1: EventChannelUpcall;
+  /** Stops halt polling while the cores are all wanted; null with polling off or ungoverned. */
+  readonly pollGovernor: PollGovernor | null;
   readonly #log: Logger;
   /**
    * What the toolstack does when a guest's kernel ends by itself (`crashed`: of an error),
@@ -82,12 +90,18 @@ export class Host {
   readonly #logWatchers = new Set<(domid: number, line: string | null) => void>();
   #loop: Promise<void> | null = null;
   #socket: SocketTransport | null = null;
+  /** The tail of the toolstack's transactions, run one at a time (transaction()). */
+  #txTail: Promise<unknown> = Promise.resolve();
+  /** ensureModule's loads in progress, by "domid url": concurrent callers share one. */
+  readonly #loading = new Map<string, Promise<void>>();
   /** The captures (`pcapDir`), or null. */
   capture: HostCapture | null = null;
 
   private constructor(opts: HostOptions, hv: Hypervisor) {
     this.#log = opts.log;
     this.hv = hv;
+    this.pollGovernor =
+      opts.governPolling === false || opts.haltPollUs === 0 ? null : new PollGovernor({ target: hv });
     // Dom0's vCPU 1 runs here: xenstored's event channels are bound to it.
     this.#vcpu1 = new EventChannelUpcall(hv.events.vcpuBoot(0, 1), {
       onError: (err, port) => this.#log.error({ port, err: errorMessage(err) }, "xenstored event failed"),
@@ -145,6 +159,7 @@ export class Host {
         throw e;
       }
     }
+    host.pollGovernor?.start();
     host.xenstored.attachDom0();
     // What xen-init-dom0 writes.
     await host.xs.write("/local/domain/0/domid", "0");
@@ -189,7 +204,7 @@ export class Host {
       await this.#describe(info, opts.targetKib);
       await this.xs.introduce(domid, info.store.gfn, info.store.port);
       // libxl's domcreate_launch_dm: the primary console, which xenconsoled then connects.
-      await this.xs.transaction((t) => addPrimaryConsole(t, domid, info.console));
+      await this.transaction((t) => addPrimaryConsole(t, domid, info.console));
       await opts.beforeUnpause?.(domid);
       if (opts.paused !== true) {
         this.hv.unpause(domid);
@@ -203,6 +218,42 @@ export class Host {
   }
 
   /**
+   * A toolstack transaction (XsClient.transaction), after the toolstack's earlier ones have
+   * ended, as one xl process runs its transactions one after the other. Run side by side they
+   * conflict: each guest's directory and devices are new children of the same parents
+   * (/local/domain, backend/vbd), so all but one end in EAGAIN and are retried with every write
+   * sent again; a storm of 20 guests created at once made about 10 attempts per transaction.
+   */
+  transaction<T>(fn: (t: XsOps) => Promise<T>): Promise<T> {
+    const run = this.#txTail.then(() => this.xs.transaction(fn));
+    this.#txTail = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Loads module `name` from `url` into `domid` unless it is loaded (by an earlier call, or by
+   * hand: then nothing happens, and nothing is logged). Concurrent calls for one module share one
+   * load: a guest boot storm attaches many disks at once, and a second insmod of xen_blkback
+   * while the first one runs fails ("vbd already has a driver").
+   */
+  ensureModule(domid: number, name: string, url: string): Promise<void> {
+    const key = `${domid} ${url}`;
+    const loading = this.#loading.get(key);
+    if (loading !== undefined) return loading;
+    const load = (async () => {
+      if ((await this.hv.lsmod(domid)).includes(name)) return;
+      try {
+        await this.hv.insmod(domid, url);
+      } catch (e) {
+        // Loaded meanwhile by another path (insmod by hand).
+        if (!/already loaded/.test((e as Error).message)) throw e;
+      }
+    })().finally(() => this.#loading.delete(key));
+    this.#loading.set(key, load);
+    return load;
+  }
+
+  /**
    * Attaches a device as libxl does (`libxl__device_generic_add`), in one transaction: the
    * frontend directory owned by the guest and readable by the backend domain, the backend
    * directory owned by dom0 and readable by the guest, each end's pointer to the other, and both
@@ -213,7 +264,7 @@ export class Host {
   async attachDevice(type: string, domid: number, devid = 0): Promise<void> {
     const { frontend: fe, backend: be } = devicePaths(type, domid, devid);
     const K = XenbusKey;
-    await this.xs.transaction(async (t) => {
+    await this.transaction(async (t) => {
       await t.write(fe, "");
       await t.setPerms(fe, [`n${domid}`, "r0"]);
       await t.write(be, "");
@@ -262,6 +313,7 @@ export class Host {
 
   /** Stops every domain (dom0 last) and the event loop of dom0's vCPU 1. */
   async stop(): Promise<void> {
+    this.pollGovernor?.stop();
     await this.#socket?.close();
     this.#socket = null;
     await this.console.stop();
@@ -277,7 +329,7 @@ export class Host {
     const dom = domainPath(domid);
     const ro = [`n0`, `r${domid}`];
     const rw = [`n${domid}`];
-    await this.xs.transaction(async (t: XsOps) => {
+    await this.transaction(async (t: XsOps) => {
       await t.rm(dom).catch(() => {});
       const mknod = async (path: string, perms: string[]): Promise<void> => {
         await t.write(path, "");

@@ -5,7 +5,6 @@
  * The conventional XenStore directory is libxenvchan's: `/local/domain/<server>/data/vchan/<client>/<port>`
  * (Qubes' qrexec uses port 512 for its control vchan).
  */
-import { ensureModule } from "./disk.ts";
 import type { Host } from "./host.ts";
 
 const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
@@ -14,7 +13,7 @@ export const VCHAN_MODULE_NAME = "xen_vchan";
 
 /** `xen_vchan`'s `cmd` in `domid`, the module loaded first if it is not. */
 export async function vchanCall(host: Host, domid: number, cmd: string, arg?: unknown): Promise<unknown> {
-  await ensureModule(host, domid, VCHAN_MODULE_NAME, VCHAN_MODULE);
+  await host.ensureModule(domid, VCHAN_MODULE_NAME, VCHAN_MODULE);
   return host.hv.call(domid, VCHAN_MODULE_NAME, cmd, arg);
 }
 

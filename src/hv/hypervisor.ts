@@ -37,6 +37,7 @@ import {
   type HypercallName,
   type KernelImage,
   type KernelMessage,
+  POLLERS,
   SCHED,
 } from "../xen/domain-boot.ts";
 import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
@@ -178,8 +179,8 @@ export class Hypervisor {
   readonly #domains = new Map<number, Dom>();
   readonly #log: Logger;
   readonly #opts: HypervisorOptions;
-  /** How many domain threads are halt-polling now (evtchn-guest.ts); at most one per core. */
-  readonly #pollers = new SharedArrayBuffer(4);
+  /** POLLERS: domain threads halt-polling now (kernel/evtchn.ts), and how many may. */
+  readonly #pollers = new Int32Array(new SharedArrayBuffer(POLLERS.bytes));
   #nextDomid = 1;
   #nextRequest = 1;
 
@@ -189,6 +190,22 @@ export class Hypervisor {
     this.grants = new GrantTables((domid) => this.#domains.get(domid), {
       sendEvent: (domid, port) => void this.events.send(domid, port),
     });
+    this.#pollers[POLLERS.limit] = availableParallelism();
+  }
+
+  /** Domain threads whose event loop is awake now: working or polling, not asleep. */
+  get awakeThreads(): number {
+    return Atomics.load(this.#pollers, POLLERS.awake);
+  }
+
+  /** How many domain threads may halt-poll at once (default: one per core; 0: none). */
+  get pollLimit(): number {
+    return Atomics.load(this.#pollers, POLLERS.limit);
+  }
+
+  set pollLimit(n: number) {
+    if (!(Number.isInteger(n) && n >= 0)) throw new RangeError(`Poll limit ${n} is not an integer >= 0`);
+    Atomics.store(this.#pollers, POLLERS.limit, n);
   }
 
   /**
@@ -258,8 +275,7 @@ export class Hypervisor {
       bootTime: performance.timeOrigin + performance.now(),
       modules: opts.modules ?? [],
       haltPollUs: opts.haltPollUs ?? this.#opts.haltPollUs ?? HALT_POLL_US_DEFAULT,
-      pollers: this.#pollers,
-      pollLimit: availableParallelism(),
+      pollers: this.#pollers.buffer as SharedArrayBuffer,
       ...(restore === undefined ? {} : { restore: restore.kernel }),
     };
     const entry = this.#opts.workerEntry ?? siblingModule(import.meta.url, "../kernel/domain-worker");

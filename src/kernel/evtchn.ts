@@ -57,8 +57,27 @@
  * `haltPollUs` but after the window grows it (×2, at least 10 µs, at most `haltPollUs`); a halt
  * longer than `haltPollUs` shrinks it (÷2, to 0 below 10 µs). So a busy domain polls and an idle
  * one sleeps at once, costing one window's CPU per idle period.
+ *
+ * Giving way on a contended core. Polling pays only while the poller and its peer each have a
+ * core; when another runnable thread wants the core (a busy neighbour, or the very peer the poll
+ * waits for, on a 2-vCPU machine), a poll holds that thread off for a scheduler slice (ms) and
+ * every request waits for it: `bench blk --busy 1` fell to a tenth of node:fs. Two guards:
+ * - The host's poll governor (src/host/poll-governor.ts) sets the limit of polling threads
+ *   (`pollers`) to 0 while every core of the machine is wanted by a thread with work.
+ * - A poll sees it lose its core itself: two looks, normally microseconds apart, are more than
+ *   CONTENDED_GAP_US apart (the kernel's steal, seen from inside). Such a poll ends and the halt
+ *   sleeps; the vCPU then does not poll for a back-off (10 ms, doubling while polls keep losing
+ *   their core, up to 1 s; a poll that keeps its core resets it).
+ * Without polling a halt sleeps in waitAsync at once. (A blocking Atomics.wait for the window
+ * was tried instead, the cheaper wake-up: it stalls the worker's event loop, and `bench blk
+ * --busy 1` sequential fell further, to 0.14 against waitAsync's 0.33.)
+ *
+ * Worked example (haltPollUs 1000): window 1000 µs; a look at t and the next at t + 3 ms → the
+ * poll ends, contended + 1, no polling until t + 13 ms; the first poll after that which keeps its
+ * core resets the back-off to 10 ms; one that loses it again backs off 20 ms.
  */
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
+import { POLLERS } from "../xen/domain-boot.ts";
 import {
   type DomainEventsBoot,
   EVTCHN_2L_NR_CHANNELS,
@@ -97,23 +116,27 @@ export interface UpcallOptions {
   /** Longest halt-polling window of the async loop, µs (see the module comment); 0, the default, never polls. */
   haltPollUs?: number;
   /**
-   * A count of the threads polling now, shared by every vCPU of the host, and its limit: a vCPU
-   * that would be one too many sleeps at once instead (polling threads beyond the cores only take
-   * time from the threads with work). Without it, no limit.
+   * The host's words POLLERS (xen/domain-boot.ts), shared by every vCPU: the threads polling now
+   * and how many may poll now. A vCPU that would be one too many does not poll (polling threads
+   * beyond the free cores only take time from the threads with work). Without it, no limit.
    */
-  pollers?: PollerCount;
-}
-
-/** The host's count of polling threads (one int32) and how many may poll at once. */
-export interface PollerCount {
-  readonly count: Int32Array;
-  readonly limit: number;
+  pollers?: Int32Array;
+  /**
+   * Two looks of a poll this far apart, µs, end it as contended (default CONTENDED_GAP_US;
+   * Infinity: never). Tests of the window alone turn it off on a loaded machine.
+   */
+  contendedGapUs?: number;
 }
 
 /** KVM's halt_poll_ns_grow_start (10 µs), halt_poll_ns_grow and halt_poll_ns_shrink (2). */
 const POLL_GROW_START_US = 10;
 const POLL_GROW = 2;
 const POLL_SHRINK = 2;
+/** Two looks of a poll this far apart: the thread lost its core in between (see above). */
+export const CONTENDED_GAP_US = 500;
+/** The first back-off from polling after a contended poll, and the longest, ms. */
+const BACKOFF_START_MS = 10;
+const BACKOFF_MAX_MS = 1000;
 
 /** Counters of the async loop's halts (each time it found no upcall due). */
 export interface HaltStats {
@@ -123,6 +146,8 @@ export interface HaltStats {
   slept: number;
   /** Halts that did not poll because the host's limit of polling threads was reached. */
   crowded: number;
+  /** Polls that ended because the thread lost its core (two looks CONTENDED_GAP_US apart). */
+  contended: number;
   /** The current polling window, µs. */
   windowUs: number;
 }
@@ -136,6 +161,9 @@ type WaitAsync = (a: Int32Array, index: number, value: number, timeout?: number)
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 function noop(): void {}
+
+/** How a poll ended: an upcall due, the window passed, the thread lost its core, or no room to poll. */
+type PollEnd = "event" | "window" | "contended" | "crowded";
 
 export class EventChannelUpcall {
   readonly domid: number;
@@ -160,9 +188,13 @@ export class EventChannelUpcall {
   #keepAlive: ReturnType<typeof setInterval> | undefined;
   #loop: Promise<void> | undefined;
   readonly #pollMaxUs: number;
-  readonly #pollers: PollerCount | undefined;
+  readonly #pollers: Int32Array | undefined;
+  readonly #gapMs: number;
   #pollUs = 0;
-  readonly #halts: Omit<HaltStats, "windowUs"> = { polled: 0, slept: 0, crowded: 0 };
+  readonly #halts: Omit<HaltStats, "windowUs"> = { polled: 0, slept: 0, crowded: 0, contended: 0 };
+  /** No polling before this performance.now() (ms): backing off after a contended poll. */
+  #quietUntil = 0;
+  #backoffMs = BACKOFF_START_MS;
 
   constructor(boot: GuestEventsBoot, opts: UpcallOptions = {}) {
     const v = boot.vcpu;
@@ -186,11 +218,26 @@ export class EventChannelUpcall {
       throw new RangeError(`haltPollUs ${poll} is not a number of µs >= 0`);
     this.#pollMaxUs = poll;
     this.#pollers = opts.pollers;
+    this.#gapMs = (opts.contendedGapUs ?? CONTENDED_GAP_US) / 1000;
   }
 
   /** The async loop's halts so far, and its polling window now. */
   get halts(): HaltStats {
     return { ...this.#halts, windowUs: this.#pollUs };
+  }
+
+  /**
+   * Whether the host's vCPUs may halt-poll now: polling is on (haltPollUs > 0), the host's limit of
+   * polling threads is above 0, and this vCPU is not backing off from a contended poll. A backend
+   * uses it to guess whether its frontend polls (blkif-back.ts).
+   */
+  get pollingAllowed(): boolean {
+    const p = this.#pollers;
+    return (
+      this.#pollMaxUs > 0 &&
+      (p === undefined || Atomics.load(p, POLLERS.limit) > 0) &&
+      performance.now() >= this.#quietUntil
+    );
   }
 
   /** Run `handler(port)` for each event on `port` (replacing any earlier handler). */
@@ -366,17 +413,32 @@ export class EventChannelUpcall {
   /** The async loop; on a handler's uncaught error it drops its keep-alive and ends. */
   async #run(generation: number): Promise<void> {
     const live = (): boolean => this.#running && this.#generation === generation;
+    // The host's count of awake domain threads (POLLERS.awake): this one, but while it sleeps.
+    const awake = this.#pollers;
+    if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
     try {
       while (live()) {
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
           const t0 = performance.now();
-          if (this.#pollUs > 0 && (await this.#pollLimited(t0 + this.#pollUs / 1000, live))) {
+          if (this.#pollUs > 0 && t0 >= this.#quietUntil && (await this.#pollHalt(t0, live))) {
             this.#halts.polled++;
           } else {
+            // The sleep itself, inline: this is the path of every halt without polling, and
+            // each async call on it costs the round trip a promise hop.
             const seen = Atomics.load(this.#words, this.#wakeWord);
             if (live() && Atomics.load(this.#bytes, this.#upcallByte) === 0) {
               const r = waitAsync(this.#words, this.#wakeWord, seen);
-              if (r.async) await r.value;
+              if (r.async) {
+                if (awake === undefined) await r.value;
+                else {
+                  Atomics.sub(awake, POLLERS.awake, 1);
+                  try {
+                    await r.value;
+                  } finally {
+                    Atomics.add(awake, POLLERS.awake, 1);
+                  }
+                }
+              }
               this.#halts.slept++;
             }
           }
@@ -394,37 +456,63 @@ export class EventChannelUpcall {
         this.#keepAlive = undefined;
       }
       throw err;
-    }
-  }
-
-  /** #poll, if fewer than the limit of threads are polling; else false at once. */
-  async #pollLimited(deadline: number, live: () => boolean): Promise<boolean> {
-    const p = this.#pollers;
-    if (p === undefined) return this.#poll(deadline, live);
-    if (Atomics.add(p.count, 0, 1) >= p.limit) {
-      Atomics.sub(p.count, 0, 1);
-      this.#halts.crowded++;
-      return false;
-    }
-    try {
-      return await this.#poll(deadline, live);
     } finally {
-      Atomics.sub(p.count, 0, 1);
+      if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
     }
   }
 
   /**
-   * Polls for an upcall until `deadline` (performance.now() ms), one look per event-loop turn;
-   * true when one is due (or the loop was stopped), false when the window passed.
+   * A halt's poll, from `t0`, for the current window: true when it caught an upcall (no sleep);
+   * false when the window passed, the host's limit was reached, or the thread lost its core
+   * (then the vCPU backs off from polling, see the module comment).
    */
-  #poll(deadline: number, live: () => boolean): Promise<boolean> {
+  async #pollHalt(t0: number, live: () => boolean): Promise<boolean> {
+    const r = await this.#pollLimited(t0 + this.#pollUs / 1000, live);
+    if (r === "event" || r === "window") this.#backoffMs = BACKOFF_START_MS;
+    else if (r === "contended") {
+      this.#halts.contended++;
+      this.#quietUntil = performance.now() + this.#backoffMs;
+      this.#backoffMs = Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
+    }
+    return r === "event";
+  }
+
+  /** #poll, if fewer than the limit of threads are polling; else "crowded" at once. */
+  async #pollLimited(deadline: number, live: () => boolean): Promise<PollEnd> {
+    const p = this.#pollers;
+    if (p === undefined) return this.#poll(deadline, live);
+    if (Atomics.add(p, POLLERS.polling, 1) >= Atomics.load(p, POLLERS.limit)) {
+      Atomics.sub(p, POLLERS.polling, 1);
+      this.#halts.crowded++;
+      return "crowded";
+    }
+    try {
+      return await this.#poll(deadline, live);
+    } finally {
+      Atomics.sub(p, POLLERS.polling, 1);
+    }
+  }
+
+  /**
+   * Polls for an upcall until `deadline` (performance.now() ms), one look per event-loop turn:
+   * "event" when one is due (or the loop was stopped), "window" when the window passed,
+   * "contended" when two looks were CONTENDED_GAP_US apart (the thread lost its core).
+   */
+  #poll(deadline: number, live: () => boolean): Promise<PollEnd> {
     const words = this.#bytes;
     const at = this.#upcallByte;
+    const gapMs = this.#gapMs;
+    let last = performance.now();
     return new Promise((resolve) => {
       const look = (): void => {
-        if (Atomics.load(words, at) !== 0 || !live()) resolve(true);
-        else if (performance.now() >= deadline) resolve(false);
-        else setImmediate(look);
+        const now = performance.now();
+        if (Atomics.load(words, at) !== 0 || !live()) resolve("event");
+        else if (now - last > gapMs) resolve("contended");
+        else if (now >= deadline) resolve("window");
+        else {
+          last = now;
+          setImmediate(look);
+        }
       };
       setImmediate(look);
     });

@@ -147,7 +147,7 @@ export class Kernel {
     this.events = new EventChannelUpcall(boot.events, {
       onError: (err, port) => this.printk(`evtchn: handler of port ${port} failed: ${errorMessage(err)}`),
       haltPollUs: boot.haltPollUs,
-      pollers: { count: new Int32Array(boot.pollers), limit: boot.pollLimit },
+      pollers: new Int32Array(boot.pollers),
     });
     const storePage = this.page(boot.store.gfn);
     this.xsChannel = new RingClientChannel({

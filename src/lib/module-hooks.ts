@@ -79,8 +79,13 @@ function generationOf(url: string | undefined): string | undefined {
   return new URL(url).searchParams.get(GENERATION_PARAM) ?? undefined;
 }
 
+/** A module of xenlab itself (its src/ or dist/), as its built-in drivers are. */
+export function isOwnModule(url: string): boolean {
+  return OWN_TREES.some((tree) => url.startsWith(tree));
+}
+
 function isShared(url: string): boolean {
-  return OWN_TREES.some((tree) => url.startsWith(tree)) || /\/node_modules\//.test(url);
+  return isOwnModule(url) || /\/node_modules\//.test(url);
 }
 
 /** A driver file's format: ESM, except `.cjs`/`.cts` and a package saying `"type": "commonjs"`. */

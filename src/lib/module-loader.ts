@@ -10,7 +10,7 @@
 import { register } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { errorMessage } from "./errors.ts";
-import { GENERATION_PARAM } from "./module-hooks.ts";
+import { GENERATION_PARAM, isOwnModule } from "./module-hooks.ts";
 import { siblingModule } from "./spawn.ts";
 
 /** The hooks of this thread (a module instance is one per thread), registered on first use. */
@@ -30,10 +30,18 @@ async function registerHooks(): Promise<void> {
  * is `Cannot load <path>: <cause>`, on one line.
  */
 export async function loadModule(url: string, generation: number): Promise<unknown> {
-  registered ??= registerHooks();
-  await registered;
   // A path is taken as the file it names, as `import()` of an absolute path would.
   const u = URL.canParse(url) ? new URL(url) : pathToFileURL(url);
+  // xenlab's own drivers (blkfront, blkback) need none of the hooks: their imports are all
+  // shared anyway, the query alone makes the load its own, and their format is known (a .js of
+  // dist/, or a .ts of src/ in a worker that runs from source and has tsx). Registering the
+  // hooks (and tsx) costs a worker a loader thread and about half a second of CPU: the largest
+  // step of a guest's boot in `bench domains --storm`.
+  const own = isOwnModule(u.href) && (u.pathname.endsWith(".js") || import.meta.url.endsWith(".ts"));
+  if (!own) {
+    registered ??= registerHooks();
+    await registered;
+  }
   u.searchParams.set(GENERATION_PARAM, String(generation));
   try {
     return await import(u.href);

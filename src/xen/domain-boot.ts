@@ -12,6 +12,12 @@ import type { MessagePort } from "node:worker_threads";
 import type { DomainEventsBoot } from "./evtchn-abi.ts";
 
 /** The scheduler word: written by the hypervisor, waited on by the domain at delivery points. */
+/**
+ * The words of DomainBoot.pollers: threads polling now, how many may poll now, and the domain
+ * threads whose event loop is awake now (working or polling, not asleep).
+ */
+export const POLLERS = { polling: 0, limit: 1, awake: 2, bytes: 12 } as const;
+
 export const SCHED = { running: 0, paused: 1, dying: 2 } as const;
 
 export interface DomainBoot {
@@ -39,9 +45,12 @@ export interface DomainBoot {
   readonly modules: readonly string[];
   /** The longest halt-polling window of the kernel's event loop, µs; 0: never poll. */
   readonly haltPollUs: number;
-  /** One int32 shared by every domain: threads polling now; at most `pollLimit` may. */
+  /**
+   * Int32s shared by every domain (POLLERS): the threads halt-polling now, how many may poll now
+   * (the host lowers it to 0 while the machine's cores are all wanted), and the domain threads
+   * awake now.
+   */
   readonly pollers: SharedArrayBuffer;
-  readonly pollLimit: number;
   /**
    * Set when the domain is a restored one (`xenlab restore`, a migration's receiver): its pages
    * are the saved ones, and instead of booting its modules afresh the kernel loads each saved

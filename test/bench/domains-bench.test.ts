@@ -28,6 +28,33 @@ describe("xenlab bench domains", () => {
     }
   });
 
+  it("runs a boot storm with --storm N --json: every device Connected, requests counted", {
+    timeout: 120_000,
+  }, async () => {
+    const r = await runBench(["domains", "--storm", "3", "--json"]);
+    assert.equal(r.code, 0, `bench failed:\n${r.err}`);
+    const rows = r.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      rows.map((o) => o.case),
+      ["storm-3-all-connected", "storm-3-xs-requests-per-guest"],
+    );
+    for (const o of rows) assert.deepEqual(Object.keys(o), BENCH_JSON_KEYS);
+    const [all, reqs] = rows;
+    assert.equal(all!.baseline_name, "bare-workers-started");
+    assert.ok(typeof all!.xenlab === "number" && all!.xenlab > 0);
+    // Each guest's kernel talks to XenStore (XenBus, blkfront): never none.
+    assert.ok(typeof reqs!.xenlab === "number" && reqs!.xenlab > 0);
+  });
+
+  it("rejects a storm of no guests in one line", async () => {
+    const r = await runBench(["domains", "--storm", "0"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /Option '--storm' needs a positive whole number/);
+  });
+
   it("rejects an unknown option with exit code 2", async () => {
     const r = await runBench(["domains", "--no-such-option"]);
     assert.equal(r.code, 2);

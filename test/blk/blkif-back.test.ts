@@ -67,7 +67,15 @@ class MemStore implements BlockStore {
   }
 }
 
-function setup(opts: { readonly?: boolean; persistent?: boolean; discard?: boolean; inline?: boolean } = {}) {
+function setup(
+  opts: {
+    readonly?: boolean;
+    persistent?: boolean;
+    discard?: boolean;
+    inline?: boolean;
+    peerPolls?: () => boolean;
+  } = {},
+) {
   const ringMem = new Uint8Array(new SharedArrayBuffer(4096));
   const front = FrontRing.init(ringMem, BLKIF_ENTRY_SIZE);
   const back = BackRing.attach(ringMem, BLKIF_ENTRY_SIZE);
@@ -77,6 +85,8 @@ function setup(opts: { readonly?: boolean; persistent?: boolean; discard?: boole
   for (let i = 0; i < store.data.length; i++) store.data[i] = (i * 7 + 3) & 0xff;
   const logs: string[] = [];
   const mapped = new Set<number>();
+  /** rsp_prod at each event the backend sent. */
+  const pushes: number[] = [];
   let handles = 0;
   const bb = new BlkifBack({
     ring: back,
@@ -85,6 +95,7 @@ function setup(opts: { readonly?: boolean; persistent?: boolean; discard?: boole
     discard: opts.discard ?? true,
     persistent: opts.persistent ?? false,
     inline: opts.inline ?? false,
+    ...(opts.peerPolls === undefined ? {} : { peerPolls: opts.peerPolls }),
     map(ref) {
       const p = granted.get(ref);
       if (p === undefined) throw new Error(`map of ref ${ref} of domain 1: bad grant reference`);
@@ -94,7 +105,10 @@ function setup(opts: { readonly?: boolean; persistent?: boolean; discard?: boole
     unmap(h) {
       assert.ok(mapped.delete(h), `unmap of unknown handle ${h}`);
     },
-    notify() {},
+    notify() {
+      pushes.push(back.shared.rspProd);
+      t.onNotify();
+    },
     log: (l) => logs.push(l),
   });
   const scratch = new Uint8Array(BLKIF_ENTRY_SIZE);
@@ -118,7 +132,8 @@ function setup(opts: { readonly?: boolean; persistent?: boolean; discard?: boole
     assert.equal(out.length, n, `expected ${n} responses`);
     return out;
   };
-  return { front, bb, store, granted, logs, mapped, send, take };
+  const t = { front, bb, store, granted, logs, mapped, pushes, send, take, onNotify: (): void => {} };
+  return t;
 }
 
 const seg = (gref: number, firstSect = 0, lastSect = 7) => ({ gref, firstSect, lastSect });
@@ -212,6 +227,19 @@ describe("BlkifBack: requests a sane frontend sends", () => {
       const hex = (bs: Uint8Array[]) => bs.map((b) => Buffer.from(b).toString("hex")).sort();
       assert.deepEqual(hex(got), hex(want), `inline ${inline}`);
       assert.match(t.logs.join("\n"), /request 4294967295 \(op 0\) failed: access beyond end of device/);
+    }
+  });
+
+  it("io=inline: pushes each response as it goes while the frontend may poll, one push per pass when not", () => {
+    for (const polls of [true, false]) {
+      const t = setup({ inline: true, peerPolls: () => polls });
+      // A frontend awake for every response: rsp_event re-armed at once after each event, as
+      // RING_FINAL_CHECK_FOR_RESPONSES leaves it, so every push the backend makes sends one.
+      t.onNotify = () => {
+        t.front.shared.rspEvent = t.front.shared.rspProd + 1;
+      };
+      t.send(...[0, 1, 2, 3].map((i) => rw(BLKIF_OP.read, i, 8 * i, [seg(10 + i)])));
+      assert.deepEqual(t.pushes, polls ? [1, 2, 3, 4] : [4], `the frontend may poll: ${polls}`);
     }
   });
 

@@ -8,7 +8,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { EventChannels } from "../../src/hv/evtchn.ts";
-import { EventChannelUpcall, nextPollWindow, type UpcallOptions } from "../../src/kernel/evtchn.ts";
+import {
+  CONTENDED_GAP_US,
+  EventChannelUpcall,
+  nextPollWindow,
+  type UpcallOptions,
+} from "../../src/kernel/evtchn.ts";
+import { POLLERS } from "../../src/xen/domain-boot.ts";
 
 describe("nextPollWindow (KVM's halt_poll_ns rule, in µs)", () => {
   it("grows a window that missed a halt shorter than the max: from 10 µs, doubling, capped", () => {
@@ -46,10 +52,13 @@ function looping(opts: UpcallOptions) {
     wake();
   });
   const loop = u.start();
-  /** Sends one event 1 ms from now and waits until its handler ran. */
-  const next = (): Promise<void> =>
+  /** Sends one event 1 ms from now and waits until its handler ran (and ran `inHandler`). */
+  const next = (inHandler?: () => void): Promise<void> =>
     new Promise<void>((res) => {
-      wake = res;
+      wake = () => {
+        inHandler?.();
+        res();
+      };
       setTimeout(() => u.send(port), 1);
     });
   return { u, loop, next, handled: () => handled };
@@ -57,8 +66,9 @@ function looping(opts: UpcallOptions) {
 
 describe("the async loop with halt polling", () => {
   it("takes events while polling, without sleeping, once the window has grown", async () => {
-    // A max of 1 s: every halt here is shorter, so the window only grows.
-    const t = looping({ haltPollUs: 1_000_000 });
+    // A max of 1 s: every halt here is shorter, so the window only grows. Contention detection
+    // off: on a loaded machine it would (rightly) stop some polls.
+    const t = looping({ haltPollUs: 1_000_000, contendedGapUs: Number.POSITIVE_INFINITY });
     try {
       for (let i = 0; i < 30; i++) await t.next();
       const h = t.u.halts;
@@ -73,20 +83,51 @@ describe("the async loop with halt polling", () => {
     await t.loop;
   });
 
+  it("ends a poll that lost its core, sleeps, and backs off from polling", async () => {
+    const t = looping({ haltPollUs: 1_000_000 });
+    try {
+      // Until the loop polls (on a loaded machine it may be backing off from a real contention).
+      for (let i = 0; i < 10 || !(t.u.pollingAllowed && t.u.halts.windowUs > 0); i++) {
+        assert.ok(i < 1000, "the loop never polled");
+        await t.next();
+      }
+      const before = t.u.halts.contended;
+      // From the handler: the loop's poll starts right after it, and this callback runs before
+      // the poll's first look. It holds the thread for longer than CONTENDED_GAP_US, as the
+      // scheduler does when it gives the core to another thread: the first look sees the gap.
+      await t.next(() =>
+        setImmediate(() => {
+          const until = performance.now() + (3 * CONTENDED_GAP_US) / 1000;
+          while (performance.now() < until) {}
+        }),
+      );
+      let allowed = true;
+      await t.next(() => {
+        allowed = t.u.pollingAllowed;
+      });
+      assert.ok(t.u.halts.contended > before, "the poll saw the gap");
+      assert.equal(allowed, false, "and the vCPU backs off from polling");
+    } finally {
+      await t.u.stop();
+    }
+    await t.loop;
+  });
+
   it("never polls with haltPollUs 0 (the default)", async () => {
     const t = looping({});
     try {
       for (let i = 0; i < 10; i++) await t.next();
-      assert.deepEqual(t.u.halts, { polled: 0, slept: 10, crowded: 0, windowUs: 0 });
+      assert.deepEqual(t.u.halts, { polled: 0, slept: 10, crowded: 0, contended: 0, windowUs: 0 });
     } finally {
       await t.u.stop();
     }
   });
 
   it("sleeps instead of polling when the host's limit of polling threads is reached", async () => {
-    const count = new Int32Array(new SharedArrayBuffer(4));
+    const count = new Int32Array(new SharedArrayBuffer(POLLERS.bytes));
     count[0] = 1; // another thread is polling
-    const t = looping({ haltPollUs: 1_000_000, pollers: { count, limit: 1 } });
+    count[1] = 1; // and one may
+    const t = looping({ haltPollUs: 1_000_000, pollers: count });
     try {
       for (let i = 0; i < 10; i++) await t.next();
       const h = t.u.halts;
@@ -100,8 +141,9 @@ describe("the async loop with halt polling", () => {
   });
 
   it("counts itself among the polling threads while it polls, and ends a poll on stop()", async () => {
-    const count = new Int32Array(new SharedArrayBuffer(4));
-    const t = looping({ haltPollUs: 1_000_000, pollers: { count, limit: 2 } });
+    const count = new Int32Array(new SharedArrayBuffer(POLLERS.bytes));
+    count[1] = 2;
+    const t = looping({ haltPollUs: 1_000_000, pollers: count });
     try {
       for (let i = 0; i < 15; i++) await t.next();
       // After an event the loop polls for its window (a few ms by now): catch it at it. A slow

@@ -234,6 +234,7 @@ class BlkbackDriver implements XenbusDriver {
         maxIndirectSegments: this.params.maxIndirectSegments,
         maxPersistentGrants: this.params.maxPersistentGrants,
         inline: this.params.inline,
+        peerPolls: () => k.events.pollingAllowed,
         map: (ref, ro) => {
           const m = k.mapGrant(dev.otherendId, ref, ro);
           return { handle: m.handle, page: new Uint8Array(m.page) };

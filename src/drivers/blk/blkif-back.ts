@@ -88,6 +88,13 @@ export interface BlkifBackOptions {
    * thread-pool hop, but the thread waits for the disk. Default false: libuv's pool.
    */
   readonly inline?: boolean;
+  /**
+   * io=inline: whether the frontend may be polling for responses now (its domain's halt polling
+   * is allowed). Yes: each response is pushed as it is written, for the frontend to use while the
+   * next is served. No: the pass's responses are pushed together at its end, one event for them
+   * all, since each event would wake a sleeping frontend. Default: always yes.
+   */
+  readonly peerPolls?: () => boolean;
   /** Maps the frontend's `ref` (throws when the hypervisor refuses). */
   map(ref: number, readonly: boolean): MappedGrant;
   unmap(handle: number): void;
@@ -225,6 +232,7 @@ export class BlkifBack {
     } finally {
       this.#processing = false;
       this.#unplug();
+      this.#pushResponses();
     }
   }
 
@@ -500,8 +508,9 @@ export class BlkifBack {
     const sync = flush || this.#o.inline !== true ? undefined : write ? store.writevSync : store.readvSync;
     if (sync !== undefined) {
       // io=inline: the call now, in this thread, then the response, pushed at once (as Linux's
-      // make_response pushes each one), so the frontend can use it while the next request of the
-      // pass is served. No plug: merging would hold responses back for little gain, since a call
+      // make_response pushes each one) if the frontend may be polling, so it can use it while the
+      // next request of the pass is served; else at the end of the pass (onEvent), one event
+      // for them all. No plug: merging would hold responses back for little gain, since a call
       // here costs no thread hop. An I/O error is thrown to #dispatch, which answers it.
       this.stats.ioCalls++;
       try {
@@ -511,7 +520,7 @@ export class BlkifBack {
         throw e;
       }
       answer();
-      this.#pushResponses();
+      if (this.#o.peerPolls?.() ?? true) this.#pushResponses();
       return DONE;
     }
     const io = async (): Promise<void> => {
