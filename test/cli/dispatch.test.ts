@@ -114,6 +114,10 @@ describe("xenlab and xenlab bench", () => {
       "save",
       "restore",
       "migrate",
+      "vchan",
+      "network-attach",
+      "network-list",
+      "network-detach",
       "bench",
     ]) {
       assert.ok(names.includes(n), `${n} in:\n${r.stdout}`);
@@ -145,6 +149,7 @@ describe("xenlab and xenlab bench", () => {
         "blk",
         "guest-migrate",
         "blk-cp",
+        "net",
       ],
     );
     const bad = await xenlab(["bench", "nope"]);
