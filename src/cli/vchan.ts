@@ -15,6 +15,8 @@ import { receiveFrames, sendFrames } from "./frame-stream.ts";
 
 const DEFAULT_SIZE = 65536;
 const DEFAULT_TIMEOUT_S = 10;
+/** Node's longest timer (2^31 - 1 ms); a longer one fires at once. */
+const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 
 const USAGE = `usage: xenlab vchan server|client read|write PEER PATH [options]
 
@@ -68,7 +70,8 @@ export async function run(argv: string[]): Promise<number> {
     if (sizes.some((n) => n > 1 << 20)) return fail("--size: a vchan ring holds at most 1048576 bytes", 2);
   }
   const timeoutS = values.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(values.timeout);
-  if (!(timeoutS > 0)) return fail("--timeout needs a number of seconds above 0", 2);
+  if (!(timeoutS > 0 && timeoutS <= MAX_TIMEOUT_S))
+    return fail(`--timeout needs a number of seconds above 0 and at most ${MAX_TIMEOUT_S}`, 2);
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   const inArg = (values.in as string | undefined) ?? "0";
   try {

@@ -86,6 +86,12 @@ describe("xenlab vchan against xenlab up", () => {
     oneLine(await xenlab(undefined, "server", "read", "0", "p"), /PEER 0 is the domain the end runs in/, 2);
     oneLine(await xenlab(undefined, "server", "listen", "1", "p"), /'listen' is neither read nor write/, 2);
     oneLine(await xenlab(undefined, "server", "read", "1", "p", "--size", "2000000,0"), /at most 1048576/, 2);
+    // Past Node's longest timer, the wait would end at once with "within 1000000000 s".
+    oneLine(
+      await xenlab(undefined, "server", "read", "1", "p", "--timeout", "1e9"),
+      /--timeout needs a number of seconds above 0 and at most 2147483/,
+      2,
+    );
     const none = await runIn(dir, [
       MAIN,
       "vchan",
