@@ -158,7 +158,11 @@ async function runDump(argv: string[]): Promise<number> {
   try {
     const reply = await client.control("dump-state", ...(version !== undefined ? ["-v", version] : []), file);
     if (reply !== "OK") {
-      process.stderr.write(`${prog}: ${reply}\n`);
+      // The daemon opens FILE itself: the fix is a path it can create.
+      const fix = reply.startsWith("Cannot write")
+        ? "; name a new file in a directory the daemon can write"
+        : "";
+      process.stderr.write(`${prog}: ${reply}${fix}\n`);
       return 1;
     }
     process.stdout.write(`${file}\n`);

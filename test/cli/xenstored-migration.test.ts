@@ -4,7 +4,7 @@
  * names the cause and the fix, with no stack trace.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { connectXenstore } from "../../src/xenstore/transport-socket-client.ts";
@@ -101,6 +101,27 @@ describe("xenlab xenstored dump / --load", () => {
       bc.close();
     } finally {
       await b.stop();
+    }
+  });
+
+  it("says in one line why the daemon cannot write FILE, and leaves no FILE.tmp behind", async () => {
+    const dir = tempDir("xenlab-xsmig-cli-");
+    const a = await startXenlab();
+    try {
+      // A directory: the temporary file was written, then the rename onto the directory failed.
+      oneLine(
+        await xenlab(["xenstored", "dump", "--socket", a.socket, dir]),
+        1,
+        /^xenlab xenstored dump: Cannot write the state to .*: it is a directory; name a new file in a directory the daemon can write$/,
+      );
+      assert.equal(existsSync(`${dir}.tmp`), false);
+      oneLine(
+        await xenlab(["xenstored", "dump", "--socket", a.socket, join(dir, "nodir", "dump")]),
+        1,
+        /^xenlab xenstored dump: Cannot write the state to .*nodir\/dump: its directory does not exist; name a new file/,
+      );
+    } finally {
+      await a.stop();
     }
   });
 
