@@ -212,6 +212,8 @@ export async function run(argv: string[]): Promise<number> {
       if (what !== "watch-event") throw new RangeError(`Unknown timeout "${what}": use watch-event`);
     }
     quotas = parseQuotas(values);
+    if (values.pcap === "")
+      throw new RangeError("--pcap wants a file to capture into, e.g. --pcap xs.pcapng");
     const mj = values["state-max-journal"];
     maxJournal = mj === undefined ? undefined : intArg("--state-max-journal", mj);
   } catch (e) {
@@ -303,7 +305,9 @@ export async function run(argv: string[]): Promise<number> {
       journal?.close();
       process.off("SIGHUP", onHup);
       trace.close();
-      process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+      process.stderr.write(
+        `xenlab xenstored: ${errorMessage(e)}; give --pcap a file path in an existing directory\n`,
+      );
       return 1;
     }
     core.tap = capture;

@@ -300,6 +300,26 @@ describe("wireshark/xenstore.lua on records a daemon would not write", () => {
 });
 
 describe("xenlab xenstored --pcap FILE", () => {
+  it("refuses a FILE it cannot create, or none, in one line naming the fix", async () => {
+    const dir = tempDir("xenlab-pcap-xsd-");
+    const xenstored = (...args: string[]) =>
+      runTool(process.execPath, ["--import", "tsx", MAIN, "xenstored", "--socket", join(dir, "s"), ...args], {
+        timeoutMs: 60_000,
+      });
+    let r = await xenstored("--pcap", join(dir, "nodir", "xs.pcapng"));
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `xenlab xenstored: Cannot create capture file '${join(dir, "nodir", "xs.pcapng")}': ENOENT: no such file or directory; give --pcap a file path in an existing directory\n`,
+    );
+    r = await xenstored("--pcap=");
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr.split("\n")[0],
+      "xenlab xenstored: --pcap wants a file to capture into, e.g. --pcap xs.pcapng",
+    );
+  });
+
   it("captures each request and reply of a socket client, written out when the daemon stops", async () => {
     const file = join(tempDir("xenlab-pcap-xsd-"), "xs.pcapng");
     const d = await startXenlab(["--pcap", file]);
