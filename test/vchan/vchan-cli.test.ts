@@ -86,6 +86,12 @@ describe("xenlab vchan against xenlab up", () => {
     oneLine(await xenlab(undefined, "server", "read", "0", "p"), /PEER 0 is the domain the end runs in/, 2);
     oneLine(await xenlab(undefined, "server", "listen", "1", "p"), /'listen' is neither read nor write/, 2);
     oneLine(await xenlab(undefined, "server", "read", "1", "p", "--size", "2000000,0"), /at most 1048576/, 2);
+    for (const bad of ["", "data/x y", "/abs//p"])
+      oneLine(
+        await xenlab(undefined, "client", "read", "1", bad),
+        /PATH '.*' is not a XenStore path: .*e\.g\. data\/vchan\/1\/5/,
+        2,
+      );
     // Past Node's longest timer, the wait would end at once with "within 1000000000 s".
     oneLine(
       await xenlab(undefined, "server", "read", "1", "p", "--timeout", "1e9"),
