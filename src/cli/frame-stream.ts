@@ -46,6 +46,27 @@ export function socketError(ctl: string, e: NodeJS.ErrnoException): Error {
 }
 
 /**
+ * Calls `done` once the request's socket has closed: with the host's refusal, or the socket's
+ * failure when no reply came, or nothing when the host answered OK.
+ */
+export function onStreamClose(
+  s: Socket,
+  ctl: string,
+  reply: () => ControlReply | undefined,
+  done: (err: Error | undefined) => void,
+): void {
+  let sockErr: NodeJS.ErrnoException | undefined;
+  s.on("error", (e: NodeJS.ErrnoException) => {
+    sockErr ??= e;
+  });
+  s.on("close", () => {
+    const r = reply();
+    if (r === undefined) done(socketError(ctl, sockErr ?? new Error("closed")));
+    else done(r.ok ? undefined : new CopyError(r.error));
+  });
+}
+
+/**
  * Sends `input` as frames after the request and resolves with the host's reply (after its
  * flush); a reply that comes early, an error, stops the sending.
  */
@@ -60,7 +81,6 @@ export function sendFrames(
     const s = openStream(ctl, req);
     let text = "";
     let reply: ControlReply | undefined;
-    let sockErr: NodeJS.ErrnoException | undefined;
     s.setEncoding("utf8");
     s.on("data", (d: string) => {
       text += d;
@@ -70,14 +90,12 @@ export function sendFrames(
         s.end();
       }
     });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      sockErr ??= e;
-    });
-    s.on("close", () => {
-      if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
-      else if (reply.ok) resolve();
-      else reject(new CopyError(reply.error));
-    });
+    onStreamClose(
+      s,
+      ctl,
+      () => reply,
+      (err) => (err === undefined ? resolve() : reject(err)),
+    );
     void (async () => {
       try {
         for await (const chunk of input as AsyncIterable<Buffer>) {
@@ -108,7 +126,6 @@ export function receiveFrames(
   return new Promise((resolve, reject) => {
     const s = openStream(ctl, req);
     let outErr: Error | undefined;
-    let sockErr: NodeJS.ErrnoException | undefined;
     let reply: ControlReply | undefined;
     // Pieces of the socket's chunks gathered into CHUNK-sized writes.
     let buf = Buffer.allocUnsafe(CHUNK);
@@ -144,16 +161,17 @@ export function receiveFrames(
       reader.push(d);
       if (reader.ended) reply ??= replyOf(reader.rest().toString("utf8"));
     });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      sockErr ??= e;
-    });
-    s.on("close", () => {
-      out.off("error", onError);
-      if (outErr !== undefined) reject(fileError("cannot write", file, outErr));
-      else if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
-      else if (!reply.ok) reject(new CopyError(reply.error));
-      else if (out.writableNeedDrain) out.once("drain", () => resolve());
-      else resolve();
-    });
+    onStreamClose(
+      s,
+      ctl,
+      () => reply,
+      (err) => {
+        out.off("error", onError);
+        if (outErr !== undefined) reject(fileError("cannot write", file, outErr));
+        else if (err !== undefined) reject(err);
+        else if (out.writableNeedDrain) out.once("drain", () => resolve());
+        else resolve();
+      },
+    );
   });
 }
