@@ -9,6 +9,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { XenstoreCapture } from "../host/capture.ts";
+import { controlPath } from "../host/control-client.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -126,6 +127,9 @@ with: xenlab xenstored --load FILE
   -v N            stream version, 1 or 2
 `;
 
+/** How long `dump` waits for the daemon's answer: a dump of 100 guests takes milliseconds. */
+const DUMP_WAIT_MS = 30_000;
+
 /** `xenlab xenstored dump FILE`: CONTROL `dump-state` with FILE made absolute. */
 async function runDump(argv: string[]): Promise<number> {
   const prog = "xenlab xenstored dump";
@@ -146,6 +150,14 @@ async function runDump(argv: string[]): Promise<number> {
   }
   const file = resolve(args.positionals[0]!);
   const where = xenstoredSocketPath(args.values.socket as string | undefined);
+  // xenlab up's control socket takes the connection and never answers XenStore's packets.
+  const beside = where.slice(0, where.lastIndexOf("."));
+  if (controlPath(beside) === where) {
+    process.stderr.write(
+      `${prog}: ${where} is xenlab up's control socket, not xenstored's; pass --socket ${beside}\n`,
+    );
+    return 2;
+  }
   let client: Awaited<ReturnType<typeof connectXenstore>>;
   try {
     client = await connectXenstore(where);
@@ -156,7 +168,13 @@ async function runDump(argv: string[]): Promise<number> {
     return 1;
   }
   try {
-    const reply = await client.control("dump-state", ...(version !== undefined ? ["-v", version] : []), file);
+    let timer: NodeJS.Timeout | undefined;
+    const reply = await Promise.race([
+      client.control("dump-state", ...(version !== undefined ? ["-v", version] : []), file),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no reply within ${DUMP_WAIT_MS / 1000} s`)), DUMP_WAIT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
     if (reply !== "OK") {
       // The daemon opens FILE itself: the fix is a path it can create.
       const fix = reply.startsWith("Cannot write")

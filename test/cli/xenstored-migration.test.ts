@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { connectXenstore } from "../../src/xenstore/transport-socket-client.ts";
@@ -122,6 +123,22 @@ describe("xenlab xenstored dump / --load", () => {
       );
     } finally {
       await a.stop();
+    }
+  });
+
+  it("points from xenlab up's control socket to xenstored's at once, instead of waiting for a reply", async () => {
+    const dir = tempDir("xenlab-xsmig-cli-");
+    // Like the control socket: takes the connection, answers nothing to a XenStore packet.
+    const silent = createServer(() => {});
+    await new Promise<void>((done) => silent.listen(join(dir, "socket.ctl"), done));
+    try {
+      oneLine(
+        await xenlab(["xenstored", "dump", "--socket", join(dir, "socket.ctl"), join(dir, "dump")]),
+        2,
+        /^xenlab xenstored dump: .*socket\.ctl is xenlab up's control socket, not xenstored's; pass --socket .*\/socket$/,
+      );
+    } finally {
+      silent.close();
     }
   });
 
