@@ -8,6 +8,7 @@ import { connect, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { CHUNK, drained, FrameReader, frameHeader } from "../host/blk-stream.ts";
 import type { ControlReply } from "../host/control-client.ts";
+import { controlSocketError } from "../lib/errors.ts";
 
 /** Counts the bytes that went (a progress bar, or nothing). */
 export interface Progress {
@@ -41,7 +42,7 @@ export function replyOf(text: string): ControlReply | undefined {
 /** The socket's failure as the user's line: no host, or the host went away. */
 export function socketError(ctl: string, e: NodeJS.ErrnoException): Error {
   if (e.code === "ENOENT" || e.code === "ECONNREFUSED")
-    return new CopyError(`No xenlab host at ${ctl}: start one with 'xenlab up'`);
+    return new CopyError(controlSocketError(ctl, e).message);
   return new CopyError(`the host closed the connection (${e.code ?? e.message})`);
 }
 
