@@ -209,6 +209,16 @@ describe("xenlab up --pcap, decoded by tshark with wireshark/xenstore.lua", () =
     );
   });
 
+  it("prints the command that opens the capture with the shipped dissector", () => {
+    assert.match(
+      up!.stdout(),
+      new RegExp(
+        `^xenlab up: capturing into ${join(dir, "pcap")}; open with: wireshark -X lua_script:${LUA} ${join(dir, "pcap", "xenstore.pcapng")}$`,
+        "m",
+      ),
+    );
+  });
+
   it("starts with the host publishing the capture directory for netback, before dom0 boots", async (t) => {
     if ((await decoded(t)) === null) return;
     const first = rows[0]!;
