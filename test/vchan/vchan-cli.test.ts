@@ -4,11 +4,14 @@
  * guest, byte for byte; the mistakes a newcomer makes get one line naming the cause and the fix.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { tempDir } from "../helpers/peers.ts";
-import { MAIN, type RunningHost, runIn, startUp } from "../helpers/up.ts";
+import { MAIN, type RunningHost, runIn, startUp, TSX } from "../helpers/up.ts";
 
 describe("xenlab vchan against xenlab up", () => {
   let up: RunningHost | undefined;
@@ -51,6 +54,39 @@ describe("xenlab vchan against xenlab up", () => {
     assert.equal(s.code, 0, s.stderr);
     assert.equal(client.code, 0, client.stderr);
     assert.ok(client.out.equals(data), `got ${client.out.length} bytes of ${data.length}`);
+  });
+
+  it("says in one line when stdout cannot take the stream (a full disk), with no stack trace", async () => {
+    const server = xenlab(randomBytes(1_000_000), "server", "write", "1", "data/vchan/1/11");
+    // process.stdout on a file writes synchronously: /dev/full makes the write throw ENOSPC.
+    const full = openSync("/dev/full", "w");
+    const client = spawn(
+      process.execPath,
+      [
+        "--import",
+        TSX,
+        MAIN,
+        "vchan",
+        "client",
+        "read",
+        "0",
+        "data/vchan/1/11",
+        "--in",
+        "1",
+        "--socket",
+        socket,
+      ],
+      { cwd: dir, stdio: ["ignore", full, "pipe"] },
+    );
+    closeSync(full);
+    let stderr = "";
+    client.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const [code] = (await once(client, "close")) as [number | null];
+    oneLine({ code, stderr }, /^xenlab vchan: cannot write '-': no space left on device \(ENOSPC\)$/);
+    // The server may have handed all of it over before the client stopped: either way, no trace.
+    assert.doesNotMatch((await server).stderr, /\n\s+at /);
   });
 
   it("says which key a client waited for, and which client a server waited for, after --timeout", async () => {
