@@ -25,7 +25,6 @@ import {
   type BusyOption,
   busyHeader,
   eachRun,
-  fmtRuns,
   median,
   type OptionTable,
   pairedRatio,
@@ -151,8 +150,8 @@ function table(o: Options, samples: Samples): string {
       mb(b),
       (x / b).toFixed(2),
       pairedRatio(s.xenlab, s.base).toFixed(2),
-      fmtRuns(s.xenlab.map((v) => v * 1e3)).replaceAll("k", ""),
-      fmtRuns(s.base.map((v) => v * 1e3)).replaceAll("k", ""),
+      s.xenlab.map(mb).join(" "),
+      s.base.map(mb).join(" "),
     ]);
   }
   return [

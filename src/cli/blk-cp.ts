@@ -29,7 +29,14 @@ import { type ControlReply, controlCall, controlPath } from "../host/control-cli
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
 import { domainId, invalidDomain } from "./domain-id.ts";
-import { CopyError, fileError, openStream, receiveFrames, sendFrames, socketError } from "./frame-stream.ts";
+import {
+  CopyError,
+  fileError,
+  onStreamClose,
+  openStream,
+  receiveFrames,
+  sendFrames,
+} from "./frame-stream.ts";
 
 const USAGE = `usage: xenlab blk-cp [--socket PATH] [--sync] FILE DOMAIN:VDEV[:SECTOR]
        xenlab blk-cp [--socket PATH] [--bytes N] DOMAIN:VDEV[:SECTOR[+COUNT]] FILE
@@ -207,7 +214,6 @@ function writeByPath(ctl: string, req: BlkStreamRequest, bar: { add(n: number): 
     let text = "";
     let done = 0;
     let reply: ControlReply | undefined;
-    let sockErr: NodeJS.ErrnoException | undefined;
     s.setEncoding("utf8");
     s.on("data", (d: string) => {
       text += d;
@@ -220,14 +226,12 @@ function writeByPath(ctl: string, req: BlkStreamRequest, bar: { add(n: number): 
         } else reply = line;
       }
     });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      sockErr ??= e;
-    });
-    s.on("close", () => {
-      if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
-      else if (reply.ok) resolve();
-      else reject(new CopyError(reply.error));
-    });
+    onStreamClose(
+      s,
+      ctl,
+      () => reply,
+      (err) => (err === undefined ? resolve() : reject(err)),
+    );
   });
 }
 

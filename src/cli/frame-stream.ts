@@ -8,6 +8,7 @@ import { connect, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { CHUNK, drained, FrameReader, frameHeader } from "../host/blk-stream.ts";
 import type { ControlReply } from "../host/control-client.ts";
+import { controlSocketError } from "../lib/errors.ts";
 
 /** Counts the bytes that went (a progress bar, or nothing). */
 export interface Progress {
@@ -41,8 +42,29 @@ export function replyOf(text: string): ControlReply | undefined {
 /** The socket's failure as the user's line: no host, or the host went away. */
 export function socketError(ctl: string, e: NodeJS.ErrnoException): Error {
   if (e.code === "ENOENT" || e.code === "ECONNREFUSED")
-    return new CopyError(`No xenlab host at ${ctl}: start one with 'xenlab up'`);
+    return new CopyError(controlSocketError(ctl, e).message);
   return new CopyError(`the host closed the connection (${e.code ?? e.message})`);
+}
+
+/**
+ * Calls `done` once the request's socket has closed: with the host's refusal, or the socket's
+ * failure when no reply came, or nothing when the host answered OK.
+ */
+export function onStreamClose(
+  s: Socket,
+  ctl: string,
+  reply: () => ControlReply | undefined,
+  done: (err: Error | undefined) => void,
+): void {
+  let sockErr: NodeJS.ErrnoException | undefined;
+  s.on("error", (e: NodeJS.ErrnoException) => {
+    sockErr ??= e;
+  });
+  s.on("close", () => {
+    const r = reply();
+    if (r === undefined) done(socketError(ctl, sockErr ?? new Error("closed")));
+    else done(r.ok ? undefined : new CopyError(r.error));
+  });
 }
 
 /**
@@ -60,7 +82,6 @@ export function sendFrames(
     const s = openStream(ctl, req);
     let text = "";
     let reply: ControlReply | undefined;
-    let sockErr: NodeJS.ErrnoException | undefined;
     s.setEncoding("utf8");
     s.on("data", (d: string) => {
       text += d;
@@ -70,14 +91,12 @@ export function sendFrames(
         s.end();
       }
     });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      sockErr ??= e;
-    });
-    s.on("close", () => {
-      if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
-      else if (reply.ok) resolve();
-      else reject(new CopyError(reply.error));
-    });
+    onStreamClose(
+      s,
+      ctl,
+      () => reply,
+      (err) => (err === undefined ? resolve() : reject(err)),
+    );
     void (async () => {
       try {
         for await (const chunk of input as AsyncIterable<Buffer>) {
@@ -108,7 +127,6 @@ export function receiveFrames(
   return new Promise((resolve, reject) => {
     const s = openStream(ctl, req);
     let outErr: Error | undefined;
-    let sockErr: NodeJS.ErrnoException | undefined;
     let reply: ControlReply | undefined;
     // Pieces of the socket's chunks gathered into CHUNK-sized writes.
     let buf = Buffer.allocUnsafe(CHUNK);
@@ -144,16 +162,17 @@ export function receiveFrames(
       reader.push(d);
       if (reader.ended) reply ??= replyOf(reader.rest().toString("utf8"));
     });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      sockErr ??= e;
-    });
-    s.on("close", () => {
-      out.off("error", onError);
-      if (outErr !== undefined) reject(fileError("cannot write", file, outErr));
-      else if (reply === undefined) reject(socketError(ctl, sockErr ?? new Error("closed")));
-      else if (!reply.ok) reject(new CopyError(reply.error));
-      else if (out.writableNeedDrain) out.once("drain", () => resolve());
-      else resolve();
-    });
+    onStreamClose(
+      s,
+      ctl,
+      () => reply,
+      (err) => {
+        out.off("error", onError);
+        if (outErr !== undefined) reject(fileError("cannot write", file, outErr));
+        else if (err !== undefined) reject(err);
+        else if (out.writableNeedDrain) out.once("drain", () => resolve());
+        else resolve();
+      },
+    );
   });
 }

@@ -80,7 +80,12 @@ const XENLAB: CommandTable = {
 for (const stream of [process.stdout, process.stderr]) {
   stream.on("error", (e: NodeJS.ErrnoException) => {
     if (e.code === "EPIPE") process.exit(128 + 13);
-    throw e;
+    // A command that listens too (receiveFrames: vchan, blk-cp) says it in one line itself.
+    if (stream.listenerCount("error") > 1) return;
+    // Another failure (ENOSPC on a full disk): one line on stderr, if stderr is not the one failing.
+    if (stream === process.stdout)
+      process.stderr.write(`xenlab: cannot write standard output: ${e.message}; write it elsewhere\n`);
+    process.exit(1);
   });
 }
 

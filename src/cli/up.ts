@@ -6,7 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { captureDirectory } from "../host/capture.ts";
+import { captureDirectory, XENSTORE_CAPTURE_FILE, XENSTORE_DISSECTOR } from "../host/capture.ts";
 import { ControlServer } from "../host/control.ts";
 import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
@@ -147,7 +147,11 @@ export async function run(argv: string[]): Promise<number> {
   if (values["no-domu"] !== true) {
     await host.createDomain({ name: (values["domu-name"] as string | undefined) ?? "domU" });
   }
-  if (host.capture !== null) process.stdout.write(`xenlab up: capturing into ${host.capture.dir}\n`);
+  if (host.capture !== null)
+    process.stdout.write(
+      `xenlab up: capturing into ${host.capture.dir}; open with: wireshark -X lua_script:${XENSTORE_DISSECTOR} ` +
+        `${join(host.capture.dir, XENSTORE_CAPTURE_FILE)}\n`,
+    );
   process.stdout.write(
     `xenlab up: xenstored on ${socket}, control on ${ctl}; ` +
       `${host.hv

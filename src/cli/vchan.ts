@@ -8,6 +8,7 @@
  */
 import { controlPath } from "../host/control-client.ts";
 import type { VchanStreamRequest } from "../host/vchan-stream.ts";
+import { isValidNodename } from "../xenstore/paths.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
 import { domainId, invalidDomain } from "./domain-id.ts";
@@ -15,6 +16,8 @@ import { receiveFrames, sendFrames } from "./frame-stream.ts";
 
 const DEFAULT_SIZE = 65536;
 const DEFAULT_TIMEOUT_S = 10;
+/** Node's longest timer (2^31 - 1 ms); a longer one fires at once. */
+const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 
 const USAGE = `usage: xenlab vchan server|client read|write PEER PATH [options]
 
@@ -59,6 +62,19 @@ export async function run(argv: string[]): Promise<number> {
   const [role, mode, peerArg, pathArg] = positionals as [string, string, string, string];
   if (role !== "server" && role !== "client") return fail(`'${role}' is neither server nor client`, 2);
   if (mode !== "read" && mode !== "write") return fail(`'${mode}' is neither read nor write`, 2);
+  // The length is the daemon's to check (its -M); the form is XenStore's everywhere. A relative
+  // PATH's trailing / is dropped.
+  const absolute = pathArg.startsWith("/");
+  const rel = pathArg.replace(/\/+$/, "");
+  if (
+    absolute
+      ? pathArg === "/" || !isValidNodename(pathArg, Infinity)
+      : !isValidNodename(`/${rel}`, Infinity) || rel === ""
+  )
+    return fail(
+      `PATH '${pathArg}' is not a XenStore path: letters, digits and / _ @ - only, no trailing or double /, e.g. data/vchan/1/5`,
+      2,
+    );
   let sizes = [DEFAULT_SIZE, DEFAULT_SIZE];
   if (values.size !== undefined) {
     if (role !== "server") return fail("--size is for the server, which picks the ring sizes", 2);
@@ -68,7 +84,8 @@ export async function run(argv: string[]): Promise<number> {
     if (sizes.some((n) => n > 1 << 20)) return fail("--size: a vchan ring holds at most 1048576 bytes", 2);
   }
   const timeoutS = values.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(values.timeout);
-  if (!(timeoutS > 0)) return fail("--timeout needs a number of seconds above 0", 2);
+  if (!(timeoutS > 0 && timeoutS <= MAX_TIMEOUT_S))
+    return fail(`--timeout needs a number of seconds above 0 and at most ${MAX_TIMEOUT_S}`, 2);
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   const inArg = (values.in as string | undefined) ?? "0";
   try {
@@ -79,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     if (peer === domid)
       return fail(`PEER ${peerArg} is the domain the end runs in: a vchan joins two domains`, 2);
     const server = role === "server" ? domid : peer;
-    const path = pathArg.startsWith("/") ? pathArg : `/local/domain/${server}/${pathArg.replace(/\/+$/, "")}`;
+    const path = absolute ? pathArg : `/local/domain/${server}/${rel}`;
     const req: VchanStreamRequest = {
       op: "vchan",
       domid,

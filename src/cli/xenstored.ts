@@ -9,6 +9,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { XenstoreCapture } from "../host/capture.ts";
+import { controlPath } from "../host/control-client.ts";
 import { LiveRecorder } from "../host/live.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
@@ -131,6 +132,9 @@ with: xenlab xenstored --load FILE
   -v N            stream version, 1 or 2
 `;
 
+/** How long `dump` waits for the daemon's answer: a dump of 100 guests takes milliseconds. */
+const DUMP_WAIT_MS = 30_000;
+
 /** `xenlab xenstored dump FILE`: CONTROL `dump-state` with FILE made absolute. */
 async function runDump(argv: string[]): Promise<number> {
   const prog = "xenlab xenstored dump";
@@ -151,6 +155,14 @@ async function runDump(argv: string[]): Promise<number> {
   }
   const file = resolve(args.positionals[0]!);
   const where = xenstoredSocketPath(args.values.socket as string | undefined);
+  // xenlab up's control socket takes the connection and never answers XenStore's packets.
+  const beside = where.slice(0, where.lastIndexOf("."));
+  if (controlPath(beside) === where) {
+    process.stderr.write(
+      `${prog}: ${where} is xenlab up's control socket, not xenstored's; pass --socket ${beside}\n`,
+    );
+    return 2;
+  }
   let client: Awaited<ReturnType<typeof connectXenstore>>;
   try {
     client = await connectXenstore(where);
@@ -161,9 +173,19 @@ async function runDump(argv: string[]): Promise<number> {
     return 1;
   }
   try {
-    const reply = await client.control("dump-state", ...(version !== undefined ? ["-v", version] : []), file);
+    let timer: NodeJS.Timeout | undefined;
+    const reply = await Promise.race([
+      client.control("dump-state", ...(version !== undefined ? ["-v", version] : []), file),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no reply within ${DUMP_WAIT_MS / 1000} s`)), DUMP_WAIT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
     if (reply !== "OK") {
-      process.stderr.write(`${prog}: ${reply}\n`);
+      // The daemon opens FILE itself: the fix is a path it can create.
+      const fix = reply.startsWith("Cannot write")
+        ? "; name a new file in a directory the daemon can write"
+        : "";
+      process.stderr.write(`${prog}: ${reply}${fix}\n`);
       return 1;
     }
     process.stdout.write(`${file}\n`);
@@ -214,6 +236,8 @@ export async function run(argv: string[]): Promise<number> {
       if (what !== "watch-event") throw new RangeError(`Unknown timeout "${what}": use watch-event`);
     }
     quotas = parseQuotas(values);
+    if (values.pcap === "")
+      throw new RangeError("--pcap wants a file to capture into, e.g. --pcap xs.pcapng");
     const mj = values["state-max-journal"];
     maxJournal = mj === undefined ? undefined : intArg("--state-max-journal", mj);
   } catch (e) {
@@ -309,7 +333,9 @@ export async function run(argv: string[]): Promise<number> {
       journal?.close();
       process.off("SIGHUP", onHup);
       trace.close();
-      process.stderr.write(`xenlab xenstored: ${errorMessage(e)}\n`);
+      process.stderr.write(
+        `xenlab xenstored: ${errorMessage(e)}; give --pcap a file path in an existing directory\n`,
+      );
       return 1;
     }
     core.tap = capture;

@@ -13,6 +13,7 @@
  * `serveConsole` is the host's side; `openConsole` is the client's.
  */
 import { connect, type Socket } from "node:net";
+import { controlSocketError } from "../lib/errors.ts";
 import type { ConsoleBackend } from "./xenconsoled.ts";
 
 export interface ConsoleRequest {
@@ -136,11 +137,7 @@ export function openConsole(
     s.on("data", onData);
     s.once("connect", () => s.write(`${JSON.stringify({ op: "console", ...target })}\n`));
     s.once("error", (e: NodeJS.ErrnoException) => {
-      reject(
-        e.code === "ENOENT" || e.code === "ECONNREFUSED"
-          ? new Error(`No xenlab host at ${controlPath}: start one with 'xenlab up'`)
-          : e,
-      );
+      reject(controlSocketError(controlPath, e));
     });
   });
 }

@@ -11,6 +11,7 @@
  */
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { isVifCaptureFile, PCAP_DIR_KEY } from "../drivers/net/vif-capture.ts";
 import { Direction, LinkType } from "../lib/pcapng.ts";
 import {
@@ -27,6 +28,9 @@ import type { Connection, PacketTap } from "../xenstore/daemon.ts";
 import type { XsPacket } from "../xenstore/wire.ts";
 
 export const XENSTORE_CAPTURE_FILE = "xenstore.pcapng";
+
+/** The shipped dissector: wireshark/ sits beside src/ and dist/ (package.json's files has it). */
+export const XENSTORE_DISSECTOR = fileURLToPath(new URL("../../wireshark/xenstore.lua", import.meta.url));
 
 /**
  * Makes `dir` (and its parents) if missing and returns its absolute path. Throws an Error

@@ -4,6 +4,7 @@
  */
 import { connect } from "node:net";
 import type { DomainInfo } from "../hv/hypervisor.ts";
+import { controlSocketError } from "../lib/errors.ts";
 import type { GuestConfig } from "./guest-config.ts";
 
 /** A row of `xenlab list`: the domain, and its memory target (xl's Mem column), KiB. */
@@ -67,11 +68,7 @@ export function followKernelLog(path: string, domid: number, onLine: (line: stri
     });
     s.on("close", () => resolve());
     s.on("error", (e: NodeJS.ErrnoException) => {
-      reject(
-        e.code === "ENOENT" || e.code === "ECONNREFUSED"
-          ? new Error(`No xenlab host at ${path}: start one with 'xenlab up'`)
-          : e,
-      );
+      reject(controlSocketError(path, e));
     });
   });
 }
@@ -93,11 +90,7 @@ export function controlCall(path: string, req: ControlRequest): Promise<unknown>
       else reject(new Error(r.error));
     });
     s.on("error", (e: NodeJS.ErrnoException) => {
-      reject(
-        e.code === "ENOENT" || e.code === "ECONNREFUSED"
-          ? new Error(`No xenlab host at ${path}: start one with 'xenlab up'`)
-          : e,
-      );
+      reject(controlSocketError(path, e));
     });
   });
 }

@@ -20,3 +20,18 @@ export class SaveFileError extends Error {
     this.name = "SaveFileError";
   }
 }
+
+/**
+ * A failed connection to a xenlab host's control socket (`<xenstored socket>.ctl`) as the user's
+ * line: nothing listening there is "no host" with the fix, and a path ending `.ctl.ctl` means
+ * --socket named the control socket itself; any other failure is returned as it is.
+ */
+export function controlSocketError(ctl: string, e: NodeJS.ErrnoException): Error {
+  if (e.code !== "ENOENT" && e.code !== "ECONNREFUSED") return e;
+  const twice = /\.ctl\.ctl$/.test(ctl);
+  return new Error(
+    twice
+      ? `No xenlab host at ${ctl}: --socket is xenstored's socket, not the control socket; pass --socket ${ctl.slice(0, -8)}`
+      : `No xenlab host at ${ctl}: start one with 'xenlab up'`,
+  );
+}

@@ -22,6 +22,7 @@ import { DOMID_INVALID } from "../xen/xen.ts";
 import type { Connection, Daemon } from "./daemon.ts";
 import { StateStreamError } from "./errors.ts";
 import {
+  type ConnSpec,
   type QuotaValue,
   STATE_VERSION_MAX,
   type StatePerm,
@@ -80,6 +81,17 @@ function domainQuotas(own: Readonly<Partial<Quotas>> | undefined): QuotaValue[] 
   return out;
 }
 
+/** A connection with nothing in flight: xenlab dumps between requests. */
+function connectionRecord(connId: number, spec: ConnSpec): StateRecord {
+  const none = new Uint8Array(0);
+  return { type: "connection", connId, spec, inData: none, outRespLen: 0, outData: none, uniqueId: null };
+}
+
+/** A committed node (outside any transaction). */
+function nodeRecord(path: string, value: Uint8Array, perms: Perms): StateRecord {
+  return { type: "node", connId: 0, txId: 0, access: 0, path, value, perms: statePerms(path, perms) };
+}
+
 /** A watch's path as its client gave it: relative watches without their home. */
 function watchPath(node: string, relativeTo: string | null): string {
   return relativeTo === null ? node : node.slice(relativeTo.length + 1);
@@ -98,30 +110,19 @@ export function dumpState(d: Daemon, opts: { readonly version?: number } = {}): 
     // dom0 known before any node dom0 owns: a daemon without one writes it, with no watches.
     let id = 1;
     for (const c of d.connections) id = Math.max(id, c.id + 1);
-    records.push({
-      type: "connection",
-      connId: id,
-      spec: { kind: "ring", domid: 0, tdomid: DOMID_INVALID, evtchn: dom0.port },
-      inData: new Uint8Array(0),
-      outRespLen: 0,
-      outData: new Uint8Array(0),
-      uniqueId: null,
-    });
+    records.push(connectionRecord(id, { kind: "ring", domid: 0, tdomid: DOMID_INVALID, evtchn: dom0.port }));
   }
   for (const conn of d.connections) {
     const domain = d.domains.get(conn.domid);
     const ring = domain !== undefined && domain.conn === conn;
-    records.push({
-      type: "connection",
-      connId: conn.id,
-      spec: ring
-        ? { kind: "ring", domid: conn.domid, tdomid: conn.target ?? DOMID_INVALID, evtchn: domain.port }
-        : { kind: "socket", fd: -1 },
-      inData: new Uint8Array(0),
-      outRespLen: 0,
-      outData: new Uint8Array(0),
-      uniqueId: null,
-    });
+    records.push(
+      connectionRecord(
+        conn.id,
+        ring
+          ? { kind: "ring", domid: conn.domid, tdomid: conn.target ?? DOMID_INVALID, evtchn: domain.port }
+          : { kind: "socket", fd: -1 },
+      ),
+    );
     for (const w of conn.watches)
       records.push({
         type: "watch",
@@ -134,30 +135,13 @@ export function dumpState(d: Daemon, opts: { readonly version?: number } = {}): 
   }
   for (const name of SPECIAL_NODES) {
     const perms = d.specialPerms.get(name);
-    if (perms !== undefined)
-      records.push({
-        type: "node",
-        connId: 0,
-        txId: 0,
-        access: 0,
-        path: name,
-        value: new Uint8Array(0),
-        perms: statePerms(name, perms),
-      });
+    if (perms !== undefined) records.push(nodeRecord(name, new Uint8Array(0), perms));
   }
   const nodes = d.store.nodes;
   const walk = (name: string): void => {
     const n = nodes.get(name);
     if (n === undefined) return;
-    records.push({
-      type: "node",
-      connId: 0,
-      txId: 0,
-      access: 0,
-      path: name,
-      value: latin1(n.value),
-      perms: statePerms(name, n.perms),
-    });
+    records.push(nodeRecord(name, latin1(n.value), n.perms));
     for (const c of n.children) walk(childPath(name, c));
   };
   walk("/");

@@ -115,12 +115,30 @@ export class NodeTraceFiles implements TraceFiles {
  */
 export class NodeDumpFiles implements StateDumpFiles {
   write(path: string, bytes: Uint8Array): void {
-    const fd = openSync(path + TMP_SUFFIX, "w", 0o600);
+    const tmp = path + TMP_SUFFIX;
+    let made = false;
     try {
-      writeAll(fd, bytes);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, "w", 0o600);
+      made = true;
+      try {
+        writeAll(fd, bytes);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+    } catch (e) {
+      // A failed dump leaves nothing behind (the rename onto a directory fails last).
+      if (made) rmSync(tmp, { force: true });
+      throw new Error(dumpFailure(e), { cause: e });
     }
-    renameSync(path + TMP_SUFFIX, path);
   }
+}
+
+/** Why a dump could not be written, without Node's syscall and paths (the caller names the file). */
+function dumpFailure(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === "EISDIR") return "it is a directory";
+  if (code === "ENOENT" || code === "ENOTDIR") return "its directory does not exist";
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") return `not writable (${code})`;
+  return (e as Error).message;
 }

@@ -25,6 +25,19 @@ describe("xenlab bench vchan", () => {
     }
   });
 
+  it("prints each run in whole MB/s in the table, never scaled (3545 MB/s was printed 3.54M)", {
+    timeout: 120_000,
+  }, async () => {
+    const r = await runBench(["vchan", "--quick", "--sizes", "2048", "--bytes", "1000000"]);
+    assert.equal(r.code, 0, `bench failed:\n${r.err}`);
+    const row = r.out.split("\n").find((l) => l.startsWith("2KiB"));
+    assert.ok(row !== undefined, r.out);
+    // ring, xenlab, baseline, ratio, paired, then one run of each side (--quick).
+    const cells = row.trim().split(/\s+/);
+    assert.equal(cells.length, 7, row);
+    for (const c of [cells[1]!, cells[2]!, cells[5]!, cells[6]!]) assert.match(c, /^\d+$/, row);
+  });
+
   it("rejects a ring size libxenvchan cannot make with exit code 2", async () => {
     const r = await runBench(["vchan", "--sizes", "3000"]);
     assert.equal(r.code, 2);

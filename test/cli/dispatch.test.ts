@@ -3,6 +3,9 @@
  * own, then both real programs from source.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { closeSync, openSync } from "node:fs";
 import { describe, it } from "node:test";
 import { type CommandTable, command, dispatch, usage } from "../../src/cli/dispatch.ts";
 import { runTool } from "../helpers/tools.ts";
@@ -155,6 +158,25 @@ describe("xenlab and xenlab bench", () => {
     const bad = await xenlab(["bench", "nope"]);
     assert.equal(bad.code, 2);
     assert.equal(bad.stderr.split("\n")[0], "xenlab bench: unknown benchmark 'nope'");
+  });
+
+  it("says in one line, without a stack trace, that a full disk took no output", async () => {
+    // stdout on a file writes synchronously: /dev/full fails each write with ENOSPC.
+    const full = openSync("/dev/full", "w");
+    const child = spawn(process.execPath, ["--import", "tsx", MAIN, "xenstored", "--help"], {
+      stdio: ["ignore", full, "pipe"],
+    });
+    closeSync(full);
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const [code] = (await once(child, "close")) as [number | null];
+    assert.equal(code, 1);
+    assert.equal(
+      stderr,
+      "xenlab: cannot write standard output: ENOSPC: no space left on device, write; write it elsewhere\n",
+    );
   });
 
   it("passes a domain command its own name (xenlab list --help prints list's usage)", async () => {

@@ -102,4 +102,16 @@ describe("xenlab up and the domain commands", () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /No xenlab host at .*: start one with 'xenlab up'/);
   });
+
+  it("a --socket naming the control socket says which socket to pass", async () => {
+    const dir = tempDir();
+    for (const cmd of [["list"], ["vchan", "client", "read", "1", "p"]]) {
+      const r = await xenlab([...cmd, "--socket", join(dir, "sock.ctl")]);
+      assert.equal(r.code, 1);
+      assert.equal(
+        r.stderr.split("\n")[0],
+        `xenlab ${cmd[0]}: No xenlab host at ${join(dir, "sock.ctl.ctl")}: --socket is xenstored's socket, not the control socket; pass --socket ${join(dir, "sock")}`,
+      );
+    }
+  });
 });

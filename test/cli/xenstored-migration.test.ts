@@ -4,7 +4,8 @@
  * names the cause and the fix, with no stack trace.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { connectXenstore } from "../../src/xenstore/transport-socket-client.ts";
@@ -101,6 +102,43 @@ describe("xenlab xenstored dump / --load", () => {
       bc.close();
     } finally {
       await b.stop();
+    }
+  });
+
+  it("says in one line why the daemon cannot write FILE, and leaves no FILE.tmp behind", async () => {
+    const dir = tempDir("xenlab-xsmig-cli-");
+    const a = await startXenlab();
+    try {
+      // A directory: the temporary file was written, then the rename onto the directory failed.
+      oneLine(
+        await xenlab(["xenstored", "dump", "--socket", a.socket, dir]),
+        1,
+        /^xenlab xenstored dump: Cannot write the state to .*: it is a directory; name a new file in a directory the daemon can write$/,
+      );
+      assert.equal(existsSync(`${dir}.tmp`), false);
+      oneLine(
+        await xenlab(["xenstored", "dump", "--socket", a.socket, join(dir, "nodir", "dump")]),
+        1,
+        /^xenlab xenstored dump: Cannot write the state to .*nodir\/dump: its directory does not exist; name a new file/,
+      );
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it("points from xenlab up's control socket to xenstored's at once, instead of waiting for a reply", async () => {
+    const dir = tempDir("xenlab-xsmig-cli-");
+    // Like the control socket: takes the connection, answers nothing to a XenStore packet.
+    const silent = createServer(() => {});
+    await new Promise<void>((done) => silent.listen(join(dir, "socket.ctl"), done));
+    try {
+      oneLine(
+        await xenlab(["xenstored", "dump", "--socket", join(dir, "socket.ctl"), join(dir, "dump")]),
+        2,
+        /^xenlab xenstored dump: .*socket\.ctl is xenlab up's control socket, not xenstored's; pass --socket .*\/socket$/,
+      );
+    } finally {
+      silent.close();
     }
   });
 

@@ -209,6 +209,16 @@ describe("xenlab up --pcap, decoded by tshark with wireshark/xenstore.lua", () =
     );
   });
 
+  it("prints the command that opens the capture with the shipped dissector", () => {
+    assert.match(
+      up!.stdout(),
+      new RegExp(
+        `^xenlab up: capturing into ${join(dir, "pcap")}; open with: wireshark -X lua_script:${LUA} ${join(dir, "pcap", "xenstore.pcapng")}$`,
+        "m",
+      ),
+    );
+  });
+
   it("starts with the host publishing the capture directory for netback, before dom0 boots", async (t) => {
     if ((await decoded(t)) === null) return;
     const first = rows[0]!;
@@ -300,6 +310,26 @@ describe("wireshark/xenstore.lua on records a daemon would not write", () => {
 });
 
 describe("xenlab xenstored --pcap FILE", () => {
+  it("refuses a FILE it cannot create, or none, in one line naming the fix", async () => {
+    const dir = tempDir("xenlab-pcap-xsd-");
+    const xenstored = (...args: string[]) =>
+      runTool(process.execPath, ["--import", "tsx", MAIN, "xenstored", "--socket", join(dir, "s"), ...args], {
+        timeoutMs: 60_000,
+      });
+    let r = await xenstored("--pcap", join(dir, "nodir", "xs.pcapng"));
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `xenlab xenstored: Cannot create capture file '${join(dir, "nodir", "xs.pcapng")}': ENOENT: no such file or directory; give --pcap a file path in an existing directory\n`,
+    );
+    r = await xenstored("--pcap=");
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr.split("\n")[0],
+      "xenlab xenstored: --pcap wants a file to capture into, e.g. --pcap xs.pcapng",
+    );
+  });
+
   it("captures each request and reply of a socket client, written out when the daemon stops", async () => {
     const file = join(tempDir("xenlab-pcap-xsd-"), "xs.pcapng");
     const d = await startXenlab(["--pcap", file]);

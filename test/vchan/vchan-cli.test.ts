@@ -4,11 +4,14 @@
  * guest, byte for byte; the mistakes a newcomer makes get one line naming the cause and the fix.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { tempDir } from "../helpers/peers.ts";
-import { MAIN, type RunningHost, runIn, startUp } from "../helpers/up.ts";
+import { MAIN, type RunningHost, runIn, startUp, TSX } from "../helpers/up.ts";
 
 describe("xenlab vchan against xenlab up", () => {
   let up: RunningHost | undefined;
@@ -53,6 +56,39 @@ describe("xenlab vchan against xenlab up", () => {
     assert.ok(client.out.equals(data), `got ${client.out.length} bytes of ${data.length}`);
   });
 
+  it("says in one line when stdout cannot take the stream (a full disk), with no stack trace", async () => {
+    const server = xenlab(randomBytes(1_000_000), "server", "write", "1", "data/vchan/1/11");
+    // process.stdout on a file writes synchronously: /dev/full makes the write throw ENOSPC.
+    const full = openSync("/dev/full", "w");
+    const client = spawn(
+      process.execPath,
+      [
+        "--import",
+        TSX,
+        MAIN,
+        "vchan",
+        "client",
+        "read",
+        "0",
+        "data/vchan/1/11",
+        "--in",
+        "1",
+        "--socket",
+        socket,
+      ],
+      { cwd: dir, stdio: ["ignore", full, "pipe"] },
+    );
+    closeSync(full);
+    let stderr = "";
+    client.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const [code] = (await once(client, "close")) as [number | null];
+    oneLine({ code, stderr }, /^xenlab vchan: cannot write '-': no space left on device \(ENOSPC\)$/);
+    // The server may have handed all of it over before the client stopped: either way, no trace.
+    assert.doesNotMatch((await server).stderr, /\n\s+at /);
+  });
+
   it("says which key a client waited for, and which client a server waited for, after --timeout", async () => {
     oneLine(
       await xenlab(undefined, "client", "read", "1", "data/vchan/2/9", "--in", "2", "--timeout", "0.5"),
@@ -86,6 +122,18 @@ describe("xenlab vchan against xenlab up", () => {
     oneLine(await xenlab(undefined, "server", "read", "0", "p"), /PEER 0 is the domain the end runs in/, 2);
     oneLine(await xenlab(undefined, "server", "listen", "1", "p"), /'listen' is neither read nor write/, 2);
     oneLine(await xenlab(undefined, "server", "read", "1", "p", "--size", "2000000,0"), /at most 1048576/, 2);
+    for (const bad of ["", "data/x y", "/abs//p"])
+      oneLine(
+        await xenlab(undefined, "client", "read", "1", bad),
+        /PATH '.*' is not a XenStore path: .*e\.g\. data\/vchan\/1\/5/,
+        2,
+      );
+    // Past Node's longest timer, the wait would end at once with "within 1000000000 s".
+    oneLine(
+      await xenlab(undefined, "server", "read", "1", "p", "--timeout", "1e9"),
+      /--timeout needs a number of seconds above 0 and at most 2147483/,
+      2,
+    );
     const none = await runIn(dir, [
       MAIN,
       "vchan",
