@@ -418,8 +418,8 @@ function table(
     trace === "viewer"
       ? "blk: a guest's PV disk (blkfront → blkback → raw image), tracing off vs on (the live view's recorder subscribed and a snapshot every 100 ms, as with a viewer connected)"
       : trace === "no-viewer"
-      ? "blk: a guest's PV disk (blkfront → blkback → raw image), tracing off vs on with no viewer (the live view's recorder subscribed, as `--http` with nobody on the page)"
-      : "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
+        ? "blk: a guest's PV disk (blkfront → blkback → raw image), tracing off vs on with no viewer (the live view's recorder subscribed, as `--http` with nobody on the page)"
+        : "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
     ...busyHeader(busy),
     `medians over the runs; ratio: the median of each run's xenlab / ${base}; page cache warm and clean`,
     "  for every measurement",
