@@ -136,6 +136,8 @@ interface Sample {
   rate: number;
   kicks: number;
   sleeps: number;
+  /** CPU µs per request, both peer threads (their own CPU: steadier than the rate under load). */
+  cpu: number;
 }
 
 /** One run of one variant of one case in two fresh workers. */
@@ -186,12 +188,14 @@ async function measure(c: Case, v: Variant, o: Options): Promise<Sample> {
     rate: (o.rounds * c.batch) / rf.seconds,
     kicks: (rf.kicks + rb.kicks) / requests,
     sleeps: (rf.sleeps + rb.sleeps) / requests,
+    cpu: (rf.cpuNs + rb.cpuNs) / 1000 / requests,
   };
 }
 
 type Samples = Map<string, { xenlab: Sample[]; base: Sample[] }>;
 
 const rates = (xs: readonly Sample[]): number[] => xs.map((x) => x.rate);
+const cpus = (xs: readonly Sample[]): number[] => xs.map((x) => x.cpu);
 
 function table(cs: readonly Case[], samples: Samples, busy: number, trace: Options["trace"]): string {
   const rows: string[][] = [
@@ -203,6 +207,8 @@ function table(cs: readonly Case[], samples: Samples, busy: number, trace: Optio
       "paired",
       "kicks/req x|b",
       "sleeps/req x|b",
+      "cpu µs/req x|b",
+      "cpu paired",
       "runs (xenlab)",
       "runs (baseline)",
     ],
@@ -220,6 +226,8 @@ function table(cs: readonly Case[], samples: Samples, busy: number, trace: Optio
       pairedRatio(rates(s.xenlab), rates(s.base)).toFixed(2),
       `${per(s.xenlab, "kicks")}|${per(s.base, "kicks")}`,
       `${per(s.xenlab, "sleeps")}|${per(s.base, "sleeps")}`,
+      `${median(cpus(s.xenlab)).toFixed(2)}|${median(cpus(s.base)).toFixed(2)}`,
+      pairedRatio(cpus(s.base), cpus(s.xenlab)).toFixed(2),
       fmtRuns(rates(s.xenlab)),
       fmtRuns(rates(s.base)),
     ]);
@@ -232,10 +240,11 @@ function table(cs: readonly Case[], samples: Samples, busy: number, trace: Optio
         : "ring: requests + responses through a one-page ring between two domains; baseline: bare SAB SPSC queues",
     ...busyHeader(busy),
     "ops/s = requests completed per second; batchB = B requests published at once, then their B responses",
-    "kicks, sleeps: per request, both sides, xenlab|baseline (medians; paired = median of per-run ratios)",
+    "kicks, sleeps, cpu (each peer thread's own CPU time): per request, both sides, xenlab|baseline (medians;",
+    "  paired = median of per-run ratios; cpu paired = baseline cpu ÷ xenlab cpu, so > 1 when the baseline costs more)",
     ...alignColumns(rows, (i, n) => i === 0 || i >= n - 2).map((l) => l.trimEnd()),
     trace !== null
-      ? "goal: paired ≤ 1.02 (tracing costs at most 2%; off and on alternate run by run, ABBA)"
+      ? "goal: paired (off ÷ on rate) and cpu paired (on ÷ off CPU) ≤ 1.02: tracing costs at most 2%; off and on alternate run by run (ABBA)"
       : "goal: ratio ≥ 0.5",
   ].join("\n");
 }
