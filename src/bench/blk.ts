@@ -65,6 +65,7 @@ import {
   runBench,
   withBusy,
 } from "./common.ts";
+import { threadCpuNs } from "./procstat.ts";
 
 export interface Options extends BusyOption {
   json: boolean;
@@ -360,12 +361,14 @@ interface Costs {
   /** Halts of the guest's and dom0's event loops that slept (the others ended in their poll). */
   sleepsGuest: number;
   sleepsDom0: number;
+  /** CPU µs per I/O of the three threads on the path: the guest's, dom0's and the host's main one. */
+  cpu: number;
 }
 
 function table(
   cs: readonly Case[],
   samples: Map<string, Record<Variant, number[]>>,
-  costs: Map<string, Costs[]>,
+  costs: Map<string, Record<Variant, Costs[]>>,
   busy: number,
   trace: Options["trace"],
 ): string {
@@ -382,6 +385,7 @@ function table(
       "kicks/io f→b|b→f",
       "preadv/io",
       "sleeps/io g|d0",
+      ...(trace === undefined ? [] : ["cpu µs/io off|on", "cpu on÷off"]),
       "runs (xenlab)",
       `runs (${base})`,
       "ratio per run",
@@ -389,8 +393,11 @@ function table(
   ];
   for (const c of cs) {
     const s = samples.get(c.name)!;
-    const k = costs.get(c.name)!;
+    const kv = costs.get(c.name)!;
+    const k = kv.xenlab;
     const m = (f: (x: Costs) => number) => median(k.map(f)).toFixed(3);
+    const cpuOff = kv.xenlab.map((x) => x.cpu);
+    const cpuOn = kv.baseline.map((x) => x.cpu);
     const x = median(s.xenlab);
     const b = median(s.baseline);
     const ratio = pairedRatio(s);
@@ -407,6 +414,12 @@ function table(
       `${m((x) => x.kicksFront)}|${m((x) => x.kicksBack)}`,
       m((x) => x.ioCalls),
       `${m((x) => x.sleepsGuest)}|${m((x) => x.sleepsDom0)}`,
+      ...(trace === undefined
+        ? []
+        : [
+            `${median(cpuOff).toFixed(1)}|${median(cpuOn).toFixed(1)}`,
+            pairedRatio({ xenlab: cpuOn, baseline: cpuOff }).toFixed(2),
+          ]),
       s.xenlab.map((v) => fmt(c, v).replace(" ", "")).join(" "),
       s.baseline.map((v) => fmt(c, v).replace(" ", "")).join(" "),
       runRatios(s)
@@ -425,6 +438,12 @@ function table(
     "  for every measurement",
     "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
     "  sleeps of the guest's|dom0's event loop (halts not ended by halt polling)",
+    ...(trace === undefined
+      ? []
+      : [
+          "cpu: the guest's, dom0's and the host's main thread's own CPU per I/O (/proc/thread-self/schedstat),",
+          "  off|on medians; cpu on÷off: the median of each run's ratio (off and on alternate run by run, ABBA)",
+        ]),
     ...alignColumns(rows, (i, n) => i <= 1 || i === 5 || i >= n - 3).map((l) => l.trimEnd()),
   ].join("\n");
 }
@@ -467,13 +486,22 @@ async function bench(o: Options): Promise<number> {
     const f = file;
 
     const samples = new Map(cs.map((c) => [c.name, { xenlab: [] as number[], baseline: [] as number[] }]));
-    const costs = new Map(cs.map((c) => [c.name, [] as Costs[]]));
+    const costs = new Map(
+      cs.map((c) => [
+        c.name,
+        { xenlab: [] as Costs[], baseline: [] as Costs[] } satisfies Record<Variant, Costs[]>,
+      ]),
+    );
     const backStats = async (): Promise<BlkifBackStats> => {
       const all = (await h.hv.call(0, "xen_blkback", "stats")) as Record<string, BlkifBackStats>;
       const s = Object.values(all)[0];
       if (s === undefined) throw new Error("blkback has no connected device");
       return s;
     };
+    const cpuNs = async (): Promise<number> =>
+      ((await h.hv.call(domid, "blk_bench", "cpu")) as number) +
+      ((await h.hv.call(0, "blk_bench", "cpu")) as number) +
+      threadCpuNs();
     const halts = async (): Promise<{ guest: HaltStats; dom0: HaltStats }> => ({
       guest: (await h.hv.call(domid, "blk_bench", "halts")) as HaltStats,
       dom0: (await h.hv.call(0, "blk_bench", "halts")) as HaltStats,
@@ -500,21 +528,24 @@ async function bench(o: Options): Promise<number> {
         if (v === "xenlab" || o.trace !== undefined) {
           const b0 = await backStats();
           const h0 = await halts();
+          const cpu0 = await cpuNs();
           const g = (await withTimeout(
             h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec, buffers: c.buffers } satisfies GuestRun),
             limit,
             `${c.name} in the guest`,
           )) as GuestResult;
+          const cpu1 = await cpuNs();
           const b1 = await backStats();
           const h1 = await halts();
           const n = Math.max(1, g.allOps);
-          costs.get(c.name)!.push({
+          costs.get(c.name)![v].push({
             reqs: g.front.requests / n,
             kicksFront: g.front.kicks / n,
             kicksBack: (b1.kicks - b0.kicks) / n,
             ioCalls: (b1.ioCalls - b0.ioCalls) / n,
             sleepsGuest: (h1.guest.slept - h0.guest.slept) / n,
             sleepsDom0: (h1.dom0.slept - h0.dom0.slept) / n,
+            cpu: (cpu1 - cpu0) / 1000 / n,
           });
           r = g;
           if (ticker !== null) clearInterval(ticker);
