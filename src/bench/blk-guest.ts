@@ -9,6 +9,7 @@ import { type BlockDevice, type BlockStats, blockDevices, type IoBuffer } from "
 import type { HaltStats } from "../kernel/evtchn.ts";
 import type { Kernel } from "../kernel/kernel.ts";
 import { alignedBuffer, type LoadResult, type LoadSpec, runLoad, type SectorIO } from "./blk-load.ts";
+import { threadCpuNs } from "./procstat.ts";
 
 export const name = "blk_bench";
 
@@ -63,10 +64,12 @@ const ZERO: BlockStats = { requests: 0, kicks: 0, events: 0 };
 
 /**
  * `run`: a load, as above. `halts`: the kernel event loop's halts so far (HaltStats), to tell
- * how often a side slept; the bench loads this module into dom0 too, for that.
+ * how often a side slept; the bench loads this module into dom0 too, for that. `cpu`: the
+ * domain's thread's own CPU time so far (ns).
  */
-export async function call(k: Kernel, cmd: string, arg: unknown): Promise<GuestResult | HaltStats> {
+export async function call(k: Kernel, cmd: string, arg: unknown): Promise<GuestResult | HaltStats | number> {
   if (cmd === "halts") return k.events.halts;
+  if (cmd === "cpu") return threadCpuNs();
   if (cmd !== "run") throw new RangeError(`blk_bench: unknown command '${cmd}'`);
   const { vdev, spec, buffers } = arg as GuestRun;
   const dev = blockDevices(k).get(vdev);

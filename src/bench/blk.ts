@@ -65,6 +65,7 @@ import {
   runBench,
   withBusy,
 } from "./common.ts";
+import { threadCpuNs } from "./procstat.ts";
 
 export interface Options extends BusyOption {
   json: boolean;
@@ -78,8 +79,11 @@ export interface Options extends BusyOption {
   seqQd: number;
   /** Only the cases whose name contains this. */
   only?: string;
-  /** The baseline is the same guest with the live view on (tracing off ÷ on). */
-  trace?: boolean;
+  /**
+   * The baseline is the same guest with tracing on (off ÷ on): `no-viewer` as `--http` with nobody
+   * on the page (the recorder subscribed, keeping the devices' timelines), `viewer` with one.
+   */
+  trace?: "no-viewer" | "viewer";
   /** xen_blkfront's module arguments in the guest. */
   frontArgs: string[];
   /** xen_blkback's module arguments in dom0. */
@@ -141,8 +145,11 @@ image in the page cache (read in full before each measurement, fdatasync'ed afte
   --front-args A xen_blkfront's module arguments in the guest, space-separated
                  (default none: Linux's defaults, 32 indirect segments)
   --back-args A  xen_blkback's module arguments in dom0, space-separated (default none)
-  --trace        the baseline becomes the same guest with the live view on (its recorder
-                 subscribed, a snapshot every ${LIVE_TICK_MS} ms as with a viewer): ratio = off ÷ on
+  --trace        the baseline becomes the same guest with tracing on and no viewer, as
+                 \`--http\` with nobody on the page (the recorder subscribed): ratio = off ÷ on,
+                 the median of per-run ratios, the two interleaved run by run
+  --trace-viewer the same with a viewer connected (everything recorded, a snapshot every
+                 ${LIVE_TICK_MS} ms): the worst case
   --halt-poll-us N
                  each domain's halt-polling window, µs (default the host's, 1000; 0: off)
 ${BUSY_HELP}  --quick        --runs ${QUICK.runs} --seconds ${QUICK.seconds} --warmup ${QUICK.warmup} --size ${QUICK.sizeMiB}
@@ -189,8 +196,11 @@ const OPTIONS: OptionTable<Options> = {
   "--halt-poll-us": (o, arg) => {
     o.haltPollUs = arg.int(0);
   },
+  "--trace-viewer": (o) => {
+    o.trace = "viewer";
+  },
   "--trace": (o) => {
-    o.trace = true;
+    o.trace = "no-viewer";
   },
   "--only": (o, arg) => {
     const v = arg.next();
@@ -351,15 +361,17 @@ interface Costs {
   /** Halts of the guest's and dom0's event loops that slept (the others ended in their poll). */
   sleepsGuest: number;
   sleepsDom0: number;
+  /** CPU µs per I/O of the three threads on the path: the guest's, dom0's and the host's main one. */
+  cpu: number;
 }
 
 function table(
   cs: readonly Case[],
   samples: Map<string, Record<Variant, number[]>>,
-  costs: Map<string, Costs[]>,
+  costs: Map<string, Record<Variant, Costs[]>>,
   busy: number,
   polling: string,
-  trace: boolean,
+  trace: Options["trace"],
 ): string {
   const base = trace ? "xenlab+trace" : "node:fs";
   const rows: string[][] = [
@@ -374,6 +386,7 @@ function table(
       "kicks/io f→b|b→f",
       "preadv/io",
       "sleeps/io g|d0",
+      ...(trace === undefined ? [] : ["cpu µs/io off|on", "cpu on÷off"]),
       "runs (xenlab)",
       `runs (${base})`,
       "ratio per run",
@@ -381,8 +394,11 @@ function table(
   ];
   for (const c of cs) {
     const s = samples.get(c.name)!;
-    const k = costs.get(c.name)!;
+    const kv = costs.get(c.name)!;
+    const k = kv.xenlab;
     const m = (f: (x: Costs) => number) => median(k.map(f)).toFixed(3);
+    const cpuOff = kv.xenlab.map((x) => x.cpu);
+    const cpuOn = kv.baseline.map((x) => x.cpu);
     const x = median(s.xenlab);
     const b = median(s.baseline);
     const ratio = pairedRatio(s);
@@ -399,6 +415,12 @@ function table(
       `${m((x) => x.kicksFront)}|${m((x) => x.kicksBack)}`,
       m((x) => x.ioCalls),
       `${m((x) => x.sleepsGuest)}|${m((x) => x.sleepsDom0)}`,
+      ...(trace === undefined
+        ? []
+        : [
+            `${median(cpuOff).toFixed(1)}|${median(cpuOn).toFixed(1)}`,
+            pairedRatio({ xenlab: cpuOn, baseline: cpuOff }).toFixed(2),
+          ]),
       s.xenlab.map((v) => fmt(c, v).replace(" ", "")).join(" "),
       s.baseline.map((v) => fmt(c, v).replace(" ", "")).join(" "),
       runRatios(s)
@@ -407,15 +429,23 @@ function table(
     ]);
   }
   return [
-    trace
+    trace === "viewer"
       ? "blk: a guest's PV disk (blkfront → blkback → raw image), tracing off vs on (the live view's recorder subscribed and a snapshot every 100 ms, as with a viewer connected)"
-      : "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
+      : trace === "no-viewer"
+        ? "blk: a guest's PV disk (blkfront → blkback → raw image), tracing off vs on with no viewer (the live view's recorder subscribed, as `--http` with nobody on the page)"
+        : "blk: a guest's PV disk (blkfront → blkback → raw image) vs node:fs on the same image in a worker",
     ...busyHeader(busy),
     polling,
     `medians over the runs; ratio: the median of each run's xenlab / ${base}; page cache warm and clean`,
     "  for every measurement",
     "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
     "  sleeps of the guest's|dom0's event loop (halts not ended by halt polling)",
+    ...(trace === undefined
+      ? []
+      : [
+          "cpu: the guest's, dom0's and the host's main thread's own CPU per I/O (/proc/thread-self/schedstat),",
+          "  off|on medians; cpu on÷off: the median of each run's ratio (off and on alternate run by run, ABBA)",
+        ]),
     ...alignColumns(rows, (i, n) => i <= 1 || i === 5 || i >= n - 3).map((l) => l.trimEnd()),
   ].join("\n");
 }
@@ -467,13 +497,22 @@ async function bench(o: Options): Promise<number> {
     const f = file;
 
     const samples = new Map(cs.map((c) => [c.name, { xenlab: [] as number[], baseline: [] as number[] }]));
-    const costs = new Map(cs.map((c) => [c.name, [] as Costs[]]));
+    const costs = new Map(
+      cs.map((c) => [
+        c.name,
+        { xenlab: [] as Costs[], baseline: [] as Costs[] } satisfies Record<Variant, Costs[]>,
+      ]),
+    );
     const backStats = async (): Promise<BlkifBackStats> => {
       const all = (await h.hv.call(0, "xen_blkback", "stats")) as Record<string, BlkifBackStats>;
       const s = Object.values(all)[0];
       if (s === undefined) throw new Error("blkback has no connected device");
       return s;
     };
+    const cpuNs = async (): Promise<number> =>
+      ((await h.hv.call(domid, "blk_bench", "cpu")) as number) +
+      ((await h.hv.call(0, "blk_bench", "cpu")) as number) +
+      threadCpuNs();
     const halts = async (): Promise<{ guest: HaltStats; dom0: HaltStats }> => ({
       guest: (await h.hv.call(domid, "blk_bench", "halts")) as HaltStats,
       dom0: (await h.hv.call(0, "blk_bench", "halts")) as HaltStats,
@@ -489,30 +528,35 @@ async function bench(o: Options): Promise<number> {
         await settleImage(image, false);
         const limit = (o.warmup + o.seconds) * 1000 + SLACK_MS;
         let r: LoadResult;
-        // --trace: the baseline is the same guest with the live view on, as `xenlab up --http` with a
-        // viewer connected: every event recorded, a snapshot every tick.
-        const live = v === "baseline" && o.trace === true ? new LiveView(h) : null;
-        if (live !== null) live.recorder.full = true;
+        // --trace: the baseline is the same guest with the live view's recorder subscribed, as
+        // `xenlab up --http` with nobody on the page; --trace-viewer adds a viewer: every event
+        // recorded, a snapshot every tick.
+        const live = v === "baseline" && o.trace !== undefined ? new LiveView(h) : null;
+        const viewer = live !== null && o.trace === "viewer";
+        if (viewer) live.recorder.full = true;
         live?.start();
-        const ticker = live === null ? null : setInterval(() => void live.snapshot(), LIVE_TICK_MS);
-        if (v === "xenlab" || o.trace === true) {
+        const ticker = viewer ? setInterval(() => void live.snapshot(), LIVE_TICK_MS) : null;
+        if (v === "xenlab" || o.trace !== undefined) {
           const b0 = await backStats();
           const h0 = await halts();
+          const cpu0 = await cpuNs();
           const g = (await withTimeout(
             h.hv.call(domid, "blk_bench", "run", { vdev: VDEV, spec, buffers: c.buffers } satisfies GuestRun),
             limit,
             `${c.name} in the guest`,
           )) as GuestResult;
+          const cpu1 = await cpuNs();
           const b1 = await backStats();
           const h1 = await halts();
           const n = Math.max(1, g.allOps);
-          costs.get(c.name)!.push({
+          costs.get(c.name)![v].push({
             reqs: g.front.requests / n,
             kicksFront: g.front.kicks / n,
             kicksBack: (b1.kicks - b0.kicks) / n,
             ioCalls: (b1.ioCalls - b0.ioCalls) / n,
             sleepsGuest: (h1.guest.slept - h0.guest.slept) / n,
             sleepsDom0: (h1.dom0.slept - h0.dom0.slept) / n,
+            cpu: (cpu1 - cpu0) / 1000 / n,
           });
           r = g;
           if (ticker !== null) clearInterval(ticker);
@@ -529,11 +573,12 @@ async function bench(o: Options): Promise<number> {
       for (const c of cs) {
         const s = samples.get(c.name)!;
         process.stdout.write(
-          `${rateLine("blk", c.name, c.unit, median(s.xenlab), median(s.baseline), o.trace === true ? "xenlab+trace" : "node-fs", pairedRatio(s), o.busy)}\n`,
+          `${rateLine("blk", c.name, c.unit, median(s.xenlab), median(s.baseline), o.trace === undefined ? "node-fs" : "xenlab+trace", pairedRatio(s), o.busy)}\n`,
         );
       }
     } else {
-      process.stdout.write(`${table(cs, samples, costs, o.busy, pollingLine(h), o.trace === true)}\n`);
+      process.stdout.write(`${table(cs, samples, costs, o.busy, pollingLine(h), o.trace)}
+`);
     }
     return 0;
   } finally {

@@ -16,6 +16,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { EventChannelUpcall, type GuestEventsBoot } from "../kernel/evtchn.ts";
 import { BackRing, FrontRing } from "../ring/ring.ts";
+import { threadCpuNs } from "./procstat.ts";
 
 export type RingPeerSide =
   | { kind: "xenlab"; boot: GuestEventsBoot; port: number; page: SharedArrayBuffer }
@@ -41,6 +42,8 @@ export type RingPeerConfig = RingPeerSide & {
 export interface Counts {
   kicks: number;
   sleeps: number;
+  /** The peer thread's own CPU time from its start to its end, warm-up included (ns). */
+  cpuNs: number;
 }
 
 export type RingPeerReply =
@@ -313,14 +316,17 @@ let t0 = 0;
 const started = (): void => {
   t0 = performance.now();
 };
-const counts: Counts = { kicks: 0, sleeps: 0 };
+const counts: Counts = { kicks: 0, sleeps: 0, cpuNs: 0 };
+const cpu0 = threadCpuNs();
 const body = cfg.kind === "xenlab" ? xenlab(cfg, started, counts) : sabSpsc(cfg, started, counts);
 body.then(
-  () =>
+  () => {
+    counts.cpuNs = threadCpuNs() - cpu0;
     parentPort!.postMessage({
       ok: true,
       seconds: (performance.now() - t0) / 1000,
       ...counts,
-    } satisfies RingPeerReply),
+    } satisfies RingPeerReply);
+  },
   (err: unknown) => parentPort!.postMessage({ ok: false, error: String(err) } satisfies RingPeerReply),
 );

@@ -17,7 +17,8 @@
  * gives them to the attached clients, or keeps them in an OutputBuffer capped by `limit` until a
  * client attaches (xenconsoled's buffer with --overflow-data=discard, its default). A client whose
  * socket does not drain (more than `limit` bytes queued) loses output, counted in `outputDropped`,
- * rather than growing the host's memory. Corrupt indexes (`prod − cons > size`) are ignored, as
+ * rather than growing the host's memory. The last CONSOLE_TAIL_MAX bytes are also kept in a fixed
+ * ring for the live view (`recentOutput()`), whoever took them. Corrupt indexes (`prod − cons > size`) are ignored, as
  * xenconsoled ignores them ("ring is screwed").
  *
  * Input (clients → the guest's `in` ring): queued, and written into the ring as space allows,
@@ -42,9 +43,13 @@ import type { XsClient } from "../xenstore/client.ts";
 import type { XsWatch } from "../xenstore/client-watch.ts";
 import { ConsoleKey, consoleFrontendPath, LIBXL_XENCONSOLE_LIMIT, parseConsoleKeys } from "./keys.ts";
 import { OutputBuffer } from "./output-buffer.ts";
+import { OutputTail } from "./output-tail.ts";
 
 /** Input bytes the backend holds for a guest whose in ring is full. */
 export const CONSOLE_INPUT_MAX = 4096;
+
+/** The last output bytes of each console kept for the live view (`recentOutput()`). */
+export const CONSOLE_TAIL_MAX = 16 * 1024;
 
 /** Where a console's log goes (a file, in the host). */
 export interface ConsoleLogSink {
@@ -112,6 +117,8 @@ interface Console {
   readonly limit: number;
   readonly logSink: ConsoleLogSink | null;
   readonly backlog: OutputBuffer;
+  /** The newest output, whoever took it (the live view's Consoles panel). */
+  readonly tail: OutputTail;
   readonly clients: Set<ConsoleClient>;
   readonly input: Uint8Array[];
   inputQueued: number;
@@ -195,6 +202,15 @@ export class ConsoleBackend {
       outputBytes: c.outputBytes,
       events: c.events,
     };
+  }
+
+  /**
+   * The last CONSOLE_TAIL_MAX bytes `domid` wrote on its console and how many it wrote in all;
+   * undefined while its console is not connected. Reading takes nothing from clients.
+   */
+  recentOutput(domid: number): { bytes: Uint8Array; total: number } | undefined {
+    const c = this.#doms.get(domid)?.con;
+    return c == null ? undefined : { bytes: c.tail.bytes(), total: c.tail.total };
   }
 
   /** Resolves once `domid`'s console is connected (rejects after `timeoutMs`). */
@@ -330,6 +346,7 @@ export class ConsoleBackend {
       limit,
       logSink,
       backlog: new OutputBuffer(limit),
+      tail: new OutputTail(CONSOLE_TAIL_MAX),
       clients: new Set(),
       input: [],
       inputQueued: 0,
@@ -389,6 +406,7 @@ export class ConsoleBackend {
     c.outputBytes += bytes.length;
     // The log first, as xenconsoled does: it is complete whether or not anyone is attached.
     c.logSink?.write(bytes);
+    c.tail.append(bytes);
     if (c.clients.size === 0) {
       c.backlog.append(bytes);
       return;

@@ -96,7 +96,13 @@ export class LiveServer {
         const where = `${listen.host}:${listen.port}`;
         if (e.code === "EADDRINUSE")
           reject(new Error(`Cannot listen on ${where}: the port is in use; pick another with --http PORT`));
-        else if (e.code === "EADDRNOTAVAIL" || e.code === "ENOTFOUND")
+        else if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN")
+          reject(
+            new Error(
+              `Cannot listen on ${where}: no host '${listen.host}' is known; use 127.0.0.1 or 0.0.0.0`,
+            ),
+          );
+        else if (e.code === "EADDRNOTAVAIL")
           reject(new Error(`Cannot listen on ${where}: no such local address; use 127.0.0.1 or 0.0.0.0`));
         else if (e.code === "EACCES")
           reject(new Error(`Cannot listen on ${where}: permission denied; use a port above 1023`));

@@ -13,6 +13,7 @@
  * Writes inside a transaction are held per (connection, transaction) and recorded when it
  * commits; an aborted transaction's writes are dropped, as xenstored drops them.
  */
+import { consoleText } from "../console/output-tail.ts";
 import type { HvTraceEvent } from "../hv/hypervisor.ts";
 import type {
   LiveCounters,
@@ -448,11 +449,16 @@ export class LiveView {
       };
     });
 
-    const consoles = domains.map((d) => ({
-      domid: d.domid,
-      name: d.name,
-      lines: hv.dmesg(d.domid).slice(-CONSOLE_LINES),
-    }));
+    const consoles = domains.map((d) => {
+      const out = h.console.recentOutput(d.domid);
+      return {
+        domid: d.domid,
+        name: d.name,
+        output: out === undefined ? null : consoleText(out.bytes),
+        outputBytes: out?.total ?? 0,
+        lines: hv.dmesg(d.domid).slice(-CONSOLE_LINES),
+      };
+    });
 
     return {
       domains: domains.map((d) => ({

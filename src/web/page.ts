@@ -223,7 +223,11 @@ function renderTables(s: LiveState): void {
     s.consoles
       .map(
         (c) =>
-          `<div class="console" data-console="${c.domid}"><h3>${esc(c.name)} (dom${c.domid})</h3><pre>${c.lines.map(esc).join("\n")}</pre></div>`,
+          `<div class="console" data-console="${c.domid}"><h3>${esc(c.name)} (dom${c.domid})</h3>` +
+          (c.output === null
+            ? ""
+            : `<div class="ev">hvc0: what the guest wrote on its PV console, newest last (${c.outputBytes} bytes in all)</div><pre class="hvc">${esc(c.output)}</pre>`) +
+          `<div class="ev">kernel log (printk), last ${c.lines.length} lines</div><pre class="dmesg">${c.lines.map(esc).join("\n")}</pre></div>`,
       )
       .join(""),
   );

@@ -111,6 +111,15 @@ export interface LiveRing {
 export interface LiveConsole {
   readonly domid: number;
   readonly name: string;
+  /**
+   * What the guest wrote on its PV console (hvc0), as xenconsoled read it from the console
+   * ring: its last bytes as text (CONSOLE_TAIL_MAX); null when xenconsoled has no console of it
+   * (dom0, or a guest not connected yet).
+   */
+  readonly output: string | null;
+  /** Bytes it wrote on hvc0 in all (the text holds the last ones). */
+  readonly outputBytes: number;
+  /** The kernel's log (its printk buffer in the hypervisor), last lines. */
   readonly lines: readonly string[];
 }
 

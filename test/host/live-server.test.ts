@@ -50,6 +50,16 @@ describe("LiveServer", () => {
     }
   });
 
+  it("says in one line that a host is not local, or not known", async () => {
+    await assert.rejects(LiveServer.start(host, { host: "192.0.2.1", port: 0 }), {
+      message: "Cannot listen on 192.0.2.1:0: no such local address; use 127.0.0.1 or 0.0.0.0",
+    });
+    await assert.rejects(LiveServer.start(host, { host: "nosuch.invalid", port: 8080 }), {
+      message:
+        "Cannot listen on nosuch.invalid:8080: no host 'nosuch.invalid' is known; use 127.0.0.1 or 0.0.0.0",
+    });
+  });
+
   it("stops writing to a viewer that does not read, holds a bounded queue, and resyncs it once it reads", async () => {
     const port = Number(new URL(srv.url).port);
     const sock = connect(port, "127.0.0.1");

@@ -1,7 +1,7 @@
 /**
  * The live view in a real browser: `xenlab up --http 0` from source, Debian's chromium driven by
  * playwright-core, the seed's activate.sh run with Debian's xenstore-write, and the page checked
- * panel by panel as the alice_dev pair connects (docs/live-view.md). The page is served from
+ * panel by panel as the alice_dev pair connects, and the guest's hvc0 output (docs/live-view.md). The page is served from
  * dist/web: run `npm run build` first.
  *
  * XENLAB_SCREENSHOT=FILE also saves a screenshot of the connected page there (docs/live-view.png).
@@ -101,6 +101,17 @@ describe("the live view (xenlab up --http) in chromium", () => {
     assert.equal((await fetch(`${base}events`)).status, 403);
     assert.equal((await fetch(`${base}?token=nope`)).status, 403);
     assert.equal((await fetch(url)).status, 200);
+  });
+
+  it("shows what the guest wrote on its PV console (hvc0), beside its kernel log", async (t) => {
+    if (!ready) return t.skip("no browser");
+    // The getty's banner and prompt, read by xenconsoled from dom1's console ring.
+    await waitText(
+      '[data-console="1"] pre.hvc',
+      /xenlab \S+ hvc0 \(domain 1\)\s+Type 'help' for commands\.\s+\S*# $/,
+    );
+    assert.match(await text('[data-console="1"]'), /kernel log \(printk\)/);
+    assert.equal(await page.locator('[data-console="0"] pre.hvc').count(), 0, "dom0 has no hvc0 here");
   });
 
   it("shows the nodes of the seed's activate.sh with their permissions, and why the device waits", async (t) => {
