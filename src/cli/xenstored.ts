@@ -288,7 +288,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   journal?.attach(core);
   if (values["live-trace"] === true) {
-    const recorder = new LiveRecorder(core.store);
+    const recorder = new LiveRecorder(core.store, [core.tracer]);
     core.tracer.subscribe((e) => recorder.event(e));
   }
   if (values.load !== undefined) {

@@ -15,6 +15,7 @@
  */
 import { consoleText } from "../console/output-tail.ts";
 import type { HvTraceEvent } from "../hv/hypervisor.ts";
+import type { Tracer } from "../lib/tracer.ts";
 import type {
   LiveCounters,
   LiveDevice,
@@ -104,7 +105,9 @@ export class LiveRecorder {
    * is connected). Otherwise only what a viewer opening the page later could not rebuild: the
    * devices' timelines (their `state` and other keys written, the watch events under them).
    */
-  full = false;
+  #full = false;
+  /** The tracers it listens to: told to skip what only a viewer needs while it is not full. */
+  readonly #tracers: readonly Pick<Tracer<unknown>, "all">[];
   #seq = 0;
   /**
    * The last LOG_KEEP requests, request `seq` at `seq % LOG_KEEP`, as columns: no object per
@@ -126,8 +129,19 @@ export class LiveRecorder {
   #watchEvents = 0;
   readonly #hypercalls = new Map<string, number>();
 
-  constructor(store: Store) {
+  constructor(store: Store, tracers: readonly Pick<Tracer<unknown>, "all">[] = []) {
     this.#store = store;
+    this.#tracers = tracers;
+    for (const t of tracers) t.all = false;
+  }
+
+  get full(): boolean {
+    return this.#full;
+  }
+
+  set full(on: boolean) {
+    this.#full = on;
+    for (const t of this.#tracers) t.all = on;
   }
 
   get counters(): LiveCounters {
@@ -284,7 +298,7 @@ export class LiveView {
 
   constructor(host: Host) {
     this.#host = host;
-    this.recorder = new LiveRecorder(host.core.store);
+    this.recorder = new LiveRecorder(host.core.store, [host.core.tracer, host.hv.tracer]);
   }
 
   start(): void {

@@ -573,7 +573,8 @@ export class Hypervisor {
   /** A hypercall from domain `d`'s worker; `d` is `current`, never taken from the arguments. */
   #hypercall(d: Dom, req: HypercallRequest): unknown {
     const result = this.#dispatch(d, req);
-    if (this.tracer.on) {
+    // Counted only for a viewer (`all`); a domain's state changes are traced always.
+    if (this.tracer.on && this.tracer.all) {
       const r = typeof result === "number" ? result : 0;
       this.tracer.emit({ kind: "hv-hypercall", domid: d.domid, op: req.op, result: r });
     }

@@ -12,6 +12,12 @@
 export class Tracer<E> {
   /** True while anyone listens; the one check on a hot path. */
   on = false;
+  /**
+   * False while the subscribers want only the events that change something (a producer may then
+   * skip its reads: xenstored's READ, DIRECTORY, GET_PERMS...). The live view sets it false while
+   * no viewer is connected, when it keeps only the devices' timelines.
+   */
+  all = true;
   readonly #subscribers = new Set<(event: E) => void>();
 
   /** Adds a subscriber; returns the function that removes it. */

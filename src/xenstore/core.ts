@@ -65,6 +65,19 @@ import {
   XsType,
 } from "./wire.ts";
 
+/**
+ * The requests the live view needs without a viewer (its device timelines): those that change
+ * the store or end a transaction. A request that fires a watch is traced whatever its type.
+ */
+const CHANGING: ReadonlySet<number> = new Set([
+  XsType.WRITE,
+  XsType.MKDIR,
+  XsType.RM,
+  XsType.SET_PERMS,
+  XsType.TRANSACTION_START,
+  XsType.TRANSACTION_END,
+]);
+
 const SILENT: XsLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
 export interface StepResult {
@@ -277,7 +290,8 @@ export class XenStoreCore implements Daemon {
       this.journal?.commit();
       const out = [...before, { conn, packet: reply }, ...after];
       const events = [...before, ...after];
-      if (this.tracer.on) traceStep(this.tracer, conn, req, reply, events);
+      if (this.tracer.on && (this.tracer.all || events.length > 0 || CHANGING.has(req.type)))
+        traceStep(this.tracer, conn, req, reply, events);
       return { reply, events, out };
     };
     const error = (errno: XsErrorName) =>

@@ -85,4 +85,23 @@ describe("LiveRecorder", () => {
     assert.equal(rec.counters.xsRequests, 0);
     assert.deepEqual(rec.logSince(0, 10), []);
   });
+
+  it("without a viewer the daemon does not trace its reads; a viewer gets them all again", () => {
+    const s = new Scenario();
+    const rec = new LiveRecorder(s.core.store, [s.core.tracer]);
+    const seen: string[] = [];
+    s.core.tracer.subscribe((e) => {
+      if (e.kind === "xs-request") seen.push(e.type);
+    });
+    s.send("dom0", "WRITE", "/a|1");
+    s.send("dom0", "READ", "/a|");
+    s.send("dom0", "DIRECTORY", "/|");
+    assert.deepEqual(seen, ["WRITE"]);
+    rec.full = true;
+    s.send("dom0", "READ", "/a|");
+    assert.deepEqual(seen, ["WRITE", "READ"]);
+    rec.full = false;
+    s.send("dom0", "GET_PERMS", "/a|");
+    assert.deepEqual(seen, ["WRITE", "READ"]);
+  });
 });
