@@ -194,6 +194,8 @@ export class EventChannelUpcall {
   readonly #halts: Omit<HaltStats, "windowUs"> = { polled: 0, slept: 0, crowded: 0, contended: 0 };
   /** No polling before this performance.now() (ms): backing off after a contended poll. */
   #quietUntil = 0;
+  /** No polling before this performance.now() (ms): a driver asked so (holdPolling). */
+  #holdUntil = 0;
   #backoffMs = BACKOFF_START_MS;
 
   constructor(boot: GuestEventsBoot, opts: UpcallOptions = {}) {
@@ -238,6 +240,17 @@ export class EventChannelUpcall {
       (p === undefined || Atomics.load(p, POLLERS.limit) > 0) &&
       performance.now() >= this.#quietUntil
     );
+  }
+
+  /**
+   * No halt-polling on this vCPU for the next `ms` ms: its halts sleep at once. For a driver that
+   * has just handed work to another process on the same machine (netback writing a frame to
+   * passt): the answer needs a core, and a poll would hold one. Not part of pollingAllowed (it
+   * says nothing about the host).
+   */
+  holdPolling(ms: number): void {
+    const until = performance.now() + ms;
+    if (until > this.#holdUntil) this.#holdUntil = until;
   }
 
   /** Run `handler(port)` for each event on `port` (replacing any earlier handler). */
@@ -420,7 +433,12 @@ export class EventChannelUpcall {
       while (live()) {
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
           const t0 = performance.now();
-          if (this.#pollUs > 0 && t0 >= this.#quietUntil && (await this.#pollHalt(t0, live))) {
+          if (
+            this.#pollUs > 0 &&
+            t0 >= this.#quietUntil &&
+            t0 >= this.#holdUntil &&
+            (await this.#pollHalt(t0, live))
+          ) {
             this.#halts.polled++;
           } else {
             // The sleep itself, inline: this is the path of every halt without polling, and

@@ -2,7 +2,7 @@
  * Halt polling in a vCPU's async event loop (src/kernel/evtchn.ts): the window's rule, KVM's
  * grow/shrink, as exact numbers; then the loop itself in this thread, with events sent from
  * timers: once the window has grown, events are taken while polling, without a sleep; the host's
- * limit of polling threads makes a vCPU sleep instead; stop() ends a loop that is polling. The
+ * limit of polling threads makes a vCPU sleep instead, as does a driver's holdPolling; stop() ends a loop that is polling. The
  * assertions are on counts of what happened, not on how long it took.
  */
 import assert from "node:assert/strict";
@@ -118,6 +118,25 @@ describe("the async loop with halt polling", () => {
     try {
       for (let i = 0; i < 10; i++) await t.next();
       assert.deepEqual(t.u.halts, { polled: 0, slept: 10, crowded: 0, contended: 0, windowUs: 0 });
+    } finally {
+      await t.u.stop();
+    }
+  });
+
+  it("sleeps without polling while a driver holds polling off", async () => {
+    const t = looping({ haltPollUs: 1_000_000, contendedGapUs: Number.POSITIVE_INFINITY });
+    try {
+      for (let i = 0; i < 19; i++) await t.next();
+      // From the handler, as netback does: the halt that follows it is already held.
+      await t.next(() => t.u.holdPolling(60_000));
+      const before = t.u.halts;
+      assert.ok(before.polled >= 5, `events taken while polling before the hold: ${before.polled}`);
+      for (let i = 0; i < 10; i++) await t.next();
+      const held = t.u.halts;
+      assert.equal(held.polled, before.polled, "no halt polls during the hold");
+      assert.equal(held.slept, before.slept + 10);
+      assert.equal(held.crowded + held.contended, 0);
+      assert.equal(t.u.pollingAllowed, true, "the hold is this vCPU's, not the host's");
     } finally {
       await t.u.stop();
     }

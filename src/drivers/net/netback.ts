@@ -51,6 +51,13 @@ export const name = "xen_netback";
 /** `max_queues`'s default: Linux's is the number of dom0's CPUs; dom0 here serves every queue in one thread. */
 export const MAX_QUEUES_DEFAULT = 4;
 
+/**
+ * After a frame goes to passt, dom0's vCPU does not halt-poll for this long (ms): on a machine with
+ * few cores a polling dom0 holds the core passt and the service behind it need to answer, which
+ * made a UDP round trip up to 2× slower (docs/net.md, issue 18). Longer than a round trip via passt.
+ */
+export const UPLINK_POLL_HOLD_MS = 2;
+
 /** The uplink a vif's `bridge` key names. */
 export const BRIDGE_NONE = "none";
 
@@ -258,7 +265,10 @@ class NetbackDriver implements XenbusDriver {
           notifyRx: () => k.notify(qPorts[qPorts.length - 1]!),
           deliver: (frame) => {
             capture?.onFrame("from-guest", frame);
-            conn.uplink?.send(frame);
+            if (conn.uplink === null) return;
+            conn.uplink.send(frame);
+            // passt and whatever it talks to need a core to answer: dom0 does not poll for it.
+            k.events.holdPolling(UPLINK_POLL_HOLD_MS);
           },
           fatal,
           log: (line) => k.printk(`xen-netback: ${vif.ifname}: ${line}`),
