@@ -12,6 +12,7 @@
  * DOMAIN is a domid or a name. Each takes `--socket PATH` (this host's xenstored socket). Exit
  * codes as xl: 0, 1 on any error (its cause on one line), 2 for a usage error.
  */
+import { statSync } from "node:fs";
 import { controlCall, controlPath } from "../host/control-client.ts";
 import type { MigrateResult } from "../host/migrate.ts";
 import type { SaveResult } from "../host/save-file.ts";
@@ -27,6 +28,18 @@ const USAGES = {
 } as const;
 type Cmd = keyof typeof USAGES;
 const ARITY: Record<Cmd, number> = { save: 2, restore: 1, migrate: 2 };
+
+/** Why FILE cannot be a checkpoint to restore, in a user's words with the fix, else null. */
+function checkpointProblem(file: string): string | null {
+  try {
+    if (statSync(file).isDirectory()) return `${file} is a directory; give the file 'xenlab save' wrote`;
+    return null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return `${file}: no such file; give the file 'xenlab save' wrote`;
+    return `cannot read ${file}: ${errorMessage(e)}`;
+  }
+}
 
 async function main(cmd: Cmd, argv: string[]): Promise<number> {
   const usage = `usage: ${USAGES[cmd]}\n`;
@@ -45,6 +58,12 @@ async function main(cmd: Cmd, argv: string[]): Promise<number> {
   if (positionals.length !== ARITY[cmd]) {
     process.stderr.write(`xenlab ${cmd}: wrong number of arguments\n${usage}`);
     return 2;
+  }
+  // As xl restore: the file first, then the host (a missing file is the mistake to name).
+  const unreadable = cmd === "restore" ? checkpointProblem(positionals[0]!) : null;
+  if (unreadable !== null) {
+    process.stderr.write(`xenlab restore: ${unreadable}\n`);
+    return 1;
   }
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   try {
