@@ -14,6 +14,8 @@
  */
 import { type ControlRequest, controlCall, controlPath } from "../host/control-client.ts";
 import type { NicListRow } from "../host/nic.ts";
+import { parseNicSpec } from "../host/nic-spec.ts";
+import { errorMessage } from "../lib/errors.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
 import { domainId, invalidDomain } from "./domain-id.ts";
@@ -44,6 +46,15 @@ async function main(cmd: NetworkCommand, argv: string[]): Promise<number> {
   if (positionals.length < min || (cmd === "network-detach" && positionals.length > 2)) {
     process.stderr.write(`xenlab ${cmd}: wrong number of arguments\n${usage}`);
     return 2;
+  }
+  if (cmd === "network-attach") {
+    // As xl network-attach: the spec is parsed before the domain is looked for.
+    try {
+      parseNicSpec(positionals.slice(1));
+    } catch (e) {
+      process.stderr.write(`xenlab ${cmd}: ${errorMessage(e)}\n`);
+      return 1;
+    }
   }
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   try {

@@ -67,5 +67,16 @@ describe("xenlab network-attach, network-list, network-detach against xenlab up"
     );
     oneLine(await xenlab("network-attach", "dave"), /^dave is an invalid domain identifier \(rc=-6\)$/m);
     oneLine(await xenlab("network-detach", "domU", "7"), /^Error: Device 7 not connected\.$/m);
+    // The spec is the mistake named first, as xl parses it before it looks for the domain.
+    const hostSocket = socket;
+    socket = join(tempDir("xenlab-nohost-"), "socket");
+    try {
+      oneLine(
+        await xenlab("network-attach", "domU", "mac=zz"),
+        /^xenlab network-attach: Invalid mac address: zz$/m,
+      );
+    } finally {
+      socket = hostSocket;
+    }
   });
 });
