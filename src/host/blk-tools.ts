@@ -20,7 +20,8 @@
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
 import { errorMessage } from "../lib/errors.ts";
-import { attachDisk, detachDisk, pathCleanup } from "./disk.ts";
+import { pathCleanup } from "./device-wait.ts";
+import { attachDisk, detachDisk } from "./disk.ts";
 import { diskSpecOf, parseDiskSpecLenient } from "./disk-spec.ts";
 import type { Host } from "./host.ts";
 

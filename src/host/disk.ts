@@ -31,10 +31,10 @@
  */
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
-import { parseXenbusState, XenbusState, xenbusStateName } from "../xen/xenbus-abi.ts";
+import { XenbusState } from "../xen/xenbus-abi.ts";
 import { devicePaths } from "../xenbus/bus-type.ts";
-import { domainPath, errorPath, XenbusKey as K } from "../xenbus/keys.ts";
-import type { XsOps } from "../xenstore/client.ts";
+import { XenbusKey as K } from "../xenbus/keys.ts";
+import { waitDeviceConnected } from "./device-wait.ts";
 import type { Host } from "./host.ts";
 
 const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
@@ -116,73 +116,21 @@ export async function writeDiskKeys(host: Host, domid: number, spec: DiskSpec): 
   });
 }
 
-async function waitConnected(host: Host, domid: number, spec: DiskSpec, timeoutMs: number): Promise<void> {
+function waitConnected(host: Host, domid: number, spec: DiskSpec, timeoutMs: number): Promise<void> {
   const { fe, be, libxl } = paths(domid, vdevToDevid(spec.vdev));
-  const dom = host.hv.info(domid);
-  const who = `domain ${dom?.name ?? "?"} (${domid})`;
-  const feError = `${domainPath(domid)}/${errorPath(fe.slice(`${domainPath(domid)}/`.length))}`;
-  const beError = `${domainPath(0)}/${errorPath(be.slice(`${domainPath(0)}/`.length))}`;
-  const timeout = AbortSignal.timeout(timeoutMs);
-  try {
-    await host.xs.wait(
-      [`${fe}/${K.state}`, `${be}/${K.state}`],
-      async (xs) => {
-        const f = await xs.tryRead(`${fe}/${K.state}`);
-        const b = await xs.tryRead(`${be}/${K.state}`);
-        if (parseXenbusState(f) === XenbusState.Connected) return true;
-        if (
-          f === undefined ||
-          b === undefined ||
-          parseXenbusState(f) >= XenbusState.Closing ||
-          parseXenbusState(b) >= XenbusState.Closing
-        ) {
-          // Each end's devFatal leaves "<errno> <reason>" in its own domain's error directory,
-          // keyed by its nodename: the guest's blkfront under its home, blkback under dom0's. The
-          // frontend's comes first: when it fails, the backend closes because it did.
-          const feErr = await xs.tryRead(feError);
-          const beErr = feErr === undefined ? await xs.tryRead(beError) : undefined;
-          throw new Error(
-            `Cannot attach disk ${spec.vdev} to ${who}: ${
-              feErr !== undefined
-                ? `the guest's blkfront failed: ${feErr}${feErr.startsWith("ENOMEM ") ? outOfMemory(dom?.maxPages) : ""}`
-                : beErr !== undefined
-                  ? `blkback failed: ${beErr}`
-                  : `the device closed (frontend ${stateName(f)}, backend ${stateName(b)})`
-            }`,
-          );
-        }
-        return false;
-      },
-      { signal: timeout },
-    );
-  } catch (e) {
-    let err = e;
-    if (timeout.aborted) {
-      const f = await host.xs.tryRead(`${fe}/${K.state}`).catch(() => undefined);
-      const b = await host.xs.tryRead(`${be}/${K.state}`).catch(() => undefined);
-      err = new Error(
-        `Cannot attach disk ${spec.vdev} to ${who}: not connected after ${timeoutMs / 1000} s (frontend ${stateName(f)}, backend ${stateName(b)}); 'xenlab dmesg -d ${domid}' shows the guest's log`,
-      );
-    }
-    // libxl removes a failed device's paths with libxl__xs_path_cleanup: parents left empty go too.
-    for (const p of [fe, be, libxl, feError, beError])
-      await host.xs.transaction((t) => pathCleanup(t, p)).catch(() => {});
-    throw err;
-  }
-}
-
-/** libxl__xs_path_cleanup: removes `path`, then each parent whose value is "" and has no children. */
-export async function pathCleanup(t: XsOps, path: string): Promise<void> {
-  await t.rm(path).catch(() => {});
-  for (let p = path.slice(0, path.lastIndexOf("/")); p.length > 0; p = p.slice(0, p.lastIndexOf("/"))) {
-    const v = await t.tryRead(p);
-    if (v !== "" || (await t.directory(p)).length !== 0) break;
-    await t.rm(p);
-  }
-}
-
-function stateName(s: string | undefined): string {
-  return s === undefined ? "gone" : xenbusStateName(parseXenbusState(s));
+  return waitDeviceConnected(host, {
+    domid,
+    fe,
+    be,
+    libxl,
+    what: `disk ${spec.vdev}`,
+    front: "blkfront",
+    back: "blkback",
+    bothConnected: false,
+    noMemory: outOfMemory(host.hv.info(domid)?.maxPages),
+    logHint: `'xenlab dmesg -d ${domid}' shows the guest's log`,
+    timeoutMs,
+  });
 }
 
 /** What an ENOMEM from the guest means, and the fix. */

@@ -18,10 +18,10 @@
  * passt missing, a bad mac), or after 10 s; then it removes what it wrote.
  */
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "../drivers/net/netif-keys.ts";
-import { parseXenbusState, XenbusState, xenbusStateName } from "../xen/xenbus-abi.ts";
+import { XenbusState } from "../xen/xenbus-abi.ts";
 import { devicePaths } from "../xenbus/bus-type.ts";
-import { domainPath, errorPath, XenbusKey as K } from "../xenbus/keys.ts";
-import { pathCleanup } from "./disk.ts";
+import { domainPath, XenbusKey as K } from "../xenbus/keys.ts";
+import { pathCleanup, waitDeviceConnected } from "./device-wait.ts";
 import type { Host } from "./host.ts";
 import type { NicSpec } from "./nic-spec.ts";
 
@@ -122,56 +122,19 @@ export async function attachNic(
     await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
     await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
   });
-  const dom = host.hv.info(domid);
-  const who = `domain ${dom?.name ?? "?"} (${domid})`;
-  const feError = `${domainPath(domid)}/${errorPath(fe.slice(`${domainPath(domid)}/`.length))}`;
-  const beError = `${domainPath(0)}/${errorPath(be.slice(`${domainPath(0)}/`.length))}`;
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const stateName = (s: string | undefined) =>
-    s === undefined ? "gone" : xenbusStateName(parseXenbusState(s));
-  try {
-    await host.xs.wait(
-      [`${fe}/${K.state}`, `${be}/${K.state}`],
-      async (xs) => {
-        const f = await xs.tryRead(`${fe}/${K.state}`);
-        const b = await xs.tryRead(`${be}/${K.state}`);
-        if (parseXenbusState(f) === XenbusState.Connected && parseXenbusState(b) === XenbusState.Connected)
-          return true;
-        if (
-          f === undefined ||
-          b === undefined ||
-          parseXenbusState(f) >= XenbusState.Closing ||
-          parseXenbusState(b) >= XenbusState.Closing
-        ) {
-          const feErr = await xs.tryRead(feError);
-          const beErr = feErr === undefined ? await xs.tryRead(beError) : undefined;
-          throw new Error(
-            `Cannot attach nic ${devid} to ${who}: ${
-              feErr !== undefined
-                ? `the guest's netfront failed: ${feErr}${feErr.startsWith("ENOMEM ") ? NO_MEMORY : ""}`
-                : beErr !== undefined
-                  ? `netback failed: ${beErr}`
-                  : `the device closed (frontend ${stateName(f)}, backend ${stateName(b)})`
-            }`,
-          );
-        }
-        return false;
-      },
-      { signal: timeout },
-    );
-  } catch (e) {
-    let err = e;
-    if (timeout.aborted) {
-      const f = await host.xs.tryRead(`${fe}/${K.state}`).catch(() => undefined);
-      const b = await host.xs.tryRead(`${be}/${K.state}`).catch(() => undefined);
-      err = new Error(
-        `Cannot attach nic ${devid} to ${who}: not connected after ${timeoutMs / 1000} s (frontend ${stateName(f)}, backend ${stateName(b)}); 'xenlab dmesg -d 0' shows netback's log`,
-      );
-    }
-    for (const p of [fe, be, libxl, feError, beError])
-      await host.xs.transaction((t) => pathCleanup(t, p)).catch(() => {});
-    throw err;
-  }
+  await waitDeviceConnected(host, {
+    domid,
+    fe,
+    be,
+    libxl,
+    what: `nic ${devid}`,
+    front: "netfront",
+    back: "netback",
+    bothConnected: true,
+    noMemory: NO_MEMORY,
+    logHint: "'xenlab dmesg -d 0' shows netback's log",
+    timeoutMs,
+  });
   return devid;
 }
 
