@@ -11,8 +11,8 @@ import { ControlServer } from "../host/control.ts";
 import { controlPath } from "../host/control-client.ts";
 import { honourShutdownActions } from "../host/guest.ts";
 import { Host } from "../host/host.ts";
-import { LiveServer, parseListen } from "../host/live-server.ts";
-import { listenMigration } from "../host/migrate.ts";
+import { LiveListener, type LiveServer, parseListen } from "../host/live-server.ts";
+import { bindMigration, parseMigrateListen } from "../host/migrate.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { refuseIfServed } from "../lib/unix-socket.ts";
@@ -83,8 +83,11 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   let http: { host: string; port: number } | undefined;
+  const migrateAt = values["migrate-listen"] as string | undefined;
+  let migrateListen: { host: string; port: number } | undefined;
   try {
     if (values.http !== undefined) http = parseListen(values.http as string);
+    if (migrateAt !== undefined) migrateListen = parseMigrateListen(migrateAt);
   } catch (e) {
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 2;
@@ -111,6 +114,21 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 1;
   }
+  // The TCP ports before the host: a taken port is one line, with nothing booted and stopped.
+  let liveListener: LiveListener | null = null;
+  let migration: Awaited<ReturnType<typeof bindMigration>> | null = null;
+  const unbind = async (): Promise<void> => {
+    migration?.server.close();
+    await liveListener?.close();
+  };
+  try {
+    if (migrateListen !== undefined) migration = await bindMigration(migrateListen);
+    if (http !== undefined) liveListener = await LiveListener.bind(http);
+  } catch (e) {
+    await unbind();
+    process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
+    return 1;
+  }
   let host: Host;
   try {
     host = await Host.start({
@@ -122,23 +140,21 @@ export async function run(argv: string[]): Promise<number> {
       ...(pcapDir === undefined ? {} : { pcapDir }),
     });
   } catch (e) {
+    await unbind();
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
     return 1;
   }
   honourShutdownActions(host, (msg) => log.warn(msg));
   const control = new ControlServer(host);
-  const migrateAt = values["migrate-listen"] as string | undefined;
-  let migration: Awaited<ReturnType<typeof listenMigration>> | null = null;
   let live: LiveServer | null = null;
   try {
     await host.listen(socket);
     await control.listen(ctl);
-    if (migrateAt !== undefined) migration = await listenMigration(host, migrateAt);
-    if (http !== undefined) live = await LiveServer.start(host, http, { socket });
+    migration?.serve(host);
+    live = liveListener?.serve(host, { socket }) ?? null;
   } catch (e) {
-    // Another daemon won the path since the check, or a TCP port (migration, HTTP) is taken:
-    // stop, removing only our own socket.
-    migration?.close();
+    // Another daemon won the path since the check: stop, removing only our own socket.
+    await unbind();
     await control.close();
     await host.stop();
     process.stderr.write(`xenlab up: ${errorMessage(e)}\n`);
@@ -166,7 +182,7 @@ export async function run(argv: string[]): Promise<number> {
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
-  migration?.close();
+  migration?.server.close();
   await live?.close();
   await control.close();
   await host.stop();

@@ -18,7 +18,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import { errorMessage } from "../lib/errors.ts";
+import { listenTcp } from "../lib/tcp-listen.ts";
 import { LOG_BATCH } from "../web/protocol.ts";
 import type { Host } from "./host.ts";
 import { LiveView } from "./live.ts";
@@ -57,6 +57,47 @@ interface Viewer {
   behind: boolean;
 }
 
+/**
+ * The live view's port, bound before the host boots (`xenlab up` binds it first, so a taken
+ * port is one line and nothing started); `serve` then puts the host behind it. A request that
+ * arrives in between waits in the kernel's backlog.
+ */
+export class LiveListener {
+  readonly #server: Server;
+
+  private constructor(server: Server) {
+    this.#server = server;
+  }
+
+  /** Binds `listen`; rejects with one line naming the cause and the fix (also: page not built). */
+  static async bind(listen: { host: string; port: number }): Promise<LiveListener> {
+    if (!existsSync(join(WEB_DIR, "index.html")))
+      throw new Error(`The live page is not built (no ${WEB_DIR}index.html): run npm run build`);
+    let route = (_req: IncomingMessage, _res: ServerResponse): void => {};
+    const server = createServer((req, res) => route(req, res));
+    await listenTcp(server, listen.host, listen.port, "listen", "--http PORT");
+    const self = new LiveListener(server);
+    route = (req, res) => self.#handle(req, res);
+    return self;
+  }
+
+  #handle = (_req: IncomingMessage, res: ServerResponse): void => {
+    res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "1" });
+    res.end("503 Service Unavailable: the host is starting; reload in a second\n");
+  };
+
+  serve(host: Host, opts: { readonly socket?: string } = {}): LiveServer {
+    const live = LiveServer.serving(this.#server, host, opts);
+    this.#handle = (req, res) => live.handle(req, res);
+    return live;
+  }
+
+  /** Unbinds a port never served (the host did not start). */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
 export class LiveServer {
   readonly token: string;
   readonly url: string;
@@ -77,39 +118,22 @@ export class LiveServer {
   }
 
   /**
-   * Starts the aggregator and the server on `listen`. Throws an Error whose message is one line
-   * naming the cause and the fix (port in use, host not local, page not built).
+   * Starts the aggregator and the server on `listen`: LiveListener.bind, then serve. Throws an
+   * Error whose message is one line naming the cause and the fix (port in use, host not local,
+   * page not built).
    */
   static async start(
     host: Host,
     listen: { host: string; port: number },
     opts: { readonly socket?: string } = {},
   ): Promise<LiveServer> {
-    if (!existsSync(join(WEB_DIR, "index.html")))
-      throw new Error(`The live page is not built (no ${WEB_DIR}index.html): run npm run build`);
+    return (await LiveListener.bind(listen)).serve(host, opts);
+  }
+
+  /** LiveListener.serve's half of start(): the view of `host` behind the bound `server`. */
+  static serving(server: Server, host: Host, opts: { readonly socket?: string }): LiveServer {
     const token = randomBytes(24).toString("hex");
     const live = new LiveView(host);
-    let handle: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.end();
-    const server = createServer((req, res) => handle(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (e: NodeJS.ErrnoException) => {
-        const where = `${listen.host}:${listen.port}`;
-        if (e.code === "EADDRINUSE")
-          reject(new Error(`Cannot listen on ${where}: the port is in use; pick another with --http PORT`));
-        else if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN")
-          reject(
-            new Error(
-              `Cannot listen on ${where}: no host '${listen.host}' is known; use 127.0.0.1 or 0.0.0.0`,
-            ),
-          );
-        else if (e.code === "EADDRNOTAVAIL")
-          reject(new Error(`Cannot listen on ${where}: no such local address; use 127.0.0.1 or 0.0.0.0`));
-        else if (e.code === "EACCES")
-          reject(new Error(`Cannot listen on ${where}: permission denied; use a port above 1023`));
-        else reject(new Error(`Cannot listen on ${where}: ${errorMessage(e)}`));
-      });
-      server.listen(listen.port, listen.host, () => resolve());
-    });
     const addr = server.address() as AddressInfo;
     const shown = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
     const url = `http://${shown === "0.0.0.0" ? "127.0.0.1" : shown}:${addr.port}/?token=${token}`;
@@ -119,7 +143,6 @@ export class LiveServer {
       domU: host.hv.list().find((d) => d.domid !== 0)?.domid ?? null,
       activate: existsSync(ACTIVATE_SH) ? readFileSync(ACTIVATE_SH, "utf8") : "",
     });
-    handle = (req, res) => self.#request(req, res);
     live.start();
     return self;
   }
@@ -143,6 +166,11 @@ export class LiveServer {
     this.live.stop();
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** One request to the view (the listener routes them here once the host is served). */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.#request(req, res);
   }
 
   #authorised(req: IncomingMessage, url: URL): boolean {

@@ -21,6 +21,7 @@
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { errorMessage } from "../lib/errors.ts";
+import { listenTcp } from "../lib/tcp-listen.ts";
 import { domainPath } from "../xenbus/keys.ts";
 import type { Host } from "./host.ts";
 import {
@@ -257,10 +258,24 @@ async function receive(host: Host, s: Socket, r: StreamReader): Promise<void> {
   }
 }
 
-/** `xenlab up --migrate-listen [HOST:]PORT`: a TCP port that takes migrations and nothing else. */
-export function listenMigration(host: Host, addr: string): Promise<Server> {
-  const m = /^(?:(.*):)?(\d+)$/.exec(addr);
-  if (m === null) throw new RangeError(`Invalid --migrate-listen '${addr}': give [HOST:]PORT`);
+/** `--migrate-listen [HOST:]PORT` parsed; RangeError with the fix when it is not one. */
+export function parseMigrateListen(addr: string): { host: string; port: number } {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(addr);
+  if (m === null || Number(m[2]) > 65535)
+    throw new RangeError(`Invalid --migrate-listen '${addr}': give [HOST:]PORT, e.g. 8002`);
+  return { host: m[1] ?? "127.0.0.1", port: Number(m[2]) };
+}
+
+/**
+ * `xenlab up --migrate-listen [HOST:]PORT`: a TCP port that takes migrations and nothing else,
+ * bound before the host boots (a taken port is one line, nothing started); `serve(host)` then
+ * takes them. A sender that connects in between is told the host is starting.
+ */
+export async function bindMigration(at: {
+  host: string;
+  port: number;
+}): Promise<{ server: Server; serve: (host: Host) => void }> {
+  let target: Host | null = null;
   const server = createServer((s) => {
     s.on("error", () => {});
     const r = new StreamReader(s, MIGRATE_TIMEOUT_MS);
@@ -269,24 +284,19 @@ export function listenMigration(host: Host, addr: string): Promise<Server> {
       .then(async (l) => {
         const req = JSON.parse(l) as { op?: unknown };
         if (req.op !== "migrate-receive") throw new Error("this port takes migrations only");
-        await receive(host, s, r);
+        if (target === null) throw new Error("the receiving host is still starting; try again");
+        await receive(target, s, r);
       })
       .catch((e: unknown) => {
         send(s, { error: errorMessage(e) });
         s.end();
       });
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", (e: NodeJS.ErrnoException) =>
-      reject(
-        new Error(
-          `Cannot take migrations on ${addr}: ${e.code === "EADDRINUSE" ? "the port is in use; pick another" : errorMessage(e)}`,
-        ),
-      ),
-    );
-    server.listen(Number(m[2]), m[1] ?? "127.0.0.1", () => {
-      server.removeAllListeners("error");
-      resolve(server);
-    });
-  });
+  await listenTcp(server, at.host, at.port, "take migrations", "--migrate-listen PORT");
+  return {
+    server,
+    serve: (host) => {
+      target = host;
+    },
+  };
 }

@@ -163,4 +163,29 @@ describe("xenlab up on a socket path", () => {
       await new Promise((r) => ctl.close(r));
     }
   });
+
+  for (const [flag, what] of [
+    ["--http", "listen"],
+    ["--migrate-listen", "take migrations"],
+  ] as const) {
+    it(`names a taken ${flag} port in one line, before it boots anything`, async () => {
+      const socket = join(tempDir(), "socket");
+      const taken = createServer();
+      await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
+      const port = (taken.address() as { port: number }).port;
+      try {
+        const r = await xenlab(["up", "--socket", socket, flag, String(port)]);
+        assert.equal(r.code, 1);
+        assert.equal(
+          r.stderr,
+          `xenlab up: Cannot ${what} on 127.0.0.1:${port}: the port is in use; pick another with ${flag} PORT\n`,
+        );
+        assert.equal(r.stdout, "");
+        assert.equal(existsSync(socket), false);
+        assert.equal(existsSync(`${socket}.ctl`), false);
+      } finally {
+        await new Promise((r) => taken.close(r));
+      }
+    });
+  }
 });
