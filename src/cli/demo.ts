@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Host } from "../host/host.ts";
-import { LiveServer, parseListen } from "../host/live-server.ts";
+import { LiveListener, type LiveServer, parseListen } from "../host/live-server.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { XsClient } from "../xenstore/client.ts";
@@ -51,20 +51,19 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const out = (s: string): void => void process.stdout.write(s);
+  // The port before the host: a taken port is one line, with nothing booted.
+  let listener: LiveListener | null = null;
+  try {
+    if (http !== undefined) listener = await LiveListener.bind(http);
+  } catch (e) {
+    process.stderr.write(`xenlab demo: ${errorMessage(e)}\n`);
+    return 1;
+  }
   const host = await Host.start({ log: createLogger("xenlab-demo", process.env.XENLAB_LOG_LEVEL ?? "warn") });
   let live: LiveServer | null = null;
   try {
-    if (http !== undefined) {
-      try {
-        live = await LiveServer.start(
-          host,
-          http,
-          typeof values.socket === "string" ? { socket: values.socket } : {},
-        );
-      } catch (e) {
-        process.stderr.write(`xenlab demo: ${errorMessage(e)}\n`);
-        return 1;
-      }
+    if (listener !== null) {
+      live = listener.serve(host, typeof values.socket === "string" ? { socket: values.socket } : {});
       out(`live view on ${live.url}\n`);
     }
     if (typeof values.socket === "string") {
