@@ -16,7 +16,7 @@ import type { BlockListRow } from "../host/blk-tools.ts";
 import { type ControlRequest, controlCall, controlPath } from "../host/control-client.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { domainId, invalidDomain } from "./domain-id.ts";
+import { domainIdOrSay, listEachDomain } from "./domain-id.ts";
 
 const USAGES = {
   "block-attach": "xenlab block-attach <Domain> <disk-spec-component(s)>... [--socket PATH]",
@@ -60,26 +60,17 @@ async function main(cmd: BlockCommand, argv: string[]): Promise<number> {
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   try {
     if (cmd === "block-list") {
-      const rows: BlockListRow[] = [];
-      let bad = false;
-      for (const q of positionals) {
-        const domid = await domainId(ctl, q);
-        if (domid === undefined) {
-          process.stderr.write(`${invalidDomain(q)}\n`);
-          bad = true;
-          continue;
-        }
-        rows.push(...((await controlCall(ctl, { op: "block-list", domid })) as BlockListRow[]));
-      }
+      const { rows, bad } = await listEachDomain(
+        ctl,
+        positionals,
+        async (domid) => (await controlCall(ctl, { op: "block-list", domid })) as BlockListRow[],
+      );
       process.stdout.write(formatBlockList(rows));
       return bad ? 1 : 0;
     }
     const [q, ...rest] = positionals as [string, ...string[]];
-    const domid = await domainId(ctl, q);
-    if (domid === undefined) {
-      process.stderr.write(`${invalidDomain(q)}\n`);
-      return 1;
-    }
+    const domid = await domainIdOrSay(ctl, q);
+    if (domid === undefined) return 1;
     const req: ControlRequest =
       cmd === "block-attach"
         ? { op: "block-attach", domid, specs: rest, cwd: process.cwd() }

@@ -15,3 +15,29 @@ export async function domainId(ctl: string, q: string): Promise<number | undefin
 export function invalidDomain(q: string): string {
   return `${q} is an invalid domain identifier (rc=-6)`;
 }
+
+/** The domid `q` names; when none, xl's line on stderr and undefined. */
+export async function domainIdOrSay(ctl: string, q: string): Promise<number | undefined> {
+  const domid = await domainId(ctl, q);
+  if (domid === undefined) process.stderr.write(`${invalidDomain(q)}\n`);
+  return domid;
+}
+
+/**
+ * xl's `*-list DOMAIN...` verbs: the rows `list` gives for each DOMAIN in turn. A DOMAIN that
+ * names no domain gets xl's line on stderr, the others are still listed, and `bad` is set (exit 1).
+ */
+export async function listEachDomain<R>(
+  ctl: string,
+  queries: readonly string[],
+  list: (domid: number) => Promise<readonly R[]>,
+): Promise<{ rows: R[]; bad: boolean }> {
+  const rows: R[] = [];
+  let bad = false;
+  for (const q of queries) {
+    const domid = await domainIdOrSay(ctl, q);
+    if (domid === undefined) bad = true;
+    else rows.push(...(await list(domid)));
+  }
+  return { rows, bad };
+}

@@ -18,7 +18,7 @@ import { parseNicSpec } from "../host/nic-spec.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { domainId, invalidDomain } from "./domain-id.ts";
+import { domainIdOrSay, listEachDomain } from "./domain-id.ts";
 
 const USAGES = {
   "network-attach": "xenlab network-attach <Domain> [mac=<MAC>,bridge=<name>,...] [--socket PATH]",
@@ -59,26 +59,17 @@ async function main(cmd: NetworkCommand, argv: string[]): Promise<number> {
   const ctl = controlPath(socketPath(values.socket as string | undefined));
   try {
     if (cmd === "network-list") {
-      const rows: NicListRow[] = [];
-      let bad = false;
-      for (const q of positionals) {
-        const domid = await domainId(ctl, q);
-        if (domid === undefined) {
-          process.stderr.write(`${invalidDomain(q)}\n`);
-          bad = true;
-          continue;
-        }
-        rows.push(...((await controlCall(ctl, { op: "network-list", domid })) as NicListRow[]));
-      }
+      const { rows, bad } = await listEachDomain(
+        ctl,
+        positionals,
+        async (domid) => (await controlCall(ctl, { op: "network-list", domid })) as NicListRow[],
+      );
       process.stdout.write(formatNetworkList(rows));
       return bad ? 1 : 0;
     }
     const [q, ...rest] = positionals as [string, ...string[]];
-    const domid = await domainId(ctl, q);
-    if (domid === undefined) {
-      process.stderr.write(`${invalidDomain(q)}\n`);
-      return 1;
-    }
+    const domid = await domainIdOrSay(ctl, q);
+    if (domid === undefined) return 1;
     const req: ControlRequest =
       cmd === "network-attach"
         ? { op: "network-attach", domid, spec: rest }

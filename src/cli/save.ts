@@ -19,7 +19,7 @@ import type { SaveResult } from "../host/save-file.ts";
 import { errorMessage } from "../lib/errors.ts";
 import { socketPath } from "../xenstore/socket-path.ts";
 import { commandArgs } from "./args.ts";
-import { domainId, invalidDomain } from "./domain-id.ts";
+import { domainIdOrSay } from "./domain-id.ts";
 
 const USAGES = {
   save: "xenlab save [-c] <Domain> <CheckpointFile> [--socket PATH]",
@@ -75,12 +75,8 @@ async function main(cmd: Cmd, argv: string[]): Promise<number> {
       process.stdout.write(`Restored ${r.name} as domain ${r.domid}; its devices are Connected\n`);
       return 0;
     }
-    const q = positionals[0]!;
-    const domid = await domainId(ctl, q);
-    if (domid === undefined) {
-      process.stderr.write(`${invalidDomain(q)}\n`);
-      return 1;
-    }
+    const domid = await domainIdOrSay(ctl, positionals[0]!);
+    if (domid === undefined) return 1;
     if (cmd === "save") {
       const checkpoint = values.checkpoint === true;
       const r = (await controlCall(ctl, {
