@@ -31,8 +31,8 @@
  */
 import { VBD_BACKEND as BE, VBD_FRONTEND as FE } from "../drivers/blk/blkif-keys.ts";
 import { type DiskSpec, vdevToDevid } from "../drivers/blk/blockdev.ts";
-import { XenbusState } from "../xen/xenbus-abi.ts";
 import { devicePaths } from "../xenbus/bus-type.ts";
+import { writeDeviceNodes } from "../xenbus/device-nodes.ts";
 import { XenbusKey as K } from "../xenbus/keys.ts";
 import { waitDeviceConnected } from "./device-wait.ts";
 import type { Host } from "./host.ts";
@@ -81,13 +81,7 @@ export async function writeDiskKeys(host: Host, domid: number, spec: DiskSpec): 
   const rw = spec.access === "rw" && spec.devtype !== "cdrom";
   const deviceType = spec.devtype === "cdrom" ? "cdrom" : "disk";
   await host.transaction(async (t) => {
-    await t.write(fe, "");
-    await t.setPerms(fe, [`n${domid}`, "r0"]);
-    await t.write(be, "");
-    await t.setPerms(be, ["n0", `r${domid}`]);
     const back: [string, string][] = [
-      [K.frontend, fe],
-      [K.frontendId, String(domid)],
       [BE.params, spec.target],
       [K.online, "1"],
       [BE.removable, "0"],
@@ -99,20 +93,12 @@ export async function writeDiskKeys(host: Host, domid: number, spec: DiskSpec): 
       [BE.discardEnable, rw ? "1" : "0"],
       [BE.specification, "xen"],
     ];
-    for (const [k, v] of back) await t.write(`${be}/${k}`, v);
     const front: [string, string][] = [
-      [K.backend, be],
-      [K.backendId, "0"],
       [FE.virtualDevice, String(devid)],
       [FE.deviceType, deviceType],
       [FE.trusted, "1"],
     ];
-    for (const [k, v] of front) await t.write(`${fe}/${k}`, v);
-    await t.write(`${libxl}/frontend`, fe);
-    await t.write(`${libxl}/backend`, be);
-    // Both states last, so neither end is probed before its directory is complete.
-    await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
-    await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
+    await writeDeviceNodes(t, domid, { fe, be, libxl }, back, front);
   });
 }
 

@@ -29,6 +29,7 @@ import { errorMessage } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { parseXenbusState, XenbusState } from "../xen/xenbus-abi.ts";
 import { BACKEND_BUS, devicePaths } from "../xenbus/bus-type.ts";
+import { writeDeviceNodes } from "../xenbus/device-nodes.ts";
 import { domainPath, XenbusKey } from "../xenbus/keys.ts";
 import { XsClient, type XsOps } from "../xenstore/client.ts";
 import { type CoreOptions, XenStoreCore } from "../xenstore/core.ts";
@@ -264,19 +265,7 @@ export class Host {
   async attachDevice(type: string, domid: number, devid = 0): Promise<void> {
     const { frontend: fe, backend: be } = devicePaths(type, domid, devid);
     const K = XenbusKey;
-    await this.transaction(async (t) => {
-      await t.write(fe, "");
-      await t.setPerms(fe, [`n${domid}`, "r0"]);
-      await t.write(be, "");
-      await t.setPerms(be, ["n0", `r${domid}`]);
-      await t.write(`${fe}/${K.backendId}`, "0");
-      await t.write(`${fe}/${K.backend}`, be);
-      await t.write(`${be}/${K.frontendId}`, String(domid));
-      await t.write(`${be}/${K.frontend}`, fe);
-      await t.write(`${be}/${K.online}`, "1");
-      await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
-      await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
-    });
+    await this.transaction((t) => writeDeviceNodes(t, domid, { fe, be }, [[K.online, "1"]], []));
   }
 
   /**

@@ -18,8 +18,8 @@
  * passt missing, a bad mac), or after 10 s; then it removes what it wrote.
  */
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "../drivers/net/netif-keys.ts";
-import { XenbusState } from "../xen/xenbus-abi.ts";
 import { devicePaths } from "../xenbus/bus-type.ts";
+import { writeDeviceNodes } from "../xenbus/device-nodes.ts";
 import { domainPath, XenbusKey as K } from "../xenbus/keys.ts";
 import { pathCleanup, waitDeviceConnected } from "./device-wait.ts";
 import type { Host } from "./host.ts";
@@ -37,15 +37,6 @@ export const DEFAULT_SCRIPT = "/etc/xen/scripts/vif-bridge";
 /** What an ENOMEM from the guest's netfront means, and the fix. */
 const NO_MEMORY =
   " (a vif takes about 100 of the guest's pages for its rings and buffers: create the guest with more, e.g. 'xenlab create NAME --memory 1024')";
-
-async function ensureModule(host: Host, domid: number, name: string, url: string): Promise<void> {
-  if ((await host.hv.lsmod(domid)).includes(name)) return;
-  try {
-    await host.hv.insmod(domid, url);
-  } catch (e) {
-    if (!/already loaded/.test((e as Error).message)) throw e;
-  }
-}
 
 function paths(domid: number, devid: number) {
   const { frontend, backend } = devicePaths("vif", domid, devid);
@@ -83,19 +74,13 @@ export async function attachNic(
   else if (used.has(devid)) throw new Error(`Cannot attach nic: domain ${domid} already has a vif ${devid}`);
   const mac = spec.mac ?? randomMac();
   const { fe, be, libxl } = paths(domid, devid);
-  await ensureModule(host, 0, "xen_netback", NETBACK_MODULE);
+  await host.ensureModule(0, "xen_netback", NETBACK_MODULE);
   if (loadFrontend) {
-    await ensureModule(host, domid, "xen_netfront", NETFRONT_MODULE);
-    await ensureModule(host, domid, "inet", INET_MODULE);
+    await host.ensureModule(domid, "xen_netfront", NETFRONT_MODULE);
+    await host.ensureModule(domid, "inet", INET_MODULE);
   }
-  await host.xs.transaction(async (t) => {
-    await t.write(fe, "");
-    await t.setPerms(fe, [`n${domid}`, "r0"]);
-    await t.write(be, "");
-    await t.setPerms(be, ["n0", `r${domid}`]);
+  await host.transaction(async (t) => {
     const back: [string, string][] = [
-      [K.frontend, fe],
-      [K.frontendId, String(domid)],
       [K.online, "1"],
       [BE.script, spec.script ?? DEFAULT_SCRIPT],
       [BE.mac, mac],
@@ -107,20 +92,13 @@ export async function attachNic(
     if (spec.vifname !== undefined) back.push(["vifname", spec.vifname]);
     if (spec.rate !== undefined) back.push(["rate", spec.rate]);
     if (spec.mtu !== undefined) back.push([BE.mtu, String(spec.mtu)]);
-    for (const [k, v] of back) await t.write(`${be}/${k}`, v);
     const front: [string, string][] = [
-      [K.backend, be],
-      [K.backendId, "0"],
       [FE.handle, String(devid)],
       [FE.mac, mac],
       [FE.mtu, String(spec.mtu ?? 1500)],
       [FE.trusted, "1"],
     ];
-    for (const [k, v] of front) await t.write(`${fe}/${k}`, v);
-    await t.write(`${libxl}/frontend`, fe);
-    await t.write(`${libxl}/backend`, be);
-    await t.write(`${fe}/${K.state}`, String(XenbusState.Initialising));
-    await t.write(`${be}/${K.state}`, String(XenbusState.Initialising));
+    await writeDeviceNodes(t, domid, { fe, be, libxl }, back, front);
   });
   await waitDeviceConnected(host, {
     domid,
