@@ -4,6 +4,7 @@
  * library. Each open vchan has an id in its domain.
  *
  *   server  {peer, path, leftMin?, rightMin?}  → {id, ref, port}        shares and publishes
+ *           (refused when the path is served already: see refuseServed)
  *   client  {peer, path, timeoutMs?}           → {id}                   waits for the keys, connects
  *   connected {id, timeoutMs?}                 → undefined              server: a client came
  *   write   {id, data, timeoutMs?}             → undefined              all of it (blocking)
@@ -23,7 +24,7 @@
 import { createHash } from "node:crypto";
 import type { Kernel } from "../../kernel/kernel.ts";
 import { XsError } from "../../xenstore/errors.ts";
-import { VchanTimeoutError } from "./errors.ts";
+import { VchanSetupError, VchanTimeoutError } from "./errors.ts";
 import { Vchan } from "./vchan.ts";
 import { KernelVchanPlatform } from "./vchan-kernel.ts";
 
@@ -35,6 +36,8 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 class VchanTable {
   readonly platform: KernelVchanPlatform;
   readonly open = new Map<number, Vchan>();
+  /** The paths this domain's servers publish (or are setting up), until closed. */
+  readonly serving = new Set<string>();
   next = 1;
   constructor(k: Kernel) {
     this.platform = new KernelVchanPlatform(k);
@@ -53,6 +56,31 @@ export async function exit(k: Kernel): Promise<void> {
   const t = table(k);
   for (const v of t.open.values()) await v.close();
   t.open.clear();
+  t.serving.clear();
+}
+
+/**
+ * One server per path. libxenvchan's server_init writes `ring-ref` and `event-channel` over
+ * whatever is there, so a second server silently takes the path from the first (whose client
+ * then never comes, or the new server gets the old one's client mid-stream); xen_vchan refuses
+ * instead, naming the path and the fix: a path this domain already serves, or keys left there by
+ * something else (written by hand, or a server that never removed them).
+ */
+function refuseServed(t: VchanTable, path: string): void {
+  if (!t.serving.has(path)) return;
+  throw new VchanSetupError(
+    `Cannot serve vchan ${path}: a server in this domain already serves it; close that one first, or pick another PATH (e.g. data/vchan/<peer>/<another port>)`,
+    `${path}/ring-ref`,
+  );
+}
+
+async function refuseStaleKeys(k: Kernel, path: string): Promise<void> {
+  const key = `${path}/ring-ref`;
+  if ((await k.xs.tryRead(key).catch(() => undefined)) === undefined) return;
+  throw new VchanSetupError(
+    `Cannot serve vchan ${path}: ${key} is already there, left by another writer; remove it (xenstore-rm ${path}) or pick another PATH`,
+    key,
+  );
 }
 
 interface Args {
@@ -78,17 +106,27 @@ export async function call(k: Kernel, cmd: string, raw: unknown): Promise<unknow
   switch (cmd) {
     case "server": {
       const path = str(a.path, "path");
-      const v = await Vchan.server(t.platform, {
-        peer: num(a.peer, "peer"),
-        path,
-        leftMin: a.leftMin ?? 0,
-        rightMin: a.rightMin ?? 0,
-      }).catch((e: unknown) => {
-        throw xsProblem(e, k.domid, `Cannot publish vchan ${path}`);
-      });
-      const id = t.next++;
-      t.open.set(id, v);
-      return { id, port: v.port };
+      const peer = num(a.peer, "peer");
+      // Reserved before the first await: two servers asked for at once cannot both pass.
+      refuseServed(t, path);
+      t.serving.add(path);
+      try {
+        await refuseStaleKeys(k, path);
+        const v = await Vchan.server(t.platform, {
+          peer,
+          path,
+          leftMin: a.leftMin ?? 0,
+          rightMin: a.rightMin ?? 0,
+        }).catch((e: unknown) => {
+          throw xsProblem(e, k.domid, `Cannot publish vchan ${path}`);
+        });
+        const id = t.next++;
+        t.open.set(id, v);
+        return { id, port: v.port };
+      } catch (e) {
+        t.serving.delete(path);
+        throw e;
+      }
     }
     case "client": {
       const peer = num(a.peer, "peer");
@@ -127,6 +165,7 @@ export async function call(k: Kernel, cmd: string, raw: unknown): Promise<unknow
       const v = vchan(t, a);
       t.open.delete(a.id!);
       await v.close();
+      if (v.end.server) t.serving.delete(v.path);
       return undefined;
     }
     case "list":
