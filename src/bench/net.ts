@@ -56,7 +56,7 @@ export interface Options extends BusyOption {
   haltPollUs?: number;
 }
 
-const DEFAULTS: Options = { json: false, runs: 3, mib: 16, rtts: 300, guestKib: 8192, busy: 0 };
+const DEFAULTS: Options = { json: false, runs: 3, mib: 16, rtts: 1000, guestKib: 8192, busy: 0 };
 /** Untimed UDP round trips each side makes before the first run. */
 const WARM_RTTS = 50;
 const QUICK: Partial<Options> = { runs: 1, mib: 2, rtts: 50 };
