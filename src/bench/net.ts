@@ -227,8 +227,10 @@ async function bench(o: Options): Promise<number> {
       }
       process.stdout.write(`${alignColumns(rows, (i) => i === 0 || i === 4).join("\n")}\n`);
       const us = (rates: number[]) => rates.map((r) => (1e6 / r).toFixed(0)).join(" ");
+      const mbs = (rates: number[]) => rates.map((r) => r.toFixed(1)).join(" ");
       process.stdout.write(
-        `udp round trip, median µs per run: xenlab ${us(rtt.xenlab)}; node ${us(rtt.node)}\n`,
+        `tcp MB/s per run: xenlab ${mbs(tput.xenlab)}; node ${mbs(tput.node)}\n` +
+          `udp round trip, median µs per run: xenlab ${us(rtt.xenlab)}; node ${us(rtt.node)}\n`,
       );
     }
     return 0;
