@@ -14,9 +14,11 @@
  * Cases: TCP throughput, --mib MiB sent to a sink on the host's loopback (reached through the
  * gateway address, which passt maps to 127.0.0.1) that answers once it has them all (MB/s =
  * 10^6 bytes over connect-to-answer); UDP round trips, --rtts sequential 64-byte echoes from a UDP
- * echo server on the host's loopback (round trips/s = 1 / the median). Each run measures both
- * sides, odd runs in reverse order; figures are medians over --runs and the ratio is the median of
- * each run's xenlab / node.
+ * echo server on the host's loopback (round trips/s = 1 / the median). Both sides first get the
+ * same untimed warm-up (a 1 MiB transfer and WARM_RTTS round trips: JIT, ARP, passt's flows); then
+ * each run measures both sides, odd runs in reverse order; figures are medians over --runs and the
+ * ratio is the median of each run's xenlab / node. With --busy N, N CPU-bound threads spin from the
+ * warm-up to the last measurement, beside both sides alike.
  */
 import { createSocket } from "node:dgram";
 import { createServer, type Server } from "node:net";
@@ -29,6 +31,10 @@ import { attachNic } from "../host/nic.ts";
 import { createLogger } from "../lib/log.ts";
 import {
   alignColumns,
+  BUSY_HELP,
+  BUSY_OPTION,
+  type BusyOption,
+  busyHeader,
   eachRun,
   fmtRate,
   median,
@@ -37,9 +43,10 @@ import {
   parseOptions,
   rateLine,
   runBench,
+  withBusy,
 } from "./common.ts";
 
-export interface Options {
+export interface Options extends BusyOption {
   json: boolean;
   runs: number;
   mib: number;
@@ -49,10 +56,13 @@ export interface Options {
   haltPollUs?: number;
 }
 
-const DEFAULTS: Options = { json: false, runs: 3, mib: 16, rtts: 300, guestKib: 8192 };
+const DEFAULTS: Options = { json: false, runs: 3, mib: 16, rtts: 1000, guestKib: 8192, busy: 0 };
+/** Untimed UDP round trips each side makes before the first run. */
+const WARM_RTTS = 50;
 const QUICK: Partial<Options> = { runs: 1, mib: 2, rtts: 50 };
 
 const OPTIONS: OptionTable<Options> = {
+  ...BUSY_OPTION,
   "--runs": (o, a) => {
     o.runs = a.int(1);
   },
@@ -70,7 +80,7 @@ const OPTIONS: OptionTable<Options> = {
   },
 };
 
-const HELP = `usage: xenlab bench net [--json] [--runs N] [--mib N] [--rtts N] [--guest-kib KIB] [--quick]
+const HELP = `usage: xenlab bench net [--json] [--runs N] [--mib N] [--rtts N] [--guest-kib KIB] [--busy N] [--quick]
 
 A guest's TCP throughput and UDP round trips through netfront, netback and passt, against the same
 IPv4 stack in this process writing its frames straight to a passt socket (docs/net.md).
@@ -80,7 +90,7 @@ IPv4 stack in this process writing its frames straight to a passt socket (docs/n
   --rtts N         UDP round trips per run (default ${DEFAULTS.rtts})
   --guest-kib KIB  the guest's memory (default ${DEFAULTS.guestKib})
   --halt-poll-us N each domain's halt-polling window, µs (default the host's, 1000; 0: off)
-  --quick          one short run (${QUICK.mib} MiB, ${QUICK.rtts} round trips)
+${BUSY_HELP}  --quick          one short run (${QUICK.mib} MiB, ${QUICK.rtts} round trips)
   --json           one JSON line per case
 `;
 
@@ -165,29 +175,38 @@ async function bench(o: Options): Promise<number> {
 
     const tput: Record<"xenlab" | "node", number[]> = { xenlab: [], node: [] };
     const rtt: Record<"xenlab" | "node", number[]> = { xenlab: [], node: [] };
-    const warm = Math.min(bytes, 1 << 20);
-    await guest("tcp-send", { host: "gateway", port: svc.tcpPort, bytes: warm }).catch(() => {});
-    await eachRun(o, ["xenlab", "node"] as const, (side) =>
-      measure(side).catch((e: unknown) => {
-        throw new Error(`${side === "xenlab" ? "the guest" : "the Node client"}: ${(e as Error).message}`);
-      }),
-    );
-    async function measure(side: "xenlab" | "node"): Promise<void> {
-      if (side === "xenlab") {
-        const ms = (await guest("tcp-send", { host: "gateway", port: svc.tcpPort, bytes })) as number;
-        tput.xenlab.push(bytes / 1e6 / (ms / 1000));
-        const us = (await guest("udp-rtt", {
-          host: "gateway",
-          port: svc.udpPort,
-          count: o.rtts,
-        })) as number[];
-        rtt.xenlab.push(1e6 / median(us.filter((x) => !Number.isNaN(x))));
-      } else {
-        const ms = await tcpSend(node.stack, node.gateway, svc.tcpPort, bytes);
-        tput.node.push(bytes / 1e6 / (ms / 1000));
-        const us = await udpRtt(node.stack, node.gateway, svc.udpPort, o.rtts);
-        rtt.node.push(1e6 / median(us.filter((x) => !Number.isNaN(x))));
+    const sides = ["xenlab", "node"] as const;
+    const named = (side: (typeof sides)[number], e: unknown): Error =>
+      new Error(`${side === "xenlab" ? "the guest" : "the Node client"}: ${(e as Error).message}`);
+    await withBusy(o.busy, async () => {
+      // The same untimed warm-up for both sides: JIT, ARP, passt's TCP and UDP flows.
+      for (const side of sides) {
+        await transfer(side, Math.min(bytes, 1 << 20)).catch((e: unknown) => {
+          throw named(side, e);
+        });
+        await roundTrips(side, WARM_RTTS).catch((e: unknown) => {
+          throw named(side, e);
+        });
       }
+      await eachRun(o, sides, async (side) => {
+        try {
+          tput[side].push(bytes / 1e6 / ((await transfer(side, bytes)) / 1000));
+          const us = await roundTrips(side, o.rtts);
+          rtt[side].push(1e6 / median(us.filter((x) => !Number.isNaN(x))));
+        } catch (e) {
+          throw named(side, e);
+        }
+      });
+    });
+    /** One TCP transfer of `n` bytes; its milliseconds. */
+    async function transfer(side: (typeof sides)[number], n: number): Promise<number> {
+      if (side === "node") return tcpSend(node.stack, node.gateway, svc.tcpPort, n);
+      return (await guest("tcp-send", { host: "gateway", port: svc.tcpPort, bytes: n })) as number;
+    }
+    /** `count` UDP round trips; each one's µs (NaN: lost). */
+    async function roundTrips(side: (typeof sides)[number], count: number): Promise<number[]> {
+      if (side === "node") return udpRtt(node.stack, node.gateway, svc.udpPort, count);
+      return (await guest("udp-rtt", { host: "gateway", port: svc.udpPort, count })) as number[];
     }
     const cases = [
       { name: `tcp-${o.mib}MiB`, unit: "MB/s", x: tput.xenlab, b: tput.node },
@@ -196,18 +215,22 @@ async function bench(o: Options): Promise<number> {
     if (o.json) {
       for (const c of cases) {
         process.stdout.write(
-          `${rateLine("net", c.name, c.unit, median(c.x), median(c.b), "node-passt", pairedRatio(c.x, c.b))}\n`,
+          `${rateLine("net", c.name, c.unit, median(c.x), median(c.b), "node-passt", pairedRatio(c.x, c.b), o.busy)}\n`,
         );
       }
     } else {
+      for (const l of busyHeader(o.busy)) process.stdout.write(`${l}\n`);
       const rows = [["case", "xenlab", "node→passt", "ratio", "unit"]];
       for (const c of cases) {
         const f = (v: number) => (c.unit === "MB/s" ? v.toFixed(1) : fmtRate(v));
         rows.push([c.name, f(median(c.x)), f(median(c.b)), pairedRatio(c.x, c.b).toFixed(2), c.unit]);
       }
       process.stdout.write(`${alignColumns(rows, (i) => i === 0 || i === 4).join("\n")}\n`);
+      const us = (rates: number[]) => rates.map((r) => (1e6 / r).toFixed(0)).join(" ");
+      const mbs = (rates: number[]) => rates.map((r) => r.toFixed(1)).join(" ");
       process.stdout.write(
-        `udp round trip, median µs: xenlab ${(1e6 / median(rtt.xenlab)).toFixed(0)}, node ${(1e6 / median(rtt.node)).toFixed(0)}\n`,
+        `tcp MB/s per run: xenlab ${mbs(tput.xenlab)}; node ${mbs(tput.node)}\n` +
+          `udp round trip, median µs per run: xenlab ${us(rtt.xenlab)}; node ${us(rtt.node)}\n`,
       );
     }
     return 0;

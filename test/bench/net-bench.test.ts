@@ -1,6 +1,6 @@
 /**
  * Smoke test of `xenlab bench net`: a --quick --json run prints one line per case with the bench's
- * keys. The shape only: timings never go in tests.
+ * keys, and with --busy N says so in each line. The shape only: timings never go in tests.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -28,6 +28,26 @@ describe("xenlab bench net", () => {
       for (const k of ["xenlab", "baseline", "ratio"])
         assert.ok(Number.isFinite(o[k]), `${k}: ${String(o[k])}`);
     }
+  });
+
+  it("runs beside busy neighbours with --busy 1: every JSON line carries busy: 1", {
+    timeout: 180_000,
+  }, async (t) => {
+    if (!requirePeer(t, "passt (Debian package passt)", hasCommand("passt"))) return;
+    const r = await runBench(["net", "--quick", "--json", "--mib", "1", "--rtts", "10", "--busy", "1"]);
+    assert.equal(r.code, 0, `bench failed:\n${r.err}`);
+    const lines = r.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      lines.map((o) => [o.case, o.busy]),
+      [
+        ["tcp-1MiB", 1],
+        ["udp-rtt-64B", 1],
+      ],
+    );
+    for (const o of lines) assert.deepEqual(Object.keys(o), [...BENCH_JSON_KEYS, "busy"]);
   });
 
   it("refuses an unknown option with exit 2", async () => {

@@ -54,15 +54,20 @@ export async function startUp(socket: string, args: readonly string[] = []): Pro
 
 export const TSX = join(REPO, "node_modules/tsx/dist/esm/index.mjs");
 
-/** `node --import tsx args` in `cwd` (runTool runs in ours), with `stdin` fed to it; killed after 60 s. */
+/**
+ * `node --import tsx args` in `cwd` (runTool runs in ours), with `stdin` fed to it and `env` added
+ * to ours; killed after 60 s.
+ */
 export function runIn(
   cwd: string,
   args: string[],
   stdin?: Buffer,
+  env?: NodeJS.ProcessEnv,
 ): Promise<{ code: number | null; stdout: string; stderr: string; out: Buffer }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", TSX, ...args], {
       cwd,
+      ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
       stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
     if (stdin !== undefined) child.stdin!.end(stdin);

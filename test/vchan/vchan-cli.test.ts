@@ -110,6 +110,40 @@ describe("xenlab vchan against xenlab up", () => {
     );
   });
 
+  it("refuses a second server on a path already served, in one line naming the path and the fix", async () => {
+    const xs = (...args: string[]) =>
+      runIn(dir, [MAIN, "xs", ...args], undefined, { XENSTORED_PATH: socket });
+    const first = xenlab(
+      Buffer.from("first\n"),
+      "server",
+      "write",
+      "1",
+      "data/vchan/1/12",
+      "--timeout",
+      "20",
+    );
+    // The first server has the path once its keys are there.
+    const key = "/local/domain/0/data/vchan/1/12/ring-ref";
+    for (let i = 0; i < 200 && (await xs("exists", key)).code !== 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    oneLine(
+      await xenlab(Buffer.from("second\n"), "server", "write", "1", "data/vchan/1/12"),
+      /^xenlab vchan: Cannot serve vchan \/local\/domain\/0\/data\/vchan\/1\/12: a server in this domain already serves it; close that one first, or pick another PATH/,
+    );
+    // The first server still has the path: its client gets its bytes.
+    const client = await xenlab(undefined, "client", "read", "0", "data/vchan/1/12", "--in", "1");
+    assert.equal(client.code, 0, client.stderr);
+    assert.equal(client.out.toString(), "first\n");
+    assert.equal((await first).code, 0);
+    // Keys left by another writer are named too, with the command that removes them.
+    const w = await xs("write", "/local/domain/0/data/vchan/1/13/ring-ref", "7");
+    assert.equal(w.code, 0, w.stderr);
+    oneLine(
+      await xenlab(Buffer.from("x"), "server", "write", "1", "data/vchan/1/13"),
+      /ring-ref is already there, left by another writer; remove it \(xenstore-rm \/local\/domain\/0\/data\/vchan\/1\/13\) or pick another PATH/,
+    );
+  });
+
   it("names the memory a server lacks, and refuses what cannot work before asking the host", async () => {
     oneLine(
       await xenlab(Buffer.from("x"), "server", "write", "1", "data/vchan/1/8", "--size", "0,1048576"),

@@ -15,7 +15,7 @@
  *                queue (flat keys for one, `queue-N/` for more) `tx-ring-ref`, `rx-ring-ref`,
  *                `event-channel-tx` + `event-channel-rx` or `event-channel`; map the rings, bind
  *                the port(s), start the uplink; → Connected. A frame from the uplink goes to the
- *                queue its flow hashes to (rxQueue).
+ *                queue its flow hashes to (netdev.ts flowQueue).
  *   frontend Closing → Closing; Closed → disconnect (uplink closed, rings unmapped, ports
  *                closed) → Closed; Initialising while Closed → InitWait (a reconnect)
  *
@@ -40,6 +40,7 @@ import { BackRing } from "../../ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { uintParam } from "../blk/module-params.ts";
 import { GrantCache } from "./grant-cache.ts";
+import { flowQueue } from "./netdev.ts";
 import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
 import { FATAL_SKB_SLOTS_DEFAULT, NetifBack, type NetifBackStats } from "./netif-back.ts";
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
@@ -286,7 +287,7 @@ class NetbackDriver implements XenbusDriver {
           name: vif.ifname,
           onFrame: (frame) => {
             capture?.onFrame("to-guest", frame);
-            conn.queues[rxQueue(frame, conn.queues.length)]!.receive(frame);
+            conn.queues[flowQueue(frame, conn.queues.length)]!.receive(frame);
           },
           onClose: (reason) => k.printk(`xen-netback: ${vif.ifname}: uplink closed: ${reason}`),
         });
@@ -347,17 +348,6 @@ function sumStats(queues: readonly NetifBack[]): NetifBackStats {
   const t: NetifBackStats = { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
   for (const q of queues) for (const k of Object.keys(t) as (keyof NetifBackStats)[]) t[k] += q.stats[k];
   return t;
-}
-
-/**
- * The queue an RX frame goes to: one flow, one queue (Linux picks by the frame's flow hash). The
- * hash is of an IPv4 frame's addresses and ports (bytes 26..37), else queue 0.
- */
-export function rxQueue(frame: Uint8Array, n: number): number {
-  if (n === 1 || frame.length < 38 || frame[12] !== 0x08 || frame[13] !== 0x00) return 0;
-  let h = 0;
-  for (let i = 26; i < 38; i++) h = (Math.imul(h, 31) + frame[i]!) >>> 0;
-  return h % n;
 }
 
 function uplinkName(bridge: string): string {

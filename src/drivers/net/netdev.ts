@@ -27,6 +27,18 @@ export interface NetDevice {
   stats(): NetDeviceStats;
 }
 
+/**
+ * The queue of `n` a frame goes to: one flow, one queue, as Linux picks a queue by the frame's
+ * flow hash (netback for RX, netfront for TX). The hash is of an IPv4 frame's addresses and ports
+ * (bytes 26..37); anything else (ARP, a short frame) goes to queue 0.
+ */
+export function flowQueue(frame: Uint8Array, n: number): number {
+  if (n === 1 || frame.length < 38 || frame[12] !== 0x08 || frame[13] !== 0x00) return 0;
+  let h = 0;
+  for (let i = 26; i < 38; i++) h = (Math.imul(h, 31) + frame[i]!) >>> 0;
+  return h % n;
+}
+
 interface Registry {
   readonly devices: Map<string, NetDevice>;
   readonly listeners: Set<(dev: NetDevice, up: boolean) => void>;

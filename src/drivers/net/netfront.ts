@@ -7,26 +7,33 @@
  *
  *   probe               read our `mac` (missing or malformed: fatal)
  *   backend InitWait    (while we are Initialising) talk_to_netback: `feature-rx-copy` must be 1
- *                       (else fatal ENODEV "backend does not support copying receive path"); a TX
- *                       and an RX ring page granted to the backend, the TX and RX pages, one
- *                       unbound event channel; in one transaction `tx-ring-ref`, `rx-ring-ref`,
- *                       `event-channel`, `request-rx-copy` 1, `feature-rx-notify` 1, `feature-sg`
- *                       1, `feature-gso-tcpv4` 1, `feature-gso-tcpv6` 1,
- *                       `feature-ipv6-csum-offload` 1; → Connected at once (netfront never writes
- *                       Initialised)
+ *                       (else fatal ENODEV "backend does not support copying receive path");
+ *                       queues = min(max_queues, the backend's `multi-queue-max-queues`, 1 when
+ *                       absent); per queue a TX and an RX ring page granted to the backend, the
+ *                       TX and RX pages, one unbound event channel; in one transaction
+ *                       `multi-queue-num-queues` (when the backend offers multi-queue), the
+ *                       queue's `tx-ring-ref`, `rx-ring-ref`, `event-channel` (flat for one
+ *                       queue, under `queue-N/` for more, as Linux), `request-rx-copy` 1,
+ *                       `feature-rx-notify` 1, `feature-sg` 1, `feature-gso-tcpv4` 1,
+ *                       `feature-gso-tcpv6` 1, `feature-ipv6-csum-offload` 1; → Connected at once
+ *                       (netfront never writes Initialised)
  *   backend Connected   the device's carrier is up: eth<devid> is registered
  *   backend Closing/Closed   the device goes, → Closed; the pages are released once the backend
  *                       has unmapped them
  *   backend back to Initialising or InitWait while we are Connected: it went away; start over
  *
- * One queue, one event channel (Linux too uses one when the backend offers no split channels).
- * Module arguments: `tx_bufs=N` (TX pages per vif, default 32), `rx_bufs=N` (RX pages, default 64).
+ * One event channel per queue (Linux too uses one when the backend offers no split channels). A
+ * frame goes out on the queue its flow hashes to (netdev.ts flowQueue), as Linux's
+ * xennet_select_queue; each queue's RX frames go up the one device.
+ * Module arguments: `tx_bufs=N` (TX pages per queue, default 32), `rx_bufs=N` (RX pages, default
+ * 64), `max_queues=N` (default 1: Linux's default is the guest's vCPUs, and a guest here has one;
+ * each queue costs about 100 of the guest's pages).
  */
 import type { Kernel } from "../../kernel/kernel.ts";
 import { FrontRing } from "../../ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { uintParam } from "../blk/module-params.ts";
-import { type NetDevice, registerNetDevice, unregisterNetDevice } from "./netdev.ts";
+import { flowQueue, type NetDevice, registerNetDevice, unregisterNetDevice } from "./netdev.ts";
 import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
 import { type Buffer4k, NetifFront } from "./netif-front.ts";
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
@@ -41,12 +48,24 @@ interface Page {
   ref: number;
 }
 
-interface Connection {
-  readonly pages: Page[];
+interface Queue {
   port: number;
   readonly front: NetifFront;
+}
+
+interface Connection {
+  readonly pages: Page[];
+  readonly queues: Queue[];
   readonly ifname: string;
   registered: boolean;
+}
+
+/** The queues' TX and RX counters, summed. */
+function sumStats(queues: readonly Queue[]): NetifFront["stats"] {
+  const t = { ...queues[0]!.front.stats };
+  for (const q of queues.slice(1))
+    for (const k of Object.keys(t) as (keyof typeof t)[]) t[k] += q.front.stats[k];
+  return t;
 }
 
 interface Vif {
@@ -79,10 +98,12 @@ class NetfrontDriver implements XenbusDriver {
   readonly ids = ["vif"];
   readonly txBufs: number;
   readonly rxBufs: number;
+  readonly maxQueues: number;
 
-  constructor(txBufs: number, rxBufs: number) {
+  constructor(txBufs: number, rxBufs: number, maxQueues: number) {
     this.txBufs = txBufs;
     this.rxBufs = rxBufs;
+    this.maxQueues = maxQueues;
   }
 
   async probe(dev: XenbusDevice): Promise<void> {
@@ -140,63 +161,78 @@ class NetfrontDriver implements XenbusDriver {
       await dev.devFatal("ENODEV", "backend does not support copying receive path");
       return;
     }
+    const offered = await k.xs.tryRead(`${be}/${BE.multiQueueMaxQueues}`);
+    const backendMax = offered !== undefined && /^\d+$/.test(offered) ? Math.max(1, Number(offered)) : 1;
+    const nq = Math.min(this.maxQueues, backendMax);
     const pages: Page[] = [];
-    let port = -1;
+    const queues: Queue[] = [];
     const alloc = (): Uint8Array => {
       const { gfn, page } = k.allocPage();
       pages.push({ gfn, ref: -1 });
       return new Uint8Array(page);
     };
+    const devid = dev.nodename.split("/").pop()!;
+    const ifname = `eth${devid}`;
+    let netdev: NetDevice | undefined;
     try {
-      const tx = FrontRing.init(alloc(), NETIF_TX_ENTRY_SIZE);
-      const rx = FrontRing.init(alloc(), NETIF_RX_ENTRY_SIZE);
-      pages[0]!.ref = await dev.grantRing(pages[0]!.gfn);
-      pages[1]!.ref = await dev.grantRing(pages[1]!.gfn);
-      const bufs = (n: number, readonly: boolean): Buffer4k[] =>
-        Array.from({ length: n }, () => {
-          const page = alloc();
-          const p = pages[pages.length - 1]!;
-          p.ref = k.grantAccess(dev.otherendId, p.gfn, readonly);
-          return { page, ref: p.ref };
-        });
-      const txBufs = bufs(Math.min(this.txBufs, tx.size), true);
-      const rxBufs = bufs(Math.min(this.rxBufs, rx.size), false);
-      port = await dev.allocEvtchn();
-      const devid = dev.nodename.split("/").pop()!;
-      const ifname = `eth${devid}`;
-      const conn: Connection = {
-        pages,
-        port,
-        ifname,
-        registered: false,
-        front: new NetifFront({
-          tx,
-          rx,
-          txBufs,
-          rxBufs,
-          notify: () => k.notify(conn.port),
-          receive: (frame) => {
-            netdev.onReceive?.(frame);
-          },
-          log: (line) => k.printk(`xen-netfront: ${ifname}: ${line}`),
-        }),
-      };
-      const netdev: NetDevice = {
+      const rings: { tx: number; rx: number }[] = [];
+      for (let q = 0; q < nq; q++) {
+        const tx = FrontRing.init(alloc(), NETIF_TX_ENTRY_SIZE);
+        const txRing = pages[pages.length - 1]!;
+        const rx = FrontRing.init(alloc(), NETIF_RX_ENTRY_SIZE);
+        const rxRing = pages[pages.length - 1]!;
+        txRing.ref = await dev.grantRing(txRing.gfn);
+        rxRing.ref = await dev.grantRing(rxRing.gfn);
+        rings.push({ tx: txRing.ref, rx: rxRing.ref });
+        const bufs = (n: number, readonly: boolean): Buffer4k[] =>
+          Array.from({ length: n }, () => {
+            const page = alloc();
+            const p = pages[pages.length - 1]!;
+            p.ref = k.grantAccess(dev.otherendId, p.gfn, readonly);
+            return { page, ref: p.ref };
+          });
+        const txBufs = bufs(Math.min(this.txBufs, tx.size), true);
+        const rxBufs = bufs(Math.min(this.rxBufs, rx.size), false);
+        const queue: Queue = {
+          port: -1,
+          front: new NetifFront({
+            tx,
+            rx,
+            txBufs,
+            rxBufs,
+            notify: () => k.notify(queue.port),
+            receive: (frame) => {
+              netdev?.onReceive?.(frame);
+            },
+            log: (line) => k.printk(`xen-netfront: ${ifname}${nq > 1 ? ` queue ${q}` : ""}: ${line}`),
+          }),
+        };
+        queues.push(queue);
+        queue.port = await dev.allocEvtchn();
+      }
+      const conn: Connection = { pages, queues, ifname, registered: false };
+      const nd: NetDevice = {
         name: ifname,
         mac: vif.mac,
         mtu: vif.mtu,
         onReceive: null,
-        send: (frame: Uint8Array) => conn.front.send(frame),
-        stats: () => ({ ...conn.front.stats }),
+        send: (frame: Uint8Array) => queues[flowQueue(frame, nq)]!.front.send(frame),
+        stats: () => sumStats(queues),
       };
-      devices.set(conn, netdev);
+      netdev = nd;
+      devices.set(conn, nd);
       vif.conn = conn;
-      k.bindEvent(port, () => conn.front.onEvent());
+      for (const q of queues) k.bindEvent(q.port, () => q.front.onEvent());
       await k.xs.transaction(async (t) => {
         const n = dev.nodename;
-        await t.write(`${n}/${FE.txRingRef}`, String(pages[0]!.ref));
-        await t.write(`${n}/${FE.rxRingRef}`, String(pages[1]!.ref));
-        await t.write(`${n}/${FE.eventChannel}`, String(port));
+        if (offered !== undefined) await t.write(`${n}/${FE.multiQueueNumQueues}`, String(nq));
+        for (let q = 0; q < nq; q++) {
+          // One queue: flat keys; more: under queue-N/ (Linux's write_queue_xenstore_keys).
+          const dir = nq === 1 ? n : `${n}/queue-${q}`;
+          await t.write(`${dir}/${FE.txRingRef}`, String(rings[q]!.tx));
+          await t.write(`${dir}/${FE.rxRingRef}`, String(rings[q]!.rx));
+          await t.write(`${dir}/${FE.eventChannel}`, String(queues[q]!.port));
+        }
         await t.write(`${n}/${FE.requestRxCopy}`, "1");
         await t.write(`${n}/${FE.featureRxNotify}`, "1");
         await t.write(`${n}/${FE.featureSg}`, "1");
@@ -204,14 +240,14 @@ class NetfrontDriver implements XenbusDriver {
         await t.write(`${n}/${FE.featureGsoTcpv6}`, "1");
         await t.write(`${n}/${FE.featureIpv6CsumOffload}`, "1");
       });
-      conn.front.start();
+      for (const q of queues) q.front.start();
       await dev.switchState(XenbusState.Connected);
       // The backend may be Connected already (its event coalesced with ours).
       if ((await k.xs.tryRead(`${be}/state`)) === String(XenbusState.Connected))
         this.#register(dev, vif, conn);
     } catch (e) {
       if (vif.conn === null) {
-        if (port >= 0) k.closePort(port);
+        for (const q of queues) if (q.port >= 0) k.closePort(q.port);
         releasePages(k, pages);
       }
       await dev.devFatal(e, `talking to the backend: ${(e as Error).message}`);
@@ -234,13 +270,14 @@ class NetfrontDriver implements XenbusDriver {
     vif.conn = null;
     const k = dev.kernel;
     if (c.registered) unregisterNetDevice(k, c.ifname);
-    if (c.port >= 0) {
+    for (const q of c.queues) {
+      if (q.port < 0) continue;
       try {
-        k.closePort(c.port);
+        k.closePort(q.port);
       } catch {
         // already closed
       }
-      c.port = -1;
+      q.port = -1;
     }
     if (releasePages(k, c.pages)) return;
     // Linux's gnttab_end_foreign_access defers pages the backend still maps.
@@ -259,12 +296,13 @@ const drivers = new WeakMap<Kernel, NetfrontDriver>();
 export async function init(k: Kernel, args: readonly string[]): Promise<void> {
   const txBufs = uintParam(name, args, "tx_bufs", 32);
   const rxBufs = uintParam(name, args, "rx_bufs", 64);
-  if (txBufs < 1 || rxBufs < NET_RX_SLOTS_MIN) {
+  const maxQueues = uintParam(name, args, "max_queues", 1);
+  if (txBufs < 1 || rxBufs < NET_RX_SLOTS_MIN || maxQueues < 1) {
     throw new RangeError(
-      `Cannot load ${name}: tx_bufs must be at least 1 and rx_bufs at least ${NET_RX_SLOTS_MIN}`,
+      `Cannot load ${name}: tx_bufs and max_queues must be at least 1 and rx_bufs at least ${NET_RX_SLOTS_MIN}`,
     );
   }
-  const d = new NetfrontDriver(txBufs, rxBufs);
+  const d = new NetfrontDriver(txBufs, rxBufs, maxQueues);
   drivers.set(k, d);
   k.printk("xen-netfront: initialised");
   await xenbus(k).registerFrontend(d);
@@ -283,8 +321,10 @@ export function call(k: Kernel, cmd: string): unknown {
       mac: formatMac(vif.mac),
       ifname: c?.ifname ?? null,
       up: c?.registered ?? false,
-      broken: c?.front.broken ?? null,
-      ...(c ? c.front.stats : {}),
+      queues: c?.queues.length ?? 0,
+      txPerQueue: c?.queues.map((q) => q.front.stats.txPackets) ?? [],
+      broken: c?.queues.find((q) => q.front.broken !== null)?.front.broken ?? null,
+      ...(c ? sumStats(c.queues) : {}),
     };
   }
   return out;

@@ -5,13 +5,14 @@
  *
  * Host calls: `sh {line}` runs one of those commands and returns what it prints (what the console
  * shows); `ifaces` the interfaces and their addresses; `tcp-send {host, port, bytes}` and
- * `udp-rtt {host, port, count}` the measurements of probe.ts (`xenlab bench net`).
+ * `udp-rtt {host, port, count}` the measurements of probe.ts (`xenlab bench net`); udp-rtt holds
+ * the guest's vCPU, blocked between each send and its echo, for the whole series.
  */
 import type { Kernel } from "../../../kernel/kernel.ts";
 import { shellCommands, splitWords } from "../../../kernel/shell.ts";
 import { watchNetDevices } from "../netdev.ts";
 import { networkCommands } from "./commands.ts";
-import { tcpSend, udpRtt } from "./probe.ts";
+import { tcpSend, udpRttBlocking } from "./probe.ts";
 import { NetStack } from "./stack.ts";
 import { formatIp4, parseIp4 } from "./wire.ts";
 
@@ -76,7 +77,9 @@ export async function call(k: Kernel, cmd: string, arg: unknown): Promise<unknow
     if (dst === undefined) throw new Error(`inet: no address for ${a.host}`);
     return cmd === "tcp-send"
       ? tcpSend(s.stack, dst, a.port, a.bytes ?? 0)
-      : udpRtt(s.stack, dst, a.port, a.count ?? 1);
+      : // The guest's vCPU blocks between a send and its echo, as a blocking recvfrom() would
+        // (xen_vchan's pump and drain block the same way): other calls to the guest wait.
+        udpRttBlocking(s.stack, dst, a.port, a.count ?? 1, (ms) => k.events.block(ms));
   }
   throw new Error(`inet: unknown call ${cmd}`);
 }

@@ -1,7 +1,10 @@
 /**
  * Measurements a guest (or any holder of a NetStack) makes of its network, for `xenlab bench net`
  * and the inet module's host calls: a TCP send of N bytes to a sink that answers when it has them
- * all, and UDP echo round trips. The same code runs in the guest and in the bench's baseline.
+ * all, and UDP echo round trips. The same code runs in the guest and in the bench's baseline; the
+ * round trips come in two waits: on the event loop (udpRtt, for a thread that also serves other
+ * work, as the bench's own thread does) or blocking the caller's thread between a send and its
+ * answer (udpRttBlocking, as a guest process in a blocking recvfrom() sleeps in its kernel).
  */
 import type { NetStack } from "./stack.ts";
 import type { Ip4 } from "./wire.ts";
@@ -65,6 +68,40 @@ export async function udpRtt(
         sock.send(dst, port, data);
       });
       out.push(ok ? (performance.now() - t0) * 1000 : Number.NaN);
+    }
+  } finally {
+    sock.close();
+  }
+  return out;
+}
+
+/**
+ * udpRtt for a caller that owns its thread: between a send and its echo the thread sleeps in
+ * `block(ms)` (a domain's SCHEDOP_block: Atomics.wait, then the upcall, which runs the driver and
+ * the stack, so the echo arrives inside it). A round trip with no echo within 1 s is NaN.
+ */
+export function udpRttBlocking(
+  stack: NetStack,
+  dst: Ip4,
+  port: number,
+  count: number,
+  block: (timeoutMs: number) => void,
+  size = 64,
+): number[] {
+  const sock = stack.udpBind();
+  const data = new Uint8Array(size);
+  const out: number[] = [];
+  let answered = false;
+  sock.onMessage = () => {
+    answered = true;
+  };
+  try {
+    for (let i = 0; i < count; i++) {
+      answered = false;
+      const t0 = performance.now();
+      sock.send(dst, port, data);
+      for (let left = 1000; !answered && left > 0; left = 1000 - (performance.now() - t0)) block(left);
+      out.push(answered ? (performance.now() - t0) * 1000 : Number.NaN);
     }
   } finally {
     sock.close();
