@@ -398,7 +398,7 @@ export function chargeNodes(nodes: NodeMap, accounts: Accounts): void {
     const oldMem =
       old === undefined
         ? 0
-        : nodeMemory(old) - (old.children === node.children ? old.children.bytes - oldBytes : 0);
+        : nodeMemory(old) - (old.children.sameAs(node.children) ? old.children.bytes - oldBytes : 0);
     recharge(old, oldMem, node);
     setEdited.call(nodes, name, node, edits, oldBytes);
   };

@@ -1,0 +1,704 @@
+/**
+ * The store's nodes packed outside the JavaScript object graph: a few typed-array columns per
+ * node, the names and values in one byte arena, so a node costs about 80 bytes where a Map of
+ * path → record cost about 220 bytes of heap (docs/speed.md, bench xenstore case f).
+ *
+ * Slots. Each slot is one (parent, base name) pair. It is kept while the node exists (EXISTS),
+ * while its parent's child list names it (LISTED), or while it has child slots (`refs`). The
+ * store is consistent between requests (every node is listed by its parent, every listed name
+ * exists), but inside a request a node exists before its parent lists it, and a deleted
+ * node's children stay listed until the node's own record goes: slots allow both.
+ *
+ * Columns, per slot (int32 unless said): parent; the arena offset of its block (name bytes,
+ * then value bytes; -1 for none); name and value lengths (uint16); flags (uint8);
+ * interned permissions id; generation (float64); the child list as an intrusive doubly
+ * linked list (first, last, count, bytes of names with their NULs; and the slot's own next
+ * and prev in its parent's list); refs. Free slots chain through `next`.
+ *
+ * Lookup. An open-addressing table (linear probing, load ≤ 0.7) maps hash(parent, name) to
+ * slot + 1; a path is looked up one component at a time from the root (slot 0), hashing the
+ * path string's chars in place, so no substring is made. Deletion shifts later entries back
+ * (no tombstones).
+ *
+ * Arena. Blocks are 4-byte aligned and sized to round4(name + value); a freed block goes on
+ * the free list of its exact size (its first 4 bytes hold the next free block), and an
+ * allocation of that size takes it back: rewriting a value of the same rounded size reuses its
+ * block in place, and a store whose values churn does not grow.
+ *
+ * Child-list views. A node record read from the store carries a `StoreList`, a view of its
+ * slot's live list (src/xenstore/children.ts's interface). A transaction that keeps a record
+ * freezes its view: the view joins a per-slot holder, and the store's next change to that list
+ * first copies the names into the holder once (C's order), so the transaction still sees what it
+ * read. Example: T reads /d [a, b] (frozen); the store appends c → T's view now answers from
+ * its copy [a, b]; a fresh read of /d gives [a, b, c].
+ */
+import { type ChildEdit, ChildList, type ListOwner } from "./children.ts";
+import type { Perms } from "./perms.ts";
+
+const EXISTS = 1;
+const LISTED = 2;
+const ROOT = 0;
+const NONE = -1;
+
+/** FNV-1a over the name's chars, seeded by the parent slot. */
+function hashStart(parent: number): number {
+  return Math.imul(0x811c9dc5 ^ parent, 0x01000193);
+}
+
+function hashStep(h: number, c: number): number {
+  return Math.imul(h ^ c, 0x01000193);
+}
+
+function hashEnd(h: number): number {
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+const round4 = (n: number): number => (n + 3) & ~3;
+
+/** Copies of frozen views of one slot's list, made at the store's first change after the freeze. */
+interface Holder {
+  snap: ChildList | null;
+}
+
+export class NodeTable {
+  /** The store: lists it owns are changed in place. */
+  readonly owner: ListOwner;
+  #cap = 0;
+  #parent = new Int32Array(0);
+  #data = new Int32Array(0);
+  #nameLen = new Uint16Array(0);
+  #valLen = new Uint16Array(0);
+  #flags = new Uint8Array(0);
+  #perms = new Int32Array(0);
+  #gen = new Float64Array(0);
+  #first = new Int32Array(0);
+  #last = new Int32Array(0);
+  #next = new Int32Array(0);
+  #prev = new Int32Array(0);
+  #count = new Int32Array(0);
+  #cbytes = new Int32Array(0);
+  #refs = new Int32Array(0);
+  /** Slots ever used; slots below it that are free chain from #freeSlot through #next. */
+  #used = 0;
+  #freeSlot = NONE;
+  /** Nodes that exist. */
+  #size = 0;
+
+  #hash = new Int32Array(0);
+  #hashUsed = 0;
+
+  #arena: Buffer = Buffer.alloc(0);
+  #arena32: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  #top = 0;
+  /** Head of each free list, by block size / 4. */
+  #freeBlock = new Int32Array(0);
+
+  readonly #permsIds = new Map<string, number>();
+  readonly #permsOf = new WeakMap<Perms, number>();
+  #permsList: (Perms | null)[] = [];
+  #permsRefs: number[] = [];
+  #permsFree: number[] = [];
+
+  readonly #frozen = new Map<number, Holder>();
+  /** The wire form of one list, kept until that list changes (DIRECTORY_PART reads it in parts). */
+  #wireSlot = NONE;
+  #wire: Uint8Array | null = null;
+
+  constructor(owner: ListOwner) {
+    this.owner = owner;
+    this.#grow(1024);
+    this.#hash = new Int32Array(2048);
+    this.#setArena(Buffer.alloc(64 * 1024));
+    this.#freeBlock = new Int32Array(1100).fill(NONE);
+    const root = this.#newSlot(NONE, "", 0, 0);
+    if (root !== ROOT) throw new Error("Cannot build the node table: the root is not slot 0");
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  // ------------------------------------------------------------------ lookup
+
+  /** The slot of `path`, or -1. */
+  find(path: string): number {
+    if (path.charCodeAt(0) !== 47) return NONE;
+    let slot = ROOT;
+    let start = 1;
+    const len = path.length;
+    if (len === 1) return ROOT;
+    for (;;) {
+      let end = path.indexOf("/", start);
+      if (end < 0) end = len;
+      slot = this.#child(slot, path, start, end);
+      if (slot < 0 || end === len) return slot;
+      start = end + 1;
+    }
+  }
+
+  /** The slot of `path`, made (with the slots above it) when missing. */
+  #ensure(path: string): number {
+    if (path.charCodeAt(0) !== 47) throw new RangeError(`Cannot store node "${path}": not an absolute path`);
+    if (path.length === 1) return ROOT;
+    let slot = ROOT;
+    let start = 1;
+    const len = path.length;
+    for (;;) {
+      let end = path.indexOf("/", start);
+      if (end < 0) end = len;
+      const c = this.#child(slot, path, start, end);
+      slot = c >= 0 ? c : this.#newSlot(slot, path, start, end);
+      if (end === len) return slot;
+      start = end + 1;
+    }
+  }
+
+  #nameHash(parent: number, s: string, start: number, end: number): number {
+    let h = hashStart(parent);
+    for (let i = start; i < end; i++) h = hashStep(h, s.charCodeAt(i));
+    return hashEnd(h);
+  }
+
+  #slotHash(slot: number): number {
+    let h = hashStart(this.#parent[slot]!);
+    const a = this.#arena;
+    const off = this.#data[slot]!;
+    const n = this.#nameLen[slot]!;
+    for (let i = 0; i < n; i++) h = hashStep(h, a[off + i]!);
+    return hashEnd(h);
+  }
+
+  /** The child slot of `parent` named s[start, end), or -1. */
+  #child(parent: number, s: string, start: number, end: number): number {
+    const hash = this.#hash;
+    const mask = hash.length - 1;
+    const n = end - start;
+    const a = this.#arena;
+    let i = this.#nameHash(parent, s, start, end) & mask;
+    for (;;) {
+      const e = hash[i]!;
+      if (e === 0) return NONE;
+      const slot = e - 1;
+      if (this.#parent[slot] === parent && this.#nameLen[slot] === n) {
+        const off = this.#data[slot]!;
+        let j = 0;
+        while (j < n && a[off + j] === s.charCodeAt(start + j)) j++;
+        if (j === n) return slot;
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  #hashInsert(slot: number): void {
+    if ((this.#hashUsed + 1) * 10 > this.#hash.length * 7) this.#rehash(this.#hash.length * 2);
+    const hash = this.#hash;
+    const mask = hash.length - 1;
+    let i = this.#slotHash(slot) & mask;
+    while (hash[i] !== 0) i = (i + 1) & mask;
+    hash[i] = slot + 1;
+    this.#hashUsed++;
+  }
+
+  #hashRemove(slot: number): void {
+    const hash = this.#hash;
+    const mask = hash.length - 1;
+    let i = this.#slotHash(slot) & mask;
+    while (hash[i] !== slot + 1) i = (i + 1) & mask;
+    // Backward-shift deletion: move up each later entry of the run that may sit at i.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const e = hash[j]!;
+      if (e === 0) break;
+      const k = this.#slotHash(e - 1) & mask;
+      // The entry at j may fill i when its home k is not cyclically in (i, j].
+      if (i <= j ? k <= i || k > j : k <= i && k > j) {
+        hash[i] = e;
+        i = j;
+      }
+    }
+    hash[i] = 0;
+    this.#hashUsed--;
+  }
+
+  #rehash(size: number): void {
+    const old = this.#hash;
+    const hash = new Int32Array(size);
+    const mask = size - 1;
+    for (let i = 0; i < old.length; i++) {
+      const e = old[i]!;
+      if (e === 0) continue;
+      let j = this.#slotHash(e - 1) & mask;
+      while (hash[j] !== 0) j = (j + 1) & mask;
+      hash[j] = e;
+    }
+    this.#hash = hash;
+  }
+
+  // ------------------------------------------------------------------ slots
+
+  #grow(cap: number): void {
+    const g = <T extends Int32Array | Uint16Array | Uint8Array | Float64Array>(
+      old: T,
+      make: (n: number) => T,
+    ): T => {
+      const a = make(cap);
+      a.set(old);
+      return a;
+    };
+    this.#parent = g(this.#parent, (n) => new Int32Array(n));
+    this.#data = g(this.#data, (n) => new Int32Array(n));
+    this.#nameLen = g(this.#nameLen, (n) => new Uint16Array(n));
+    this.#valLen = g(this.#valLen, (n) => new Uint16Array(n));
+    this.#flags = g(this.#flags, (n) => new Uint8Array(n));
+    this.#perms = g(this.#perms, (n) => new Int32Array(n));
+    this.#gen = g(this.#gen, (n) => new Float64Array(n));
+    this.#first = g(this.#first, (n) => new Int32Array(n));
+    this.#last = g(this.#last, (n) => new Int32Array(n));
+    this.#next = g(this.#next, (n) => new Int32Array(n));
+    this.#prev = g(this.#prev, (n) => new Int32Array(n));
+    this.#count = g(this.#count, (n) => new Int32Array(n));
+    this.#cbytes = g(this.#cbytes, (n) => new Int32Array(n));
+    this.#refs = g(this.#refs, (n) => new Int32Array(n));
+    this.#cap = cap;
+  }
+
+  #newSlot(parent: number, s: string, start: number, end: number): number {
+    let slot = this.#freeSlot;
+    if (slot !== NONE) {
+      this.#freeSlot = this.#next[slot]!;
+    } else {
+      if (this.#used === this.#cap) this.#grow(this.#cap * 2);
+      slot = this.#used++;
+    }
+    const n = end - start;
+    if (n > 0xffff) throw new RangeError(`Cannot store a node name of ${n} bytes`);
+    this.#parent[slot] = parent;
+    this.#nameLen[slot] = n;
+    this.#valLen[slot] = 0;
+    this.#flags[slot] = 0;
+    this.#perms[slot] = NONE;
+    this.#gen[slot] = 0;
+    this.#first[slot] = NONE;
+    this.#last[slot] = NONE;
+    this.#next[slot] = NONE;
+    this.#prev[slot] = NONE;
+    this.#count[slot] = 0;
+    this.#cbytes[slot] = 0;
+    this.#refs[slot] = 0;
+    const off = n === 0 ? NONE : this.#alloc(round4(n));
+    this.#data[slot] = off;
+    const a = this.#arena;
+    for (let i = 0; i < n; i++) a[off + i] = s.charCodeAt(start + i);
+    if (parent !== NONE) {
+      this.#refs[parent]!++;
+      this.#hashInsert(slot);
+    }
+    return slot;
+  }
+
+  /** Frees `slot` if nothing keeps it, then its parent likewise, up the tree. */
+  #release(slot: number): void {
+    while (slot !== ROOT && this.#flags[slot] === 0 && this.#refs[slot] === 0) {
+      this.#thaw(slot);
+      const parent = this.#parent[slot]!;
+      this.#hashRemove(slot);
+      const off = this.#data[slot]!;
+      if (off !== NONE) this.#free(off, round4(this.#nameLen[slot]! + this.#valLen[slot]!));
+      this.#unrefPerms(this.#perms[slot]!);
+      this.#perms[slot] = NONE;
+      this.#data[slot] = NONE;
+      this.#parent[slot] = NONE;
+      this.#next[slot] = this.#freeSlot;
+      this.#freeSlot = slot;
+      this.#refs[parent]!--;
+      slot = parent;
+    }
+  }
+
+  // ------------------------------------------------------------------ arena
+
+  #setArena(b: Buffer): void {
+    this.#arena = b;
+    this.#arena32 = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
+  }
+
+  #alloc(size: number): number {
+    const cls = size >> 2;
+    if (cls < this.#freeBlock.length) {
+      const head = this.#freeBlock[cls]!;
+      if (head !== NONE) {
+        this.#freeBlock[cls] = this.#arena32[head >> 2]!;
+        return head;
+      }
+    }
+    if (this.#top + size > this.#arena.byteLength) {
+      let cap = this.#arena.byteLength * 2;
+      while (this.#top + size > cap) cap *= 2;
+      const b = Buffer.alloc(cap);
+      b.set(this.#arena.subarray(0, this.#top));
+      this.#setArena(b);
+    }
+    const off = this.#top;
+    this.#top += size;
+    return off;
+  }
+
+  #free(off: number, size: number): void {
+    const cls = size >> 2;
+    if (cls >= this.#freeBlock.length) {
+      const heads = new Int32Array(cls * 2).fill(NONE);
+      heads.set(this.#freeBlock);
+      this.#freeBlock = heads;
+    }
+    this.#arena32[off >> 2] = this.#freeBlock[cls]!;
+    this.#freeBlock[cls] = off;
+  }
+
+  /** Bytes of the arena in use or on its free lists (for tests). */
+  get arenaBytes(): number {
+    return this.#top;
+  }
+
+  // ------------------------------------------------------------------ permissions
+
+  #internPerms(p: Perms): number {
+    let id = this.#permsOf.get(p);
+    if (id !== undefined && this.#permsList[id] === p) {
+      this.#permsRefs[id]!++;
+      return id;
+    }
+    let key = "";
+    for (const e of p) key += `${e.id}:${e.perms},`;
+    id = this.#permsIds.get(key);
+    if (id === undefined) {
+      id = this.#permsFree.pop() ?? this.#permsList.length;
+      this.#permsList[id] = p;
+      this.#permsRefs[id] = 0;
+      this.#permsIds.set(key, id);
+    }
+    this.#permsOf.set(p, id);
+    this.#permsRefs[id]!++;
+    return id;
+  }
+
+  #unrefPerms(id: number): void {
+    if (id === NONE || --this.#permsRefs[id]! > 0) return;
+    const p = this.#permsList[id]!;
+    let key = "";
+    for (const e of p) key += `${e.id}:${e.perms},`;
+    this.#permsIds.delete(key);
+    this.#permsList[id] = null;
+    this.#permsFree.push(id);
+  }
+
+  // ------------------------------------------------------------------ node fields
+
+  exists(slot: number): boolean {
+    return slot >= 0 && (this.#flags[slot]! & EXISTS) !== 0;
+  }
+
+  value(slot: number): string {
+    const n = this.#valLen[slot]!;
+    if (n === 0) return "";
+    const off = this.#data[slot]! + this.#nameLen[slot]!;
+    return this.#arena.toString("latin1", off, off + n);
+  }
+
+  perms(slot: number): Perms {
+    return this.#permsList[this.#perms[slot]!]!;
+  }
+
+  generation(slot: number): number {
+    return this.#gen[slot]!;
+  }
+
+  name(slot: number): string {
+    const off = this.#data[slot]!;
+    return off === NONE ? "" : this.#arena.toString("latin1", off, off + this.#nameLen[slot]!);
+  }
+
+  /** The full path of `slot`, built from its ancestors' names. */
+  path(slot: number): string {
+    if (slot === ROOT) return "/";
+    let p = "";
+    for (let s = slot; s !== ROOT; s = this.#parent[s]!) p = `/${this.name(s)}${p}`;
+    return p;
+  }
+
+  /** Slots of the nodes that exist, in slot order (parents not necessarily first). */
+  *slots(): Generator<number> {
+    for (let s = 0; s < this.#used; s++) if ((this.#flags[s]! & EXISTS) !== 0) yield s;
+  }
+
+  /**
+   * Makes `path` exist with these fields and its list as `children` names them (untouched
+   * when `children` is this slot's own live list).
+   */
+  set(path: string, value: string, perms: Perms, generation: number, children: ChildList): number {
+    const slot = this.#ensure(path);
+    const nameLen = this.#nameLen[slot]!;
+    const vlen = value.length;
+    if (vlen > 0xffff) throw new RangeError(`Cannot store a value of ${vlen} bytes`);
+    const oldSize = round4(nameLen + this.#valLen[slot]!);
+    const size = round4(nameLen + vlen);
+    let off = this.#data[slot]!;
+    if (size !== oldSize) {
+      const now = size === 0 ? NONE : this.#alloc(size);
+      const a = this.#arena;
+      for (let i = 0; i < nameLen; i++) a[now + i] = a[off + i]!;
+      if (off !== NONE) this.#free(off, oldSize);
+      off = now;
+      this.#data[slot] = off;
+    }
+    const a = this.#arena;
+    const v = off + nameLen;
+    if (vlen < 64) for (let i = 0; i < vlen; i++) a[v + i] = value.charCodeAt(i);
+    else a.write(value, v, vlen, "latin1");
+    this.#valLen[slot] = vlen;
+    const old = this.#perms[slot]!;
+    this.#perms[slot] = this.#internPerms(perms);
+    this.#unrefPerms(old);
+    this.#gen[slot] = generation;
+    if ((this.#flags[slot]! & EXISTS) === 0) {
+      this.#flags[slot]! |= EXISTS;
+      this.#size++;
+    }
+    if (!(children instanceof StoreList && children.isLive(this, slot))) {
+      if (this.#count[slot] !== 0) this.#clearList(slot);
+      for (const c of children) this.listAdd(slot, c);
+    }
+    return slot;
+  }
+
+  /** Removes the node at `path` with its child list; false if there was none. */
+  delete(path: string): boolean {
+    const slot = this.find(path);
+    if (slot < 0 || (this.#flags[slot]! & EXISTS) === 0) return false;
+    if (this.#count[slot] !== 0) this.#clearList(slot);
+    this.#flags[slot]! &= ~EXISTS;
+    this.#size--;
+    if (slot === ROOT) return true;
+    this.#release(slot);
+    return true;
+  }
+
+  // ------------------------------------------------------------------ child lists
+
+  listCount(slot: number): number {
+    return this.#count[slot]!;
+  }
+
+  listBytes(slot: number): number {
+    return this.#cbytes[slot]!;
+  }
+
+  listHas(slot: number, name: string): boolean {
+    const c = this.#child(slot, name, 0, name.length);
+    return c >= 0 && (this.#flags[c]! & LISTED) !== 0;
+  }
+
+  /** The listed child slots of `slot`, in order (safe against the current one being unlisted). */
+  *listSlots(slot: number): Generator<number> {
+    for (let c = this.#first[slot]!; c !== NONE; ) {
+      const next = this.#next[c]!;
+      yield c;
+      c = next;
+    }
+  }
+
+  listNames(slot: number): string[] {
+    const out: string[] = [];
+    for (let c = this.#first[slot]!; c !== NONE; c = this.#next[c]!) out.push(this.name(c));
+    return out;
+  }
+
+  /** Appends `name` to the list of `slot` (C `add_child`); a name already listed stays where it is. */
+  listAdd(slot: number, name: string): void {
+    if (name.length === 0 || name.includes("/"))
+      throw new RangeError(`Cannot list child "${name}": not a base name`);
+    let c = this.#child(slot, name, 0, name.length);
+    if (c < 0) c = this.#newSlot(slot, name, 0, name.length);
+    else if ((this.#flags[c]! & LISTED) !== 0) return;
+    this.#listChanging(slot);
+    const last = this.#last[slot]!;
+    this.#prev[c] = last;
+    this.#next[c] = NONE;
+    if (last === NONE) this.#first[slot] = c;
+    else this.#next[last] = c;
+    this.#last[slot] = c;
+    this.#count[slot]!++;
+    this.#cbytes[slot]! += name.length + 1;
+    this.#flags[c]! |= LISTED;
+  }
+
+  /** Removes `name` from the list of `slot` (C `remove_child_entry`); false if not listed. */
+  listRemove(slot: number, name: string): boolean {
+    const c = this.#child(slot, name, 0, name.length);
+    if (c < 0 || (this.#flags[c]! & LISTED) === 0) return false;
+    this.#unlink(slot, c);
+    this.#release(c);
+    return true;
+  }
+
+  #unlink(slot: number, c: number): void {
+    this.#listChanging(slot);
+    const prev = this.#prev[c]!;
+    const next = this.#next[c]!;
+    if (prev === NONE) this.#first[slot] = next;
+    else this.#next[prev] = next;
+    if (next === NONE) this.#last[slot] = prev;
+    else this.#prev[next] = prev;
+    this.#next[c] = NONE;
+    this.#prev[c] = NONE;
+    this.#count[slot]!--;
+    this.#cbytes[slot]! -= this.#nameLen[c]! + 1;
+    this.#flags[c]! &= ~LISTED;
+  }
+
+  #clearList(slot: number): void {
+    for (let c = this.#first[slot]!; c !== NONE; ) {
+      const next = this.#next[c]!;
+      this.#unlink(slot, c);
+      this.#release(c);
+      c = next;
+    }
+  }
+
+  /** Before a change to the list of `slot`: frozen views copy it, the wire form goes. */
+  #listChanging(slot: number): void {
+    if (this.#wireSlot === slot) {
+      this.#wireSlot = NONE;
+      this.#wire = null;
+    }
+    this.#thaw(slot);
+  }
+
+  #thaw(slot: number): void {
+    if (this.#frozen.size === 0) return;
+    const h = this.#frozen.get(slot);
+    if (h === undefined) return;
+    this.#frozen.delete(slot);
+    h.snap = ChildList.of(this.listNames(slot), null);
+  }
+
+  /** The holder a frozen view of `slot`'s list joins. */
+  holder(slot: number): Holder {
+    let h = this.#frozen.get(slot);
+    if (h === undefined) {
+      h = { snap: null };
+      this.#frozen.set(slot, h);
+    }
+    return h;
+  }
+
+  listWire(slot: number): Uint8Array {
+    if (this.#wireSlot === slot && this.#wire !== null) return this.#wire;
+    const out = new Uint8Array(this.#cbytes[slot]!);
+    const a = this.#arena;
+    let pos = 0;
+    for (let c = this.#first[slot]!; c !== NONE; c = this.#next[c]!) {
+      const off = this.#data[c]!;
+      const n = this.#nameLen[c]!;
+      out.set(a.subarray(off, off + n), pos);
+      pos += n + 1;
+    }
+    this.#wireSlot = slot;
+    this.#wire = out;
+    return out;
+  }
+
+  /** Empties the table but for the root, which loses its record. */
+  clear(): void {
+    const all = [...this.slots()];
+    for (const s of all) {
+      if (s === ROOT) continue;
+      const path = this.path(s);
+      this.delete(path);
+    }
+    if (this.exists(ROOT)) this.delete("/");
+  }
+}
+
+function* names(t: NodeTable, slot: number): Generator<string> {
+  for (const c of t.listSlots(slot)) yield t.name(c);
+}
+
+/** A node record's view of its slot's child list in a `NodeTable`. */
+export class StoreList extends ChildList {
+  readonly #t: NodeTable;
+  readonly #slot: number;
+  #holder: Holder | null = null;
+
+  constructor(t: NodeTable, slot: number) {
+    super();
+    this.#t = t;
+    this.#slot = slot;
+  }
+
+  /** Whether this view still shows the live list of `slot` in `t`. */
+  isLive(t: NodeTable, slot: number): boolean {
+    return this.#t === t && this.#slot === slot && (this.#holder === null || this.#holder.snap === null);
+  }
+
+  #snap(): ChildList | null {
+    return this.#holder === null ? null : this.#holder.snap;
+  }
+
+  override get size(): number {
+    return this.#snap()?.size ?? this.#t.listCount(this.#slot);
+  }
+
+  override get bytes(): number {
+    return this.#snap()?.bytes ?? this.#t.listBytes(this.#slot);
+  }
+
+  override get owner(): ListOwner | null {
+    return this.#holder === null ? this.#t.owner : null;
+  }
+
+  override has(name: string): boolean {
+    const s = this.#snap();
+    return s !== null ? s.has(name) : this.#t.listHas(this.#slot, name);
+  }
+
+  override [Symbol.iterator](): IterableIterator<string> {
+    const s = this.#snap();
+    if (s !== null) return s[Symbol.iterator]();
+    return names(this.#t, this.#slot);
+  }
+
+  override toArray(): string[] {
+    const s = this.#snap();
+    return s !== null ? s.toArray() : this.#t.listNames(this.#slot);
+  }
+
+  override freeze(): void {
+    if (this.#holder !== null) return;
+    // An empty list is copied at once: a holder per leaf a transaction read would pile up.
+    this.#holder = this.#t.listCount(this.#slot) === 0 ? { snap: ChildList.EMPTY } : this.#t.holder(this.#slot);
+  }
+
+  override adopt(_from: ListOwner | null, _to: ListOwner): void {}
+
+  override edited(edit: ChildEdit, owner: ListOwner): ChildList {
+    if (this.#holder === null && owner === this.#t.owner) {
+      if (edit.add) this.#t.listAdd(this.#slot, edit.name);
+      else this.#t.listRemove(this.#slot, edit.name);
+      return this;
+    }
+    return ChildList.of(this.toArray(), owner).edited(edit, owner);
+  }
+
+  override wire(): Uint8Array {
+    const s = this.#snap();
+    return s !== null ? s.wire() : this.#t.listWire(this.#slot);
+  }
+
+  override sameAs(other: ChildList): boolean {
+    if (this === other) return true;
+    return (
+      other instanceof StoreList && other.isLive(this.#t, this.#slot) && this.isLive(this.#t, this.#slot)
+    );
+  }
+}
