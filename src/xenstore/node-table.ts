@@ -53,6 +53,23 @@ function hashEnd(h: number): number {
   return (h ^ (h >>> 15)) >>> 0;
 }
 
+/** Bytes of one slot's columns (float64; 8 int32; 2 uint16; uint8). */
+const SLOT_BYTES = 8 + 8 * 4 + 2 * 2 + 1;
+
+/**
+ * Growth. Small tables (a guest's test store) double. A table past 64k slots jumps to room for
+ * 2M nodes, and its arena past 4 MiB to 64 MiB, in one fresh zero-filled allocation each:
+ * pages never written cost no RSS, and the host's store then grows without copying. A copy
+ * would leave the old buffer resident until V8's next full collection, which an idle daemon
+ * may not run for a long time (bench xenstore case f measured that slack: ~40 B per node).
+ */
+const RESERVE_SLOTS = 1 << 21;
+const RESERVE_ARENA = 64 << 20;
+
+function grown(cap: number, reserve: number): number {
+  return cap >= reserve >> 5 && cap < reserve ? reserve : cap * 2;
+}
+
 const round4 = (n: number): number => (n + 3) & ~3;
 
 /** Copies of frozen views of one slot's list, made at the store's first change after the freeze. */
@@ -64,20 +81,19 @@ export class NodeTable {
   /** The store: lists it owns are changed in place. */
   readonly owner: ListOwner;
   #cap = 0;
+  #gen = new Float64Array(0);
   #parent = new Int32Array(0);
   #data = new Int32Array(0);
+  #perms = new Int32Array(0);
+  #first = new Int32Array(0);
+  /** In the parent's list: the next slot (NONE at the end), and the previous one (circular: the first's is the last). */
+  #next = new Int32Array(0);
+  #prev = new Int32Array(0);
+  #cbytes = new Int32Array(0);
+  #refs = new Int32Array(0);
   #nameLen = new Uint16Array(0);
   #valLen = new Uint16Array(0);
   #flags = new Uint8Array(0);
-  #perms = new Int32Array(0);
-  #gen = new Float64Array(0);
-  #first = new Int32Array(0);
-  #last = new Int32Array(0);
-  #next = new Int32Array(0);
-  #prev = new Int32Array(0);
-  #count = new Int32Array(0);
-  #cbytes = new Int32Array(0);
-  #refs = new Int32Array(0);
   /** Slots ever used; slots below it that are free chain from #freeSlot through #next. */
   #used = 0;
   #freeSlot = NONE;
@@ -237,29 +253,38 @@ export class NodeTable {
 
   // ------------------------------------------------------------------ slots
 
+  /**
+   * Moves the columns to one buffer of `cap` slots. One buffer, not one per column: a few large
+   * allocations, each twice the last, which malloc serves from fresh zero pages (untouched
+   * ones cost no RSS) and gives back whole when freed.
+   */
   #grow(cap: number): void {
-    const g = <T extends Int32Array | Uint16Array | Uint8Array | Float64Array>(
+    const buf = new ArrayBuffer(cap * SLOT_BYTES);
+    let off = 0;
+    const take = <T extends Float64Array | Int32Array | Uint16Array | Uint8Array>(
       old: T,
-      make: (n: number) => T,
+      make: (b: ArrayBuffer, o: number, n: number) => T,
     ): T => {
-      const a = make(cap);
+      const a = make(buf, off, cap);
       a.set(old);
+      off += cap * a.BYTES_PER_ELEMENT;
       return a;
     };
-    this.#parent = g(this.#parent, (n) => new Int32Array(n));
-    this.#data = g(this.#data, (n) => new Int32Array(n));
-    this.#nameLen = g(this.#nameLen, (n) => new Uint16Array(n));
-    this.#valLen = g(this.#valLen, (n) => new Uint16Array(n));
-    this.#flags = g(this.#flags, (n) => new Uint8Array(n));
-    this.#perms = g(this.#perms, (n) => new Int32Array(n));
-    this.#gen = g(this.#gen, (n) => new Float64Array(n));
-    this.#first = g(this.#first, (n) => new Int32Array(n));
-    this.#last = g(this.#last, (n) => new Int32Array(n));
-    this.#next = g(this.#next, (n) => new Int32Array(n));
-    this.#prev = g(this.#prev, (n) => new Int32Array(n));
-    this.#count = g(this.#count, (n) => new Int32Array(n));
-    this.#cbytes = g(this.#cbytes, (n) => new Int32Array(n));
-    this.#refs = g(this.#refs, (n) => new Int32Array(n));
+    const f64 = (b: ArrayBuffer, o: number, n: number) => new Float64Array(b, o, n);
+    const i32 = (b: ArrayBuffer, o: number, n: number) => new Int32Array(b, o, n);
+    const u16 = (b: ArrayBuffer, o: number, n: number) => new Uint16Array(b, o, n);
+    this.#gen = take(this.#gen, f64);
+    this.#parent = take(this.#parent, i32);
+    this.#data = take(this.#data, i32);
+    this.#perms = take(this.#perms, i32);
+    this.#first = take(this.#first, i32);
+    this.#next = take(this.#next, i32);
+    this.#prev = take(this.#prev, i32);
+    this.#cbytes = take(this.#cbytes, i32);
+    this.#refs = take(this.#refs, i32);
+    this.#nameLen = take(this.#nameLen, u16);
+    this.#valLen = take(this.#valLen, u16);
+    this.#flags = take(this.#flags, (b, o, n) => new Uint8Array(b, o, n));
     this.#cap = cap;
   }
 
@@ -268,7 +293,7 @@ export class NodeTable {
     if (slot !== NONE) {
       this.#freeSlot = this.#next[slot]!;
     } else {
-      if (this.#used === this.#cap) this.#grow(this.#cap * 2);
+      if (this.#used === this.#cap) this.#grow(grown(this.#cap, RESERVE_SLOTS));
       slot = this.#used++;
     }
     const n = end - start;
@@ -280,10 +305,8 @@ export class NodeTable {
     this.#perms[slot] = NONE;
     this.#gen[slot] = 0;
     this.#first[slot] = NONE;
-    this.#last[slot] = NONE;
     this.#next[slot] = NONE;
     this.#prev[slot] = NONE;
-    this.#count[slot] = 0;
     this.#cbytes[slot] = 0;
     this.#refs[slot] = 0;
     const off = n === 0 ? NONE : this.#alloc(round4(n));
@@ -333,7 +356,7 @@ export class NodeTable {
       }
     }
     if (this.#top + size > this.#arena.byteLength) {
-      let cap = this.#arena.byteLength * 2;
+      let cap = grown(this.#arena.byteLength, RESERVE_ARENA);
       while (this.#top + size > cap) cap *= 2;
       const b = Buffer.alloc(cap);
       b.set(this.#arena.subarray(0, this.#top));
@@ -465,7 +488,7 @@ export class NodeTable {
       this.#size++;
     }
     if (!(children instanceof StoreList && children.isLive(this, slot))) {
-      if (this.#count[slot] !== 0) this.#clearList(slot);
+      if (this.#first[slot] !== NONE) this.#clearList(slot);
       for (const c of children) this.listAdd(slot, c);
     }
     return slot;
@@ -475,7 +498,7 @@ export class NodeTable {
   delete(path: string): boolean {
     const slot = this.find(path);
     if (slot < 0 || (this.#flags[slot]! & EXISTS) === 0) return false;
-    if (this.#count[slot] !== 0) this.#clearList(slot);
+    if (this.#first[slot] !== NONE) this.#clearList(slot);
     this.#flags[slot]! &= ~EXISTS;
     this.#size--;
     if (slot === ROOT) return true;
@@ -485,8 +508,15 @@ export class NodeTable {
 
   // ------------------------------------------------------------------ child lists
 
+  /** Names in the list of `slot` (a walk: only a whole record's encoding asks). */
   listCount(slot: number): number {
-    return this.#count[slot]!;
+    let n = 0;
+    for (let c = this.#first[slot]!; c !== NONE; c = this.#next[c]!) n++;
+    return n;
+  }
+
+  listEmpty(slot: number): boolean {
+    return this.#first[slot] === NONE;
   }
 
   listBytes(slot: number): number {
@@ -521,13 +551,17 @@ export class NodeTable {
     if (c < 0) c = this.#newSlot(slot, name, 0, name.length);
     else if ((this.#flags[c]! & LISTED) !== 0) return;
     this.#listChanging(slot);
-    const last = this.#last[slot]!;
-    this.#prev[c] = last;
+    const first = this.#first[slot]!;
+    if (first === NONE) {
+      this.#first[slot] = c;
+      this.#prev[c] = c;
+    } else {
+      const last = this.#prev[first]!;
+      this.#next[last] = c;
+      this.#prev[c] = last;
+      this.#prev[first] = c;
+    }
     this.#next[c] = NONE;
-    if (last === NONE) this.#first[slot] = c;
-    else this.#next[last] = c;
-    this.#last[slot] = c;
-    this.#count[slot]!++;
     this.#cbytes[slot]! += name.length + 1;
     this.#flags[c]! |= LISTED;
   }
@@ -543,15 +577,18 @@ export class NodeTable {
 
   #unlink(slot: number, c: number): void {
     this.#listChanging(slot);
+    const first = this.#first[slot]!;
     const prev = this.#prev[c]!;
     const next = this.#next[c]!;
-    if (prev === NONE) this.#first[slot] = next;
-    else this.#next[prev] = next;
-    if (next === NONE) this.#last[slot] = prev;
-    else this.#prev[next] = prev;
+    if (c === first) {
+      this.#first[slot] = next;
+      if (next !== NONE) this.#prev[next] = prev;
+    } else {
+      this.#next[prev] = next;
+      this.#prev[next === NONE ? first : next] = prev;
+    }
     this.#next[c] = NONE;
     this.#prev[c] = NONE;
-    this.#count[slot]!--;
     this.#cbytes[slot]! -= this.#nameLen[c]! + 1;
     this.#flags[c]! &= ~LISTED;
   }
@@ -676,7 +713,7 @@ export class StoreList extends ChildList {
   override freeze(): void {
     if (this.#holder !== null) return;
     // An empty list is copied at once: a holder per leaf a transaction read would pile up.
-    this.#holder = this.#t.listCount(this.#slot) === 0 ? { snap: ChildList.EMPTY } : this.#t.holder(this.#slot);
+    this.#holder = this.#t.listEmpty(this.#slot) ? { snap: ChildList.EMPTY } : this.#t.holder(this.#slot);
   }
 
   override adopt(_from: ListOwner | null, _to: ListOwner): void {}
