@@ -74,6 +74,11 @@ export abstract class ChildList implements Iterable<string> {
     return this === other;
   }
 
+  /** The slot of `table` whose live list this is (a view of the packed store's), or -1. */
+  liveSlot(_table: object): number {
+    return -1;
+  }
+
   /** Bytes after `edit` is applied. */
   bytesAfter(edit: ChildEdit): number {
     if (edit.add) return this.bytes + edit.name.length + 1;

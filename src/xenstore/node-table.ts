@@ -1,7 +1,8 @@
 /**
- * The store's nodes packed outside the JavaScript object graph: a few typed-array columns per
- * node, the names and values in one byte arena, so a node costs about 80 bytes where a Map of
- * path → record cost about 220 bytes of heap (docs/speed.md, bench xenstore case f).
+ * The store's nodes packed outside the JavaScript object graph: typed-array columns per node,
+ * the names and values in one byte arena, so a node of bench xenstore case f (16-byte values)
+ * costs about 75 bytes where a Map of path → record cost about 220 bytes of heap and 250-400 of
+ * RSS (docs/speed.md).
  *
  * Slots. Each slot is one (parent, base name) pair. It is kept while the node exists (EXISTS),
  * while its parent's child list names it (LISTED), or while it has child slots (`refs`). The
@@ -9,21 +10,24 @@
  * exists), but inside a request a node exists before its parent lists it, and a deleted
  * node's children stay listed until the node's own record goes: slots allow both.
  *
- * Columns, per slot (int32 unless said): parent; the arena offset of its block (name bytes,
- * then value bytes; -1 for none); name and value lengths (uint16); flags (uint8);
- * interned permissions id; generation (float64); the child list as an intrusive doubly
- * linked list (first, last, count, bytes of names with their NULs; and the slot's own next
- * and prev in its parent's list); refs. Free slots chain through `next`.
+ * Columns, 45 bytes per slot, all in one buffer: generation (float64); parent; the arena
+ * offset of its block (name bytes, then value bytes; -1 for none); interned permissions id;
+ * the child list as an intrusive doubly linked list (the first child, and the slot's own next
+ * and prev in its parent's list, prev circular so the first child's prev is the last: C's
+ * append and cut-out in O(1)); the list's bytes of names with their NULs (C's `childlen`, for
+ * the node-size quota); refs (int32 each); name and value lengths (uint16); flags (uint8).
+ * Free slots chain through `next`. A worked layout: /a, then /a/c, then /a/b = "v" take slots
+ * 1, 2, 3; first[1] = 2, next[2] = 3, next[3] = -1, prev[2] = 3 (the last), prev[3] = 2; slot 3's
+ * block holds "bv" (name 1, value 1: 4 bytes); cbytes[1] = 4 ("c\0b\0").
  *
  * Lookup. An open-addressing table (linear probing, load ≤ 0.7) maps hash(parent, name) to
  * slot + 1; a path is looked up one component at a time from the root (slot 0), hashing the
  * path string's chars in place, so no substring is made. Deletion shifts later entries back
  * (no tombstones).
  *
- * Arena. Blocks are 4-byte aligned and sized to round4(name + value); a freed block goes on
- * the free list of its exact size (its first 4 bytes hold the next free block), and an
- * allocation of that size takes it back: rewriting a value of the same rounded size reuses its
- * block in place, and a store whose values churn does not grow.
+ * Arena. The names and values live in src/xenstore/node-arena.ts's blocks, reused by size:
+ * rewriting a value of the same rounded size reuses its block in place, and a store whose
+ * values churn does not grow.
  *
  * Child-list views. A node record read from the store carries a `StoreList`, a view of its
  * slot's live list (src/xenstore/children.ts's interface). A transaction that keeps a record
@@ -32,7 +36,8 @@
  * read. Example: T reads /d [a, b] (frozen); the store appends c → T's view now answers from
  * its copy [a, b]; a fresh read of /d gives [a, b, c].
  */
-import { type ChildEdit, ChildList, type ListOwner } from "./children.ts";
+import { ChildList, type ListOwner } from "./children.ts";
+import { Arena, grown, RESERVE_SLOTS, round4 } from "./node-arena.ts";
 import type { Perms } from "./perms.ts";
 
 const EXISTS = 1;
@@ -56,24 +61,8 @@ function hashEnd(h: number): number {
 /** Bytes of one slot's columns (float64; 8 int32; 2 uint16; uint8). */
 const SLOT_BYTES = 8 + 8 * 4 + 2 * 2 + 1;
 
-/**
- * Growth. Small tables (a guest's test store) double. A table past 64k slots jumps to room for
- * 2M nodes, and its arena past 4 MiB to 64 MiB, in one fresh zero-filled allocation each:
- * pages never written cost no RSS, and the host's store then grows without copying. A copy
- * would leave the old buffer resident until V8's next full collection, which an idle daemon
- * may not run for a long time (bench xenstore case f measured that slack: ~40 B per node).
- */
-const RESERVE_SLOTS = 1 << 21;
-const RESERVE_ARENA = 64 << 20;
-
-function grown(cap: number, reserve: number): number {
-  return cap >= reserve >> 5 && cap < reserve ? reserve : cap * 2;
-}
-
-const round4 = (n: number): number => (n + 3) & ~3;
-
 /** Copies of frozen views of one slot's list, made at the store's first change after the freeze. */
-interface Holder {
+export interface Holder {
   snap: ChildList | null;
 }
 
@@ -103,11 +92,7 @@ export class NodeTable {
   #hash = new Int32Array(0);
   #hashUsed = 0;
 
-  #arena: Buffer = Buffer.alloc(0);
-  #arena32: Int32Array<ArrayBufferLike> = new Int32Array(0);
-  #top = 0;
-  /** Head of each free list, by block size / 4. */
-  #freeBlock = new Int32Array(0);
+  readonly #arena = new Arena();
 
   readonly #permsIds = new Map<string, number>();
   readonly #permsOf = new WeakMap<Perms, number>();
@@ -124,8 +109,6 @@ export class NodeTable {
     this.owner = owner;
     this.#grow(1024);
     this.#hash = new Int32Array(2048);
-    this.#setArena(Buffer.alloc(64 * 1024));
-    this.#freeBlock = new Int32Array(1100).fill(NONE);
     const root = this.#newSlot(NONE, "", 0, 0);
     if (root !== ROOT) throw new Error("Cannot build the node table: the root is not slot 0");
   }
@@ -177,7 +160,7 @@ export class NodeTable {
 
   #slotHash(slot: number): number {
     let h = hashStart(this.#parent[slot]!);
-    const a = this.#arena;
+    const a = this.#arena.bytes;
     const off = this.#data[slot]!;
     const n = this.#nameLen[slot]!;
     for (let i = 0; i < n; i++) h = hashStep(h, a[off + i]!);
@@ -189,7 +172,7 @@ export class NodeTable {
     const hash = this.#hash;
     const mask = hash.length - 1;
     const n = end - start;
-    const a = this.#arena;
+    const a = this.#arena.bytes;
     let i = this.#nameHash(parent, s, start, end) & mask;
     for (;;) {
       const e = hash[i]!;
@@ -309,9 +292,9 @@ export class NodeTable {
     this.#prev[slot] = NONE;
     this.#cbytes[slot] = 0;
     this.#refs[slot] = 0;
-    const off = n === 0 ? NONE : this.#alloc(round4(n));
+    const off = n === 0 ? NONE : this.#arena.alloc(round4(n));
     this.#data[slot] = off;
-    const a = this.#arena;
+    const a = this.#arena.bytes;
     for (let i = 0; i < n; i++) a[off + i] = s.charCodeAt(start + i);
     if (parent !== NONE) {
       this.#refs[parent]!++;
@@ -327,7 +310,7 @@ export class NodeTable {
       const parent = this.#parent[slot]!;
       this.#hashRemove(slot);
       const off = this.#data[slot]!;
-      if (off !== NONE) this.#free(off, round4(this.#nameLen[slot]! + this.#valLen[slot]!));
+      if (off !== NONE) this.#arena.free(off, round4(this.#nameLen[slot]! + this.#valLen[slot]!));
       this.#unrefPerms(this.#perms[slot]!);
       this.#perms[slot] = NONE;
       this.#data[slot] = NONE;
@@ -339,48 +322,9 @@ export class NodeTable {
     }
   }
 
-  // ------------------------------------------------------------------ arena
-
-  #setArena(b: Buffer): void {
-    this.#arena = b;
-    this.#arena32 = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
-  }
-
-  #alloc(size: number): number {
-    const cls = size >> 2;
-    if (cls < this.#freeBlock.length) {
-      const head = this.#freeBlock[cls]!;
-      if (head !== NONE) {
-        this.#freeBlock[cls] = this.#arena32[head >> 2]!;
-        return head;
-      }
-    }
-    if (this.#top + size > this.#arena.byteLength) {
-      let cap = grown(this.#arena.byteLength, RESERVE_ARENA);
-      while (this.#top + size > cap) cap *= 2;
-      const b = Buffer.alloc(cap);
-      b.set(this.#arena.subarray(0, this.#top));
-      this.#setArena(b);
-    }
-    const off = this.#top;
-    this.#top += size;
-    return off;
-  }
-
-  #free(off: number, size: number): void {
-    const cls = size >> 2;
-    if (cls >= this.#freeBlock.length) {
-      const heads = new Int32Array(cls * 2).fill(NONE);
-      heads.set(this.#freeBlock);
-      this.#freeBlock = heads;
-    }
-    this.#arena32[off >> 2] = this.#freeBlock[cls]!;
-    this.#freeBlock[cls] = off;
-  }
-
   /** Bytes of the arena in use or on its free lists (for tests). */
   get arenaBytes(): number {
-    return this.#top;
+    return this.#arena.top;
   }
 
   // ------------------------------------------------------------------ permissions
@@ -425,7 +369,7 @@ export class NodeTable {
     const n = this.#valLen[slot]!;
     if (n === 0) return "";
     const off = this.#data[slot]! + this.#nameLen[slot]!;
-    return this.#arena.toString("latin1", off, off + n);
+    return this.#arena.bytes.toString("latin1", off, off + n);
   }
 
   perms(slot: number): Perms {
@@ -438,7 +382,7 @@ export class NodeTable {
 
   name(slot: number): string {
     const off = this.#data[slot]!;
-    return off === NONE ? "" : this.#arena.toString("latin1", off, off + this.#nameLen[slot]!);
+    return off === NONE ? "" : this.#arena.bytes.toString("latin1", off, off + this.#nameLen[slot]!);
   }
 
   /** The full path of `slot`, built from its ancestors' names. */
@@ -467,14 +411,14 @@ export class NodeTable {
     const size = round4(nameLen + vlen);
     let off = this.#data[slot]!;
     if (size !== oldSize) {
-      const now = size === 0 ? NONE : this.#alloc(size);
-      const a = this.#arena;
+      const now = size === 0 ? NONE : this.#arena.alloc(size);
+      const a = this.#arena.bytes;
       for (let i = 0; i < nameLen; i++) a[now + i] = a[off + i]!;
-      if (off !== NONE) this.#free(off, oldSize);
+      if (off !== NONE) this.#arena.free(off, oldSize);
       off = now;
       this.#data[slot] = off;
     }
-    const a = this.#arena;
+    const a = this.#arena.bytes;
     const v = off + nameLen;
     if (vlen < 64) for (let i = 0; i < vlen; i++) a[v + i] = value.charCodeAt(i);
     else a.write(value, v, vlen, "latin1");
@@ -487,7 +431,7 @@ export class NodeTable {
       this.#flags[slot]! |= EXISTS;
       this.#size++;
     }
-    if (!(children instanceof StoreList && children.isLive(this, slot))) {
+    if (children.liveSlot(this) !== slot) {
       if (this.#first[slot] !== NONE) this.#clearList(slot);
       for (const c of children) this.listAdd(slot, c);
     }
@@ -632,7 +576,7 @@ export class NodeTable {
   listWire(slot: number): Uint8Array {
     if (this.#wireSlot === slot && this.#wire !== null) return this.#wire;
     const out = new Uint8Array(this.#cbytes[slot]!);
-    const a = this.#arena;
+    const a = this.#arena.bytes;
     let pos = 0;
     for (let c = this.#first[slot]!; c !== NONE; c = this.#next[c]!) {
       const off = this.#data[c]!;
@@ -654,88 +598,5 @@ export class NodeTable {
       this.delete(path);
     }
     if (this.exists(ROOT)) this.delete("/");
-  }
-}
-
-function* names(t: NodeTable, slot: number): Generator<string> {
-  for (const c of t.listSlots(slot)) yield t.name(c);
-}
-
-/** A node record's view of its slot's child list in a `NodeTable`. */
-export class StoreList extends ChildList {
-  readonly #t: NodeTable;
-  readonly #slot: number;
-  #holder: Holder | null = null;
-
-  constructor(t: NodeTable, slot: number) {
-    super();
-    this.#t = t;
-    this.#slot = slot;
-  }
-
-  /** Whether this view still shows the live list of `slot` in `t`. */
-  isLive(t: NodeTable, slot: number): boolean {
-    return this.#t === t && this.#slot === slot && (this.#holder === null || this.#holder.snap === null);
-  }
-
-  #snap(): ChildList | null {
-    return this.#holder === null ? null : this.#holder.snap;
-  }
-
-  override get size(): number {
-    return this.#snap()?.size ?? this.#t.listCount(this.#slot);
-  }
-
-  override get bytes(): number {
-    return this.#snap()?.bytes ?? this.#t.listBytes(this.#slot);
-  }
-
-  override get owner(): ListOwner | null {
-    return this.#holder === null ? this.#t.owner : null;
-  }
-
-  override has(name: string): boolean {
-    const s = this.#snap();
-    return s !== null ? s.has(name) : this.#t.listHas(this.#slot, name);
-  }
-
-  override [Symbol.iterator](): IterableIterator<string> {
-    const s = this.#snap();
-    if (s !== null) return s[Symbol.iterator]();
-    return names(this.#t, this.#slot);
-  }
-
-  override toArray(): string[] {
-    const s = this.#snap();
-    return s !== null ? s.toArray() : this.#t.listNames(this.#slot);
-  }
-
-  override freeze(): void {
-    if (this.#holder !== null) return;
-    // An empty list is copied at once: a holder per leaf a transaction read would pile up.
-    this.#holder = this.#t.listEmpty(this.#slot) ? { snap: ChildList.EMPTY } : this.#t.holder(this.#slot);
-  }
-
-  override adopt(_from: ListOwner | null, _to: ListOwner): void {}
-
-  override edited(edit: ChildEdit, owner: ListOwner): ChildList {
-    if (this.#holder === null && owner === this.#t.owner) {
-      if (edit.add) this.#t.listAdd(this.#slot, edit.name);
-      else this.#t.listRemove(this.#slot, edit.name);
-      return this;
-    }
-    return ChildList.of(this.toArray(), owner).edited(edit, owner);
-  }
-
-  override wire(): Uint8Array {
-    const s = this.#snap();
-    return s !== null ? s.wire() : this.#t.listWire(this.#slot);
-  }
-
-  override sameAs(other: ChildList): boolean {
-    if (this === other) return true;
-    return (
-      other instanceof StoreList && other.isLive(this.#t, this.#slot) && this.isLive(this.#t, this.#slot)
-    );
   }
 }

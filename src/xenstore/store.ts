@@ -26,8 +26,9 @@
  */
 import { type ChildEdit, ChildList, type ListOwner } from "./children.ts";
 import { XsError } from "./errors.ts";
-import { NodeTable, StoreList } from "./node-table.ts";
+import { NodeTable } from "./node-table.ts";
 import type { Perms } from "./perms.ts";
+import { StoreList } from "./store-list.ts";
 
 export const NO_GENERATION = -1;
 
