@@ -10,20 +10,22 @@
  * exists), but inside a request a node exists before its parent lists it, and a deleted
  * node's children stay listed until the node's own record goes: slots allow both.
  *
- * Columns, 45 bytes per slot, all in one buffer: generation (float64); parent; the arena
+ * Columns, 49 bytes per slot, all in one buffer: generation (float64); parent; the arena
  * offset of its block (name bytes, then value bytes; -1 for none); interned permissions id;
  * the child list as an intrusive doubly linked list (the first child, and the slot's own next
  * and prev in its parent's list, prev circular so the first child's prev is the last: C's
  * append and cut-out in O(1)); the list's bytes of names with their NULs (C's `childlen`, for
- * the node-size quota); refs (int32 each); name and value lengths (uint16); flags (uint8).
+ * the node-size quota); refs; the path's hash state (int32 each); name and value lengths
+ * (uint16); flags (uint8).
  * Free slots chain through `next`. A worked layout: /a, then /a/c, then /a/b = "v" take slots
  * 1, 2, 3; first[1] = 2, next[2] = 3, next[3] = -1, prev[2] = 3 (the last), prev[3] = 2; slot 3's
  * block holds "bv" (name 1, value 1: 4 bytes); cbytes[1] = 4 ("c\0b\0").
  *
- * Lookup. An open-addressing table (linear probing, load ≤ 0.7) maps hash(parent, name) to
- * slot + 1; a path is looked up one component at a time from the root (slot 0), hashing the
- * path string's chars in place, so no substring is made. Deletion shifts later entries back
- * (no tombstones).
+ * Lookup. An open-addressing table (linear probing, load ≤ 0.7) maps the hash of a node's full
+ * path to slot + 1. Each slot keeps its path's hash state (`hcode`, 4 bytes): a path is hashed in
+ * one pass over the string's chars and a candidate checked by walking up its parents, and a
+ * (parent, name) pair hashes from the parent's state, so no path string is kept and no
+ * substring made. Deletion shifts later entries back (no tombstones).
  *
  * Arena. The names and values live in src/xenstore/node-arena.ts's blocks, reused by size:
  * rewriting a value of the same rounded size reuses its block in place, and a store whose
@@ -45,10 +47,12 @@ const LISTED = 2;
 const ROOT = 0;
 const NONE = -1;
 
-/** FNV-1a over the name's chars, seeded by the parent slot. */
-function hashStart(parent: number): number {
-  return Math.imul(0x811c9dc5 ^ parent, 0x01000193);
-}
+/**
+ * FNV-1a over a node's full path, "/" included, as the path string's chars: the root's state is
+ * the offset basis, and a child's state continues its parent's over "/" and its name, so a
+ * path is hashed in one pass and a (parent, name) pair from the parent's stored state.
+ */
+const HASH_ROOT = 0x811c9dc5 | 0;
 
 function hashStep(h: number, c: number): number {
   return Math.imul(h ^ c, 0x01000193);
@@ -58,8 +62,8 @@ function hashEnd(h: number): number {
   return (h ^ (h >>> 15)) >>> 0;
 }
 
-/** Bytes of one slot's columns (float64; 8 int32; 2 uint16; uint8). */
-const SLOT_BYTES = 8 + 8 * 4 + 2 * 2 + 1;
+/** Bytes of one slot's columns (float64; 9 int32; 2 uint16; uint8). */
+const SLOT_BYTES = 8 + 9 * 4 + 2 * 2 + 1;
 
 /** Copies of frozen views of one slot's list, made at the store's first change after the freeze. */
 export interface Holder {
@@ -80,6 +84,8 @@ export class NodeTable {
   #prev = new Int32Array(0);
   #cbytes = new Int32Array(0);
   #refs = new Int32Array(0);
+  /** The FNV state of the slot's full path (before hashEnd). */
+  #hcode = new Int32Array(0);
   #nameLen = new Uint16Array(0);
   #valLen = new Uint16Array(0);
   #flags = new Uint8Array(0);
@@ -119,20 +125,35 @@ export class NodeTable {
 
   // ------------------------------------------------------------------ lookup
 
-  /** The slot of `path`, or -1. */
+  /** The slot of `path`, or -1: one hash of the whole path, checked up through the parents. */
   find(path: string): number {
-    if (path.charCodeAt(0) !== 47) return NONE;
-    let slot = ROOT;
-    let start = 1;
     const len = path.length;
+    if (path.charCodeAt(0) !== 47) return NONE;
     if (len === 1) return ROOT;
-    for (;;) {
-      let end = path.indexOf("/", start);
-      if (end < 0) end = len;
-      slot = this.#child(slot, path, start, end);
-      if (slot < 0 || end === len) return slot;
-      start = end + 1;
+    let h = HASH_ROOT;
+    for (let i = 0; i < len; i++) h = hashStep(h, path.charCodeAt(i));
+    const hash = this.#hash;
+    const mask = hash.length - 1;
+    for (let i = hashEnd(h) & mask; ; i = (i + 1) & mask) {
+      const e = hash[i]!;
+      if (e === 0) return NONE;
+      if (this.#hcode[e - 1] === h && this.#isPath(e - 1, path)) return e - 1;
     }
+  }
+
+  /** Whether `slot`'s full path is `path`. */
+  #isPath(slot: number, path: string): boolean {
+    const a = this.#arena.bytes;
+    let end = path.length;
+    for (let s = slot; s !== ROOT; s = this.#parent[s]!) {
+      const n = this.#nameLen[s]!;
+      const start = end - n;
+      if (start < 1 || path.charCodeAt(start - 1) !== 47) return false;
+      const off = this.#data[s]!;
+      for (let j = 0; j < n; j++) if (a[off + j] !== path.charCodeAt(start + j)) return false;
+      end = start - 1;
+    }
+    return end === 0;
   }
 
   /** The slot of `path`, made (with the slots above it) when missing. */
@@ -153,18 +174,13 @@ export class NodeTable {
   }
 
   #nameHash(parent: number, s: string, start: number, end: number): number {
-    let h = hashStart(parent);
+    let h = hashStep(this.#hcode[parent]!, 47);
     for (let i = start; i < end; i++) h = hashStep(h, s.charCodeAt(i));
-    return hashEnd(h);
+    return h;
   }
 
   #slotHash(slot: number): number {
-    let h = hashStart(this.#parent[slot]!);
-    const a = this.#arena.bytes;
-    const off = this.#data[slot]!;
-    const n = this.#nameLen[slot]!;
-    for (let i = 0; i < n; i++) h = hashStep(h, a[off + i]!);
-    return hashEnd(h);
+    return hashEnd(this.#hcode[slot]!);
   }
 
   /** The child slot of `parent` named s[start, end), or -1. */
@@ -173,12 +189,13 @@ export class NodeTable {
     const mask = hash.length - 1;
     const n = end - start;
     const a = this.#arena.bytes;
-    let i = this.#nameHash(parent, s, start, end) & mask;
+    const h = this.#nameHash(parent, s, start, end);
+    let i = hashEnd(h) & mask;
     for (;;) {
       const e = hash[i]!;
       if (e === 0) return NONE;
       const slot = e - 1;
-      if (this.#parent[slot] === parent && this.#nameLen[slot] === n) {
+      if (this.#hcode[slot] === h && this.#parent[slot] === parent && this.#nameLen[slot] === n) {
         const off = this.#data[slot]!;
         let j = 0;
         while (j < n && a[off + j] === s.charCodeAt(start + j)) j++;
@@ -265,6 +282,7 @@ export class NodeTable {
     this.#prev = take(this.#prev, i32);
     this.#cbytes = take(this.#cbytes, i32);
     this.#refs = take(this.#refs, i32);
+    this.#hcode = take(this.#hcode, i32);
     this.#nameLen = take(this.#nameLen, u16);
     this.#valLen = take(this.#valLen, u16);
     this.#flags = take(this.#flags, (b, o, n) => new Uint8Array(b, o, n));
@@ -296,6 +314,7 @@ export class NodeTable {
     this.#data[slot] = off;
     const a = this.#arena.bytes;
     for (let i = 0; i < n; i++) a[off + i] = s.charCodeAt(start + i);
+    this.#hcode[slot] = parent === NONE ? HASH_ROOT : this.#nameHash(parent, s, start, end);
     if (parent !== NONE) {
       this.#refs[parent]!++;
       this.#hashInsert(slot);
