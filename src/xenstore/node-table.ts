@@ -391,6 +391,10 @@ export class NodeTable {
     return this.#arena.bytes.toString("latin1", off, off + n);
   }
 
+  valueLength(slot: number): number {
+    return this.#valLen[slot]!;
+  }
+
   perms(slot: number): Perms {
     return this.#permsList[this.#perms[slot]!]!;
   }

@@ -64,6 +64,14 @@ export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">, ed
  * for a new child in a wide directory does not carry the whole list.
  */
 export const WHOLE = "whole";
+
+/** A stored node's charge (NodeMap.account). */
+export interface NodeAccount {
+  readonly owner: number;
+  readonly memory: number;
+  readonly listBytes: number;
+  readonly slot: number;
+}
 export type NodeChange = typeof WHOLE | ChildEdit[];
 
 /**
@@ -111,6 +119,27 @@ export class NodeMap implements Iterable<[string, Node]> {
 
   has(name: string): boolean {
     return this.#t.exists(this.#t.find(name));
+  }
+
+  /**
+   * What the memory accounts need of a stored node without building its record (a write
+   * asks for it several times): its owner, its `nodeMemory` (record size plus path), its
+   * list's bytes, and its slot (for `holdsList`).
+   */
+  account(name: string): NodeAccount | undefined {
+    const t = this.#t;
+    const slot = t.find(name);
+    if (!t.exists(slot)) return undefined;
+    const perms = t.perms(slot);
+    const listBytes = t.listBytes(slot);
+    const memory = 24 + 8 * perms.length + t.valueLength(slot) + listBytes + name.length;
+    return { owner: perms[0]!.id, memory, listBytes, slot };
+  }
+
+  /** Whether `children` is the live list of the node at `name` (or of `slot`). */
+  holdsList(name: string | number, children: ChildList): boolean {
+    const slot = typeof name === "number" ? name : this.#t.find(name);
+    return slot >= 0 && children.liveSlot(this.#t) === slot;
   }
 
   set(name: string, node: Node): this {
@@ -281,7 +310,7 @@ export class View {
     // without the list (NodeChange).
     const tx = this.tx;
     if (tx === null) {
-      if (edit !== undefined || nodes.get(name)?.children.sameAs(children))
+      if (edit !== undefined || nodes.holdsList(name, children))
         nodes.setEdited(name, node, edit === undefined ? [] : [edit], oldBytes);
       else nodes.set(name, node);
       return node;
