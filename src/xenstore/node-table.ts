@@ -109,6 +109,8 @@ export class NodeTable {
   readonly #frozen = new Map<number, Holder>();
   /** The wire form of one list, kept until that list changes (DIRECTORY_PART reads it in parts). */
   #wireSlot = NONE;
+  #lastPath = "";
+  #lastSlot = NONE;
   #wire: Uint8Array | null = null;
 
   constructor(owner: ListOwner) {
@@ -127,6 +129,18 @@ export class NodeTable {
 
   /** The slot of `path`, or -1: one hash of the whole path, checked up through the parents. */
   find(path: string): number {
+    // A request looks its path up several times (read, checks, accounts, write): the last
+    // answer is kept until a slot is freed.
+    if (path === this.#lastPath) return this.#lastSlot;
+    const slot = this.#lookup(path);
+    if (slot >= 0) {
+      this.#lastPath = path;
+      this.#lastSlot = slot;
+    }
+    return slot;
+  }
+
+  #lookup(path: string): number {
     const len = path.length;
     if (path.charCodeAt(0) !== 47) return NONE;
     if (len === 1) return ROOT;
@@ -324,6 +338,8 @@ export class NodeTable {
 
   /** Frees `slot` if nothing keeps it, then its parent likewise, up the tree. */
   #release(slot: number): void {
+    this.#lastPath = "";
+    this.#lastSlot = NONE;
     while (slot !== ROOT && this.#flags[slot] === 0 && this.#refs[slot] === 0) {
       this.#thaw(slot);
       const parent = this.#parent[slot]!;
@@ -426,7 +442,8 @@ export class NodeTable {
    * when `children` is this slot's own live list).
    */
   set(path: string, value: string, perms: Perms, generation: number, children: ChildList): number {
-    const slot = this.#ensure(path);
+    let slot = this.find(path);
+    if (slot < 0) slot = this.#ensure(path);
     const nameLen = this.#nameLen[slot]!;
     const vlen = value.length;
     if (vlen > 0xffff) throw new RangeError(`Cannot store a value of ${vlen} bytes`);
