@@ -4,8 +4,11 @@
  * C xenstored keeps a node's children as one byte string of NUL-terminated names: a new child
  * is appended (`add_child`), a removed one is cut out and the rest move up
  * (`remove_child_entry`), so XS_DIRECTORY lists them in creation order, and a name removed and
- * created again goes to the end. A JavaScript `Set` iterates in insertion order and a delete
- * keeps the order of the rest: the same order, without C's O(n) copy per change.
+ * created again goes to the end. Two implementations keep that order without C's O(n) copy per
+ * change: the store's own lists are intrusive linked lists in its packed table
+ * (src/xenstore/node-table.ts; a record carries a view, store-list.ts), and the lists a
+ * transaction or the journal's loader holds are a JavaScript `Set`, which iterates in insertion
+ * order and keeps the order of the rest on a delete (SetList, below).
  *
  * Sharing. Node records are immutable for their readers (a transaction keeps the record it
  * saw). A list therefore has an `owner`, the store or one transaction, and is changed in
