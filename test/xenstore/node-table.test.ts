@@ -122,6 +122,18 @@ describe("NodeTable (the packed store)", () => {
     );
   });
 
+  it("forgets a looked-up path once its slot is freed and reused by another node", () => {
+    const m = fresh();
+    put(m, "/a/b", "1");
+    assert.equal(m.get("/a/b")!.value, "1");
+    remove(m, "/a/b");
+    put(m, "/x/y", "2");
+    assert.equal(m.get("/a/b"), undefined);
+    assert.equal(m.has("/a/b"), false);
+    assert.equal(m.get("/x/y")!.value, "2");
+    assert.deepEqual([...m.keys()].sort(), ["/", "/a", "/x", "/x/y"]);
+  });
+
   it("keeps 4096-byte values, and moves a node between block sizes", () => {
     const m = fresh();
     const big = Array.from({ length: 4096 }, (_, i) => String.fromCharCode((i * 7) % 256)).join("");
