@@ -4,8 +4,11 @@
  * C xenstored keeps a node's children as one byte string of NUL-terminated names: a new child
  * is appended (`add_child`), a removed one is cut out and the rest move up
  * (`remove_child_entry`), so XS_DIRECTORY lists them in creation order, and a name removed and
- * created again goes to the end. A JavaScript `Set` iterates in insertion order and a delete
- * keeps the order of the rest: the same order, without C's O(n) copy per change.
+ * created again goes to the end. Two implementations keep that order without C's O(n) copy per
+ * change: the store's own lists are intrusive linked lists in its packed table
+ * (src/xenstore/node-table.ts; a record carries a view, store-list.ts), and the lists a
+ * transaction or the journal's loader holds are a JavaScript `Set`, which iterates in insertion
+ * order and keeps the order of the rest on a delete (SetList, below).
  *
  * Sharing. Node records are immutable for their readers (a transaction keeps the record it
  * saw). A list therefore has an `owner`, the store or one transaction, and is changed in
@@ -34,10 +37,65 @@ export interface ChildEdit {
   readonly name: string;
 }
 
-export class ChildList implements Iterable<string> {
+/**
+ * The child-list interface: the store's packed lists (src/xenstore/node-table.ts) and the
+ * lists below, kept by transactions and the journal's loader, both implement it.
+ */
+export abstract class ChildList implements Iterable<string> {
   /** The empty list of every leaf: frozen, so a first child makes a list of its own. */
-  static readonly EMPTY: ChildList = new ChildList(new Set(), 0, null);
+  static get EMPTY(): ChildList {
+    return EMPTY;
+  }
 
+  /** A list of `names` (in that order) owned by `owner`. */
+  static of(names: Iterable<string>, owner: ListOwner | null): ChildList {
+    const all = [...names];
+    return all.length === 0 ? EMPTY : SetList.ofArray(all, owner);
+  }
+
+  abstract get size(): number;
+  /** Bytes of the names with their NULs: C's `childlen`, counted by the node-size quota. */
+  abstract get bytes(): number;
+  abstract get owner(): ListOwner | null;
+  abstract has(name: string): boolean;
+  abstract [Symbol.iterator](): IterableIterator<string>;
+  abstract toArray(): string[];
+  /** No one may change this list in place any more (a transaction holds it). */
+  abstract freeze(): void;
+  /** Hands the list from `from` to `to` (a committed transaction's lists go to the store). */
+  abstract adopt(from: ListOwner | null, to: ListOwner): void;
+  /** The list with `edit` applied: this one, changed in place, when `owner` owns it; else a copy. */
+  abstract edited(edit: ChildEdit, owner: ListOwner): ChildList;
+  /** The names as XS_DIRECTORY carries them: each NUL-terminated (latin1). Do not modify. */
+  abstract wire(): Uint8Array;
+
+  /**
+   * Whether `other` is this same list: the same object, or two views of one stored list
+   * (each read of the store gives a new view).
+   */
+  sameAs(other: ChildList): boolean {
+    return this === other;
+  }
+
+  /** The slot of `table` whose live list this is (a view of the packed store's), or -1. */
+  liveSlot(_table: object): number {
+    return -1;
+  }
+
+  /** Bytes after `edit` is applied. */
+  bytesAfter(edit: ChildEdit): number {
+    if (edit.add) return this.bytes + edit.name.length + 1;
+    return this.has(edit.name) ? this.bytes - edit.name.length - 1 : this.bytes;
+  }
+
+  /** A new list without the first `k` names (a removal walk that stopped half-way). */
+  withoutFirst(k: number, owner: ListOwner): ChildList {
+    return ChildList.of(this.toArray().slice(k), owner);
+  }
+}
+
+/** A list held as a `Set` (a plain array once a name is listed twice). */
+class SetList extends ChildList {
   readonly #names: Set<string>;
   /** Set once a name is listed twice: the names in order, duplicates included (#names unused). */
   #dups: string[] | null = null;
@@ -46,70 +104,62 @@ export class ChildList implements Iterable<string> {
   /** The names as the wire carries them, built on demand and dropped on change. */
   #wire: Uint8Array | null = null;
 
-  private constructor(names: Set<string>, bytes: number, owner: ListOwner | null) {
+  constructor(names: Set<string>, bytes: number, owner: ListOwner | null) {
+    super();
     this.#names = names;
     this.#bytes = bytes;
     this.#owner = owner;
   }
 
-  /** A list of `names` (in that order) owned by `owner`. */
-  static of(names: Iterable<string>, owner: ListOwner | null): ChildList {
-    const all = [...names];
-    if (all.length === 0) return ChildList.EMPTY;
+  static ofArray(all: string[], owner: ListOwner | null): SetList {
     const set = new Set(all);
     let bytes = 0;
     for (const n of all) bytes += n.length + 1;
-    const l = new ChildList(set, bytes, owner);
+    const l = new SetList(set, bytes, owner);
     if (set.size !== all.length) l.#dups = all;
     return l;
   }
 
-  get size(): number {
+  override get size(): number {
     return this.#dups === null ? this.#names.size : this.#dups.length;
   }
 
   /** Bytes of the names with their NULs: C's `childlen`, counted by the node-size quota. */
-  get bytes(): number {
+  override get bytes(): number {
     return this.#bytes;
   }
 
-  get owner(): ListOwner | null {
+  override get owner(): ListOwner | null {
     return this.#owner;
   }
 
-  has(name: string): boolean {
+  override has(name: string): boolean {
     return this.#dups === null ? this.#names.has(name) : this.#dups.includes(name);
   }
 
-  [Symbol.iterator](): IterableIterator<string> {
+  override [Symbol.iterator](): IterableIterator<string> {
     return this.#dups === null ? this.#names.values() : this.#dups.values();
   }
 
-  toArray(): string[] {
+  override toArray(): string[] {
     return this.#dups === null ? [...this.#names] : [...this.#dups];
   }
 
-  /** Bytes after `edit` is applied. */
-  bytesAfter(edit: ChildEdit): number {
-    if (edit.add) return this.#bytes + edit.name.length + 1;
-    return this.has(edit.name) ? this.#bytes - edit.name.length - 1 : this.#bytes;
-  }
-
   /** No one may change this list in place any more (a transaction holds it). */
-  freeze(): void {
+  override freeze(): void {
     if (this.#owner !== null) this.#owner = null;
   }
 
   /** Hands the list from `from` to `to` (a committed transaction's lists go to the store). */
-  adopt(from: ListOwner | null, to: ListOwner): void {
-    if (this.#owner === from && this !== ChildList.EMPTY) this.#owner = to;
+  override adopt(from: ListOwner | null, to: ListOwner): void {
+    if (this.#owner === from && this !== EMPTY) this.#owner = to;
   }
 
   /** The list with `edit` applied: this one, changed in place, when `owner` owns it; else a copy. */
-  edited(edit: ChildEdit, owner: ListOwner): ChildList {
-    let list: ChildList = this;
+  override edited(edit: ChildEdit, owner: ListOwner): ChildList {
+    let list: SetList = this;
     if (this.#owner !== owner) {
-      list = new ChildList(new Set(this.#names), this.#bytes, owner);
+      list = new SetList(new Set(this.#names), this.#bytes, owner);
       if (this.#dups !== null) list.#dups = [...this.#dups];
     }
     const { name } = edit;
@@ -133,13 +183,8 @@ export class ChildList implements Iterable<string> {
     return list;
   }
 
-  /** A new list without the first `k` names (a removal walk that stopped half-way). */
-  withoutFirst(k: number, owner: ListOwner): ChildList {
-    return ChildList.of(this.toArray().slice(k), owner);
-  }
-
   /** The names as XS_DIRECTORY carries them: each NUL-terminated (latin1). Do not modify. */
-  wire(): Uint8Array {
+  override wire(): Uint8Array {
     if (this.#wire !== null) return this.#wire;
     const out = new Uint8Array(this.#bytes);
     let pos = 0;
@@ -151,3 +196,5 @@ export class ChildList implements Iterable<string> {
     return out;
   }
 }
+
+const EMPTY: ChildList = new SetList(new Set(), 0, null);

@@ -376,35 +376,35 @@ export function chargeNodes(nodes: NodeMap, accounts: Accounts): void {
   const del = nodes.delete;
   const clear = nodes.clear;
   const charged = nodes as NodeMap & Record<"set" | "setEdited" | "delete" | "clear", unknown>;
-  /** `oldMem`: what `old` was charged (its list may have changed in place since). */
-  const recharge = (old: Node | undefined, oldMem: number, node: Node): void => {
+  /** `oldMem`: what the old record was charged (its list may have changed in place since). */
+  const recharge = (oldOwner: number | undefined, oldMem: number, node: Node): void => {
     const owner = ownerOf(node.perms);
-    if (old === undefined) {
+    if (oldOwner === undefined) {
       accounts.memoryAdd(owner, nodeMemory(node), false);
-    } else if (ownerOf(old.perms) === owner) {
+    } else if (oldOwner === owner) {
       accounts.memoryAdd(owner, nodeMemory(node) - oldMem, false);
     } else {
-      accounts.memoryAdd(ownerOf(old.perms), -oldMem, false);
+      accounts.memoryAdd(oldOwner, -oldMem, false);
       accounts.memoryAdd(owner, nodeMemory(node), false);
     }
   };
   charged.set = (name: string, node: Node): NodeMap => {
-    const old = nodes.get(name);
-    recharge(old, old === undefined ? 0 : nodeMemory(old), node);
+    const old = nodes.account(name);
+    recharge(old?.owner, old?.memory ?? 0, node);
     return set.call(nodes, name, node);
   };
   charged.setEdited = (name: string, node: Node, edits: readonly ChildEdit[], oldBytes: number): void => {
-    const old = nodes.get(name);
+    const old = nodes.account(name);
     const oldMem =
       old === undefined
         ? 0
-        : nodeMemory(old) - (old.children === node.children ? old.children.bytes - oldBytes : 0);
-    recharge(old, oldMem, node);
+        : old.memory - (nodes.holdsList(old.slot, node.children) ? old.listBytes - oldBytes : 0);
+    recharge(old?.owner, oldMem, node);
     setEdited.call(nodes, name, node, edits, oldBytes);
   };
   charged.delete = (name: string): boolean => {
-    const old = nodes.get(name);
-    if (old !== undefined) accounts.memoryAdd(ownerOf(old.perms), -nodeMemory(old), false);
+    const old = nodes.account(name);
+    if (old !== undefined) accounts.memoryAdd(old.owner, -old.memory, false);
     return del.call(nodes, name);
   };
   charged.clear = (): void => {
@@ -456,8 +456,8 @@ export class AccountedView extends View {
     let domid: number;
     if (tx === null) {
       domid = ownerOf(perms);
-      const old = this.store.nodes.get(name);
-      delta = old !== undefined && ownerOf(old.perms) === domid ? size - nodeMemory(old) : size;
+      const old = this.store.nodes.account(name);
+      delta = old !== undefined && old.owner === domid ? size - old.memory : size;
     } else {
       domid = this.#domid;
       const old = tx.accessed.get(name)?.node ?? null;

@@ -24,9 +24,11 @@
  * Creating a node reads its parent (to inherit permissions) and rewrites it (child list),
  * so two transactions adding children to the same directory conflict, as in Xen.
  */
-import { type ChildEdit, ChildList } from "./children.ts";
+import { type ChildEdit, ChildList, type ListOwner } from "./children.ts";
 import { XsError } from "./errors.ts";
+import { NodeTable } from "./node-table.ts";
 import type { Perms } from "./perms.ts";
+import { StoreList } from "./store-list.ts";
 
 export const NO_GENERATION = -1;
 
@@ -62,19 +64,88 @@ export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">, ed
  * for a new child in a wide directory does not carry the whole list.
  */
 export const WHOLE = "whole";
+
+/** A stored node's charge (NodeMap.account). */
+export interface NodeAccount {
+  readonly owner: number;
+  readonly memory: number;
+  readonly listBytes: number;
+  readonly slot: number;
+}
 export type NodeChange = typeof WHOLE | ChildEdit[];
 
 /**
- * The node table. With `changes` set (a journal is attached, src/xenstore/journal.ts) every
- * set and delete also records the path there, so "what did this request change" is known
- * however the change was made: a plain write, a transaction commit, a released domain.
+ * The node table: a Map-like face (get, set, delete, has, keys, values, entries, size) over
+ * the packed `NodeTable` (src/xenstore/node-table.ts). `get` builds a fresh `Node` record each
+ * time (young garbage), whose child list is a view of the stored list; no object is kept per
+ * stored node. With `changes` set (a journal is attached, src/xenstore/journal.ts) every set
+ * and delete also records the path there, so "what did this request change" is known however
+ * the change was made: a plain write, a transaction commit, a released domain.
  */
-export class NodeMap extends Map<string, Node> {
+export class NodeMap implements Iterable<[string, Node]> {
   changes: Map<string, NodeChange> | null = null;
+  readonly #t: NodeTable;
 
-  override set(name: string, node: Node): this {
+  constructor(owner: ListOwner) {
+    this.#t = new NodeTable(owner);
+  }
+
+  /** The packed table itself (tests and the memory benchmark read it). */
+  get table(): NodeTable {
+    return this.#t;
+  }
+
+  get size(): number {
+    return this.#t.size;
+  }
+
+  get(name: string): Node | undefined {
+    const t = this.#t;
+    const slot = t.find(name);
+    if (!t.exists(slot)) return undefined;
+    return this.#record(name, slot);
+  }
+
+  #record(name: string, slot: number): Node {
+    const t = this.#t;
+    return {
+      name,
+      value: t.value(slot),
+      perms: t.perms(slot),
+      children: new StoreList(t, slot),
+      generation: t.generation(slot),
+    };
+  }
+
+  has(name: string): boolean {
+    return this.#t.exists(this.#t.find(name));
+  }
+
+  /**
+   * What the memory accounts need of a stored node without building its record (a write
+   * asks for it several times): its owner, its `nodeMemory` (record size plus path), its
+   * list's bytes, and its slot (for `holdsList`).
+   */
+  account(name: string): NodeAccount | undefined {
+    const t = this.#t;
+    const slot = t.find(name);
+    if (!t.exists(slot)) return undefined;
+    const perms = t.perms(slot);
+    const listBytes = t.listBytes(slot);
+    const memory = 24 + 8 * perms.length + t.valueLength(slot) + listBytes + name.length;
+    return { owner: perms[0]!.id, memory, listBytes, slot };
+  }
+
+  /** Whether `children` is the live list of the node at `name` (or of `slot`). */
+  holdsList(name: string | number, children: ChildList): boolean {
+    const slot = typeof name === "number" ? name : this.#t.find(name);
+    return slot >= 0 && children.liveSlot(this.#t) === slot;
+  }
+
+  set(name: string, node: Node): this {
     this.changes?.set(name, WHOLE);
-    return super.set(name, node);
+    this.#t.set(name, node.value, node.perms, node.generation, node.children);
+    return this;
   }
 
   /**
@@ -86,25 +157,46 @@ export class NodeMap extends Map<string, Node> {
     const changes = this.changes;
     if (changes !== null) {
       const c = changes.get(name);
-      if (c === undefined) changes.set(name, !super.has(name) ? WHOLE : [...edits]);
+      if (c === undefined) changes.set(name, !this.has(name) ? WHOLE : [...edits]);
       else if (c !== WHOLE) c.push(...edits);
     }
-    super.set(name, node);
+    this.#t.set(name, node.value, node.perms, node.generation, node.children);
   }
 
-  override delete(name: string): boolean {
+  delete(name: string): boolean {
     this.changes?.set(name, WHOLE);
-    return super.delete(name);
+    return this.#t.delete(name);
   }
 
-  override clear(): void {
+  clear(): void {
     if (this.changes !== null) for (const name of this.keys()) this.changes.set(name, WHOLE);
-    super.clear();
+    this.#t.clear();
+  }
+
+  *entries(): Generator<[string, Node]> {
+    const t = this.#t;
+    for (const slot of t.slots()) {
+      const name = t.path(slot);
+      yield [name, this.#record(name, slot)];
+    }
+  }
+
+  *keys(): Generator<string> {
+    const t = this.#t;
+    for (const slot of t.slots()) yield t.path(slot);
+  }
+
+  *values(): Generator<Node> {
+    for (const [, n] of this.entries()) yield n;
+  }
+
+  [Symbol.iterator](): Generator<[string, Node]> {
+    return this.entries();
   }
 }
 
 export class Store {
-  readonly nodes = new NodeMap();
+  readonly nodes: NodeMap = new NodeMap(this);
   /** Global generation counter: incremented before each use, so every stamp is unique. */
   generation = 0;
 
@@ -218,7 +310,7 @@ export class View {
     // without the list (NodeChange).
     const tx = this.tx;
     if (tx === null) {
-      if (edit !== undefined || nodes.get(name)?.children === children)
+      if (edit !== undefined || nodes.holdsList(name, children))
         nodes.setEdited(name, node, edit === undefined ? [] : [edit], oldBytes);
       else nodes.set(name, node);
       return node;
@@ -227,7 +319,7 @@ export class View {
     const a = tx.accessed.get(name);
     if (a !== undefined && a.edits !== null) {
       if (edit !== undefined) a.edits.push(edit);
-      else if (a.node === null || a.node.children !== children) a.edits = null;
+      else if (a.node === null || !a.node.children.sameAs(children)) a.edits = null;
     }
     this.#modify(name, node);
     return node;
