@@ -472,6 +472,24 @@ for (const inline of [false, true])
       assert.equal((await t.take(1))[0]!.status, BLKIF_RSP.error);
     });
 
+    it("refuses a persistent grant that another request of the same pass holds, and takes it in the next", async () => {
+      const t = setup({ persistent: true, inline });
+      t.send(rw(BLKIF_OP.read, 1, 0, [seg(10)]), rw(BLKIF_OP.read, 2, 8, [seg(10)]));
+      assert.deepEqual(
+        (await t.take(2)).map((r) => [r.id, r.status]).sort((a, b) => Number(a[0]) - Number(b[0])),
+        [
+          [1n, BLKIF_RSP.okay],
+          [2n, BLKIF_RSP.error],
+        ],
+      );
+      t.send(rw(BLKIF_OP.read, 3, 8, [seg(10)]));
+      assert.deepEqual(
+        (await t.take(1)).map((r) => [r.id, r.status]),
+        [[3n, BLKIF_RSP.okay]],
+      );
+      assert.deepEqual(t.granted.get(10), t.store.data.subarray(8 * 512, 16 * 512));
+    });
+
     it("stops serving a ring whose req_prod runs more than a ring ahead (overflow)", async () => {
       const t = setup({ inline });
       t.front.shared.reqProd = 33;
