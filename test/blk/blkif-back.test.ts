@@ -238,7 +238,8 @@ describe("BlkifBack: requests a sane frontend sends", () => {
       t.onNotify = () => {
         t.front.shared.rspEvent = t.front.shared.rspProd + 1;
       };
-      t.send(...[0, 1, 2, 3].map((i) => rw(BLKIF_OP.read, i, 8 * i, [seg(10 + i)])));
+      // Apart on disk (sectors 0, 16, 32, 48): four calls, not one merged.
+      t.send(...[0, 1, 2, 3].map((i) => rw(BLKIF_OP.read, i, 16 * i, [seg(10 + i)])));
       assert.deepEqual(t.pushes, polls ? [1, 2, 3, 4] : [4], `the frontend may poll: ${polls}`);
     }
   });
@@ -471,6 +472,24 @@ for (const inline of [false, true])
       assert.equal((await t.take(1))[0]!.status, BLKIF_RSP.error);
     });
 
+    it("refuses a persistent grant that another request of the same pass holds, and takes it in the next", async () => {
+      const t = setup({ persistent: true, inline });
+      t.send(rw(BLKIF_OP.read, 1, 0, [seg(10)]), rw(BLKIF_OP.read, 2, 8, [seg(10)]));
+      assert.deepEqual(
+        (await t.take(2)).map((r) => [r.id, r.status]).sort((a, b) => Number(a[0]) - Number(b[0])),
+        [
+          [1n, BLKIF_RSP.okay],
+          [2n, BLKIF_RSP.error],
+        ],
+      );
+      t.send(rw(BLKIF_OP.read, 3, 8, [seg(10)]));
+      assert.deepEqual(
+        (await t.take(1)).map((r) => [r.id, r.status]),
+        [[3n, BLKIF_RSP.okay]],
+      );
+      assert.deepEqual(t.granted.get(10), t.store.data.subarray(8 * 512, 16 * 512));
+    });
+
     it("stops serving a ring whose req_prod runs more than a ring ahead (overflow)", async () => {
       const t = setup({ inline });
       t.front.shared.reqProd = 33;
@@ -487,35 +506,66 @@ for (const inline of [false, true])
   });
 
 describe("BlkifBack: io=inline", () => {
-  it("serves each request in the caller's thread and pushes its response before the next is served", async () => {
+  it("serves a pass in the caller's thread: one call per run contiguous on disk, its responses pushed before the next call", async () => {
     const t = setup({ inline: true });
-    const seen: number[] = [];
+    const seen: { pos: number; iovs: number; pushed: number }[] = [];
     const readvSync = t.store.readvSync.bind(t.store);
     t.store.readvSync = (bufs, pos) => {
       // What the frontend can see when this read starts: the responses pushed so far.
-      seen.push(t.front.shared.rspProd);
+      seen.push({ pos, iovs: bufs.length, pushed: t.front.shared.rspProd });
       readvSync(bufs, pos);
     };
     t.store.readv = () => Promise.reject(new Error("io=inline must not use the pool"));
     t.send(
       rw(BLKIF_OP.read, 1, 0, [seg(10)]),
-      rw(BLKIF_OP.read, 2, 8, [seg(11)]),
-      rw(BLKIF_OP.read, 3, 16, [seg(12)]),
+      rw(BLKIF_OP.read, 2, 8, [seg(11)]), //   follows 1 on disk: the same call
+      rw(BLKIF_OP.read, 3, 16, [seg(12)]), //  and 2
+      rw(BLKIF_OP.read, 4, 40, [seg(13)]), //  a gap: a call of its own
     );
     // Answered before onEvent returned: no await in between.
-    assert.equal(t.front.unconsumedResponses(), 3);
-    assert.deepEqual(seen, [0, 1, 2], "no merging: one call per request, each after the last response");
+    assert.equal(t.front.unconsumedResponses(), 4);
+    assert.deepEqual(seen, [
+      { pos: 0, iovs: 3, pushed: 0 },
+      { pos: 40 * 512, iovs: 1, pushed: 3 },
+    ]);
     assert.deepEqual(
-      (await t.take(3)).map((r) => [r.id, r.status]),
+      (await t.take(4)).map((r) => [r.id, r.status]),
       [
         [1n, 0],
         [2n, 0],
         [3n, 0],
+        [4n, 0],
       ],
     );
+    assert.equal(t.bb.stats.ioCalls, 2);
     assert.deepEqual(t.granted.get(11), t.store.data.subarray(8 * 512, 16 * 512));
+    assert.deepEqual(t.granted.get(13), t.store.data.subarray(40 * 512, 48 * 512));
     assert.equal(t.bb.inflight, 0);
     assert.equal(t.mapped.size, 0);
+  });
+
+  it("issues the pass's writes before a flush that follows them on the ring", async () => {
+    const t = setup({ inline: true });
+    const order: string[] = [];
+    const writevSync = t.store.writevSync.bind(t.store);
+    t.store.writevSync = (bufs, pos) => {
+      order.push(`write ${pos / 512}`);
+      writevSync(bufs, pos);
+    };
+    t.store.flush = async () => {
+      order.push("flush");
+    };
+    t.send(
+      rw(BLKIF_OP.write, 1, 0, [seg(10)]),
+      rw(BLKIF_OP.write, 2, 8, [seg(11)]),
+      rw(BLKIF_OP.flushDiskcache, 3, 0, []),
+      rw(BLKIF_OP.write, 4, 16, [seg(12)]),
+    );
+    assert.deepEqual(
+      (await t.take(4)).map((r) => r.status),
+      [0, 0, 0, 0],
+    );
+    assert.deepEqual(order, ["write 0", "flush", "write 16"]);
   });
 
   it("writes through the granted pages, and answers BLKIF_RSP_ERROR when the call throws", async () => {

@@ -82,7 +82,11 @@ export interface BlockDevice extends BlockDeviceInfo {
 
 /**
  * Guest pages for zero-copy I/O: `pages[i]` holds bytes i * 4096 … i * 4096 + 4095 of the buffer.
- * Not to be touched while a request on it is in flight (the backend reads or fills the pages).
+ * Not to be touched while a request on it is in flight (the backend reads or fills the pages), nor
+ * given to a second request before the first has completed: its pages are granted as they are, and
+ * with persistent grants blkback refuses a grant that a request in flight holds (BLKIF_RSP_ERROR), as
+ * Linux's does; within one pass of the ring that is so with `io=inline` too, since it merges the
+ * pass's requests before any I/O.
  */
 export interface IoBuffer {
   readonly byteLength: number;
