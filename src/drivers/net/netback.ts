@@ -40,7 +40,7 @@ import { BackRing } from "../../ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { uintParam } from "../blk/module-params.ts";
 import { GrantCache } from "./grant-cache.ts";
-import { flowQueue } from "./netdev.ts";
+import { flowQueue, sumCounters } from "./netdev.ts";
 import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
 import { FATAL_SKB_SLOTS_DEFAULT, NetifBack, type NetifBackStats } from "./netif-back.ts";
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
@@ -318,7 +318,10 @@ class NetbackDriver implements XenbusDriver {
     vif.conn = null;
     const k = dev.kernel;
     for (const q of c.queues) q.stop();
-    vif.lastStats = sumStats(c.queues);
+    vif.lastStats = sumCounters(
+      c.queues.map((q) => q.stats),
+      NO_STATS,
+    );
     for (const p of c.ports) {
       try {
         k.closePort(p);
@@ -344,11 +347,14 @@ class NetbackDriver implements XenbusDriver {
 }
 
 /** The counters of every queue, summed. */
-function sumStats(queues: readonly NetifBack[]): NetifBackStats {
-  const t: NetifBackStats = { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
-  for (const q of queues) for (const k of Object.keys(t) as (keyof NetifBackStats)[]) t[k] += q.stats[k];
-  return t;
-}
+const NO_STATS: NetifBackStats = {
+  txPackets: 0,
+  txBytes: 0,
+  txErrors: 0,
+  rxPackets: 0,
+  rxBytes: 0,
+  rxDropped: 0,
+};
 
 function uplinkName(bridge: string): string {
   return bridge === BRIDGE_NONE ? "none" : "passt";
@@ -384,7 +390,12 @@ export function call(k: Kernel, cmd: string): Record<string, VifStats> {
     if (dev.driver.name !== "xen_netback") continue;
     const vif = dev.data as Vif | undefined;
     if (vif === undefined) continue;
-    const s = (vif.conn !== null ? sumStats(vif.conn.queues) : undefined) ??
+    const s = (vif.conn !== null
+      ? sumCounters(
+          vif.conn.queues.map((q) => q.stats),
+          NO_STATS,
+        )
+      : undefined) ??
       vif.lastStats ?? { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
     out[dev.nodename] = {
       ...s,

@@ -39,6 +39,16 @@ export function flowQueue(frame: Uint8Array, n: number): number {
   return h % n;
 }
 
+/**
+ * Counters of several queues added up, key by key, onto `zero` (the record of every key at 0,
+ * which is also the answer for no queue).
+ */
+export function sumCounters<T extends { readonly [K in keyof T]: number }>(each: readonly T[], zero: T): T {
+  const t = { ...zero };
+  for (const c of each) for (const k of Object.keys(t) as (keyof T)[]) (t[k] as number) += c[k];
+  return t;
+}
+
 interface Registry {
   readonly devices: Map<string, NetDevice>;
   readonly listeners: Set<(dev: NetDevice, up: boolean) => void>;

@@ -33,9 +33,9 @@ import type { Kernel } from "../../kernel/kernel.ts";
 import { FrontRing } from "../../ring/ring.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { uintParam } from "../blk/module-params.ts";
-import { flowQueue, type NetDevice, registerNetDevice, unregisterNetDevice } from "./netdev.ts";
+import { flowQueue, type NetDevice, registerNetDevice, sumCounters, unregisterNetDevice } from "./netdev.ts";
 import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
-import { type Buffer4k, NetifFront } from "./netif-front.ts";
+import { type Buffer4k, NetifFront, NO_FRONT_STATS } from "./netif-front.ts";
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
 
 export const name = "xen_netfront";
@@ -58,14 +58,6 @@ interface Connection {
   readonly queues: Queue[];
   readonly ifname: string;
   registered: boolean;
-}
-
-/** The queues' TX and RX counters, summed. */
-function sumStats(queues: readonly Queue[]): NetifFront["stats"] {
-  const t = { ...queues[0]!.front.stats };
-  for (const q of queues.slice(1))
-    for (const k of Object.keys(t) as (keyof typeof t)[]) t[k] += q.front.stats[k];
-  return t;
 }
 
 interface Vif {
@@ -217,7 +209,11 @@ class NetfrontDriver implements XenbusDriver {
         mtu: vif.mtu,
         onReceive: null,
         send: (frame: Uint8Array) => queues[flowQueue(frame, nq)]!.front.send(frame),
-        stats: () => sumStats(queues),
+        stats: () =>
+          sumCounters(
+            queues.map((q) => q.front.stats),
+            NO_FRONT_STATS,
+          ),
       };
       netdev = nd;
       devices.set(conn, nd);
@@ -324,7 +320,12 @@ export function call(k: Kernel, cmd: string): unknown {
       queues: c?.queues.length ?? 0,
       txPerQueue: c?.queues.map((q) => q.front.stats.txPackets) ?? [],
       broken: c?.queues.find((q) => q.front.broken !== null)?.front.broken ?? null,
-      ...(c ? sumStats(c.queues) : {}),
+      ...(c
+        ? sumCounters(
+            c.queues.map((q) => q.front.stats),
+            NO_FRONT_STATS,
+          )
+        : {}),
     };
   }
   return out;

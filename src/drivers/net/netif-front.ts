@@ -59,16 +59,19 @@ export interface NetifFrontOptions {
   log(line: string): void;
 }
 
+/** Every counter at 0: a new engine's, and the sum of no queue. */
+export const NO_FRONT_STATS: Readonly<NetifFrontStats> = {
+  txPackets: 0,
+  txBytes: 0,
+  txErrors: 0,
+  txDropped: 0,
+  rxPackets: 0,
+  rxBytes: 0,
+  rxErrors: 0,
+};
+
 export class NetifFront {
-  readonly stats: NetifFrontStats = {
-    txPackets: 0,
-    txBytes: 0,
-    txErrors: 0,
-    txDropped: 0,
-    rxPackets: 0,
-    rxBytes: 0,
-    rxErrors: 0,
-  };
+  readonly stats: NetifFrontStats = { ...NO_FRONT_STATS };
   readonly #o: NetifFrontOptions;
   readonly #freeTx: number[];
   readonly #txInFlight: Uint8Array;
