@@ -55,7 +55,12 @@ const EMPTY = "";
  */
 export function nodeRecordSize(n: Pick<Node, "value" | "perms" | "children">, edit?: ChildEdit): number {
   const childlen = edit === undefined ? n.children.bytes : n.children.bytesAfter(edit);
-  return 24 + 8 * n.perms.length + n.value.length + childlen;
+  return recordBytes(n.perms.length, n.value.length, childlen);
+}
+
+/** nodeRecordSize from the counts alone: header, permissions, value, child names. */
+export function recordBytes(permCount: number, valueLength: number, childBytes: number): number {
+  return 24 + 8 * permCount + valueLength + childBytes;
 }
 
 /**
@@ -132,7 +137,8 @@ export class NodeMap implements Iterable<[string, Node]> {
     if (!t.exists(slot)) return undefined;
     const perms = t.perms(slot);
     const listBytes = t.listBytes(slot);
-    const memory = 24 + 8 * perms.length + t.valueLength(slot) + listBytes + name.length;
+    // quota.ts's nodeMemory: the record plus the path.
+    const memory = recordBytes(perms.length, t.valueLength(slot), listBytes) + name.length;
     return { owner: perms[0]!.id, memory, listBytes, slot };
   }
 
