@@ -176,27 +176,29 @@ async function bench(o: Options): Promise<number> {
     const tput: Record<"xenlab" | "node", number[]> = { xenlab: [], node: [] };
     const rtt: Record<"xenlab" | "node", number[]> = { xenlab: [], node: [] };
     const sides = ["xenlab", "node"] as const;
-    const named = (side: (typeof sides)[number], e: unknown): Error =>
-      new Error(`${side === "xenlab" ? "the guest" : "the Node client"}: ${(e as Error).message}`);
+    /** `f` for `side`, its error named after the side that failed. */
+    const as = async <T>(side: (typeof sides)[number], f: () => Promise<T>): Promise<T> => {
+      try {
+        return await f();
+      } catch (e) {
+        throw new Error(`${side === "xenlab" ? "the guest" : "the Node client"}: ${(e as Error).message}`);
+      }
+    };
     await withBusy(o.busy, async () => {
       // The same untimed warm-up for both sides: JIT, ARP, passt's TCP and UDP flows.
       for (const side of sides) {
-        await transfer(side, Math.min(bytes, 1 << 20)).catch((e: unknown) => {
-          throw named(side, e);
-        });
-        await roundTrips(side, WARM_RTTS).catch((e: unknown) => {
-          throw named(side, e);
+        await as(side, async () => {
+          await transfer(side, Math.min(bytes, 1 << 20));
+          await roundTrips(side, WARM_RTTS);
         });
       }
-      await eachRun(o, sides, async (side) => {
-        try {
+      await eachRun(o, sides, (side) =>
+        as(side, async () => {
           tput[side].push(bytes / 1e6 / ((await transfer(side, bytes)) / 1000));
           const us = await roundTrips(side, o.rtts);
           rtt[side].push(1e6 / median(us.filter((x) => !Number.isNaN(x))));
-        } catch (e) {
-          throw named(side, e);
-        }
-      });
+        }),
+      );
     });
     /** One TCP transfer of `n` bytes; its milliseconds. */
     async function transfer(side: (typeof sides)[number], n: number): Promise<number> {
