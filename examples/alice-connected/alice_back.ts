@@ -6,6 +6,7 @@
  */
 import type { Kernel, MappedPage } from "../../src/kernel/kernel.ts";
 import { BackRing } from "../../src/ring/ring.ts";
+import { pageBytes } from "../../src/xen/xen.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../src/xenbus/xenbus.ts";
 import { ALICE_OP_PING, AliceKey, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";
 
@@ -43,7 +44,7 @@ async function connect(dev: XenbusDevice): Promise<void> {
   const ref = Number(await dev.readOtherend(AliceKey.ringRef));
   const evtchn = Number(await dev.readOtherend(AliceKey.eventChannel));
   const map = await dev.mapRing(ref);
-  const ring = BackRing.attach(new Uint8Array(map.page), ENTRY_SIZE);
+  const ring = BackRing.attach(pageBytes(map.page), ENTRY_SIZE);
   dev.showRing(ring); // its private indexes, for the live view
   const b: Back = { map, port: 0, ring, served: 0 };
   dev.data = b;

@@ -14,6 +14,7 @@
  */
 import type { Kernel } from "../../src/kernel/kernel.ts";
 import { FrontRing } from "../../src/ring/ring.ts";
+import { pageBytes } from "../../src/xen/xen.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../src/xenbus/xenbus.ts";
 import { ALICE_OP_PING, AliceKey, ENTRY_SIZE, readMessage, writeMessage } from "./protocol.ts";
 
@@ -78,7 +79,7 @@ function onEvent(dev: XenbusDevice, f: Front): void {
 async function talkToBackend(dev: XenbusDevice): Promise<void> {
   const k = dev.kernel;
   const { gfn, page } = k.allocPage();
-  const ring = FrontRing.init(new Uint8Array(page), ENTRY_SIZE);
+  const ring = FrontRing.init(pageBytes(page), ENTRY_SIZE);
   dev.showRing(ring); // its private indexes, for the live view
   const ref = await dev.grantRing(gfn);
   const port = await dev.allocEvtchn();

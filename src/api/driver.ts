@@ -20,7 +20,7 @@ export {
   type MappedPage,
 } from "../kernel/kernel.ts";
 export { BackRing, FrontRing } from "../ring/ring.ts";
-export { XEN_PAGE_SIZE } from "../xen/xen.ts";
+export { pageBytes, XEN_PAGE_SIZE } from "../xen/xen.ts";
 export {
   type BusKind,
   type XenBus,

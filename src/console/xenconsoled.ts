@@ -38,6 +38,7 @@ import { errorMessage } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { ConsoleInterface } from "../ring/byte-ring.ts";
 import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../xen/grant-table-abi.ts";
+import { pageBytes } from "../xen/xen.ts";
 import { domainPath } from "../xenbus/keys.ts";
 import type { XsClient } from "../xenstore/client.ts";
 import type { XsWatch } from "../xenstore/client-watch.ts";
@@ -340,7 +341,7 @@ export class ConsoleBackend {
     const c: Console = {
       domid,
       name,
-      intf: new ConsoleInterface(new Uint8Array(map.page)),
+      intf: new ConsoleInterface(pageBytes(map.page)),
       handle: map.handle,
       port,
       limit,

@@ -14,7 +14,7 @@ import type { Hypervisor } from "../hv/hypervisor.ts";
 import { type ByteRingLayout, CONSOLE_INTERFACE, XENSTORE_INTERFACE } from "../ring/byte-ring.ts";
 import { ringSize, SRING } from "../ring/ring.ts";
 import type { LiveRing } from "../web/protocol.ts";
-import { XEN_PAGE_SIZE } from "../xen/xen.ts";
+import { pageBytes, XEN_PAGE_SIZE } from "../xen/xen.ts";
 
 /** How many of the newest slots a ring shows. */
 const LAST = 4;
@@ -75,7 +75,7 @@ export function ioRing(
   const rspProd = Atomics.load(idx, SRING.rspProd / 4);
   const rspEvent = Atomics.load(idx, SRING.rspEvent / 4);
   const size = ringSize(XEN_PAGE_SIZE, p.entrySize);
-  const bytes = new Uint8Array(page);
+  const bytes = pageBytes(page);
   const last: string[] = [];
   // A slot holds request i until the response to i overwrites it (the entry is a union).
   const outstanding = (reqProd - rspProd) >>> 0;
@@ -105,7 +105,7 @@ export function ioRing(
 }
 
 function byteRing(page: SharedArrayBuffer, l: ByteRingLayout): { cons: number; prod: number; text: string } {
-  const w = new Uint32Array(page);
+  const w = new Uint32Array(page, 0, page.byteLength >>> 2);
   const cons = Atomics.load(w, l.cons / 4);
   const prod = Atomics.load(w, l.prod / 4);
   const bytes = new Uint8Array(page, l.data, l.size);

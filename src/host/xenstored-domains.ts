@@ -11,6 +11,7 @@
 import type { Hypervisor } from "../hv/hypervisor.ts";
 import type { EventChannelUpcall } from "../kernel/evtchn.ts";
 import { GNTMAP, GNTST, GNTTAB_RESERVED } from "../xen/grant-table-abi.ts";
+import { pageBytes } from "../xen/xen.ts";
 import type { XenStoreCore } from "../xenstore/core.ts";
 import type { Connection, DomainHooks } from "../xenstore/daemon.ts";
 import { RingServer } from "../xenstore/transport-ring.ts";
@@ -111,7 +112,7 @@ export class XenstoredDomains implements DomainHooks {
       server: new RingServer({
         core,
         conn,
-        page: new Uint8Array(map.page),
+        page: pageBytes(map.page),
         notify: () => this.#vcpu.send(r.port),
       }),
     };

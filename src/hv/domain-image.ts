@@ -5,7 +5,8 @@
  */
 import type { KernelImage } from "../xen/domain-boot.ts";
 import { type GrantTableFrames, GTF, wordIndex } from "../xen/grant-table-abi.ts";
-import { XEN_PAGE_SIZE } from "../xen/xen.ts";
+import { pageBytes, XEN_PAGE_SIZE } from "../xen/xen.ts";
+import { newPage } from "./page.ts";
 
 export interface DomainImage {
   readonly pages: ReadonlyMap<number, Uint8Array>;
@@ -33,8 +34,8 @@ export function restoreImage(
     if (fresh.includes(gfn)) continue;
     if (!Number.isInteger(gfn) || gfn < 0 || gfn >= top || bytes.byteLength !== XEN_PAGE_SIZE)
       throw new RangeError(`Cannot restore page ${gfn}: outside the domain's memory`);
-    const p = new SharedArrayBuffer(XEN_PAGE_SIZE);
-    new Uint8Array(p).set(bytes);
+    const p = newPage();
+    pageBytes(p).set(bytes);
     pages[gfn] = p;
   }
   img.grantFrames.forEach((f, i) => {

@@ -39,7 +39,7 @@ import {
   GTF,
   wordIndex,
 } from "../xen/grant-table-abi.ts";
-import { DOMID_SELF, XEN_PAGE_SIZE } from "../xen/xen.ts";
+import { DOMID_SELF, pageBytes, XEN_PAGE_SIZE } from "../xen/xen.ts";
 // Hypervisor side
 
 /** What the hypervisor knows of a domain. */
@@ -284,7 +284,7 @@ export class GrantTables {
     if (m.notify !== undefined) {
       // gntdev's unmap_grant_pages: clear the byte while the page is still ours, then signal.
       const act = m.granter.active.get(m.ref);
-      if (act !== undefined) Atomics.store(new Uint8Array(act.page), m.notify.offset, 0);
+      if (act !== undefined) Atomics.store(pageBytes(act.page), m.notify.offset, 0);
       this.#sendEvent(mapper, m.notify.port);
     }
     this.#unpin(m.granter, m.ref, ro, decr);
@@ -345,7 +345,7 @@ export class GrantTables {
 
   #fireShare(granter: number, s: Share): void {
     const page = this.#lookup(granter)?.pages[s.gfn];
-    if (page !== undefined) Atomics.store(new Uint8Array(page), s.notify.offset, 0);
+    if (page !== undefined) Atomics.store(pageBytes(page), s.notify.offset, 0);
     this.#sendEvent(granter, s.notify.port);
   }
 

@@ -43,10 +43,11 @@ import {
 import { XEN_ERRNO } from "../xen/evtchn-abi.ts";
 import { GNTTAB_RESERVED, GrantTableFrames, grantForeignAccess } from "../xen/grant-table-abi.ts";
 import { type HypercallRequest, HypercallServer, newControlWord } from "../xen/hypercall.ts";
-import { DOMID_FIRST_RESERVED, XEN_PAGE_SIZE } from "../xen/xen.ts";
+import { DOMID_FIRST_RESERVED, pageBytes, XEN_PAGE_SIZE } from "../xen/xen.ts";
 import { type DomainImage, restoreImage } from "./domain-image.ts";
 import { EventChannels } from "./evtchn.ts";
 import { type GrantDomain, GrantTables } from "./grant-table.ts";
+import { newPage } from "./page.ts";
 
 /** Default memory of a domain: 1 MiB (256 pages), populated on demand. */
 const DEFAULT_MAX_PAGES = 256;
@@ -234,8 +235,8 @@ export class Hypervisor {
     const pages: (SharedArrayBuffer | undefined)[] = [];
     const store = { gfn: maxPages - 1, port: 0 };
     const console = { gfn: maxPages - 2, port: 0 };
-    const storePage = new SharedArrayBuffer(XEN_PAGE_SIZE);
-    const consolePage = new SharedArrayBuffer(XEN_PAGE_SIZE);
+    const storePage = newPage();
+    const consolePage = newPage();
     pages[store.gfn] = storePage;
     pages[console.gfn] = consolePage;
     const grantFrames = Array.from({ length: GRANT_FRAMES }, () => new SharedArrayBuffer(XEN_PAGE_SIZE));
@@ -402,7 +403,7 @@ export class Hypervisor {
     if (d.suspend === null) throw new Error(`Cannot save domain ${domid}: it is not suspended`);
     const pages = new Map<number, Uint8Array>();
     d.pages.forEach((p, gfn) => {
-      if (p !== undefined) pages.set(gfn, new Uint8Array(p).slice());
+      if (p !== undefined) pages.set(gfn, pageBytes(p).slice());
     });
     return {
       pages,
@@ -637,7 +638,7 @@ export class Hypervisor {
     if (d.populated >= d.maxPages) return -12; // ENOMEM
     let gfn = 0;
     while (d.pages[gfn] !== undefined) gfn++;
-    const page = new SharedArrayBuffer(XEN_PAGE_SIZE);
+    const page = newPage();
     d.pages[gfn] = page;
     d.populated++;
     return { gfn, page };

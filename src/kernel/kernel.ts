@@ -32,6 +32,7 @@ import {
   grantForeignAccess,
 } from "../xen/grant-table-abi.ts";
 import { HypercallClient } from "../xen/hypercall.ts";
+import { pageBytes } from "../xen/xen.ts";
 import { XsClient } from "../xenstore/client.ts";
 import { RingClientChannel } from "../xenstore/transport-ring.ts";
 import { EventChannelUpcall, type EventHandler } from "./evtchn.ts";
@@ -151,14 +152,14 @@ export class Kernel {
     });
     const storePage = this.page(boot.store.gfn);
     this.xsChannel = new RingClientChannel({
-      page: new Uint8Array(storePage),
+      page: pageBytes(storePage),
       notify: () => this.events.send(boot.store.port),
     });
     this.bindEvent(boot.store.port, () => this.xsChannel.onKick());
     this.#xs = new XsClient(this.xsChannel);
     if (!boot.privileged) {
       const con = new ConsoleFront({
-        page: new Uint8Array(this.page(boot.console.gfn)),
+        page: pageBytes(this.page(boot.console.gfn)),
         notify: () => this.events.send(boot.console.port),
       });
       this.console = con;

@@ -7,8 +7,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import type { Host } from "../../src/host/host.ts";
+import { newPage } from "../../src/hv/page.ts";
 import { EVTCHNSTAT } from "../../src/xen/evtchn-abi.ts";
 import { GNTST } from "../../src/xen/grant-table-abi.ts";
+import { pageBytes, XEN_PAGE_SIZE } from "../../src/xen/xen.ts";
 import { formatPerm } from "../../src/xenstore/client.ts";
 import { startHost, type TestHost } from "../helpers/host.ts";
 import { until } from "../helpers/until.ts";
@@ -55,6 +57,24 @@ describe("hypervisor and host", () => {
     const d0 = host.hv.info(0)!;
     assert.equal(d0.state, "running");
     assert.equal(d0.privileged, true);
+  });
+
+  it("gives a domain pages that start on a host page: one-page growable buffers that never grow", () => {
+    const d0 = host.hv.info(0)!;
+    for (const gfn of [d0.store.gfn, d0.console.gfn]) {
+      const page = host.hv.page(0, gfn)!;
+      // V8 maps a growable SharedArrayBuffer's memory itself (page-aligned); malloc's start 16·k bytes past a page.
+      assert.equal(page.growable, true);
+      assert.equal(page.byteLength, XEN_PAGE_SIZE);
+      assert.equal(page.maxByteLength, XEN_PAGE_SIZE);
+      assert.throws(() => page.grow(XEN_PAGE_SIZE + 1), RangeError);
+      const bytes = pageBytes(page);
+      assert.equal(bytes.byteLength, XEN_PAGE_SIZE);
+      assert.equal(bytes.buffer, page);
+    }
+    const fresh = newPage();
+    assert.equal(fresh.growable && fresh.maxByteLength === XEN_PAGE_SIZE, true);
+    assert.deepEqual(pageBytes(fresh).subarray(0, 8), new Uint8Array(8), "a new page is zeroed");
   });
 
   it("a host call reaches a loaded module and brings back its answer or its error", async () => {

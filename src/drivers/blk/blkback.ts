@@ -28,6 +28,7 @@
  */
 import type { Kernel, MappedPage } from "../../kernel/kernel.ts";
 import { BackRing } from "../../ring/ring.ts";
+import { pageBytes } from "../../xen/xen.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { BLKIF_ENTRY_SIZE, VDISK, XEN_IO_PROTO_ABI_NATIVE } from "./blkif.ts";
 import {
@@ -222,7 +223,7 @@ class BlkbackDriver implements XenbusDriver {
     try {
       for (const ref of refs) ringMaps.push(k.mapGrant(dev.otherendId, ref));
       const ring = BackRing.attach(
-        ringMaps.map((m) => new Uint8Array(m.page)),
+        ringMaps.map((m) => pageBytes(m.page)),
         BLKIF_ENTRY_SIZE,
       );
       const back = new BlkifBack({
@@ -237,7 +238,7 @@ class BlkbackDriver implements XenbusDriver {
         peerPolls: () => k.events.pollingAllowed,
         map: (ref, ro) => {
           const m = k.mapGrant(dev.otherendId, ref, ro);
-          return { handle: m.handle, page: new Uint8Array(m.page) };
+          return { handle: m.handle, page: pageBytes(m.page) };
         },
         unmap: (h) => k.unmapGrant(h),
         notify: () => k.notify(port),

@@ -38,6 +38,7 @@
  */
 import type { Kernel } from "../../kernel/kernel.ts";
 import { FrontRing } from "../../ring/ring.ts";
+import { pageBytes } from "../../xen/xen.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { BlkfrontDisk } from "./blkfront-disk.ts";
 import {
@@ -225,7 +226,7 @@ class BlkfrontDriver implements XenbusDriver {
       for (let i = 0; i < 1 << order; i++) {
         const { gfn, page } = k.allocPage();
         ringPages.push({ gfn, ref: -1 });
-        views.push(new Uint8Array(page));
+        views.push(pageBytes(page));
       }
       const ring = FrontRing.init(views, BLKIF_ENTRY_SIZE);
       for (const r of ringPages) r.ref = await dev.grantRing(r.gfn);

@@ -13,6 +13,7 @@
  * every grant and frees every page once the backend has unmapped them.
  */
 import type { Kernel } from "../../kernel/kernel.ts";
+import { pageBytes } from "../../xen/xen.ts";
 import type { IoBuffer } from "./blockdev.ts";
 
 /** What the pool needs of the guest kernel. */
@@ -66,7 +67,7 @@ export class PagePool {
       }
       try {
         const { gfn, page } = this.#o.kernel.allocPage();
-        const p: PoolPage = { gfn, page: new Uint8Array(page), ref: -1 };
+        const p: PoolPage = { gfn, page: pageBytes(page), ref: -1 };
         this.#all.add(p);
         this.#free.push(p);
       } catch {

@@ -14,6 +14,7 @@
  * answers that slot ERROR, as Linux answers a failed copy.
  */
 import { GrantOpError, type Kernel } from "../../kernel/kernel.ts";
+import { pageBytes } from "../../xen/xen.ts";
 
 /** Mappings kept per vif before the least recently used goes. */
 export const GRANT_CACHE_MAX = 512;
@@ -60,7 +61,7 @@ export class GrantCache {
       const [oldRef, old] = this.#map.entries().next().value as [number, Entry];
       this.#drop(oldRef, old);
     }
-    const entry = { handle: m.handle, page: new Uint8Array(m.page), readonly };
+    const entry = { handle: m.handle, page: pageBytes(m.page), readonly };
     this.#map.set(ref, entry);
     return entry.page;
   }

@@ -37,6 +37,7 @@
  */
 import type { Kernel } from "../../kernel/kernel.ts";
 import { BackRing } from "../../ring/ring.ts";
+import { pageBytes } from "../../xen/xen.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { uintParam } from "../blk/module-params.ts";
 import { GrantCache } from "./grant-cache.ts";
@@ -246,8 +247,8 @@ class NetbackDriver implements XenbusDriver {
         conn.maps.push(rxMap.handle);
         const qPorts: number[] = [];
         const back = new NetifBack({
-          tx: BackRing.attach(new Uint8Array(txMap.page), NETIF_TX_ENTRY_SIZE),
-          rx: BackRing.attach(new Uint8Array(rxMap.page), NETIF_RX_ENTRY_SIZE),
+          tx: BackRing.attach(pageBytes(txMap.page), NETIF_TX_ENTRY_SIZE),
+          rx: BackRing.attach(pageBytes(rxMap.page), NETIF_RX_ENTRY_SIZE),
           sg,
           fatalSkbSlots: this.fatalSkbSlots,
           copyFromGuest: (ref, offset, len, into, at) => {

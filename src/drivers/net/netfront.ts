@@ -31,6 +31,7 @@
  */
 import type { Kernel } from "../../kernel/kernel.ts";
 import { FrontRing } from "../../ring/ring.ts";
+import { pageBytes } from "../../xen/xen.ts";
 import { type XenbusDevice, type XenbusDriver, XenbusState, xenbus } from "../../xenbus/xenbus.ts";
 import { uintParam } from "../blk/module-params.ts";
 import { flowQueue, type NetDevice, registerNetDevice, sumCounters, unregisterNetDevice } from "./netdev.ts";
@@ -161,7 +162,7 @@ class NetfrontDriver implements XenbusDriver {
     const alloc = (): Uint8Array => {
       const { gfn, page } = k.allocPage();
       pages.push({ gfn, ref: -1 });
-      return new Uint8Array(page);
+      return pageBytes(page);
     };
     const devid = dev.nodename.split("/").pop()!;
     const ifname = `eth${devid}`;

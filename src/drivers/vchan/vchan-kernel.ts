@@ -8,6 +8,7 @@
  * page stays granted and a later unshare or close retries it.
  */
 import { HypercallError, type Kernel } from "../../kernel/kernel.ts";
+import { pageBytes } from "../../xen/xen.ts";
 import { VchanSetupError } from "./errors.ts";
 import type { UnmapNotify, VchanPlatform, VchanXsEntry } from "./vchan.ts";
 
@@ -75,7 +76,7 @@ export class KernelVchanPlatform implements VchanPlatform {
     }
     if (notify !== undefined) this.#k.setShareNotify(ref, notify.offset, notify.port);
     this.#shares.set(ref, { gfn, notify: notify !== undefined });
-    return { ref, page: new Uint8Array(page) };
+    return { ref, page: pageBytes(page) };
   }
 
   unsharePage(ref: number): void {
@@ -102,7 +103,7 @@ export class KernelVchanPlatform implements VchanPlatform {
         throw e;
       }
     }
-    return { handle: m.handle, page: new Uint8Array(m.page) };
+    return { handle: m.handle, page: pageBytes(m.page) };
   }
 
   unmapPage(handle: number): void {
