@@ -142,6 +142,16 @@ export function cell(xs: readonly number[], unit: string): string {
   return `${m} (${fmt(Math.min(...xs), unit)}–${fmt(Math.max(...xs), unit)})`;
 }
 
+/**
+ * The goal column: met or MISSED, or, where one side has no figure (C xenstored stopped before 1M
+ * nodes in case f, as its memory ran out), which side, since there is nothing to compare.
+ */
+export function goalCell(goal: Goal, r: number, row: Row): string {
+  if (Number.isFinite(r)) return `≥${goal.min} ${r >= goal.min ? "met" : "MISSED"}`;
+  const none = row.samples.baseline.length === 0 ? "baseline" : "xenlab";
+  return `≥${goal.min}: no ${none} figure`;
+}
+
 export function table(
   res: Results,
   goals: readonly Goal[],
@@ -159,7 +169,7 @@ export function table(
       cell(row.samples.xenlab, row.unit),
       cell(row.samples.baseline, row.unit),
       informative || !Number.isFinite(r) ? "" : r.toFixed(2),
-      goal === undefined ? "" : `≥${goal.min} ${r >= goal.min ? "met" : "MISSED"}`,
+      goal === undefined ? "" : goalCell(goal, r, row),
     ];
   });
   const all = [head, ...lines];
