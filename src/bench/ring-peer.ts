@@ -16,6 +16,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { EventChannelUpcall, type GuestEventsBoot } from "../kernel/evtchn.ts";
 import { BackRing, FrontRing } from "../ring/ring.ts";
+import { pageBytes } from "../xen/xen.ts";
 import { threadCpuNs } from "./procstat.ts";
 
 export type RingPeerSide =
@@ -134,7 +135,7 @@ function lost(what: string, at: number): Error {
  */
 async function xenlab(c: RingPeerConfig & { kind: "xenlab" }, started: () => void, n: Counts): Promise<void> {
   const ev = new EventChannelUpcall(c.boot);
-  const page = new Uint8Array(c.page);
+  const page = pageBytes(c.page);
   const e = new Entries(c.entrySize);
   const total = (c.warmup + c.rounds) * c.batch;
   if (c.role === "front") {

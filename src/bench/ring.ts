@@ -24,6 +24,7 @@
  */
 
 import { ioRing } from "../host/live-rings.ts";
+import { newPage } from "../hv/page.ts";
 import { ringSize } from "../ring/ring.ts";
 import { XEN_PAGE_SIZE } from "../xen/xen.ts";
 import {
@@ -150,7 +151,7 @@ async function measure(c: Case, v: Variant, o: Options): Promise<Sample> {
     // The toolstack's part: two domains, the ring page, and an event channel between them (the
     // frontend offers a port, the backend binds it, as the XenBus handshake does).
     const [f, b] = connectedDomains();
-    const page = new SharedArrayBuffer(XEN_PAGE_SIZE);
+    const page = newPage(); // a domain's page, as the hypervisor populates it
     front = { kind: "xenlab", ...f, page };
     back = { kind: "xenlab", ...b, page };
     // The live view's work for this ring with a viewer connected: its indexes and last slots.
