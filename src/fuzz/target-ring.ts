@@ -20,7 +20,9 @@
  *   counted, released and introduced again. The write rate limit runs on the fuzzer's clock,
  *   far ahead of any batch (see CLOCK_STEP_MS), so it never holds a ring back.
  */
+import { newPage } from "../hv/page.ts";
 import { XenstoreInterface, XS_CONNECTION, XS_RING_ERROR } from "../ring/byte-ring.ts";
+import { pageBytes } from "../xen/xen.ts";
 import { XenStoreCore } from "../xenstore/core.ts";
 import type { Connection } from "../xenstore/daemon.ts";
 import { DEFAULT_QUOTAS, WriteRateLimit } from "../xenstore/quota.ts";
@@ -32,7 +34,6 @@ import { completeStream, sentinel } from "./gen.ts";
 import { type Exchange, goodClient } from "./good.ts";
 import { FuzzRun, ProblemLog, type TargetOptions } from "./target.ts";
 
-const PAGE_SIZE = 4096;
 const GOOD_EVERY = 100;
 /** Rounds without progress before the fuzzer calls it a hang. */
 const IDLE_ROUNDS = 8;
@@ -162,7 +163,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
   };
 
   const attach = (domid: number): Connection => {
-    const page = new Uint8Array(new SharedArrayBuffer(PAGE_SIZE));
+    const page = pageBytes(newPage()); // a guest's kind of page, as the hypervisor populates it
     const conn = core.connectDomain(domid);
     const server = new RingServer({ core, conn, page, notify: () => {} });
     const old = rings.get(domid);
@@ -221,7 +222,7 @@ export async function fuzzRing(o: TargetOptions): Promise<void> {
     Object.defineProperty(core, "writeRate", { value: new WriteRateLimit(log, () => clock) });
     core.writeRate.addDomain(0);
     // Dom0's kernel ring: privileged, known from the start (C dom0_init).
-    const page = new Uint8Array(new SharedArrayBuffer(PAGE_SIZE));
+    const page = pageBytes(newPage()); // a guest's kind of page, as the hypervisor populates it
     const conn = core.connectDomain(0);
     core.attachDom0(conn, "0", 1);
     dom0 = new GuestRing(0, page, new RingServer({ core, conn, page, notify: () => {} }));
