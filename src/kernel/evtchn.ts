@@ -70,7 +70,10 @@
  *   their core, up to 1 s; a poll that keeps its core resets it).
  * Without polling a halt sleeps in waitAsync at once. (A blocking Atomics.wait for the window
  * was tried instead, the cheaper wake-up: it stalls the worker's event loop, and `bench blk
- * --busy 1` sequential fell further, to 0.14 against waitAsync's 0.33.)
+ * --busy 1` sequential fell further, to 0.14 against waitAsync's 0.33. Tried again on 2026-12-04
+ * as a "doze" after a turn of the loop: in 100 µs slices it lost, because a wait with a timeout
+ * under ~3 ms is woken slowly beside a busy thread; as one 5 ms wait it gained 6% on bench evtchn
+ * and nothing on bench blk; docs/speed.md, branch `doze`.)
  *
  * Worked example (haltPollUs 1000): window 1000 µs; a look at t and the next at t + 3 ms → the
  * poll ends, contended + 1, no polling until t + 13 ms; the first poll after that which keeps its
