@@ -439,7 +439,7 @@ function table(
     `medians over the runs; ratio: the median of each run's xenlab / ${base}; page cache warm and clean`,
     "  for every measurement",
     "per load request (xenlab): ring requests, kicks guest→dom0|dom0→guest, blkback preadv/pwritev calls,",
-    "  sleeps of the guest's|dom0's event loop (halts not ended by halt polling)",
+    "  sleeps of the guest's|dom0's event loop (halts not ended by halt polling: in waitAsync, or dozing)",
     ...(trace === undefined
       ? []
       : [
@@ -554,8 +554,8 @@ async function bench(o: Options): Promise<number> {
             kicksFront: g.front.kicks / n,
             kicksBack: (b1.kicks - b0.kicks) / n,
             ioCalls: (b1.ioCalls - b0.ioCalls) / n,
-            sleepsGuest: (h1.guest.slept - h0.guest.slept) / n,
-            sleepsDom0: (h1.dom0.slept - h0.dom0.slept) / n,
+            sleepsGuest: (h1.guest.slept + h1.guest.dozed - h0.guest.slept - h0.guest.dozed) / n,
+            sleepsDom0: (h1.dom0.slept + h1.dom0.dozed - h0.dom0.slept - h0.dom0.dozed) / n,
             cpu: (cpu1 - cpu0) / 1000 / n,
           });
           r = g;

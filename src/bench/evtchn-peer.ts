@@ -17,6 +17,9 @@ export type PeerConfig = PeerSide & {
   warmup: number;
   rounds: number;
   timeoutMs: number;
+  /** The async loop's halt-polling window, µs, and the host's word POLLERS it obeys. */
+  haltPollUs: number;
+  pollers: SharedArrayBuffer;
 };
 
 export type PeerReply = { ready: true } | { ok: true; seconds: number } | { ok: false; error: string };
@@ -42,7 +45,10 @@ function lost(at: number): Error {
  * loop (a watchdog per run, not a timer per round trip, which would cost more than the rest).
  */
 async function xenlab(c: PeerConfig & { kind: "xenlab" }, total: number, started: () => void): Promise<void> {
-  const ev = new EventChannelUpcall(c.boot);
+  const ev = new EventChannelUpcall(
+    c.boot,
+    c.wait === "async" ? { haltPollUs: c.haltPollUs, pollers: new Int32Array(c.pollers), doze: true } : {},
+  );
   ev.upcall(); // the event the bind left pending on one end
   let got = 0;
   let finish: () => void = () => {};

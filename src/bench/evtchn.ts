@@ -4,7 +4,10 @@
  *
  *   block  both domains wait in EventChannelUpcall.block() (SCHEDOP_block: Atomics.wait on the
  *          wake word, then the upcall); each send is EventChannelUpcall.send from the worker.
- *   async  both domains run the async upcall loop (Atomics.waitAsync).
+ *   async  both domains run the async upcall loop (Atomics.waitAsync) as the host's guests do:
+ *          with the host's halt-polling window (--halt-poll-us, default 1000 µs) and dozing,
+ *          under a poll governor of this bench's own (src/host/poll-governor.ts), so a halt polls
+ *          while the machine has a core to spare and dozes beside a busy neighbour.
  *
  * The baseline of both cases is the same bare ping-pong: two counters in one Int32Array, each side
  * stores its count and notifies, then Atomics.wait's for the other's (docs/platform.md §1 (a)).
@@ -17,6 +20,11 @@
  * (docs/platform.md §0), so the table also gives the median of the per-run ratios, each taken between
  * measurements made a second apart.
  */
+
+import { availableParallelism } from "node:os";
+import { PollGovernor } from "../host/poll-governor.ts";
+import { HALT_POLL_US_DEFAULT } from "../hv/hypervisor.ts";
+import { POLLERS } from "../xen/domain-boot.ts";
 import {
   alignColumns,
   BUSY_HELP,
@@ -40,9 +48,18 @@ import { connectedDomains, runPeers } from "./pair.ts";
 
 export interface Options extends TimedRounds, BusyOption {
   json: boolean;
+  /** The async case's halt-polling window, µs (0: no polling or dozing, every halt sleeps in waitAsync). */
+  haltPollUs: number;
 }
 
-const DEFAULTS: Options = { json: false, runs: 9, warmup: 1000, rounds: 10000, busy: 0 };
+const DEFAULTS: Options = {
+  json: false,
+  runs: 9,
+  warmup: 1000,
+  rounds: 10000,
+  busy: 0,
+  haltPollUs: HALT_POLL_US_DEFAULT,
+};
 const QUICK: Partial<Options> = { runs: 3, warmup: 500, rounds: 3000 };
 const TIMEOUT_MS = 10_000;
 
@@ -65,16 +82,31 @@ against a bare Atomics.wait/notify ping-pong between two plain workers, in the s
   --runs N       runs, medians reported (default ${DEFAULTS.runs})
   --rounds N     timed round trips per run and variant (default ${DEFAULTS.rounds})
   --warmup N     untimed round trips first (default ${DEFAULTS.warmup})
+  --halt-poll-us N
+                 the async case's halt-polling window, µs, as a guest's (default the host's,
+                 ${HALT_POLL_US_DEFAULT}; 0: no polling or dozing, every halt sleeps in waitAsync)
 ${BUSY_HELP}  --quick        --runs ${QUICK.runs} --rounds ${QUICK.rounds} --warmup ${QUICK.warmup}
 `;
 
 export function parseArgs(argv: readonly string[]): Options | "help" {
-  return parseOptions("evtchn", argv, DEFAULTS, QUICK, { ...TIMED_ROUNDS, ...BUSY_OPTION });
+  return parseOptions("evtchn", argv, DEFAULTS, QUICK, {
+    ...TIMED_ROUNDS,
+    ...BUSY_OPTION,
+    "--halt-poll-us": (o, arg) => {
+      o.haltPollUs = arg.int(0);
+    },
+  });
 }
 
 /** One round of one variant in two fresh workers: round trips per second. */
-async function measure(v: VariantId, o: Options): Promise<number> {
-  const common = { warmup: o.warmup, rounds: o.rounds, timeoutMs: TIMEOUT_MS };
+async function measure(v: VariantId, o: Options, pollers: SharedArrayBuffer): Promise<number> {
+  const common = {
+    warmup: o.warmup,
+    rounds: o.rounds,
+    timeoutMs: TIMEOUT_MS,
+    haltPollUs: o.haltPollUs,
+    pollers,
+  };
   let ping: PeerSide;
   let pong: PeerSide;
   const wait = v === "xenlab-async" || v === "atomics-waitasync" ? "async" : "block";
@@ -133,11 +165,39 @@ export function run(argv: string[]): Promise<number> {
 
 async function bench(o: Options): Promise<number> {
   const samples = new Map<VariantId, number[]>(VARIANTS.map((v) => [v, []]));
-  await withBusy(o.busy, () =>
-    eachRun(o, VARIANTS, async (v) => {
-      samples.get(v)!.push(await measure(v, o));
-    }),
-  );
+  // The host's word POLLERS and its governor, for the async case's two domains.
+  const pollers = new SharedArrayBuffer(POLLERS.bytes);
+  const words = new Int32Array(pollers);
+  Atomics.store(words, POLLERS.limit, availableParallelism()); // as the host, until the first samples
+  const governor = new PollGovernor({
+    target: {
+      get awakeThreads() {
+        return Atomics.load(words, POLLERS.awake);
+      },
+      get pollLimit() {
+        return Atomics.load(words, POLLERS.limit);
+      },
+      set pollLimit(n: number) {
+        Atomics.store(words, POLLERS.limit, n);
+      },
+    },
+  });
+  governor.start();
+  try {
+    await withBusy(o.busy, () =>
+      eachRun(o, VARIANTS, async (v) => {
+        samples.get(v)!.push(await measure(v, o, pollers));
+      }),
+    );
+  } finally {
+    governor.stop();
+  }
+  if (!o.json) {
+    const allowed = governor.samples === 0 ? 1 : 1 - governor.contendedSamples / governor.samples;
+    process.stdout.write(
+      `halt polling: allowed in ${Math.round(allowed * 100)}% of the governor's samples\n`,
+    );
+  }
   if (o.json) {
     for (const c of CASES) {
       const x = median(samples.get(c.xenlab)!);

@@ -54,6 +54,7 @@ import {
   type EvtchnStat,
   eventMemory,
   newEventMemory,
+  nudge,
   type PeerEvents,
   PORT_TABLE_BYTES,
   raiseSelector,
@@ -435,6 +436,13 @@ export class EventChannels {
       });
     }
     return out;
+  }
+
+  /** Wake every vCPU of `domid` without an upcall (`nudge`): the host has posted it a message. */
+  nudge(domid: number): void {
+    const d = this.#domains.get(domid);
+    if (d === undefined) return;
+    for (let v = 0; v < d.vcpus; v++) nudge(d.mem, v);
   }
 
   /** Test views for the hypervisor and tests: a port's pending and mask bits. */

@@ -534,6 +534,8 @@ export class Hypervisor {
     return new Promise((resolve, reject) => {
       d.requests.set(id, { resolve, reject });
       d.worker.postMessage(make(id));
+      // A guest's vCPU may be dozing in a blocking wait, its event loop held: wake it to take this.
+      this.events.nudge(domid);
     });
   }
 

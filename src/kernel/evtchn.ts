@@ -68,12 +68,18 @@
  *   CONTENDED_GAP_US apart (the kernel's steal, seen from inside). Such a poll ends and the halt
  *   sleeps; the vCPU then does not poll for a back-off (10 ms, doubling while polls keep losing
  *   their core, up to 1 s; a poll that keeps its core resets it).
- * Without polling a halt sleeps in waitAsync at once. (A blocking Atomics.wait for the window
- * was tried instead, the cheaper wake-up: it stalls the worker's event loop, and `bench blk
- * --busy 1` sequential fell further, to 0.14 against waitAsync's 0.33. Tried again on 2026-12-04
- * as a "doze" after a turn of the loop: in 100 µs slices it lost, because a wait with a timeout
- * under ~3 ms is woken slowly beside a busy thread; as one 5 ms wait it gained 6% on bench evtchn
- * and nothing on bench blk; docs/speed.md, branch `doze`.)
+ * Without polling, dom0's halt sleeps in waitAsync at once. A guest's (UpcallOptions.doze) first
+ * dozes while it is busy (its dozing window, adapted as the polling window is, above 0): once its
+ * event loop has run what it holds (one setImmediate), one blocking Atomics.wait on the wake word
+ * of at most DOZE_MS. A blocked thread leaves its core to whoever wants it, and the kick that ends
+ * it is a futex wake, cheaper for both ends than a waitAsync's. What it costs: while a guest
+ * dozes its timers wait (at most DOZE_MS, once its events stop); the host's messages do not, the
+ * hypervisor nudges the wake word as it posts one. Not dom0: its loop serves sockets and files.
+ * `bench evtchn --busy 1`, async: 43.6–53.0k round trips a second against 40.2–45.4k in waitAsync
+ * (eight alternated pairs, docs/speed.md). Earlier tries: the whole window in one blocking wait
+ * before the loop had turned (sequential blk fell to 0.14 against 0.33, the loop's own work held
+ * up), and 100 µs slices (half of waitAsync's rate: beside a busy thread a wait with a timeout
+ * under ~3 ms is woken slowly, docs/platform.md §1).
  *
  * Worked example (haltPollUs 1000): window 1000 µs; a look at t and the next at t + 3 ms → the
  * poll ends, contended + 1, no polling until t + 13 ms; the first poll after that which keeps its
@@ -129,6 +135,12 @@ export interface UpcallOptions {
    * Infinity: never). Tests of the window alone turn it off on a loaded machine.
    */
   contendedGapUs?: number;
+  /**
+   * Doze when polling is not allowed (see the module comment): a guest's vCPU, whose event loop
+   * has no I/O of its own and whose host wakes it when it posts a message (`nudge`). Not dom0's:
+   * its loop serves sockets and files that a blocking wait would hold up. Default false.
+   */
+  doze?: boolean;
 }
 
 /** KVM's halt_poll_ns_grow_start (10 µs), halt_poll_ns_grow and halt_poll_ns_shrink (2). */
@@ -140,6 +152,13 @@ export const CONTENDED_GAP_US = 500;
 /** The first back-off from polling after a contended poll, and the longest, ms. */
 const BACKOFF_START_MS = 10;
 const BACKOFF_MAX_MS = 1000;
+/**
+ * A doze's blocking wait, ms: at most this long the vCPU's event loop waits with it. Not shorter:
+ * beside a busy thread, an `Atomics.wait` with a timeout of 1 ms was woken at half the rate of an
+ * untimed one, 2 ms at two thirds, 5 ms and more at the same (a two-worker ping-pong, 2026-12-04;
+ * docs/platform.md §1), so a doze in short slices lost to waitAsync.
+ */
+export const DOZE_MS = 5;
 
 /** Counters of the async loop's halts (each time it found no upcall due). */
 export interface HaltStats {
@@ -151,6 +170,8 @@ export interface HaltStats {
   crowded: number;
   /** Polls that ended because the thread lost its core (two looks CONTENDED_GAP_US apart). */
   contended: number;
+  /** Halts that ended in a doze (a blocking wait, when polling was not allowed; guests only). */
+  dozed: number;
   /** The current polling window, µs. */
   windowUs: number;
 }
@@ -194,7 +215,10 @@ export class EventChannelUpcall {
   readonly #pollers: Int32Array | undefined;
   readonly #gapMs: number;
   #pollUs = 0;
-  readonly #halts: Omit<HaltStats, "windowUs"> = { polled: 0, slept: 0, crowded: 0, contended: 0 };
+  readonly #doze: boolean;
+  /** Dozing's window, µs: adapted as the polling window is; the vCPU dozes while it is above 0. */
+  #dozeUs = 0;
+  readonly #halts: Omit<HaltStats, "windowUs"> = { polled: 0, slept: 0, crowded: 0, contended: 0, dozed: 0 };
   /** No polling before this performance.now() (ms): backing off after a contended poll. */
   #quietUntil = 0;
   /** No polling before this performance.now() (ms): a driver asked so (holdPolling). */
@@ -224,6 +248,7 @@ export class EventChannelUpcall {
     this.#pollMaxUs = poll;
     this.#pollers = opts.pollers;
     this.#gapMs = (opts.contendedGapUs ?? CONTENDED_GAP_US) / 1000;
+    this.#doze = opts.doze === true;
   }
 
   /** The async loop's halts so far, and its polling window now. */
@@ -436,13 +461,19 @@ export class EventChannelUpcall {
       while (live()) {
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
           const t0 = performance.now();
-          if (
-            this.#pollUs > 0 &&
-            t0 >= this.#quietUntil &&
-            t0 >= this.#holdUntil &&
-            (await this.#pollHalt(t0, live))
-          ) {
+          const held = t0 < this.#holdUntil;
+          const poll =
+            this.#pollUs > 0 && t0 >= this.#quietUntil && !held ? await this.#pollHalt(t0, live) : "none";
+          if (poll === "event") {
             this.#halts.polled++;
+          } else if (
+            this.#doze &&
+            poll !== "window" &&
+            !held &&
+            this.#dozeUs > 0 &&
+            (await this.#dozeHalt(live))
+          ) {
+            this.#halts.dozed++;
           } else {
             // The sleep itself, inline: this is the path of every halt without polling, and
             // each async call on it costs the round trip a promise hop.
@@ -465,7 +496,9 @@ export class EventChannelUpcall {
           }
           if (!live()) return;
           if (this.#pollMaxUs > 0) {
-            this.#pollUs = nextPollWindow(this.#pollUs, (performance.now() - t0) * 1000, this.#pollMaxUs);
+            const haltUs = (performance.now() - t0) * 1000;
+            this.#pollUs = nextPollWindow(this.#pollUs, haltUs, this.#pollMaxUs);
+            if (this.#doze) this.#dozeUs = nextPollWindow(this.#dozeUs, haltUs, this.#pollMaxUs);
           }
         }
         this.upcall();
@@ -487,7 +520,7 @@ export class EventChannelUpcall {
    * false when the window passed, the host's limit was reached, or the thread lost its core
    * (then the vCPU backs off from polling, see the module comment).
    */
-  async #pollHalt(t0: number, live: () => boolean): Promise<boolean> {
+  async #pollHalt(t0: number, live: () => boolean): Promise<PollEnd> {
     const r = await this.#pollLimited(t0 + this.#pollUs / 1000, live);
     if (r === "event" || r === "window") this.#backoffMs = BACKOFF_START_MS;
     else if (r === "contended") {
@@ -495,7 +528,32 @@ export class EventChannelUpcall {
       this.#quietUntil = performance.now() + this.#backoffMs;
       this.#backoffMs = Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
     }
-    return r === "event";
+    return r;
+  }
+
+  /**
+   * A halt's doze: once the event loop has run what it holds (one setImmediate), one blocking wait
+   * on the wake word of at most DOZE_MS. True when an upcall is due after it (or the loop was
+   * stopped); false when it timed out or the host nudged the vCPU for a message, and the halt then
+   * sleeps in waitAsync, the loop free. The host's count of awake domain threads leaves this one
+   * out while it waits.
+   */
+  #dozeHalt(live: () => boolean): Promise<boolean> {
+    const words = this.#words;
+    const bytes = this.#bytes;
+    const wake = this.#wakeWord;
+    const at = this.#upcallByte;
+    const awake = this.#pollers;
+    return new Promise((resolve) => {
+      setImmediate(() => {
+        const seen = Atomics.load(words, wake);
+        if (Atomics.load(bytes, at) !== 0 || !live()) return resolve(true);
+        if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
+        Atomics.wait(words, wake, seen, DOZE_MS);
+        if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
+        resolve(Atomics.load(bytes, at) !== 0 || !live());
+      });
+    });
   }
 
   /** #poll, if fewer than the limit of threads are polling; else "crowded" at once. */

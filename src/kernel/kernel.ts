@@ -149,6 +149,7 @@ export class Kernel {
       onError: (err, port) => this.printk(`evtchn: handler of port ${port} failed: ${errorMessage(err)}`),
       haltPollUs: boot.haltPollUs,
       pollers: new Int32Array(boot.pollers),
+      doze: !boot.privileged,
     });
     const storePage = this.page(boot.store.gfn);
     this.xsChannel = new RingClientChannel({

@@ -136,6 +136,15 @@ export function setPortVcpu(m: EventMemory, port: number, vcpu: number): void {
   Atomics.store(m.bytes, EVTCHN_LAYOUT.vcpu + port, vcpu);
 }
 
+/**
+ * Wake vCPU `vcpu` without an upcall: the host has posted its worker a message, which the worker's
+ * event loop takes; a vCPU dozing in a blocking wait (src/kernel/evtchn.ts) returns to its loop.
+ */
+export function nudge(m: EventMemory, vcpu: number): void {
+  Atomics.add(m.words, W_WAKE + vcpu, 1);
+  Atomics.notify(m.words, W_WAKE + vcpu);
+}
+
 /** Mark vCPU `vcpu`'s upcall pending and kick it (Xen's `vcpu_mark_events_pending`). */
 export function kick(m: EventMemory, vcpu: number): void {
   Atomics.store(m.bytes, EVTCHN_LAYOUT.vcpuInfo * vcpu + EVTCHN_LAYOUT.upcallPending, 1);
