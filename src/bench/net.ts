@@ -23,6 +23,7 @@
 import { createSocket } from "node:dgram";
 import { createServer, type Server } from "node:net";
 import type { NetDevice } from "../drivers/net/netdev.ts";
+import { NO_FRONT_STATS } from "../drivers/net/netif-front.ts";
 import { PasstUplink } from "../drivers/net/passt.ts";
 import { tcpSend, udpRtt } from "../drivers/net/stack/probe.ts";
 import { NetStack } from "../drivers/net/stack/stack.ts";
@@ -139,15 +140,7 @@ async function nodeClient(): Promise<{ stack: NetStack; gateway: number; close()
       uplink.send(f);
       return true;
     },
-    stats: () => ({
-      txPackets: 0,
-      txBytes: 0,
-      txErrors: 0,
-      txDropped: 0,
-      rxPackets: 0,
-      rxBytes: 0,
-      rxErrors: 0,
-    }),
+    stats: () => NO_FRONT_STATS, // the baseline counts nothing
   };
   dev = d;
   const stack = new NetStack({ log: () => {}, hostname: "bench" });

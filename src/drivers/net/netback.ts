@@ -43,7 +43,7 @@ import { uintParam } from "../blk/module-params.ts";
 import { GrantCache } from "./grant-cache.ts";
 import { flowQueue, sumCounters } from "./netdev.ts";
 import { NETIF_RX_ENTRY_SIZE, NETIF_TX_ENTRY_SIZE } from "./netif.ts";
-import { FATAL_SKB_SLOTS_DEFAULT, NetifBack, type NetifBackStats } from "./netif-back.ts";
+import { FATAL_SKB_SLOTS_DEFAULT, NetifBack, type NetifBackStats, NO_BACK_STATS } from "./netif-back.ts";
 import { VIF_BACKEND as BE, VIF_FRONTEND as FE, formatMac, parseMac } from "./netif-keys.ts";
 import { PasstUplink } from "./passt.ts";
 import { type FrameTap, openVifCapture, vifName } from "./vif-capture.ts";
@@ -321,7 +321,7 @@ class NetbackDriver implements XenbusDriver {
     for (const q of c.queues) q.stop();
     vif.lastStats = sumCounters(
       c.queues.map((q) => q.stats),
-      NO_STATS,
+      NO_BACK_STATS,
     );
     for (const p of c.ports) {
       try {
@@ -346,16 +346,6 @@ class NetbackDriver implements XenbusDriver {
     );
   }
 }
-
-/** The counters of every queue, summed. */
-const NO_STATS: NetifBackStats = {
-  txPackets: 0,
-  txBytes: 0,
-  txErrors: 0,
-  rxPackets: 0,
-  rxBytes: 0,
-  rxDropped: 0,
-};
 
 function uplinkName(bridge: string): string {
   return bridge === BRIDGE_NONE ? "none" : "passt";
@@ -394,7 +384,7 @@ export function call(k: Kernel, cmd: string): Record<string, VifStats> {
     const s = (vif.conn !== null
       ? sumCounters(
           vif.conn.queues.map((q) => q.stats),
-          NO_STATS,
+          NO_BACK_STATS,
         )
       : undefined) ??
       vif.lastStats ?? { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };

@@ -75,6 +75,16 @@ export interface NetifBackStats {
   rxDropped: number;
 }
 
+/** Every counter at 0: a new engine's, and the sum of no queue. */
+export const NO_BACK_STATS: Readonly<NetifBackStats> = {
+  txPackets: 0,
+  txBytes: 0,
+  txErrors: 0,
+  rxPackets: 0,
+  rxBytes: 0,
+  rxDropped: 0,
+};
+
 export interface NetifBackOptions {
   readonly tx: BackRing;
   readonly rx: BackRing;
@@ -97,14 +107,7 @@ export interface NetifBackOptions {
 }
 
 export class NetifBack {
-  readonly stats: NetifBackStats = {
-    txPackets: 0,
-    txBytes: 0,
-    txErrors: 0,
-    rxPackets: 0,
-    rxBytes: 0,
-    rxDropped: 0,
-  };
+  readonly stats: NetifBackStats = { ...NO_BACK_STATS };
   readonly #o: NetifBackOptions;
   readonly #tx: BackRing;
   readonly #rx: BackRing;
