@@ -4,16 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BENCH_JSON_KEYS, runBench } from "../helpers/bench.ts";
+import { BENCH_JSON_KEYS, benchJsonLines, runBench } from "../helpers/bench.ts";
 
 describe("xenlab bench domains", () => {
   it("prints one JSON line per case with --quick --json", { timeout: 120_000 }, async () => {
     const r = await runBench(["domains", "--quick", "--json"]);
     assert.equal(r.code, 0, `bench failed:\n${r.err}`);
-    const rows = r.out
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rows = benchJsonLines(r.out);
     assert.deepEqual(
       rows.map((o) => o.case),
       ["rss-per-idle-domain", "domains-per-24GiB", "domains-per-process"],
@@ -33,10 +30,7 @@ describe("xenlab bench domains", () => {
   }, async () => {
     const r = await runBench(["domains", "--storm", "3", "--json"]);
     assert.equal(r.code, 0, `bench failed:\n${r.err}`);
-    const rows = r.out
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rows = benchJsonLines(r.out);
     assert.deepEqual(
       rows.map((o) => o.case),
       ["storm-3-all-connected", "storm-3-xs-requests-per-guest"],

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BENCH_JSON_KEYS, runBench } from "../helpers/bench.ts";
+import { BENCH_JSON_KEYS, benchJsonLines, runBench } from "../helpers/bench.ts";
 import { hasCommand, requirePeer } from "../helpers/peers.ts";
 
 describe("xenlab bench net", () => {
@@ -12,10 +12,7 @@ describe("xenlab bench net", () => {
     if (!requirePeer(t, "passt (Debian package passt)", hasCommand("passt"))) return;
     const r = await runBench(["net", "--quick", "--json", "--mib", "1", "--rtts", "10"]);
     assert.equal(r.code, 0, `bench failed:\n${r.err}`);
-    const lines = r.out
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = benchJsonLines(r.out);
     assert.deepEqual(
       lines.map((o) => [o.case, o.unit, o.baseline_name]),
       [
@@ -36,10 +33,7 @@ describe("xenlab bench net", () => {
     if (!requirePeer(t, "passt (Debian package passt)", hasCommand("passt"))) return;
     const r = await runBench(["net", "--quick", "--json", "--mib", "1", "--rtts", "10", "--busy", "1"]);
     assert.equal(r.code, 0, `bench failed:\n${r.err}`);
-    const lines = r.out
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = benchJsonLines(r.out);
     assert.deepEqual(
       lines.map((o) => [o.case, o.busy]),
       [

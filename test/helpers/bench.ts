@@ -21,3 +21,11 @@ export async function runBench(
   );
   return { code: r.code, out: r.stdout, err: r.stderr };
 }
+
+/** A `--json` run's output, one object a line. */
+export function benchJsonLines(out: string): Record<string, unknown>[] {
+  return out
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}

@@ -178,20 +178,8 @@ describe("NodeTable (the packed store)", () => {
     s.send("dom0", "RM", "/wide/c7|");
     s.send("dom0", "WRITE", "/wide/c7|again");
     const read = () => {
-      const got: string[] = [];
-      const gens = new Set<string>();
-      let off = 0;
-      for (;;) {
-        const parts = s.send("dom0", "DIRECTORY_PART", `/wide|${off}|`).reply.split("|");
-        gens.add(parts[0]!);
-        const body = parts.slice(1, -1);
-        const done = body.at(-1) === "";
-        const chunk = done ? body.slice(0, -1) : body;
-        got.push(...chunk);
-        off += chunk.reduce((n, c) => n + c.length + 1, 0);
-        if (done) break;
-      }
-      return { got, gens };
+      const { names, gens } = s.directoryParts("dom0", "/wide");
+      return { got: names, gens: new Set(gens) };
     };
     const first = read();
     const want = Array.from({ length: N }, (_, i) => `c${i}`).filter((n) => n !== "c7");

@@ -74,6 +74,26 @@ export class Scenario {
     return { reply: text(r.reply.payload), events };
   }
 
+  /**
+   * Reads `path`'s children as a client pages them with DIRECTORY_PART (offset in bytes of the
+   * names so far, each with its NUL; the last part ends with an empty name): the names, and the
+   * generation each part carried.
+   */
+  directoryParts(who: string, path: string): { names: string[]; gens: string[] } {
+    const names: string[] = [];
+    const gens: string[] = [];
+    for (let off = 0; ; ) {
+      const parts = this.send(who, "DIRECTORY_PART", `${path}|${off}|`).reply.split("|");
+      gens.push(parts[0]!);
+      const body = parts.slice(1, -1);
+      const done = body.at(-1) === "";
+      const chunk = done ? body.slice(0, -1) : body;
+      names.push(...chunk);
+      off += chunk.reduce((n, c) => n + c.length + 1, 0);
+      if (done) return { names, gens };
+    }
+  }
+
   run(rows: readonly Row[]): void {
     for (const [i, row] of rows.entries()) {
       const where = `row ${i} (${row.who} ${row.op} ${row.arg}${row.note ? ` — ${row.note}` : ""})`;
