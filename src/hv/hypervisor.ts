@@ -535,7 +535,8 @@ export class Hypervisor {
       d.requests.set(id, { resolve, reject });
       d.worker.postMessage(make(id));
       // A guest's vCPU may be dozing in a blocking wait, its event loop held: wake it to take this.
-      this.events.nudge(domid);
+      // (dom0 never dozes: src/kernel/kernel.ts.)
+      if (!d.privileged) this.events.nudge(domid);
     });
   }
 

@@ -516,9 +516,9 @@ export class EventChannelUpcall {
   }
 
   /**
-   * A halt's poll, from `t0`, for the current window: true when it caught an upcall (no sleep);
-   * false when the window passed, the host's limit was reached, or the thread lost its core
-   * (then the vCPU backs off from polling, see the module comment).
+   * A halt's poll, from `t0`, for the current window: "event" when it caught an upcall (no sleep);
+   * "window" when the window passed, "crowded" when the host's limit was reached, "contended" when
+   * the thread lost its core (then the vCPU backs off from polling, see the module comment).
    */
   async #pollHalt(t0: number, live: () => boolean): Promise<PollEnd> {
     const r = await this.#pollLimited(t0 + this.#pollUs / 1000, live);

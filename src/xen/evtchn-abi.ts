@@ -148,8 +148,7 @@ export function nudge(m: EventMemory, vcpu: number): void {
 /** Mark vCPU `vcpu`'s upcall pending and kick it (Xen's `vcpu_mark_events_pending`). */
 export function kick(m: EventMemory, vcpu: number): void {
   Atomics.store(m.bytes, EVTCHN_LAYOUT.vcpuInfo * vcpu + EVTCHN_LAYOUT.upcallPending, 1);
-  Atomics.add(m.words, W_WAKE + vcpu, 1);
-  Atomics.notify(m.words, W_WAKE + vcpu);
+  nudge(m, vcpu);
 }
 
 /**
