@@ -19,6 +19,8 @@ const MiB = 1 << 20;
 const SIZE = 64 * MiB;
 const file = join(tmpdir(), `page-copy-${process.pid}.img`);
 writeFileSync(file, Buffer.alloc(SIZE, 1));
+process.on("exit", () => rmSync(file, { force: true })); // also after Ctrl-C, below
+process.on("SIGINT", () => process.exit(130));
 const fd = openSync(file, "r+");
 
 const pages = (make) => Array.from({ length: 256 }, () => new Uint8Array(make(), 0, 4096).fill(0x5a));
@@ -55,7 +57,6 @@ for (let round = 0; round < 3; round++) {
   }
 }
 closeSync(fd);
-rmSync(file);
 console.log("µs per MiB, three rounds (writevSync / readvSync, cached file)");
 for (const [k, v] of rows) console.log(`  ${k.padEnd(22)} ${v.join("  ")}`);
 
