@@ -20,7 +20,14 @@
  *   backend Connected   the device's carrier is up: eth<devid> is registered
  *   backend Closing/Closed   the device goes, → Closed; the pages are released once the backend
  *                       has unmapped them
- *   backend back to Initialising or InitWait while we are Connected: it went away; start over
+ *   backend back to Initialising while we are Connected, or to InitWait after we saw it
+ *                       Connected: it went away (unloaded) or is a new one; start over. An InitWait
+ *                       before its first Connected is no news: when netback wrote InitWait before
+ *                       our first read, the watch's initial event and the event of that write both
+ *                       read InitWait, and the second comes once we are Connected while netback is
+ *                       mapping our rings (Linux ignores InitWait unless it is Initialising; starting
+ *                       over there ended the grant netback was mapping: "map of ref 8 ... undefined
+ *                       error", test/net/netfront-attach-race.test.ts)
  *
  * One event channel per queue (Linux too uses one when the backend offers no split channels). A
  * frame goes out on the queue its flow hashes to (netdev.ts flowQueue), as Linux's
@@ -119,7 +126,10 @@ class NetfrontDriver implements XenbusDriver {
     switch (state) {
       case XenbusState.Initialising:
       case XenbusState.InitWait:
-        if (dev.state === XenbusState.Connected) {
+        if (
+          dev.state === XenbusState.Connected &&
+          (state === XenbusState.Initialising || vif.conn === null || vif.conn.registered)
+        ) {
           dev.kernel.printk(`xen-netfront: ${dev.nodename}: backend went away, starting over`);
           this.#release(dev, vif);
           await dev.switchState(XenbusState.Initialising);
