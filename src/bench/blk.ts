@@ -230,7 +230,8 @@ function cases(o: Options): Case[] {
     pattern,
     blockBytes: MIB,
     unit: "MB/s",
-    goal: 0.8,
+    // Issue 19: ≥ 0.8 on a quiet machine, ≥ 0.5 beside busy neighbours.
+    goal: o.busy > 0 ? 0.5 : 0.8,
     buffers,
   });
   // The -copy cases: the same through blkfront's copying API (the caller's Uint8Array, copied

@@ -76,7 +76,14 @@
  * dozes its timers wait (at most DOZE_MS, once its events stop); the host's messages do not, the
  * hypervisor nudges the wake word as it posts one. Not dom0: its loop serves sockets and files.
  * `bench evtchn --busy 1`, async: 43.6–53.0k round trips a second against 40.2–45.4k in waitAsync
- * (eight alternated pairs, docs/speed.md). Earlier tries: the whole window in one blocking wait
+ * (eight alternated pairs, docs/speed.md). A quick doze skips the loop's turn when the loop turned
+ * less than QUICK_TURN_MS ago: it lets the microtasks the handlers began run (QUICK_FLUSH_TICKS
+ * ticks), then waits. Beside a busy thread, a turn of the loop before each wait halves a blocking
+ * ping-pong's rate (docs/platform.md §1); quick dozes took `bench evtchn --busy 1` async from
+ * 0.44–0.56 to 0.60–0.73 (five alternated pairs). Work that needs the loop (a timer, a longer
+ * promise chain, a setImmediate) still gets it: the loop turns at least every QUICK_TURN_MS while
+ * events keep coming, and a quick doze that held such work up (it timed out, and the loop's turn
+ * after it had work at once) stops quick dozes for QUICK_BACKOFF_MS. Earlier tries: the whole window in one blocking wait
  * before the loop had turned (sequential blk fell to 0.14 against 0.33, the loop's own work held
  * up), and 100 µs slices (half of waitAsync's rate: beside a busy thread a wait with a timeout
  * under ~3 ms is woken slowly, docs/platform.md §1).
@@ -159,6 +166,15 @@ const BACKOFF_MAX_MS = 1000;
  * docs/platform.md §1), so a doze in short slices lost to waitAsync.
  */
 export const DOZE_MS = 5;
+/**
+ * A quick doze (see #dozeHalt): the event loop has turned within this long, ms, so the doze may
+ * skip the turn; at least once this often a dozing vCPU's loop still turns while events keep it busy.
+ */
+const QUICK_TURN_MS = 1;
+/** The microtask ticks a quick doze lets run before it waits (promise chains its handlers began). */
+const QUICK_FLUSH_TICKS = 16;
+/** No quick dozes for this long, ms, after one that timed out (work may have waited for the loop). */
+const QUICK_BACKOFF_MS = 1000;
 
 /** Counters of the async loop's halts (each time it found no upcall due). */
 export interface HaltStats {
@@ -172,6 +188,8 @@ export interface HaltStats {
   contended: number;
   /** Halts that ended in a doze (a blocking wait, when polling was not allowed; guests only). */
   dozed: number;
+  /** Of those, the dozes that skipped the event loop's turn (it had turned within QUICK_TURN_MS). */
+  quick: number;
   /** The current polling window, µs. */
   windowUs: number;
 }
@@ -218,12 +236,25 @@ export class EventChannelUpcall {
   readonly #doze: boolean;
   /** Dozing's window, µs: adapted as the polling window is; the vCPU dozes while it is above 0. */
   #dozeUs = 0;
-  readonly #halts: Omit<HaltStats, "windowUs"> = { polled: 0, slept: 0, crowded: 0, contended: 0, dozed: 0 };
+  readonly #halts: Omit<HaltStats, "windowUs"> = {
+    polled: 0,
+    slept: 0,
+    crowded: 0,
+    contended: 0,
+    dozed: 0,
+    quick: 0,
+  };
   /** No polling before this performance.now() (ms): backing off after a contended poll. */
   #quietUntil = 0;
   /** No polling before this performance.now() (ms): a driver asked so (holdPolling). */
   #holdUntil = 0;
   #backoffMs = BACKOFF_START_MS;
+  /** performance.now() (ms) when the async loop was last seen to turn (a doze's setImmediate, a waitAsync). */
+  #turnAt = 0;
+  /** No quick dozes before this performance.now() (ms). */
+  #quickOffUntil = 0;
+  /** performance.now() (ms) when the last quick doze timed out, until the halt after it ends; else 0. */
+  #quickTimedOutAt = 0;
 
   constructor(boot: GuestEventsBoot, opts: UpcallOptions = {}) {
     const v = boot.vcpu;
@@ -462,8 +493,13 @@ export class EventChannelUpcall {
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
           const t0 = performance.now();
           const held = t0 < this.#holdUntil;
+          const p = this.#pollers;
           const poll =
-            this.#pollUs > 0 && t0 >= this.#quietUntil && !held ? await this.#pollHalt(t0, live) : "none";
+            this.#pollUs > 0 && t0 >= this.#quietUntil && !held
+              ? p !== undefined && Atomics.load(p, POLLERS.polling) >= Atomics.load(p, POLLERS.limit)
+                ? this.#crowded()
+                : await this.#pollHalt(t0, live)
+              : "none";
           if (poll === "event") {
             this.#halts.polled++;
           } else if (
@@ -490,7 +526,13 @@ export class EventChannelUpcall {
                     Atomics.add(awake, POLLERS.awake, 1);
                   }
                 }
+                this.#turnAt = performance.now();
+                // A quick doze timed out and the loop's turn then had work within the millisecond:
+                // the doze held it up (see #quickDoze). A guest that was idle does not back off.
+                if (this.#quickTimedOutAt > 0 && this.#turnAt - this.#quickTimedOutAt < QUICK_TURN_MS)
+                  this.#quickOffUntil = this.#turnAt + QUICK_BACKOFF_MS;
               }
+              this.#quickTimedOutAt = 0;
               this.#halts.slept++;
             }
           }
@@ -544,8 +586,11 @@ export class EventChannelUpcall {
     const wake = this.#wakeWord;
     const at = this.#upcallByte;
     const awake = this.#pollers;
+    const now = performance.now();
+    if (now - this.#turnAt < QUICK_TURN_MS && now >= this.#quickOffUntil) return this.#quickDoze(live);
     return new Promise((resolve) => {
       setImmediate(() => {
+        this.#turnAt = performance.now();
         const seen = Atomics.load(words, wake);
         if (Atomics.load(bytes, at) !== 0 || !live()) return resolve(true);
         if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
@@ -554,6 +599,37 @@ export class EventChannelUpcall {
         resolve(Atomics.load(bytes, at) !== 0 || !live());
       });
     });
+  }
+
+  /**
+   * A doze without the loop's turn, when it turned less than QUICK_TURN_MS ago: the microtasks the
+   * handlers began run first (QUICK_FLUSH_TICKS ticks), then the same blocking wait. A wait that
+   * times out either found the guest idle or held up work that needed the loop (a longer promise
+   * chain, a timer); the halt then sleeps in waitAsync, and when that sleep ends within
+   * QUICK_TURN_MS (the loop's turn had work) quick dozes stop for QUICK_BACKOFF_MS. Same result as
+   * #dozeHalt.
+   */
+  async #quickDoze(live: () => boolean): Promise<boolean> {
+    for (let i = 0; i < QUICK_FLUSH_TICKS; i++) await undefined;
+    const bytes = this.#bytes;
+    const at = this.#upcallByte;
+    const seen = Atomics.load(this.#words, this.#wakeWord);
+    if (Atomics.load(bytes, at) === 0 && live()) {
+      const awake = this.#pollers;
+      if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
+      const r = Atomics.wait(this.#words, this.#wakeWord, seen, DOZE_MS);
+      if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
+      if (r === "timed-out") this.#quickTimedOutAt = performance.now();
+    }
+    const due = Atomics.load(bytes, at) !== 0 || !live();
+    if (due) this.#halts.quick++;
+    return due;
+  }
+
+  /** A halt that finds the host's limit of polling threads reached, without a promise hop. */
+  #crowded(): PollEnd {
+    this.#halts.crowded++;
+    return "crowded";
   }
 
   /** #poll, if fewer than the limit of threads are polling; else "crowded" at once. */

@@ -117,7 +117,15 @@ describe("the async loop with halt polling", () => {
     const t = looping({});
     try {
       for (let i = 0; i < 10; i++) await t.next();
-      assert.deepEqual(t.u.halts, { polled: 0, slept: 10, crowded: 0, contended: 0, dozed: 0, windowUs: 0 });
+      assert.deepEqual(t.u.halts, {
+        polled: 0,
+        slept: 10,
+        crowded: 0,
+        contended: 0,
+        dozed: 0,
+        quick: 0,
+        windowUs: 0,
+      });
     } finally {
       await t.u.stop();
     }

@@ -2,8 +2,9 @@
  * Dozing (src/kernel/evtchn.ts): where the host allows no halt polling (as beside a busy
  * neighbour), a guest's vCPU that keeps halting briefly waits for its next event in a blocking
  * wait, not in waitAsync; dom0's never does (its event loop has sockets and files to serve). The
- * host's requests still reach a dozing guest (the hypervisor nudges its wake word). Counts of what
- * happened, not timings.
+ * host's requests still reach a dozing guest (the hypervisor nudges its wake word). A busy guest's
+ * doze mostly skips its event loop's turn (quick), yet the loop turns at least every millisecond
+ * and work that needs it is not held up for good. Counts of what happened, not timings.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -12,6 +13,7 @@ import { EventChannels } from "../../src/hv/evtchn.ts";
 import type { HaltStats } from "../../src/kernel/evtchn.ts";
 import { EVTCHN_LAYOUT, eventMemory, W_WAKE } from "../../src/xen/evtchn-abi.ts";
 import { type GuestHost, startHost } from "../helpers/host.ts";
+import { until } from "../helpers/until.ts";
 
 const MODULE = new URL("./fixtures/halts-module.ts", import.meta.url).href;
 
@@ -40,11 +42,40 @@ describe("dozing when the host allows no halt polling", () => {
     assert.ok(dozed > slept, `most halts doze once the domain is busy: ${dozed} dozed, ${slept} slept`);
   });
 
+  it("a busy guest's dozes skip the event loop's turn (quick), and the loop still turns every millisecond", async () => {
+    // Quick dozes may be backing off (QUICK_BACKOFF_MS) after one that held up the guest's
+    // start: busy again until they come back.
+    const before = await reads(fx.domU, 0);
+    let after = before;
+    await until(
+      "quick dozes",
+      async () => {
+        after = await reads(fx.domU, 300);
+        return after.quick > before.quick;
+      },
+      { every: 0 },
+    );
+    assert.ok(after.quick - before.quick <= after.dozed - before.dozed, JSON.stringify({ before, after }));
+    // A 2 ms timer fires while the guest stays busy with reads (the loop turns at least once a
+    // millisecond); without the turns it would wait for the 10,000 reads to end.
+    const took = (await host.hv.call(fx.domU, "halts", "timer-while-busy", 10_000)) as number;
+    assert.ok(took < 10_000, `the timer fired after ${took} reads`);
+  });
+
+  it("work that needs more turns of its promises than a quick doze lets run still runs", async () => {
+    // Each read is followed by a 64-tick promise chain: a quick doze may sleep before it ends,
+    // wakes after DOZE_MS, and quick dozes back off. Every read is done.
+    const h = (await host.hv.call(fx.domU, "halts", "xs-reads-deep", 200)) as HaltStats;
+    assert.equal(typeof h.quick, "number");
+    assert.match(await host.hv.call(fx.domU, "halts", "xs-reads", 1).then(() => "answered"), /answered/);
+  });
+
   it("dom0's vCPU never dozes", async () => {
     const before = await reads(0, 0);
     const h = await reads(0, 300);
     assert.ok(h.slept + h.crowded > before.slept + before.crowded, `dom0 halted: ${JSON.stringify(h)}`);
     assert.equal(h.dozed, 0);
+    assert.equal(h.quick, 0);
   });
 
   it("the host's requests reach a guest right after it was busy, every one answered", async () => {
