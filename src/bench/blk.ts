@@ -117,7 +117,7 @@ interface Case {
   pattern: Pattern;
   blockBytes: number;
   unit: "IOPS" | "MB/s";
-  goal: number;
+  goal: number | null;
   /** How the guest's load holds its data (GuestRun.buffers); the baseline is the same for both. */
   buffers: "zero-copy" | "copy";
 }
@@ -230,8 +230,9 @@ function cases(o: Options): Case[] {
     pattern,
     blockBytes: MIB,
     unit: "MB/s",
-    // Issue 19: ≥ 0.8 on a quiet machine, ≥ 0.5 beside busy neighbours.
-    goal: o.busy > 0 ? 0.5 : 0.8,
+    // Issue 19: ≥ 0.8 on a quiet machine, ≥ 0.5 beside busy neighbours. The copying API does one
+    // more copy of each MiB than the baseline's whole read or write: informative, no goal.
+    goal: buffers === "copy" ? null : o.busy > 0 ? 0.5 : 0.8,
     buffers,
   });
   // The -copy cases: the same through blkfront's copying API (the caller's Uint8Array, copied
@@ -411,7 +412,9 @@ function table(
       ratio.toFixed(2),
       trace
         ? `≤ 1.02, ${ratio <= 1.02 ? "met" : "missed"}`
-        : `≥ ${c.goal}, ${ratio >= c.goal ? "met" : "missed"}`,
+        : c.goal === null
+          ? "none (copies)"
+          : `≥ ${c.goal}, ${ratio >= c.goal ? "met" : "missed"}`,
       m((x) => x.reqs),
       `${m((x) => x.kicksFront)}|${m((x) => x.kicksBack)}`,
       m((x) => x.ioCalls),

@@ -155,7 +155,9 @@ function table(samples: Map<VariantId, number[]>, busy: number): string {
     ...busyHeader(busy),
     ...alignColumns(rows, (i, n) => i === 0 || i === n - 1),
     `baseline runs: ${fmtRuns(samples.get("atomics")!)} (median ${fmtRate(base)})`,
-    "goal: ratio ≥ 0.77 (within 1.3× of the baseline)",
+    busy > 0
+      ? "goal: ratio ≥ 0.5 beside busy neighbours (issue 19)"
+      : "goal: ratio ≥ 0.77 (within 1.3× of the baseline)",
   ].join("\n");
 }
 
