@@ -83,10 +83,10 @@
  * 0.44–0.56 to 0.60–0.73 (five alternated pairs). Work that needs the loop (a timer, a longer
  * promise chain, a setImmediate) still gets it: the loop turns at least every QUICK_TURN_MS while
  * events keep coming, and a quick doze that held such work up (it timed out, and the loop's turn
- * after it had work at once) stops quick dozes for QUICK_BACKOFF_MS. Earlier tries: the whole window in one blocking wait
- * before the loop had turned (sequential blk fell to 0.14 against 0.33, the loop's own work held
- * up), and 100 µs slices (half of waitAsync's rate: beside a busy thread a wait with a timeout
- * under ~3 ms is woken slowly, docs/platform.md §1).
+ * after it had work at once) stops quick dozes for QUICK_BACKOFF_MS.
+ * Earlier tries: the whole window in one blocking wait before the loop had turned (sequential blk
+ * fell to 0.14 against 0.33, the loop's own work held up), and 100 µs slices (half of waitAsync's
+ * rate: beside a busy thread a wait with a timeout under ~3 ms is woken slowly, docs/platform.md §1).
  *
  * Worked example (haltPollUs 1000): window 1000 µs; a look at t and the next at t + 3 ms → the
  * poll ends, contended + 1, no polling until t + 13 ms; the first poll after that which keeps its
@@ -249,7 +249,7 @@ export class EventChannelUpcall {
   /** No polling before this performance.now() (ms): a driver asked so (holdPolling). */
   #holdUntil = 0;
   #backoffMs = BACKOFF_START_MS;
-  /** performance.now() (ms) when the async loop was last seen to turn (a doze's setImmediate, a waitAsync). */
+  /** performance.now() (ms) when the loop was last seen to turn (a doze's setImmediate, a waitAsync). */
   #turnAt = 0;
   /** No quick dozes before this performance.now() (ms). */
   #quickOffUntil = 0;
@@ -493,11 +493,13 @@ export class EventChannelUpcall {
         if (Atomics.load(this.#bytes, this.#upcallByte) === 0) {
           const t0 = performance.now();
           const held = t0 < this.#holdUntil;
-          const p = this.#pollers;
+          // The host's limit is read first without a promise hop: beside a busy neighbour it is 0
+          // and every halt would pay one (bench evtchn --busy 1 async 0.59–0.73 with this read,
+          // 0.52–0.63 without, five alternated pairs).
           const poll =
             this.#pollUs > 0 && t0 >= this.#quietUntil && !held
-              ? p !== undefined && Atomics.load(p, POLLERS.polling) >= Atomics.load(p, POLLERS.limit)
-                ? this.#crowded()
+              ? this.#limitReached()
+                ? "crowded"
                 : await this.#pollHalt(t0, live)
               : "none";
           if (poll === "event") {
@@ -626,10 +628,12 @@ export class EventChannelUpcall {
     return due;
   }
 
-  /** A halt that finds the host's limit of polling threads reached, without a promise hop. */
-  #crowded(): PollEnd {
+  /** Whether the host's limit of polling threads is reached now (counted as a crowded halt). */
+  #limitReached(): boolean {
+    const p = this.#pollers;
+    if (p === undefined || Atomics.load(p, POLLERS.polling) < Atomics.load(p, POLLERS.limit)) return false;
     this.#halts.crowded++;
-    return "crowded";
+    return true;
   }
 
   /** #poll, if fewer than the limit of threads are polling; else "crowded" at once. */
