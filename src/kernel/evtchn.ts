@@ -102,6 +102,7 @@ import {
   EVTCHNSTAT,
   type EventMemory,
   eventMemory,
+  nudgedSince,
   type PeerEvents,
   type PortEntry,
   portVcpu,
@@ -251,6 +252,8 @@ export class EventChannelUpcall {
   #backoffMs = BACKOFF_START_MS;
   /** performance.now() (ms) when the loop was last seen to turn (a doze's setImmediate, a waitAsync). */
   #turnAt = 0;
+  /** The wake word as read before the loop's last noted turn: a nudge after it is a message not taken yet. */
+  #wakeAtTurn = 0;
   /** No quick dozes before this performance.now() (ms). */
   #quickOffUntil = 0;
   /** performance.now() (ms) when the last quick doze timed out, until the halt after it ends; else 0. */
@@ -529,6 +532,7 @@ export class EventChannelUpcall {
                   }
                 }
                 this.#turnAt = performance.now();
+                this.#wakeAtTurn = seen;
                 // A quick doze timed out and the loop's turn then had work within the millisecond:
                 // the doze held it up (see #quickDoze). A guest that was idle does not back off.
                 if (this.#quickTimedOutAt > 0 && this.#turnAt - this.#quickTimedOutAt < QUICK_TURN_MS)
@@ -589,17 +593,37 @@ export class EventChannelUpcall {
     const at = this.#upcallByte;
     const awake = this.#pollers;
     const now = performance.now();
-    if (now - this.#turnAt < QUICK_TURN_MS && now >= this.#quickOffUntil) return this.#quickDoze(live);
+    if (
+      now - this.#turnAt < QUICK_TURN_MS &&
+      now >= this.#quickOffUntil &&
+      !nudgedSince(this.#wakeAtTurn, Atomics.load(words, wake))
+    )
+      return this.#quickDoze(live);
     return new Promise((resolve) => {
-      setImmediate(() => {
-        this.#turnAt = performance.now();
+      this.#turn(() => {
         const seen = Atomics.load(words, wake);
         if (Atomics.load(bytes, at) !== 0 || !live()) return resolve(true);
         if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
         Atomics.wait(words, wake, seen, DOZE_MS);
         if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
-        resolve(Atomics.load(bytes, at) !== 0 || !live());
+        const due = (): void => resolve(Atomics.load(bytes, at) !== 0 || !live());
+        // A message the host posted meanwhile goes before the events that came with it.
+        if (nudgedSince(seen, Atomics.load(words, wake))) this.#turn(due);
+        else due();
       });
+    });
+  }
+
+  /**
+   * Runs `fn` after one turn of the event loop (setImmediate), which takes the host's messages
+   * posted before now; notes the turn (#turnAt) and the wake word read before it (#wakeAtTurn).
+   */
+  #turn(fn: () => void): void {
+    const before = Atomics.load(this.#words, this.#wakeWord);
+    setImmediate(() => {
+      this.#turnAt = performance.now();
+      this.#wakeAtTurn = before;
+      fn();
     });
   }
 
@@ -623,6 +647,9 @@ export class EventChannelUpcall {
       if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
       if (r === "timed-out") this.#quickTimedOutAt = performance.now();
     }
+    // A message the host posted meanwhile goes before the events that came with it.
+    if (nudgedSince(seen, Atomics.load(this.#words, this.#wakeWord)))
+      await new Promise<void>((resolve) => this.#turn(resolve));
     const due = Atomics.load(bytes, at) !== 0 || !live();
     if (due) this.#halts.quick++;
     return due;

@@ -137,18 +137,31 @@ export function setPortVcpu(m: EventMemory, port: number, vcpu: number): void {
 }
 
 /**
+ * What a nudge adds to a wake word (a kick adds 1): a vCPU that slept can tell that the host posted
+ * its worker a message meanwhile, `(now - seen) >>> 0 >= NUDGE` (fewer than 65,536 kicks in one sleep).
+ */
+export const NUDGE = 0x10000;
+
+/**
  * Wake vCPU `vcpu` without an upcall: the host has posted its worker a message, which the worker's
- * event loop takes; a vCPU dozing in a blocking wait (src/kernel/evtchn.ts) returns to its loop.
+ * event loop takes; a vCPU dozing in a blocking wait (src/kernel/evtchn.ts) returns to its loop and
+ * lets the loop take the message before it handles later events.
  */
 export function nudge(m: EventMemory, vcpu: number): void {
-  Atomics.add(m.words, W_WAKE + vcpu, 1);
+  Atomics.add(m.words, W_WAKE + vcpu, NUDGE);
   Atomics.notify(m.words, W_WAKE + vcpu);
+}
+
+/** Whether a wake word that read `seen` before a sleep and `now` after it was nudged meanwhile. */
+export function nudgedSince(seen: number, now: number): boolean {
+  return (now - seen) >>> 0 >= NUDGE;
 }
 
 /** Mark vCPU `vcpu`'s upcall pending and kick it (Xen's `vcpu_mark_events_pending`). */
 export function kick(m: EventMemory, vcpu: number): void {
   Atomics.store(m.bytes, EVTCHN_LAYOUT.vcpuInfo * vcpu + EVTCHN_LAYOUT.upcallPending, 1);
-  nudge(m, vcpu);
+  Atomics.add(m.words, W_WAKE + vcpu, 1);
+  Atomics.notify(m.words, W_WAKE + vcpu);
 }
 
 /**

@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import type { Host } from "../../src/host/host.ts";
 import { EventChannels } from "../../src/hv/evtchn.ts";
 import type { HaltStats } from "../../src/kernel/evtchn.ts";
-import { EVTCHN_LAYOUT, eventMemory, W_WAKE } from "../../src/xen/evtchn-abi.ts";
+import { EVTCHN_LAYOUT, eventMemory, NUDGE, nudgedSince, W_WAKE } from "../../src/xen/evtchn-abi.ts";
 import { type GuestHost, startHost } from "../helpers/host.ts";
 import { until } from "../helpers/until.ts";
 
@@ -95,9 +95,17 @@ describe("EventChannels.nudge", () => {
     const before = [0, 1].map((v) => Atomics.load(m.words, W_WAKE + v));
     ev.nudge(3);
     for (const v of [0, 1]) {
-      assert.equal(Atomics.load(m.words, W_WAKE + v), before[v]! + 1, `vCPU ${v}'s wake word moved`);
+      assert.equal(Atomics.load(m.words, W_WAKE + v), before[v]! + NUDGE, `vCPU ${v}'s wake word moved`);
       assert.equal(Atomics.load(m.bytes, EVTCHN_LAYOUT.vcpuInfo * v + EVTCHN_LAYOUT.upcallPending), 0);
     }
     ev.nudge(99); // no such domain: nothing
+  });
+
+  it("is told from kicks by the amount it adds: nudgedSince", () => {
+    assert.equal(nudgedSince(7, 7 + 3), false, "three kicks");
+    assert.equal(nudgedSince(7, 7 + NUDGE), true, "a nudge");
+    assert.equal(nudgedSince(7, 7 + NUDGE + 2), true, "a nudge and two kicks");
+    assert.equal(nudgedSince(0x7fffffff, (0x7fffffff + NUDGE) | 0), true, "across the int32 wrap");
+    assert.equal(nudgedSince(-1, 1), false, "two kicks across zero");
   });
 });
