@@ -591,7 +591,6 @@ export class EventChannelUpcall {
     const bytes = this.#bytes;
     const wake = this.#wakeWord;
     const at = this.#upcallByte;
-    const awake = this.#pollers;
     const now = performance.now();
     if (
       now - this.#turnAt < QUICK_TURN_MS &&
@@ -603,15 +602,25 @@ export class EventChannelUpcall {
       this.#turn(() => {
         const seen = Atomics.load(words, wake);
         if (Atomics.load(bytes, at) !== 0 || !live()) return resolve(true);
-        if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
-        Atomics.wait(words, wake, seen, DOZE_MS);
-        if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
+        this.#dozeWait(seen);
         const due = (): void => resolve(Atomics.load(bytes, at) !== 0 || !live());
         // A message the host posted meanwhile goes before the events that came with it.
         if (nudgedSince(seen, Atomics.load(words, wake))) this.#turn(due);
         else due();
       });
     });
+  }
+
+  /**
+   * A doze's blocking wait on the wake word while it still reads `seen`, at most DOZE_MS; the
+   * host's count of awake domain threads leaves this one out meanwhile.
+   */
+  #dozeWait(seen: number): "ok" | "not-equal" | "timed-out" {
+    const awake = this.#pollers;
+    if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
+    const r = Atomics.wait(this.#words, this.#wakeWord, seen, DOZE_MS);
+    if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
+    return r;
   }
 
   /**
@@ -640,13 +649,8 @@ export class EventChannelUpcall {
     const bytes = this.#bytes;
     const at = this.#upcallByte;
     const seen = Atomics.load(this.#words, this.#wakeWord);
-    if (Atomics.load(bytes, at) === 0 && live()) {
-      const awake = this.#pollers;
-      if (awake !== undefined) Atomics.sub(awake, POLLERS.awake, 1);
-      const r = Atomics.wait(this.#words, this.#wakeWord, seen, DOZE_MS);
-      if (awake !== undefined) Atomics.add(awake, POLLERS.awake, 1);
-      if (r === "timed-out") this.#quickTimedOutAt = performance.now();
-    }
+    if (Atomics.load(bytes, at) === 0 && live() && this.#dozeWait(seen) === "timed-out")
+      this.#quickTimedOutAt = performance.now();
     // A message the host posted meanwhile goes before the events that came with it.
     if (nudgedSince(seen, Atomics.load(this.#words, this.#wakeWord)))
       await new Promise<void>((resolve) => this.#turn(resolve));
