@@ -51,7 +51,10 @@ describe("a reader that closes the pipe", () => {
   it("xenlab demo | head -5 ends with 141 (SIGPIPE's status), quietly", { timeout: 90_000 }, async () => {
     const r = await sh(`xenlab demo | head -5; echo "status \${PIPESTATUS[0]}" >&2`);
     assert.equal(r.stdout.split("\n").length, 6, r.stdout);
-    assert.equal(r.stderr, "status 141\n");
+    // 141 when the demo still writes after head has gone (SIGPIPE's status, as yes | head); 0
+    // when it has written its last line into the pipe's buffer first, as any Unix tool. Either
+    // way nothing else on stderr: no EPIPE stack trace. (It finished first once in CI.)
+    assert.match(r.stderr, /^status (141|0)\n$/);
   });
 });
 
