@@ -125,8 +125,19 @@ describe("the live view (xenlab up --http) in chromium", () => {
     await waitText(`[data-path="${BE}/frontend-id"]`, /frontend-id = "1"/);
     // The backend probed and went InitWait; no frontend driver in the guest.
     await waitText(`${DEV} .why`, /^frontend Initialising: no driver for alice_dev in domain 1$/);
-    const backend = await page.locator(`${DEV} [data-side="backend"][data-kind="state"]`).allTextContents();
-    assert.match(backend.at(-1) ?? "", /InitWait \(2\)/);
+    // The timeline's entries come in their own update: wait for the backend's last to be InitWait.
+    let last = "";
+    await until(
+      "the backend's InitWait on its timeline",
+      async () => {
+        const backend = await page
+          .locator(`${DEV} [data-side="backend"][data-kind="state"]`)
+          .allTextContents();
+        last = backend.at(-1) ?? "";
+        return /InitWait \(2\)/.test(last);
+      },
+      { detail: () => last },
+    );
   });
 
   it("draws both ends' timelines to Connected once the frontend is loaded", async (t) => {
